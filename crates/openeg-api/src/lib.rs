@@ -1,0 +1,9 @@
+//! EventGrid v1 wire contract: error codes, common validation (names, paging), and the
+//! per-resource request validation that turns a request body into a stored resource document.
+//!
+//! Nothing here does I/O; the server crate calls these functions and renders [`EgError`].
+
+pub mod error;
+pub mod validate;
+
+pub use error::EgError;

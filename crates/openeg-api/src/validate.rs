@@ -1,0 +1,268 @@
+//! Common validation: names, descriptions, paging, JSON field access with EG errors.
+//!
+//! Every function returns an [`EgError`] whose detail names the offending field, so the
+//! server can answer "one error per response, first violation" (`ERRORS.md` §1).
+
+use crate::EgError;
+use serde_json::{Map, Value};
+
+/// Name patterns of `API.md` §1.5.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamePattern {
+    /// `^[A-Za-z0-9][A-Za-z0-9._-]*$`
+    Mixed,
+    /// `^[a-z0-9][a-z0-9._-]*$` (custom sources)
+    Lower,
+    /// `^[a-z0-9][a-z0-9-]*$` with 32–64 chars (subscription source/target client ids)
+    ClientId,
+}
+
+/// Checks a resource name or client id against its pattern and length.
+pub fn name(field: &str, v: &str, pat: NamePattern) -> Result<(), EgError> {
+    let (min, max) = match pat {
+        NamePattern::ClientId => (32, 64),
+        _ => (1, 128),
+    };
+    let n = v.chars().count();
+    if n < min || n > max {
+        return Err(EgError::param(format!(
+            "{field} must be {min} to {max} characters long"
+        )));
+    }
+    let first_ok = |c: char| match pat {
+        NamePattern::Mixed => c.is_ascii_alphanumeric(),
+        NamePattern::Lower | NamePattern::ClientId => c.is_ascii_lowercase() || c.is_ascii_digit(),
+    };
+    let rest_ok = |c: char| match pat {
+        NamePattern::Mixed => c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'),
+        NamePattern::Lower => {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')
+        }
+        NamePattern::ClientId => c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-',
+    };
+    let mut chars = v.chars();
+    let ok = chars.next().is_some_and(first_ok) && chars.all(rest_ok);
+    if !ok {
+        let re = match pat {
+            NamePattern::Mixed => "^[A-Za-z0-9][A-Za-z0-9._-]*$",
+            NamePattern::Lower => "^[a-z0-9][a-z0-9._-]*$",
+            NamePattern::ClientId => "^[a-z0-9][a-z0-9-]*$",
+        };
+        return Err(EgError::param(format!("{field} must match {re}")));
+    }
+    Ok(())
+}
+
+/// Checks a free-text length in characters.
+pub fn max_len(field: &str, v: &str, max: usize) -> Result<(), EgError> {
+    if v.chars().count() > max {
+        return Err(EgError::param(format!(
+            "{field} must be at most {max} characters long"
+        )));
+    }
+    Ok(())
+}
+
+/// The body must be a JSON object.
+pub fn object<'a>(v: &'a Value, what: &str) -> Result<&'a Map<String, Value>, EgError> {
+    v.as_object()
+        .ok_or_else(|| EgError::param(format!("{what} must be a JSON object")))
+}
+
+/// Optional string member: absent or `null` → `None`; wrong type → 400.
+pub fn opt_str<'a>(o: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, EgError> {
+    match o.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(EgError::param(format!("{key} must be a string"))),
+    }
+}
+
+/// Required non-empty string member.
+pub fn req_str<'a>(o: &'a Map<String, Value>, key: &str) -> Result<&'a str, EgError> {
+    match opt_str(o, key)? {
+        Some(s) if !s.is_empty() => Ok(s),
+        Some(_) => Err(EgError::param(format!("{key} must not be empty"))),
+        None => Err(EgError::param(format!("{key} is required"))),
+    }
+}
+
+/// Optional boolean member.
+pub fn opt_bool(o: &Map<String, Value>, key: &str) -> Result<Option<bool>, EgError> {
+    match o.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(EgError::param(format!("{key} must be a boolean"))),
+    }
+}
+
+/// Optional integer member within bounds.
+pub fn opt_int(
+    o: &Map<String, Value>,
+    key: &str,
+    min: i64,
+    max: i64,
+) -> Result<Option<i64>, EgError> {
+    match o.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(i) if (min..=max).contains(&i) => Ok(Some(i)),
+            _ => Err(EgError::param(format!(
+                "{key} must be an integer between {min} and {max}"
+            ))),
+        },
+        Some(_) => Err(EgError::param(format!("{key} must be an integer"))),
+    }
+}
+
+/// Optional object member.
+pub fn opt_obj<'a>(
+    o: &'a Map<String, Value>,
+    key: &str,
+) -> Result<Option<&'a Map<String, Value>>, EgError> {
+    match o.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(m)) => Ok(Some(m)),
+        Some(_) => Err(EgError::param(format!("{key} must be a JSON object"))),
+    }
+}
+
+/// Compact-serialized size of a JSON value in bytes (`API.md` §1.6).
+pub fn compact_len(v: &Value) -> usize {
+    serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX)
+}
+
+/// Sort field of list operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortField {
+    CreatedTime,
+    UpdatedTime,
+    Name,
+}
+
+/// Paging and sorting of list operations (`API.md` §1.4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paging {
+    pub offset: u64,
+    pub limit: u64,
+    pub sort: SortField,
+    pub descending: bool,
+}
+
+impl Default for Paging {
+    fn default() -> Self {
+        Paging {
+            offset: 0,
+            limit: 15,
+            sort: SortField::CreatedTime,
+            descending: true,
+        }
+    }
+}
+
+/// Parses `offset`, `limit`, `sort` from query values (already percent-decoded).
+pub fn paging(
+    offset: Option<&str>,
+    limit: Option<&str>,
+    sort: Option<&str>,
+) -> Result<Paging, EgError> {
+    let mut p = Paging::default();
+    if let Some(o) = offset {
+        p.offset = o
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| EgError::param("offset must be an integer >= 0"))?;
+    }
+    if let Some(l) = limit {
+        p.limit = match l.trim().parse::<u64>() {
+            Ok(n) if (1..=1000).contains(&n) => n,
+            _ => {
+                return Err(EgError::param(
+                    "limit must be an integer between 1 and 1000",
+                ))
+            }
+        };
+    }
+    if let Some(s) = sort {
+        let (field, dir) = s.split_once(':').unwrap_or((s, "DESC"));
+        p.sort = match field {
+            "created_time" => SortField::CreatedTime,
+            "updated_time" => SortField::UpdatedTime,
+            "name" => SortField::Name,
+            _ => {
+                return Err(EgError::param(
+                    "sort must be <created_time|updated_time|name>:<ASC|DESC>",
+                ))
+            }
+        };
+        p.descending = if dir.eq_ignore_ascii_case("desc") {
+            true
+        } else if dir.eq_ignore_ascii_case("asc") {
+            false
+        } else {
+            return Err(EgError::param(
+                "sort must be <created_time|updated_time|name>:<ASC|DESC>",
+            ));
+        };
+    }
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(name("name", "a", NamePattern::Mixed).is_ok());
+        assert!(name("name", "Ab.c_d-e9", NamePattern::Mixed).is_ok());
+        assert!(name("name", &"a".repeat(128), NamePattern::Mixed).is_ok());
+        assert!(name("name", &"a".repeat(129), NamePattern::Mixed).is_err());
+        assert!(name("name", "", NamePattern::Mixed).is_err());
+        assert!(name("name", "-a", NamePattern::Mixed).is_err());
+        assert!(name("name", "a b", NamePattern::Mixed).is_err());
+        assert!(name("name", "Upper", NamePattern::Lower).is_err());
+        assert!(name("name", "lower.ok", NamePattern::Lower).is_ok());
+        assert!(name("id", &"a".repeat(31), NamePattern::ClientId).is_err());
+        assert!(name("id", &"a".repeat(32), NamePattern::ClientId).is_ok());
+        assert!(name("id", &format!("{}_", "a".repeat(32)), NamePattern::ClientId).is_err());
+        let e = name("name", &"x".repeat(129), NamePattern::Mixed).unwrap_err();
+        assert_eq!(e.code, "EG.00513000");
+    }
+
+    #[test]
+    fn paging_defaults_and_bounds() {
+        assert_eq!(paging(None, None, None).unwrap(), Paging::default());
+        let p = paging(Some("5"), Some("1000"), Some("name:asc")).unwrap();
+        assert_eq!(
+            (p.offset, p.limit, p.sort, p.descending),
+            (5, 1000, SortField::Name, false)
+        );
+        assert!(paging(None, Some("0"), None).is_err());
+        assert!(paging(None, Some("1001"), None).is_err());
+        assert!(paging(Some("-1"), None, None).is_err());
+        assert!(paging(Some("x"), None, None).is_err());
+        assert!(paging(None, None, Some("id:ASC")).is_err());
+        assert!(paging(None, None, Some("name:UP")).is_err());
+        assert!(
+            paging(None, None, Some("updated_time:DESC"))
+                .unwrap()
+                .descending
+        );
+    }
+
+    #[test]
+    fn typed_members() {
+        let v: Value = serde_json::json!({"s": "x", "n": 3, "b": true, "e": "", "z": null});
+        let o = object(&v, "body").unwrap();
+        assert_eq!(req_str(o, "s").unwrap(), "x");
+        assert!(req_str(o, "e").is_err());
+        assert!(req_str(o, "missing").is_err());
+        assert!(req_str(o, "n").is_err());
+        assert_eq!(opt_str(o, "z").unwrap(), None);
+        assert_eq!(opt_int(o, "n", 0, 5).unwrap(), Some(3));
+        assert!(opt_int(o, "n", 4, 5).is_err());
+        assert_eq!(opt_bool(o, "b").unwrap(), Some(true));
+        assert!(opt_bool(o, "s").is_err());
+    }
+}

@@ -1,0 +1,1 @@
+//! OpenEG HTTP layer (work in progress).

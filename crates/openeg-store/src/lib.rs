@@ -1,0 +1,158 @@
+//! Metadata store: every EG resource is a JSON document row keyed by
+//! `(project_id, kind, id)`, with the columns the control plane filters on (`name`,
+//! `parent_id`, timestamps) and a side table of references (`refs`) for bound-resource checks
+//! and reverse look-ups (which subscriptions use connection X, which target function URN Y).
+//!
+//! Two implementations pass the same suite: SQLite (embedded default) and PostgreSQL.
+//!
+//! Invariants:
+//! * `(project_id, kind, name)` is unique when `name` is non-empty (duplicate → [`StoreError::Duplicate`]).
+//! * [`MetaStore::insert`] checks its quota counts and inserts atomically: concurrent inserts
+//!   never exceed a quota.
+//! * Documents are stored as given; secret encryption happens before the store (see `secrets`).
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+/// Resource kinds stored in the metadata table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Channel,
+    Source,
+    Connection,
+    Subscription,
+    Agency,
+    Schema,
+    SchemaVersion,
+    Endpoint,
+    EventStream,
+    RouterCluster,
+    RouterJob,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Channel => "channel",
+            Kind::Source => "source",
+            Kind::Connection => "connection",
+            Kind::Subscription => "subscription",
+            Kind::Agency => "agency",
+            Kind::Schema => "schema",
+            Kind::SchemaVersion => "schema_version",
+            Kind::Endpoint => "endpoint",
+            Kind::EventStream => "event_stream",
+            Kind::RouterCluster => "router_cluster",
+            Kind::RouterJob => "router_job",
+        }
+    }
+}
+
+/// One stored resource.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub project_id: String,
+    pub kind: Kind,
+    pub id: String,
+    /// Unique per (project, kind) when non-empty; `""` for unnamed kinds.
+    pub name: String,
+    /// Owning resource (channel of a source/subscription, schema of a version), if any.
+    pub parent_id: Option<String>,
+    /// Unix epoch milliseconds.
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// The resource document (the wire shape, secrets already encrypted).
+    pub body: Value,
+    /// Reference keys this resource holds, e.g. `"connection:<id>"`, `"fn:<urn>"`,
+    /// `"source:<name>"`. Replaced as a whole on update.
+    pub refs: Vec<String>,
+}
+
+/// Sort order of a listing. Ties are always broken by `id` in the same direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortKey {
+    #[default]
+    CreatedAt,
+    UpdatedAt,
+    Name,
+}
+
+/// A listing query; every filter is optional and they AND together.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ListQuery {
+    pub parent_id: Option<String>,
+    /// Exact name.
+    pub name: Option<String>,
+    /// Substring of name, ASCII case-insensitive.
+    pub fuzzy_name: Option<String>,
+    /// The record holds this reference key.
+    pub has_ref: Option<String>,
+    /// Top-level string members of `body` that must equal the given value.
+    pub body_eq: Vec<(String, String)>,
+    /// Top-level string member of `body` that must contain the value (ASCII case-insensitive).
+    pub body_contains: Vec<(String, String)>,
+    pub sort: SortKey,
+    pub descending: bool,
+    pub offset: u64,
+    /// `None` = no limit.
+    pub limit: Option<u64>,
+}
+
+/// A count that must stay at or below `max` after an insert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaCheck {
+    /// Quota type name for the error message, e.g. `"CHANNEL"`.
+    pub quota: &'static str,
+    pub kind: Kind,
+    /// Count only records with this parent (per-channel quotas).
+    pub parent_id: Option<String>,
+    /// Count only records whose body member equals this value (e.g. `type` = `RABBITMQ`).
+    pub body_eq: Option<(String, String)>,
+    pub max: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("duplicate name")]
+    Duplicate,
+    #[error("quota {0} exceeded")]
+    Quota(&'static str),
+    #[error("storage error: {0}")]
+    Backend(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+#[async_trait]
+pub trait MetaStore: Send + Sync + 'static {
+    /// Registers a project; returns true when it did not exist before (the caller then
+    /// creates its default channel).
+    async fn ensure_project(&self, project_id: &str) -> Result<bool>;
+
+    /// Inserts after checking every quota, atomically.
+    async fn insert(&self, rec: &Record, quotas: &[QuotaCheck]) -> Result<()>;
+
+    async fn get(&self, project_id: &str, kind: Kind, id: &str) -> Result<Option<Record>>;
+
+    async fn get_by_name(&self, project_id: &str, kind: Kind, name: &str)
+        -> Result<Option<Record>>;
+
+    /// Replaces name, parent, body, refs and `updated_at` of an existing record; false if absent.
+    async fn update(&self, rec: &Record) -> Result<bool>;
+
+    /// Deletes; false if absent.
+    async fn delete(&self, project_id: &str, kind: Kind, id: &str) -> Result<bool>;
+
+    /// Returns (total matches ignoring offset/limit, the page).
+    async fn list(&self, project_id: &str, kind: Kind, q: &ListQuery)
+        -> Result<(u64, Vec<Record>)>;
+
+    /// Number of records of `kind` in the project, optionally under one parent.
+    async fn count(&self, project_id: &str, kind: Kind, parent_id: Option<&str>) -> Result<u64>;
+
+    /// Records of any kind in the project that hold reference `key`.
+    async fn referencing(&self, project_id: &str, key: &str) -> Result<Vec<Record>>;
+
+    /// Records of `kind` in **any** project that hold reference `key` (global uniqueness checks).
+    async fn referencing_global(&self, kind: Kind, key: &str) -> Result<Vec<Record>>;
+}
