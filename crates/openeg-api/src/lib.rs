@@ -3,7 +3,9 @@
 //!
 //! Nothing here does I/O; the server crate calls these functions and renders [`EgError`].
 
+pub mod connection;
 pub mod error;
+pub mod source;
 pub mod validate;
 
 pub use error::EgError;

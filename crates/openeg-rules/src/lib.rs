@@ -1,16 +1,43 @@
 //! EventGrid filter rules (`RULES.md`) and transforms (`TRANSFORM.md`).
 //!
-//! STUB: the validation entry points below are the contract the control plane calls; the
-//! compiled matcher and the transform engine are built behind them.
+//! Pure code: no I/O, no async. Modules:
+//! * [`filter`] — the rule AST, its validation (§2) and a direct evaluator that explains results;
+//! * [`number`] — the number model of §3 (exact `i64`, otherwise correctly rounded `f64`);
+//! * [`scan`] — a selective JSON scanner that extracts only the fields rules name (§4.1/4.2);
+//! * [`matcher`] — all rules of a channel compiled into one immutable [`Matcher`];
+//! * [`explain`] — the `rules test` report shared by the CLI and the HTTP endpoint;
+//! * [`jsonpath`] and [`transform`] — TRANSFORM.md variables, templates and rendering.
+
+pub mod explain;
+pub mod filter;
+pub mod jsonpath;
+pub mod matcher;
+pub mod number;
+pub mod scan;
+pub mod transform;
 
 use serde_json::Value;
 use std::fmt;
+
+pub use explain::test_events;
+pub use filter::{parse_filter, Filter};
+pub use matcher::{Matcher, MatcherBuilder, Scratch};
+pub use transform::{CompiledTransform, Rendered};
 
 /// A precise validation failure: where (a JSON path into the rule) and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleError {
     pub path: String,
     pub message: String,
+}
+
+impl RuleError {
+    pub(crate) fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        RuleError {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
 }
 
 impl fmt::Display for RuleError {
@@ -26,8 +53,8 @@ impl fmt::Display for RuleError {
 impl std::error::Error for RuleError {}
 
 /// Validates a filter rule (`RULES.md` §2). `require_source` is false for event streams.
-pub fn validate_filter(_filter: &Value, _require_source: bool) -> Result<(), RuleError> {
-    Ok(())
+pub fn validate_filter(filter: &Value, require_source: bool) -> Result<(), RuleError> {
+    filter::parse_filter(filter, require_source).map(|_| ())
 }
 
 /// Where a TransForm object is used; decides which `type`s are allowed and extra checks.
@@ -44,6 +71,6 @@ pub enum TransformUse {
 }
 
 /// Validates a TransForm object `{type, value, template}` (`TRANSFORM.md` §3).
-pub fn validate_transform(_transform: &Value, _usage: TransformUse) -> Result<(), RuleError> {
-    Ok(())
+pub fn validate_transform(transform: &Value, usage: TransformUse) -> Result<(), RuleError> {
+    CompiledTransform::compile(transform, usage).map(|_| ())
 }

@@ -1,1 +1,141 @@
-//! OpenEG HTTP layer (work in progress).
+//! OpenEG HTTP layer: EG routes, request signing, project scoping, request ids, one handler
+//! module per resource family under [`resources`].
+//!
+//! Layering of one request (outermost first):
+//! 1. [`outer`]: `X-Request-Id` (task-local, so error bodies carry it), trailing-slash
+//!    normalization, URI/body size limits.
+//! 2. axum routing: unknown path or method → 404 `APIGW.0101`, before any authentication.
+//! 3. [`auth::require_tenant`] on `/v1/{project_id}/...` routes: signature or token, project
+//!    binding, default channel.
+//! 4. The handler, which returns `ApiResult<Response>`.
+
+pub mod auth;
+pub mod error;
+pub mod projects;
+pub mod resources;
+pub mod secrets;
+pub mod state;
+pub mod util;
+
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, Uri};
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use error::{ApiError, REQUEST_ID};
+use openeg_api::EgError;
+pub use state::{AppState, Credential, Quotas, ServerConfig, Tenant};
+use tower::ServiceExt;
+
+const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// The routed application (without the outer layer).
+pub fn router(st: AppState) -> Router {
+    let tenant_routes = resources::routes().route_layer(middleware::from_fn_with_state(
+        st.clone(),
+        auth::require_tenant,
+    ));
+    Router::new()
+        .route("/", get(resources::versions::list_api_versions))
+        .route("/v3/auth/tokens", post(auth::issue_token))
+        .route("/openeg/v1/health", get(|| async { util::ok(serde_json::json!({"status": "ok"})) }))
+        .merge(tenant_routes)
+        .fallback(no_route)
+        .method_not_allowed_fallback(no_route)
+        .with_state(st)
+}
+
+async fn no_route() -> ApiError {
+    ApiError(EgError::no_route())
+}
+
+fn request_id(node: &str) -> String {
+    format!(
+        "{}-{}-{}",
+        uuid::Uuid::new_v4().simple(),
+        util::now_ms(),
+        node
+    )
+}
+
+/// Serves until `shutdown` resolves; in-flight requests finish first.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    st: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, tower::make::Shared::new(service(st)))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The whole application as one service: the outer layer, then the router.
+pub fn service(
+    st: AppState,
+) -> impl tower::Service<
+    Request,
+    Response = Response,
+    Error = std::convert::Infallible,
+    Future = impl std::future::Future<Output = Result<Response, std::convert::Infallible>> + Send,
+> + Clone
+       + Send
+       + 'static {
+    let node: std::sync::Arc<str> = st.cfg.node_name.clone().into();
+    let max_body = st.cfg.max_body_bytes;
+    let routed = router(st);
+    tower::service_fn(move |req: Request| {
+        let routed = routed.clone();
+        let node = node.clone();
+        async move { Ok(outer_service(node, max_body, req, routed).await) }
+    })
+}
+
+/// Request id (task-local for error bodies, header on every response) around routing.
+async fn outer_service(node: std::sync::Arc<str>, max_body: usize, req: Request, routed: Router) -> Response {
+    let id = request_id(&node);
+    let mut resp = REQUEST_ID
+        .scope(id.clone(), async move {
+            match pre_route(req, max_body) {
+                Ok(req) => match routed.oneshot(req).await {
+                    Ok(r) => r,
+                    Err(never) => match never {},
+                },
+                Err(e) => e.into_response(),
+            }
+        })
+        .await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+/// Size limits and trailing-slash normalization, before routing.
+fn pre_route(mut req: Request, max_body: usize) -> Result<Request, ApiError> {
+    if req.uri().to_string().len() > MAX_URI_BYTES {
+        return Err(ApiError(EgError::uri_too_large()));
+    }
+    let too_big = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|n| n > max_body);
+    if too_big {
+        return Err(ApiError(EgError::too_large()));
+    }
+    let path = req.uri().path();
+    if path.len() > 1 && path.ends_with('/') {
+        let trimmed = path.trim_end_matches('/');
+        let trimmed = if trimmed.is_empty() { "/" } else { trimmed };
+        let pq = match req.uri().query() {
+            Some(q) => format!("{trimmed}?{q}"),
+            None => trimmed.to_string(),
+        };
+        if let Ok(uri) = pq.parse::<Uri>() {
+            *req.uri_mut() = uri;
+        }
+    }
+    Ok(req)
+}

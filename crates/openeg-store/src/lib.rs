@@ -10,9 +10,22 @@
 //! * [`MetaStore::insert`] checks its quota counts and inserts atomically: concurrent inserts
 //!   never exceed a quota.
 //! * Documents are stored as given; secret encryption happens before the store (see `secrets`).
+//!
+//! Entry points: [`open_store`], [`SqliteStore`], [`PgStore`], [`secrets::SecretBox`].
+
+use std::path::Path;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::Value;
+
+mod common;
+mod postgres;
+pub mod secrets;
+mod sqlite;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
 
 /// Resource kinds stored in the metadata table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -108,6 +121,8 @@ pub struct QuotaCheck {
     pub parent_id: Option<String>,
     /// Count only records whose body member equals this value (e.g. `type` = `RABBITMQ`).
     pub body_eq: Option<(String, String)>,
+    /// The insert fails when the count after it would exceed `max`. The new record adds one
+    /// only if it matches `kind`, `parent_id` and `body_eq`.
     pub max: u64,
 }
 
@@ -134,10 +149,12 @@ pub trait MetaStore: Send + Sync + 'static {
 
     async fn get(&self, project_id: &str, kind: Kind, id: &str) -> Result<Option<Record>>;
 
+    /// Look-up by exact name; an empty name never matches (unnamed kinds).
     async fn get_by_name(&self, project_id: &str, kind: Kind, name: &str)
         -> Result<Option<Record>>;
 
     /// Replaces name, parent, body, refs and `updated_at` of an existing record; false if absent.
+    /// Renaming onto another record's name → [`StoreError::Duplicate`].
     async fn update(&self, rec: &Record) -> Result<bool>;
 
     /// Deletes; false if absent.
@@ -150,9 +167,42 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Number of records of `kind` in the project, optionally under one parent.
     async fn count(&self, project_id: &str, kind: Kind, parent_id: Option<&str>) -> Result<u64>;
 
-    /// Records of any kind in the project that hold reference `key`.
+    /// Records of any kind in the project that hold reference `key`, ordered by (kind, id).
     async fn referencing(&self, project_id: &str, key: &str) -> Result<Vec<Record>>;
 
-    /// Records of `kind` in **any** project that hold reference `key` (global uniqueness checks).
+    /// Records of `kind` in **any** project that hold reference `key` (global uniqueness checks),
+    /// ordered by (project, id).
     async fn referencing_global(&self, kind: Kind, key: &str) -> Result<Vec<Record>>;
+
+    /// Stores (or replaces) an API token by the hex SHA-256 of the token; the token itself is
+    /// never stored.
+    async fn put_token(
+        &self,
+        token_sha256_hex: &str,
+        project_id: &str,
+        access_key: &str,
+        expires_at: i64,
+    ) -> Result<()>;
+
+    /// Returns `(project_id, access_key, expires_at)`; expired tokens are returned too (until
+    /// purged), so the caller must compare `expires_at` with the clock.
+    async fn get_token(&self, token_sha256_hex: &str) -> Result<Option<(String, String, i64)>>;
+
+    /// Deletes tokens with `expires_at <= now_ms`; returns how many.
+    async fn purge_expired_tokens(&self, now_ms: i64) -> Result<u64>;
+}
+
+/// Opens the configured store: PostgreSQL when `database_url` is given, else SQLite at
+/// `data_dir/openeg.db` (the directory is created if missing). Migrations run either way.
+pub async fn open_store(database_url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn MetaStore>> {
+    match database_url {
+        Some(url) => Ok(Arc::new(PgStore::connect(url).await?)),
+        None => {
+            std::fs::create_dir_all(data_dir)
+                .map_err(|e| StoreError::Backend(format!("cannot create data directory: {e}")))?;
+            Ok(Arc::new(
+                SqliteStore::open(&data_dir.join("openeg.db")).await?,
+            ))
+        }
+    }
 }

@@ -1,0 +1,489 @@
+//! A selective JSON scanner. It walks the raw event bytes once, guided by a trie of the field
+//! paths some rule names, and reports only those fields' values to a [`Sink`]; everything else
+//! is skipped without being decoded. No `serde_json::Value` is built.
+//!
+//! Path steps follow RULES.md §4.1: objects are entered by key; an array met on the way is
+//! entered element by element (nested arrays flattened, object elements entered); `data` itself
+//! must be an object. At a leaf, scalars of arrays (recursively) are candidates (§4.2).
+//! The scanner checks the JSON structure it walks and fails on malformed input rather than
+//! guessing; it never panics.
+
+use crate::filter::Scalar;
+use crate::number::Num;
+use memchr::memchr2;
+
+/// No field at a node.
+pub const NO_FIELD: u32 = u32::MAX;
+/// serde_json's default nesting limit: deeper events are rejected the same way.
+const MAX_DEPTH: u32 = 128;
+
+/// What a leaf field needs decoded (others are only checked for presence).
+pub const WANT_STR: u8 = 1;
+pub const WANT_NUM: u8 = 2;
+pub const WANT_BOOL: u8 = 4;
+
+#[derive(Debug, Clone, Default)]
+pub struct PathNode {
+    keys: Vec<Box<[u8]>>,
+    kids: Vec<u32>,
+    /// Leaf field id, or [`NO_FIELD`].
+    pub field: u32,
+    /// The `data` node: arrays are not entered there (§4.1 "data absent or not an object").
+    objects_only: bool,
+    pub wants: u8,
+}
+
+/// The trie of all field paths named by the compiled rules. Node 0 is the event root.
+#[derive(Debug, Clone)]
+pub struct PathTrie {
+    pub nodes: Vec<PathNode>,
+}
+
+impl Default for PathTrie {
+    fn default() -> Self {
+        PathTrie {
+            nodes: vec![PathNode {
+                field: NO_FIELD,
+                ..Default::default()
+            }],
+        }
+    }
+}
+
+impl PathTrie {
+    /// Inserts a path and returns its leaf node index.
+    pub fn insert(&mut self, path: &[String]) -> usize {
+        let mut cur = 0usize;
+        for (depth, step) in path.iter().enumerate() {
+            let key = step.as_bytes();
+            let pos = self.nodes[cur].keys.iter().position(|k| &**k == key);
+            cur = match pos {
+                Some(p) => self.nodes[cur].kids[p] as usize,
+                None => {
+                    let id = self.nodes.len();
+                    self.nodes.push(PathNode {
+                        field: NO_FIELD,
+                        objects_only: depth == 0 && step == "data",
+                        ..Default::default()
+                    });
+                    self.nodes[cur].keys.push(key.into());
+                    self.nodes[cur].kids.push(id as u32);
+                    id
+                }
+            };
+        }
+        cur
+    }
+
+    #[inline]
+    fn child(&self, node: usize, key: &[u8]) -> Option<(usize, usize)> {
+        let n = &self.nodes[node];
+        n.keys
+            .iter()
+            .position(|k| **k == *key)
+            .map(|p| (p, n.kids[p] as usize))
+    }
+}
+
+/// Receives the values of named fields, in document order.
+pub trait Sink {
+    /// A direct hit of the field's path (called once per hit; `nonnull` false for JSON null).
+    fn hit(&mut self, field: u32, nonnull: bool);
+    /// A candidate scalar of the field (§4.2).
+    fn scalar(&mut self, field: u32, value: Scalar<'_>);
+}
+
+/// Why an event could not be scanned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanError {
+    pub offset: usize,
+}
+
+impl std::fmt::Display for ScanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "malformed JSON event near byte {}", self.offset)
+    }
+}
+
+impl std::error::Error for ScanError {}
+
+type R<T> = Result<T, ScanError>;
+
+/// Scans `input`. Returns `Ok(true)` when a named key occurred twice in one object: the caller
+/// must then re-scan a normalised copy, since JSON's last-duplicate-wins cannot be streamed.
+pub fn scan<S: Sink>(trie: &PathTrie, input: &[u8], sink: &mut S, buf: &mut Vec<u8>) -> R<bool> {
+    let mut s = Scanner {
+        b: input,
+        i: 0,
+        trie,
+        sink,
+        buf,
+        dup: false,
+    };
+    s.ws();
+    if s.peek()? == b'{' {
+        s.object(0, 0)?;
+    } else {
+        // Not an object: every field is absent; still require well-formed input.
+        s.skip_value()?;
+    }
+    s.ws();
+    if s.i != s.b.len() {
+        return Err(s.err());
+    }
+    Ok(s.dup)
+}
+
+struct Scanner<'a, 'b, S> {
+    b: &'a [u8],
+    i: usize,
+    trie: &'b PathTrie,
+    sink: &'b mut S,
+    buf: &'b mut Vec<u8>,
+    dup: bool,
+}
+
+impl<S: Sink> Scanner<'_, '_, S> {
+    #[inline]
+    fn err(&self) -> ScanError {
+        ScanError { offset: self.i }
+    }
+
+    #[inline]
+    fn ws(&mut self) {
+        while let Some(&c) = self.b.get(self.i) {
+            if matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
+                self.i += 1;
+            } else {
+                break;
+            }
+        }
+    }
+
+    #[inline]
+    fn peek(&self) -> R<u8> {
+        self.b.get(self.i).copied().ok_or(self.err())
+    }
+
+    /// At a `"`: returns the raw content range and whether it holds escapes; moves past it.
+    #[inline]
+    fn string_raw(&mut self) -> R<(usize, usize, bool)> {
+        let start = self.i + 1;
+        let mut j = start;
+        let mut esc = false;
+        loop {
+            let rest = self.b.get(j..).ok_or(self.err())?;
+            match memchr2(b'"', b'\\', rest) {
+                None => {
+                    self.i = self.b.len();
+                    return Err(self.err());
+                }
+                Some(k) => {
+                    j += k;
+                    if self.b[j] == b'"' {
+                        self.i = j + 1;
+                        return Ok((start, j, esc));
+                    }
+                    esc = true;
+                    j += 2;
+                }
+            }
+        }
+    }
+
+    /// Decodes a string's content into `buf` (only called when it has escapes).
+    fn unescape(&mut self, start: usize, end: usize) -> R<()> {
+        self.buf.clear();
+        let src = &self.b[start..end];
+        let mut k = 0;
+        let bad = ScanError { offset: start };
+        while k < src.len() {
+            let c = src[k];
+            if c != b'\\' {
+                self.buf.push(c);
+                k += 1;
+                continue;
+            }
+            let e = *src.get(k + 1).ok_or(bad)?;
+            k += 2;
+            let ch = match e {
+                b'"' => b'"',
+                b'\\' => b'\\',
+                b'/' => b'/',
+                b'b' => 8,
+                b'f' => 12,
+                b'n' => b'\n',
+                b'r' => b'\r',
+                b't' => b'\t',
+                b'u' => {
+                    let hi = hex4(src.get(k..k + 4).ok_or(bad)?).ok_or(bad)?;
+                    k += 4;
+                    let cp = if (0xD800..0xDC00).contains(&hi) {
+                        // A surrogate pair is required, as serde_json requires it.
+                        if src.get(k..k + 2) != Some(b"\\u") {
+                            return Err(bad);
+                        }
+                        let lo = hex4(src.get(k + 2..k + 6).ok_or(bad)?).ok_or(bad)?;
+                        if !(0xDC00..0xE000).contains(&lo) {
+                            return Err(bad);
+                        }
+                        k += 6;
+                        0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                    } else if (0xDC00..0xE000).contains(&hi) {
+                        return Err(bad);
+                    } else {
+                        hi
+                    };
+                    let ch = char::from_u32(cp).ok_or(bad)?;
+                    let mut tmp = [0u8; 4];
+                    self.buf.extend_from_slice(ch.encode_utf8(&mut tmp).as_bytes());
+                    continue;
+                }
+                _ => return Err(bad),
+            };
+            self.buf.push(ch);
+        }
+        Ok(())
+    }
+
+    fn literal(&mut self, word: &[u8]) -> R<()> {
+        if self.b.get(self.i..self.i + word.len()) == Some(word) {
+            self.i += word.len();
+            Ok(())
+        } else {
+            Err(self.err())
+        }
+    }
+
+    /// At a number: returns its text range.
+    #[inline]
+    fn number_raw(&mut self) -> R<(usize, usize)> {
+        let start = self.i;
+        while let Some(&c) = self.b.get(self.i) {
+            if c.is_ascii_digit() || matches!(c, b'-' | b'+' | b'.' | b'e' | b'E') {
+                self.i += 1;
+            } else {
+                break;
+            }
+        }
+        if self.i == start {
+            return Err(self.err());
+        }
+        Ok((start, self.i))
+    }
+
+    fn skip_value(&mut self) -> R<()> {
+        self.ws();
+        match self.peek()? {
+            b'"' => self.string_raw().map(|_| ()),
+            b'{' | b'[' => self.skip_container(),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            _ => self.number_raw().map(|_| ()),
+        }
+    }
+
+    /// Skips a whole object or array by bracket counting (strings skipped as units).
+    fn skip_container(&mut self) -> R<()> {
+        let mut depth = 0u32;
+        while let Some(&c) = self.b.get(self.i) {
+            match c {
+                b'"' => {
+                    self.string_raw()?;
+                    continue;
+                }
+                b'{' | b'[' => {
+                    depth += 1;
+                    if depth > MAX_DEPTH {
+                        return Err(self.err());
+                    }
+                }
+                b'}' | b']' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        self.i += 1;
+                        return Ok(());
+                    }
+                }
+                _ => {}
+            }
+            self.i += 1;
+        }
+        Err(self.err())
+    }
+
+    /// At `{` of an object whose keys are looked up in trie `node`.
+    fn object(&mut self, node: usize, depth: u32) -> R<()> {
+        if depth >= MAX_DEPTH {
+            return Err(self.err());
+        }
+        self.i += 1;
+        self.ws();
+        if self.peek()? == b'}' {
+            self.i += 1;
+            return Ok(());
+        }
+        let mut seen: u64 = 0;
+        loop {
+            self.ws();
+            if self.peek()? != b'"' {
+                return Err(self.err());
+            }
+            let (ks, ke, kesc) = self.string_raw()?;
+            let found = if kesc {
+                self.unescape(ks, ke)?;
+                let key = std::mem::take(self.buf);
+                let f = self.trie.child(node, &key);
+                *self.buf = key;
+                f
+            } else {
+                self.trie.child(node, &self.b[ks..ke])
+            };
+            self.ws();
+            if self.peek()? != b':' {
+                return Err(self.err());
+            }
+            self.i += 1;
+            match found {
+                Some((pos, kid)) => {
+                    let bit = 1u64 << (pos & 63);
+                    if seen & bit != 0 {
+                        self.dup = true;
+                    }
+                    seen |= bit;
+                    self.value(kid, depth + 1)?;
+                }
+                None => self.skip_value()?,
+            }
+            self.ws();
+            match self.peek()? {
+                b',' => self.i += 1,
+                b'}' => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.err()),
+            }
+        }
+    }
+
+    /// A value positioned at trie `node` (a direct hit of that node's path).
+    fn value(&mut self, node: usize, depth: u32) -> R<()> {
+        self.ws();
+        let c = self.peek()?;
+        let n = &self.trie.nodes[node];
+        let field = n.field;
+        if field != NO_FIELD {
+            self.sink.hit(field, c != b'n');
+        }
+        match c {
+            b'{' => {
+                if n.keys.is_empty() {
+                    self.skip_container()
+                } else {
+                    self.object(node, depth)
+                }
+            }
+            b'[' => {
+                if n.objects_only || (field == NO_FIELD && n.keys.is_empty()) {
+                    self.skip_container()
+                } else {
+                    self.array(node, depth + 1)
+                }
+            }
+            _ => self.scalar(node),
+        }
+    }
+
+    /// A scalar at `node`: reported as a candidate when the node is a leaf (nulls are not).
+    #[inline]
+    fn scalar(&mut self, node: usize) -> R<()> {
+        let n = &self.trie.nodes[node];
+        let (field, wants) = (n.field, n.wants);
+        match self.peek()? {
+            b'"' => {
+                let (s, e, esc) = self.string_raw()?;
+                if field != NO_FIELD && wants & WANT_STR != 0 {
+                    if esc {
+                        self.unescape(s, e)?;
+                        let key = std::mem::take(self.buf);
+                        self.sink.scalar(field, Scalar::Str(&key));
+                        *self.buf = key;
+                    } else {
+                        self.sink.scalar(field, Scalar::Str(&self.b[s..e]));
+                    }
+                }
+                Ok(())
+            }
+            b't' => {
+                self.literal(b"true")?;
+                if field != NO_FIELD && wants & WANT_BOOL != 0 {
+                    self.sink.scalar(field, Scalar::Bool(true));
+                }
+                Ok(())
+            }
+            b'f' => {
+                self.literal(b"false")?;
+                if field != NO_FIELD && wants & WANT_BOOL != 0 {
+                    self.sink.scalar(field, Scalar::Bool(false));
+                }
+                Ok(())
+            }
+            b'n' => self.literal(b"null"),
+            _ => {
+                let (s, e) = self.number_raw()?;
+                if field != NO_FIELD && wants & WANT_NUM != 0 {
+                    let num = Num::parse(&self.b[s..e]).ok_or(ScanError { offset: s })?;
+                    self.sink.scalar(field, Scalar::Num(num));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// At `[` of an array met at `node`: elements are candidates (leaf) and/or entered (inner).
+    fn array(&mut self, node: usize, depth: u32) -> R<()> {
+        if depth >= MAX_DEPTH {
+            return Err(self.err());
+        }
+        self.i += 1;
+        self.ws();
+        if self.peek()? == b']' {
+            self.i += 1;
+            return Ok(());
+        }
+        let has_kids = !self.trie.nodes[node].keys.is_empty();
+        loop {
+            self.ws();
+            match self.peek()? {
+                b'[' => self.array(node, depth + 1)?,
+                b'{' => {
+                    if has_kids {
+                        self.object(node, depth)?
+                    } else {
+                        self.skip_container()?
+                    }
+                }
+                _ => self.scalar(node)?,
+            }
+            self.ws();
+            match self.peek()? {
+                b',' => self.i += 1,
+                b']' => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.err()),
+            }
+        }
+    }
+}
+
+fn hex4(h: &[u8]) -> Option<u32> {
+    let mut v = 0u32;
+    for &c in h {
+        v = v * 16 + (c as char).to_digit(16)?;
+    }
+    Some(v)
+}

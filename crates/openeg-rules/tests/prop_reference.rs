@@ -1,0 +1,211 @@
+//! Property tests: generated rules and events; the compiled matcher (on compact and pretty
+//! JSON bytes) and the direct evaluator must agree with the independent reference.
+
+mod common;
+
+use openeg_rules::filter::eval::eval_filter;
+use openeg_rules::{parse_filter, MatcherBuilder};
+use proptest::prelude::*;
+use serde_json::{json, Map, Value};
+
+const KEYS: [&str; 4] = ["a", "b", "c", "and"];
+const STRS: [&str; 8] = ["", "a", "ab", "ba", "abc", "x\"y", "é", "b"];
+
+fn num_value() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        (-3i64..12).prop_map(|i| json!(i)),
+        Just(json!(1.5)),
+        Just(json!(2.0)),
+        Just(json!(-0.5)),
+        Just(json!(9007199254740993i64)),
+        Just(json!(9007199254740992.0)),
+        Just(json!(1e20)),
+        Just(json!(u64::MAX)),
+    ]
+}
+
+fn scalar() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        prop::sample::select(&STRS[..]).prop_map(|s| json!(s)),
+        num_value(),
+        any::<bool>().prop_map(|b| json!(b)),
+        Just(Value::Null),
+    ]
+}
+
+fn value() -> impl Strategy<Value = Value> {
+    scalar().prop_recursive(4, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::vec((prop::sample::select(&KEYS[..]), inner), 0..4)
+                .prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+        ]
+    })
+}
+
+fn event() -> impl Strategy<Value = Value> {
+    (
+        prop::sample::select(&["s1", "s2"][..]),
+        prop::option::of(prop::sample::select(&STRS[..])),
+        prop::option::of(scalar()),
+        prop::collection::vec((prop::sample::select(&KEYS[..]), value()), 0..4),
+        0u8..10,
+    )
+        .prop_map(|(src, ty, subj, data, shape)| {
+            let mut e = Map::new();
+            e.insert("specversion".into(), json!("1.0"));
+            e.insert("source".into(), json!(src));
+            if let Some(t) = ty {
+                e.insert("type".into(), json!(t));
+            }
+            if let Some(s) = subj {
+                e.insert("subject".into(), s);
+            }
+            let d: Map<String, Value> = data.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+            // Mostly an object; sometimes data of another type, or none.
+            match shape {
+                0 => {}
+                1 => {
+                    e.insert("data".into(), Value::Array(vec![Value::Object(d)]));
+                }
+                _ => {
+                    e.insert("data".into(), Value::Object(d));
+                }
+            }
+            Value::Object(e)
+        })
+}
+
+fn strings() -> impl Strategy<Value = Value> {
+    prop::collection::vec(prop::sample::select(&STRS[..]), 1..3).prop_map(|v| json!(v))
+}
+
+fn numbers() -> impl Strategy<Value = Value> {
+    prop::collection::vec(num_value(), 1..3).prop_map(Value::Array)
+}
+
+fn condition() -> impl Strategy<Value = Value> {
+    let s_ops = prop::sample::select(
+        &["StringIn", "StringNotIn", "StringStartsWith", "StringNotStartsWith", "StringEndsWith", "StringNotEndsWith"][..],
+    );
+    let cmp_ops = prop::sample::select(&["NumberLessThan", "NumberNotLessThan", "NumberGreaterThan", "NumberNotGreaterThan"][..]);
+    let range = (num_value(), num_value()).prop_map(|(a, b)| {
+        let (x, y) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+        if x <= y {
+            json!([a, b])
+        } else {
+            json!([b, a])
+        }
+    });
+    prop_oneof![
+        (s_ops, strings()).prop_map(|(op, v)| json!({"op": op, "values": v})),
+        (prop::sample::select(&["NumberIn", "NumberNotIn"][..]), numbers()).prop_map(|(op, v)| json!({"op": op, "values": v})),
+        (cmp_ops, num_value()).prop_map(|(op, v)| json!({"op": op, "value": v})),
+        (prop::sample::select(&["NumberInRange", "NumberNotInRange"][..]), prop::collection::vec(range, 1..3))
+            .prop_map(|(op, v)| json!({"op": op, "values": v})),
+        prop::sample::select(&["IsNull", "IsNotNull", "IsTrue", "IsNotTrue"][..]).prop_map(|op| json!({"op": op})),
+    ]
+}
+
+fn leaf() -> impl Strategy<Value = Value> {
+    (prop::collection::vec(condition(), 1..4), any::<bool>())
+        .prop_map(|(c, and)| if and { json!({"and": c}) } else { Value::Array(c) })
+}
+
+fn rule() -> impl Strategy<Value = Value> {
+    (
+        prop::collection::vec(prop::sample::select(&["s1", "s2"][..]), 1..3),
+        prop::option::of(leaf()),
+        prop::option::of(leaf()),
+        prop::collection::vec((prop::collection::vec(prop::sample::select(&KEYS[..]), 1..4), leaf()), 0..4),
+    )
+        .prop_map(|(src, ty, subj, fields)| {
+            let mut r = json!({"source": [{"op": "StringIn", "values": src}]});
+            if let Some(t) = ty {
+                r["type"] = t;
+            }
+            if let Some(s) = subj {
+                r["subject"] = s;
+            }
+            let mut data = Map::new();
+            for (path, l) in fields {
+                insert_path(&mut data, &path, l);
+            }
+            if !data.is_empty() {
+                r["data"] = Value::Object(data);
+            }
+            r
+        })
+}
+
+/// Inserts a leaf along `path` unless it collides with an existing leaf.
+fn insert_path(map: &mut Map<String, Value>, path: &[&str], leaf: Value) {
+    let k = path[0];
+    if path.len() == 1 {
+        // A lone "and" key holding an array would read as an and-block (RULES.md §1).
+        if !map.contains_key(k) && !(k == "and" && map.is_empty()) {
+            map.insert(k.to_string(), leaf);
+        }
+        return;
+    }
+    let e = map.entry(k.to_string()).or_insert_with(|| json!({}));
+    if let Value::Object(m) = e {
+        if !(m.len() == 1 && m.get("and").is_some_and(Value::is_array)) {
+            insert_path(m, &path[1..], leaf);
+            // An inner node left holding only "and": [...] would read as an and-block.
+            if m.len() == 1 && m.get("and").is_some_and(Value::is_array) {
+                map.remove(k);
+            } else if m.is_empty() {
+                map.remove(k);
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn compiled_matches_reference(
+        rules in prop::collection::vec(rule(), 1..8),
+        events in prop::collection::vec(event(), 1..10),
+    ) {
+        let mut b = MatcherBuilder::new();
+        let mut kept = Vec::new();
+        for r in &rules {
+            // Generated rules may break V7 and the like; skip those.
+            if let Ok(f) = parse_filter(r, true) {
+                b.add_filter(f.clone());
+                kept.push((r.clone(), f));
+            }
+        }
+        let m = b.build();
+        for ev in &events {
+            let expect: Vec<usize> = kept
+                .iter()
+                .enumerate()
+                .filter(|(_, (r, _))| common::reference::matches(r, ev))
+                .map(|(i, _)| i)
+                .collect();
+            let compact = serde_json::to_vec(ev).unwrap();
+            if std::env::var("PROP_STATS").is_ok() {
+                eprintln!("STAT rules={} matched={}", kept.len(), expect.len());
+            }
+            prop_assert_eq!(&m.matches(&compact), &expect, "compact {}", ev);
+            let pretty = serde_json::to_vec_pretty(ev).unwrap();
+            prop_assert_eq!(&m.matches(&pretty), &expect, "pretty {}", ev);
+            for (i, (_, f)) in kept.iter().enumerate() {
+                prop_assert_eq!(eval_filter(f, ev).is_ok(), expect.contains(&i));
+            }
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..200), r in rule()) {
+        let mut b = MatcherBuilder::new();
+        if b.add_rule(&r, true).is_ok() {
+            let m = b.build();
+            let _ = m.matches(&bytes);
+        }
+    }
+}

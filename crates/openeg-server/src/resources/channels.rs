@@ -1,0 +1,198 @@
+//! Channels (ops 12–16, `API.md` §3.2).
+
+use super::{get_or_404, pick};
+use crate::error::ApiResult;
+use crate::projects::DEFAULT_CHANNEL;
+use crate::state::{AppState, Tenant};
+use crate::util::{fmt_time, json_body, list_query, list_reply, new_id, no_content, now_ms, ok, Params, Query};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use openeg_api::validate::{self, NamePattern};
+use openeg_api::EgError;
+use openeg_store::{Kind, QuotaCheck, Record};
+use serde_json::{Map, Value};
+
+const INFO: &[&str] = &[
+    "id",
+    "name",
+    "description",
+    "provider_type",
+    "created_time",
+    "updated_time",
+    "enterprise_project_id",
+];
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/{project_id}/channels", post(create).get(list))
+        .route(
+            "/v1/{project_id}/channels/{channel_id}",
+            get(show).put(update).delete(delete),
+        )
+}
+
+/// Members shared by create and update: description, enterprise project, policy, cross_account.
+fn apply_mutable(src: &Map<String, Value>, doc: &mut Map<String, Value>) -> ApiResult<()> {
+    if let Some(d) = validate::opt_str(src, "description")? {
+        validate::max_len("description", d, 255)?;
+        doc.insert("description".into(), d.into());
+    }
+    if let Some(e) = validate::opt_str(src, "enterprise_project_id")? {
+        validate::max_len("enterprise_project_id", e, 64)?;
+        doc.insert("enterprise_project_id".into(), e.into());
+    }
+    if let Some(p) = validate::opt_obj(src, "policy")? {
+        validate_policy(p)?;
+        doc.insert("policy".into(), Value::Object(p.clone()));
+    }
+    if let Some(c) = validate::opt_bool(src, "cross_account")? {
+        doc.insert("cross_account".into(), c.into());
+    }
+    Ok(())
+}
+
+/// Policy: statement name → {Sid, Effect, Principal{name → {IAM: [account ids]}}, Action, Resource}.
+fn validate_policy(p: &Map<String, Value>) -> ApiResult<()> {
+    for (name, st) in p {
+        let st = st
+            .as_object()
+            .ok_or_else(|| EgError::param(format!("policy.{name} must be an object")))?;
+        for k in ["Sid", "Effect", "Action", "Resource"] {
+            validate::opt_str(st, k).map_err(|_| EgError::param(format!("policy.{name}.{k} must be a string")))?;
+        }
+        if let Some(e) = validate::opt_str(st, "Effect")? {
+            if e != "Allow" && e != "Deny" {
+                return Err(EgError::param(format!("policy.{name}.Effect must be Allow or Deny")).into());
+            }
+        }
+        if let Some(pr) = validate::opt_obj(st, "Principal")? {
+            for (pn, pv) in pr {
+                let ok = pv
+                    .get("IAM")
+                    .map(|iam| iam.as_array().is_some_and(|a| a.iter().all(Value::is_string)))
+                    .unwrap_or(true);
+                if !pv.is_object() || !ok {
+                    return Err(EgError::param(format!(
+                        "policy.{name}.Principal.{pn} must be an object with IAM: [string]"
+                    ))
+                    .into());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn create(State(st): State<AppState>, Extension(t): Extension<Tenant>, body: Bytes) -> ApiResult<Response> {
+    let v = json_body(&body)?;
+    let src = validate::object(&v, "request body")?;
+    let name = validate::req_str(src, "name")?;
+    validate::name("name", name, NamePattern::Mixed)?;
+    if name == DEFAULT_CHANNEL {
+        return Err(EgError::param("name must not be default").into());
+    }
+    if let Some(pt) = validate::opt_str(src, "provider_type")? {
+        if pt != "CUSTOM" && pt != "INTERNAL" {
+            return Err(EgError::param("provider_type must be CUSTOM or INTERNAL").into());
+        }
+    }
+    let now = now_ms();
+    let id = new_id();
+    let mut doc = Map::new();
+    doc.insert("id".into(), id.clone().into());
+    doc.insert("name".into(), name.into());
+    doc.insert("description".into(), "".into());
+    doc.insert("provider_type".into(), "CUSTOM".into());
+    apply_mutable(src, &mut doc)?;
+    doc.insert("created_time".into(), fmt_time(now).into());
+    doc.insert("updated_time".into(), fmt_time(now).into());
+    let rec = Record {
+        project_id: t.project_id.clone(),
+        kind: Kind::Channel,
+        id,
+        name: name.to_string(),
+        parent_id: None,
+        created_at: now,
+        updated_at: now,
+        body: Value::Object(doc),
+        refs: Vec::new(),
+    };
+    let quota = QuotaCheck {
+        quota: "CHANNEL",
+        kind: Kind::Channel,
+        parent_id: None,
+        body_eq: Some(("provider_type".into(), "CUSTOM".into())),
+        max: st.cfg.quotas.channel,
+    };
+    st.store.insert(&rec, &[quota]).await?;
+    Ok(ok(pick(&rec.body, INFO)))
+}
+
+async fn list(State(st): State<AppState>, Extension(t): Extension<Tenant>, q: Query) -> ApiResult<Response> {
+    let paging = q.paging()?;
+    let mut lq = list_query(&q, &paging);
+    if let Some(pt) = q.one_of("provider_type", &["OFFICIAL", "CUSTOM", "PARTNER"])? {
+        lq.body_eq.push(("provider_type".into(), pt));
+    }
+    if let Some(e) = q.get("enterprise_project_id") {
+        lq.body_eq.push(("enterprise_project_id".into(), e.to_string()));
+    }
+    let (total, recs) = st.store.list(&t.project_id, Kind::Channel, &lq).await?;
+    Ok(list_reply(total, recs.iter().map(|r| pick(&r.body, INFO)).collect()))
+}
+
+async fn show(State(st): State<AppState>, Extension(t): Extension<Tenant>, p: Params) -> ApiResult<Response> {
+    let rec = get_or_404(&st, &t.project_id, Kind::Channel, p.at(1)).await?;
+    Ok(ok(pick(&rec.body, INFO)))
+}
+
+async fn update(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    p: Params,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let mut rec = get_or_404(&st, &t.project_id, Kind::Channel, p.at(1)).await?;
+    if rec.name == DEFAULT_CHANNEL {
+        return Err(EgError::not_modifiable("the default channel cannot be updated").into());
+    }
+    let v = json_body(&body)?;
+    let src = validate::object(&v, "request body")?;
+    if let Some(n) = validate::opt_str(src, "name")? {
+        if n != rec.name {
+            return Err(EgError::param("name cannot be changed").into());
+        }
+    }
+    let Value::Object(mut doc) = rec.body.clone() else {
+        return Err(EgError::internal().into());
+    };
+    apply_mutable(src, &mut doc)?;
+    let now = now_ms();
+    doc.insert("updated_time".into(), fmt_time(now).into());
+    rec.body = Value::Object(doc);
+    rec.updated_at = now;
+    if !st.store.update(&rec).await? {
+        return Err(EgError::not_found("channel does not exist").into());
+    }
+    Ok(ok(pick(&rec.body, INFO)))
+}
+
+async fn delete(State(st): State<AppState>, Extension(t): Extension<Tenant>, p: Params) -> ApiResult<Response> {
+    let rec = get_or_404(&st, &t.project_id, Kind::Channel, p.at(1)).await?;
+    if rec.name == DEFAULT_CHANNEL {
+        return Err(EgError::not_modifiable("the default channel cannot be deleted").into());
+    }
+    let sources = st.store.count(&t.project_id, Kind::Source, Some(&rec.id)).await?;
+    let subs = st.store.count(&t.project_id, Kind::Subscription, Some(&rec.id)).await?;
+    if sources + subs > 0 {
+        return Err(EgError::conflict(format!(
+            "channel still has {sources} source(s) and {subs} subscription(s)"
+        ))
+        .into());
+    }
+    st.store.delete(&t.project_id, Kind::Channel, &rec.id).await?;
+    Ok(no_content())
+}

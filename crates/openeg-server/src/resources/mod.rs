@@ -1,0 +1,57 @@
+//! One module per EG resource family; each exposes `routes()` with its paths.
+//!
+//! Resource documents are stored in their wire shape (including `id`, `created_time`,
+//! `updated_time`) with secrets sealed; handlers render them with [`render`], which masks
+//! secrets and drops internal members.
+
+pub mod catalog;
+pub mod channels;
+pub mod quotas;
+pub mod versions;
+
+use crate::error::ApiResult;
+use crate::state::AppState;
+use axum::Router;
+use openeg_api::EgError;
+use openeg_store::{Kind, Record};
+use serde_json::Value;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .merge(channels::routes())
+        .merge(quotas::routes())
+        .merge(catalog::routes())
+}
+
+/// Loads a resource of the caller's project or answers 404 `EG.00514001`.
+pub async fn get_or_404(st: &AppState, project_id: &str, kind: Kind, id: &str) -> ApiResult<Record> {
+    match st.store.get(project_id, kind, id).await? {
+        Some(r) => Ok(r),
+        None => Err(EgError::not_found(format!("{} {id} does not exist", kind.as_str())).into()),
+    }
+}
+
+/// The stored document with secrets masked and internal members (leading `_`) removed.
+pub fn render(body: &Value) -> Value {
+    let mut v = body.clone();
+    if let Value::Object(m) = &mut v {
+        m.retain(|k, _| !k.starts_with('_'));
+    }
+    crate::secrets::mask(&mut v);
+    v
+}
+
+/// Keeps only the listed members (response models narrower than the stored document).
+pub fn pick(body: &Value, keys: &[&str]) -> Value {
+    let mut out = serde_json::Map::new();
+    for k in keys {
+        if let Some(v) = body.get(*k) {
+            if !v.is_null() {
+                out.insert((*k).to_string(), v.clone());
+            }
+        }
+    }
+    let mut v = Value::Object(out);
+    crate::secrets::mask(&mut v);
+    v
+}

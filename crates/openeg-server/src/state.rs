@@ -1,0 +1,134 @@
+//! Shared server state and the configuration the binary hands in.
+
+use openeg_store::secrets::SecretBox;
+use openeg_store::MetaStore;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+/// One AK/SK pair bound to one project (`SIGNING.md` §3.8).
+#[derive(Clone)]
+pub struct Credential {
+    pub access_key: String,
+    pub secret_key: String,
+    pub project_id: String,
+    pub domain_id: String,
+}
+
+impl std::fmt::Debug for Credential {
+    // The SK never reaches logs, even through Debug.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("access_key", &self.access_key)
+            .field("secret_key", &"******")
+            .field("project_id", &self.project_id)
+            .field("domain_id", &self.domain_id)
+            .finish()
+    }
+}
+
+/// Per-project quota limits (`LIMITS.md` §1).
+#[derive(Debug, Clone)]
+pub struct Quotas {
+    pub channel: u64,
+    pub channel_subscription: u64,
+    pub source: u64,
+    pub source_rabbitmq: u64,
+    pub source_rocketmq: u64,
+    pub subscription: u64,
+    pub subscription_target: u64,
+    pub connection: u64,
+    pub private_endpoint: u64,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Quotas {
+            channel: 50,
+            channel_subscription: 100,
+            source: 100,
+            source_rabbitmq: 10,
+            source_rocketmq: 10,
+            subscription: 500,
+            subscription_target: 5,
+            connection: 50,
+            private_endpoint: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Instance name used in `X-Request-Id`.
+    pub node_name: String,
+    pub credentials: Vec<Credential>,
+    /// Largest accepted request body (`LIMITS.md` §3: 12 MiB).
+    pub max_body_bytes: usize,
+    /// Allowed `X-Sdk-Date` skew.
+    pub clock_skew_secs: i64,
+    pub quotas: Quotas,
+    pub functiongraph_endpoint: Option<String>,
+    pub smn_endpoint: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            node_name: "openeg-0".into(),
+            credentials: Vec::new(),
+            max_body_bytes: 12 * 1024 * 1024,
+            clock_skew_secs: 15 * 60,
+            quotas: Quotas::default(),
+            functiongraph_endpoint: None,
+            smn_endpoint: None,
+        }
+    }
+}
+
+/// Failed token-issuing attempts per access key, for rate limiting.
+#[derive(Default)]
+pub struct FailedLogins(pub Mutex<HashMap<String, (u32, i64)>>);
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+pub struct Inner {
+    pub store: Arc<dyn MetaStore>,
+    pub secrets: SecretBox,
+    pub cfg: ServerConfig,
+    pub creds: HashMap<String, Credential>,
+    /// Projects known to exist with their default channel (avoids a store round trip).
+    pub known_projects: Mutex<HashSet<String>>,
+    pub failed_logins: FailedLogins,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn MetaStore>, secrets: SecretBox, cfg: ServerConfig) -> Self {
+        let creds = cfg
+            .credentials
+            .iter()
+            .map(|c| (c.access_key.clone(), c.clone()))
+            .collect();
+        AppState(Arc::new(Inner {
+            store,
+            secrets,
+            cfg,
+            creds,
+            known_projects: Mutex::new(HashSet::new()),
+            failed_logins: FailedLogins::default(),
+        }))
+    }
+}
+
+/// The authenticated caller, inserted into request extensions by the auth middleware.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub project_id: String,
+    pub access_key: String,
+}

@@ -1,0 +1,253 @@
+"""Session fixtures: a real `openeg serve` process, SDK clients and raw signed clients for two
+tenants (projects A and B).
+
+Environment:
+  OPENEG_BIN                path of the binary (default <repo>/target/debug/openeg)
+  OPENEG_E2E_DATABASE_URL   if set, a fresh PostgreSQL database is created on that server for the
+                            session (and dropped afterwards); otherwise SQLite in the temp dir.
+  OPENEG_E2E_KEEP           if set, keep the temp dir (config, data, server log) after the run.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from eglib import Raw  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 20.0
+
+
+@dataclass
+class Cred:
+    ak: str
+    sk: str
+    project: str
+    domain: str
+
+
+def _cred() -> Cred:
+    alnum = string.ascii_uppercase + string.digits
+    ak = "AKE2E" + "".join(secrets.choice(alnum) for _ in range(15))
+    sk = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(40))
+    return Cred(ak, sk, secrets.token_hex(16), secrets.token_hex(16))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _toml_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class _Postgres:
+    """Creates a throw-away database on the server named by OPENEG_E2E_DATABASE_URL."""
+
+    def __init__(self, admin_url: str):
+        self.admin_url = admin_url
+        self.name = "openeg_e2e_" + secrets.token_hex(6)
+        u = urllib.parse.urlsplit(admin_url)
+        self.url = urllib.parse.urlunsplit((u.scheme, u.netloc, "/" + self.name, u.query, u.fragment))
+
+    def _psql(self, sql: str):
+        try:
+            import psycopg  # type: ignore
+            with psycopg.connect(self.admin_url, autocommit=True) as c:
+                c.execute(sql)
+            return
+        except ImportError:
+            pass
+        subprocess.run(["psql", self.admin_url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql],
+                       check=True, capture_output=True, timeout=30)
+
+    def create(self):
+        self._psql(f'CREATE DATABASE "{self.name}"')
+
+    def drop(self):
+        try:
+            self._psql(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        except Exception as e:  # pragma: no cover - best effort
+            print(f"warning: could not drop {self.name}: {e}", file=sys.stderr)
+
+
+class Server:
+    def __init__(self):
+        self.bin = Path(os.environ.get("OPENEG_BIN", REPO / "target" / "debug" / "openeg"))
+        self.port = _free_port()
+        self.host = "127.0.0.1"
+        self.base_url = f"http://{self.host}:{self.port}"
+        self.tmp = Path(tempfile.mkdtemp(prefix="openeg-e2e-"))
+        self.log_path = self.tmp / "server.log"
+        self.a, self.b = _cred(), _cred()
+        self.proc: subprocess.Popen | None = None
+        self.pg: _Postgres | None = None
+
+    def log_tail(self, n: int = 60) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no server log)"
+        return "\n".join(lines[-n:])
+
+    def start(self):
+        if not self.bin.is_file() or not os.access(self.bin, os.X_OK):
+            pytest.exit(f"OPENEG_BIN {self.bin} does not exist or is not executable; "
+                        "build it first (cargo build -p openeg)", returncode=3)
+        data_dir = self.tmp / "data"
+        data_dir.mkdir()
+        lines = [f"listen = {_toml_str(f'{self.host}:{self.port}')}",
+                 f"data_dir = {_toml_str(str(data_dir))}"]
+        db = os.environ.get("OPENEG_E2E_DATABASE_URL")
+        if db:
+            self.pg = _Postgres(db)
+            self.pg.create()
+            lines.append(f"database_url = {_toml_str(self.pg.url)}")
+        for c in (self.a, self.b):
+            lines += ["", "[[credentials]]", f"access_key = {_toml_str(c.ak)}",
+                      f"secret_key = {_toml_str(c.sk)}", f"project_id = {_toml_str(c.project)}",
+                      f"domain_id = {_toml_str(c.domain)}"]
+        cfg = self.tmp / "openeg.toml"
+        cfg.write_text("\n".join(lines) + "\n")
+        # config keys may be overridden by OPENEG_<KEY>; keep the caller's from leaking in
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OPENEG_")
+               or k.startswith("OPENEG_E2E") or k in ("OPENEG_LOG", "OPENEG_BIN")}
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([str(self.bin), "serve", "--config", str(cfg)],
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=env,
+                                     start_new_session=True)
+        deadline = time.monotonic() + START_TIMEOUT
+        last = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.exit(f"openeg serve exited with {self.proc.returncode} during start-up; "
+                            f"log tail:\n{self.log_tail()}", returncode=3)
+            try:
+                with urllib.request.urlopen(self.base_url + "/", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except Exception as e:  # noqa: BLE001
+                last = e
+            time.sleep(0.1)
+        self.stop()
+        pytest.exit(f"openeg serve did not answer GET / within {START_TIMEOUT}s ({last}); "
+                    f"log tail:\n{self.log_tail()}", returncode=3)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if getattr(self, "log", None):
+            self.log.close()
+        if self.pg:
+            self.pg.drop()
+        if not os.environ.get("OPENEG_E2E_KEEP"):
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        else:
+            print(f"\nopeneg e2e temp dir kept: {self.tmp}", file=sys.stderr)
+
+
+_SERVER: Server | None = None
+
+
+@pytest.fixture(scope="session")
+def server():
+    global _SERVER
+    s = Server()
+    _SERVER = s
+    s.start()
+    yield s
+    s.stop()
+    _SERVER = None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed and _SERVER is not None and _SERVER.proc is not None:
+        alive = _SERVER.proc.poll() is None
+        rep.sections.append((f"openeg server log tail (process {'alive' if alive else 'DEAD'})",
+                             _SERVER.log_tail(30)))
+
+
+# ----------------------------------------------------------------------------- clients
+
+def _sdk_client(server: Server, cred: Cred):
+    from huaweicloudsdkcore.auth.credentials import BasicCredentials
+    from huaweicloudsdkcore.http.http_config import HttpConfig
+    from huaweicloudsdkeg.v1 import EgClient
+    cfg = HttpConfig.get_default_config()
+    cfg.timeout = (5, 30)
+    return (EgClient.new_builder()
+            .with_http_config(cfg)
+            .with_credentials(BasicCredentials(cred.ak, cred.sk, cred.project))
+            .with_endpoint(server.base_url)
+            .build())
+
+
+@pytest.fixture(scope="session")
+def eg_a(server):
+    return _sdk_client(server, server.a)
+
+
+@pytest.fixture(scope="session")
+def eg_b(server):
+    return _sdk_client(server, server.b)
+
+
+@pytest.fixture(scope="session")
+def raw_a(server):
+    return Raw(server.host, server.port, server.a.ak, server.a.sk, server.a.project)
+
+
+@pytest.fixture(scope="session")
+def raw_b(server):
+    return Raw(server.host, server.port, server.b.ak, server.b.sk, server.b.project)
+
+
+@pytest.fixture(scope="session")
+def pa(server):
+    return server.a.project
+
+
+@pytest.fixture(scope="session")
+def pb(server):
+    return server.b.project
+
+
+@pytest.fixture
+def res_a(eg_a, raw_a):
+    from sdkx import Resources
+    r = Resources(eg_a, raw_a)
+    yield r
+    r.cleanup()
+
+
+@pytest.fixture
+def res_b(eg_b, raw_b):
+    from sdkx import Resources
+    r = Resources(eg_b, raw_b)
+    yield r
+    r.cleanup()
