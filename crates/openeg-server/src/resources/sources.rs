@@ -1,0 +1,519 @@
+//! Event sources (ops 23–27, `API.md` §3.4).
+//!
+//! Custom sources are `Kind::Source` records (name = source name, parent = channel id) whose
+//! body is the `CustomizeSourceInfo` wire document with secrets sealed.
+//!
+//! Official (`HC.`) sources are not stored as such: ListEventSources synthesizes them from a
+//! built-in catalogue ([`CATALOGUE`]) plus every official source this project uses (refs
+//! `official:<name>` held by subscriptions, and `Kind::Source` records with `provider_type`
+//! `OFFICIAL` written by [`record_official_source`]). Their ids are derived from the name
+//! ([`official_source_id`]), so the same name always has the same id.
+
+use super::{get_or_404, pick};
+use crate::error::ApiResult;
+use crate::projects::DEFAULT_CHANNEL;
+use crate::secrets::seal;
+use crate::state::{AppState, Tenant};
+use crate::util::{fmt_time, json_body, list_query, list_reply, new_id, no_content, now_ms, ok, Params, Query};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use openeg_api::source::{self, SourceType};
+use openeg_api::validate::{Paging, SortField};
+use openeg_api::EgError;
+use openeg_store::{Kind, ListQuery, QuotaCheck, Record, StoreError};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+/// Members of `CustomizeSourceInfo`, in wire order.
+const INFO: &[&str] = &[
+    "id",
+    "name",
+    "label",
+    "description",
+    "provider_type",
+    "event_types",
+    "created_time",
+    "updated_time",
+    "channel_id",
+    "channel_name",
+    "type",
+    "detail",
+    "status",
+    "error_info",
+];
+
+/// Reference key prefix subscriptions use for the official sources they consume.
+pub const OFFICIAL_REF_PREFIX: &str = "official:";
+
+/// One entry of the built-in official source catalogue.
+pub struct OfficialSource {
+    pub name: &'static str,
+    pub label: &'static str,
+    pub description: &'static str,
+    /// (event type name, description)
+    pub event_types: &'static [(&'static str, &'static str)],
+}
+
+/// Built-in official sources listed in every project [dec].
+pub const CATALOGUE: &[OfficialSource] = &[
+    OfficialSource {
+        name: "HC.OBS",
+        label: "Object Storage Service (OBS)",
+        description: "Events of the Object Storage Service",
+        event_types: &[
+            ("OBS:CloudTrace:ApiCall", "OBS API call"),
+            ("OBS:CloudTrace:ConsoleAction", "OBS console action"),
+            ("OBS:DICE:ObjectCreated:Put", "object uploaded with PUT"),
+            ("OBS:DICE:ObjectRemoved:Delete", "object deleted"),
+        ],
+    },
+    OfficialSource {
+        name: "HC.SMN",
+        label: "Simple Message Notification (SMN)",
+        description: "Events of the Simple Message Notification service",
+        event_types: &[
+            ("SMN:CloudTrace:ApiCall", "SMN API call"),
+            ("SMN:CloudTrace:ConsoleAction", "SMN console action"),
+        ],
+    },
+    OfficialSource {
+        name: "HC.FunctionGraph",
+        label: "FunctionGraph",
+        description: "Events of the FunctionGraph service",
+        event_types: &[
+            ("FunctionGraph:CloudTrace:ApiCall", "FunctionGraph API call"),
+            ("FunctionGraph:CloudTrace:ConsoleAction", "FunctionGraph console action"),
+        ],
+    },
+    OfficialSource {
+        name: "HC.APIGW",
+        label: "API Gateway (APIG)",
+        description: "Events of the API Gateway service",
+        event_types: &[
+            ("APIGW:CloudTrace:ApiCall", "API Gateway API call"),
+            ("APIGW:CloudTrace:ConsoleAction", "API Gateway console action"),
+        ],
+    },
+];
+
+/// Creation time shown for catalogue entries (the date of the v1 API).
+const CATALOGUE_CREATED_MS: i64 = 1_650_370_810_000; // 2022-04-19T12:20:10Z
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/{project_id}/sources", post(create).get(list))
+        .route(
+            "/v1/{project_id}/sources/{source_id}",
+            get(show).put(update).delete(delete),
+        )
+}
+
+/// Stable UUID-shaped id of an official source: SHA-256 of the name with the version and
+/// variant bits of a v4 UUID, so it looks like every other id and never changes.
+pub fn official_source_id(name: &str) -> String {
+    let d = Sha256::new()
+        .chain_update(b"openeg:official-source:")
+        .chain_update(name.as_bytes())
+        .finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    uuid::Uuid::from_bytes(b).to_string()
+}
+
+/// Records that this project used official source `name` (e.g. from PutOfficialEvents), so
+/// that ListEventSources shows it even without a subscription. Idempotent.
+pub async fn record_official_source(st: &AppState, project_id: &str, name: &str) -> ApiResult<()> {
+    if st.store.get_by_name(project_id, Kind::Source, name).await?.is_some() {
+        return Ok(());
+    }
+    let default_id = default_channel_id(st, project_id).await?;
+    let now = now_ms();
+    let id = official_source_id(name);
+    let rec = Record {
+        project_id: project_id.to_string(),
+        kind: Kind::Source,
+        id: id.clone(),
+        name: name.to_string(),
+        parent_id: Some(default_id.clone()),
+        created_at: now,
+        updated_at: now,
+        body: official_doc(name, now, &default_id),
+        refs: Vec::new(),
+    };
+    match st.store.insert(&rec, &[]).await {
+        Ok(()) | Err(StoreError::Duplicate) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn default_channel_id(st: &AppState, project_id: &str) -> ApiResult<String> {
+    Ok(st
+        .store
+        .get_by_name(project_id, Kind::Channel, DEFAULT_CHANNEL)
+        .await?
+        .map(|r| r.id)
+        .unwrap_or_default())
+}
+
+/// The `CustomizeSourceInfo` document of an official source.
+fn official_doc(name: &str, created_ms: i64, default_channel_id: &str) -> Value {
+    let cat = CATALOGUE.iter().find(|c| c.name == name);
+    let event_types: Vec<Value> = cat
+        .map(|c| {
+            c.event_types
+                .iter()
+                .map(|(n, d)| json!({"name": n, "description": d}))
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({
+        "id": official_source_id(name),
+        "name": name,
+        "label": cat.map(|c| c.label).unwrap_or(name),
+        "description": cat.map(|c| c.description).unwrap_or(""),
+        "provider_type": "OFFICIAL",
+        "event_types": event_types,
+        "created_time": fmt_time(created_ms),
+        "updated_time": fmt_time(created_ms),
+        "channel_id": default_channel_id,
+        "channel_name": DEFAULT_CHANNEL,
+        "status": "RUNNING",
+        "error_info": {},
+    })
+}
+
+/// One listing entry with its sort keys.
+struct Entry {
+    created: i64,
+    updated: i64,
+    name: String,
+    id: String,
+    doc: Value,
+}
+
+/// Every official source of the project: the catalogue, those subscriptions use, and those
+/// recorded as used. The earliest use gives the creation time of non-catalogue entries.
+async fn official_entries(st: &AppState, project_id: &str) -> ApiResult<Vec<Entry>> {
+    let mut used: BTreeMap<String, i64> = CATALOGUE
+        .iter()
+        .map(|c| (c.name.to_string(), CATALOGUE_CREATED_MS))
+        .collect();
+    let all = ListQuery::default();
+    let (_, subs) = st.store.list(project_id, Kind::Subscription, &all).await?;
+    for s in &subs {
+        for r in &s.refs {
+            if let Some(n) = r.strip_prefix(OFFICIAL_REF_PREFIX) {
+                let e = used.entry(n.to_string()).or_insert(s.created_at);
+                *e = (*e).min(s.created_at);
+            }
+        }
+    }
+    let recorded = ListQuery {
+        body_eq: vec![("provider_type".into(), "OFFICIAL".into())],
+        ..Default::default()
+    };
+    let (_, recs) = st.store.list(project_id, Kind::Source, &recorded).await?;
+    for r in &recs {
+        let e = used.entry(r.name.clone()).or_insert(r.created_at);
+        *e = (*e).min(r.created_at);
+    }
+    let default_id = default_channel_id(st, project_id).await?;
+    Ok(used
+        .into_iter()
+        .map(|(name, at)| Entry {
+            created: at,
+            updated: at,
+            id: official_source_id(&name),
+            doc: official_doc(&name, at, &default_id),
+            name,
+        })
+        .collect())
+}
+
+/// The official source with this id, if the project has it.
+async fn official_by_id(st: &AppState, project_id: &str, id: &str) -> ApiResult<Option<Value>> {
+    Ok(official_entries(st, project_id)
+        .await?
+        .into_iter()
+        .find(|e| e.id == id)
+        .map(|e| e.doc))
+}
+
+fn is_official(rec: &Record) -> bool {
+    rec.body.get("provider_type").and_then(Value::as_str) == Some("OFFICIAL")
+}
+
+async fn create(State(st): State<AppState>, Extension(t): Extension<Tenant>, body: Bytes) -> ApiResult<Response> {
+    let v = json_body(&body)?;
+    // The channel is looked up first so validation can report fields in table order.
+    let channel = match v.get("channel_id").and_then(Value::as_str) {
+        Some(id) if !id.is_empty() => st
+            .store
+            .get(&t.project_id, Kind::Channel, id)
+            .await?
+            .filter(|c| c.name != DEFAULT_CHANNEL),
+        _ => None,
+    };
+    let req = source::parse_create(&v, |id| channel.as_ref().is_some_and(|c| c.id == id))?;
+    let Some(channel) = channel else {
+        return Err(EgError::channel("channel_id is required").into());
+    };
+    let mut detail = Value::Object(req.detail);
+    seal(&mut detail, None, &st.secrets)?;
+
+    if st
+        .store
+        .get_by_name(&t.project_id, Kind::Source, &req.name)
+        .await?
+        .is_some()
+    {
+        return Err(StoreError::Duplicate.into());
+    }
+    let now = now_ms();
+    let id = new_id();
+    let doc = json!({
+        "id": id,
+        "name": req.name,
+        "label": req.name,
+        "description": req.description,
+        "provider_type": "CUSTOM",
+        "event_types": [],
+        "created_time": fmt_time(now),
+        "updated_time": fmt_time(now),
+        "channel_id": channel.id,
+        "channel_name": channel.name,
+        "type": req.source_type.as_str(),
+        "detail": detail,
+        // No broker runtime yet: MQ sources report RUNNING too.
+        "status": "RUNNING",
+        "error_info": {},
+    });
+    let rec = Record {
+        project_id: t.project_id.clone(),
+        kind: Kind::Source,
+        id,
+        name: req.name.clone(),
+        parent_id: Some(channel.id.clone()),
+        created_at: now,
+        updated_at: now,
+        body: doc,
+        refs: Vec::new(),
+    };
+    let mut quotas = vec![QuotaCheck {
+        quota: "SOURCE",
+        kind: Kind::Source,
+        parent_id: None,
+        body_eq: Some(("provider_type".into(), "CUSTOM".into())),
+        max: st.cfg.quotas.source,
+    }];
+    if let Some(q) = req.source_type.quota() {
+        quotas.push(QuotaCheck {
+            quota: q,
+            kind: Kind::Source,
+            parent_id: None,
+            body_eq: Some(("type".into(), req.source_type.as_str().into())),
+            max: match req.source_type {
+                SourceType::Rabbitmq => st.cfg.quotas.source_rabbitmq,
+                _ => st.cfg.quotas.source_rocketmq,
+            },
+        });
+    }
+    st.store.insert(&rec, &quotas).await?;
+    Ok(ok(pick(&rec.body, INFO)))
+}
+
+/// Total order of listing entries: the sort key, ties by id, both in the requested direction.
+fn compare(a: &Entry, b: &Entry, p: &Paging) -> Ordering {
+    let o = match p.sort {
+        SortField::CreatedTime => a.created.cmp(&b.created),
+        SortField::UpdatedTime => a.updated.cmp(&b.updated),
+        SortField::Name => a.name.as_bytes().cmp(b.name.as_bytes()),
+    }
+    .then_with(|| a.id.cmp(&b.id));
+    if p.descending {
+        o.reverse()
+    } else {
+        o
+    }
+}
+
+fn contains_ci(hay: &str, needle: &str) -> bool {
+    hay.to_ascii_lowercase().contains(&needle.to_ascii_lowercase())
+}
+
+async fn list(State(st): State<AppState>, Extension(t): Extension<Tenant>, q: Query) -> ApiResult<Response> {
+    let paging = q.paging()?;
+    let provider = q.one_of("provider_type", &["OFFICIAL", "CUSTOM", "PARTNER"])?;
+    let mut lq = list_query(&q, &paging);
+    lq.body_eq.push(("provider_type".into(), "CUSTOM".into()));
+    if let Some(c) = q.get("channel_id") {
+        lq.parent_id = Some(c.to_string());
+    }
+    if let Some(l) = q.get("fuzzy_label") {
+        lq.body_contains.push(("label".into(), l.to_string()));
+    }
+    match provider.as_deref() {
+        Some("CUSTOM") => {
+            let (total, recs) = st.store.list(&t.project_id, Kind::Source, &lq).await?;
+            return Ok(list_reply(total, recs.iter().map(|r| pick(&r.body, INFO)).collect()));
+        }
+        Some("PARTNER") => return Ok(list_reply(0, Vec::new())),
+        _ => {}
+    }
+    // Official entries are synthesized, so merge, sort and page in memory.
+    let mut entries: Vec<Entry> = Vec::new();
+    if provider.is_none() {
+        let all = ListQuery {
+            offset: 0,
+            limit: None,
+            ..lq.clone()
+        };
+        let (_, recs) = st.store.list(&t.project_id, Kind::Source, &all).await?;
+        entries.extend(recs.into_iter().map(|r| Entry {
+            created: r.created_at,
+            updated: r.updated_at,
+            id: r.id,
+            doc: pick(&r.body, INFO),
+            name: r.name,
+        }));
+    }
+    for e in official_entries(&st, &t.project_id).await? {
+        let label = e.doc.get("label").and_then(Value::as_str).unwrap_or("");
+        let channel = e.doc.get("channel_id").and_then(Value::as_str).unwrap_or("");
+        let keep = q.get("name").is_none_or(|n| n == e.name)
+            && q.get("fuzzy_name").is_none_or(|f| contains_ci(&e.name, f))
+            && q.get("fuzzy_label").is_none_or(|f| contains_ci(label, f))
+            && q.get("channel_id").is_none_or(|c| c == channel);
+        if keep {
+            entries.push(e);
+        }
+    }
+    entries.sort_by(|a, b| compare(a, b, &paging));
+    let total = entries.len() as u64;
+    let items = entries
+        .into_iter()
+        .skip(usize::try_from(paging.offset).unwrap_or(usize::MAX))
+        .take(usize::try_from(paging.limit).unwrap_or(usize::MAX))
+        .map(|e| e.doc)
+        .collect();
+    Ok(list_reply(total, items))
+}
+
+async fn show(State(st): State<AppState>, Extension(t): Extension<Tenant>, p: Params) -> ApiResult<Response> {
+    let id = p.at(1);
+    if let Some(rec) = st.store.get(&t.project_id, Kind::Source, id).await? {
+        if is_official(&rec) {
+            // Render through the catalogue so the document stays current.
+            if let Some(doc) = official_by_id(&st, &t.project_id, id).await? {
+                return Ok(ok(doc));
+            }
+        }
+        return Ok(ok(pick(&rec.body, INFO)));
+    }
+    match official_by_id(&st, &t.project_id, id).await? {
+        Some(doc) => Ok(ok(doc)),
+        None => Err(EgError::not_found(format!("source {id} does not exist")).into()),
+    }
+}
+
+/// Loads a custom source for update/delete: official sources are 403, unknown ids 404.
+async fn custom_or_error(st: &AppState, project_id: &str, id: &str, what: &str) -> ApiResult<Record> {
+    match st.store.get(project_id, Kind::Source, id).await? {
+        Some(rec) if is_official(&rec) => {
+            Err(EgError::not_modifiable(format!("official sources cannot be {what}")).into())
+        }
+        Some(rec) => Ok(rec),
+        None => {
+            if official_by_id(st, project_id, id).await?.is_some() {
+                return Err(EgError::not_modifiable(format!("official sources cannot be {what}")).into());
+            }
+            // Same 404 as every other resource.
+            get_or_404(st, project_id, Kind::Source, id).await
+        }
+    }
+}
+
+async fn update(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    p: Params,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let mut rec = custom_or_error(&st, &t.project_id, p.at(1), "updated").await?;
+    let v = json_body(&body)?;
+    let str_of = |k: &str| rec.body.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let stype = SourceType::parse(&str_of("type")).unwrap_or(SourceType::Application);
+    let req = source::parse_update(&v, &rec.name, &str_of("channel_id"), stype)?;
+    let Value::Object(mut doc) = rec.body.clone() else {
+        return Err(EgError::internal().into());
+    };
+    if let Some(d) = req.description {
+        doc.insert("description".into(), d.into());
+    }
+    if let Some(d) = req.detail {
+        let mut detail = Value::Object(d);
+        seal(&mut detail, doc.get("detail"), &st.secrets)?;
+        doc.insert("detail".into(), detail);
+    }
+    let now = now_ms();
+    doc.insert("updated_time".into(), fmt_time(now).into());
+    rec.body = Value::Object(doc);
+    rec.updated_at = now;
+    if !st.store.update(&rec).await? {
+        return Err(EgError::not_found("source does not exist").into());
+    }
+    Ok(ok(pick(&rec.body, INFO)))
+}
+
+async fn delete(State(st): State<AppState>, Extension(t): Extension<Tenant>, p: Params) -> ApiResult<Response> {
+    let rec = custom_or_error(&st, &t.project_id, p.at(1), "deleted").await?;
+    let users = st
+        .store
+        .referencing(&t.project_id, &format!("source:{}", rec.name))
+        .await?;
+    if !users.is_empty() {
+        let names: Vec<&str> = users.iter().map(|u| u.name.as_str()).take(5).collect();
+        return Err(EgError::conflict(format!(
+            "source is used by {} subscription(s): {}",
+            users.len(),
+            names.join(", ")
+        ))
+        .into());
+    }
+    st.store.delete(&t.project_id, Kind::Source, &rec.id).await?;
+    Ok(no_content())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn official_ids_are_stable_v4_shaped() {
+        let a = official_source_id("HC.OBS");
+        assert_eq!(a, official_source_id("HC.OBS"));
+        assert_ne!(a, official_source_id("HC.SMN"));
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "4");
+        assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"));
+    }
+
+    #[test]
+    fn catalogue_docs() {
+        let d = official_doc("HC.OBS", CATALOGUE_CREATED_MS, "ch");
+        assert_eq!(d["provider_type"], "OFFICIAL");
+        assert_eq!(d["channel_name"], "default");
+        assert_eq!(d["created_time"], "2022-04-19T12:20:10Z");
+        assert!(!d["event_types"].as_array().unwrap().is_empty());
+        let d = official_doc("HC.Other", 0, "ch");
+        assert_eq!(d["label"], "HC.Other");
+        assert_eq!(d["event_types"], json!([]));
+    }
+}
