@@ -129,6 +129,7 @@ class Server:
         # config keys may be overridden by OPENEG_<KEY>; keep the caller's from leaking in
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPENEG_")
                or k.startswith("OPENEG_E2E") or k in ("OPENEG_LOG", "OPENEG_BIN")}
+        env.setdefault("NO_COLOR", "1")
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([str(self.bin), "serve", "--config", str(cfg)],
                                      stdout=self.log, stderr=subprocess.STDOUT, env=env,

@@ -173,3 +173,12 @@ def test_client_request_id_not_echoed(raw_a):
     r = raw_a.call("GET", "/v1/{p}/channels", headers={"X-Request-Id": "client-supplied"})
     assert r.status == 200 and r.header("X-Request-Id") != "client-supplied"
     assert_request_id(r.header("X-Request-Id"))
+
+
+def test_json_content_type_exact(raw_a):
+    """API.md §1.3 / ERRORS.md §1: Content-Type application/json;charset=UTF-8 on JSON bodies."""
+    for r in [raw_a.anon("GET", "/"), raw_a.call("GET", "/v1/{p}/channels"),
+              raw_a.call("GET", "/v1/{p}/channels", sign=False),
+              raw_a.call("GET", "/v1/{p}/nothing-here")]:
+        ct = (r.header("Content-Type") or "").replace(" ", "").lower()
+        assert ct == "application/json;charset=utf-8", (r.status, ct)

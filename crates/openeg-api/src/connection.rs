@@ -193,7 +193,11 @@ pub(crate) fn dreq<'a>(
 }
 
 /// Optional boolean member of a detail object.
-pub(crate) fn dbool(o: &Map<String, Value>, prefix: &str, key: &str) -> Result<Option<bool>, EgError> {
+pub(crate) fn dbool(
+    o: &Map<String, Value>,
+    prefix: &str,
+    key: &str,
+) -> Result<Option<bool>, EgError> {
     match o.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
@@ -257,10 +261,14 @@ fn kafka_detail_create(d: &Map<String, Value>) -> Result<Map<String, Value>, EgE
     let protocol = protocol.unwrap_or(if sasl { "SASL_SSL" } else { "PLAINTEXT" });
     if kafka_needs_credentials(sasl, protocol) {
         if user_name.is_none_or(str::is_empty) {
-            return Err(EgError::param(format!("{P}.user_name is required when SASL is enabled")));
+            return Err(EgError::param(format!(
+                "{P}.user_name is required when SASL is enabled"
+            )));
         }
         if password.is_none_or(str::is_empty) {
-            return Err(EgError::param(format!("{P}.password is required when SASL is enabled")));
+            return Err(EgError::param(format!(
+                "{P}.password is required when SASL is enabled"
+            )));
         }
     }
     let mut out = Map::new();
@@ -326,13 +334,21 @@ fn rocketmq_detail_create(d: &Map<String, Value>) -> Result<Map<String, Value>, 
     Ok(out)
 }
 
-fn rocketmq_acl_credentials(acl: bool, user: Option<&str>, password: Option<&str>) -> Result<(), EgError> {
+fn rocketmq_acl_credentials(
+    acl: bool,
+    user: Option<&str>,
+    password: Option<&str>,
+) -> Result<(), EgError> {
     if acl {
         if user.is_none_or(str::is_empty) {
-            return Err(EgError::param("rocketmq_detail.user_name is required when enable_acl is true"));
+            return Err(EgError::param(
+                "rocketmq_detail.user_name is required when enable_acl is true",
+            ));
         }
         if password.is_none_or(str::is_empty) {
-            return Err(EgError::param("rocketmq_detail.password is required when enable_acl is true"));
+            return Err(EgError::param(
+                "rocketmq_detail.password is required when enable_acl is true",
+            ));
         }
     }
     Ok(())
@@ -389,13 +405,17 @@ pub fn parse_update(
     let stored = stored_detail.unwrap_or(&empty);
     if let Some(d) = validate::opt_obj(src, "kafka_detail")? {
         if stored_type != ConnectionType::Kafka {
-            return Err(EgError::param("kafka_detail applies to KAFKA connections only"));
+            return Err(EgError::param(
+                "kafka_detail applies to KAFKA connections only",
+            ));
         }
         out.kafka_patch = Some(kafka_patch(d, stored)?);
     }
     if let Some(d) = validate::opt_obj(src, "rocketmq_detail")? {
         if stored_type != ConnectionType::Rocketmq {
-            return Err(EgError::param("rocketmq_detail applies to ROCKETMQ connections only"));
+            return Err(EgError::param(
+                "rocketmq_detail applies to ROCKETMQ connections only",
+            ));
         }
         out.rocketmq_patch = Some(rocketmq_patch(d, stored)?);
     }
@@ -403,7 +423,12 @@ pub fn parse_update(
 }
 
 /// Fails when `key` is present in `d` with a value other than the stored one.
-fn immutable(d: &Map<String, Value>, stored: &Map<String, Value>, prefix: &str, key: &str) -> Result<(), EgError> {
+fn immutable(
+    d: &Map<String, Value>,
+    stored: &Map<String, Value>,
+    prefix: &str,
+    key: &str,
+) -> Result<(), EgError> {
     match d.get(key) {
         None | Some(Value::Null) => Ok(()),
         Some(v) if Some(v) == stored.get(key) => Ok(()),
@@ -422,9 +447,18 @@ fn effective<'a>(patch: &'a Map<String, Value>, stored: &'a Map<String, Value>, 
     }
 }
 
-fn kafka_patch(d: &Map<String, Value>, stored: &Map<String, Value>) -> Result<Map<String, Value>, EgError> {
+fn kafka_patch(
+    d: &Map<String, Value>,
+    stored: &Map<String, Value>,
+) -> Result<Map<String, Value>, EgError> {
     const P: &str = "kafka_detail";
-    for key in ["instance_id", "addr", "security_protocol", "enable_sasl_ssl", "acks"] {
+    for key in [
+        "instance_id",
+        "addr",
+        "security_protocol",
+        "enable_sasl_ssl",
+        "acks",
+    ] {
         immutable(d, stored, P, key)?;
     }
     let mut patch = Map::new();
@@ -434,23 +468,33 @@ fn kafka_patch(d: &Map<String, Value>, stored: &Map<String, Value>) -> Result<Ma
     if let Some(p) = dstr(d, P, "password", FIELD_MAX)? {
         patch.insert("password".into(), p.into());
     }
-    let sasl = stored.get("enable_sasl_ssl").and_then(Value::as_bool).unwrap_or(false);
+    let sasl = stored
+        .get("enable_sasl_ssl")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let protocol = stored
         .get("security_protocol")
         .and_then(Value::as_str)
         .unwrap_or("PLAINTEXT");
     if kafka_needs_credentials(sasl, protocol) {
         if !effective(&patch, stored, "user_name") {
-            return Err(EgError::param(format!("{P}.user_name is required when SASL is enabled")));
+            return Err(EgError::param(format!(
+                "{P}.user_name is required when SASL is enabled"
+            )));
         }
         if !effective(&patch, stored, "password") {
-            return Err(EgError::param(format!("{P}.password is required when SASL is enabled")));
+            return Err(EgError::param(format!(
+                "{P}.password is required when SASL is enabled"
+            )));
         }
     }
     Ok(patch)
 }
 
-fn rocketmq_patch(d: &Map<String, Value>, stored: &Map<String, Value>) -> Result<Map<String, Value>, EgError> {
+fn rocketmq_patch(
+    d: &Map<String, Value>,
+    stored: &Map<String, Value>,
+) -> Result<Map<String, Value>, EgError> {
     const P: &str = "rocketmq_detail";
     for key in ["instance_id", "addr"] {
         immutable(d, stored, P, key)?;
@@ -477,10 +521,14 @@ fn rocketmq_patch(d: &Map<String, Value>, stored: &Map<String, Value>) -> Result
         .unwrap_or(false);
     if acl {
         if !effective(&patch, stored, "user_name") {
-            return Err(EgError::param(format!("{P}.user_name is required when enable_acl is true")));
+            return Err(EgError::param(format!(
+                "{P}.user_name is required when enable_acl is true"
+            )));
         }
         if !effective(&patch, stored, "password") {
-            return Err(EgError::param(format!("{P}.password is required when enable_acl is true")));
+            return Err(EgError::param(format!(
+                "{P}.password is required when enable_acl is true"
+            )));
         }
     }
     Ok(patch)
@@ -496,7 +544,11 @@ pub fn parse_host_port(s: &str) -> Result<(String, u16), String> {
         let (h, p) = rest
             .split_once("]:")
             .ok_or_else(|| format!("{s:?} is not host:port"))?;
-        if h.is_empty() || !h.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.') {
+        if h.is_empty()
+            || !h
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+        {
             return Err(format!("{s:?} has an invalid IPv6 literal"));
         }
         (h, p)
@@ -506,7 +558,8 @@ pub fn parse_host_port(s: &str) -> Result<(String, u16), String> {
             .ok_or_else(|| format!("{s:?} is not host:port"))?;
         let ok = !h.is_empty()
             && h.len() <= 253
-            && h.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+            && h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
         if !ok {
             return Err(format!("{s:?} has an invalid host"));
         }
@@ -556,7 +609,11 @@ mod tests {
     }
 
     fn rocket(detail: Value) -> Value {
-        with(with(base(), "type", json!("ROCKETMQ")), "rocketmq_detail", detail)
+        with(
+            with(base(), "type", json!("ROCKETMQ")),
+            "rocketmq_detail",
+            detail,
+        )
     }
 
     fn err(v: &Value) -> String {
@@ -638,7 +695,10 @@ mod tests {
         assert_eq!(d["password"], "p");
         assert!(d.get("extra").is_none());
         assert_eq!(c.instance_id(), Some("inst"));
-        assert_eq!(first_addr(c.addr().unwrap()), Some(("10.0.0.1".into(), 9092)));
+        assert_eq!(
+            first_addr(c.addr().unwrap()),
+            Some(("10.0.0.1".into(), 9092))
+        );
 
         let c = parse_create(&kafka(json!({"instance_id": "i", "addr": "h:9"}))).unwrap();
         let d = c.kafka_detail.unwrap();
@@ -646,7 +706,10 @@ mod tests {
         assert_eq!(d["enable_sasl_ssl"], false);
         assert_eq!(d["security_protocol"], "PLAINTEXT");
         assert!(d.get("password").is_none());
-        let c = parse_create(&kafka(json!({"instance_id": "i", "addr": "h:9", "acks": 0}))).unwrap();
+        let c = parse_create(&kafka(
+            json!({"instance_id": "i", "addr": "h:9", "acks": 0}),
+        ))
+        .unwrap();
         assert_eq!(c.kafka_detail.unwrap()["acks"], "0");
     }
 
@@ -659,53 +722,89 @@ mod tests {
         assert!(err(&kafka(json!({"instance_id": "i", "addr": "nohost"}))).contains("addr"));
         assert!(err(&kafka(json!({"instance_id": "i", "addr": "h:0"}))).contains("addr"));
         assert!(err(&kafka(json!({"instance_id": "i", "addr": "h:70000"}))).contains("addr"));
-        assert!(err(&kafka(json!({"instance_id": "i", "addr": "h:9", "enable_sasl_ssl": "yes"})))
-            .contains("enable_sasl_ssl"));
-        assert!(err(&kafka(json!({"instance_id": "i", "addr": "h:9", "enable_sasl_ssl": true})))
-            .contains("user_name"));
-        assert!(err(&kafka(json!({"instance_id": "i", "addr": "h:9", "enable_sasl_ssl": true,
-                                  "user_name": "u"})))
+        assert!(err(&kafka(
+            json!({"instance_id": "i", "addr": "h:9", "enable_sasl_ssl": "yes"})
+        ))
+        .contains("enable_sasl_ssl"));
+        assert!(err(&kafka(
+            json!({"instance_id": "i", "addr": "h:9", "enable_sasl_ssl": true})
+        ))
+        .contains("user_name"));
+        assert!(err(&kafka(
+            json!({"instance_id": "i", "addr": "h:9", "enable_sasl_ssl": true,
+                                  "user_name": "u"})
+        ))
         .contains("password"));
-        assert!(err(&kafka(json!({"instance_id": "i", "addr": "h:9", "enable_sasl_ssl": true,
-                                  "user_name": "u", "password": ""})))
+        assert!(err(&kafka(
+            json!({"instance_id": "i", "addr": "h:9", "enable_sasl_ssl": true,
+                                  "user_name": "u", "password": ""})
+        ))
         .contains("password"));
         assert!(err(&kafka(json!({"instance_id": "i", "addr": "h:9",
                                   "security_protocol": "SASL_PLAINTEXT"})))
         .contains("user_name"));
-        assert!(err(&kafka(json!({"instance_id": "i", "addr": "h:9", "security_protocol": "TLS"})))
-            .contains("security_protocol"));
-        assert!(err(&kafka(json!({"instance_id": "i", "addr": "h:9", "acks": "2"}))).contains("acks"));
-        assert!(err(&kafka(json!({"instance_id": "i", "addr": "h:9", "acks": true}))).contains("acks"));
-        assert!(err(&kafka(json!({"instance_id": "i".repeat(257), "addr": "h:9"}))).contains("instance_id"));
+        assert!(err(&kafka(
+            json!({"instance_id": "i", "addr": "h:9", "security_protocol": "TLS"})
+        ))
+        .contains("security_protocol"));
+        assert!(err(&kafka(
+            json!({"instance_id": "i", "addr": "h:9", "acks": "2"})
+        ))
+        .contains("acks"));
+        assert!(err(&kafka(
+            json!({"instance_id": "i", "addr": "h:9", "acks": true})
+        ))
+        .contains("acks"));
+        assert!(err(&kafka(
+            json!({"instance_id": "i".repeat(257), "addr": "h:9"})
+        ))
+        .contains("instance_id"));
     }
 
     #[test]
     fn rocketmq_valid_and_invalid() {
-        let c = parse_create(&rocket(json!({"instance_id": "r", "addr": "h:8100;h2:8100",
-                                            "use_tls": false, "enable_acl": "false"})))
+        let c = parse_create(&rocket(
+            json!({"instance_id": "r", "addr": "h:8100;h2:8100",
+                                            "use_tls": false, "enable_acl": "false"}),
+        ))
         .unwrap();
         let d = c.rocketmq_detail.as_ref().unwrap();
         assert_eq!(d["enable_acl"], "false");
         assert_eq!(c.instance_id(), Some("r"));
-        let ok = parse_create(&rocket(json!({"instance_id": "r", "addr": "h:8100", "use_tls": true,
-                                             "enable_acl": true, "user_name": "u", "password": "p"})));
+        let ok = parse_create(&rocket(
+            json!({"instance_id": "r", "addr": "h:8100", "use_tls": true,
+                                             "enable_acl": true, "user_name": "u", "password": "p"}),
+        ));
         assert!(ok.is_ok());
-        let ok = parse_create(&rocket(json!({"instance_id": "r", "addr": "h:8100", "use_tls": true})));
+        let ok = parse_create(&rocket(
+            json!({"instance_id": "r", "addr": "h:8100", "use_tls": true}),
+        ));
         assert_eq!(ok.unwrap().rocketmq_detail.unwrap()["enable_acl"], false);
 
-        assert!(err(&with(base(), "type", json!("ROCKETMQ"))).contains("rocketmq_detail is required"));
+        assert!(
+            err(&with(base(), "type", json!("ROCKETMQ"))).contains("rocketmq_detail is required")
+        );
         assert!(err(&rocket(json!({"addr": "h:1", "use_tls": true}))).contains("instance_id"));
         assert!(err(&rocket(json!({"instance_id": "r", "use_tls": true}))).contains("addr"));
         assert!(err(&rocket(json!({"instance_id": "r", "addr": "h:1"}))).contains("use_tls"));
-        assert!(err(&rocket(json!({"instance_id": "r", "addr": "h:1", "use_tls": "x"}))).contains("use_tls"));
-        assert!(err(&rocket(json!({"instance_id": "r", "addr": "h:1", "use_tls": true,
-                                   "enable_acl": "maybe"})))
+        assert!(err(&rocket(
+            json!({"instance_id": "r", "addr": "h:1", "use_tls": "x"})
+        ))
+        .contains("use_tls"));
+        assert!(err(&rocket(
+            json!({"instance_id": "r", "addr": "h:1", "use_tls": true,
+                                   "enable_acl": "maybe"})
+        ))
         .contains("enable_acl"));
-        assert!(err(&rocket(json!({"instance_id": "r", "addr": "h:1", "use_tls": true,
-                                   "enable_acl": "true", "user_name": "u"})))
+        assert!(err(&rocket(
+            json!({"instance_id": "r", "addr": "h:1", "use_tls": true,
+                                   "enable_acl": "true", "user_name": "u"})
+        ))
         .contains("password"));
-        assert!(err(&rocket(json!({"instance_id": "r", "addr": "h:1", "use_tls": true,
-                                   "enable_acl": true, "password": "p"})))
+        assert!(err(&rocket(
+            json!({"instance_id": "r", "addr": "h:1", "use_tls": true,
+                                   "enable_acl": true, "password": "p"})
+        ))
         .contains("user_name"));
     }
 
@@ -729,7 +828,13 @@ mod tests {
         let kd = json!({"instance_id": "i", "addr": "h:9", "security_protocol": "SASL_SSL",
                         "enable_sasl_ssl": true, "user_name": "u", "password": "ENC", "acks": "1"});
         let kd = kd.as_object().unwrap();
-        let u = parse_update(&json!({"description": "x"}), "c", ConnectionType::Kafka, Some(kd)).unwrap();
+        let u = parse_update(
+            &json!({"description": "x"}),
+            "c",
+            ConnectionType::Kafka,
+            Some(kd),
+        )
+        .unwrap();
         assert_eq!(u.description.as_deref(), Some("x"));
         assert!(u.kafka_patch.is_none());
         let u = parse_update(
@@ -740,26 +845,68 @@ mod tests {
         )
         .unwrap();
         let p = u.kafka_patch.unwrap();
-        assert_eq!((p["user_name"].as_str(), p["password"].as_str()), (Some("u2"), Some("new")));
+        assert_eq!(
+            (p["user_name"].as_str(), p["password"].as_str()),
+            (Some("u2"), Some("new"))
+        );
         // Immutable members.
-        let e = parse_update(&json!({"kafka_detail": {"addr": "other:9"}}), "c", ConnectionType::Kafka, Some(kd))
-            .unwrap_err();
+        let e = parse_update(
+            &json!({"kafka_detail": {"addr": "other:9"}}),
+            "c",
+            ConnectionType::Kafka,
+            Some(kd),
+        )
+        .unwrap_err();
         assert!(e.msg.contains("addr cannot be changed"));
-        let e = parse_update(&json!({"kafka_detail": {"password": ""}}), "c", ConnectionType::Kafka, Some(kd))
-            .unwrap_err();
+        let e = parse_update(
+            &json!({"kafka_detail": {"password": ""}}),
+            "c",
+            ConnectionType::Kafka,
+            Some(kd),
+        )
+        .unwrap_err();
         assert!(e.msg.contains("password"));
         assert!(parse_update(&json!({"name": "d"}), "c", ConnectionType::Kafka, Some(kd)).is_err());
         assert!(parse_update(&json!({"name": "c"}), "c", ConnectionType::Kafka, Some(kd)).is_ok());
-        assert!(parse_update(&json!({"type": "WEBHOOK"}), "c", ConnectionType::Kafka, Some(kd)).is_err());
-        assert!(parse_update(&json!({"description": "d".repeat(256)}), "c", ConnectionType::Kafka, Some(kd)).is_err());
+        assert!(parse_update(
+            &json!({"type": "WEBHOOK"}),
+            "c",
+            ConnectionType::Kafka,
+            Some(kd)
+        )
+        .is_err());
+        assert!(parse_update(
+            &json!({"description": "d".repeat(256)}),
+            "c",
+            ConnectionType::Kafka,
+            Some(kd)
+        )
+        .is_err());
         // Details of another type.
-        assert!(parse_update(&json!({"kafka_detail": {}}), "c", ConnectionType::Webhook, None).is_err());
-        assert!(parse_update(&json!({"rocketmq_detail": {}}), "c", ConnectionType::Kafka, Some(kd)).is_err());
+        assert!(parse_update(
+            &json!({"kafka_detail": {}}),
+            "c",
+            ConnectionType::Webhook,
+            None
+        )
+        .is_err());
+        assert!(parse_update(
+            &json!({"rocketmq_detail": {}}),
+            "c",
+            ConnectionType::Kafka,
+            Some(kd)
+        )
+        .is_err());
 
         let rd = json!({"instance_id": "r", "addr": "h:1", "use_tls": false, "enable_acl": false});
         let rd = rd.as_object().unwrap();
-        let e = parse_update(&json!({"rocketmq_detail": {"enable_acl": "true"}}), "c", ConnectionType::Rocketmq, Some(rd))
-            .unwrap_err();
+        let e = parse_update(
+            &json!({"rocketmq_detail": {"enable_acl": "true"}}),
+            "c",
+            ConnectionType::Rocketmq,
+            Some(rd),
+        )
+        .unwrap_err();
         assert!(e.msg.contains("user_name"));
         let u = parse_update(
             &json!({"rocketmq_detail": {"instance_id": "r", "addr": "h:1", "use_tls": true,
@@ -770,7 +917,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(u.rocketmq_patch.unwrap()["use_tls"], true);
-        assert!(parse_update(&json!({"rocketmq_detail": {"addr": "x:1"}}), "c", ConnectionType::Rocketmq, Some(rd))
-            .is_err());
+        assert!(parse_update(
+            &json!({"rocketmq_detail": {"addr": "x:1"}}),
+            "c",
+            ConnectionType::Rocketmq,
+            Some(rd)
+        )
+        .is_err());
     }
 }

@@ -5,7 +5,9 @@
 
 pub mod connection;
 pub mod error;
+pub mod event;
 pub mod source;
+pub mod subscription;
 pub mod validate;
 
 pub use error::EgError;

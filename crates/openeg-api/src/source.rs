@@ -5,7 +5,9 @@
 //! Nothing here does I/O: the caller looks the channel up first and says whether it is usable.
 //! Secrets (`secret_key`, `password`) are validated for presence only; the server seals them.
 
-use crate::connection::{dbool, dreq, dstr, parse_addr_list, parse_host_port, ADDRESS_MAX, FIELD_MAX};
+use crate::connection::{
+    dbool, dreq, dstr, parse_addr_list, parse_host_port, ADDRESS_MAX, FIELD_MAX,
+};
 use crate::validate::{self, NamePattern};
 use crate::EgError;
 use serde_json::{Map, Value};
@@ -85,7 +87,10 @@ pub fn check_name(name: &str) -> Result<(), EgError> {
 /// Validates a CreateEventSource body in table order (`name`, `description`, `channel_id`,
 /// `type`, `detail`); first violation wins. `channel_usable(id)` tells whether `id` names a
 /// custom channel of the project; a missing, default or unknown channel is `EG.00513005`.
-pub fn parse_create(body: &Value, channel_usable: impl Fn(&str) -> bool) -> Result<CreateSource, EgError> {
+pub fn parse_create(
+    body: &Value,
+    channel_usable: impl Fn(&str) -> bool,
+) -> Result<CreateSource, EgError> {
     let src = validate::object(body, "request body")?;
     let name = validate::req_str(src, "name")?;
     check_name(name)?;
@@ -93,7 +98,11 @@ pub fn parse_create(body: &Value, channel_usable: impl Fn(&str) -> bool) -> Resu
     validate::max_len("description", description, DESCRIPTION_MAX)?;
     let channel_id = match validate::opt_str(src, "channel_id")? {
         Some(c) if !c.is_empty() => c,
-        _ => return Err(EgError::channel("channel_id is required (a custom channel)")),
+        _ => {
+            return Err(EgError::channel(
+                "channel_id is required (a custom channel)",
+            ))
+        }
     };
     if !channel_usable(channel_id) {
         return Err(EgError::channel(format!(
@@ -202,7 +211,8 @@ fn rocketmq_detail(d: &Map<String, Value>) -> Result<Map<String, Value>, EgError
     put(&mut out, "subnet_id", dstr(d, P, "subnet_id", FIELD_MAX)?);
     let addr = dreq(d, P, "namesrv_address", ADDRESS_MAX)
         .map_err(|e| EgError::param(format!("{} (the RocketMQ name server address)", e.msg)))?;
-    parse_addr_list(strip_http(addr)).map_err(|e| EgError::param(format!("{P}.namesrv_address: {e}")))?;
+    parse_addr_list(strip_http(addr))
+        .map_err(|e| EgError::param(format!("{P}.namesrv_address: {e}")))?;
     put(&mut out, "namesrv_address", Some(addr));
     if let Some(b) = dbool(d, P, "ssl_enable")? {
         out.insert("ssl_enable".into(), b.into());
@@ -213,10 +223,14 @@ fn rocketmq_detail(d: &Map<String, Value>) -> Result<Map<String, Value>, EgError
     }
     if acl == Some(true) {
         if ak.is_none_or(str::is_empty) {
-            return Err(EgError::param("detail.access_key is required when enable_acl is true"));
+            return Err(EgError::param(
+                "detail.access_key is required when enable_acl is true",
+            ));
         }
         if sk.is_none_or(str::is_empty) {
-            return Err(EgError::param("detail.secret_key is required when enable_acl is true"));
+            return Err(EgError::param(
+                "detail.secret_key is required when enable_acl is true",
+            ));
         }
     }
     Ok(out)
@@ -240,7 +254,11 @@ fn rabbitmq_detail(d: &Map<String, Value>) -> Result<Map<String, Value>, EgError
     rabbitmq_broker(instance_id).map_err(|e| EgError::param(format!("{P}.instance_id: {e}")))?;
     put(&mut out, "instance_id", Some(instance_id));
     put(&mut out, "vhost_name", dstr(d, P, "vhost_name", FIELD_MAX)?);
-    put(&mut out, "queue_name", Some(dreq(d, P, "queue_name", FIELD_MAX)?));
+    put(
+        &mut out,
+        "queue_name",
+        Some(dreq(d, P, "queue_name", FIELD_MAX)?),
+    );
     put(&mut out, "user_name", dstr(d, P, "user_name", FIELD_MAX)?);
     put(&mut out, "password", dstr(d, P, "password", FIELD_MAX)?);
     put(&mut out, "vpc_id", dstr(d, P, "vpc_id", FIELD_MAX)?);
@@ -286,14 +304,21 @@ pub fn rabbitmq_broker(instance_id: &str) -> Result<RabbitBroker, String> {
         let (host, port) = parse_host_port(s).map_err(|e| {
             format!("{e}; expected a broker address amqp://host[:port][/vhost] or host:port")
         })?;
-        return Ok(RabbitBroker { tls: false, host, port, vhost: None });
+        return Ok(RabbitBroker {
+            tls: false,
+            host,
+            port,
+            vhost: None,
+        });
     };
     let (authority, path) = match rest.split_once('/') {
         Some((a, p)) => (a, Some(p)),
         None => (rest, None),
     };
     if authority.contains('@') {
-        return Err("credentials in the broker URL are not accepted; use user_name and password".into());
+        return Err(
+            "credentials in the broker URL are not accepted; use user_name and password".into(),
+        );
     }
     let default_port = if tls { AMQPS_PORT } else { AMQP_PORT };
     let has_port = if authority.starts_with('[') {
@@ -307,7 +332,12 @@ pub fn rabbitmq_broker(instance_id: &str) -> Result<RabbitBroker, String> {
         parse_host_port(&format!("{authority}:{default_port}"))?
     };
     let vhost = path.filter(|p| !p.is_empty()).map(percent_decode);
-    Ok(RabbitBroker { tls, host, port, vhost })
+    Ok(RabbitBroker {
+        tls,
+        host,
+        port,
+        vhost,
+    })
 }
 
 /// Minimal `%XX` decoding for AMQP vhost paths (`%2f` is `/`).
@@ -378,7 +408,14 @@ mod tests {
     fn application_defaults() {
         let s = parse_create(&base(), usable).unwrap();
         assert_eq!(s.source_type, SourceType::Application);
-        assert_eq!((s.name.as_str(), s.description.as_str(), s.channel_id.as_str()), ("src-1", "", CH));
+        assert_eq!(
+            (
+                s.name.as_str(),
+                s.description.as_str(),
+                s.channel_id.as_str()
+            ),
+            ("src-1", "", CH)
+        );
         assert!(s.detail.is_empty());
         let s = parse_create(&with(base(), "detail", json!({"k": "v"})), usable).unwrap();
         assert_eq!(s.detail["k"], "v");
@@ -405,7 +442,9 @@ mod tests {
     #[test]
     fn description() {
         assert!(parse_create(&with(base(), "description", json!("d".repeat(255))), usable).is_ok());
-        assert!(param_err(&with(base(), "description", json!("d".repeat(256)))).contains("description"));
+        assert!(
+            param_err(&with(base(), "description", json!("d".repeat(256)))).contains("description")
+        );
         param_err(&with(base(), "description", json!(1)));
     }
 
@@ -414,9 +453,18 @@ mod tests {
         let mut v = base();
         v.as_object_mut().unwrap().remove("channel_id");
         assert_eq!(err(&v).code, "EG.00513005");
-        assert_eq!(err(&with(base(), "channel_id", json!(""))).code, "EG.00513005");
-        assert_eq!(err(&with(base(), "channel_id", json!("other"))).code, "EG.00513005");
-        assert_eq!(err(&with(base(), "channel_id", json!(5))).code, "EG.00513000");
+        assert_eq!(
+            err(&with(base(), "channel_id", json!(""))).code,
+            "EG.00513005"
+        );
+        assert_eq!(
+            err(&with(base(), "channel_id", json!("other"))).code,
+            "EG.00513005"
+        );
+        assert_eq!(
+            err(&with(base(), "channel_id", json!(5))).code,
+            "EG.00513000"
+        );
         // Name errors come first (table order); then channel before type.
         let v = json!({"name": "Bad", "channel_id": "other"});
         assert_eq!(err(&v).code, "EG.00513000");
@@ -433,7 +481,11 @@ mod tests {
         assert!(param_err(&with(base(), "type", json!("RABBITMQ"))).contains("detail is required"));
         param_err(&with(base(), "detail", json!([1])));
         param_err(&with(base(), "detail", json!("not json")));
-        param_err(&with(base(), "detail", json!({"x": "y".repeat(DETAIL_MAX_BYTES)})));
+        param_err(&with(
+            base(),
+            "detail",
+            json!({"x": "y".repeat(DETAIL_MAX_BYTES)}),
+        ));
     }
 
     #[test]
@@ -450,8 +502,10 @@ mod tests {
         .unwrap();
         assert!(s.detail.get("secret_key").is_none());
         let s = parse_create(
-            &rocket(json!({"group": "g", "topic": "t", "namesrv_address": "http://h:9876",
-                           "enable_acl": false, "extra": "dropped", "queue_name": "dropped"})),
+            &rocket(
+                json!({"group": "g", "topic": "t", "namesrv_address": "http://h:9876",
+                           "enable_acl": false, "extra": "dropped", "queue_name": "dropped"}),
+            ),
             usable,
         )
         .unwrap();
@@ -518,11 +572,21 @@ mod tests {
     fn brokers() {
         assert_eq!(
             rabbitmq_broker("amqp://h").unwrap(),
-            RabbitBroker { tls: false, host: "h".into(), port: 5672, vhost: None }
+            RabbitBroker {
+                tls: false,
+                host: "h".into(),
+                port: 5672,
+                vhost: None
+            }
         );
         assert_eq!(
             rabbitmq_broker("amqps://h:1/%2f").unwrap(),
-            RabbitBroker { tls: true, host: "h".into(), port: 1, vhost: Some("/".into()) }
+            RabbitBroker {
+                tls: true,
+                host: "h".into(),
+                port: 1,
+                vhost: Some("/".into())
+            }
         );
         assert_eq!(rabbitmq_broker("h:9").unwrap().port, 9);
         assert_eq!(rabbitmq_broker("amqp://[::1]").unwrap().host, "::1");
@@ -534,20 +598,60 @@ mod tests {
 
     #[test]
     fn update() {
-        let u = parse_update(&json!({"description": "d"}), "n", CH, SourceType::Application).unwrap();
-        assert_eq!(u, UpdateSource { description: Some("d".into()), detail: None });
-        let u = parse_update(&json!({"detail": rocket_ok()}), "n", CH, SourceType::Rocketmq).unwrap();
+        let u = parse_update(
+            &json!({"description": "d"}),
+            "n",
+            CH,
+            SourceType::Application,
+        )
+        .unwrap();
+        assert_eq!(
+            u,
+            UpdateSource {
+                description: Some("d".into()),
+                detail: None
+            }
+        );
+        let u = parse_update(
+            &json!({"detail": rocket_ok()}),
+            "n",
+            CH,
+            SourceType::Rocketmq,
+        )
+        .unwrap();
         assert_eq!(u.detail.unwrap()["topic"], "t");
         let mut d = rocket_ok();
         d.as_object_mut().unwrap().remove("topic");
         assert!(parse_update(&json!({"detail": d}), "n", CH, SourceType::Rocketmq).is_err());
-        assert!(parse_update(&json!({"description": "d".repeat(256)}), "n", CH, SourceType::Application).is_err());
+        assert!(parse_update(
+            &json!({"description": "d".repeat(256)}),
+            "n",
+            CH,
+            SourceType::Application
+        )
+        .is_err());
         assert!(parse_update(&json!({"name": "m"}), "n", CH, SourceType::Application).is_err());
-        assert!(parse_update(&json!({"name": "n", "channel_id": CH, "type": "APPLICATION"}), "n", CH,
-                             SourceType::Application)
-            .is_ok());
-        assert!(parse_update(&json!({"channel_id": "x"}), "n", CH, SourceType::Application).is_err());
-        assert!(parse_update(&json!({"type": "ROCKETMQ"}), "n", CH, SourceType::Application).is_err());
+        assert!(parse_update(
+            &json!({"name": "n", "channel_id": CH, "type": "APPLICATION"}),
+            "n",
+            CH,
+            SourceType::Application
+        )
+        .is_ok());
+        assert!(parse_update(
+            &json!({"channel_id": "x"}),
+            "n",
+            CH,
+            SourceType::Application
+        )
+        .is_err());
+        assert!(parse_update(
+            &json!({"type": "ROCKETMQ"}),
+            "n",
+            CH,
+            SourceType::Application
+        )
+        .is_err());
         assert!(parse_update(&json!([]), "n", CH, SourceType::Application).is_err());
     }
 }

@@ -88,6 +88,13 @@ impl Default for ServerConfig {
 #[derive(Default)]
 pub struct FailedLogins(pub Mutex<HashMap<String, (u32, i64)>>);
 
+/// Where accepted events go: the durable log. `append` returns only once the records are
+/// durable (acknowledged means durable), or fails without a partial append.
+#[async_trait::async_trait]
+pub trait EventIngest: Send + Sync + 'static {
+    async fn append(&self, channel_id: &str, records: Vec<bytes::Bytes>) -> Result<(), String>;
+}
+
 #[derive(Clone)]
 pub struct AppState(pub Arc<Inner>);
 
@@ -99,6 +106,8 @@ pub struct Inner {
     /// Projects known to exist with their default channel (avoids a store round trip).
     pub known_projects: Mutex<HashSet<String>>,
     pub failed_logins: FailedLogins,
+    /// The event log; `None` answers publishing with 503 (e.g. a control-plane-only node).
+    pub ingest: Option<Arc<dyn EventIngest>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -122,7 +131,19 @@ impl AppState {
             creds,
             known_projects: Mutex::new(HashSet::new()),
             failed_logins: FailedLogins::default(),
+            ingest: None,
         }))
+    }
+
+    /// The same state with an event log attached (call before serving).
+    pub fn with_ingest(self, ingest: Arc<dyn EventIngest>) -> Self {
+        match Arc::try_unwrap(self.0) {
+            Ok(mut inner) => {
+                inner.ingest = Some(ingest);
+                AppState(Arc::new(inner))
+            }
+            Err(shared) => AppState(shared),
+        }
     }
 }
 

@@ -4,9 +4,15 @@
 //! `updated_time`) with secrets sealed; handlers render them with [`render`], which masks
 //! secrets and drops internal members.
 
+pub mod agencies;
 pub mod catalog;
 pub mod channels;
+pub mod events;
+pub mod connections;
 pub mod quotas;
+pub mod sources;
+pub mod subscriptions;
+pub mod triggers;
 pub mod versions;
 
 use crate::error::ApiResult;
@@ -19,8 +25,14 @@ use serde_json::Value;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(channels::routes())
+        .merge(subscriptions::routes())
+        .merge(triggers::routes())
+        .merge(events::routes())
         .merge(quotas::routes())
         .merge(catalog::routes())
+        .merge(sources::routes())
+        .merge(connections::routes())
+        .merge(agencies::routes())
 }
 
 /// Loads a resource of the caller's project or answers 404 `EG.00514001`.

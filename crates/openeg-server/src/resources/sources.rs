@@ -14,7 +14,9 @@ use crate::error::ApiResult;
 use crate::projects::DEFAULT_CHANNEL;
 use crate::secrets::seal;
 use crate::state::{AppState, Tenant};
-use crate::util::{fmt_time, json_body, list_query, list_reply, new_id, no_content, now_ms, ok, Params, Query};
+use crate::util::{
+    fmt_time, json_body, list_query, list_reply, new_id, no_content, now_ms, ok, Params, Query,
+};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
@@ -87,7 +89,10 @@ pub const CATALOGUE: &[OfficialSource] = &[
         description: "Events of the FunctionGraph service",
         event_types: &[
             ("FunctionGraph:CloudTrace:ApiCall", "FunctionGraph API call"),
-            ("FunctionGraph:CloudTrace:ConsoleAction", "FunctionGraph console action"),
+            (
+                "FunctionGraph:CloudTrace:ConsoleAction",
+                "FunctionGraph console action",
+            ),
         ],
     },
     OfficialSource {
@@ -96,7 +101,10 @@ pub const CATALOGUE: &[OfficialSource] = &[
         description: "Events of the API Gateway service",
         event_types: &[
             ("APIGW:CloudTrace:ApiCall", "API Gateway API call"),
-            ("APIGW:CloudTrace:ConsoleAction", "API Gateway console action"),
+            (
+                "APIGW:CloudTrace:ConsoleAction",
+                "API Gateway console action",
+            ),
         ],
     },
 ];
@@ -130,7 +138,12 @@ pub fn official_source_id(name: &str) -> String {
 /// Records that this project used official source `name` (e.g. from PutOfficialEvents), so
 /// that ListEventSources shows it even without a subscription. Idempotent.
 pub async fn record_official_source(st: &AppState, project_id: &str, name: &str) -> ApiResult<()> {
-    if st.store.get_by_name(project_id, Kind::Source, name).await?.is_some() {
+    if st
+        .store
+        .get_by_name(project_id, Kind::Source, name)
+        .await?
+        .is_some()
+    {
         return Ok(());
     }
     let default_id = default_channel_id(st, project_id).await?;
@@ -250,7 +263,11 @@ fn is_official(rec: &Record) -> bool {
     rec.body.get("provider_type").and_then(Value::as_str) == Some("OFFICIAL")
 }
 
-async fn create(State(st): State<AppState>, Extension(t): Extension<Tenant>, body: Bytes) -> ApiResult<Response> {
+async fn create(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    body: Bytes,
+) -> ApiResult<Response> {
     let v = json_body(&body)?;
     // The channel is looked up first so validation can report fields in table order.
     let channel = match v.get("channel_id").and_then(Value::as_str) {
@@ -345,10 +362,15 @@ fn compare(a: &Entry, b: &Entry, p: &Paging) -> Ordering {
 }
 
 fn contains_ci(hay: &str, needle: &str) -> bool {
-    hay.to_ascii_lowercase().contains(&needle.to_ascii_lowercase())
+    hay.to_ascii_lowercase()
+        .contains(&needle.to_ascii_lowercase())
 }
 
-async fn list(State(st): State<AppState>, Extension(t): Extension<Tenant>, q: Query) -> ApiResult<Response> {
+async fn list(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    q: Query,
+) -> ApiResult<Response> {
     let paging = q.paging()?;
     let provider = q.one_of("provider_type", &["OFFICIAL", "CUSTOM", "PARTNER"])?;
     let mut lq = list_query(&q, &paging);
@@ -362,7 +384,10 @@ async fn list(State(st): State<AppState>, Extension(t): Extension<Tenant>, q: Qu
     match provider.as_deref() {
         Some("CUSTOM") => {
             let (total, recs) = st.store.list(&t.project_id, Kind::Source, &lq).await?;
-            return Ok(list_reply(total, recs.iter().map(|r| pick(&r.body, INFO)).collect()));
+            return Ok(list_reply(
+                total,
+                recs.iter().map(|r| pick(&r.body, INFO)).collect(),
+            ));
         }
         Some("PARTNER") => return Ok(list_reply(0, Vec::new())),
         _ => {}
@@ -386,7 +411,11 @@ async fn list(State(st): State<AppState>, Extension(t): Extension<Tenant>, q: Qu
     }
     for e in official_entries(&st, &t.project_id).await? {
         let label = e.doc.get("label").and_then(Value::as_str).unwrap_or("");
-        let channel = e.doc.get("channel_id").and_then(Value::as_str).unwrap_or("");
+        let channel = e
+            .doc
+            .get("channel_id")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         let keep = q.get("name").is_none_or(|n| n == e.name)
             && q.get("fuzzy_name").is_none_or(|f| contains_ci(&e.name, f))
             && q.get("fuzzy_label").is_none_or(|f| contains_ci(label, f))
@@ -406,7 +435,11 @@ async fn list(State(st): State<AppState>, Extension(t): Extension<Tenant>, q: Qu
     Ok(list_reply(total, items))
 }
 
-async fn show(State(st): State<AppState>, Extension(t): Extension<Tenant>, p: Params) -> ApiResult<Response> {
+async fn show(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    p: Params,
+) -> ApiResult<Response> {
     let id = p.at(1);
     if let Some(rec) = st.store.get(&t.project_id, Kind::Source, id).await? {
         if is_official(&rec) {
@@ -424,7 +457,12 @@ async fn show(State(st): State<AppState>, Extension(t): Extension<Tenant>, p: Pa
 }
 
 /// Loads a custom source for update/delete: official sources are 403, unknown ids 404.
-async fn custom_or_error(st: &AppState, project_id: &str, id: &str, what: &str) -> ApiResult<Record> {
+async fn custom_or_error(
+    st: &AppState,
+    project_id: &str,
+    id: &str,
+    what: &str,
+) -> ApiResult<Record> {
     match st.store.get(project_id, Kind::Source, id).await? {
         Some(rec) if is_official(&rec) => {
             Err(EgError::not_modifiable(format!("official sources cannot be {what}")).into())
@@ -432,7 +470,9 @@ async fn custom_or_error(st: &AppState, project_id: &str, id: &str, what: &str) 
         Some(rec) => Ok(rec),
         None => {
             if official_by_id(st, project_id, id).await?.is_some() {
-                return Err(EgError::not_modifiable(format!("official sources cannot be {what}")).into());
+                return Err(
+                    EgError::not_modifiable(format!("official sources cannot be {what}")).into(),
+                );
             }
             // Same 404 as every other resource.
             get_or_404(st, project_id, Kind::Source, id).await
@@ -448,7 +488,13 @@ async fn update(
 ) -> ApiResult<Response> {
     let mut rec = custom_or_error(&st, &t.project_id, p.at(1), "updated").await?;
     let v = json_body(&body)?;
-    let str_of = |k: &str| rec.body.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let str_of = |k: &str| {
+        rec.body
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     let stype = SourceType::parse(&str_of("type")).unwrap_or(SourceType::Application);
     let req = source::parse_update(&v, &rec.name, &str_of("channel_id"), stype)?;
     let Value::Object(mut doc) = rec.body.clone() else {
@@ -472,7 +518,11 @@ async fn update(
     Ok(ok(pick(&rec.body, INFO)))
 }
 
-async fn delete(State(st): State<AppState>, Extension(t): Extension<Tenant>, p: Params) -> ApiResult<Response> {
+async fn delete(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    p: Params,
+) -> ApiResult<Response> {
     let rec = custom_or_error(&st, &t.project_id, p.at(1), "deleted").await?;
     let users = st
         .store
@@ -487,13 +537,82 @@ async fn delete(State(st): State<AppState>, Extension(t): Extension<Tenant>, p: 
         ))
         .into());
     }
-    st.store.delete(&t.project_id, Kind::Source, &rec.id).await?;
+    st.store
+        .delete(&t.project_id, Kind::Source, &rec.id)
+        .await?;
     Ok(no_content())
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::state::ServerConfig;
+    use axum::body::Body;
+    use axum::http::Request;
+    use base64::Engine;
+    use openeg_store::secrets::SecretBox;
+    use openeg_store::SqliteStore;
+    use std::sync::Arc;
+    use tower::ServiceExt;
+
+    pub(crate) const PROJECT: &str = "p1";
+
+    /// Every resource route of the crate for project [`PROJECT`], without authentication.
+    pub(crate) async fn app(cfg: ServerConfig) -> (Router, AppState) {
+        let store = Arc::new(SqliteStore::open_in_memory().await.unwrap());
+        let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        let st = AppState::new(store, SecretBox::from_key_base64(&key).unwrap(), cfg);
+        crate::projects::ensure(&st, PROJECT).await.unwrap();
+        let tenant = Tenant {
+            project_id: PROJECT.into(),
+            access_key: "ak".into(),
+        };
+        let r = super::super::routes()
+            .layer(Extension(tenant))
+            .with_state(st.clone());
+        (r, st)
+    }
+
+    pub(crate) async fn call(
+        r: &Router,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let req = Request::builder()
+            .method(method)
+            .uri(path.replace("{p}", PROJECT))
+            .header("content-type", "application/json")
+            .body(body.map(|b| Body::from(b.to_string())).unwrap_or_default())
+            .unwrap();
+        let resp = r.clone().oneshot(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, v)
+    }
+
+    pub(crate) fn code(v: &Value) -> &str {
+        v["error_code"].as_str().unwrap_or("")
+    }
+
+    async fn channel(r: &Router, name: &str) -> String {
+        let (s, v) = call(r, "POST", "/v1/{p}/channels", Some(json!({"name": name}))).await;
+        assert_eq!(s, 200, "{v}");
+        v["id"].as_str().unwrap().to_string()
+    }
+
+    async fn default_id(r: &Router) -> String {
+        let (_, v) = call(r, "GET", "/v1/{p}/channels?name=default", None).await;
+        v["items"][0]["id"].as_str().unwrap().to_string()
+    }
+
+    fn rocket() -> Value {
+        json!({"instance_id": "r", "group": "g", "topic": "t", "access_key": "ak",
+               "secret_key": "rmq-secret", "namesrv_address": "127.0.0.1:9", "enable_acl": true})
+    }
 
     #[test]
     fn official_ids_are_stable_v4_shaped() {
@@ -515,5 +634,335 @@ mod tests {
         let d = official_doc("HC.Other", 0, "ch");
         assert_eq!(d["label"], "HC.Other");
         assert_eq!(d["event_types"], json!([]));
+    }
+
+    #[tokio::test]
+    async fn application_crud() {
+        let (r, _) = app(ServerConfig::default()).await;
+        let ch = channel(&r, "ch1").await;
+        let (s, v) = call(
+            &r,
+            "POST",
+            "/v1/{p}/sources",
+            Some(json!({"name": "app-1", "channel_id": ch, "description": "d"})),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, INFO);
+        assert_eq!(
+            (
+                v["type"].as_str(),
+                v["status"].as_str(),
+                v["label"].as_str()
+            ),
+            (Some("APPLICATION"), Some("RUNNING"), Some("app-1"))
+        );
+        assert_eq!(
+            (
+                v["channel_name"].as_str(),
+                &v["error_info"],
+                &v["event_types"]
+            ),
+            (Some("ch1"), &json!({}), &json!([]))
+        );
+        let id = v["id"].as_str().unwrap().to_string();
+        let (s, g) = call(&r, "GET", &format!("/v1/{{p}}/sources/{id}"), None).await;
+        assert_eq!((s, &g), (200, &v));
+        let (s, u) = call(
+            &r,
+            "PUT",
+            &format!("/v1/{{p}}/sources/{id}"),
+            Some(json!({"description": "new"})),
+        )
+        .await;
+        assert_eq!((s, u["description"].as_str()), (200, Some("new")));
+        assert_eq!(u["created_time"], v["created_time"]);
+        let (s, u) = call(
+            &r,
+            "PUT",
+            &format!("/v1/{{p}}/sources/{id}"),
+            Some(json!({"name": "x"})),
+        )
+        .await;
+        assert_eq!((s, code(&u)), (400, "EG.00513000"));
+        // Duplicate (even on another channel).
+        let ch2 = channel(&r, "ch2").await;
+        let (s, e) = call(
+            &r,
+            "POST",
+            "/v1/{p}/sources",
+            Some(json!({"name": "app-1", "channel_id": ch2})),
+        )
+        .await;
+        assert_eq!((s, code(&e)), (400, "EG.00513001"));
+        // Channel with a source cannot be deleted.
+        let (s, _) = call(&r, "DELETE", &format!("/v1/{{p}}/channels/{ch}"), None).await;
+        assert_eq!(s, 409);
+        let (s, _) = call(&r, "DELETE", &format!("/v1/{{p}}/sources/{id}"), None).await;
+        assert_eq!(s, 204);
+        let (s, e) = call(&r, "GET", &format!("/v1/{{p}}/sources/{id}"), None).await;
+        assert_eq!((s, code(&e)), (404, "EG.00514001"));
+        let (s, e) = call(&r, "DELETE", &format!("/v1/{{p}}/sources/{id}"), None).await;
+        assert_eq!((s, code(&e)), (404, "EG.00514001"));
+    }
+
+    #[tokio::test]
+    async fn channel_errors() {
+        let (r, _) = app(ServerConfig::default()).await;
+        let def = default_id(&r).await;
+        for body in [
+            json!({"name": "s"}),
+            json!({"name": "s", "channel_id": def}),
+            json!({"name": "s", "channel_id": "00000000-0000-4000-8000-000000000000"}),
+        ] {
+            let (s, e) = call(&r, "POST", "/v1/{p}/sources", Some(body)).await;
+            assert_eq!((s, code(&e)), (400, "EG.00513005"), "{e}");
+        }
+        let (s, e) = call(&r, "POST", "/v1/{p}/sources", Some(json!({"name": "hc.x"}))).await;
+        assert_eq!((s, code(&e)), (400, "EG.00513000"));
+    }
+
+    #[tokio::test]
+    async fn rocketmq_secret_sealed_and_kept() {
+        let (r, st) = app(ServerConfig::default()).await;
+        let ch = channel(&r, "ch1").await;
+        let (s, v) = call(
+            &r,
+            "POST",
+            "/v1/{p}/sources",
+            Some(json!({"name": "rmq", "channel_id": ch, "type": "ROCKETMQ", "detail": rocket()})),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["detail"]["secret_key"], "******");
+        assert_eq!(v["detail"]["enable_acl"], true);
+        let id = v["id"].as_str().unwrap().to_string();
+        let stored = st
+            .store
+            .get(PROJECT, Kind::Source, &id)
+            .await
+            .unwrap()
+            .unwrap();
+        let sealed = stored.body["detail"]["secret_key"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(SecretBox::is_encrypted(&sealed));
+        let mut d = rocket();
+        d["secret_key"] = json!("******");
+        d["topic"] = json!("t2");
+        let (s, u) = call(
+            &r,
+            "PUT",
+            &format!("/v1/{{p}}/sources/{id}"),
+            Some(json!({"detail": d})),
+        )
+        .await;
+        assert_eq!((s, u["detail"]["topic"].as_str()), (200, Some("t2")), "{u}");
+        let stored = st
+            .store
+            .get(PROJECT, Kind::Source, &id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            stored.body["detail"]["secret_key"].as_str(),
+            Some(sealed.as_str())
+        );
+        // The mask on create is an error.
+        let mut d = rocket();
+        d["secret_key"] = json!("******");
+        let (s, e) = call(
+            &r,
+            "POST",
+            "/v1/{p}/sources",
+            Some(json!({"name": "rmq2", "channel_id": ch, "type": "ROCKETMQ", "detail": d})),
+        )
+        .await;
+        assert_eq!((s, code(&e)), (400, "EG.00513000"));
+    }
+
+    #[tokio::test]
+    async fn quotas_and_order() {
+        let mut cfg = ServerConfig::default();
+        cfg.quotas.source_rabbitmq = 1;
+        cfg.quotas.source = 2;
+        let (r, _) = app(cfg).await;
+        let ch = channel(&r, "ch1").await;
+        let rabbit =
+            json!({"instance_id": "amqp://127.0.0.1:9", "queue_name": "q", "password": "pw"});
+        let mk = |name: &str, t: &str| json!({"name": name, "channel_id": ch, "type": t, "detail": rabbit});
+        let (s, v) = call(&r, "POST", "/v1/{p}/sources", Some(mk("r1", "RABBITMQ"))).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["detail"]["password"], "******");
+        let (s, e) = call(&r, "POST", "/v1/{p}/sources", Some(mk("r2", "RABBITMQ"))).await;
+        assert_eq!((s, code(&e)), (403, "EG.00514003"));
+        // Duplicate beats quota.
+        let (s, e) = call(&r, "POST", "/v1/{p}/sources", Some(mk("r1", "RABBITMQ"))).await;
+        assert_eq!((s, code(&e)), (400, "EG.00513001"));
+        let (s, _) = call(&r, "POST", "/v1/{p}/sources", Some(mk("a1", "APPLICATION"))).await;
+        assert_eq!(s, 200);
+        let (s, e) = call(&r, "POST", "/v1/{p}/sources", Some(mk("a2", "APPLICATION"))).await;
+        assert_eq!((s, code(&e)), (403, "EG.00514003"));
+    }
+
+    #[tokio::test]
+    async fn official_sources_listed_and_protected() {
+        let (r, st) = app(ServerConfig::default()).await;
+        let def = default_id(&r).await;
+        let ch = channel(&r, "ch1").await;
+        for n in ["zeta", "alpha"] {
+            let (s, _) = call(
+                &r,
+                "POST",
+                "/v1/{p}/sources",
+                Some(json!({"name": n, "channel_id": ch})),
+            )
+            .await;
+            assert_eq!(s, 200);
+        }
+        // A subscription using an official source outside the catalogue, and one using a custom source.
+        let now = now_ms();
+        let sub = Record {
+            project_id: PROJECT.into(),
+            kind: Kind::Subscription,
+            id: new_id(),
+            name: "sub".into(),
+            parent_id: Some(def.clone()),
+            created_at: now,
+            updated_at: now,
+            body: json!({}),
+            refs: vec!["official:HC.CTS".into(), "source:alpha".into()],
+        };
+        st.store.insert(&sub, &[]).await.unwrap();
+
+        let (_, all) = call(&r, "GET", "/v1/{p}/sources?limit=1000", None).await;
+        let n = CATALOGUE.len() as u64 + 3;
+        assert_eq!(
+            (all["total"].as_u64(), all["size"].as_u64()),
+            (Some(n), Some(n))
+        );
+        let (_, off) = call(
+            &r,
+            "GET",
+            "/v1/{p}/sources?provider_type=OFFICIAL&sort=name:asc",
+            None,
+        )
+        .await;
+        let names: Vec<&str> = off["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["HC.APIGW", "HC.CTS", "HC.FunctionGraph", "HC.OBS", "HC.SMN"]
+        );
+        assert!(off["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["channel_id"] == json!(def)));
+        let (_, cus) = call(
+            &r,
+            "GET",
+            "/v1/{p}/sources?provider_type=CUSTOM&sort=name:asc",
+            None,
+        )
+        .await;
+        let names: Vec<&str> = cus["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["alpha", "zeta"]);
+        // Paging over the merged list, sorted by name descending.
+        let (_, p2) = call(
+            &r,
+            "GET",
+            "/v1/{p}/sources?sort=name:DESC&offset=1&limit=2",
+            None,
+        )
+        .await;
+        let names: Vec<&str> = p2["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            (p2["total"].as_u64(), names),
+            (Some(n), vec!["alpha", "HC.SMN"])
+        );
+        // Filters.
+        let (_, f) = call(&r, "GET", "/v1/{p}/sources?fuzzy_label=object", None).await;
+        assert_eq!(f["items"][0]["name"], "HC.OBS");
+        assert_eq!(f["total"], 1);
+        let (_, f) = call(
+            &r,
+            "GET",
+            &format!("/v1/{{p}}/sources?channel_id={ch}"),
+            None,
+        )
+        .await;
+        assert_eq!(f["total"], 2);
+        let (_, f) = call(
+            &r,
+            "GET",
+            &format!("/v1/{{p}}/sources?channel_id={def}"),
+            None,
+        )
+        .await;
+        assert_eq!(f["total"].as_u64(), Some(CATALOGUE.len() as u64 + 1));
+        let (_, f) = call(&r, "GET", "/v1/{p}/sources?name=HC.SMN", None).await;
+        assert_eq!(f["total"], 1);
+        let (_, f) = call(&r, "GET", "/v1/{p}/sources?fuzzy_name=ALP", None).await;
+        assert_eq!(f["items"][0]["name"], "alpha");
+        let (_, f) = call(&r, "GET", "/v1/{p}/sources?provider_type=PARTNER", None).await;
+        assert_eq!(f["total"], 0);
+        let (s, _) = call(&r, "GET", "/v1/{p}/sources?provider_type=X", None).await;
+        assert_eq!(s, 400);
+        // Show / update / delete of an official source.
+        let id = official_source_id("HC.CTS");
+        let (s, g) = call(&r, "GET", &format!("/v1/{{p}}/sources/{id}"), None).await;
+        assert_eq!(
+            (s, g["name"].as_str(), g["provider_type"].as_str()),
+            (200, Some("HC.CTS"), Some("OFFICIAL"))
+        );
+        let (s, e) = call(
+            &r,
+            "PUT",
+            &format!("/v1/{{p}}/sources/{id}"),
+            Some(json!({"description": "x"})),
+        )
+        .await;
+        assert_eq!((s, code(&e)), (403, "EG.00514004"));
+        let obs = official_source_id("HC.OBS");
+        let (s, e) = call(&r, "DELETE", &format!("/v1/{{p}}/sources/{obs}"), None).await;
+        assert_eq!((s, code(&e)), (403, "EG.00514004"));
+        // A used custom source cannot be deleted.
+        let alpha = cus["items"][0]["id"].as_str().unwrap().to_string();
+        let (s, e) = call(&r, "DELETE", &format!("/v1/{{p}}/sources/{alpha}"), None).await;
+        assert_eq!((s, code(&e)), (409, "EG.00514002"));
+        // Recorded official sources show up once.
+        record_official_source(&st, PROJECT, "HC.DMS")
+            .await
+            .unwrap();
+        record_official_source(&st, PROJECT, "HC.DMS")
+            .await
+            .unwrap();
+        record_official_source(&st, PROJECT, "HC.OBS")
+            .await
+            .unwrap();
+        let (_, off) = call(&r, "GET", "/v1/{p}/sources?provider_type=OFFICIAL", None).await;
+        assert_eq!(off["total"].as_u64(), Some(CATALOGUE.len() as u64 + 2));
+        let dms = official_source_id("HC.DMS");
+        let (s, _) = call(&r, "GET", &format!("/v1/{{p}}/sources/{dms}"), None).await;
+        assert_eq!(s, 200);
+        let (s, _) = call(&r, "DELETE", &format!("/v1/{{p}}/sources/{dms}"), None).await;
+        assert_eq!(s, 403);
     }
 }

@@ -1,0 +1,473 @@
+//! One topic (channel): its segments, its visible offsets and its writer task.
+//!
+//! Group commit: `append` sends its batch to the topic's writer task and awaits a oneshot.
+//! The writer drains everything queued, encodes it into one buffer, issues one positioned
+//! write and one `fdatasync` on a blocking thread, then publishes the new end offset and
+//! completes every waiter. Batches that arrive during that fsync form the next group, so the
+//! number of fsyncs tracks disk latency, not request rate.
+
+use crate::frame;
+use crate::segment::{self, IndexEntry, ReadQuery, Segment, INDEX_INTERVAL};
+use crate::{io_err, lock, LogConfig, LogError, Record, StatsInner};
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Upper bound on the bytes written by one group commit, to bound memory and latency.
+const MAX_GROUP_BYTES: usize = 8 << 20;
+
+type AppendReply = oneshot::Sender<Result<Range<u64>, LogError>>;
+
+enum Msg {
+    Append {
+        records: Vec<Bytes>,
+        reply: AppendReply,
+    },
+    /// Finish what was queued before this message, then stop accepting appends.
+    Shutdown(oneshot::Sender<()>),
+}
+
+pub(crate) struct TopicState {
+    /// Sorted by base; the last one is the active segment.
+    pub segments: Vec<Arc<Segment>>,
+    /// End offset (exclusive) of acknowledged, durable records.
+    pub end: u64,
+}
+
+impl TopicState {
+    pub(crate) fn start(&self) -> u64 {
+        self.segments.first().map_or(self.end, |s| s.base)
+    }
+}
+
+/// What readers and the writer share.
+pub(crate) struct Shared {
+    pub name: String,
+    pub dir: PathBuf,
+    pub state: Mutex<TopicState>,
+    pub end_watch: watch::Sender<u64>,
+}
+
+pub(crate) struct Topic {
+    pub shared: Arc<Shared>,
+    tx: mpsc::UnboundedSender<Msg>,
+    deleting: AtomicBool,
+}
+
+impl Topic {
+    /// Open (recovering the tail) or create the topic stored in `dir` and start its writer.
+    /// Blocking: call from a blocking context; `spawn_writer` must then run on the runtime.
+    pub(crate) fn open_blocking(
+        name: String,
+        dir: PathBuf,
+        cfg: &LogConfig,
+    ) -> Result<(TopicState, PathBuf, String), LogError> {
+        let mut bases = Vec::new();
+        let entries =
+            std::fs::read_dir(&dir).map_err(io_err(format!("listing {}", dir.display())))?;
+        for entry in entries {
+            let entry = entry.map_err(io_err(format!("listing {}", dir.display())))?;
+            let file_name = entry.file_name();
+            let Some(file_name) = file_name.to_str() else {
+                continue;
+            };
+            if let Some(base) = segment::parse_segment_file_name(file_name) {
+                bases.push(base);
+            }
+        }
+        bases.sort_unstable();
+        let mut segments = Vec::with_capacity(bases.len().max(1));
+        for &base in &bases {
+            segments.push(Arc::new(Segment::open(
+                dir.join(segment::segment_file_name(base)),
+                base,
+            )?));
+        }
+        let end = match segments.last() {
+            Some(tail) => tail.recover_tail(cfg.fsync)?,
+            None => {
+                segments.push(Segment::create(&dir, 0, cfg.fsync)?);
+                0
+            }
+        };
+        Ok((TopicState { segments, end }, dir, name))
+    }
+
+    /// Wrap recovered state and spawn the writer task (needs a Tokio runtime).
+    pub(crate) fn start(
+        name: String,
+        dir: PathBuf,
+        state: TopicState,
+        cfg: Arc<LogConfig>,
+        stats: Arc<StatsInner>,
+    ) -> Topic {
+        let active = state.segments.last().cloned();
+        let end = state.end;
+        let shared = Arc::new(Shared {
+            name,
+            dir: dir.clone(),
+            state: Mutex::new(state),
+            end_watch: watch::Sender::new(end),
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        let writer = active.map(|active| Writer {
+            dir,
+            len: active.len(),
+            // Force an index entry at the next frame; cheap and keeps lookups short.
+            since_index: INDEX_INTERVAL,
+            active,
+            next: end,
+            cfg,
+            stats,
+            poisoned: None,
+        });
+        tokio::spawn(run_writer(writer, shared.clone(), rx));
+        Topic {
+            shared,
+            tx,
+            deleting: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) async fn append(&self, records: Vec<Bytes>) -> Result<Range<u64>, LogError> {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Msg::Append { records, reply }).is_err() {
+            return Err(self.stopped());
+        }
+        rx.await.map_err(|_| self.stopped())?
+    }
+
+    fn stopped(&self) -> LogError {
+        if self.deleting.load(Ordering::Acquire) {
+            LogError::TopicDeleted(self.shared.name.clone())
+        } else {
+            LogError::Poisoned("log writer stopped".into())
+        }
+    }
+
+    /// Stop the writer after it has finished everything queued so far.
+    pub(crate) async fn shutdown_for_delete(&self) {
+        self.deleting.store(true, Ordering::Release);
+        let (ack, done) = oneshot::channel();
+        if self.tx.send(Msg::Shutdown(ack)).is_ok() {
+            let _ = done.await;
+        }
+    }
+
+    /// Capture what a read needs under the lock, then read without holding it.
+    pub(crate) fn read_blocking(
+        shared: &Shared,
+        from: u64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Record>, LogError> {
+        let (segs, end) = {
+            let st = lock(&shared.state);
+            let start = st.start();
+            if from < start || from > st.end {
+                return Err(LogError::OffsetOutOfRange {
+                    topic: shared.name.clone(),
+                    requested: from,
+                    start,
+                    end: st.end,
+                });
+            }
+            if from == st.end || max_records == 0 {
+                return Ok(Vec::new());
+            }
+            let first = st.segments.partition_point(|s| s.base <= from).max(1) - 1;
+            let segs: Vec<(Arc<Segment>, u64, Option<u64>)> = st.segments[first..]
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    let next_base = st.segments.get(first + i + 1).map(|n| n.base);
+                    (s.clone(), s.len(), next_base)
+                })
+                .collect();
+            (segs, st.end)
+        };
+        let mut q = ReadQuery {
+            next: from,
+            end,
+            max_records,
+            max_bytes,
+            bytes: 0,
+        };
+        let mut out = Vec::new();
+        for (seg, len, next_base) in segs {
+            if seg.read_into(&mut q, len, next_base, &mut out)? || q.next >= end {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The writer's private state; moved into blocking tasks for each write.
+struct Writer {
+    dir: PathBuf,
+    active: Arc<Segment>,
+    /// Durable length of the active segment.
+    len: u64,
+    /// Next offset to assign.
+    next: u64,
+    since_index: u64,
+    cfg: Arc<LogConfig>,
+    stats: Arc<StatsInner>,
+    /// Set after a failure that leaves the file in an unknown state (notably a failed
+    /// fsync, after which the kernel may have dropped dirty pages): nothing more is
+    /// acknowledged until the log is reopened and recovery has run.
+    poisoned: Option<String>,
+}
+
+struct Written {
+    ranges: Vec<Range<u64>>,
+    index: Vec<IndexEntry>,
+    len: u64,
+    end: u64,
+}
+
+impl Writer {
+    fn roll(&mut self) -> Result<Arc<Segment>, LogError> {
+        let seg = Segment::create(&self.dir, self.next, self.cfg.fsync)?;
+        self.active = seg.clone();
+        self.len = 0;
+        self.since_index = INDEX_INTERVAL;
+        Ok(seg)
+    }
+
+    fn write(&mut self, batches: &[Vec<Bytes>]) -> Result<Written, LogError> {
+        let total: usize = batches.iter().map(|b| frame::encoded_len(b)).sum();
+        let mut buf = Vec::with_capacity(total);
+        let mut ranges = Vec::with_capacity(batches.len());
+        let mut index = Vec::new();
+        let mut next = self.next;
+        let mut since = self.since_index;
+        for batch in batches {
+            let pos = self.len + buf.len() as u64;
+            if since >= INDEX_INTERVAL {
+                index.push(IndexEntry { offset: next, pos });
+                since = 0;
+            }
+            let before = buf.len();
+            frame::encode(&mut buf, next, batch);
+            since += (buf.len() - before) as u64;
+            let n = batch.len() as u64;
+            ranges.push(next..next + n);
+            next += n;
+        }
+        let file = self.active.file();
+        if let Err(e) = file.write_all_at(&buf, self.len) {
+            // Cut whatever part landed so the next group starts at a frame boundary.
+            let undo = file.set_len(self.len).and_then(|()| {
+                if self.cfg.fsync {
+                    file.sync_data()
+                } else {
+                    Ok(())
+                }
+            });
+            if let Err(u) = undo {
+                self.poisoned = Some(format!("write failed ({e}) and could not be undone ({u})"));
+            }
+            return Err(io_err(format!("writing {}", self.active.path.display()))(e));
+        }
+        if self.cfg.fsync {
+            if let Err(e) = file.sync_data() {
+                self.poisoned = Some(format!("fsync failed: {e}"));
+                return Err(io_err(format!("syncing {}", self.active.path.display()))(e));
+            }
+            self.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+        }
+        self.stats.writes.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .appends
+            .fetch_add(batches.len() as u64, Ordering::Relaxed);
+        self.stats
+            .records
+            .fetch_add(next - self.next, Ordering::Relaxed);
+        self.stats
+            .bytes
+            .fetch_add(buf.len() as u64, Ordering::Relaxed);
+        self.len += buf.len() as u64;
+        self.next = next;
+        self.since_index = since;
+        Ok(Written {
+            ranges,
+            index,
+            len: self.len,
+            end: next,
+        })
+    }
+}
+
+fn join_err(e: tokio::task::JoinError) -> LogError {
+    LogError::Poisoned(format!("log writer task failed: {e}"))
+}
+
+/// Fail every queued append with the same error.
+fn fail_all(pending: &mut VecDeque<(Vec<Bytes>, AppendReply)>, err: impl Fn() -> LogError) {
+    for (_, reply) in pending.drain(..) {
+        let _ = reply.send(Err(err()));
+    }
+}
+
+async fn run_writer(
+    mut writer: Option<Writer>,
+    shared: Arc<Shared>,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+) {
+    let mut pending: VecDeque<(Vec<Bytes>, AppendReply)> = VecDeque::new();
+    let mut shutdown: Option<oneshot::Sender<()>> = None;
+    loop {
+        if pending.is_empty() {
+            if let Some(ack) = shutdown.take() {
+                // Everything before the shutdown request is done; refuse the rest.
+                rx.close();
+                while let Ok(msg) = rx.try_recv() {
+                    if let Msg::Append { reply, .. } = msg {
+                        let _ = reply.send(Err(LogError::TopicDeleted(shared.name.clone())));
+                    }
+                }
+                let _ = ack.send(());
+                return;
+            }
+            match rx.recv().await {
+                Some(msg) => accept(msg, &mut pending, &mut shutdown),
+                None => return,
+            }
+        }
+        while shutdown.is_none() {
+            match rx.try_recv() {
+                Ok(msg) => accept(msg, &mut pending, &mut shutdown),
+                Err(_) => break,
+            }
+        }
+        if pending.is_empty() {
+            continue;
+        }
+        let Some(mut w) = writer.take() else {
+            fail_all(&mut pending, || {
+                LogError::Poisoned("log writer stopped after a panic".into())
+            });
+            continue;
+        };
+        if let Some(reason) = &w.poisoned {
+            let reason = reason.clone();
+            fail_all(&mut pending, || LogError::Poisoned(reason.clone()));
+            writer = Some(w);
+            continue;
+        }
+
+        // Roll first if the next batch does not fit; a batch larger than a segment gets a
+        // segment of its own rather than an error.
+        let first_len = frame::encoded_len(&pending[0].0) as u64;
+        if w.len > 0 && w.len + first_len > w.cfg.segment_bytes {
+            let (w2, res) = match tokio::task::spawn_blocking(move || {
+                let r = w.roll();
+                (w, r)
+            })
+            .await
+            {
+                Ok(v) => v,
+                Err(e) => {
+                    let msg = e.to_string();
+                    fail_all(&mut pending, || join_err_msg(&msg));
+                    continue;
+                }
+            };
+            w = w2;
+            match res {
+                Ok(seg) => lock(&shared.state).segments.push(seg),
+                Err(e) => {
+                    let msg = e.to_string();
+                    fail_all(&mut pending, || {
+                        LogError::Poisoned(format!("segment roll failed: {msg}"))
+                    });
+                    writer = Some(w);
+                    continue;
+                }
+            }
+        }
+
+        // Take as many queued batches as fit in the active segment and the group limit.
+        let mut n = 0;
+        let mut bytes = w.len;
+        let mut group_bytes = 0usize;
+        for (records, _) in pending.iter() {
+            let l = frame::encoded_len(records);
+            if n > 0 && (bytes + l as u64 > w.cfg.segment_bytes || group_bytes + l > MAX_GROUP_BYTES)
+            {
+                break;
+            }
+            n += 1;
+            bytes += l as u64;
+            group_bytes += l;
+        }
+        let (batches, replies): (Vec<Vec<Bytes>>, Vec<AppendReply>) = pending.drain(..n).unzip();
+        let active = w.active.clone();
+        let (w2, res) = match tokio::task::spawn_blocking(move || {
+            let r = w.write(&batches);
+            (w, r)
+        })
+        .await
+        {
+            Ok(v) => v,
+            Err(e) => {
+                let msg = e.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(join_err_msg(&msg)));
+                }
+                continue;
+            }
+        };
+        writer = Some(w2);
+        match res {
+            Ok(written) => {
+                {
+                    let mut st = lock(&shared.state);
+                    active.push_index(&written.index);
+                    active.set_len(written.len);
+                    st.end = written.end;
+                }
+                shared.end_watch.send_replace(written.end);
+                for (reply, range) in replies.into_iter().zip(written.ranges) {
+                    let _ = reply.send(Ok(range));
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(LogError::Io {
+                        context: "appending".into(),
+                        source: std::io::Error::other(msg.clone()),
+                    }));
+                }
+            }
+        }
+    }
+}
+
+fn join_err_msg(msg: &str) -> LogError {
+    LogError::Poisoned(format!("log writer task failed: {msg}"))
+}
+
+fn accept(
+    msg: Msg,
+    pending: &mut VecDeque<(Vec<Bytes>, AppendReply)>,
+    shutdown: &mut Option<oneshot::Sender<()>>,
+) {
+    match msg {
+        Msg::Append { records, reply } => pending.push_back((records, reply)),
+        Msg::Shutdown(ack) => *shutdown = Some(ack),
+    }
+}
+
+/// Directory of a topic under the log root.
+pub(crate) fn topic_dir(topics_root: &Path, encoded: &str) -> PathBuf {
+    topics_root.join(encoded)
+}

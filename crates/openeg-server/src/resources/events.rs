@@ -1,0 +1,295 @@
+//! Publishing (ops 20–22, `API.md` §3.3): PutEvents, PutOfficialEvents, CheckPutEvents.
+//!
+//! PutEvents also accepts the CloudEvents HTTP bindings on the same path: structured mode
+//! (`application/cloudevents+json`, one event), batched mode
+//! (`application/cloudevents-batch+json`, an array) and binary mode (`ce-*` headers, body =
+//! `data`). Per-event failures are reported in the 200 body; accepted events are appended to
+//! the channel's log as one batch and the response is sent only after that append is durable.
+
+use super::get_or_404;
+use crate::error::ApiResult;
+use crate::projects::DEFAULT_CHANNEL;
+use crate::state::{AppState, Tenant};
+use crate::util::{json_body, now_ms, ok, Params};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::response::Response;
+use axum::routing::post;
+use axum::{Extension, Router};
+use openeg_api::{event, validate, EgError};
+use openeg_store::{Kind, ListQuery};
+use serde_json::{json, Map, Value};
+use std::collections::HashSet;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/{project_id}/channels/{channel_id}/events", post(put_events))
+        .route(
+            "/v1/{project_id}/official/sources/{source_name}/events",
+            post(put_official_events),
+        )
+        .route("/v1/{project_id}/events/check", post(check_put_events))
+}
+
+/// The events of a PutEvents request, in whichever HTTP binding it came.
+fn request_events(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Value>, EgError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if body.len() > event::MAX_REQUEST_BYTES {
+        return Err(EgError::param(format!(
+            "the request body must be at most {} bytes",
+            event::MAX_REQUEST_BYTES
+        )));
+    }
+    if ct == "application/cloudevents+json" {
+        let v: Value = serde_json::from_slice(body).map_err(|_| EgError::param("request body is not valid JSON"))?;
+        return Ok(vec![v]);
+    }
+    if ct == "application/cloudevents-batch+json" {
+        let v: Value = serde_json::from_slice(body).map_err(|_| EgError::param("request body is not valid JSON"))?;
+        return match v {
+            Value::Array(a) if a.is_empty() => Err(EgError::param("events must not be empty")),
+            Value::Array(a) if a.len() > event::MAX_EVENTS => {
+                Err(EgError::param(format!("at most {} events per request", event::MAX_EVENTS)))
+            }
+            Value::Array(a) => Ok(a),
+            _ => Err(EgError::param("a cloudevents batch must be a JSON array")),
+        };
+    }
+    if headers.contains_key("ce-specversion") {
+        return Ok(vec![binary_mode_event(headers, &ct, body)?]);
+    }
+    event::batch(body)
+}
+
+/// Builds the event of a binary-mode request: attributes from `ce-*` headers, data = body.
+fn binary_mode_event(headers: &HeaderMap, ct: &str, body: &[u8]) -> Result<Value, EgError> {
+    let mut m = Map::new();
+    for (name, value) in headers {
+        if let Some(attr) = name.as_str().strip_prefix("ce-") {
+            let v = value
+                .to_str()
+                .map_err(|_| EgError::param(format!("header {name} is not valid text")))?;
+            let decoded = percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned();
+            m.insert(attr.to_string(), Value::String(decoded));
+        }
+    }
+    if !body.is_empty() {
+        let data: Value = serde_json::from_slice(body)
+            .map_err(|_| EgError::param("binary-mode data must be JSON (only application/json is supported)"))?;
+        m.insert("data".into(), data);
+        if !ct.is_empty() {
+            m.insert("datacontenttype".into(), Value::String(ct.to_string()));
+        }
+    }
+    Ok(Value::Object(m))
+}
+
+/// Names of the custom sources attached to a channel.
+async fn channel_sources(st: &AppState, project: &str, channel_id: &str) -> ApiResult<HashSet<String>> {
+    let q = ListQuery {
+        parent_id: Some(channel_id.to_string()),
+        ..Default::default()
+    };
+    let (_, recs) = st.store.list(project, Kind::Source, &q).await?;
+    Ok(recs.into_iter().map(|r| r.name).collect())
+}
+
+/// Per-event outcome; `None` = accepted.
+type Outcome = Option<EgError>;
+
+fn response(events: &[Value], outcomes: &[Outcome]) -> Response {
+    let list: Vec<Value> = events
+        .iter()
+        .zip(outcomes)
+        .map(|(ev, o)| match o {
+            None => json!({"event_id": event::event_id(ev)}),
+            Some(e) => json!({"event_id": event::event_id(ev), "error_code": e.code, "error_msg": e.msg}),
+        })
+        .collect();
+    let failed = outcomes.iter().filter(|o| o.is_some()).count();
+    ok(json!({"failed_count": failed, "events": list}))
+}
+
+/// Appends the accepted events as one durable batch; on failure every accepted event fails.
+async fn append_accepted(st: &AppState, channel_id: &str, events: &[Value], outcomes: &mut [Outcome]) -> ApiResult<()> {
+    let received = now_ms();
+    let records: Vec<Bytes> = events
+        .iter()
+        .zip(outcomes.iter())
+        .filter(|(_, o)| o.is_none())
+        .map(|(ev, _)| Bytes::from(json!({"received": received, "event": ev}).to_string()))
+        .collect();
+    if records.is_empty() {
+        return Ok(());
+    }
+    let Some(ingest) = &st.ingest else {
+        return Err(EgError::unavailable("event publishing is not enabled on this node").into());
+    };
+    if let Err(e) = ingest.append(channel_id, records).await {
+        tracing::error!(channel_id, error = %e, "appending events failed");
+        for o in outcomes.iter_mut().filter(|o| o.is_none()) {
+            *o = Some(EgError::internal());
+        }
+    }
+    Ok(())
+}
+
+async fn put_events(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    p: Params,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let channel = get_or_404(&st, &t.project_id, Kind::Channel, p.at(1)).await?;
+    let events = request_events(&headers, &body)?;
+    let is_default = channel.name == DEFAULT_CHANNEL;
+    let sources = channel_sources(&st, &t.project_id, &channel.id).await?;
+    let mut outcomes: Vec<Outcome> = events
+        .iter()
+        .map(|ev| {
+            if let Err(e) = event::validate(ev) {
+                return Some(e);
+            }
+            let src = ev.get("source").and_then(Value::as_str).unwrap_or("");
+            let known = sources.contains(src) || (is_default && src.starts_with("HC."));
+            if known {
+                None
+            } else {
+                Some(EgError::publish_missing(format!("source {src} is not a source of this channel")))
+            }
+        })
+        .collect();
+    append_accepted(&st, &channel.id, &events, &mut outcomes).await?;
+    Ok(response(&events, &outcomes))
+}
+
+async fn put_official_events(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    p: Params,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let source_name = p.at(1);
+    if !source_name.starts_with("HC.") {
+        return Err(EgError::param("source_name must start with HC.").into());
+    }
+    let events = event::batch(&body)?;
+    let Some(channel) = st.store.get_by_name(&t.project_id, Kind::Channel, DEFAULT_CHANNEL).await? else {
+        return Err(EgError::publish_missing("the default channel is missing").into());
+    };
+    let mut outcomes: Vec<Outcome> = events
+        .iter()
+        .map(|ev| {
+            if let Err(e) = event::validate(ev) {
+                return Some(e);
+            }
+            let src = ev.get("source").and_then(Value::as_str).unwrap_or("");
+            (src != source_name).then(|| EgError::param(format!("event source {src} differs from {source_name}")))
+        })
+        .collect();
+    append_accepted(&st, &channel.id, &events, &mut outcomes).await?;
+    Ok(response(&events, &outcomes))
+}
+
+async fn check_put_events(State(st): State<AppState>, Extension(t): Extension<Tenant>, body: Bytes) -> ApiResult<Response> {
+    let v = json_body(&body)?;
+    let o = validate::object(&v, "request body")?;
+    let items = match o.get("sources") {
+        Some(Value::Array(a)) if !a.is_empty() && a.len() <= 100 => a,
+        Some(Value::Array(_)) => return Err(EgError::param("sources must hold 1 to 100 entries").into()),
+        Some(_) => return Err(EgError::param("sources must be an array").into()),
+        None => return Err(EgError::param("sources is required").into()),
+    };
+    let mut results = Vec::with_capacity(items.len());
+    let mut failed = 0;
+    for (i, item) in items.iter().enumerate() {
+        let m = item
+            .as_object()
+            .ok_or_else(|| EgError::param(format!("sources[{i}] must be an object")))?;
+        let channel_id = validate::req_str(m, "channel_id")?;
+        let source_name = validate::req_str(m, "source_name")?;
+        let detail = check_one(&st, &t.project_id, channel_id, source_name).await?;
+        if detail.is_some() {
+            failed += 1;
+        }
+        results.push(json!({
+            "channel_id": channel_id,
+            "source_name": source_name,
+            "check_result": detail.is_none(),
+            "check_detail": detail.unwrap_or_else(|| "events from this source can be published".into()),
+        }));
+    }
+    Ok(ok(json!({"failed_count": failed, "sources": results})))
+}
+
+/// `None` when the source can publish to the channel, else why not.
+async fn check_one(st: &AppState, project: &str, channel_id: &str, source: &str) -> ApiResult<Option<String>> {
+    let Some(channel) = st.store.get(project, Kind::Channel, channel_id).await? else {
+        return Ok(Some(format!("channel {channel_id} does not exist")));
+    };
+    let official = source.starts_with("HC.");
+    let belongs = if official {
+        channel.name == DEFAULT_CHANNEL
+    } else {
+        channel_sources(st, project, channel_id).await?.contains(source)
+    };
+    if !belongs {
+        return Ok(Some(format!("source {source} is not a source of channel {}", channel.name)));
+    }
+    let key = if official { format!("official:{source}") } else { format!("source:{source}") };
+    let q = ListQuery {
+        parent_id: Some(channel.id.clone()),
+        has_ref: Some(key),
+        ..Default::default()
+    };
+    let (_, subs) = st.store.list(project, Kind::Subscription, &q).await?;
+    let active = subs
+        .iter()
+        .any(|s| s.body.get("status").and_then(Value::as_str) != Some("DISABLED"));
+    if !active {
+        return Ok(Some(format!("no enabled subscription of channel {} uses source {source}", channel.name)));
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn bindings() {
+        let mut h = HeaderMap::new();
+        let body = br#"{"events":[{"id":"1"}]}"#;
+        assert_eq!(request_events(&h, body).unwrap().len(), 1);
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/cloudevents+json; charset=utf-8"));
+        let one = request_events(&h, br#"{"id":"x","source":"s"}"#).unwrap();
+        assert_eq!(one[0]["id"], "x");
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/cloudevents-batch+json"));
+        assert_eq!(request_events(&h, br#"[{"id":"a"},{"id":"b"}]"#).unwrap().len(), 2);
+        assert!(request_events(&h, b"[]").is_err());
+        assert!(request_events(&h, br#"{"id":"a"}"#).is_err());
+        let mut b = HeaderMap::new();
+        b.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        b.insert("ce-specversion", HeaderValue::from_static("1.0"));
+        b.insert("ce-id", HeaderValue::from_static("e%201"));
+        b.insert("ce-source", HeaderValue::from_static("app"));
+        b.insert("ce-type", HeaderValue::from_static("t"));
+        let ev = request_events(&b, br#"{"k":1}"#).unwrap().remove(0);
+        assert_eq!(ev["id"], "e 1");
+        assert_eq!(ev["data"]["k"], 1);
+        assert_eq!(ev["datacontenttype"], "application/json");
+        assert_eq!(event::validate(&ev), Ok(()));
+        assert!(request_events(&b, b"not json").is_err());
+    }
+}

@@ -1,0 +1,652 @@
+//! Subscriptions (ops 1–11, `API.md` §3.1).
+//!
+//! Validation is pure ([`openeg_api::subscription`]); this module resolves what a body refers
+//! to (channel, custom sources, connections) into an [`Env`], then runs the checks in the
+//! order of `ERRORS.md` §5: field checks, uniqueness (name, service-wide client ids), quotas.
+//!
+//! Stored record: kind `Subscription`, `name`, `parent_id` = channel id, body = SubscriptionInfo
+//! wire shape (targets' secrets sealed) plus `enterprise_project_id` when given, refs from
+//! [`subscription::refs`]. Read-modify-write operations are serialized by one process-wide
+//! lock, so concurrent edits of one subscription never lose updates and client-id uniqueness
+//! holds within a process.
+
+use super::{get_or_404, pick, render};
+use crate::error::ApiResult;
+use crate::projects::DEFAULT_CHANNEL;
+use crate::state::{AppState, Tenant};
+use crate::util::{
+    fmt_time, json_body, list_query, list_reply, new_id, no_content, now_ms, ok, Params, Query,
+};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::{get, post, put};
+use axum::{Extension, Router};
+use openeg_api::subscription::{self, ChannelFacts, Env};
+use openeg_api::{validate, EgError};
+use openeg_store::{Kind, ListQuery, QuotaCheck, Record};
+use serde_json::{json, Map, Value};
+use std::sync::LazyLock;
+
+/// SubscriptionInfo members (`enterprise_project_id` is stored for filtering only).
+const INFO: &[&str] = &[
+    "id",
+    "name",
+    "description",
+    "type",
+    "status",
+    "channel_id",
+    "channel_name",
+    "used",
+    "sources",
+    "targets",
+    "created_time",
+    "updated_time",
+];
+
+/// Serializes subscription read-modify-write sequences within this process.
+static WRITE: LazyLock<tokio::sync::Mutex<()>> = LazyLock::new(|| tokio::sync::Mutex::new(()));
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/{project_id}/subscriptions", post(create).get(list))
+        .route("/v1/{project_id}/subscriptions/operation", post(operate))
+        .route(
+            "/v1/{project_id}/subscriptions/{subscription_id}",
+            get(show).put(update).delete(delete),
+        )
+        .route(
+            "/v1/{project_id}/subscriptions/{subscription_id}/sources/{source_id}",
+            put(update_source),
+        )
+        .route(
+            "/v1/{project_id}/subscriptions/{subscription_id}/targets",
+            post(create_target),
+        )
+        .route(
+            "/v1/{project_id}/subscriptions/{subscription_id}/targets/{target_id}",
+            get(show_target).put(update_target).delete(delete_target),
+        )
+}
+
+/// The SubscriptionInfo of a stored document (secrets masked).
+pub(crate) fn info(body: &Value) -> Value {
+    pick(body, INFO)
+}
+
+/// A subscription listing restricted by a reference key (connection, trigger look-ups).
+pub(crate) async fn list_by_ref(
+    st: &AppState,
+    project_id: &str,
+    q: &Query,
+    key: String,
+) -> ApiResult<Response> {
+    let paging = q.paging()?;
+    let mut lq = list_query(q, &paging);
+    lq.name = None;
+    lq.fuzzy_name = None;
+    lq.has_ref = Some(key);
+    let (total, recs) = st.store.list(project_id, Kind::Subscription, &lq).await?;
+    Ok(list_reply(
+        total,
+        recs.iter().map(|r| info(&r.body)).collect(),
+    ))
+}
+
+fn channel_facts(rec: &Record) -> ChannelFacts {
+    ChannelFacts {
+        id: rec.id.clone(),
+        name: rec.name.clone(),
+        is_default: rec.name == DEFAULT_CHANNEL,
+    }
+}
+
+/// The channel of a stored subscription.
+fn sub_channel(rec: &Record) -> ChannelFacts {
+    let name = str_of(&rec.body, "channel_name").to_string();
+    ChannelFacts {
+        id: rec
+            .parent_id
+            .clone()
+            .unwrap_or_else(|| str_of(&rec.body, "channel_id").to_string()),
+        is_default: name == DEFAULT_CHANNEL,
+        name,
+    }
+}
+
+fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+fn set_of(body: &Value, key: &str) -> Vec<Value> {
+    body.get(key)
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Resolves the facts validation needs: the project's custom source names and connections
+/// (both bounded by quotas, so one listing each).
+async fn load_env(
+    st: &AppState,
+    project_id: &str,
+    channel: Option<ChannelFacts>,
+    need_sources: bool,
+    need_connections: bool,
+) -> ApiResult<Env> {
+    let mut env = Env {
+        project_id: project_id.to_string(),
+        channel,
+        ..Default::default()
+    };
+    if need_sources {
+        let (_, recs) = st
+            .store
+            .list(project_id, Kind::Source, &ListQuery::default())
+            .await?;
+        env.custom_sources = recs
+            .into_iter()
+            .filter(|r| {
+                matches!(
+                    r.body.get("provider_type").and_then(Value::as_str),
+                    None | Some("CUSTOM")
+                )
+            })
+            .map(|r| r.name)
+            .collect();
+    }
+    if need_connections {
+        let (_, recs) = st
+            .store
+            .list(project_id, Kind::Connection, &ListQuery::default())
+            .await?;
+        env.connections = recs
+            .into_iter()
+            .map(|r| {
+                let t = r
+                    .body
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .filter(|t| !t.is_empty())
+                    .unwrap_or(subscription::CONN_WEBHOOK)
+                    .to_ascii_uppercase();
+                (r.id, t)
+            })
+            .collect();
+    }
+    Ok(env)
+}
+
+/// Encrypts the secrets of validated targets; `******` keeps the value of the stored target
+/// with the same id.
+fn seal_targets(st: &AppState, targets: &mut [Value], old: &[Value]) -> ApiResult<()> {
+    for t in targets.iter_mut() {
+        let prev = t
+            .get("id")
+            .and_then(Value::as_str)
+            .and_then(|id| subscription::find_by_id(old, id))
+            .cloned();
+        crate::secrets::seal(t, prev.as_ref(), &st.secrets)?;
+    }
+    Ok(())
+}
+
+/// Client ids must be unique within the subscription and across the whole service
+/// (`API.md` §1.5); a clash is 400 `EG.00513001`.
+async fn check_client_ids(
+    st: &AppState,
+    project_id: &str,
+    self_id: Option<&str>,
+    sources: &[Value],
+    targets: &[Value],
+) -> ApiResult<()> {
+    let ids = subscription::client_ids(sources, targets);
+    if let Some(d) = subscription::first_duplicate(&ids) {
+        return Err(EgError::duplicate(format!("id {d} is used twice in the subscription")).into());
+    }
+    for id in &ids {
+        let hits = st
+            .store
+            .referencing_global(Kind::Subscription, &format!("tid:{id}"))
+            .await?;
+        if hits
+            .iter()
+            .any(|r| !(r.project_id == project_id && Some(r.id.as_str()) == self_id))
+        {
+            return Err(EgError::duplicate(format!(
+                "id {id} is already used by another subscription"
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
+fn check_target_quota(st: &AppState, n: usize) -> ApiResult<()> {
+    let max = st.cfg.quotas.subscription_target;
+    if u64::try_from(n).unwrap_or(u64::MAX) > max {
+        return Err(EgError::quota(format!(
+            "quota SUBSCRIPTION_TARGET exceeded: a subscription may have at most {max} targets"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// Writes the new sets, refs and `updated_time` into a loaded record and stores it.
+async fn store_update(
+    st: &AppState,
+    rec: &mut Record,
+    sources: Vec<Value>,
+    targets: Vec<Value>,
+    now: i64,
+) -> ApiResult<()> {
+    rec.refs = subscription::refs(&sources, &targets);
+    let Value::Object(doc) = &mut rec.body else {
+        return Err(EgError::internal().into());
+    };
+    doc.insert("sources".into(), Value::Array(sources));
+    doc.insert("targets".into(), Value::Array(targets));
+    doc.insert("updated_time".into(), fmt_time(now).into());
+    rec.updated_at = now;
+    if !st.store.update(rec).await? {
+        return Err(EgError::not_found(format!("subscription {} does not exist", rec.id)).into());
+    }
+    Ok(())
+}
+
+async fn create(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    q: Query,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let v = json_body(&body)?;
+    let channel = match v
+        .get("channel_id")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
+        Some(id) => st
+            .store
+            .get(&t.project_id, Kind::Channel, id)
+            .await?
+            .map(|r| channel_facts(&r)),
+        None => None,
+    };
+    let env = load_env(
+        &st,
+        &t.project_id,
+        channel,
+        v.get("sources").is_some(),
+        v.get("targets").is_some(),
+    )
+    .await?;
+    let mut req = subscription::validate_create(&v, &env)?;
+    let epid = match q.get("enterprise_project_id") {
+        Some(e) => {
+            validate::max_len("enterprise_project_id", e, 64)?;
+            Some(e.to_string())
+        }
+        None => None,
+    };
+    seal_targets(&st, &mut req.targets, &[])?;
+
+    let _guard = WRITE.lock().await;
+    if st
+        .store
+        .get_by_name(&t.project_id, Kind::Subscription, &req.name)
+        .await?
+        .is_some()
+    {
+        return Err(EgError::duplicate(format!("subscription {} already exists", req.name)).into());
+    }
+    let now = now_ms();
+    let ts = fmt_time(now);
+    let sources = subscription::merge_entries(&[], req.sources, &ts, new_id);
+    let targets = subscription::merge_entries(&[], req.targets, &ts, new_id);
+    check_client_ids(&st, &t.project_id, None, &sources, &targets).await?;
+    check_target_quota(&st, targets.len())?;
+
+    let id = new_id();
+    let refs = subscription::refs(&sources, &targets);
+    let mut doc = Map::new();
+    doc.insert("id".into(), id.clone().into());
+    doc.insert("name".into(), req.name.clone().into());
+    doc.insert("description".into(), req.description.into());
+    doc.insert("type".into(), "EVENT".into());
+    doc.insert("status".into(), "ENABLED".into());
+    doc.insert("channel_id".into(), req.channel.id.clone().into());
+    doc.insert("channel_name".into(), req.channel.name.clone().into());
+    doc.insert("used".into(), json!([]));
+    doc.insert("sources".into(), Value::Array(sources));
+    doc.insert("targets".into(), Value::Array(targets));
+    if let Some(e) = epid {
+        doc.insert("enterprise_project_id".into(), e.into());
+    }
+    doc.insert("created_time".into(), ts.clone().into());
+    doc.insert("updated_time".into(), ts.into());
+    let rec = Record {
+        project_id: t.project_id.clone(),
+        kind: Kind::Subscription,
+        id,
+        name: req.name,
+        parent_id: Some(req.channel.id.clone()),
+        created_at: now,
+        updated_at: now,
+        body: Value::Object(doc),
+        refs,
+    };
+    let quotas = [
+        QuotaCheck {
+            quota: "SUBSCRIPTION",
+            kind: Kind::Subscription,
+            parent_id: None,
+            body_eq: None,
+            max: st.cfg.quotas.subscription,
+        },
+        QuotaCheck {
+            quota: "CHANNEL_SUBSCRIPTION",
+            kind: Kind::Subscription,
+            parent_id: Some(req.channel.id),
+            body_eq: None,
+            max: st.cfg.quotas.channel_subscription,
+        },
+    ];
+    st.store.insert(&rec, &quotas).await?;
+    Ok(ok(info(&rec.body)))
+}
+
+async fn list(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    q: Query,
+) -> ApiResult<Response> {
+    let paging = q.paging()?;
+    let mut lq = list_query(&q, &paging);
+    if let Some(c) = q.get("channel_id") {
+        lq.parent_id = Some(c.to_string());
+    }
+    if let Some(c) = q.get("connection_id") {
+        validate::max_len("connection_id", c, 64)?;
+        lq.has_ref = Some(format!("connection:{c}"));
+    }
+    if let Some(e) = q.get("enterprise_project_id") {
+        lq.body_eq
+            .push(("enterprise_project_id".into(), e.to_string()));
+    }
+    let (total, recs) = st
+        .store
+        .list(&t.project_id, Kind::Subscription, &lq)
+        .await?;
+    Ok(list_reply(
+        total,
+        recs.iter().map(|r| info(&r.body)).collect(),
+    ))
+}
+
+async fn show(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    p: Params,
+) -> ApiResult<Response> {
+    let rec = get_or_404(&st, &t.project_id, Kind::Subscription, p.at(1)).await?;
+    Ok(ok(info(&rec.body)))
+}
+
+async fn update(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    p: Params,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let _guard = WRITE.lock().await;
+    let mut rec = get_or_404(&st, &t.project_id, Kind::Subscription, p.at(1)).await?;
+    let v = json_body(&body)?;
+    let env = load_env(
+        &st,
+        &t.project_id,
+        Some(sub_channel(&rec)),
+        v.get("sources").is_some(),
+        v.get("targets").is_some(),
+    )
+    .await?;
+    let old_sources = set_of(&rec.body, "sources");
+    let old_targets = set_of(&rec.body, "targets");
+    let old_pt = old_sources
+        .first()
+        .and_then(|s| s.get("provider_type"))
+        .and_then(Value::as_str);
+    let mut up = subscription::validate_update(&v, &env, &rec.name, old_pt)?;
+    if let Some(targets) = up.targets.as_mut() {
+        seal_targets(&st, targets, &old_targets)?;
+    }
+    let now = now_ms();
+    let ts = fmt_time(now);
+    let sources = match up.sources {
+        Some(s) => subscription::merge_entries(&old_sources, s, &ts, new_id),
+        None => old_sources,
+    };
+    let targets = match up.targets {
+        Some(tg) => subscription::merge_entries(&old_targets, tg, &ts, new_id),
+        None => old_targets,
+    };
+    check_client_ids(&st, &t.project_id, Some(&rec.id), &sources, &targets).await?;
+    check_target_quota(&st, targets.len())?;
+    if let (Some(d), Value::Object(doc)) = (up.description, &mut rec.body) {
+        doc.insert("description".into(), d.into());
+    }
+    store_update(&st, &mut rec, sources, targets, now).await?;
+    Ok(ok(info(&rec.body)))
+}
+
+async fn delete(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    p: Params,
+) -> ApiResult<Response> {
+    let _guard = WRITE.lock().await;
+    let rec = get_or_404(&st, &t.project_id, Kind::Subscription, p.at(1)).await?;
+    if !st
+        .store
+        .delete(&t.project_id, Kind::Subscription, &rec.id)
+        .await?
+    {
+        return Err(EgError::not_found(format!("subscription {} does not exist", rec.id)).into());
+    }
+    Ok(no_content())
+}
+
+/// The index of the entry with `id` in a stored set, or 404.
+fn position(set: &[Value], id: &str, what: &str) -> ApiResult<usize> {
+    set.iter()
+        .position(|v| v.get("id").and_then(Value::as_str) == Some(id))
+        .ok_or_else(|| {
+            EgError::not_found(format!("{what} {id} does not exist in this subscription")).into()
+        })
+}
+
+async fn update_source(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    p: Params,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let _guard = WRITE.lock().await;
+    let mut rec = get_or_404(&st, &t.project_id, Kind::Subscription, p.at(1)).await?;
+    let mut sources = set_of(&rec.body, "sources");
+    let idx = position(&sources, p.at(2), "source")?;
+    let mut v = json_body(&body)?;
+    // The path names the source; an `id` in the body is ignored.
+    if let Value::Object(m) = &mut v {
+        m.remove("id");
+    }
+    let env = load_env(&st, &t.project_id, Some(sub_channel(&rec)), true, false).await?;
+    let old_pt = sources[idx]
+        .get("provider_type")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let mut doc = subscription::validate_source(&v, "", &env, old_pt.as_deref())?;
+    if let Value::Object(m) = &mut doc {
+        m.insert("id".into(), p.at(2).into());
+    }
+    let now = now_ms();
+    let merged = subscription::merge_entries(&sources, vec![doc], &fmt_time(now), new_id);
+    let Some(new_source) = merged.into_iter().next() else {
+        return Err(EgError::internal().into());
+    };
+    sources[idx] = new_source.clone();
+    let targets = set_of(&rec.body, "targets");
+    store_update(&st, &mut rec, sources, targets, now).await?;
+    Ok(ok(render(&new_source)))
+}
+
+async fn create_target(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    p: Params,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let _guard = WRITE.lock().await;
+    let mut rec = get_or_404(&st, &t.project_id, Kind::Subscription, p.at(1)).await?;
+    let v = json_body(&body)?;
+    let env = load_env(&st, &t.project_id, Some(sub_channel(&rec)), false, true).await?;
+    let doc = subscription::validate_target(&v, "", &env)?;
+    let mut new = vec![doc];
+    seal_targets(&st, &mut new, &[])?;
+    let mut targets = set_of(&rec.body, "targets");
+    let now = now_ms();
+    let merged = subscription::merge_entries(&[], new, &fmt_time(now), new_id);
+    let Some(target) = merged.into_iter().next() else {
+        return Err(EgError::internal().into());
+    };
+    targets.push(target.clone());
+    subscription::check_dead_letter_topics(&targets)?;
+    let sources = set_of(&rec.body, "sources");
+    check_client_ids(&st, &t.project_id, Some(&rec.id), &sources, &targets).await?;
+    check_target_quota(&st, targets.len())?;
+    store_update(&st, &mut rec, sources, targets, now).await?;
+    Ok(ok(render(&target)))
+}
+
+async fn show_target(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    p: Params,
+) -> ApiResult<Response> {
+    let rec = get_or_404(&st, &t.project_id, Kind::Subscription, p.at(1)).await?;
+    let targets = set_of(&rec.body, "targets");
+    let idx = position(&targets, p.at(2), "target")?;
+    Ok(ok(render(&targets[idx])))
+}
+
+async fn update_target(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    p: Params,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let _guard = WRITE.lock().await;
+    let mut rec = get_or_404(&st, &t.project_id, Kind::Subscription, p.at(1)).await?;
+    let mut targets = set_of(&rec.body, "targets");
+    let idx = position(&targets, p.at(2), "target")?;
+    let mut v = json_body(&body)?;
+    // The body's id is ignored (`API.md` §3.1): the path names the target.
+    if let Value::Object(m) = &mut v {
+        m.remove("id");
+    }
+    let env = load_env(&st, &t.project_id, Some(sub_channel(&rec)), false, true).await?;
+    let mut doc = subscription::validate_target(&v, "", &env)?;
+    if let Value::Object(m) = &mut doc {
+        m.insert("id".into(), p.at(2).into());
+    }
+    let mut new = vec![doc];
+    seal_targets(&st, &mut new, &targets)?;
+    let now = now_ms();
+    let merged = subscription::merge_entries(&targets, new, &fmt_time(now), new_id);
+    let Some(target) = merged.into_iter().next() else {
+        return Err(EgError::internal().into());
+    };
+    targets[idx] = target.clone();
+    subscription::check_dead_letter_topics(&targets)?;
+    let sources = set_of(&rec.body, "sources");
+    store_update(&st, &mut rec, sources, targets, now).await?;
+    Ok(ok(render(&target)))
+}
+
+async fn delete_target(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    p: Params,
+) -> ApiResult<Response> {
+    let _guard = WRITE.lock().await;
+    let mut rec = get_or_404(&st, &t.project_id, Kind::Subscription, p.at(1)).await?;
+    let mut targets = set_of(&rec.body, "targets");
+    let idx = position(&targets, p.at(2), "target")?;
+    if targets.len() <= 1 {
+        return Err(EgError::param("the last target of a subscription cannot be deleted").into());
+    }
+    targets.remove(idx);
+    let sources = set_of(&rec.body, "sources");
+    store_update(&st, &mut rec, sources, targets, now_ms()).await?;
+    Ok(no_content())
+}
+
+/// ExecuteSubscriptionOperation: 200 with per-id results (`ERRORS.md` §4.2).
+async fn operate(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let v = json_body(&body)?;
+    let op = subscription::validate_operation(&v)?;
+    let _guard = WRITE.lock().await;
+    let mut events = Vec::with_capacity(op.ids.len());
+    let mut failed = 0u64;
+    for id in &op.ids {
+        let outcome = set_status(&st, &t.project_id, id, op.status).await;
+        let mut e = Map::new();
+        e.insert("subscription_id".into(), id.clone().into());
+        if let Err(err) = outcome {
+            failed += 1;
+            e.insert("error_code".into(), err.code.into());
+            e.insert("error_msg".into(), err.msg.into());
+        }
+        events.push(Value::Object(e));
+    }
+    Ok(ok(json!({"failed_count": failed, "events": events})))
+}
+
+async fn set_status(
+    st: &AppState,
+    project_id: &str,
+    id: &str,
+    status: &str,
+) -> Result<(), EgError> {
+    let not_found = || EgError::not_found(format!("subscription {id} does not exist"));
+    let internal = |e: openeg_store::StoreError| {
+        tracing::error!(error = %e, "subscription status change failed");
+        EgError::internal()
+    };
+    let mut rec = st
+        .store
+        .get(project_id, Kind::Subscription, id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(not_found)?;
+    if str_of(&rec.body, "status") == status {
+        return Ok(());
+    }
+    let now = now_ms();
+    let Value::Object(doc) = &mut rec.body else {
+        return Err(EgError::internal());
+    };
+    doc.insert("status".into(), status.into());
+    doc.insert("updated_time".into(), fmt_time(now).into());
+    rec.updated_at = now;
+    if st.store.update(&rec).await.map_err(internal)? {
+        Ok(())
+    } else {
+        Err(not_found())
+    }
+}

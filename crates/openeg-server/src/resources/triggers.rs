@@ -1,0 +1,45 @@
+//! Triggers (ops 48–49, `API.md` §3.11): the subscriptions that deliver to one FunctionGraph
+//! function (`fn:<urn>` reference) or one workflow (`workflow:<id>` reference).
+//!
+//! The literal `workflow/{workflow_id}` route has two segments, so it never collides with the
+//! one-segment `{func_urn}` route; the URN arrives percent-encoded (`urn%3Afss%3A...`) and is
+//! compared decoded, exactly.
+
+use super::subscriptions::list_by_ref;
+use crate::error::ApiResult;
+use crate::state::{AppState, Tenant};
+use crate::util::{Params, Query};
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Extension, Router};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v1/{project_id}/subscription-triggers/workflow/{workflow_id}",
+            get(list_workflow_triggers),
+        )
+        .route(
+            "/v1/{project_id}/subscription-triggers/{func_urn}",
+            get(list_triggers),
+        )
+}
+
+async fn list_triggers(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    p: Params,
+    q: Query,
+) -> ApiResult<Response> {
+    list_by_ref(&st, &t.project_id, &q, format!("fn:{}", p.at(1))).await
+}
+
+async fn list_workflow_triggers(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    p: Params,
+    q: Query,
+) -> ApiResult<Response> {
+    list_by_ref(&st, &t.project_id, &q, format!("workflow:{}", p.at(1))).await
+}
