@@ -218,6 +218,8 @@ def test_unknown_route_is_404_even_without_credentials(raw_a):
     for r in (raw_a.anon("GET", "/v1/{p}/no-such-resource"),
               raw_a.call("GET", "/v1/{p}/no-such-resource"),
               raw_a.call("PATCH", "/v1/{p}/channels"),
+              raw_a.call("OPTIONS", "/v1/{p}/channels"),
+              raw_a.call("DELETE", "/v1/{p}/channels"),
               raw_a.anon("GET", "/v2/whatever")):
         assert_eg_error(r, 404, "APIGW.0101")
         assert r.json()["error_msg"].startswith(
@@ -308,3 +310,39 @@ def test_authorization_takes_precedence_over_token(raw_a, server):
     req = raw_a.prepare("GET", "/v1/{p}/channels", headers={"X-Auth-Token": tok})
     case_tampered_signature(raw_a, req)
     assert_eg_error(raw_a.send(req), 401, "APIGW.0301")
+
+
+def test_without_x_project_id_header(raw_a):
+    req = raw_a.prepare("GET", "/v1/{p}/channels", project_header=False).sign(raw_a.ak, raw_a.sk)
+    assert "x-project-id" not in req.headers["Authorization"]
+    assert raw_a.send(req).status == 200
+
+
+def test_raw_query_forms_are_canonicalised(raw_a):
+    """SIGNING.md §3.5: the server canonicalises the raw query: unsorted order, a literal '+'
+    (not a space), a key without '='."""
+    for raw_q, pairs in [("offset=0&limit=5", [("offset", "0"), ("limit", "5")]),
+                         ("fuzzy_name=a+b", [("fuzzy_name", "a+b")]),
+                         ("flag&limit=3", [("flag", ""), ("limit", "3")])]:
+        req = raw_a.prepare("GET", "/v1/{p}/channels", query=pairs).sign(raw_a.ak, raw_a.sk)
+        req.target = (lambda q=raw_q, p=req.path: p + "?" + q)
+        r = raw_a.send(req)
+        assert r.status == 200, (raw_q, r)
+    # and a '+' decoded as a space would not verify:
+    req = raw_a.prepare("GET", "/v1/{p}/channels", query=[("fuzzy_name", "a b")])
+    req.sign(raw_a.ak, raw_a.sk)
+    req.target = (lambda p=req.path: p + "?fuzzy_name=a+b")
+    assert_eg_error(raw_a.send(req), 401, "APIGW.0301")
+
+
+def test_token_wrong_domain_401(raw_a, server):
+    body = token_body(server.a)
+    body["auth"]["identity"]["password"]["user"]["domain"] = {"name": "not-my-domain"}
+    assert_eg_error(raw_a.anon("POST", "/v3/auth/tokens", body=body), 401, "APIGW.0301")
+
+
+def test_signed_token_request_accepted(raw_a, server):
+    """SIGNING.md §5: POST /v3/auth/tokens needs no signature, but a signed one is accepted."""
+    r = raw_a.call("POST", "/v3/auth/tokens", body=token_body(server.a))
+    assert r.status == 201, r
+    assert r.header("X-Subject-Token")

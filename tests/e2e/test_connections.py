@@ -145,3 +145,14 @@ def test_unknown_connection_404(eg_a):
         connection_id=bogus, body=ConnectionUpdateReq(description="x"))), 404, "EG.00514001")
     assert_eg_error(sdk_err(eg_a.delete_connection, DeleteConnectionRequest(connection_id=bogus)),
                     404, "EG.00514001")
+
+
+def test_connection_quota(eg_b, res_b):
+    from huaweicloudsdkeg.v1 import ListQuotasRequest
+    q = eg_b.list_quotas(ListQuotasRequest(type="CONNECTION")).quotas.resources[0]
+    assert q.quota == 50
+    for _ in range(q.quota - q.used):
+        res_b.connection()
+    name = uniq("conn")
+    assert_eg_error(sdk_err(create_conn, eg_b, name=name), 403, "EG.00514003")
+    assert eg_b.list_connections(ListConnectionsRequest(name=name)).total == 0

@@ -693,3 +693,104 @@ def test_channel_subscription_quota(eg_b, res_b):
     # another channel is not affected
     ch2 = res_b.channel()
     res_b.subscription(ch2.id, [custom_source(src.name)], [webhook_target()], name=name)
+
+
+# ----------------------------------------------------------------------------- valid boundaries
+# Validation must not be stricter than the spec: these are accepted and stored verbatim.
+
+ALL_OPS_FILTER = lambda s: {  # noqa: E731
+    "source": [{"op": "StringIn", "values": [s]}],
+    "type": {"and": [{"op": "StringNotIn", "values": ["x"]},
+                     {"op": "StringStartsWith", "values": ["order."]},
+                     {"op": "StringNotStartsWith", "values": ["y"]},
+                     {"op": "StringEndsWith", "values": ["created", "updated"]},
+                     {"op": "StringNotEndsWith", "values": ["z"]}]},
+    "subject": [{"op": "IsNotNull"}, {"op": "IsNull"}],
+    "data": {
+        "n": [{"op": "NumberIn", "values": [1, 2.5]}, {"op": "NumberNotIn", "values": [3]},
+              {"op": "NumberLessThan", "value": 10}, {"op": "NumberNotLessThan", "value": -1},
+              {"op": "NumberGreaterThan", "values": [0]}],
+        "m": {"k": [{"op": "NumberNotGreaterThan", "value": 1e6},
+                    {"op": "NumberInRange", "values": [[1, 5], [7, 7]]},
+                    {"op": "NumberNotInRange", "values": [[100, 200]]}]},
+        "flag": [{"op": "IsTrue"}, {"op": "IsNotTrue", "values": ["ignored"]}],
+        "a": {"b": {"c": {"d": {"e": [{"op": "IsNotNull"}]}}}},
+        "x.y": [{"op": "StringIn", "values": [""]}],
+    },
+}
+
+
+@pytest.mark.parametrize("case", ["all-operators", "empty-data", "five-conditions"])
+def test_valid_filters_accepted_verbatim(eg_a, res_a, case):
+    ch, src = res_a.app_setup()
+    f = {"all-operators": ALL_OPS_FILTER(src.name),
+         "empty-data": src_filter(src.name, data={}),
+         "five-conditions": src_filter(src.name, type=[
+             {"op": "StringIn", "values": [str(i)]} for i in range(5)])}[case]
+    s = res_a.subscription(ch.id, [custom_source(src.name, f)], [webhook_target()])
+    assert body_of(show(eg_a, s.id))["sources"][0]["filter"] == f
+
+
+TRANSFORM_OK = {
+    "constant-empty": TransForm(type="CONSTANT", value=""),
+    "constant-1024": TransForm(type="CONSTANT", value="c" * 1024),
+    "variable-100-vars": TransForm(type="VARIABLE",
+                                   value=json.dumps({f"v{i}": "c" for i in range(100)},
+                                                    separators=(",", ":")),
+                                   template="${v0}${v99}"),
+    "variable-name-64": TransForm(type="VARIABLE", value=json.dumps({"v" * 64: "$.data"}),
+                                  template="${%s}" % ("v" * 64)),
+    "variable-scalars": TransForm(type="VARIABLE",
+                                  value='{"s": "$.source", "n": 1, "b": true, "z": null}',
+                                  template='{"s": "${s}", "n": ${n}}'),
+}
+
+
+@pytest.mark.parametrize("case", list(TRANSFORM_OK))
+def test_valid_transforms_accepted(eg_a, res_a, case):
+    ch, src = res_a.app_setup()
+    tr = TRANSFORM_OK[case]
+    s = res_a.subscription(ch.id, [custom_source(src.name)], [webhook_target(transform=tr)])
+    t = body_of(show(eg_a, s.id))["targets"][0]["transform"]
+    assert t["type"] == tr.type and t.get("value") == tr.value
+    if tr.template is not None:
+        assert t["template"] == tr.template
+
+
+def test_retry_bounds_and_description_255(eg_a, res_a):
+    ch, src = res_a.app_setup()
+    s = res_a.subscription(ch.id, [custom_source(src.name)],
+                           [webhook_target(retry_times=0), webhook_target(retry_times=100)],
+                           description="d" * 255)
+    assert sorted(t.retry_times for t in s.targets) == [0, 100]
+    assert s.description == "d" * 255
+
+
+def test_smn_variable_subject_needs_template(eg_a, res_a, pa):
+    from huaweicloudsdkeg.v1 import SmnTargetDetailSubjectTransform
+    ch, src = res_a.app_setup()
+    t = smn_target(pa)
+    t.smn_detail.subject_transform = SmnTargetDetailSubjectTransform(type="VARIABLE",
+                                                                     value='{"a": "$.id"}')
+    name = uniq("sub")
+    e = sdk_err(create, eg_a, name=name, channel_id=ch.id, sources=[custom_source(src.name)],
+                targets=[t])
+    assert_eg_error(e, 400, "EG.00513000")
+    assert count_by_name(eg_a, name) == 0
+
+
+def test_kafka_key_transform_none_accepted(eg_a, res_a):
+    from huaweicloudsdkeg.v1 import KafkaTargetDetailKeyTransform
+    ch, src = res_a.app_setup()
+    t = kafka_target(res_a.kafka_connection().id)
+    t.kafka_detail.key_transform = KafkaTargetDetailKeyTransform(type="NONE")
+    s = res_a.subscription(ch.id, [custom_source(src.name)], [t])
+    assert body_of(s)["targets"][0]["kafka_detail"]["keyTransform"]["type"] == "NONE"
+
+
+def test_execute_operation_ten_ids_ok(eg_a):
+    ids = [f"00000000-0000-4000-8000-0000000001{i:02d}" for i in range(10)]
+    r = eg_a.execute_subscription_operation(ExecuteSubscriptionOperationRequest(
+        body=SubscriptionOperateReq(subscription_ids=ids, operation="ENABLE")))
+    assert r.failed_count == 10
+    assert all(e.error_code == "EG.00514001" for e in r.events)

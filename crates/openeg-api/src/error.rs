@@ -152,6 +152,9 @@ impl EgError {
     pub fn too_large() -> Self {
         Self::new(413, "APIGW.0201", "Request entity too large")
     }
+    pub fn headers_too_large() -> Self {
+        Self::new(431, "APIGW.0201", "Request header too large")
+    }
     pub fn uri_too_large() -> Self {
         Self::new(414, "APIGW.0201", "Request URI too large")
     }

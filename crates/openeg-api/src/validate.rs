@@ -184,7 +184,11 @@ pub fn paging(
         };
     }
     if let Some(s) = sort {
-        let (field, dir) = s.split_once(':').unwrap_or((s, "DESC"));
+        let Some((field, dir)) = s.split_once(':') else {
+            return Err(EgError::param(
+                "sort must be <created_time|updated_time|name>:<ASC|DESC>",
+            ));
+        };
         p.sort = match field {
             "created_time" => SortField::CreatedTime,
             "updated_time" => SortField::UpdatedTime,
@@ -244,6 +248,7 @@ mod tests {
         assert!(paging(Some("x"), None, None).is_err());
         assert!(paging(None, None, Some("id:ASC")).is_err());
         assert!(paging(None, None, Some("name:UP")).is_err());
+        assert!(paging(None, None, Some("name")).is_err());
         assert!(
             paging(None, None, Some("updated_time:DESC"))
                 .unwrap()

@@ -465,6 +465,7 @@ impl Compiler {
         for (f, ivs) in self.field_ivs.drain(..).enumerate() {
             self.fields[f].nums = IntervalIndex::build(ivs);
         }
+        self.trie.finish();
         Matcher {
             trie: self.trie,
             fields: self.fields,

@@ -37,6 +37,9 @@ pub struct PathNode {
 #[derive(Debug, Clone)]
 pub struct PathTrie {
     pub nodes: Vec<PathNode>,
+    /// Finders for every trie key as it appears quoted in JSON; `None` when some key needs
+    /// escaping (then early stop is disabled).
+    finders: Option<Vec<memchr::memmem::Finder<'static>>>,
 }
 
 impl Default for PathTrie {
@@ -46,11 +49,42 @@ impl Default for PathTrie {
                 field: NO_FIELD,
                 ..Default::default()
             }],
+            finders: None,
         }
     }
 }
 
 impl PathTrie {
+    /// Prepares the early-stop finders; call once after the last insert.
+    pub fn finish(&mut self) {
+        let mut keys: Vec<&[u8]> = self.nodes.iter().flat_map(|n| n.keys.iter().map(|k| &**k)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let plain = keys
+            .iter()
+            .all(|k| k.iter().all(|&c| c >= 0x20 && c != b'"' && c != b'\\'));
+        self.finders = plain.then(|| {
+            keys.iter()
+                .map(|k| {
+                    let mut q = Vec::with_capacity(k.len() + 2);
+                    q.push(b'"');
+                    q.extend_from_slice(k);
+                    q.push(b'"');
+                    memchr::memmem::Finder::new(&q).into_owned()
+                })
+                .collect()
+        });
+    }
+
+    /// True when `rest` cannot produce another hit nor a duplicate named key: it holds no
+    /// backslash and no trie key in quotes. Scanning may then stop (the rest is not checked).
+    fn quiet_after(&self, rest: &[u8]) -> bool {
+        match &self.finders {
+            None => false,
+            Some(fs) => memchr::memchr(b'\\', rest).is_none() && fs.iter().all(|f| f.find(rest).is_none()),
+        }
+    }
+
     /// Inserts a path and returns its leaf node index.
     pub fn insert(&mut self, path: &[String]) -> usize {
         let mut cur = 0usize;
@@ -119,10 +153,15 @@ pub fn scan<S: Sink>(trie: &PathTrie, input: &[u8], sink: &mut S, buf: &mut Vec<
         sink,
         buf,
         dup: false,
+        stop_checked: false,
+        stop: false,
     };
     s.ws();
     if s.peek()? == b'{' {
         s.object(0, 0)?;
+        if s.stop {
+            return Ok(s.dup);
+        }
     } else {
         // Not an object: every field is absent; still require well-formed input.
         s.skip_value()?;
@@ -141,7 +180,13 @@ struct Scanner<'a, 'b, S> {
     sink: &'b mut S,
     buf: &'b mut Vec<u8>,
     dup: bool,
+    /// Early stop: checked once per event, when a large unnamed value is about to be skipped.
+    stop_checked: bool,
+    stop: bool,
 }
+
+/// Bytes worth an early-stop check before skipping.
+const STOP_CHECK_MIN: usize = 128;
 
 impl<S: Sink> Scanner<'_, '_, S> {
     #[inline]
@@ -158,6 +203,12 @@ impl<S: Sink> Scanner<'_, '_, S> {
                 break;
             }
         }
+    }
+
+    /// The next non-blank byte, without moving.
+    #[inline]
+    fn peek_ws(&self) -> Option<u8> {
+        self.b[self.i..].iter().copied().find(|c| !matches!(c, b' ' | b'\n' | b'\r' | b'\t'))
     }
 
     #[inline]
@@ -284,10 +335,35 @@ impl<S: Sink> Scanner<'_, '_, S> {
         }
     }
 
-    /// Skips a whole object or array by bracket counting (strings skipped as units).
+    /// Skips a whole object or array by bracket counting (strings skipped as units). Eight
+    /// bytes at a time: `c | 0x20` maps `[`/`{` to 0x7B and `]`/`}` to 0x7D, so three
+    /// zero-byte tests find every structural byte (and a few harmless false positives).
     fn skip_container(&mut self) -> R<()> {
+        const LO: u64 = 0x0101_0101_0101_0101;
+        const HI: u64 = 0x8080_8080_8080_8080;
+        #[inline]
+        fn zero_bytes(v: u64) -> u64 {
+            v.wrapping_sub(LO) & !v & HI
+        }
         let mut depth = 0u32;
-        while let Some(&c) = self.b.get(self.i) {
+        loop {
+            // Fast-forward to the next possibly structural byte.
+            while let Some(chunk) = self.b.get(self.i..self.i + 8) {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(chunk);
+                let v = u64::from_le_bytes(w) | 0x2020_2020_2020_2020;
+                let m = zero_bytes(v ^ (0x22 * LO)) | zero_bytes(v ^ (0x7B * LO)) | zero_bytes(v ^ (0x7D * LO));
+                if m == 0 {
+                    self.i += 8;
+                } else {
+                    // The lowest flagged byte is exact (borrows only flag higher bytes).
+                    self.i += (m.trailing_zeros() / 8) as usize;
+                    break;
+                }
+            }
+            let Some(&c) = self.b.get(self.i) else {
+                return Err(self.err());
+            };
             match c {
                 b'"' => {
                     self.string_raw()?;
@@ -300,7 +376,7 @@ impl<S: Sink> Scanner<'_, '_, S> {
                     }
                 }
                 b'}' | b']' => {
-                    depth -= 1;
+                    depth = depth.checked_sub(1).ok_or(self.err())?;
                     if depth == 0 {
                         self.i += 1;
                         return Ok(());
@@ -310,7 +386,6 @@ impl<S: Sink> Scanner<'_, '_, S> {
             }
             self.i += 1;
         }
-        Err(self.err())
     }
 
     /// At `{` of an object whose keys are looked up in trie `node`.
@@ -354,7 +429,23 @@ impl<S: Sink> Scanner<'_, '_, S> {
                     seen |= bit;
                     self.value(kid, depth + 1)?;
                 }
-                None => self.skip_value()?,
+                None => {
+                    if !self.stop_checked
+                        && matches!(self.peek_ws(), Some(b'{' | b'['))
+                        && self.b.len() - self.i >= STOP_CHECK_MIN
+                    {
+                        self.stop_checked = true;
+                        if self.trie.quiet_after(&self.b[self.i..]) {
+                            self.stop = true;
+                        }
+                    }
+                    if !self.stop {
+                        self.skip_value()?
+                    }
+                }
+            }
+            if self.stop {
+                return Ok(());
             }
             self.ws();
             match self.peek()? {
@@ -466,6 +557,9 @@ impl<S: Sink> Scanner<'_, '_, S> {
                     }
                 }
                 _ => self.scalar(node)?,
+            }
+            if self.stop {
+                return Ok(());
             }
             self.ws();
             match self.peek()? {

@@ -29,6 +29,7 @@ pub use state::{AppState, Credential, Quotas, ServerConfig, Tenant};
 use tower::ServiceExt;
 
 const MAX_URI_BYTES: usize = 8 * 1024;
+const MAX_HEADER_BYTES: usize = 32 * 1024;
 
 /// The routed application (without the outer layer).
 pub fn router(st: AppState) -> Router {
@@ -115,6 +116,14 @@ async fn outer_service(node: std::sync::Arc<str>, max_body: usize, req: Request,
 fn pre_route(mut req: Request, max_body: usize) -> Result<Request, ApiError> {
     if req.uri().to_string().len() > MAX_URI_BYTES {
         return Err(ApiError(EgError::uri_too_large()));
+    }
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        return Err(ApiError(EgError::headers_too_large()));
     }
     let too_big = req
         .headers()

@@ -21,6 +21,7 @@ use serde_json::Value;
 
 mod common;
 mod postgres;
+pub mod delivery;
 pub mod secrets;
 mod sqlite;
 
