@@ -138,8 +138,10 @@ class Server:
         last = None
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                tail = self.log_tail()
+                self.stop()
                 pytest.exit(f"openeg serve exited with {self.proc.returncode} during start-up; "
-                            f"log tail:\n{self.log_tail()}", returncode=3)
+                            f"log tail:\n{tail}", returncode=3)
             try:
                 with urllib.request.urlopen(self.base_url + "/", timeout=2) as r:
                     if r.status == 200:
@@ -147,18 +149,28 @@ class Server:
             except Exception as e:  # noqa: BLE001
                 last = e
             time.sleep(0.1)
+        tail = self.log_tail()
         self.stop()
         pytest.exit(f"openeg serve did not answer GET / within {START_TIMEOUT}s ({last}); "
-                    f"log tail:\n{self.log_tail()}", returncode=3)
+                    f"log tail:\n{tail}", returncode=3)
 
-    def stop(self):
+    def stop(self) -> str | None:
+        """SIGTERM the server; returns a problem description if it did not stop cleanly."""
+        problem = None
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(10)
+                rc = self.proc.wait(10)
+                if rc != 0:
+                    problem = f"openeg serve exited with {rc} after SIGTERM"
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+                problem = "openeg serve did not stop within 10 s of SIGTERM (killed)"
+        elif self.proc:
+            problem = f"openeg serve died during the session (exit {self.proc.returncode})"
+        if problem:
+            problem += "; log tail:\n" + self.log_tail()
         if getattr(self, "log", None):
             self.log.close()
         if self.pg:
@@ -167,6 +179,7 @@ class Server:
             shutil.rmtree(self.tmp, ignore_errors=True)
         else:
             print(f"\nopeneg e2e temp dir kept: {self.tmp}", file=sys.stderr)
+        return problem
 
 
 _SERVER: Server | None = None
@@ -179,8 +192,10 @@ def server():
     _SERVER = s
     s.start()
     yield s
-    s.stop()
+    problem = s.stop()
     _SERVER = None
+    if problem:
+        pytest.fail(problem, pytrace=False)
 
 
 @pytest.hookimpl(hookwrapper=True)

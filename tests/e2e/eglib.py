@@ -218,8 +218,8 @@ def assert_eg_error(r, status: int, code: str | set | tuple):
         assert isinstance(body, dict), body
         assert body.get("error_code") in codes, f"expected {codes}, got {body}"
         assert isinstance(body.get("error_msg"), str) and body["error_msg"], body
-        if "request_id" in body:
-            assert body["request_id"] == rid, (body, rid)
+        # ERRORS.md §1: OpenEG always includes request_id, equal to the header [dec]
+        assert body.get("request_id") == rid, (body, rid)
         for k, v in body.items():
             assert not isinstance(v, dict), f"object-valued key {k} in error body"
     else:

@@ -346,3 +346,26 @@ def test_signed_token_request_accepted(raw_a, server):
     r = raw_a.call("POST", "/v3/auth/tokens", body=token_body(server.a))
     assert r.status == 201, r
     assert r.header("X-Subject-Token")
+
+
+def test_repeated_signed_header_joined_with_comma(raw_a):
+    """SIGNING.md §3.2: repeated headers are joined with ',' in arrival order."""
+    req = raw_a.prepare("GET", "/v1/{p}/channels", headers={"X-Multi": "first,second"})
+    req.sign(raw_a.ak, raw_a.sk)
+    # send the signed header as two header lines
+    orig_send_headers = dict(req.headers)
+    del req.headers["X-Multi"]
+    import http.client
+    conn = http.client.HTTPConnection(raw_a.host, raw_a.port, timeout=10)
+    try:
+        conn.putrequest("GET", req.target(), skip_host=True, skip_accept_encoding=True)
+        for k, v in req.headers.items():
+            conn.putheader(k, v)
+        conn.putheader("X-Multi", "first")
+        conn.putheader("X-Multi", "second")
+        conn.endheaders()
+        r = conn.getresponse()
+        r.read()
+        assert r.status == 200, orig_send_headers
+    finally:
+        conn.close()

@@ -182,3 +182,20 @@ def test_json_content_type_exact(raw_a):
               raw_a.call("GET", "/v1/{p}/nothing-here")]:
         ct = (r.header("Content-Type") or "").replace(" ", "").lower()
         assert ct == "application/json;charset=utf-8", (r.status, ct)
+
+
+def test_server_announced_listening(server):
+    """Run contract: the server prints a line containing `listening on` when ready."""
+    assert any("listening on" in ln for ln in server.log_path.read_text().splitlines())
+
+
+def test_workflow_trigger_with_slash_in_id(eg_a, res_a):
+    """The SDK percent-encodes '/' in path parameters (%2F); routing must treat it as one
+    segment and signing must decode it (SIGNING.md §2.4.2)."""
+    ch, src = res_a.app_setup()
+    s = res_a.subscription(ch.id, [custom_source(src.name)], [workflow_target("wf/with/slash")])
+    w = eg_a.list_workflow_triggers(ListWorkflowTriggersRequest(workflow_id="wf/with/slash"))
+    assert [i.id for i in w.items] == [s.id]
+    urn = "urn:fss:cn-north-4:x:function:default:a/b:latest"
+    s2 = res_a.subscription(ch.id, [custom_source(src.name)], [fg_target(urn)])
+    assert [i.id for i in eg_a.list_triggers(ListTriggersRequest(func_urn=urn)).items] == [s2.id]

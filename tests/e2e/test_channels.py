@@ -140,3 +140,11 @@ def test_channel_quota(eg_a, res_a):
     # deleting frees quota immediately
     eg_a.delete_channel(DeleteChannelRequest(channel_id=res_a.channels.pop()))
     res_a.channel(name=name)
+
+
+def test_enterprise_project_id_filter(eg_a, res_a):
+    c = res_a.channel(enterprise_project_id="eps-e2e-1")
+    r = eg_a.list_channels(ListChannelsRequest(enterprise_project_id="eps-e2e-1", limit=1000))
+    assert [x.id for x in r.items] == [c.id]
+    r = eg_a.list_channels(ListChannelsRequest(enterprise_project_id="eps-e2e-2", limit=1000))
+    assert c.id not in [x.id for x in r.items]

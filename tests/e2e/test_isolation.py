@@ -121,3 +121,23 @@ def test_b_key_on_a_path_is_403(raw_b, eg_a, pa):
         req.sign(raw_b.ak, raw_b.sk)
         assert_eg_error(raw_b.send(req), 403, "EG.00512000")
     assert eg_a.list_channels(ListChannelsRequest(name="iso-by-b")).total == 0
+
+
+def test_secrets_masked_in_lists_too(eg_a, res_a, raw_a):
+    """API.md §1.7: secrets never leave the server, in list responses either."""
+    from sdkx import apigw_target
+    ch = res_a.channel()
+    res_a.source(ch.id, type="RABBITMQ", detail={"instance_id": "amqp://127.0.0.1:9",
+                                                  "queue_name": "q", "user_name": "u",
+                                                  "password": "list-rabbit-pass"})
+    src = res_a.source(ch.id)
+    res_a.kafka_connection()
+    res_a.subscription(ch.id, [custom_source(src.name)], [apigw_target(secret="list-apigw-sec")])
+    for what in ("sources", "connections", "subscriptions"):
+        r = raw_a.call("GET", f"/v1/{{p}}/{what}", query={"limit": 1000})
+        assert r.status == 200
+        for secret in (b"list-rabbit-pass", b"kafka-pass-e2e", b"list-apigw-sec"):
+            assert secret not in r.body, (what, secret)
+    r = raw_a.call("GET", "/v1/{p}/sources", query={"channel_id": ch.id, "limit": 1000}).json()
+    rabbit = [i for i in r["items"] if i["type"] == "RABBITMQ"][0]
+    assert rabbit["detail"]["password"] == "******"

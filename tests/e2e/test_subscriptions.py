@@ -794,3 +794,70 @@ def test_execute_operation_ten_ids_ok(eg_a):
         body=SubscriptionOperateReq(subscription_ids=ids, operation="ENABLE")))
     assert r.failed_count == 10
     assert all(e.error_code == "EG.00514001" for e in r.events)
+
+
+def test_update_creates_entries_with_client_ids_and_bumps_updated_time(eg_a, res_a):
+    import time
+    ch, src = res_a.app_setup()
+    s = res_a.subscription(ch.id, [custom_source(src.name)], [webhook_target()])
+    time.sleep(1.1)
+    new_tid, new_sid = "c" * 40, "d" * 40
+    u = eg_a.update_subscription(UpdateSubscriptionRequest(subscription_id=s.id, body=
+        SubscriptionUpdateReq(targets=[webhook_target("http://b.example/", id=new_tid)],
+                              sources=[custom_source(src.name, id=new_sid)])))
+    assert [t.id for t in u.targets] == [new_tid]
+    assert [x.id for x in u.sources] == [new_sid]
+    assert u.updated_time > s.updated_time and u.created_time == s.created_time
+
+
+@pytest.mark.parametrize("case", ["kafka-with-webhook-conn", "kafka-unknown-conn",
+                                  "kafka-no-conn", "webhook-with-kafka-conn",
+                                  "webhook-unknown-conn", "dlq-unknown-conn",
+                                  "dlq-webhook-conn"])
+def test_target_connection_must_fit(eg_a, res_a, case):
+    ch, src = res_a.app_setup()
+    wc = res_a.connection().id
+    kc = res_a.kafka_connection().id
+    t = {"kafka-with-webhook-conn": lambda: kafka_target(wc),
+         "kafka-unknown-conn": lambda: kafka_target(BOGUS),
+         "kafka-no-conn": lambda: kafka_target(None),
+         "webhook-with-kafka-conn": lambda: webhook_target(connection_id=kc),
+         "webhook-unknown-conn": lambda: webhook_target(connection_id=BOGUS),
+         "dlq-unknown-conn": lambda: webhook_target(dead_letter_queue=DeadLetterQueue(
+             type="KAFKA", instance_id="i", connection_id=BOGUS, topic="d")),
+         "dlq-webhook-conn": lambda: webhook_target(dead_letter_queue=DeadLetterQueue(
+             type="KAFKA", instance_id="i", connection_id=wc, topic="d"))}[case]()
+    name = uniq("sub")
+    e = sdk_err(create, eg_a, name=name, channel_id=ch.id, sources=[custom_source(src.name)],
+                targets=[t])
+    assert_eg_error(e, 400, {"EG.00513003", "EG.00513000"})
+    assert count_by_name(eg_a, name) == 0
+
+
+def test_client_target_id_unique_across_service(eg_a, res_a):
+    ch, src = res_a.app_setup()
+    tid = "e" * 40
+    res_a.subscription(ch.id, [custom_source(src.name)], [webhook_target(id=tid)])
+    name = uniq("sub")
+    e = sdk_err(create, eg_a, name=name, channel_id=ch.id, sources=[custom_source(src.name)],
+                targets=[webhook_target(id=tid)])
+    assert_eg_error(e, 400, {"EG.00513000", "EG.00513001"})
+    assert count_by_name(eg_a, name) == 0
+
+
+def test_validation_order(eg_a, res_a):
+    """ERRORS.md §1: first violation in table order (name, description, channel_id, sources,
+    targets); §5: field validation before quota."""
+    ch, src = res_a.app_setup()
+    bad_filter = [custom_source(src.name, {"type": []})]
+    bad_target = [webhook_target("ftp://x")]
+    name = uniq("sub")
+    e = sdk_err(create, eg_a, name=name, channel_id=ch.id, sources=bad_filter, targets=bad_target)
+    assert_eg_error(e, 400, "EG.00513004")                 # sources before targets
+    e = sdk_err(create, eg_a, name="bad name", channel_id=ch.id, sources=bad_filter,
+                targets=bad_target)
+    assert_eg_error(e, 400, "EG.00513000")                 # name first
+    e = sdk_err(create, eg_a, name=name, channel_id=ch.id, sources=[custom_source(src.name)],
+                targets=[webhook_target(f"http://h{i}.example/") for i in range(5)] + bad_target)
+    assert_eg_error(e, 400, "EG.00513003")                 # invalid beats over-quota
+    assert count_by_name(eg_a, name) == 0

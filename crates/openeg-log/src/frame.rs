@@ -59,7 +59,9 @@ pub(crate) struct FrameInfo {
 pub(crate) enum Parse {
     Frame(FrameInfo),
     /// The buffer holds a prefix of a frame; at least `need` bytes are required to decide.
-    Incomplete { need: usize },
+    Incomplete {
+        need: usize,
+    },
     Corrupt(&'static str),
 }
 
@@ -144,7 +146,14 @@ mod tests {
         let Parse::Frame(info) = parse(&buf) else {
             panic!("not a frame")
         };
-        assert_eq!(info, FrameInfo { len: buf.len(), base: 42, count: 3 });
+        assert_eq!(
+            info,
+            FrameInfo {
+                len: buf.len(),
+                base: 42,
+                count: 3
+            }
+        );
         let got: Vec<&[u8]> = payloads(&buf, info.count).map(|r| &buf[r]).collect();
         assert_eq!(got, vec![&b"a"[..], b"", b"hello"]);
     }
@@ -153,7 +162,10 @@ mod tests {
     fn every_prefix_is_incomplete() {
         let buf = frame(7, &[b"payload", b"more"]);
         for cut in 0..buf.len() {
-            assert!(matches!(parse(&buf[..cut]), Parse::Incomplete { .. }), "cut {cut}");
+            assert!(
+                matches!(parse(&buf[..cut]), Parse::Incomplete { .. }),
+                "cut {cut}"
+            );
         }
     }
 

@@ -153,8 +153,11 @@ pub trait EventLog: Send + Sync {
 
     /// Watch the end offset of a partition, so a tailing reader can sleep until new data is
     /// durable instead of polling. Creates the topic if it does not exist.
-    async fn subscribe(&self, topic: &str, partition: u32)
-        -> Result<watch::Receiver<u64>, LogError>;
+    async fn subscribe(
+        &self,
+        topic: &str,
+        partition: u32,
+    ) -> Result<watch::Receiver<u64>, LogError>;
 
     /// Durably store `offset` (the next offset to consume) for a consumer group.
     async fn commit(
@@ -246,9 +249,8 @@ pub struct SegmentLog {
     trash_dir: PathBuf,
     cfg: Arc<LogConfig>,
     topics: Mutex<HashMap<String, Arc<Topic>>>,
-    /// Serialises topic creation and deletion (rare) without blocking the hot path.
+    /// Serialises topic creation, deletion and retention (all rare) off the hot path.
     admin: tokio::sync::Mutex<()>,
-    retention: tokio::sync::Mutex<()>,
     offsets: offsets::Offsets,
     stats: Arc<StatsInner>,
     /// Holds the flock on `<root>/LOCK` for as long as the log is open.
@@ -266,9 +268,7 @@ fn blocking_err(e: tokio::task::JoinError) -> LogError {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, LogError> + Send + 'static,
 ) -> Result<T, LogError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(blocking_err)?
+    tokio::task::spawn_blocking(f).await.map_err(blocking_err)?
 }
 
 fn create_dir(dir: &Path) -> Result<(), LogError> {
@@ -340,7 +340,6 @@ impl SegmentLog {
             cfg,
             topics: Mutex::new(map),
             admin: tokio::sync::Mutex::new(()),
-            retention: tokio::sync::Mutex::new(()),
             offsets,
             stats,
             _lock: lock_file,
@@ -419,7 +418,8 @@ impl SegmentLog {
         if self.cfg.retention_max_age.is_none() && self.cfg.retention_max_bytes.is_none() {
             return Ok(RetentionReport::default());
         }
-        let _one_at_a_time = self.retention.lock().await;
+        // Excludes topic deletion (which moves the directory) and concurrent retention runs.
+        let _admin = self.admin.lock().await;
         let topics: Vec<Arc<Topic>> = lock(&self.topics).values().cloned().collect();
         let mut report = RetentionReport::default();
         for t in topics {
@@ -439,13 +439,12 @@ fn retain_topic(
     cfg: &LogConfig,
     now: SystemTime,
 ) -> Result<RetentionReport, LogError> {
-    let sealed: Vec<Arc<segment::Segment>> = {
+    let (sealed, mut total) = {
         let st = lock(&shared.state);
-        st.segments[..st.segments.len().saturating_sub(1)].to_vec()
-    };
-    let mut total: u64 = {
-        let st = lock(&shared.state);
-        st.segments.iter().map(|s| s.len()).sum()
+        let sealed: Vec<Arc<segment::Segment>> =
+            st.segments[..st.segments.len().saturating_sub(1)].to_vec();
+        let total: u64 = st.segments.iter().map(|s| s.len()).sum();
+        (sealed, total)
     };
     let mut doomed = 0;
     for seg in &sealed {
@@ -468,7 +467,7 @@ fn retain_topic(
     if doomed == 0 {
         return Ok(RetentionReport::default());
     }
-    // Only retention removes segments and it runs one at a time, so the first `doomed`
+    // Only retention removes segments and it runs under the admin lock, so the first `doomed`
     // segments are still the ones examined. Unpublish first, then delete oldest first, so a
     // crash midway leaves a contiguous suffix.
     lock(&shared.state).segments.drain(..doomed);
@@ -544,7 +543,9 @@ impl EventLog for SegmentLog {
 
     async fn end_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError> {
         Self::check_partition(topic, partition)?;
-        Ok(self.existing(topic).map_or(0, |t| lock(&t.shared.state).end))
+        Ok(self
+            .existing(topic)
+            .map_or(0, |t| lock(&t.shared.state).end))
     }
 
     async fn partitions(&self, _topic: &str) -> Result<u32, LogError> {
@@ -592,9 +593,7 @@ impl EventLog for SegmentLog {
         let trash = self.trash_dir.join(format!(
             "{}-{}",
             self.trash_seq.fetch_add(1, Ordering::Relaxed),
-            dir.file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("topic")
+            dir.file_name().and_then(|n| n.to_str()).unwrap_or("topic")
         ));
         let topics_dir = self.topics_dir.clone();
         let fsync = self.cfg.fsync;
@@ -605,8 +604,7 @@ impl EventLog for SegmentLog {
             if fsync {
                 segment::sync_dir(&topics_dir)?;
             }
-            std::fs::remove_dir_all(&trash)
-                .map_err(io_err(format!("deleting {}", trash.display())))
+            std::fs::remove_dir_all(&trash).map_err(io_err(format!("deleting {}", trash.display())))
         })
         .await?;
         lock(&self.topics).remove(topic);

@@ -64,7 +64,9 @@ mod tests {
 
     #[test]
     fn roundtrip() {
-        for name in ["default", "chan-1_x", "a.b", "..", "a/b", "ü", "%41", "ns:topic"] {
+        for name in [
+            "default", "chan-1_x", "a.b", "..", "a/b", "ü", "%41", "ns:topic",
+        ] {
             let enc = encode(name).unwrap();
             assert!(enc.bytes().all(|b| plain(b) || b == b'%'), "{enc}");
             assert_eq!(decode(&enc).as_deref(), Some(name));

@@ -239,7 +239,10 @@ struct Cursor<'a> {
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], &'static str> {
         let end = self.pos.checked_add(n).ok_or("offsets file truncated")?;
-        let s = self.buf.get(self.pos..end).ok_or("offsets file truncated")?;
+        let s = self
+            .buf
+            .get(self.pos..end)
+            .ok_or("offsets file truncated")?;
         self.pos = end;
         Ok(s)
     }

@@ -15,8 +15,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 /// Bytes between sparse index entries: a lookup scans at most about this much plus one frame.
 pub(crate) const INDEX_INTERVAL: u64 = 4096;
-/// Read granularity for scans and reads.
-const CHUNK: usize = 256 * 1024;
+/// Read granularity for recovery scans.
+const CHUNK: usize = 1 << 20;
 
 pub(crate) fn segment_file_name(base: u64) -> String {
     format!("{base:020}.log")
@@ -281,19 +281,18 @@ impl Segment {
         } else {
             0
         };
-        let chunk = CHUNK.max(q.max_bytes.min(8 << 20));
+        // Enough for the wanted bytes plus the skip from the index entry, no more: records
+        // are slices of this buffer and keep it alive.
+        let chunk = q
+            .max_bytes
+            .saturating_add(INDEX_INTERVAL as usize + 1024)
+            .clamp(16 << 10, 8 << 20);
         let mut buf = Bytes::new();
         let mut buf_pos = 0u64;
         while pos < len && q.next < q.end {
-            let off = (pos.saturating_sub(buf_pos)) as usize;
-            let parsed = if pos >= buf_pos && off <= buf.len() {
-                frame::parse(&buf[off..])
-            } else {
-                Parse::Incomplete {
-                    need: frame::HEADER_LEN,
-                }
-            };
-            match parsed {
+            // `pos` only moves forward from `buf_pos`, through frames inside `buf`.
+            let off = ((pos - buf_pos) as usize).min(buf.len());
+            match frame::parse(&buf[off..]) {
                 Parse::Incomplete { need } => {
                     if pos + need as u64 > len {
                         return Err(self.corrupt(pos, "incomplete frame below committed length"));
@@ -363,18 +362,30 @@ mod tests {
     #[test]
     fn file_names_roundtrip() {
         assert_eq!(segment_file_name(42), "00000000000000000042.log");
-        assert_eq!(parse_segment_file_name("00000000000000000042.log"), Some(42));
+        assert_eq!(
+            parse_segment_file_name("00000000000000000042.log"),
+            Some(42)
+        );
         assert_eq!(parse_segment_file_name("42.log"), None);
         assert_eq!(parse_segment_file_name("0000000000000000004x.log"), None);
-        assert_eq!(parse_segment_file_name("00000000000000000042.log.tmp"), None);
+        assert_eq!(
+            parse_segment_file_name("00000000000000000042.log.tmp"),
+            None
+        );
     }
 
     #[test]
     fn find_picks_last_entry_at_or_before() {
         let idx = [
             IndexEntry { offset: 0, pos: 0 },
-            IndexEntry { offset: 10, pos: 100 },
-            IndexEntry { offset: 20, pos: 200 },
+            IndexEntry {
+                offset: 10,
+                pos: 100,
+            },
+            IndexEntry {
+                offset: 20,
+                pos: 200,
+            },
         ];
         assert_eq!(find(&idx, 0), 0);
         assert_eq!(find(&idx, 9), 0);

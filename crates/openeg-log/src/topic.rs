@@ -13,7 +13,7 @@ use bytes::Bytes;
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -234,7 +234,10 @@ struct Written {
 
 impl Writer {
     fn roll(&mut self) -> Result<Arc<Segment>, LogError> {
-        let seg = Segment::create(&self.dir, self.next, self.cfg.fsync)?;
+        let seg = Segment::create(&self.dir, self.next, self.cfg.fsync).inspect_err(|e| {
+            // The new file may exist half-made; recovery on reopen sorts that out.
+            self.poisoned = Some(format!("segment roll failed: {e}"));
+        })?;
         self.active = seg.clone();
         self.len = 0;
         self.since_index = INDEX_INTERVAL;
@@ -303,10 +306,6 @@ impl Writer {
             end: next,
         })
     }
-}
-
-fn join_err(e: tokio::task::JoinError) -> LogError {
-    LogError::Poisoned(format!("log writer task failed: {e}"))
 }
 
 /// Fail every queued append with the same error.
@@ -400,7 +399,8 @@ async fn run_writer(
         let mut group_bytes = 0usize;
         for (records, _) in pending.iter() {
             let l = frame::encoded_len(records);
-            if n > 0 && (bytes + l as u64 > w.cfg.segment_bytes || group_bytes + l > MAX_GROUP_BYTES)
+            if n > 0
+                && (bytes + l as u64 > w.cfg.segment_bytes || group_bytes + l > MAX_GROUP_BYTES)
             {
                 break;
             }
@@ -465,9 +465,4 @@ fn accept(
         Msg::Append { records, reply } => pending.push_back((records, reply)),
         Msg::Shutdown(ack) => *shutdown = Some(ack),
     }
-}
-
-/// Directory of a topic under the log root.
-pub(crate) fn topic_dir(topics_root: &Path, encoded: &str) -> PathBuf {
-    topics_root.join(encoded)
 }

@@ -53,6 +53,110 @@ impl Hasher for FxHasher {
 
 type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
+/// An immutable open-addressing table from exact strings to condition lists. Keys and lists
+/// live in two flat arenas and a one-condition list is stored in the slot itself, so a lookup
+/// touches about two cache lines however many rules there are.
+#[derive(Debug, Default, Clone)]
+struct ExactTable {
+    slots: Vec<Slot>,
+    keys: Vec<u8>,
+    lists: Vec<u32>,
+}
+
+/// 16 bytes, so large tables stay cache-resident. `kind`: 0 empty, 1 single condition (`list`
+/// is its id), 2 several (`lists[list]` is the count, the ids follow).
+#[derive(Debug, Default, Clone, Copy)]
+struct Slot {
+    tag: u32,
+    key_off: u32,
+    list: u32,
+    key_len: u16,
+    kind: u16,
+}
+
+#[inline]
+fn hash_bytes(b: &[u8]) -> u64 {
+    let mut h = FxHasher(b.len() as u64);
+    h.write(b);
+    let x = h.0;
+    // Final avalanche so the low bits used for the slot index are well mixed.
+    (x ^ (x >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9) ^ (x >> 32)
+}
+
+impl ExactTable {
+    fn build(map: FxMap<Box<[u8]>, Vec<u32>>) -> Self {
+        if map.is_empty() {
+            return Self::default();
+        }
+        // Load factor at most ~0.7.
+        let cap = (map.len() * 10 / 7 + 1).next_power_of_two();
+        let mut t = ExactTable {
+            slots: vec![Slot::default(); cap],
+            keys: Vec::new(),
+            lists: Vec::new(),
+        };
+        let mut entries: Vec<_> = map.into_iter().collect();
+        entries.sort(); // Deterministic layout.
+        for (k, mut conds) in entries {
+            conds.sort_unstable();
+            conds.dedup();
+            let h = hash_bytes(&k);
+            let mut i = h as usize & (cap - 1);
+            while t.slots[i].kind != 0 {
+                i = (i + 1) & (cap - 1);
+            }
+            let (list, kind) = if conds.len() == 1 {
+                (conds[0], 1)
+            } else {
+                let off = t.lists.len() as u32;
+                t.lists.push(conds.len() as u32);
+                t.lists.extend_from_slice(&conds);
+                (off, 2)
+            };
+            t.slots[i] = Slot {
+                tag: (h >> 32) as u32,
+                key_off: t.keys.len() as u32,
+                list,
+                // Filter strings are bounded by the 2048-byte rule limit (V14).
+                key_len: k.len().min(u16::MAX as usize) as u16,
+                kind,
+            };
+            t.keys.extend_from_slice(&k);
+        }
+        t
+    }
+
+    #[inline]
+    fn get(&self, key: &[u8]) -> &[u32] {
+        if self.slots.is_empty() || key.len() >= u16::MAX as usize {
+            return &[];
+        }
+        let mask = self.slots.len() - 1;
+        let h = hash_bytes(key);
+        let tag = (h >> 32) as u32;
+        let mut i = h as usize & mask;
+        loop {
+            let s = &self.slots[i];
+            if s.kind == 0 {
+                return &[];
+            }
+            if s.tag == tag
+                && s.key_len as usize == key.len()
+                && &self.keys[s.key_off as usize..s.key_off as usize + key.len()] == key
+            {
+                return if s.kind == 1 {
+                    std::slice::from_ref(&s.list)
+                } else {
+                    let off = s.list as usize;
+                    let n = self.lists[off] as usize;
+                    &self.lists[off + 1..off + 1 + n]
+                };
+            }
+            i = (i + 1) & mask;
+        }
+    }
+}
+
 /// A byte trie over prefixes (or reversed suffixes); each node lists conditions that hold
 /// when the input reaches it.
 #[derive(Debug, Default, Clone)]
@@ -192,7 +296,7 @@ impl IntervalIndex {
 /// The positive-test indexes of one field.
 #[derive(Debug, Default, Clone)]
 struct FieldIndex {
-    exact: FxMap<Box<[u8]>, Vec<u32>>,
+    exact: ExactTable,
     prefix: ByteTrie,
     suffix: ByteTrie,
     nums: IntervalIndex,
@@ -280,6 +384,7 @@ struct Compiler {
     fields: Vec<FieldIndex>,
     field_paths: Vec<Vec<String>>,
     field_ivs: Vec<Vec<Interval>>,
+    field_exact: Vec<FxMap<Box<[u8]>, Vec<u32>>>,
     conds: Vec<Cond>,
     cond_ids: HashMap<(u32, String), u32>,
     specs: Vec<Spec>,
@@ -298,6 +403,7 @@ impl Compiler {
         self.fields.push(FieldIndex::default());
         self.field_paths.push(path.to_vec());
         self.field_ivs.push(Vec::new());
+        self.field_exact.push(FxMap::default());
         f
     }
 
@@ -322,8 +428,9 @@ impl Compiler {
             (Op::StringIn, Operand::Strings(v)) => {
                 selectivity = 0;
                 self.trie.nodes[node].wants |= WANT_STR;
+                let map = &mut self.field_exact[field as usize];
                 for s in v {
-                    fi.exact.entry(s.as_bytes().into()).or_default().push(id);
+                    map.entry(s.as_bytes().into()).or_default().push(id);
                 }
             }
             (Op::StringStartsWith, Operand::Strings(v)) => {
@@ -464,6 +571,9 @@ impl Compiler {
         }
         for (f, ivs) in self.field_ivs.drain(..).enumerate() {
             self.fields[f].nums = IntervalIndex::build(ivs);
+        }
+        for (f, map) in self.field_exact.drain(..).enumerate() {
+            self.fields[f].exact = ExactTable::build(map);
         }
         self.trie.finish();
         Matcher {
@@ -627,10 +737,8 @@ impl Sink for EventSink<'_, '_> {
         let fi = &self.m.fields[field as usize];
         match value {
             Scalar::Str(s) => {
-                if let Some(list) = fi.exact.get(s) {
-                    for &c in list {
-                        self.hit_cond(c);
-                    }
+                for &c in fi.exact.get(s) {
+                    self.hit_cond(c);
                 }
                 fi.prefix.walk(s.iter().copied(), |c| self.hit_cond(c));
                 fi.suffix.walk(s.iter().rev().copied(), |c| self.hit_cond(c));

@@ -222,6 +222,21 @@ impl<S: Sink> Scanner<'_, '_, S> {
         let start = self.i + 1;
         let mut j = start;
         let mut esc = false;
+        // Most keys and values are short: a plain loop beats a memchr call for them.
+        let fast_end = (start + 24).min(self.b.len());
+        while j < fast_end {
+            match self.b[j] {
+                b'"' => {
+                    self.i = j + 1;
+                    return Ok((start, j, esc));
+                }
+                b'\\' => {
+                    esc = true;
+                    j += 2;
+                }
+                _ => j += 1,
+            }
+        }
         loop {
             let rest = self.b.get(j..).ok_or(self.err())?;
             match memchr2(b'"', b'\\', rest) {

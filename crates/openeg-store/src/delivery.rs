@@ -13,9 +13,22 @@
 //! `next_at` forward by the lease in the same statement, so two pollers (or a poller and the
 //! router) never attempt the same delivery at once, and a crashed attempt is retried after
 //! its lease expires.
+//!
+//! Replays are idempotent: a router that crashed after [`DeliveryStore::record_routed`] but
+//! before committing its offset routes the same events again; trace rows are unique per
+//! (project, channel, offset, subscription) and deliveries per (project, channel, offset,
+//! subscription, target), so the replay adds nothing and returns the existing delivery ids.
+//!
+//! Time windows: trace listings take `start_ms <= received_at <= end_ms` (both ends, as the
+//! API's `start_time`/`end_time`); metrics take `start_ms <= received_at < end_ms` so that
+//! buckets `[start + k·period, start + (k+1)·period)` never overlap.
 
-use crate::Result;
+use std::collections::HashMap;
+
 use async_trait::async_trait;
+use serde_json::{json, Value};
+
+use crate::{Result, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DeliveryStatus {
@@ -120,7 +133,10 @@ pub struct Delivery {
 /// Attempts kept per delivery for ShowDetailOfEventTrace (`LIMITS.md` §6).
 pub const KEPT_ATTEMPTS: usize = 3;
 
-/// Filters of ListTracedEvents (`API.md` §3.3). Newest first; ties by (offset, subscription_id).
+/// Filters of ListTracedEvents (`API.md` §3.3): exact matches, AND-ed, in one channel,
+/// `start_ms <= received_at <= end_ms`. Order: `received_at` descending (newest first), then
+/// offset descending, then `subscription_id` ascending (the rows of one event stay together).
+/// `limit == 0` returns an empty page (the total is still counted).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TraceQuery {
     pub channel_id: String,
@@ -134,7 +150,12 @@ pub struct TraceQuery {
     pub limit: u64,
 }
 
-/// Aggregates for ListPubMetrics / ListSubMetrics, per time bucket.
+/// Aggregates for ListPubMetrics / ListSubMetrics, per time bucket:
+/// `start_ms <= received_at < end_ms`, bucket `k` covers `[start_ms + k·period_ms,
+/// start_ms + (k+1)·period_ms)`. `period_ms` must be positive.
+///
+/// Filters: `channel_id` applies to both; `source_name` to publish metrics only (deliveries do
+/// not record the source); `subscription_id` and `target_id` to delivery metrics only.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MetricsQuery {
     pub project_id: String,
@@ -177,12 +198,17 @@ pub struct SubBucket {
 #[async_trait]
 pub trait DeliveryStore: Send + Sync + 'static {
     /// Writes the trace rows and creates the deliveries of routed events, atomically; returns
-    /// the ids of the new deliveries in input order.
+    /// the ids of the new deliveries in input order. New deliveries are `Pending` with
+    /// `attempts = 0` and an empty `recent`. A trace row or delivery that already exists (a
+    /// replay after a crash, see the module doc) is left unchanged, and for such a delivery
+    /// the id of the existing one is returned (so a caller may attempt it again: at least
+    /// once). Offsets above `i64::MAX` are rejected.
     async fn record_routed(&self, traces: &[TraceRow], deliveries: &[NewDelivery]) -> Result<Vec<i64>>;
 
     /// Records one attempt of delivery `id`: new status, attempts count and next attempt time;
-    /// `attempt` is prepended to `recent` (keeping [`KEPT_ATTEMPTS`]). False if the delivery no
-    /// longer exists (e.g. its subscription was deleted).
+    /// `attempt` is prepended to `recent` (keeping [`KEPT_ATTEMPTS`]) and its latency becomes
+    /// the delivery's latest latency for [`SubBucket`]. `updated_at` is set to the store's
+    /// clock. False if the delivery no longer exists (e.g. its subscription was deleted).
     async fn record_attempt(
         &self,
         id: i64,
@@ -194,7 +220,8 @@ pub trait DeliveryStore: Send + Sync + 'static {
 
     /// Claims up to `limit` deliveries in Pending/Retrying with `next_at <= now_ms`, oldest
     /// `next_at` first, setting their `next_at = now_ms + lease_ms` atomically (safe with
-    /// several concurrent claimers: no delivery is returned twice within one lease).
+    /// several concurrent claimers: no delivery is returned twice within one lease). Returned
+    /// in claim order (previous `next_at`, then id); each carries its new `next_at`.
     async fn claim_due(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<Delivery>>;
 
     /// ListTracedEvents: (total, page).
@@ -213,7 +240,8 @@ pub trait DeliveryStore: Send + Sync + 'static {
     async fn drop_pending_for_subscription(&self, project_id: &str, subscription_id: &str) -> Result<u64>;
 
     /// Deletes trace rows and finished deliveries with `received_at < cutoff_ms`, and pending
-    /// ones older than that too (they are past the maximum event age); returns rows removed.
+    /// ones older than that too (they are past the maximum event age); returns rows removed
+    /// (trace rows + deliveries). SQLite deletes in chunks so the router is not blocked.
     async fn purge_before(&self, cutoff_ms: i64) -> Result<u64>;
 
     /// Publish metrics per bucket (events counted once each, by `received_at`); only buckets
@@ -222,4 +250,306 @@ pub trait DeliveryStore: Send + Sync + 'static {
 
     /// Delivery metrics per bucket (by `received_at`); only buckets with data, ascending.
     async fn sub_metrics(&self, q: &MetricsQuery) -> Result<Vec<SubBucket>>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers shared by both backends.
+
+/// Statuses a claimer may pick up; written as a literal in SQL so the partial index applies.
+pub(crate) const DUE_STATUSES_SQL: &str = "('PENDING', 'RETRYING')";
+
+/// Columns of a delivery, in the order of [`DeliveryTuple`].
+pub(crate) const DELIVERY_COLS: &str = "id, project_id, channel_id, log_offset, event_id, \
+    received_at, subscription_id, subscription_name, target_id, target_name, status, attempts, \
+    next_at, recent, updated_at";
+
+/// Columns of a trace row, in the order of [`TraceTuple`].
+pub(crate) const TRACE_COLS: &str = "project_id, channel_id, log_offset, event_id, source_name, \
+    source_provider, event_type, received_at, subscription_id, subscription_name";
+
+pub(crate) type DeliveryTuple = (
+    i64,
+    String,
+    String,
+    i64,
+    String,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    String,
+    i64,
+);
+
+pub(crate) type TraceTuple = (
+    String,
+    String,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    String,
+    String,
+);
+
+/// Key columns returned by the delivery insert: (id, project, channel, offset, sub, target).
+pub(crate) type InsertedKey = (i64, String, String, i64, String, String);
+
+pub(crate) fn delivery_from_tuple(t: DeliveryTuple) -> Result<Delivery> {
+    let status = DeliveryStatus::parse(&t.10)
+        .ok_or_else(|| StoreError::Backend("unknown delivery status in database".into()))?;
+    Ok(Delivery {
+        id: t.0,
+        project_id: t.1,
+        channel_id: t.2,
+        offset: u64::try_from(t.3).unwrap_or(0),
+        event_id: t.4,
+        received_at: t.5,
+        subscription_id: t.6,
+        subscription_name: t.7,
+        target_id: t.8,
+        target_name: t.9,
+        status,
+        attempts: u32::try_from(t.11).unwrap_or(0),
+        next_at: t.12,
+        recent: decode_recent(&t.13)?,
+        updated_at: t.14,
+    })
+}
+
+pub(crate) fn trace_from_tuple(t: TraceTuple) -> TraceRow {
+    TraceRow {
+        project_id: t.0,
+        channel_id: t.1,
+        offset: u64::try_from(t.2).unwrap_or(0),
+        event_id: t.3,
+        source_name: t.4,
+        source_provider: t.5,
+        event_type: t.6,
+        received_at: t.7,
+        subscription_id: t.8,
+        subscription_name: t.9,
+    }
+}
+
+/// Offsets are stored as signed 64-bit integers.
+pub(crate) fn offset_to_i64(offset: u64) -> Result<i64> {
+    i64::try_from(offset).map_err(|_| StoreError::Backend("log offset out of range".into()))
+}
+
+/// Rejects offsets that do not fit the column before anything is written.
+pub(crate) fn check_offsets(traces: &[TraceRow], deliveries: &[NewDelivery]) -> Result<()> {
+    for o in traces
+        .iter()
+        .map(|t| t.offset)
+        .chain(deliveries.iter().map(|d| d.offset))
+    {
+        offset_to_i64(o)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn check_period(q: &MetricsQuery) -> Result<()> {
+    if q.period_ms <= 0 {
+        return Err(StoreError::Backend(
+            "metrics period must be positive".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Aggregate columns of delivery metrics, after the bucket expression; portable SQL (the
+/// casts keep PostgreSQL's `SUM(bigint)` from returning `numeric`).
+pub(crate) const SUB_AGGREGATES: &str = " AS bucket, COUNT(*), \
+    CAST(COALESCE(SUM(CASE WHEN status = 'SUCCEEDED' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+    CAST(COALESCE(SUM(CASE WHEN status = 'FAILED' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+    CAST(COALESCE(SUM(CASE WHEN status = 'SUCCEEDED' AND attempts > 1 THEN 1 ELSE 0 END), 0) \
+        AS BIGINT), \
+    CAST(COALESCE(SUM(CASE WHEN status = 'FAILED' AND attempts > 1 THEN 1 ELSE 0 END), 0) \
+        AS BIGINT), \
+    CAST(COALESCE(SUM(CASE WHEN attempts > 1 THEN attempts - 1 ELSE 0 END), 0) AS BIGINT), \
+    CAST(COALESCE(SUM(last_latency_ms), 0) AS BIGINT), \
+    CAST(COALESCE(MAX(last_latency_ms), 0) AS BIGINT), \
+    CAST(COALESCE(MIN(last_latency_ms), 0) AS BIGINT)";
+
+/// (bucket, deliveries, succeeded, failed, retry_succeeded, retry_failed, retries,
+/// latency sum, max, min).
+pub(crate) type SubTuple = (i64, i64, i64, i64, i64, i64, i64, i64, i64, i64);
+
+pub(crate) fn bucket_start(q: &MetricsQuery, bucket: i64) -> i64 {
+    q.start_ms
+        .saturating_add(bucket.saturating_mul(q.period_ms))
+}
+
+pub(crate) fn sub_bucket(q: &MetricsQuery, t: SubTuple) -> SubBucket {
+    let u = |v: i64| u64::try_from(v).unwrap_or(0);
+    SubBucket {
+        start_ms: bucket_start(q, t.0),
+        deliveries: u(t.1),
+        succeeded: u(t.2),
+        failed: u(t.3),
+        retry_succeeded: u(t.4),
+        retry_failed: u(t.5),
+        retries: u(t.6),
+        latency_sum_ms: u(t.7),
+        latency_max_ms: u(t.8),
+        latency_min_ms: u(t.9),
+    }
+}
+
+/// One attempt as stored in the `recent` JSON array (short member names: many rows).
+pub(crate) fn attempt_json(a: &Attempt) -> Value {
+    json!({"at": a.at, "ok": a.success, "ms": a.latency_ms, "code": a.code})
+}
+
+pub(crate) fn decode_recent(text: &str) -> Result<Vec<Attempt>> {
+    let bad = || StoreError::Backend("stored delivery attempts are malformed".into());
+    let v: Value = serde_json::from_str(text).map_err(|_| bad())?;
+    let arr = v.as_array().ok_or_else(bad)?;
+    arr.iter()
+        .map(|a| {
+            Ok(Attempt {
+                at: a.get("at").and_then(Value::as_i64).ok_or_else(bad)?,
+                success: a.get("ok").and_then(Value::as_bool).ok_or_else(bad)?,
+                latency_ms: a.get("ms").and_then(Value::as_i64).ok_or_else(bad)?,
+                code: a
+                    .get("code")
+                    .and_then(Value::as_str)
+                    .ok_or_else(bad)?
+                    .to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// `recent` after prepending `attempt`: newest first, at most [`KEPT_ATTEMPTS`].
+pub(crate) fn prepend_recent(stored: &str, attempt: &Attempt) -> Result<String> {
+    let mut v = Vec::with_capacity(KEPT_ATTEMPTS);
+    v.push(attempt_json(attempt));
+    let old: Value = serde_json::from_str(stored)
+        .map_err(|_| StoreError::Backend("stored delivery attempts are malformed".into()))?;
+    if let Value::Array(old) = old {
+        v.extend(old.into_iter().take(KEPT_ATTEMPTS - 1));
+    }
+    Ok(Value::Array(v).to_string())
+}
+
+/// Unique key of a delivery: (project, channel, offset, subscription, target).
+type DeliveryKey<'a> = (&'a str, &'a str, i64, &'a str, &'a str);
+
+/// Maps rows returned by an `INSERT … ON CONFLICT DO NOTHING RETURNING` back to input
+/// positions by their unique key, so nothing depends on the order of RETURNING.
+pub(crate) struct IdMap<'a> {
+    deliveries: &'a [NewDelivery],
+    positions: HashMap<DeliveryKey<'a>, Vec<usize>>,
+    ids: Vec<Option<i64>>,
+}
+
+impl<'a> IdMap<'a> {
+    pub(crate) fn new(deliveries: &'a [NewDelivery]) -> Self {
+        let mut positions: HashMap<DeliveryKey<'a>, Vec<usize>> =
+            HashMap::with_capacity(deliveries.len());
+        for (i, d) in deliveries.iter().enumerate() {
+            positions
+                .entry(key_of(d))
+                .or_default()
+                .push(i);
+        }
+        IdMap {
+            deliveries,
+            positions,
+            ids: vec![None; deliveries.len()],
+        }
+    }
+
+    pub(crate) fn set(&mut self, row: &InsertedKey) {
+        let key = (
+            row.1.as_str(),
+            row.2.as_str(),
+            row.3,
+            row.4.as_str(),
+            row.5.as_str(),
+        );
+        if let Some(ps) = self.positions.get(&key) {
+            for &p in ps {
+                self.ids[p] = Some(row.0);
+            }
+        }
+    }
+
+    /// Sets the id of input position `pos` and of every other position with the same key.
+    pub(crate) fn set_at(&mut self, pos: usize, id: i64) {
+        let key = key_of(&self.deliveries[pos]);
+        if let Some(ps) = self.positions.get(&key) {
+            for &p in ps {
+                self.ids[p] = Some(id);
+            }
+        }
+    }
+
+    /// The first input position still without an id (a delivery that already existed).
+    pub(crate) fn next_missing(&self) -> Option<usize> {
+        self.ids.iter().position(Option::is_none)
+    }
+
+    pub(crate) fn finish(self) -> Result<Vec<i64>> {
+        self.ids
+            .into_iter()
+            .map(|id| id.ok_or_else(|| StoreError::Backend("delivery id not returned".into())))
+            .collect()
+    }
+}
+
+pub(crate) fn key_of(d: &NewDelivery) -> DeliveryKey<'_> {
+    (
+        d.project_id.as_str(),
+        d.channel_id.as_str(),
+        i64::try_from(d.offset).unwrap_or(i64::MAX),
+        d.subscription_id.as_str(),
+        d.target_id.as_str(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn att(at: i64) -> Attempt {
+        Attempt {
+            at,
+            success: at % 2 == 0,
+            latency_ms: at * 10,
+            code: format!("c{at}"),
+        }
+    }
+
+    #[test]
+    fn recent_keeps_newest_first() {
+        let mut s = "[]".to_string();
+        for i in 1..=5 {
+            s = prepend_recent(&s, &att(i)).unwrap();
+        }
+        assert_eq!(decode_recent(&s).unwrap(), vec![att(5), att(4), att(3)]);
+        assert!(decode_recent("{").is_err());
+        assert!(decode_recent("[{\"at\":1}]").is_err());
+    }
+
+    #[test]
+    fn statuses_roundtrip() {
+        for s in [
+            DeliveryStatus::Pending,
+            DeliveryStatus::Retrying,
+            DeliveryStatus::Succeeded,
+            DeliveryStatus::Failed,
+        ] {
+            assert_eq!(DeliveryStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(DeliveryStatus::parse("x"), None);
+    }
 }

@@ -11,7 +11,11 @@
 //!   never exceed a quota.
 //! * Documents are stored as given; secret encryption happens before the store (see `secrets`).
 //!
-//! Entry points: [`open_store`], [`SqliteStore`], [`PgStore`], [`secrets::SecretBox`].
+//! Delivery state and traces (the router's durable work queue) live in the same database
+//! behind [`DeliveryStore`] (see [`delivery`]); both backends implement both traits.
+//!
+//! Entry points: [`open_stores`] (both handles), [`open_store`], [`SqliteStore`], [`PgStore`],
+//! [`secrets::SecretBox`].
 
 use std::path::Path;
 use std::sync::Arc;
@@ -25,6 +29,7 @@ pub mod delivery;
 pub mod secrets;
 mod sqlite;
 
+pub use delivery::DeliveryStore;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -193,17 +198,40 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn purge_expired_tokens(&self, now_ms: i64) -> Result<u64>;
 }
 
-/// Opens the configured store: PostgreSQL when `database_url` is given, else SQLite at
+/// Both store handles over one database (one pool / connection set).
+#[derive(Clone)]
+pub struct Stores {
+    pub meta: Arc<dyn MetaStore>,
+    pub delivery: Arc<dyn DeliveryStore>,
+}
+
+/// Opens the configured database: PostgreSQL when `database_url` is given, else SQLite at
 /// `data_dir/openeg.db` (the directory is created if missing). Migrations run either way.
-pub async fn open_store(database_url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn MetaStore>> {
+/// Both handles share the same pool.
+pub async fn open_stores(database_url: Option<&str>, data_dir: &Path) -> Result<Stores> {
     match database_url {
-        Some(url) => Ok(Arc::new(PgStore::connect(url).await?)),
+        Some(url) => {
+            let s = Arc::new(PgStore::connect(url).await?);
+            Ok(Stores {
+                meta: s.clone(),
+                delivery: s,
+            })
+        }
         None => {
             std::fs::create_dir_all(data_dir)
                 .map_err(|e| StoreError::Backend(format!("cannot create data directory: {e}")))?;
-            Ok(Arc::new(
-                SqliteStore::open(&data_dir.join("openeg.db")).await?,
-            ))
+            let s = Arc::new(SqliteStore::open(&data_dir.join("openeg.db")).await?);
+            Ok(Stores {
+                meta: s.clone(),
+                delivery: s,
+            })
         }
     }
+}
+
+/// Opens the configured store: PostgreSQL when `database_url` is given, else SQLite at
+/// `data_dir/openeg.db` (the directory is created if missing). Migrations run either way.
+/// Same as [`open_stores`], keeping only the metadata handle.
+pub async fn open_store(database_url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn MetaStore>> {
+    Ok(open_stores(database_url, data_dir).await?.meta)
 }

@@ -24,7 +24,10 @@ use crate::{Kind, ListQuery, MetaStore, QuotaCheck, Record, Result, StoreError};
 /// Serialises concurrent migrations from several nodes starting at once.
 const MIGRATION_LOCK: i64 = 0x6f70_656e_6567_0001;
 
-const MIGRATIONS: &[(i64, &[&str])] = &[(
+mod delivery;
+
+const MIGRATIONS: &[(i64, &[&str])] = &[
+    (
     1,
     &[
         r#"CREATE TABLE projects (
@@ -65,7 +68,9 @@ const MIGRATIONS: &[(i64, &[&str])] = &[(
         )"#,
         "CREATE INDEX api_tokens_expires ON api_tokens (expires_at)",
     ],
-)];
+    ),
+    (2, delivery::MIGRATION_2),
+];
 
 const COLS: &str = "r.project_id, r.kind, r.id, r.name, r.parent_id, r.created_at, r.updated_at, \
     r.body::text AS body, (SELECT COALESCE(json_agg(f.ref_key ORDER BY f.pos), '[]'::json)::text \

@@ -25,7 +25,10 @@ use crate::common::{
 };
 use crate::{Kind, ListQuery, MetaStore, QuotaCheck, Record, Result, StoreError};
 
-const MIGRATIONS: &[(i64, &[&str])] = &[(
+mod delivery;
+
+const MIGRATIONS: &[(i64, &[&str])] = &[
+    (
     1,
     &[
         "CREATE TABLE projects (
@@ -66,7 +69,9 @@ const MIGRATIONS: &[(i64, &[&str])] = &[(
         )",
         "CREATE INDEX api_tokens_expires ON api_tokens (expires_at)",
     ],
-)];
+    ),
+    (2, delivery::MIGRATION_2),
+];
 
 const COLS: &str = "r.project_id, r.kind, r.id, r.name, r.parent_id, r.created_at, r.updated_at, \
     r.body, (SELECT json_group_array(f.ref_key ORDER BY f.pos) FROM record_refs f \

@@ -197,6 +197,10 @@ async fn put_official_events(
             (src != source_name).then(|| EgError::param(format!("event source {src} differs from {source_name}")))
         })
         .collect();
+    if outcomes.iter().any(Option::is_none) {
+        // Official sources are listed once they have been used (API.md §3.4).
+        super::sources::record_official_source(&st, &t.project_id, source_name).await?;
+    }
     append_accepted(&st, &channel.id, &events, &mut outcomes).await?;
     Ok(response(&events, &outcomes))
 }

@@ -62,7 +62,7 @@ async fn list(State(st): State<AppState>, Extension(t): Extension<Tenant>, q: Qu
         let (name, quota, max, min, used) = match *ty {
             "CHANNEL" => ("channel", qs.channel, 10000, 0, count_eq(&st, p, Kind::Channel, "provider_type", "CUSTOM").await?),
             "CHANNEL_SUBSCRIPTION" => ("channel subscription", qs.channel_subscription, 10000, 0, max_per_channel),
-            "SOURCE" => ("source", qs.source, 10000, 0, st.store.count(p, Kind::Source, None).await?),
+            "SOURCE" => ("source", qs.source, 10000, 0, count_eq(&st, p, Kind::Source, "provider_type", "CUSTOM").await?),
             "SUBSCRIPTION" => ("subscription", qs.subscription, 10000, 0, st.store.count(p, Kind::Subscription, None).await?),
             "SUBSCRIPTION_TARGET" => ("subscription target", qs.subscription_target, 5, 1, max_targets),
             "CONNECTION" => ("connection", qs.connection, 10000, 0, st.store.count(p, Kind::Connection, None).await?),

@@ -1,0 +1,230 @@
+//! The data plane: events flow log → router → targets (`ARCHITECTURE.md`, "The event's path").
+//!
+//! * [`Engine::publish`] appends accepted events to the channel's log topic (durable before it
+//!   returns) and makes sure a router tails that channel.
+//! * One router task per channel ([`router`]) reads the log from its committed offset, matches
+//!   each event with the channel's compiled [`routes::ChannelRoutes`], records trace rows and one
+//!   pending delivery per (event, target) in the delivery store in one transaction, **then**
+//!   commits its offset, then makes the first attempts. Everything below the committed offset
+//!   is therefore delivered, given up, or a durable pending delivery.
+//! * Attempts ([`dispatch`]) run with bounded concurrency per target; the outcome updates the
+//!   delivery (success, retry at a backoff time, or failure).
+//! * The retry poller ([`retry`]) claims due deliveries (leases make claims exclusive) and
+//!   attempts them again, re-reading the event from the log. A crashed attempt is retried when
+//!   its lease expires: delivery is at-least-once.
+//!
+//! Log topics are named `<project_id>.<channel_id>` (a `.` cannot occur in a project id), so
+//! a router can find its project from the topic alone.
+
+pub mod dispatch;
+pub mod metrics;
+pub mod retry;
+pub mod router;
+pub mod routes;
+
+use bytes::Bytes;
+use openeg_log::EventLog;
+use openeg_store::delivery::DeliveryStore;
+use openeg_store::secrets::SecretBox;
+use openeg_store::MetaStore;
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+use tokio::sync::watch;
+
+pub use metrics::Metrics;
+
+/// Consumer group of the routers in the log.
+pub const ROUTER_GROUP: &str = "router";
+/// An event may cross at most this many channel hops (`TRANSFORM.md` §5.5).
+pub const MAX_HOPS: u64 = 3;
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub functiongraph_endpoint: Option<String>,
+    pub smn_endpoint: Option<String>,
+    /// In-flight attempts per target.
+    pub target_concurrency: usize,
+    /// Attempts waiting for a slot per target before new ones are left to the retry poller.
+    pub target_queue: usize,
+    /// Lease of a delivery being attempted (must exceed the longest attempt timeout).
+    pub lease: Duration,
+    /// How often the retry poller looks for due deliveries.
+    pub poll_interval: Duration,
+    /// Records read per router batch.
+    pub batch_records: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            functiongraph_endpoint: None,
+            smn_endpoint: None,
+            target_concurrency: 16,
+            target_queue: 10_000,
+            lease: Duration::from_secs(330),
+            poll_interval: Duration::from_millis(200),
+            batch_records: 512,
+        }
+    }
+}
+
+/// Log topic of a channel.
+pub fn topic(project_id: &str, channel_id: &str) -> String {
+    format!("{project_id}.{channel_id}")
+}
+
+/// The inverse of [`topic`].
+pub fn split_topic(topic: &str) -> Option<(&str, &str)> {
+    topic.split_once('.')
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Shared by every task of the data plane.
+pub struct Engine {
+    pub(crate) meta: Arc<dyn MetaStore>,
+    pub(crate) delivery: Arc<dyn DeliveryStore>,
+    pub(crate) log: Arc<dyn EventLog>,
+    pub(crate) secrets: SecretBox,
+    pub(crate) cfg: EngineConfig,
+    pub(crate) http: openeg_connectors::sinks::HttpClient,
+    pub metrics: Metrics,
+    /// Compiled routes per topic; `None` entries are invalidated and reloaded on next use.
+    pub(crate) routes: Mutex<HashMap<String, Arc<routes::ChannelRoutes>>>,
+    /// Topics with a running router.
+    pub(crate) routers: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+    /// Per-target concurrency, kept across route reloads.
+    pub(crate) slots: Mutex<HashMap<String, Arc<dispatch::Slot>>>,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    shutdown_tx: watch::Sender<bool>,
+    me: Weak<Engine>,
+}
+
+impl Engine {
+    /// Creates the engine and starts the retry poller and a router for every topic that
+    /// already has data.
+    pub async fn start(
+        meta: Arc<dyn MetaStore>,
+        delivery: Arc<dyn DeliveryStore>,
+        log: Arc<dyn EventLog>,
+        secrets: SecretBox,
+        cfg: EngineConfig,
+        existing_topics: Vec<String>,
+    ) -> Result<Arc<Engine>, String> {
+        let http = openeg_connectors::sinks::HttpClient::new()?;
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let engine = Arc::new_cyclic(|me| Engine {
+            meta,
+            delivery,
+            log,
+            secrets,
+            cfg,
+            http,
+            metrics: Metrics::default(),
+            routes: Mutex::new(HashMap::new()),
+            routers: Mutex::new(HashMap::new()),
+            slots: Mutex::new(HashMap::new()),
+            shutdown,
+            shutdown_tx,
+            me: me.clone(),
+        });
+        for t in existing_topics {
+            engine.ensure_router(&t);
+        }
+        tokio::spawn(retry::run(engine.clone()));
+        Ok(engine)
+    }
+
+    /// Appends events (already validated) to a channel's log, durably, and wakes its router.
+    /// `hops` is the number of channel hops the events already made (0 for PutEvents).
+    pub async fn publish(
+        &self,
+        project_id: &str,
+        channel_id: &str,
+        events: &[serde_json::Value],
+    ) -> Result<(), String> {
+        let received = now_ms();
+        let records: Vec<Bytes> = events
+            .iter()
+            .map(|ev| Bytes::from(json!({"received": received, "event": ev}).to_string()))
+            .collect();
+        let t = topic(project_id, channel_id);
+        self.log
+            .append(&t, 0, records)
+            .await
+            .map_err(|e| format!("appending to the channel log: {e}"))?;
+        self.metrics.ingested.add(events.len() as u64);
+        self.ensure_router(&t);
+        Ok(())
+    }
+
+    /// Reads one stored event envelope back (ShowDetailOfEvent, retries).
+    pub async fn read_event(
+        &self,
+        project_id: &str,
+        channel_id: &str,
+        offset: u64,
+    ) -> Result<Option<Bytes>, String> {
+        let t = topic(project_id, channel_id);
+        match self.log.read(&t, 0, offset, 1, 1).await {
+            Ok(recs) => Ok(recs
+                .into_iter()
+                .find(|r| r.offset == offset)
+                .map(|r| r.payload)),
+            Err(openeg_log::LogError::OffsetOutOfRange { .. }) => Ok(None),
+            Err(e) => Err(format!("reading the channel log: {e}")),
+        }
+    }
+
+    /// Subscriptions of a channel changed: the next batch uses freshly compiled routes.
+    pub fn subscriptions_changed(&self, project_id: &str, channel_id: &str) {
+        if let Ok(mut r) = self.routes.lock() {
+            r.remove(&topic(project_id, channel_id));
+        }
+    }
+
+    /// A subscription was deleted: its pending deliveries go with it (traces stay).
+    pub async fn subscription_deleted(
+        &self,
+        project_id: &str,
+        channel_id: &str,
+        subscription_id: &str,
+    ) {
+        self.subscriptions_changed(project_id, channel_id);
+        if let Err(e) = self
+            .delivery
+            .drop_pending_for_subscription(project_id, subscription_id)
+            .await
+        {
+            tracing::warn!(error = %e, subscription_id, "dropping pending deliveries failed");
+        }
+    }
+
+    /// Starts the router of a topic if none runs.
+    pub(crate) fn ensure_router(&self, t: &str) {
+        let Ok(mut routers) = self.routers.lock() else {
+            return;
+        };
+        if routers.get(t).is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        let Some(engine) = self.me.upgrade() else {
+            return;
+        };
+        let handle = tokio::spawn(router::run(engine, t.to_string()));
+        routers.insert(t.to_string(), handle);
+    }
+
+    /// Stops routers and the poller; in-flight attempts are abandoned (their leases expire and
+    /// they are retried after restart).
+    pub fn shutdown(&self) {
+        let _ = self.shutdown_tx.send(true);
+    }
+}

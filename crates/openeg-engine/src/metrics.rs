@@ -1,0 +1,198 @@
+//! Process-wide data-plane counters and latency histograms, rendered in the Prometheus text
+//! format by `GET /metrics`. Lock-free: atomics only.
+
+use openeg_connectors::Outcome;
+use openeg_store::delivery::DeliveryStatus;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+#[derive(Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Upper bounds in seconds.
+const BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+pub struct Histogram {
+    counts: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    /// Sum in microseconds.
+    sum_us: AtomicU64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            counts: Default::default(),
+            count: AtomicU64::new(0),
+            sum_us: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if s <= *b {
+                self.counts[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (i, b) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{b}\"}} {}",
+                self.counts[i].load(Ordering::Relaxed)
+            );
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_us.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    pub ingested: Counter,
+    pub matched: Counter,
+    pub delivered: Counter,
+    pub failed: Counter,
+    pub retried: Counter,
+    pub attempts: Counter,
+    pub attempt_latency: Histogram,
+    pub publish_to_deliver: Histogram,
+}
+
+impl Metrics {
+    pub(crate) fn record_attempt(
+        &self,
+        outcome: &Outcome,
+        status: DeliveryStatus,
+        latency: Duration,
+        age_ms: i64,
+        is_retry: bool,
+    ) {
+        self.attempts.add(1);
+        self.attempt_latency.observe(latency);
+        if is_retry {
+            self.retried.add(1);
+        }
+        match status {
+            DeliveryStatus::Succeeded => {
+                self.delivered.add(1);
+                if outcome.is_success() {
+                    self.publish_to_deliver
+                        .observe(Duration::from_millis(age_ms.max(0) as u64));
+                }
+            }
+            DeliveryStatus::Failed => self.failed.add(1),
+            _ => {}
+        }
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let counters: [(&str, &str, &Counter); 6] = [
+            (
+                "openeg_events_ingested_total",
+                "Events accepted and durably appended",
+                &self.ingested,
+            ),
+            (
+                "openeg_events_matched_total",
+                "Events that matched at least one subscription",
+                &self.matched,
+            ),
+            (
+                "openeg_deliveries_succeeded_total",
+                "Deliveries that succeeded",
+                &self.delivered,
+            ),
+            (
+                "openeg_deliveries_failed_total",
+                "Deliveries given up",
+                &self.failed,
+            ),
+            (
+                "openeg_delivery_retries_total",
+                "Delivery attempts that were retries",
+                &self.retried,
+            ),
+            (
+                "openeg_delivery_attempts_total",
+                "Delivery attempts",
+                &self.attempts,
+            ),
+        ];
+        for (name, help, c) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                c.get()
+            );
+        }
+        self.attempt_latency.render(
+            &mut out,
+            "openeg_delivery_attempt_seconds",
+            "Duration of one delivery attempt",
+        );
+        self.publish_to_deliver.render(
+            &mut out,
+            "openeg_publish_to_deliver_seconds",
+            "Time from acceptance to successful delivery",
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let h = Histogram::default();
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_millis(40));
+        let mut s = String::new();
+        h.render(&mut s, "x", "h");
+        assert!(s.contains("x_bucket{le=\"0.001\"} 0"));
+        assert!(s.contains("x_bucket{le=\"0.005\"} 1"));
+        assert!(s.contains("x_bucket{le=\"0.05\"} 2"));
+        assert!(s.contains("x_bucket{le=\"+Inf\"} 2"));
+        assert!(s.contains("x_count 2"));
+    }
+
+    #[test]
+    fn render_has_every_counter() {
+        let m = Metrics::default();
+        m.ingested.add(5);
+        let s = m.render();
+        assert!(s.contains("openeg_events_ingested_total 5"));
+        assert!(s.contains("openeg_publish_to_deliver_seconds_count 0"));
+    }
+}

@@ -1,0 +1,101 @@
+//! The retry poller: claims due deliveries (retries, deliveries left over by a restart or
+//! by a full target queue) and attempts them again.
+
+use crate::dispatch::{self, Job};
+use crate::router::Envelope;
+use crate::{now_ms, Engine};
+use openeg_store::delivery::{Attempt, DeliveryStatus};
+use std::sync::Arc;
+
+pub(crate) async fn run(engine: Arc<Engine>) {
+    let mut shutdown = engine.shutdown.clone();
+    loop {
+        let busy = match poll_once(&engine).await {
+            Ok(n) => n > 0,
+            Err(e) => {
+                tracing::warn!(error = %e, "retry poll failed");
+                false
+            }
+        };
+        if !busy {
+            tokio::select! {
+                _ = tokio::time::sleep(engine.cfg.poll_interval) => {},
+                _ = shutdown.changed() => return,
+            }
+        } else if *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
+/// One claim round; returns how many deliveries were claimed.
+pub async fn poll_once(engine: &Arc<Engine>) -> Result<usize, String> {
+    let now = now_ms();
+    let claimed = engine
+        .delivery
+        .claim_due(now, engine.cfg.lease.as_millis() as i64, 256)
+        .await
+        .map_err(|e| e.to_string())?;
+    let n = claimed.len();
+    for d in claimed {
+        let routes = engine.routes_for(&d.project_id, &d.channel_id).await?;
+        let Some(route) = routes
+            .targets
+            .get(&(d.subscription_id.clone(), d.target_id.clone()))
+            .cloned()
+        else {
+            // The target was removed from its subscription: nothing to deliver to any more.
+            let a = Attempt {
+                at: now,
+                success: false,
+                latency_ms: 0,
+                code: String::new(),
+            };
+            let _ = engine
+                .delivery
+                .record_attempt(d.id, DeliveryStatus::Failed, d.attempts, 0, &a)
+                .await;
+            continue;
+        };
+        let Some(raw) = engine
+            .read_event(&d.project_id, &d.channel_id, d.offset)
+            .await?
+        else {
+            tracing::warn!(
+                delivery_id = d.id,
+                "the event is no longer in the log; giving up"
+            );
+            let a = Attempt {
+                at: now,
+                success: false,
+                latency_ms: 0,
+                code: String::new(),
+            };
+            let _ = engine
+                .delivery
+                .record_attempt(d.id, DeliveryStatus::Failed, d.attempts, 0, &a)
+                .await;
+            continue;
+        };
+        let Ok(env) = serde_json::from_slice::<Envelope>(&raw) else {
+            continue;
+        };
+        let Ok(event) = serde_json::from_str(env.event.get()) else {
+            continue;
+        };
+        if !dispatch::has_room(engine, &route) {
+            continue; // the claim's lease expires and a later poll takes it
+        }
+        dispatch::spawn(
+            engine.clone(),
+            Job {
+                id: d.id,
+                route,
+                event: Arc::new(event),
+                attempts: d.attempts,
+                received_at: d.received_at,
+            },
+        );
+    }
+    Ok(n)
+}

@@ -1,0 +1,209 @@
+//! One router per channel: tail the log, match, record, commit, dispatch.
+
+use crate::dispatch::{self, Job};
+use crate::{now_ms, split_topic, Engine, ROUTER_GROUP};
+use openeg_log::LogError;
+use openeg_store::delivery::{NewDelivery, TraceRow};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The log record written by [`Engine::publish`].
+#[derive(Deserialize)]
+pub(crate) struct Envelope<'a> {
+    pub received: i64,
+    #[serde(borrow)]
+    pub event: &'a RawValue,
+}
+
+/// Runs until shutdown. Errors (store or log unavailable) are logged and retried after a pause;
+/// the committed offset only moves after the deliveries of a batch are recorded.
+pub(crate) async fn run(engine: Arc<Engine>, topic: String) {
+    let Some((project, channel)) = split_topic(&topic).map(|(p, c)| (p.to_string(), c.to_string()))
+    else {
+        tracing::warn!(%topic, "not a channel topic; no router");
+        return;
+    };
+    let mut shutdown = engine.shutdown.clone();
+    let mut end = match engine.log.subscribe(&topic, 0).await {
+        Ok(rx) => rx,
+        Err(e) => {
+            tracing::error!(%topic, error = %e, "cannot watch the channel log");
+            return;
+        }
+    };
+    let mut next = match engine.log.committed(ROUTER_GROUP, &topic, 0).await {
+        Ok(Some(o)) => o,
+        Ok(None) => engine.log.start_offset(&topic, 0).await.unwrap_or(0),
+        Err(e) => {
+            tracing::error!(%topic, error = %e, "cannot read the router offset");
+            return;
+        }
+    };
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        match step(&engine, &topic, &project, &channel, next).await {
+            Ok(Some(n)) => next = n,
+            Ok(None) => {
+                // Caught up: sleep until the end offset moves past `next`, or shutdown.
+                tokio::select! {
+                    r = end.wait_for(|e| *e > next) => if r.is_err() { return; },
+                    _ = shutdown.changed() => return,
+                }
+            }
+            Err(StepError::OutOfRange { start }) => {
+                tracing::warn!(%topic, from = next, to = start, "events below the log start were removed by retention before routing");
+                next = start;
+            }
+            Err(StepError::Other(e)) => {
+                tracing::warn!(%topic, error = %e, "routing failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {},
+                    _ = shutdown.changed() => return,
+                }
+            }
+        }
+    }
+}
+
+enum StepError {
+    OutOfRange { start: u64 },
+    Other(String),
+}
+
+/// Routes one batch starting at `from`; returns the next offset, or `None` when caught up.
+async fn step(
+    engine: &Arc<Engine>,
+    topic: &str,
+    project: &str,
+    channel: &str,
+    from: u64,
+) -> Result<Option<u64>, StepError> {
+    let recs = match engine
+        .log
+        .read(topic, 0, from, engine.cfg.batch_records, 4 << 20)
+        .await
+    {
+        Ok(r) => r,
+        Err(LogError::OffsetOutOfRange { start, .. }) if from < start => {
+            return Err(StepError::OutOfRange { start })
+        }
+        Err(e) => return Err(StepError::Other(e.to_string())),
+    };
+    let Some(last) = recs.last().map(|r| r.offset) else {
+        return Ok(None);
+    };
+    let routes = engine
+        .routes_for(project, channel)
+        .await
+        .map_err(StepError::Other)?;
+    let now = now_ms();
+    let lease = engine.cfg.lease.as_millis() as i64;
+    let mut traces = Vec::new();
+    let mut deliveries = Vec::new();
+    let mut jobs: Vec<(usize, Job)> = Vec::new();
+    let mut scratch = openeg_rules::Scratch::default();
+    let mut hits = Vec::new();
+    for rec in &recs {
+        let Ok(env) = serde_json::from_slice::<Envelope>(&rec.payload) else {
+            tracing::warn!(topic, offset = rec.offset, "unreadable log record skipped");
+            continue;
+        };
+        let raw = env.event.get().as_bytes();
+        let _ = routes.matcher.matches_into(raw, &mut scratch, &mut hits);
+        let event: Value = match serde_json::from_slice(raw) {
+            Ok(v) => v,
+            Err(_) => continue,
+        };
+        let attr = |k: &str| {
+            event
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        let (event_id, source) = (attr("id"), attr("source"));
+        let provider = if source.starts_with("HC.") {
+            "OFFICIAL"
+        } else {
+            "CUSTOM"
+        };
+        let base = TraceRow {
+            project_id: project.to_string(),
+            channel_id: channel.to_string(),
+            offset: rec.offset,
+            event_id: event_id.clone(),
+            source_name: source.clone(),
+            source_provider: provider.to_string(),
+            event_type: attr("type"),
+            received_at: env.received,
+            subscription_id: String::new(),
+            subscription_name: String::new(),
+        };
+        if hits.is_empty() {
+            traces.push(base);
+            continue;
+        }
+        engine.metrics.matched.add(1);
+        let event = Arc::new(event);
+        for &h in &hits {
+            let Some(sub) = routes.matched.get(h) else {
+                continue;
+            };
+            traces.push(TraceRow {
+                subscription_id: sub.id.clone(),
+                subscription_name: sub.name.clone(),
+                ..base.clone()
+            });
+            for t in &sub.targets {
+                // Dispatch now if the target has room, else leave it to the retry poller at once.
+                let dispatch_now = dispatch::has_room(engine, t);
+                deliveries.push(NewDelivery {
+                    project_id: project.to_string(),
+                    channel_id: channel.to_string(),
+                    offset: rec.offset,
+                    event_id: event_id.clone(),
+                    received_at: env.received,
+                    subscription_id: sub.id.clone(),
+                    subscription_name: sub.name.clone(),
+                    target_id: t.target_id.clone(),
+                    target_name: t.target_name.clone(),
+                    next_at: if dispatch_now { now + lease } else { now },
+                });
+                if dispatch_now {
+                    jobs.push((
+                        deliveries.len() - 1,
+                        Job {
+                            id: 0,
+                            route: t.clone(),
+                            event: event.clone(),
+                            attempts: 0,
+                            received_at: env.received,
+                        },
+                    ));
+                }
+            }
+        }
+    }
+    let ids = engine
+        .delivery
+        .record_routed(&traces, &deliveries)
+        .await
+        .map_err(|e| StepError::Other(e.to_string()))?;
+    engine
+        .log
+        .commit(crate::ROUTER_GROUP, topic, 0, last + 1)
+        .await
+        .map_err(|e| StepError::Other(e.to_string()))?;
+    for (idx, mut job) in jobs {
+        if let Some(id) = ids.get(idx) {
+            job.id = *id;
+            dispatch::spawn(engine.clone(), job);
+        }
+    }
+    Ok(Some(last + 1))
+}

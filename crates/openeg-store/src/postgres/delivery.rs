@@ -1,0 +1,462 @@
+//! [`DeliveryStore`] on PostgreSQL: schema version 2 and the queue / trace / metrics queries.
+//!
+//! * `record_routed` inserts each table with ONE statement over `UNNEST` of column arrays:
+//!   a constant, cached statement with 10–11 parameters whatever the batch size (no bind
+//!   limit to chunk around), and ids are matched to inputs by their unique key, never by the
+//!   order of RETURNING (which PostgreSQL does not promise).
+//! * `claim_due` locks due rows with `FOR UPDATE SKIP LOCKED`, so concurrent claimers (other
+//!   nodes) never wait on or double-claim each other's rows.
+//! * `record_attempt` is one UPDATE that rewrites `recent` in SQL under the row lock.
+
+use async_trait::async_trait;
+use sqlx::{Postgres, QueryBuilder};
+
+use super::PgStore;
+use crate::common::{backend, now_ms, to_i64, to_u64};
+use crate::delivery::{
+    attempt_json, bucket_start, check_offsets, check_period, delivery_from_tuple,
+    offset_to_i64, sub_bucket, trace_from_tuple, Attempt, Delivery, DeliveryStatus,
+    DeliveryStore, DeliveryTuple, IdMap, InsertedKey, MetricsQuery, NewDelivery, PubBucket,
+    SubBucket, SubTuple, TraceQuery, TraceRow, TraceTuple, DELIVERY_COLS, DUE_STATUSES_SQL,
+    KEPT_ATTEMPTS, SUB_AGGREGATES, TRACE_COLS,
+};
+use crate::Result;
+
+/// Schema version 2: trace rows and deliveries.
+pub(super) const MIGRATION_2: &[&str] = &[
+    r#"CREATE TABLE event_traces (
+        project_id TEXT COLLATE "C" NOT NULL,
+        channel_id TEXT COLLATE "C" NOT NULL,
+        log_offset BIGINT NOT NULL,
+        event_id TEXT COLLATE "C" NOT NULL,
+        source_name TEXT COLLATE "C" NOT NULL,
+        source_provider TEXT COLLATE "C" NOT NULL,
+        event_type TEXT COLLATE "C" NOT NULL,
+        received_at BIGINT NOT NULL,
+        subscription_id TEXT COLLATE "C" NOT NULL,
+        subscription_name TEXT COLLATE "C" NOT NULL
+    )"#,
+    // Idempotent replays, and the rows of one event (event_traces second step).
+    "CREATE UNIQUE INDEX event_traces_event ON event_traces
+        (project_id, channel_id, log_offset, subscription_id)",
+    "CREATE INDEX event_traces_list ON event_traces (project_id, channel_id, received_at)",
+    "CREATE INDEX event_traces_event_id ON event_traces (project_id, event_id)",
+    "CREATE INDEX event_traces_received ON event_traces (received_at)",
+    // Identity ids are never reused, so a late record_attempt for a dropped delivery can
+    // never land on a newer one.
+    r#"CREATE TABLE deliveries (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        project_id TEXT COLLATE "C" NOT NULL,
+        channel_id TEXT COLLATE "C" NOT NULL,
+        log_offset BIGINT NOT NULL,
+        event_id TEXT COLLATE "C" NOT NULL,
+        received_at BIGINT NOT NULL,
+        subscription_id TEXT COLLATE "C" NOT NULL,
+        subscription_name TEXT COLLATE "C" NOT NULL,
+        target_id TEXT COLLATE "C" NOT NULL,
+        target_name TEXT COLLATE "C" NOT NULL,
+        status TEXT COLLATE "C" NOT NULL,
+        attempts BIGINT NOT NULL,
+        next_at BIGINT NOT NULL,
+        recent TEXT NOT NULL,
+        last_latency_ms BIGINT,
+        updated_at BIGINT NOT NULL
+    )"#,
+    // Idempotent replays and event_deliveries (prefix + order).
+    "CREATE UNIQUE INDEX deliveries_event ON deliveries
+        (project_id, channel_id, log_offset, subscription_id, target_id)",
+    "CREATE INDEX deliveries_due ON deliveries (next_at, id)
+        WHERE status IN ('PENDING', 'RETRYING')",
+    "CREATE INDEX deliveries_subscription ON deliveries (project_id, subscription_id)",
+    "CREATE INDEX deliveries_received ON deliveries (received_at)",
+];
+
+/// A delivery's columns followed by its `next_at` before the claim.
+type ClaimTuple = (
+    i64,
+    String,
+    String,
+    i64,
+    String,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    String,
+    i64,
+    i64,
+);
+
+#[async_trait]
+impl DeliveryStore for PgStore {
+    async fn record_routed(
+        &self,
+        traces: &[TraceRow],
+        deliveries: &[NewDelivery],
+    ) -> Result<Vec<i64>> {
+        let op = "record_routed";
+        if traces.is_empty() && deliveries.is_empty() {
+            return Ok(Vec::new());
+        }
+        check_offsets(traces, deliveries)?;
+        let now = now_ms();
+        let mut ids = IdMap::new(deliveries);
+
+        let mut tx = self.pool.begin().await.map_err(|e| backend(op, e))?;
+        if !traces.is_empty() {
+            let col = |f: fn(&TraceRow) -> &str| traces.iter().map(f).collect::<Vec<&str>>();
+            sqlx::query(&format!(
+                "INSERT INTO event_traces ({TRACE_COLS}) SELECT * FROM UNNEST($1::text[], \
+                 $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::text[], \
+                 $8::int8[], $9::text[], $10::text[]) ON CONFLICT DO NOTHING"
+            ))
+            .bind(col(|t| &t.project_id))
+            .bind(col(|t| &t.channel_id))
+            .bind(traces.iter().map(|t| to_i64(t.offset)).collect::<Vec<i64>>())
+            .bind(col(|t| &t.event_id))
+            .bind(col(|t| &t.source_name))
+            .bind(col(|t| &t.source_provider))
+            .bind(col(|t| &t.event_type))
+            .bind(traces.iter().map(|t| t.received_at).collect::<Vec<i64>>())
+            .bind(col(|t| &t.subscription_id))
+            .bind(col(|t| &t.subscription_name))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| backend(op, e))?;
+        }
+        if !deliveries.is_empty() {
+            let col =
+                |f: fn(&NewDelivery) -> &str| deliveries.iter().map(f).collect::<Vec<&str>>();
+            let rows: Vec<InsertedKey> = sqlx::query_as(
+                "INSERT INTO deliveries (project_id, channel_id, log_offset, event_id, \
+                 received_at, subscription_id, subscription_name, target_id, target_name, \
+                 status, attempts, next_at, recent, updated_at) \
+                 SELECT p, c, o, e, r, s, sn, t, tn, 'PENDING', 0, n, '[]', $11 \
+                 FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[], $5::int8[], \
+                 $6::text[], $7::text[], $8::text[], $9::text[], $10::int8[]) \
+                 AS u(p, c, o, e, r, s, sn, t, tn, n) \
+                 ON CONFLICT DO NOTHING \
+                 RETURNING id, project_id, channel_id, log_offset, subscription_id, target_id",
+            )
+            .bind(col(|d| &d.project_id))
+            .bind(col(|d| &d.channel_id))
+            .bind(deliveries.iter().map(|d| to_i64(d.offset)).collect::<Vec<i64>>())
+            .bind(col(|d| &d.event_id))
+            .bind(deliveries.iter().map(|d| d.received_at).collect::<Vec<i64>>())
+            .bind(col(|d| &d.subscription_id))
+            .bind(col(|d| &d.subscription_name))
+            .bind(col(|d| &d.target_id))
+            .bind(col(|d| &d.target_name))
+            .bind(deliveries.iter().map(|d| d.next_at).collect::<Vec<i64>>())
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| backend(op, e))?;
+            for r in &rows {
+                ids.set(r);
+            }
+        }
+        // Deliveries that already existed (replay): look their ids up.
+        while let Some(pos) = ids.next_missing() {
+            let d = &deliveries[pos];
+            let id: i64 = sqlx::query_scalar(
+                "SELECT id FROM deliveries WHERE project_id = $1 AND channel_id = $2 \
+                 AND log_offset = $3 AND subscription_id = $4 AND target_id = $5",
+            )
+            .bind(&d.project_id)
+            .bind(&d.channel_id)
+            .bind(offset_to_i64(d.offset)?)
+            .bind(&d.subscription_id)
+            .bind(&d.target_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| backend(op, e))?;
+            ids.set_at(pos, id);
+        }
+        tx.commit().await.map_err(|e| backend(op, e))?;
+        ids.finish()
+    }
+
+    async fn record_attempt(
+        &self,
+        id: i64,
+        status: DeliveryStatus,
+        attempts: u32,
+        next_at: i64,
+        attempt: &Attempt,
+    ) -> Result<bool> {
+        // The new attempt first (ordinality 0), then the stored ones (1, 2, …), newest first.
+        let r = sqlx::query(
+            "UPDATE deliveries SET status = $2, attempts = $3, next_at = $4, \
+             last_latency_ms = $5, updated_at = $6, \
+             recent = (SELECT json_agg(x.e ORDER BY x.o)::text FROM ( \
+                SELECT e, o FROM (SELECT $7::json AS e, 0::bigint AS o \
+                    UNION ALL SELECT t.e, t.o \
+                    FROM json_array_elements(deliveries.recent::json) WITH ORDINALITY AS t(e, o)) s \
+                ORDER BY o LIMIT $8) x) \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(status.as_str())
+        .bind(i64::from(attempts))
+        .bind(next_at)
+        .bind(attempt.latency_ms)
+        .bind(now_ms())
+        .bind(attempt_json(attempt).to_string())
+        .bind(to_i64(KEPT_ATTEMPTS as u64))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| backend("record_attempt", e))?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn claim_due(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<Delivery>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let cols = DELIVERY_COLS
+            .split(", ")
+            .map(|c| format!("d.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // A single statement is its own transaction. Rows another claimer has locked are
+        // skipped; rows it already committed are re-checked against `next_at <= now` after
+        // the lock (READ COMMITTED re-evaluation) and drop out, so nothing is claimed twice.
+        let sql = format!(
+            "WITH due AS (SELECT id, next_at FROM deliveries \
+                WHERE status IN {DUE_STATUSES_SQL} AND next_at <= $1 \
+                ORDER BY next_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             UPDATE deliveries d SET next_at = $2 FROM due WHERE d.id = due.id \
+             RETURNING {cols}, due.next_at"
+        );
+        let rows: Vec<ClaimTuple> = sqlx::query_as(&sql)
+            .bind(now_ms)
+            .bind(now_ms.saturating_add(lease_ms))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| backend("claim_due", e))?;
+        let mut rows: Vec<(i64, DeliveryTuple)> = rows
+            .into_iter()
+            .map(|t| {
+                (
+                    t.15,
+                    (
+                        t.0, t.1, t.2, t.3, t.4, t.5, t.6, t.7, t.8, t.9, t.10, t.11, t.12, t.13,
+                        t.14,
+                    ),
+                )
+            })
+            .collect();
+        // RETURNING has no order: restore the claim order (previous next_at, id).
+        rows.sort_by_key(|(old, t)| (*old, t.0));
+        rows.into_iter().map(|(_, t)| delivery_from_tuple(t)).collect()
+    }
+
+    async fn list_traces(
+        &self,
+        project_id: &str,
+        q: &TraceQuery,
+    ) -> Result<(u64, Vec<TraceRow>)> {
+        let op = "list_traces";
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(|e| backend(op, e))?;
+        let mut cq: QueryBuilder<Postgres> = QueryBuilder::new("SELECT COUNT(*)");
+        push_trace_filters(&mut cq, project_id, q);
+        let total: i64 = cq
+            .build_query_scalar()
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| backend(op, e))?;
+        let mut rows = Vec::new();
+        if q.limit > 0 {
+            let mut pq: QueryBuilder<Postgres> =
+                QueryBuilder::new(format!("SELECT {TRACE_COLS}"));
+            push_trace_filters(&mut pq, project_id, q);
+            pq.push(" ORDER BY received_at DESC, log_offset DESC, subscription_id ASC LIMIT ")
+                .push_bind(to_i64(q.limit))
+                .push(" OFFSET ")
+                .push_bind(to_i64(q.offset));
+            let page: Vec<TraceTuple> = pq
+                .build_query_as()
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(|e| backend(op, e))?;
+            rows = page.into_iter().map(trace_from_tuple).collect();
+        }
+        tx.commit().await.map_err(|e| backend(op, e))?;
+        Ok((to_u64(total), rows))
+    }
+
+    async fn event_traces(
+        &self,
+        project_id: &str,
+        channel_id: Option<&str>,
+        event_id: &str,
+    ) -> Result<Vec<TraceRow>> {
+        let sql = format!(
+            "SELECT {TRACE_COLS} FROM event_traces WHERE (project_id, channel_id, log_offset) = \
+             (SELECT project_id, channel_id, log_offset FROM event_traces \
+              WHERE project_id = $1 AND event_id = $2 AND ($3::text IS NULL OR channel_id = $3) \
+              ORDER BY received_at DESC, log_offset DESC, channel_id DESC LIMIT 1) \
+             ORDER BY subscription_id"
+        );
+        let rows: Vec<TraceTuple> = sqlx::query_as(&sql)
+            .bind(project_id)
+            .bind(event_id)
+            .bind(channel_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| backend("event_traces", e))?;
+        Ok(rows.into_iter().map(trace_from_tuple).collect())
+    }
+
+    async fn event_deliveries(
+        &self,
+        project_id: &str,
+        channel_id: &str,
+        offset: u64,
+    ) -> Result<Vec<Delivery>> {
+        let sql = format!(
+            "SELECT {DELIVERY_COLS} FROM deliveries WHERE project_id = $1 AND channel_id = $2 \
+             AND log_offset = $3 ORDER BY subscription_id, target_id"
+        );
+        let rows: Vec<DeliveryTuple> = sqlx::query_as(&sql)
+            .bind(project_id)
+            .bind(channel_id)
+            .bind(offset_to_i64(offset)?)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| backend("event_deliveries", e))?;
+        rows.into_iter().map(delivery_from_tuple).collect()
+    }
+
+    async fn drop_pending_for_subscription(
+        &self,
+        project_id: &str,
+        subscription_id: &str,
+    ) -> Result<u64> {
+        let r = sqlx::query(&format!(
+            "DELETE FROM deliveries WHERE project_id = $1 AND subscription_id = $2 \
+             AND status IN {DUE_STATUSES_SQL}"
+        ))
+        .bind(project_id)
+        .bind(subscription_id)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| backend("drop_pending_for_subscription", e))?;
+        Ok(r.rows_affected())
+    }
+
+    async fn purge_before(&self, cutoff_ms: i64) -> Result<u64> {
+        let mut removed = 0u64;
+        for table in ["event_traces", "deliveries"] {
+            let r = sqlx::query(&format!("DELETE FROM {table} WHERE received_at < $1"))
+                .bind(cutoff_ms)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| backend("purge_before", e))?;
+            removed += r.rows_affected();
+        }
+        Ok(removed)
+    }
+
+    async fn pub_metrics(&self, q: &MetricsQuery) -> Result<Vec<PubBucket>> {
+        check_period(q)?;
+        let mut qb: QueryBuilder<Postgres> = QueryBuilder::new("SELECT (received_at - ");
+        qb.push_bind(q.start_ms)
+            .push(") / ")
+            .push_bind(q.period_ms)
+            .push(
+                " AS bucket, COUNT(*) FROM (SELECT DISTINCT channel_id, log_offset, received_at \
+                 FROM event_traces WHERE project_id = ",
+            )
+            .push_bind(q.project_id.as_str())
+            .push(" AND received_at >= ")
+            .push_bind(q.start_ms)
+            .push(" AND received_at < ")
+            .push_bind(q.end_ms);
+        if let Some(c) = &q.channel_id {
+            qb.push(" AND channel_id = ").push_bind(c.as_str());
+        }
+        if let Some(s) = &q.source_name {
+            qb.push(" AND source_name = ").push_bind(s.as_str());
+        }
+        qb.push(") ev GROUP BY bucket ORDER BY bucket");
+        let rows: Vec<(i64, i64)> = qb
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| backend("pub_metrics", e))?;
+        Ok(rows
+            .into_iter()
+            .map(|(b, n)| PubBucket {
+                start_ms: bucket_start(q, b),
+                events: to_u64(n),
+            })
+            .collect())
+    }
+
+    async fn sub_metrics(&self, q: &MetricsQuery) -> Result<Vec<SubBucket>> {
+        check_period(q)?;
+        let mut qb: QueryBuilder<Postgres> = QueryBuilder::new("SELECT (received_at - ");
+        qb.push_bind(q.start_ms)
+            .push(") / ")
+            .push_bind(q.period_ms)
+            .push(SUB_AGGREGATES)
+            .push(" FROM deliveries WHERE project_id = ")
+            .push_bind(q.project_id.as_str())
+            .push(" AND received_at >= ")
+            .push_bind(q.start_ms)
+            .push(" AND received_at < ")
+            .push_bind(q.end_ms);
+        if let Some(c) = &q.channel_id {
+            qb.push(" AND channel_id = ").push_bind(c.as_str());
+        }
+        if let Some(s) = &q.subscription_id {
+            qb.push(" AND subscription_id = ").push_bind(s.as_str());
+        }
+        if let Some(t) = &q.target_id {
+            qb.push(" AND target_id = ").push_bind(t.as_str());
+        }
+        qb.push(" GROUP BY bucket ORDER BY bucket");
+        let rows: Vec<SubTuple> = qb
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| backend("sub_metrics", e))?;
+        Ok(rows.into_iter().map(|t| sub_bucket(q, t)).collect())
+    }
+}
+
+fn push_trace_filters<'a>(
+    qb: &mut QueryBuilder<'a, Postgres>,
+    project_id: &'a str,
+    q: &'a TraceQuery,
+) {
+    qb.push(" FROM event_traces WHERE project_id = ")
+        .push_bind(project_id)
+        .push(" AND channel_id = ")
+        .push_bind(q.channel_id.as_str())
+        .push(" AND received_at >= ")
+        .push_bind(q.start_ms)
+        .push(" AND received_at <= ")
+        .push_bind(q.end_ms);
+    for (col, v) in [
+        ("event_id", &q.event_id),
+        ("source_name", &q.source_name),
+        ("event_type", &q.event_type),
+        ("subscription_name", &q.subscription_name),
+    ] {
+        if let Some(v) = v {
+            qb.push(format_args!(" AND {col} = ")).push_bind(v.as_str());
+        }
+    }
+}

@@ -1,0 +1,476 @@
+//! [`DeliveryStore`] on SQLite: schema version 2 and the queue / trace / metrics queries.
+//!
+//! Every write takes the store's write mutex and runs in `BEGIN IMMEDIATE` (or is a single
+//! statement), exactly like the metadata writes, so claims never race: a claim's SELECT and
+//! UPDATE sit under one write lock.
+
+use async_trait::async_trait;
+use sqlx::{QueryBuilder, Sqlite};
+
+use super::SqliteStore;
+use crate::common::{backend, now_ms, to_i64, to_u64};
+use crate::delivery::{
+    bucket_start, check_offsets, check_period, delivery_from_tuple, offset_to_i64, prepend_recent,
+    sub_bucket, trace_from_tuple, Attempt, Delivery, DeliveryStatus, DeliveryStore,
+    DeliveryTuple, IdMap, InsertedKey, MetricsQuery, NewDelivery, PubBucket, SubBucket,
+    SubTuple, TraceQuery, TraceRow, TraceTuple, DELIVERY_COLS, DUE_STATUSES_SQL, SUB_AGGREGATES,
+    TRACE_COLS,
+};
+use crate::Result;
+
+/// Schema version 2: trace rows and deliveries.
+pub(super) const MIGRATION_2: &[&str] = &[
+    "CREATE TABLE event_traces (
+        project_id TEXT NOT NULL,
+        channel_id TEXT NOT NULL,
+        log_offset INTEGER NOT NULL,
+        event_id TEXT NOT NULL,
+        source_name TEXT NOT NULL,
+        source_provider TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        subscription_id TEXT NOT NULL,
+        subscription_name TEXT NOT NULL
+    )",
+    // Idempotent replays, and the rows of one event (event_traces second step).
+    "CREATE UNIQUE INDEX event_traces_event ON event_traces
+        (project_id, channel_id, log_offset, subscription_id)",
+    "CREATE INDEX event_traces_list ON event_traces (project_id, channel_id, received_at)",
+    "CREATE INDEX event_traces_event_id ON event_traces (project_id, event_id)",
+    "CREATE INDEX event_traces_received ON event_traces (received_at)",
+    // AUTOINCREMENT: ids are never reused, so a late record_attempt for a dropped delivery
+    // can never land on a newer one.
+    "CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        project_id TEXT NOT NULL,
+        channel_id TEXT NOT NULL,
+        log_offset INTEGER NOT NULL,
+        event_id TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        subscription_id TEXT NOT NULL,
+        subscription_name TEXT NOT NULL,
+        target_id TEXT NOT NULL,
+        target_name TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_at INTEGER NOT NULL,
+        recent TEXT NOT NULL,
+        last_latency_ms INTEGER,
+        updated_at INTEGER NOT NULL
+    )",
+    // Idempotent replays and event_deliveries (prefix + order).
+    "CREATE UNIQUE INDEX deliveries_event ON deliveries
+        (project_id, channel_id, log_offset, subscription_id, target_id)",
+    "CREATE INDEX deliveries_due ON deliveries (next_at, id)
+        WHERE status IN ('PENDING', 'RETRYING')",
+    "CREATE INDEX deliveries_subscription ON deliveries (project_id, subscription_id)",
+    "CREATE INDEX deliveries_received ON deliveries (received_at)",
+];
+
+/// Rows per multi-row INSERT: 10–11 bound values each, far below SQLite's 32766 limit.
+const INSERT_CHUNK: usize = 500;
+/// Rows per DELETE of a purge, so the write lock is released between chunks.
+const PURGE_CHUNK: i64 = 5000;
+
+#[async_trait]
+impl DeliveryStore for SqliteStore {
+    async fn record_routed(
+        &self,
+        traces: &[TraceRow],
+        deliveries: &[NewDelivery],
+    ) -> Result<Vec<i64>> {
+        let op = "record_routed";
+        if traces.is_empty() && deliveries.is_empty() {
+            return Ok(Vec::new());
+        }
+        check_offsets(traces, deliveries)?;
+        let now = now_ms();
+        let mut ids = IdMap::new(deliveries);
+
+        let _g = self.write.lock().await;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| backend(op, e))?;
+        for chunk in traces.chunks(INSERT_CHUNK) {
+            let mut qb: QueryBuilder<Sqlite> =
+                QueryBuilder::new(format!("INSERT INTO event_traces ({TRACE_COLS}) "));
+            qb.push_values(chunk, |mut b, t| {
+                b.push_bind(t.project_id.as_str())
+                    .push_bind(t.channel_id.as_str())
+                    .push_bind(to_i64(t.offset))
+                    .push_bind(t.event_id.as_str())
+                    .push_bind(t.source_name.as_str())
+                    .push_bind(t.source_provider.as_str())
+                    .push_bind(t.event_type.as_str())
+                    .push_bind(t.received_at)
+                    .push_bind(t.subscription_id.as_str())
+                    .push_bind(t.subscription_name.as_str());
+            });
+            qb.push(" ON CONFLICT DO NOTHING");
+            // Full chunks share one cached statement; odd-sized tails are not cached so they
+            // do not evict it.
+            qb.build()
+                .persistent(chunk.len() == INSERT_CHUNK)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| backend(op, e))?;
+        }
+        for chunk in deliveries.chunks(INSERT_CHUNK) {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO deliveries (project_id, channel_id, log_offset, event_id, \
+                 received_at, subscription_id, subscription_name, target_id, target_name, \
+                 status, attempts, next_at, recent, updated_at) ",
+            );
+            qb.push_values(chunk, |mut b, d| {
+                b.push_bind(d.project_id.as_str())
+                    .push_bind(d.channel_id.as_str())
+                    .push_bind(to_i64(d.offset))
+                    .push_bind(d.event_id.as_str())
+                    .push_bind(d.received_at)
+                    .push_bind(d.subscription_id.as_str())
+                    .push_bind(d.subscription_name.as_str())
+                    .push_bind(d.target_id.as_str())
+                    .push_bind(d.target_name.as_str())
+                    .push("'PENDING'")
+                    .push("0")
+                    .push_bind(d.next_at)
+                    .push("'[]'")
+                    .push_bind(now);
+            });
+            qb.push(
+                " ON CONFLICT DO NOTHING RETURNING id, project_id, channel_id, log_offset, \
+                 subscription_id, target_id",
+            );
+            let rows: Vec<InsertedKey> = qb
+                .build_query_as()
+                .persistent(chunk.len() == INSERT_CHUNK)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(|e| backend(op, e))?;
+            for r in &rows {
+                ids.set(r);
+            }
+        }
+        // Deliveries that already existed (replay): look their ids up.
+        while let Some(pos) = ids.next_missing() {
+            let d = &deliveries[pos];
+            let id: i64 = sqlx::query_scalar(
+                "SELECT id FROM deliveries WHERE project_id = ? AND channel_id = ? \
+                 AND log_offset = ? AND subscription_id = ? AND target_id = ?",
+            )
+            .bind(&d.project_id)
+            .bind(&d.channel_id)
+            .bind(offset_to_i64(d.offset)?)
+            .bind(&d.subscription_id)
+            .bind(&d.target_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| backend(op, e))?;
+            ids.set_at(pos, id);
+        }
+        tx.commit().await.map_err(|e| backend(op, e))?;
+        ids.finish()
+    }
+
+    async fn record_attempt(
+        &self,
+        id: i64,
+        status: DeliveryStatus,
+        attempts: u32,
+        next_at: i64,
+        attempt: &Attempt,
+    ) -> Result<bool> {
+        let op = "record_attempt";
+        let _g = self.write.lock().await;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| backend(op, e))?;
+        let stored: Option<String> = sqlx::query_scalar("SELECT recent FROM deliveries WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| backend(op, e))?;
+        let Some(stored) = stored else {
+            return Ok(false);
+        };
+        let recent = prepend_recent(&stored, attempt)?;
+        sqlx::query(
+            "UPDATE deliveries SET status = ?, attempts = ?, next_at = ?, recent = ?, \
+             last_latency_ms = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(status.as_str())
+        .bind(i64::from(attempts))
+        .bind(next_at)
+        .bind(&recent)
+        .bind(attempt.latency_ms)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| backend(op, e))?;
+        tx.commit().await.map_err(|e| backend(op, e))?;
+        Ok(true)
+    }
+
+    async fn claim_due(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<Delivery>> {
+        let op = "claim_due";
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let due_sql = format!(
+            "SELECT id FROM deliveries WHERE status IN {DUE_STATUSES_SQL} AND next_at <= ? \
+             ORDER BY next_at, id LIMIT ?"
+        );
+        let _g = self.write.lock().await;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| backend(op, e))?;
+        // The claim order (old next_at) is lost once the UPDATE runs, so read it first; both
+        // statements run under the same write lock and see the same rows.
+        let order: Vec<i64> = sqlx::query_scalar(&due_sql)
+            .bind(now_ms)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| backend(op, e))?;
+        if order.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<DeliveryTuple> = sqlx::query_as(&format!(
+            "UPDATE deliveries SET next_at = ? WHERE id IN ({due_sql}) RETURNING {DELIVERY_COLS}"
+        ))
+        .bind(now_ms.saturating_add(lease_ms))
+        .bind(now_ms)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| backend(op, e))?;
+        tx.commit().await.map_err(|e| backend(op, e))?;
+        let mut out = rows
+            .into_iter()
+            .map(delivery_from_tuple)
+            .collect::<Result<Vec<_>>>()?;
+        let pos: std::collections::HashMap<i64, usize> =
+            order.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        out.sort_by_key(|d| pos.get(&d.id).copied().unwrap_or(usize::MAX));
+        Ok(out)
+    }
+
+    async fn list_traces(
+        &self,
+        project_id: &str,
+        q: &TraceQuery,
+    ) -> Result<(u64, Vec<TraceRow>)> {
+        let op = "list_traces";
+        let mut tx = self.pool.begin().await.map_err(|e| backend(op, e))?;
+        let mut cq: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT COUNT(*)");
+        push_trace_filters(&mut cq, project_id, q);
+        let total: i64 = cq
+            .build_query_scalar()
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| backend(op, e))?;
+        let mut rows = Vec::new();
+        if q.limit > 0 {
+            let mut pq: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {TRACE_COLS}"));
+            push_trace_filters(&mut pq, project_id, q);
+            pq.push(
+                " ORDER BY received_at DESC, log_offset DESC, subscription_id ASC LIMIT ",
+            )
+            .push_bind(to_i64(q.limit))
+            .push(" OFFSET ")
+            .push_bind(to_i64(q.offset));
+            let page: Vec<TraceTuple> = pq
+                .build_query_as()
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(|e| backend(op, e))?;
+            rows = page.into_iter().map(trace_from_tuple).collect();
+        }
+        tx.commit().await.map_err(|e| backend(op, e))?;
+        Ok((to_u64(total), rows))
+    }
+
+    async fn event_traces(
+        &self,
+        project_id: &str,
+        channel_id: Option<&str>,
+        event_id: &str,
+    ) -> Result<Vec<TraceRow>> {
+        let sql = format!(
+            "SELECT {TRACE_COLS} FROM event_traces WHERE (project_id, channel_id, log_offset) = \
+             (SELECT project_id, channel_id, log_offset FROM event_traces \
+              WHERE project_id = ? AND event_id = ? AND (? IS NULL OR channel_id = ?) \
+              ORDER BY received_at DESC, log_offset DESC, channel_id DESC LIMIT 1) \
+             ORDER BY subscription_id"
+        );
+        let rows: Vec<TraceTuple> = sqlx::query_as(&sql)
+            .bind(project_id)
+            .bind(event_id)
+            .bind(channel_id)
+            .bind(channel_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| backend("event_traces", e))?;
+        Ok(rows.into_iter().map(trace_from_tuple).collect())
+    }
+
+    async fn event_deliveries(
+        &self,
+        project_id: &str,
+        channel_id: &str,
+        offset: u64,
+    ) -> Result<Vec<Delivery>> {
+        let sql = format!(
+            "SELECT {DELIVERY_COLS} FROM deliveries WHERE project_id = ? AND channel_id = ? \
+             AND log_offset = ? ORDER BY subscription_id, target_id"
+        );
+        let rows: Vec<DeliveryTuple> = sqlx::query_as(&sql)
+            .bind(project_id)
+            .bind(channel_id)
+            .bind(offset_to_i64(offset)?)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| backend("event_deliveries", e))?;
+        rows.into_iter().map(delivery_from_tuple).collect()
+    }
+
+    async fn drop_pending_for_subscription(
+        &self,
+        project_id: &str,
+        subscription_id: &str,
+    ) -> Result<u64> {
+        let _g = self.write.lock().await;
+        let r = sqlx::query(&format!(
+            "DELETE FROM deliveries WHERE project_id = ? AND subscription_id = ? \
+             AND status IN {DUE_STATUSES_SQL}"
+        ))
+        .bind(project_id)
+        .bind(subscription_id)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| backend("drop_pending_for_subscription", e))?;
+        Ok(r.rows_affected())
+    }
+
+    async fn purge_before(&self, cutoff_ms: i64) -> Result<u64> {
+        let mut removed = 0u64;
+        for table in ["event_traces", "deliveries"] {
+            let sql = format!(
+                "DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} \
+                 WHERE received_at < ? LIMIT ?)"
+            );
+            loop {
+                let n = {
+                    let _g = self.write.lock().await;
+                    sqlx::query(&sql)
+                        .bind(cutoff_ms)
+                        .bind(PURGE_CHUNK)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(|e| backend("purge_before", e))?
+                        .rows_affected()
+                };
+                removed += n;
+                if n < to_u64(PURGE_CHUNK) {
+                    break;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    async fn pub_metrics(&self, q: &MetricsQuery) -> Result<Vec<PubBucket>> {
+        check_period(q)?;
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT (received_at - ");
+        qb.push_bind(q.start_ms)
+            .push(") / ")
+            .push_bind(q.period_ms)
+            .push(
+                " AS bucket, COUNT(*) FROM (SELECT DISTINCT channel_id, log_offset, received_at \
+                 FROM event_traces WHERE project_id = ",
+            )
+            .push_bind(q.project_id.as_str())
+            .push(" AND received_at >= ")
+            .push_bind(q.start_ms)
+            .push(" AND received_at < ")
+            .push_bind(q.end_ms);
+        if let Some(c) = &q.channel_id {
+            qb.push(" AND channel_id = ").push_bind(c.as_str());
+        }
+        if let Some(s) = &q.source_name {
+            qb.push(" AND source_name = ").push_bind(s.as_str());
+        }
+        qb.push(") GROUP BY bucket ORDER BY bucket");
+        let rows: Vec<(i64, i64)> = qb
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| backend("pub_metrics", e))?;
+        Ok(rows
+            .into_iter()
+            .map(|(b, n)| PubBucket {
+                start_ms: bucket_start(q, b),
+                events: to_u64(n),
+            })
+            .collect())
+    }
+
+    async fn sub_metrics(&self, q: &MetricsQuery) -> Result<Vec<SubBucket>> {
+        check_period(q)?;
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT (received_at - ");
+        qb.push_bind(q.start_ms)
+            .push(") / ")
+            .push_bind(q.period_ms)
+            .push(SUB_AGGREGATES)
+            .push(" FROM deliveries WHERE project_id = ")
+            .push_bind(q.project_id.as_str())
+            .push(" AND received_at >= ")
+            .push_bind(q.start_ms)
+            .push(" AND received_at < ")
+            .push_bind(q.end_ms);
+        if let Some(c) = &q.channel_id {
+            qb.push(" AND channel_id = ").push_bind(c.as_str());
+        }
+        if let Some(s) = &q.subscription_id {
+            qb.push(" AND subscription_id = ").push_bind(s.as_str());
+        }
+        if let Some(t) = &q.target_id {
+            qb.push(" AND target_id = ").push_bind(t.as_str());
+        }
+        qb.push(" GROUP BY bucket ORDER BY bucket");
+        let rows: Vec<SubTuple> = qb
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| backend("sub_metrics", e))?;
+        Ok(rows.into_iter().map(|t| sub_bucket(q, t)).collect())
+    }
+}
+
+fn push_trace_filters<'a>(qb: &mut QueryBuilder<'a, Sqlite>, project_id: &'a str, q: &'a TraceQuery) {
+    qb.push(" FROM event_traces WHERE project_id = ")
+        .push_bind(project_id)
+        .push(" AND channel_id = ")
+        .push_bind(q.channel_id.as_str())
+        .push(" AND received_at >= ")
+        .push_bind(q.start_ms)
+        .push(" AND received_at <= ")
+        .push_bind(q.end_ms);
+    for (col, v) in [
+        ("event_id", &q.event_id),
+        ("source_name", &q.source_name),
+        ("event_type", &q.event_type),
+        ("subscription_name", &q.subscription_name),
+    ] {
+        if let Some(v) = v {
+            qb.push(format_args!(" AND {col} = ")).push_bind(v.as_str());
+        }
+    }
+}
