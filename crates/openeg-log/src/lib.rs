@@ -37,8 +37,9 @@
 //!
 //! [`SegmentLog::enforce_retention`] (called periodically by the engine) deletes whole oldest
 //! segments that are older than `retention_max_age` (by their last append time, the file's
-//! mtime) or beyond `retention_max_bytes` per topic. The active segment is never deleted, so
-//! a quiet topic keeps its newest segment until it rolls. Reading below the start offset
+//! mtime) or beyond `retention_max_bytes` per topic. The active segment is never deleted;
+//! when it has itself expired it is sealed first (a new empty segment takes over), so a quiet
+//! topic's events do not outlive the age limit. Reading below the start offset
 //! fails with [`LogError::OffsetOutOfRange`] (carrying the valid range), like Kafka, so a
 //! consumer notices that it lost events instead of silently skipping them.
 
@@ -423,6 +424,18 @@ impl SegmentLog {
         let topics: Vec<Arc<Topic>> = lock(&self.topics).values().cloned().collect();
         let mut report = RetentionReport::default();
         for t in topics {
+            if let Some(age) = self.cfg.retention_max_age {
+                // A quiet topic never fills its active segment; seal it once it has expired
+                // so that its events do not outlive the retention period.
+                let active = lock(&t.shared.state).segments.last().cloned();
+                if let Some(active) = active {
+                    let expired =
+                        active.len() > 0 && active.modified().is_ok_and(|m| m + age <= now);
+                    if expired {
+                        t.roll().await;
+                    }
+                }
+            }
             let shared = t.shared.clone();
             let cfg = self.cfg.clone();
             let r = blocking(move || retain_topic(&shared, &cfg, now)).await?;

@@ -28,6 +28,8 @@ enum Msg {
         records: Vec<Bytes>,
         reply: AppendReply,
     },
+    /// Seal the active segment if it holds data (so retention can delete it).
+    Roll(oneshot::Sender<()>),
     /// Finish what was queued before this message, then stop accepting appends.
     Shutdown(oneshot::Sender<()>),
 }
@@ -155,6 +157,14 @@ impl Topic {
         self.deleting.store(true, Ordering::Release);
         let (ack, done) = oneshot::channel();
         if self.tx.send(Msg::Shutdown(ack)).is_ok() {
+            let _ = done.await;
+        }
+    }
+
+    /// Seal the active segment if it is not empty; returns once done.
+    pub(crate) async fn roll(&self) {
+        let (ack, done) = oneshot::channel();
+        if self.tx.send(Msg::Roll(ack)).is_ok() {
             let _ = done.await;
         }
     }
@@ -315,16 +325,55 @@ fn fail_all(pending: &mut VecDeque<(Vec<Bytes>, AppendReply)>, err: impl Fn() ->
     }
 }
 
+fn join_err_msg(msg: &str) -> LogError {
+    LogError::Poisoned(format!("log writer task failed: {msg}"))
+}
+
+/// Requests the writer has received but not finished.
+#[derive(Default)]
+struct Inbox {
+    pending: VecDeque<(Vec<Bytes>, AppendReply)>,
+    rolls: Vec<oneshot::Sender<()>>,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl Inbox {
+    fn accept(&mut self, msg: Msg) {
+        match msg {
+            Msg::Append { records, reply } => self.pending.push_back((records, reply)),
+            Msg::Roll(ack) => self.rolls.push(ack),
+            Msg::Shutdown(ack) => self.shutdown = Some(ack),
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.pending.is_empty() && self.rolls.is_empty()
+    }
+}
+
+/// Run `f` on the writer on a blocking thread. `None` if that thread panicked (the writer
+/// is then gone and every later append fails).
+async fn on_blocking<T: Send + 'static>(
+    mut w: Writer,
+    f: impl FnOnce(&mut Writer) -> T + Send + 'static,
+) -> Result<(Writer, T), String> {
+    tokio::task::spawn_blocking(move || {
+        let r = f(&mut w);
+        (w, r)
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
 async fn run_writer(
     mut writer: Option<Writer>,
     shared: Arc<Shared>,
     mut rx: mpsc::UnboundedReceiver<Msg>,
 ) {
-    let mut pending: VecDeque<(Vec<Bytes>, AppendReply)> = VecDeque::new();
-    let mut shutdown: Option<oneshot::Sender<()>> = None;
+    let mut inbox = Inbox::default();
     loop {
-        if pending.is_empty() {
-            if let Some(ack) = shutdown.take() {
+        if inbox.idle() {
+            if let Some(ack) = inbox.shutdown.take() {
                 // Everything before the shutdown request is done; refuse the rest.
                 rx.close();
                 while let Ok(msg) = rx.try_recv() {
@@ -336,68 +385,77 @@ async fn run_writer(
                 return;
             }
             match rx.recv().await {
-                Some(msg) => accept(msg, &mut pending, &mut shutdown),
+                Some(msg) => inbox.accept(msg),
                 None => return,
             }
         }
-        while shutdown.is_none() {
+        // Group commit: take everything that queued up while the last write ran.
+        while inbox.shutdown.is_none() {
             match rx.try_recv() {
-                Ok(msg) => accept(msg, &mut pending, &mut shutdown),
+                Ok(msg) => inbox.accept(msg),
                 Err(_) => break,
             }
         }
-        if pending.is_empty() {
+        if inbox.idle() {
             continue;
         }
         let Some(mut w) = writer.take() else {
-            fail_all(&mut pending, || {
+            fail_all(&mut inbox.pending, || {
                 LogError::Poisoned("log writer stopped after a panic".into())
             });
+            inbox.rolls.clear();
             continue;
         };
         if let Some(reason) = &w.poisoned {
             let reason = reason.clone();
-            fail_all(&mut pending, || LogError::Poisoned(reason.clone()));
+            fail_all(&mut inbox.pending, || LogError::Poisoned(reason.clone()));
+            inbox.rolls.clear();
             writer = Some(w);
             continue;
         }
 
-        // Roll first if the next batch does not fit; a batch larger than a segment gets a
-        // segment of its own rather than an error.
-        let first_len = frame::encoded_len(&pending[0].0) as u64;
-        if w.len > 0 && w.len + first_len > w.cfg.segment_bytes {
-            let (w2, res) = match tokio::task::spawn_blocking(move || {
-                let r = w.roll();
-                (w, r)
-            })
-            .await
-            {
-                Ok(v) => v,
-                Err(e) => {
-                    let msg = e.to_string();
-                    fail_all(&mut pending, || join_err_msg(&msg));
+        // Roll if asked to (retention of a quiet topic) or if the next batch does not fit; a
+        // batch larger than a segment gets a segment of its own rather than an error.
+        let next_len = inbox
+            .pending
+            .front()
+            .map_or(0, |(records, _)| frame::encoded_len(records) as u64);
+        let requested = !inbox.rolls.is_empty();
+        if w.len > 0 && (requested || w.len + next_len > w.cfg.segment_bytes) {
+            match on_blocking(w, Writer::roll).await {
+                Err(msg) => {
+                    fail_all(&mut inbox.pending, || join_err_msg(&msg));
+                    inbox.rolls.clear();
                     continue;
                 }
-            };
-            w = w2;
-            match res {
-                Ok(seg) => lock(&shared.state).segments.push(seg),
-                Err(e) => {
+                Ok((w2, Err(e))) => {
                     let msg = e.to_string();
-                    fail_all(&mut pending, || {
+                    fail_all(&mut inbox.pending, || {
                         LogError::Poisoned(format!("segment roll failed: {msg}"))
                     });
-                    writer = Some(w);
+                    inbox.rolls.clear();
+                    writer = Some(w2);
                     continue;
                 }
+                Ok((w2, Ok(seg))) => {
+                    lock(&shared.state).segments.push(seg);
+                    w = w2;
+                }
             }
+        }
+        for ack in inbox.rolls.drain(..) {
+            let _ = ack.send(());
+        }
+        if inbox.pending.is_empty() {
+            writer = Some(w);
+            continue;
         }
 
         // Take as many queued batches as fit in the active segment and the group limit.
         let mut n = 0;
         let mut bytes = w.len;
         let mut group_bytes = 0usize;
-        for (records, _) in pending.iter() {
+        for (records, _) in inbox.pending.iter() {
             let l = frame::encoded_len(records);
             if n > 0
                 && (bytes + l as u64 > w.cfg.segment_bytes || group_bytes + l > MAX_GROUP_BYTES)
@@ -408,17 +466,12 @@ async fn run_writer(
             bytes += l as u64;
             group_bytes += l;
         }
-        let (batches, replies): (Vec<Vec<Bytes>>, Vec<AppendReply>) = pending.drain(..n).unzip();
+        let (batches, replies): (Vec<Vec<Bytes>>, Vec<AppendReply>) =
+            inbox.pending.drain(..n).unzip();
         let active = w.active.clone();
-        let (w2, res) = match tokio::task::spawn_blocking(move || {
-            let r = w.write(&batches);
-            (w, r)
-        })
-        .await
-        {
+        let (w2, res) = match on_blocking(w, move |w| w.write(&batches)).await {
             Ok(v) => v,
-            Err(e) => {
-                let msg = e.to_string();
+            Err(msg) => {
                 for reply in replies {
                     let _ = reply.send(Err(join_err_msg(&msg)));
                 }
@@ -449,20 +502,5 @@ async fn run_writer(
                 }
             }
         }
-    }
-}
-
-fn join_err_msg(msg: &str) -> LogError {
-    LogError::Poisoned(format!("log writer task failed: {msg}"))
-}
-
-fn accept(
-    msg: Msg,
-    pending: &mut VecDeque<(Vec<Bytes>, AppendReply)>,
-    shutdown: &mut Option<oneshot::Sender<()>>,
-) {
-    match msg {
-        Msg::Append { records, reply } => pending.push_back((records, reply)),
-        Msg::Shutdown(ack) => *shutdown = Some(ack),
     }
 }

@@ -421,7 +421,7 @@ async fn retention_by_size_deletes_oldest_segments_only() {
 }
 
 #[tokio::test]
-async fn retention_by_age_keeps_the_active_segment() {
+async fn retention_by_age_deletes_expired_segments_oldest_first() {
     let dir = TempDir::new("ret-age");
     let mut c = small_segments(200);
     c.retention_max_age = Some(Duration::from_secs(3600));
@@ -434,17 +434,39 @@ async fn retention_by_age_keeps_the_active_segment() {
         log.enforce_retention(now).await.unwrap().segments_deleted,
         0
     );
+
+    // Make the oldest segments old, as if written two hours ago.
+    let old = now - Duration::from_secs(7200);
+    for f in &before[..2] {
+        let file = std::fs::OpenOptions::new().write(true).open(f).unwrap();
+        file.set_modified(old).unwrap();
+    }
+    let report = log.enforce_retention(now).await.unwrap();
+    assert_eq!(report.segments_deleted, 2);
+    assert_eq!(segment_files(dir.path(), T), before[2..]);
+    let start = log.start_offset(T, 0).await.unwrap();
+    assert!(start > 0);
+    assert_payloads(&read_all(&log, T).await, start, 30);
+
+    // Once everything has expired, even the active segment goes: it is sealed first and a
+    // fresh empty one takes over, so a quiet topic does not keep old events forever.
     let report = log
         .enforce_retention(now + Duration::from_secs(7200))
         .await
         .unwrap();
-    assert_eq!(report.segments_deleted as usize, before.len() - 1);
+    assert_eq!(report.segments_deleted as usize, before.len() - 2);
     let after = segment_files(dir.path(), T);
-    assert_eq!(after, before[before.len() - 1..]);
-    let start = log.start_offset(T, 0).await.unwrap();
-    assert_payloads(&read_all(&log, T).await, start, 30);
+    assert_eq!(after.len(), 1);
+    assert!(after[0].ends_with("00000000000000000030.log"));
+    assert_eq!(log.start_offset(T, 0).await.unwrap(), 30);
+    assert_eq!(log.end_offset(T, 0).await.unwrap(), 30);
     fill(&log, T, 2).await;
-    assert_payloads(&read_all(&log, T).await, start, 32);
+    assert_payloads(&read_all(&log, T).await, 30, 32);
+    drop(log);
+    let log = SegmentLog::open(dir.path(), small_segments(200))
+        .await
+        .unwrap();
+    assert_payloads(&read_all(&log, T).await, 30, 32);
 }
 
 #[tokio::test]

@@ -14,8 +14,9 @@ use memchr::memchr2;
 
 /// No field at a node.
 pub const NO_FIELD: u32 = u32::MAX;
-/// serde_json's default nesting limit: deeper events are rejected the same way.
-const MAX_DEPTH: u32 = 128;
+/// Nesting limit (bounds recursion). Above serde_json's 128 so that every event serde_json
+/// accepts is scanned too.
+const MAX_DEPTH: u32 = 192;
 
 /// What a leaf field needs decoded (others are only checked for presence).
 pub const WANT_STR: u8 = 1;

@@ -41,10 +41,22 @@ pub fn router(st: AppState) -> Router {
         .route("/", get(resources::versions::list_api_versions))
         .route("/v3/auth/tokens", post(auth::issue_token))
         .route("/openeg/v1/health", get(|| async { util::ok(serde_json::json!({"status": "ok"})) }))
+        .route("/metrics", get(prometheus))
         .merge(tenant_routes)
         .fallback(no_route)
         .method_not_allowed_fallback(no_route)
         .with_state(st)
+}
+
+/// `GET /metrics`: process-wide counters, no tenant data, so no authentication.
+async fn prometheus(axum::extract::State(st): axum::extract::State<AppState>) -> Response {
+    let body = st.engine.as_ref().map(|e| e.metrics.render()).unwrap_or_default();
+    let mut r = (axum::http::StatusCode::OK, body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
 }
 
 async fn no_route() -> ApiError {

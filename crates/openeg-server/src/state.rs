@@ -88,13 +88,6 @@ impl Default for ServerConfig {
 #[derive(Default)]
 pub struct FailedLogins(pub Mutex<HashMap<String, (u32, i64)>>);
 
-/// Where accepted events go: the durable log. `append` returns only once the records are
-/// durable (acknowledged means durable), or fails without a partial append.
-#[async_trait::async_trait]
-pub trait EventIngest: Send + Sync + 'static {
-    async fn append(&self, channel_id: &str, records: Vec<bytes::Bytes>) -> Result<(), String>;
-}
-
 #[derive(Clone)]
 pub struct AppState(pub Arc<Inner>);
 
@@ -106,8 +99,10 @@ pub struct Inner {
     /// Projects known to exist with their default channel (avoids a store round trip).
     pub known_projects: Mutex<HashSet<String>>,
     pub failed_logins: FailedLogins,
-    /// The event log; `None` answers publishing with 503 (e.g. a control-plane-only node).
-    pub ingest: Option<Arc<dyn EventIngest>>,
+    /// The data plane; `None` answers publishing with 503 (a control-plane-only node).
+    pub engine: Option<Arc<openeg_engine::Engine>>,
+    /// Delivery state and traces (with the engine).
+    pub delivery: Option<Arc<dyn openeg_store::delivery::DeliveryStore>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -131,18 +126,42 @@ impl AppState {
             creds,
             known_projects: Mutex::new(HashSet::new()),
             failed_logins: FailedLogins::default(),
-            ingest: None,
+            engine: None,
+            delivery: None,
         }))
     }
 
-    /// The same state with an event log attached (call before serving).
-    pub fn with_ingest(self, ingest: Arc<dyn EventIngest>) -> Self {
-        match Arc::try_unwrap(self.0) {
-            Ok(mut inner) => {
-                inner.ingest = Some(ingest);
-                AppState(Arc::new(inner))
+    /// Attaches the data plane (call before serving).
+    pub fn with_data_plane(
+        store: Arc<dyn MetaStore>,
+        secrets: SecretBox,
+        cfg: ServerConfig,
+        engine: Arc<openeg_engine::Engine>,
+        delivery: Arc<dyn openeg_store::delivery::DeliveryStore>,
+    ) -> Self {
+        let AppState(inner) = AppState::new(store, secrets, cfg);
+        match Arc::try_unwrap(inner) {
+            Ok(mut i) => {
+                i.engine = Some(engine);
+                i.delivery = Some(delivery);
+                AppState(Arc::new(i))
             }
             Err(shared) => AppState(shared),
+        }
+    }
+
+    /// Subscriptions of a channel changed: the router recompiles before its next batch.
+    pub fn subscriptions_changed(&self, project_id: &str, channel_id: &str) {
+        if let Some(e) = &self.engine {
+            e.subscriptions_changed(project_id, channel_id);
+        }
+    }
+
+    /// A subscription was deleted: its pending deliveries are dropped.
+    pub async fn subscription_deleted(&self, project_id: &str, channel_id: &str, subscription_id: &str) {
+        if let Some(e) = &self.engine {
+            e.subscription_deleted(project_id, channel_id, subscription_id)
+                .await;
         }
     }
 }

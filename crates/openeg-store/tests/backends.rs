@@ -8,7 +8,8 @@ mod suite;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use openeg_store::{open_store, Kind, MetaStore, PgStore, SqliteStore};
+use openeg_store::delivery::{DeliveryStore, NewDelivery};
+use openeg_store::{open_store, open_stores, Kind, MetaStore, PgStore, SqliteStore};
 use rand::RngCore;
 use sqlx::Connection;
 
@@ -26,16 +27,19 @@ fn temp_dir() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_in_memory() {
-    let store = SqliteStore::open_in_memory().await.unwrap();
-    suite::run_suite(Arc::new(store)).await;
+    let store = Arc::new(SqliteStore::open_in_memory().await.unwrap());
+    suite::run_suite(store.clone()).await;
+    suite::delivery::run_delivery_suite(store, "sqlite in-memory").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_file() {
     let dir = temp_dir();
     let path = dir.join("sub").join("meta.db");
-    let store = SqliteStore::open(&path).await.unwrap();
-    suite::run_suite(Arc::new(store)).await;
+    let store = Arc::new(SqliteStore::open(&path).await.unwrap());
+    suite::run_suite(store.clone()).await;
+    suite::delivery::run_delivery_suite(store.clone(), "sqlite file").await;
+    store.close().await;
 
     // Reopening runs migrations again (no-op) and sees the data.
     let again = SqliteStore::open(&path).await.unwrap();
@@ -57,6 +61,95 @@ async fn open_store_defaults_to_sqlite_in_data_dir() {
     assert!(dir.join("openeg.db").is_file());
     drop(store);
     std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
+}
+
+fn delivery(project: &str) -> NewDelivery {
+    NewDelivery {
+        project_id: project.into(),
+        channel_id: "ch".into(),
+        offset: 1,
+        event_id: "e".into(),
+        received_at: 1,
+        subscription_id: "s".into(),
+        subscription_name: "sn".into(),
+        target_id: "t".into(),
+        target_name: "tn".into(),
+        next_at: i64::MAX / 4,
+    }
+}
+
+/// Both handles of `open_stores` work and see one database.
+async fn check_stores_share_database(stores: &openeg_store::Stores) {
+    assert!(stores.meta.ensure_project("open-stores").await.unwrap());
+    let ids = stores
+        .delivery
+        .record_routed(&[], &[delivery("open-stores")])
+        .await
+        .unwrap();
+    let got = stores
+        .delivery
+        .event_deliveries("open-stores", "ch", 1)
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].id, ids[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_stores_sqlite_shares_one_database() {
+    let dir = temp_dir().join("data");
+    let stores = open_stores(None, &dir).await.unwrap();
+    check_stores_share_database(&stores).await;
+    drop(stores);
+    // Reopened through the metadata-only entry point: migrations are a no-op, data is there.
+    let meta = open_store(None, &dir).await.unwrap();
+    assert!(!meta.ensure_project("open-stores").await.unwrap());
+    drop(meta);
+    let again = SqliteStore::open(&dir.join("openeg.db")).await.unwrap();
+    assert_eq!(
+        again.event_deliveries("open-stores", "ch", 1).await.unwrap().len(),
+        1
+    );
+    again.close().await;
+    std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
+}
+
+/// A database at schema version 1 (written by the previous release) is upgraded in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_upgrades_from_version_1() {
+    let dir = temp_dir();
+    let path = dir.join("old.db");
+    std::fs::create_dir_all(&dir).unwrap();
+    {
+        let opts = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let mut c = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
+        for stmt in [
+            "CREATE TABLE openeg_schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+            "INSERT INTO openeg_schema_migrations VALUES (1, 0)",
+            "CREATE TABLE projects (project_id TEXT PRIMARY KEY, created_at INTEGER NOT NULL)",
+            "INSERT INTO projects VALUES ('old', 0)",
+        ] {
+            sqlx::query(stmt).execute(&mut c).await.unwrap();
+        }
+        c.close().await.unwrap();
+    }
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert!(!store.ensure_project("old").await.unwrap());
+    let ids = store.record_routed(&[], &[delivery("old")]).await.unwrap();
+    assert_eq!(ids.len(), 1);
+    let v: i64 = {
+        let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(&path);
+        let mut c = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
+        sqlx::query_scalar("SELECT MAX(version) FROM openeg_schema_migrations")
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+    };
+    assert_eq!(v, 2);
+    store.close().await;
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// `Some(url)` or `None` after printing why PostgreSQL is skipped.
@@ -97,6 +190,7 @@ async fn postgres() {
         async move {
             let store = PgStore::connect(&scoped).await.unwrap();
             suite::run_suite(Arc::new(store.clone())).await;
+            suite::delivery::run_delivery_suite(Arc::new(store.clone()), "postgres").await;
             store.close().await;
 
             // Concurrent connects migrate once; reconnecting sees the data.
@@ -115,6 +209,11 @@ async fn postgres() {
                 .await
                 .unwrap();
             assert!(!via_open.ensure_project("proj-b").await.unwrap());
+
+            let stores = open_stores(Some(&scoped), std::path::Path::new("/nonexistent"))
+                .await
+                .unwrap();
+            check_stores_share_database(&stores).await;
         }
     })
     .await;

@@ -10,7 +10,7 @@ use super::get_or_404;
 use crate::error::ApiResult;
 use crate::projects::DEFAULT_CHANNEL;
 use crate::state::{AppState, Tenant};
-use crate::util::{json_body, now_ms, ok, Params};
+use crate::util::{json_body, ok, Params};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
@@ -120,21 +120,26 @@ fn response(events: &[Value], outcomes: &[Outcome]) -> Response {
 }
 
 /// Appends the accepted events as one durable batch; on failure every accepted event fails.
-async fn append_accepted(st: &AppState, channel_id: &str, events: &[Value], outcomes: &mut [Outcome]) -> ApiResult<()> {
-    let received = now_ms();
-    let records: Vec<Bytes> = events
+async fn append_accepted(
+    st: &AppState,
+    project_id: &str,
+    channel_id: &str,
+    events: &[Value],
+    outcomes: &mut [Outcome],
+) -> ApiResult<()> {
+    let accepted: Vec<Value> = events
         .iter()
         .zip(outcomes.iter())
         .filter(|(_, o)| o.is_none())
-        .map(|(ev, _)| Bytes::from(json!({"received": received, "event": ev}).to_string()))
+        .map(|(ev, _)| ev.clone())
         .collect();
-    if records.is_empty() {
+    if accepted.is_empty() {
         return Ok(());
     }
-    let Some(ingest) = &st.ingest else {
+    let Some(engine) = &st.engine else {
         return Err(EgError::unavailable("event publishing is not enabled on this node").into());
     };
-    if let Err(e) = ingest.append(channel_id, records).await {
+    if let Err(e) = engine.publish(project_id, channel_id, &accepted).await {
         tracing::error!(channel_id, error = %e, "appending events failed");
         for o in outcomes.iter_mut().filter(|o| o.is_none()) {
             *o = Some(EgError::internal());
@@ -169,7 +174,7 @@ async fn put_events(
             }
         })
         .collect();
-    append_accepted(&st, &channel.id, &events, &mut outcomes).await?;
+    append_accepted(&st, &t.project_id, &channel.id, &events, &mut outcomes).await?;
     Ok(response(&events, &outcomes))
 }
 
@@ -201,7 +206,7 @@ async fn put_official_events(
         // Official sources are listed once they have been used (API.md §3.4).
         super::sources::record_official_source(&st, &t.project_id, source_name).await?;
     }
-    append_accepted(&st, &channel.id, &events, &mut outcomes).await?;
+    append_accepted(&st, &t.project_id, &channel.id, &events, &mut outcomes).await?;
     Ok(response(&events, &outcomes))
 }
 

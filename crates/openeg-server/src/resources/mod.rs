@@ -12,6 +12,7 @@ pub mod connections;
 pub mod quotas;
 pub mod sources;
 pub mod subscriptions;
+pub mod traces;
 pub mod triggers;
 pub mod versions;
 
@@ -28,6 +29,7 @@ pub fn routes() -> Router<AppState> {
         .merge(subscriptions::routes())
         .merge(triggers::routes())
         .merge(events::routes())
+        .merge(traces::routes())
         .merge(quotas::routes())
         .merge(catalog::routes())
         .merge(sources::routes())

@@ -252,6 +252,7 @@ async fn store_update(
     if !st.store.update(rec).await? {
         return Err(EgError::not_found(format!("subscription {} does not exist", rec.id)).into());
     }
+    st.subscriptions_changed(&rec.project_id, rec.parent_id.as_deref().unwrap_or(""));
     Ok(())
 }
 
@@ -354,6 +355,7 @@ async fn create(
         },
     ];
     st.store.insert(&rec, &quotas).await?;
+    st.subscriptions_changed(&rec.project_id, rec.parent_id.as_deref().unwrap_or(""));
     Ok(ok(info(&rec.body)))
 }
 
@@ -454,6 +456,8 @@ async fn delete(
     {
         return Err(EgError::not_found(format!("subscription {} does not exist", rec.id)).into());
     }
+    st.subscription_deleted(&rec.project_id, rec.parent_id.as_deref().unwrap_or(""), &rec.id)
+        .await;
     Ok(no_content())
 }
 
@@ -645,6 +649,7 @@ async fn set_status(
     doc.insert("updated_time".into(), fmt_time(now).into());
     rec.updated_at = now;
     if st.store.update(&rec).await.map_err(internal)? {
+        st.subscriptions_changed(project_id, rec.parent_id.as_deref().unwrap_or(""));
         Ok(())
     } else {
         Err(not_found())

@@ -1,6 +1,8 @@
 //! Behavioural suite every `MetaStore` backend must pass. Each section uses its own project
 //! ids, so sections are independent of each other on one fresh store.
 
+pub mod delivery;
+
 use std::sync::Arc;
 
 use openeg_store::{Kind, ListQuery, MetaStore, QuotaCheck, Record, SortKey, StoreError};

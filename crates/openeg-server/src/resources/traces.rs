@@ -1,0 +1,246 @@
+//! Event traces (ops 17–19, `API.md` §3.3) and metrics (ops 77–78, §3.18), served from the
+//! delivery store; event bodies are read back from the channel log.
+
+use super::get_or_404;
+use crate::error::ApiResult;
+use crate::state::{AppState, Tenant};
+use crate::util::{ok, Params, Query};
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Extension, Router};
+use openeg_api::EgError;
+use openeg_store::delivery::{DeliveryStatus, DeliveryStore, MetricsQuery, TraceQuery};
+use openeg_store::Kind;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+const WEEK_MS: i64 = 7 * 24 * 3600 * 1000;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/{project_id}/traced-events", get(list_traced_events))
+        .route("/v1/{project_id}/events/trace/detail/{trace_id}", get(show_event_trace))
+        .route("/v1/{project_id}/events/detail/{trace_id}", get(show_event))
+        .route("/v1/{project_id}/metrics/pub", get(pub_metrics))
+        .route("/v1/{project_id}/metrics/sub", get(sub_metrics))
+}
+
+fn delivery_store(st: &AppState) -> ApiResult<Arc<dyn DeliveryStore>> {
+    st.delivery
+        .clone()
+        .ok_or_else(|| EgError::unavailable("the data plane is not enabled on this node").into())
+}
+
+fn int_param(q: &Query, key: &str) -> ApiResult<Option<i64>> {
+    match q.get(key) {
+        None => Ok(None),
+        Some(v) => v
+            .trim()
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| EgError::param(format!("{key} must be an integer")).into()),
+    }
+}
+
+fn window(q: &Query, required: bool) -> ApiResult<(i64, i64)> {
+    let now = crate::util::now_ms();
+    let (s, e) = (int_param(q, "start_time")?, int_param(q, "end_time")?);
+    let (s, e) = match (s, e) {
+        (Some(s), Some(e)) => (s, e),
+        _ if required => return Err(EgError::param("start_time and end_time are required").into()),
+        (s, e) => (s.unwrap_or(now - 3_600_000), e.unwrap_or(now)),
+    };
+    if s < 0 || s > e {
+        return Err(EgError::param("start_time must not be after end_time").into());
+    }
+    if e - s > WEEK_MS {
+        return Err(EgError::param("the time window must be at most 7 days").into());
+    }
+    Ok((s, e))
+}
+
+async fn list_traced_events(State(st): State<AppState>, Extension(t): Extension<Tenant>, q: Query) -> ApiResult<Response> {
+    let ds = delivery_store(&st)?;
+    let (start, end) = window(&q, true)?;
+    let channel_id = q.get("channel_id").ok_or_else(|| EgError::param("channel_id is required"))?;
+    get_or_404(&st, &t.project_id, Kind::Channel, channel_id).await?;
+    let paging = openeg_api::validate::paging(q.get("offset"), q.get("limit"), None)?;
+    let tq = TraceQuery {
+        channel_id: channel_id.to_string(),
+        start_ms: start,
+        end_ms: end,
+        event_id: q.get("event_id").map(str::to_string),
+        source_name: q.get("source_name").map(str::to_string),
+        event_type: q.get("event_type").map(str::to_string),
+        subscription_name: q.get("subscription_name").map(str::to_string),
+        offset: paging.offset,
+        limit: paging.limit,
+    };
+    let (total, rows) = ds.list_traces(&t.project_id, &tq).await?;
+    let result: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "subscription_name": r.subscription_name,
+                "source_name": r.source_name,
+                "source_provider": r.source_provider,
+                "event_type": r.event_type,
+                "event_id": r.event_id,
+                "event_received_time": r.received_at,
+            })
+        })
+        .collect();
+    Ok(ok(json!({"total": total, "size": result.len(), "result": result})))
+}
+
+/// `yyyy-MM-dd HH:mm:ss` UTC.
+fn deliver_time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+async fn show_event_trace(State(st): State<AppState>, Extension(t): Extension<Tenant>, p: Params, q: Query) -> ApiResult<Response> {
+    let ds = delivery_store(&st)?;
+    let channel_id = q.get("channel_id").ok_or_else(|| EgError::param("channel_id is required"))?;
+    let channel = get_or_404(&st, &t.project_id, Kind::Channel, channel_id).await?;
+    let rows = ds.event_traces(&t.project_id, Some(channel_id), p.at(1)).await?;
+    let Some(first) = rows.first() else {
+        return Err(EgError::not_found(format!("event {} has no trace in this channel", p.at(1))).into());
+    };
+    let deliveries = ds.event_deliveries(&t.project_id, channel_id, first.offset).await?;
+    let mut deliver_list = Vec::new();
+    for row in rows.iter().filter(|r| !r.subscription_id.is_empty()) {
+        let mine: Vec<_> = deliveries.iter().filter(|d| d.subscription_id == row.subscription_id).collect();
+        let success = mine.iter().filter(|d| d.status == DeliveryStatus::Succeeded).count();
+        let failed = mine.iter().filter(|d| d.status == DeliveryStatus::Failed).count();
+        let attempts: u32 = mine.iter().map(|d| d.attempts).sum();
+        let targets: Vec<Value> = mine
+            .iter()
+            .map(|d| {
+                let status = if d.status == DeliveryStatus::Succeeded { "SUCCESS" } else { "FAILED" };
+                json!({
+                    "deliverTargetId": d.target_id,
+                    "deliverTargetName": d.target_name,
+                    "deliverStatus": status,
+                    "deliverDetailList": d.recent.iter().map(|a| json!({
+                        "deliverTime": deliver_time(a.at),
+                        "deliverStatus": if a.success { "SUCCESS" } else { "FAILED" },
+                        "deliverConsuming": a.latency_ms,
+                        "deliverRspCode": a.code,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        deliver_list.push(json!({
+            "subscriptionId": row.subscription_id,
+            "subscriptionName": row.subscription_name,
+            "successCounts": success,
+            "failCounts": failed,
+            "allDeliverTimes": attempts,
+            "deliverTargetList": targets,
+        }));
+    }
+    Ok(ok(json!({
+        "eventId": first.event_id,
+        "eventSource": first.source_name,
+        "eventType": first.event_type,
+        "receiveTime": first.received_at,
+        "channelId": channel.id,
+        "channelName": channel.name,
+        "deliverList": deliver_list,
+    })))
+}
+
+async fn show_event(State(st): State<AppState>, Extension(t): Extension<Tenant>, p: Params) -> ApiResult<Response> {
+    let ds = delivery_store(&st)?;
+    let rows = ds.event_traces(&t.project_id, None, p.at(1)).await?;
+    let not_found = || EgError::not_found(format!("event {} does not exist", p.at(1)));
+    let first = rows.first().ok_or_else(not_found)?;
+    let Some(engine) = &st.engine else {
+        return Err(EgError::unavailable("the data plane is not enabled on this node").into());
+    };
+    let raw = engine
+        .read_event(&t.project_id, &first.channel_id, first.offset)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "reading an event back failed");
+            EgError::internal()
+        })?
+        .ok_or_else(not_found)?;
+    let env: Value = serde_json::from_slice(&raw).map_err(|_| EgError::internal())?;
+    Ok(ok(env.get("event").cloned().unwrap_or(Value::Null)))
+}
+
+/// `filter` (sum|avg|max|min) and `period` (minutes, 1–1440) of the metrics APIs.
+fn metrics_query(t: &Tenant, q: &Query) -> ApiResult<(MetricsQuery, String)> {
+    let filter = q.one_of("filter", &["sum", "avg", "max", "min"])?.unwrap_or_else(|| "sum".into());
+    let period = int_param(q, "period")?.unwrap_or(1);
+    if !(1..=1440).contains(&period) {
+        return Err(EgError::param("period must be between 1 and 1440 minutes").into());
+    }
+    let (start, end) = window(q, false)?;
+    if (end - start) / (period * 60_000) > 1440 {
+        return Err(EgError::param("at most 1440 buckets per response; raise period").into());
+    }
+    Ok((
+        MetricsQuery {
+            project_id: t.project_id.clone(),
+            start_ms: start,
+            end_ms: end,
+            period_ms: period * 60_000,
+            channel_id: q.get("channel_id").map(str::to_string),
+            source_name: q.get("source_name").map(str::to_string),
+            subscription_id: q.get("subscription_id").map(str::to_string),
+            target_id: q.get("target_id").map(str::to_string),
+        },
+        filter,
+    ))
+}
+
+async fn pub_metrics(State(st): State<AppState>, Extension(t): Extension<Tenant>, q: Query) -> ApiResult<Response> {
+    let ds = delivery_store(&st)?;
+    let (mq, _) = metrics_query(&t, &q)?;
+    let buckets = ds.pub_metrics(&mq).await?;
+    let result: Vec<Value> = buckets
+        .iter()
+        .map(|b| {
+            json!({"event_size": 0, "timestamp": b.start_ms, "num": b.events, "success_num": b.events,
+                   "process_time": 0, "invoke_time": 0})
+        })
+        .collect();
+    Ok(ok(json!({"total": result.len(), "result": result})))
+}
+
+async fn sub_metrics(State(st): State<AppState>, Extension(t): Extension<Tenant>, q: Query) -> ApiResult<Response> {
+    let ds = delivery_store(&st)?;
+    let (mq, filter) = metrics_query(&t, &q)?;
+    let buckets = ds.sub_metrics(&mq).await?;
+    let result: Vec<Value> = buckets
+        .iter()
+        .map(|b| {
+            let attempted = b.succeeded + b.failed;
+            let latency = match filter.as_str() {
+                "max" => b.latency_max_ms,
+                "min" => b.latency_min_ms,
+                "avg" if attempted > 0 => b.latency_sum_ms / attempted,
+                "avg" => 0,
+                _ => b.latency_sum_ms,
+            };
+            json!({"fail_num": b.failed, "retry_success_num": b.retry_succeeded, "retry_fail_num": b.retry_failed,
+                   "retry_times": b.retries, "timestamp": b.start_ms, "num": b.deliveries,
+                   "success_num": b.succeeded, "process_time": latency, "invoke_time": latency})
+        })
+        .collect();
+    Ok(ok(json!({"total": result.len(), "result": result})))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn deliver_time_format() {
+        assert_eq!(super::deliver_time(1_704_164_645_123), "2024-01-02 03:04:05");
+    }
+}
