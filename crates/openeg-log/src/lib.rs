@@ -19,8 +19,15 @@
 //!   Earlier segments are never truncated: they were fsynced before the next segment was
 //!   created, so damage there is reported as [`LogError::Corrupt`] when read. Their index is
 //!   built on first read, so opening a large log stays fast.
-//! * **Readers never see unacknowledged data** and never hold a lock during I/O, so reads do
-//!   not stall appends.
+//! * **Readers never see unacknowledged data** and never hold the topic lock during I/O, so
+//!   reads do not stall appends. A tailing reader waits on [`EventLog::subscribe`].
+//! * **Backpressure** comes from the callers: every appender awaits its acknowledgement, so
+//!   the writer's queue holds at most one batch per in-flight request.
+//! * **Failures.** If a write cannot be undone or an fsync fails, the topic's writer refuses
+//!   further appends ([`LogError::Poisoned`]) until the log is reopened: after a failed fsync
+//!   the page cache can no longer be trusted, and recovery on open re-establishes the truth.
+//! * **Partitions.** The embedded log has one partition (0) per topic; the trait carries the
+//!   partition so a Kafka implementation can slot in.
 //!
 //! # Layout
 //!
@@ -363,6 +370,13 @@ impl SegmentLog {
     /// The log's root directory.
     pub fn path(&self) -> &Path {
         &self.root
+    }
+
+    /// Names of the topics in the log (those found at open and those created since).
+    pub fn topics(&self) -> Vec<String> {
+        let mut names: Vec<String> = lock(&self.topics).keys().cloned().collect();
+        names.sort();
+        names
     }
 
     fn existing(&self, topic: &str) -> Option<Arc<Topic>> {

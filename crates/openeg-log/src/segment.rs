@@ -289,6 +289,8 @@ impl Segment {
             .clamp(16 << 10, 8 << 20);
         let mut buf = Bytes::new();
         let mut buf_pos = 0u64;
+        // Offset the next frame must start at; a gap or overlap means damage.
+        let mut expected: Option<u64> = None;
         while pos < len && q.next < q.end {
             // `pos` only moves forward from `buf_pos`, through frames inside `buf`.
             let off = ((pos - buf_pos) as usize).min(buf.len());
@@ -303,6 +305,16 @@ impl Segment {
                 }
                 Parse::Corrupt(why) => return Err(self.corrupt(pos, why)),
                 Parse::Frame(f) => {
+                    let continuous = match expected {
+                        Some(e) => f.base == e,
+                        None => f.base <= q.next && (pos > 0 || f.base == self.base),
+                    };
+                    if !continuous {
+                        return Err(
+                            self.corrupt(pos, format!("unexpected frame offset {}", f.base))
+                        );
+                    }
+                    expected = Some(f.base + u64::from(f.count));
                     let frame_start = (pos - buf_pos) as usize;
                     let frame_bytes = buf.slice(frame_start..frame_start + f.len);
                     for (i, r) in frame::payloads(&frame_bytes, f.count).enumerate() {

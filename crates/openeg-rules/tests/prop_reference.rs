@@ -143,7 +143,8 @@ fn insert_path(map: &mut Map<String, Value>, path: &[&str], leaf: Value) {
     let k = path[0];
     if path.len() == 1 {
         // A lone "and" key holding an array would read as an and-block (RULES.md §1).
-        if !map.contains_key(k) && !(k == "and" && map.is_empty()) {
+        let lone_and = k == "and" && map.is_empty();
+        if !map.contains_key(k) && !lone_and {
             map.insert(k.to_string(), leaf);
         }
         return;
@@ -153,9 +154,7 @@ fn insert_path(map: &mut Map<String, Value>, path: &[&str], leaf: Value) {
         if !(m.len() == 1 && m.get("and").is_some_and(Value::is_array)) {
             insert_path(m, &path[1..], leaf);
             // An inner node left holding only "and": [...] would read as an and-block.
-            if m.len() == 1 && m.get("and").is_some_and(Value::is_array) {
-                map.remove(k);
-            } else if m.is_empty() {
+            if m.is_empty() || (m.len() == 1 && m.get("and").is_some_and(Value::is_array)) {
                 map.remove(k);
             }
         }

@@ -40,7 +40,10 @@ pub fn router(st: AppState) -> Router {
     Router::new()
         .route("/", get(resources::versions::list_api_versions))
         .route("/v3/auth/tokens", post(auth::issue_token))
-        .route("/openeg/v1/health", get(|| async { util::ok(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/openeg/v1/health",
+            get(|| async { util::ok(serde_json::json!({"status": "ok"})) }),
+        )
         .route("/metrics", get(prometheus))
         .merge(tenant_routes)
         .fallback(no_route)
@@ -50,7 +53,11 @@ pub fn router(st: AppState) -> Router {
 
 /// `GET /metrics`: process-wide counters, no tenant data, so no authentication.
 async fn prometheus(axum::extract::State(st): axum::extract::State<AppState>) -> Response {
-    let body = st.engine.as_ref().map(|e| e.metrics.render()).unwrap_or_default();
+    let body = st
+        .engine
+        .as_ref()
+        .map(|e| e.metrics.render())
+        .unwrap_or_default();
     let mut r = (axum::http::StatusCode::OK, body).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -105,7 +112,12 @@ pub fn service(
 }
 
 /// Request id (task-local for error bodies, header on every response) around routing.
-async fn outer_service(node: std::sync::Arc<str>, max_body: usize, req: Request, routed: Router) -> Response {
+async fn outer_service(
+    node: std::sync::Arc<str>,
+    max_body: usize,
+    req: Request,
+    routed: Router,
+) -> Response {
     let id = request_id(&node);
     let mut resp = REQUEST_ID
         .scope(id.clone(), async move {

@@ -20,12 +20,23 @@ pub fn seal(new: &mut Value, old: Option<&Value>, sb: &SecretBox) -> Result<(), 
     seal_at(new, old, sb, None)
 }
 
-fn seal_one(v: &mut Value, old: Option<&Value>, sb: &SecretBox, field: &str) -> Result<(), EgError> {
+fn seal_one(
+    v: &mut Value,
+    old: Option<&Value>,
+    sb: &SecretBox,
+    field: &str,
+) -> Result<(), EgError> {
     if let Value::String(s) = v {
         if s == MASK {
             match old {
-                Some(Value::String(o)) if SecretBox::is_encrypted(o) => *v = Value::String(o.clone()),
-                _ => return Err(EgError::param(format!("{field}: {MASK} only means unchanged on update"))),
+                Some(Value::String(o)) if SecretBox::is_encrypted(o) => {
+                    *v = Value::String(o.clone())
+                }
+                _ => {
+                    return Err(EgError::param(format!(
+                        "{field}: {MASK} only means unchanged on update"
+                    )))
+                }
             }
         } else if !s.is_empty() {
             *v = Value::String(sb.encrypt(s));
@@ -34,7 +45,12 @@ fn seal_one(v: &mut Value, old: Option<&Value>, sb: &SecretBox, field: &str) -> 
     Ok(())
 }
 
-fn seal_at(new: &mut Value, old: Option<&Value>, sb: &SecretBox, parent: Option<&str>) -> Result<(), EgError> {
+fn seal_at(
+    new: &mut Value,
+    old: Option<&Value>,
+    sb: &SecretBox,
+    parent: Option<&str>,
+) -> Result<(), EgError> {
     match new {
         Value::Object(map) => {
             // APIGW header parameters flagged secret.

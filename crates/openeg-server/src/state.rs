@@ -158,7 +158,12 @@ impl AppState {
     }
 
     /// A subscription was deleted: its pending deliveries are dropped.
-    pub async fn subscription_deleted(&self, project_id: &str, channel_id: &str, subscription_id: &str) {
+    pub async fn subscription_deleted(
+        &self,
+        project_id: &str,
+        channel_id: &str,
+        subscription_id: &str,
+    ) {
         if let Some(e) = &self.engine {
             e.subscription_deleted(project_id, channel_id, subscription_id)
                 .await;

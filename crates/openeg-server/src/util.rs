@@ -62,7 +62,9 @@ impl Query {
         match self.get(key) {
             None => Ok(None),
             Some(v) if allowed.contains(&v) => Ok(Some(v.to_string())),
-            Some(_) => Err(EgError::param(format!("{key} must be one of {}", allowed.join(", "))).into()),
+            Some(_) => {
+                Err(EgError::param(format!("{key} must be one of {}", allowed.join(", "))).into())
+            }
         }
     }
 }
@@ -99,8 +101,13 @@ pub fn json_body(bytes: &[u8]) -> ApiResult<Value> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(EgError::param("request body is required").into());
     }
-    serde_json::from_slice(bytes)
-        .map_err(|e| EgError::param(format!("request body is not valid JSON ({})", e.classify_str())).into())
+    serde_json::from_slice(bytes).map_err(|e| {
+        EgError::param(format!(
+            "request body is not valid JSON ({})",
+            e.classify_str()
+        ))
+        .into()
+    })
 }
 
 trait ClassifyStr {
@@ -144,7 +151,14 @@ pub fn new_id() -> String {
 pub fn stable_id(seed: &str) -> String {
     use sha2::{Digest, Sha256};
     let h = hex::encode(Sha256::digest(seed.as_bytes()));
-    format!("{}-{}-4{}-a{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
 }
 
 pub fn now_ms() -> i64 {

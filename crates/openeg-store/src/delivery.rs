@@ -203,7 +203,11 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// replay after a crash, see the module doc) is left unchanged, and for such a delivery
     /// the id of the existing one is returned (so a caller may attempt it again: at least
     /// once). Offsets above `i64::MAX` are rejected.
-    async fn record_routed(&self, traces: &[TraceRow], deliveries: &[NewDelivery]) -> Result<Vec<i64>>;
+    async fn record_routed(
+        &self,
+        traces: &[TraceRow],
+        deliveries: &[NewDelivery],
+    ) -> Result<Vec<i64>>;
 
     /// Records one attempt of delivery `id`: new status, attempts count and next attempt time;
     /// `attempt` is prepended to `recent` (keeping [`KEPT_ATTEMPTS`]) and its latency becomes
@@ -231,13 +235,27 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// rows (one per matched subscription, or the single unmatched row). Several events may
     /// share an id (different sources); "newest" = largest `received_at`, then offset, and
     /// only that event's rows (same channel and offset) are returned. Empty if unknown.
-    async fn event_traces(&self, project_id: &str, channel_id: Option<&str>, event_id: &str) -> Result<Vec<TraceRow>>;
+    async fn event_traces(
+        &self,
+        project_id: &str,
+        channel_id: Option<&str>,
+        event_id: &str,
+    ) -> Result<Vec<TraceRow>>;
 
     /// Every delivery of one event (channel + offset), ordered by (subscription_id, target_id).
-    async fn event_deliveries(&self, project_id: &str, channel_id: &str, offset: u64) -> Result<Vec<Delivery>>;
+    async fn event_deliveries(
+        &self,
+        project_id: &str,
+        channel_id: &str,
+        offset: u64,
+    ) -> Result<Vec<Delivery>>;
 
     /// Deletes the Pending/Retrying deliveries of a subscription (it was deleted); returns how many.
-    async fn drop_pending_for_subscription(&self, project_id: &str, subscription_id: &str) -> Result<u64>;
+    async fn drop_pending_for_subscription(
+        &self,
+        project_id: &str,
+        subscription_id: &str,
+    ) -> Result<u64>;
 
     /// Deletes trace rows and finished deliveries with `received_at < cutoff_ms`, and pending
     /// ones older than that too (they are past the maximum event age); returns rows removed
@@ -456,10 +474,7 @@ impl<'a> IdMap<'a> {
         let mut positions: HashMap<DeliveryKey<'a>, Vec<usize>> =
             HashMap::with_capacity(deliveries.len());
         for (i, d) in deliveries.iter().enumerate() {
-            positions
-                .entry(key_of(d))
-                .or_default()
-                .push(i);
+            positions.entry(key_of(d)).or_default().push(i);
         }
         IdMap {
             deliveries,

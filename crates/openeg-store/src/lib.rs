@@ -24,8 +24,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 mod common;
-mod postgres;
 pub mod delivery;
+mod postgres;
 pub mod secrets;
 mod sqlite;
 

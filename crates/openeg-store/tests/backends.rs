@@ -107,7 +107,11 @@ async fn open_stores_sqlite_shares_one_database() {
     drop(meta);
     let again = SqliteStore::open(&dir.join("openeg.db")).await.unwrap();
     assert_eq!(
-        again.event_deliveries("open-stores", "ch", 1).await.unwrap().len(),
+        again
+            .event_deliveries("open-stores", "ch", 1)
+            .await
+            .unwrap()
+            .len(),
         1
     );
     again.close().await;

@@ -43,6 +43,11 @@ pub struct Config {
     pub node_name: String,
     /// Base64 of a 32-byte key for secrets at rest; default: `data_dir/secret.key`.
     pub encryption_key: Option<String>,
+    /// How long events (log segments) and traces are kept.
+    #[serde(default = "default_retention_hours")]
+    pub retention_hours: u64,
+    /// Optional cap on each channel's log size.
+    pub log_max_bytes_per_channel: Option<u64>,
     #[serde(default)]
     pub credentials: Vec<CredentialConfig>,
     #[serde(default)]
@@ -55,6 +60,9 @@ fn default_listen() -> String {
 fn default_data_dir() -> PathBuf {
     PathBuf::from("./openeg-data")
 }
+fn default_retention_hours() -> u64 {
+    7 * 24
+}
 fn default_node() -> String {
     "openeg-0".into()
 }
@@ -63,7 +71,9 @@ impl Config {
     /// Loads the file (if any), then applies `OPENEG_*` environment overrides.
     pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
         let text = match path {
-            Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+            Some(p) => {
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?
+            }
             None => String::new(),
         };
         let mut cfg: Config = toml::from_str(&text).context("parsing the configuration")?;
@@ -89,6 +99,11 @@ impl Config {
         }
         if let Some(v) = get("OPENEG_NODE_NAME") {
             self.node_name = v;
+        }
+        if let Some(v) = get("OPENEG_RETENTION_HOURS") {
+            self.retention_hours = v
+                .parse()
+                .context("OPENEG_RETENTION_HOURS must be a number")?;
         }
         if let Some(v) = get("OPENEG_ENCRYPTION_KEY") {
             self.encryption_key = Some(v);
@@ -153,9 +168,14 @@ pub fn check_credentials(creds: &[CredentialConfig]) -> anyhow::Result<()> {
         }
         let ok = !c.project_id.is_empty()
             && c.project_id.len() <= 64
-            && c.project_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            && c.project_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if !ok {
-            bail!("credential {}: project_id must match ^[A-Za-z0-9_-]{{1,64}}$", c.access_key);
+            bail!(
+                "credential {}: project_id must match ^[A-Za-z0-9_-]{{1,64}}$",
+                c.access_key
+            );
         }
         if !seen.insert(c.access_key.clone()) {
             bail!("credential {} is configured twice", c.access_key);
@@ -184,13 +204,16 @@ fn random_string(alphabet: &[u8], n: usize) -> String {
 pub fn dev_credential(data_dir: &Path) -> anyhow::Result<(CredentialConfig, bool)> {
     let path = data_dir.join(DEV_CREDENTIALS_FILE);
     if path.exists() {
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        let f: DevFile = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let f: DevFile =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         if let Some(c) = f.credentials.into_iter().next() {
             return Ok((c, false));
         }
     }
-    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
     const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     const HEX: &[u8] = b"0123456789abcdef";
@@ -218,7 +241,9 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts.open(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let mut f = opts
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
     f.write_all(text.as_bytes())?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;
@@ -256,7 +281,9 @@ mod tests {
         assert_eq!(cfg.listen, "0.0.0.0:1");
         assert_eq!(cfg.credentials.len(), 2);
         assert_eq!(cfg.credentials[1].project_id, "q");
-        assert!(cfg.apply_env(|k| (k == "OPENEG_CREDENTIALS").then(|| "bad".into())).is_err());
+        assert!(cfg
+            .apply_env(|k| (k == "OPENEG_CREDENTIALS").then(|| "bad".into()))
+            .is_err());
     }
 
     #[test]
@@ -290,7 +317,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.join(DEV_CREDENTIALS_FILE)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.join(DEV_CREDENTIALS_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         let _ = std::fs::remove_dir_all(&dir);

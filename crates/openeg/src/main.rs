@@ -7,9 +7,14 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use config::{Config, CredentialConfig};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Debug, Parser)]
-#[command(name = "openeg", version, about = "Self-hosted, wire-compatible Huawei Cloud EventGrid")]
+#[command(
+    name = "openeg",
+    version,
+    about = "Self-hosted, wire-compatible Huawei Cloud EventGrid"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -40,7 +45,10 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Serve { config } => serve(config),
-        Cmd::Credentials { config, show_secret } => credentials(config, show_secret),
+        Cmd::Credentials {
+            config,
+            show_secret,
+        } => credentials(config, show_secret),
         Cmd::Rules(cmd) => rules_cli::run(cmd),
     }
 }
@@ -65,7 +73,10 @@ fn print_dev_credential(cfg: &Config, c: &CredentialConfig) {
     println!("  endpoint:    {}", endpoint(&cfg.listen));
     println!("  access key:  {}", c.access_key);
     println!("  project id:  {}", c.project_id);
-    println!("  secret key:  in {} (or: openeg credentials --show-secret)", path.display());
+    println!(
+        "  secret key:  in {} (or: openeg credentials --show-secret)",
+        path.display()
+    );
 }
 
 fn credentials(path: Option<PathBuf>, show_secret: bool) -> anyhow::Result<()> {
@@ -76,7 +87,12 @@ fn credentials(path: Option<PathBuf>, show_secret: bool) -> anyhow::Result<()> {
         if dev {
             print_dev_credential(&cfg, c);
         } else {
-            println!("access key: {}  project id: {}  endpoint: {}", c.access_key, c.project_id, endpoint(&cfg.listen));
+            println!(
+                "access key: {}  project id: {}  endpoint: {}",
+                c.access_key,
+                c.project_id,
+                endpoint(&cfg.listen)
+            );
         }
         if show_secret && dev {
             println!("  secret:      {}", c.secret_key);
@@ -103,14 +119,43 @@ fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
 
 async fn run_server(cfg: Config) -> anyhow::Result<()> {
     let (creds, created) = effective_credentials(&cfg)?;
-    std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     let secrets = match &cfg.encryption_key {
-        Some(k) => openeg_store::secrets::SecretBox::from_key_base64(k).context("encryption_key")?,
-        None => openeg_store::secrets::SecretBox::load_or_create(&cfg.data_dir).context("loading the secret key")?,
+        Some(k) => {
+            openeg_store::secrets::SecretBox::from_key_base64(k).context("encryption_key")?
+        }
+        None => openeg_store::secrets::SecretBox::load_or_create(&cfg.data_dir)
+            .context("loading the secret key")?,
     };
-    let store = openeg_store::open_store(cfg.database_url.as_deref(), &cfg.data_dir)
+    let stores = openeg_store::open_stores(cfg.database_url.as_deref(), &cfg.data_dir)
         .await
         .context("opening the metadata store")?;
+    let retention = std::time::Duration::from_secs(cfg.retention_hours.max(1) * 3600);
+    let mut log_cfg = openeg_log::LogConfig::default();
+    log_cfg.retention_max_age = Some(retention);
+    log_cfg.retention_max_bytes = cfg.log_max_bytes_per_channel;
+    let log = Arc::new(
+        openeg_log::SegmentLog::open(cfg.data_dir.join("log"), log_cfg)
+            .await
+            .context("opening the event log")?,
+    );
+    let engine_cfg = openeg_engine::EngineConfig {
+        functiongraph_endpoint: cfg.functiongraph_endpoint.clone(),
+        smn_endpoint: cfg.smn_endpoint.clone(),
+        ..Default::default()
+    };
+    let topics = log.topics();
+    let engine = openeg_engine::Engine::start(
+        stores.meta.clone(),
+        stores.delivery.clone(),
+        log.clone(),
+        secrets.clone(),
+        engine_cfg,
+        topics,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!(e))?;
     let server_cfg = openeg_server::ServerConfig {
         node_name: cfg.node_name.clone(),
         credentials: creds
@@ -127,7 +172,14 @@ async fn run_server(cfg: Config) -> anyhow::Result<()> {
         smn_endpoint: cfg.smn_endpoint.clone(),
         ..Default::default()
     };
-    let state = openeg_server::AppState::new(store, secrets, server_cfg);
+    let state = openeg_server::AppState::with_data_plane(
+        stores.meta.clone(),
+        secrets,
+        server_cfg,
+        engine.clone(),
+        stores.delivery.clone(),
+    );
+    tokio::spawn(housekeeping(log.clone(), stores.clone(), retention));
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .with_context(|| format!("binding {}", cfg.listen))?;
@@ -137,15 +189,62 @@ async fn run_server(cfg: Config) -> anyhow::Result<()> {
             println!("created a development credential");
         }
         if let Some(c) = creds.first() {
-            print_dev_credential(&Config { listen: local.to_string(), ..cfg.clone() }, c);
+            print_dev_credential(
+                &Config {
+                    listen: local.to_string(),
+                    ..cfg.clone()
+                },
+                c,
+            );
         }
     }
-    let backend = if cfg.database_url.is_some() { "postgresql" } else { "sqlite" };
-    println!("openeg listening on http://{local} (metadata: {backend}, data dir: {})", cfg.data_dir.display());
+    let backend = if cfg.database_url.is_some() {
+        "postgresql"
+    } else {
+        "sqlite"
+    };
+    println!(
+        "openeg listening on http://{local} (metadata: {backend}, data dir: {})",
+        cfg.data_dir.display()
+    );
     tracing::info!(%local, backend, "listening");
     openeg_server::serve(listener, state, shutdown_signal()).await?;
+    engine.shutdown();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Retention: old log segments, traces and finished deliveries, expired tokens.
+async fn housekeeping(
+    log: Arc<openeg_log::SegmentLog>,
+    stores: openeg_store::Stores,
+    retention: std::time::Duration,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+    loop {
+        tick.tick().await;
+        if let Err(e) = log.enforce_retention(std::time::SystemTime::now()).await {
+            tracing::warn!(error = %e, "log retention failed");
+        }
+        let now = chrono_now_ms();
+        if let Err(e) = stores
+            .delivery
+            .purge_before(now - retention.as_millis() as i64)
+            .await
+        {
+            tracing::warn!(error = %e, "trace retention failed");
+        }
+        if let Err(e) = stores.meta.purge_expired_tokens(now).await {
+            tracing::warn!(error = %e, "token purge failed");
+        }
+    }
+}
+
+fn chrono_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -65,8 +65,10 @@ struct RuleEntry {
 const DEFAULT_ENVELOPE: &str = r#"{"specversion":"1.0","id":"<line number, from 1>","source":"citylots","type":"Feature","data":<record>}"#;
 
 fn load_rules(path: &Path) -> anyhow::Result<(Vec<RuleEntry>, String)> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let doc: Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let doc: Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     let envelope = doc
         .get("envelope")
         .and_then(Value::as_str)
@@ -84,7 +86,11 @@ fn load_rules(path: &Path) -> anyhow::Result<(Vec<RuleEntry>, String)> {
                     Some(v) if !v.is_null() => v.to_string(),
                     _ => format!("rule-{}", i + 1),
                 };
-                let desc = r.get("description").and_then(Value::as_str).unwrap_or("").to_string();
+                let desc = r
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
                 (id, desc, r.get("filter").cloned().unwrap_or(Value::Null))
             })
             .collect(),
@@ -112,8 +118,10 @@ fn load_rules(path: &Path) -> anyhow::Result<(Vec<RuleEntry>, String)> {
 
 fn test(rules: &Path, event: &Path) -> anyhow::Result<()> {
     let (entries, _) = load_rules(rules)?;
-    let text = std::fs::read_to_string(event).with_context(|| format!("reading {}", event.display()))?;
-    let ev: Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", event.display()))?;
+    let text =
+        std::fs::read_to_string(event).with_context(|| format!("reading {}", event.display()))?;
+    let ev: Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", event.display()))?;
     let events = match ev {
         Value::Array(a) => a,
         other => vec![other],
@@ -167,7 +175,9 @@ fn envelope_parts(env: &str) -> anyhow::Result<Vec<(String, Option<bool>)>> {
     let mut parts = Vec::new();
     let mut rest = env;
     while let Some(open) = rest.find('<') {
-        let Some(close) = rest[open..].find('>') else { break };
+        let Some(close) = rest[open..].find('>') else {
+            break;
+        };
         let name = &rest[open + 1..open + close];
         let kind = if name.contains("record") {
             Some(true)
@@ -194,7 +204,12 @@ fn envelope_parts(env: &str) -> anyhow::Result<Vec<(String, Option<bool>)>> {
     Ok(parts)
 }
 
-fn load_events(path: &Path, envelope: &str, limit: Option<usize>, quiet: bool) -> anyhow::Result<Events> {
+fn load_events(
+    path: &Path,
+    envelope: &str,
+    limit: Option<usize>,
+    quiet: bool,
+) -> anyhow::Result<Events> {
     let parts = envelope_parts(envelope)?;
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let total = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -246,7 +261,11 @@ fn load_events(path: &Path, envelope: &str, limit: Option<usize>, quiet: bool) -
                 ev.ends.len(),
                 ev.buf.len() as f64 / 1e6,
                 started.elapsed().as_secs_f64(),
-                if total > 0 && !gz { format!(" ({:.0}%)", 100.0 * ev.buf.len() as f64 / total as f64) } else { String::new() }
+                if total > 0 && !gz {
+                    format!(" ({:.0}%)", 100.0 * ev.buf.len() as f64 / total as f64)
+                } else {
+                    String::new()
+                }
             );
         }
     }
@@ -263,7 +282,13 @@ fn load_events(path: &Path, envelope: &str, limit: Option<usize>, quiet: bool) -
     Ok(ev)
 }
 
-fn bench(rules: &Path, data: &Path, runs: usize, limit: Option<usize>, as_json: bool) -> anyhow::Result<()> {
+fn bench(
+    rules: &Path,
+    data: &Path,
+    runs: usize,
+    limit: Option<usize>,
+    as_json: bool,
+) -> anyhow::Result<()> {
     let (entries, envelope) = load_rules(rules)?;
     let events = load_events(data, &envelope, limit, false)?;
     let t0 = Instant::now();

@@ -97,8 +97,8 @@ fn verify_signature<'a>(
     authz: &str,
     body: &[u8],
 ) -> ApiResult<&'a Credential> {
-    let parsed = signing::parse_authorization(authz)
-        .map_err(|e| EgError::unauthenticated(e.reason()))?;
+    let parsed =
+        signing::parse_authorization(authz).map_err(|e| EgError::unauthenticated(e.reason()))?;
     let Some(cred) = st.creds.get(&parsed.access) else {
         tracing::info!(access_key = %parsed.access, "authentication failed: unknown access key");
         // Same text as a wrong signature: do not reveal whether the AK exists.
@@ -182,7 +182,9 @@ async fn issue_token_inner(st: &AppState, body: &[u8]) -> ApiResult<Response> {
         .is_some_and(|m| m.iter().any(|x| x == "password"));
     let user = ident.pointer("/password/user").unwrap_or(&Value::Null);
     let (Some(ak), Some(sk)) = (str_at(user, &["name"]), str_at(user, &["password"])) else {
-        return Err(EgError::param("auth.identity.password.user.name and password are required").into());
+        return Err(
+            EgError::param("auth.identity.password.user.name and password are required").into(),
+        );
     };
     if !methods_ok {
         return Err(EgError::param("auth.identity.methods must contain password").into());
@@ -212,7 +214,9 @@ async fn issue_token_inner(st: &AppState, body: &[u8]) -> ApiResult<Response> {
         let id = str_at(p, &["id"]);
         let name = str_at(p, &["name"]);
         if id.is_some_and(|x| x != cred.project_id) || name.is_some_and(|x| x != cred.project_id) {
-            return Err(EgError::unauthenticated("the credential does not own that project").into());
+            return Err(
+                EgError::unauthenticated("the credential does not own that project").into(),
+            );
         }
     }
     let mut raw = [0u8; 32];
@@ -221,7 +225,12 @@ async fn issue_token_inner(st: &AppState, body: &[u8]) -> ApiResult<Response> {
     let now = now_ms();
     let expires = now + TOKEN_TTL_MS;
     st.store
-        .put_token(&token_hash(token.as_bytes()), &cred.project_id, &cred.access_key, expires)
+        .put_token(
+            &token_hash(token.as_bytes()),
+            &cred.project_id,
+            &cred.access_key,
+            expires,
+        )
         .await?;
     let body = json!({"token": {
         "expires_at": fmt_time(expires),

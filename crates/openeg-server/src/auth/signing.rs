@@ -77,14 +77,17 @@ pub fn parse_authorization(value: &str) -> Result<AuthHeader, SigError> {
     let access = access
         .filter(|a| !a.is_empty())
         .ok_or(SigError::Malformed("authorization header lacks Access"))?;
-    let signed = signed.ok_or(SigError::Malformed("authorization header lacks SignedHeaders"))?;
+    let signed = signed.ok_or(SigError::Malformed(
+        "authorization header lacks SignedHeaders",
+    ))?;
     let signature = sig.ok_or(SigError::Malformed("authorization header lacks Signature"))?;
     let signed_headers: Vec<String> = signed
         .split(';')
         .filter(|s| !s.is_empty())
         .map(|s| s.to_ascii_lowercase())
         .collect();
-    if !signed_headers.iter().any(|h| h == "host") || !signed_headers.iter().any(|h| h == "x-sdk-date")
+    if !signed_headers.iter().any(|h| h == "host")
+        || !signed_headers.iter().any(|h| h == "x-sdk-date")
     {
         return Err(SigError::Malformed("host and x-sdk-date must be signed"));
     }
@@ -113,11 +116,7 @@ fn decode(s: &str) -> String {
 /// Canonical URI: decode the path, re-encode each segment, always end with `/`.
 pub fn canonical_uri(raw_path: &str) -> String {
     let decoded = decode(raw_path);
-    let mut out = decoded
-        .split('/')
-        .map(encode)
-        .collect::<Vec<_>>()
-        .join("/");
+    let mut out = decoded.split('/').map(encode).collect::<Vec<_>>().join("/");
     if !out.ends_with('/') {
         out.push('/');
     }
@@ -167,7 +166,8 @@ pub fn canonical_request(
 ) -> Result<String, SigError> {
     let mut canon_headers = String::new();
     for h in signed_headers {
-        let v = header_value(headers, h).ok_or(SigError::Malformed("a signed header is missing"))?;
+        let v =
+            header_value(headers, h).ok_or(SigError::Malformed("a signed header is missing"))?;
         canon_headers.push_str(h);
         canon_headers.push(':');
         canon_headers.push_str(&v);
@@ -290,7 +290,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("content-type", HeaderValue::from_static("application/json"));
         h.insert("host", HeaderValue::from_static("127.0.0.1:8080"));
-        h.insert("user-agent", HeaderValue::from_static("huaweicloud-usdk-python/3.0"));
+        h.insert(
+            "user-agent",
+            HeaderValue::from_static("huaweicloud-usdk-python/3.0"),
+        );
         h.insert("x-project-id", HeaderValue::from_static(PROJECT));
         h.insert("x-sdk-date", HeaderValue::from_static(DATE));
         h
@@ -304,17 +307,29 @@ mod tests {
 
     fn check(method: &str, path: &str, query: &str, body: &[u8], sts: &str, sig: &str) {
         let h = headers();
-        let names: Vec<String> = ["content-type", "host", "user-agent", "x-project-id", "x-sdk-date"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let names: Vec<String> = [
+            "content-type",
+            "host",
+            "user-agent",
+            "x-project-id",
+            "x-sdk-date",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         let canonical = canonical_request(method, path, query, &h, &names, body).unwrap();
         let s = string_to_sign(DATE, &canonical);
         assert_eq!(s, sts);
         assert_eq!(hex::encode(sign(SK, &s)), sig);
         let auth = authorization_for(AK, SK, method, path, query, &h, body).unwrap();
         let parsed = parse_authorization(&auth).unwrap();
-        let req = SignedRequest { method, raw_path: path, raw_query: query, headers: &h, body };
+        let req = SignedRequest {
+            method,
+            raw_path: path,
+            raw_query: query,
+            headers: &h,
+            body,
+        };
         assert_eq!(verify(&req, &parsed, SK, now(), 900), Ok(()));
     }
 
@@ -382,14 +397,34 @@ mod tests {
     fn tampering_is_detected() {
         let (h, auth) = signed_req();
         let parsed = parse_authorization(&auth).unwrap();
-        let ok = SignedRequest { method: "GET", raw_path: "/v1/p/channels", raw_query: "limit=1", headers: &h, body: b"" };
+        let ok = SignedRequest {
+            method: "GET",
+            raw_path: "/v1/p/channels",
+            raw_query: "limit=1",
+            headers: &h,
+            body: b"",
+        };
         assert_eq!(verify(&ok, &parsed, SK, now(), 900), Ok(()));
-        assert_eq!(verify(&ok, &parsed, "wrong", now(), 900), Err(SigError::Mismatch));
-        let q = SignedRequest { raw_query: "limit=2", ..ok };
+        assert_eq!(
+            verify(&ok, &parsed, "wrong", now(), 900),
+            Err(SigError::Mismatch)
+        );
+        let q = SignedRequest {
+            raw_query: "limit=2",
+            ..ok
+        };
         assert_eq!(verify(&q, &parsed, SK, now(), 900), Err(SigError::Mismatch));
-        let b = SignedRequest { body: b"{}", raw_query: "limit=1", ..q };
+        let b = SignedRequest {
+            body: b"{}",
+            raw_query: "limit=1",
+            ..q
+        };
         assert_eq!(verify(&b, &parsed, SK, now(), 900), Err(SigError::Mismatch));
-        let m = SignedRequest { method: "DELETE", body: b"", ..b };
+        let m = SignedRequest {
+            method: "DELETE",
+            body: b"",
+            ..b
+        };
         assert_eq!(verify(&m, &parsed, SK, now(), 900), Err(SigError::Mismatch));
     }
 
@@ -397,31 +432,71 @@ mod tests {
     fn date_window_is_fifteen_minutes() {
         let (h, auth) = signed_req();
         let parsed = parse_authorization(&auth).unwrap();
-        let req = SignedRequest { method: "GET", raw_path: "/v1/p/channels", raw_query: "limit=1", headers: &h, body: b"" };
+        let req = SignedRequest {
+            method: "GET",
+            raw_path: "/v1/p/channels",
+            raw_query: "limit=1",
+            headers: &h,
+            body: b"",
+        };
         assert!(verify(&req, &parsed, SK, now() + 15 * 60, 900).is_ok());
-        assert_eq!(verify(&req, &parsed, SK, now() + 16 * 60, 900), Err(SigError::DateSkew));
-        assert_eq!(verify(&req, &parsed, SK, now() - 16 * 60, 900), Err(SigError::DateSkew));
+        assert_eq!(
+            verify(&req, &parsed, SK, now() + 16 * 60, 900),
+            Err(SigError::DateSkew)
+        );
+        assert_eq!(
+            verify(&req, &parsed, SK, now() - 16 * 60, 900),
+            Err(SigError::DateSkew)
+        );
         let mut h2 = h.clone();
         h2.remove("x-sdk-date");
-        let req2 = SignedRequest { headers: &h2, ..req };
-        assert_eq!(verify(&req2, &parsed, SK, now(), 900), Err(SigError::DateMissing));
-        assert_eq!(parse_sdk_date("2024-01-02T03:04:05Z"), Err(SigError::DateInvalid));
+        let req2 = SignedRequest {
+            headers: &h2,
+            ..req
+        };
+        assert_eq!(
+            verify(&req2, &parsed, SK, now(), 900),
+            Err(SigError::DateMissing)
+        );
+        assert_eq!(
+            parse_sdk_date("2024-01-02T03:04:05Z"),
+            Err(SigError::DateInvalid)
+        );
     }
 
     #[test]
     fn authorization_parsing() {
-        assert_eq!(parse_authorization("Bearer abc"), Err(SigError::UnsupportedScheme));
+        assert_eq!(
+            parse_authorization("Bearer abc"),
+            Err(SigError::UnsupportedScheme)
+        );
         assert_eq!(
             parse_authorization("V11-HMAC-SHA256 Credential=a/b, SignedHeaders=host, Signature=00"),
             Err(SigError::UnsupportedScheme)
         );
-        assert!(parse_authorization("SDK-HMAC-SHA256 Access=A, SignedHeaders=x-sdk-date, Signature=00").is_err());
-        let p = parse_authorization("SDK-HMAC-SHA256 Access=A,SignedHeaders=host;x-sdk-date,   Signature=ab").unwrap();
+        assert!(parse_authorization(
+            "SDK-HMAC-SHA256 Access=A, SignedHeaders=x-sdk-date, Signature=00"
+        )
+        .is_err());
+        let p = parse_authorization(
+            "SDK-HMAC-SHA256 Access=A,SignedHeaders=host;x-sdk-date,   Signature=ab",
+        )
+        .unwrap();
         assert_eq!(p.access, "A");
         assert_eq!(p.signed_headers, vec!["host", "x-sdk-date"]);
         let (h, _) = signed_req();
-        let bad = AuthHeader { access: "A".into(), signed_headers: vec!["host".into(), "x-sdk-date".into()], signature: "zz".into() };
-        let req = SignedRequest { method: "GET", raw_path: "/", raw_query: "", headers: &h, body: b"" };
+        let bad = AuthHeader {
+            access: "A".into(),
+            signed_headers: vec!["host".into(), "x-sdk-date".into()],
+            signature: "zz".into(),
+        };
+        let req = SignedRequest {
+            method: "GET",
+            raw_path: "/",
+            raw_query: "",
+            headers: &h,
+            body: b"",
+        };
         assert_eq!(verify(&req, &bad, SK, now(), 900), Err(SigError::Mismatch));
     }
 }

@@ -17,20 +17,146 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// (name, label, description, provider_type, support type, [(param, required, type)])
-type Entry = (&'static str, &'static str, &'static str, &'static str, &'static str, &'static [(&'static str, bool, &'static str)]);
+type Entry = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, bool, &'static str)],
+);
 
 const CATALOG: &[Entry] = &[
-    ("WEBHOOK", "Webhook", "Deliver events to an HTTP(S) endpoint", "CUSTOM", "SUBSCRIPTION", &[("url", true, "string"), ("connection_id", false, "string")]),
-    ("HC.APIGW", "API Gateway", "Deliver events to an API published on API Gateway", "OFFICIAL", "SUBSCRIPTION", &[("url", true, "string"), ("invocation_http_parameters", false, "object")]),
-    ("HC.FunctionGraph", "FunctionGraph", "Invoke a FunctionGraph function", "OFFICIAL", "SUBSCRIPTION", &[("urn", true, "string"), ("invoke_type", true, "string"), ("agency_name", true, "string")]),
-    ("HC.FunctionFlow", "FunctionGraph workflow", "Start a FunctionGraph workflow", "OFFICIAL", "SUBSCRIPTION", &[("workflow_id", true, "string"), ("agency_name", true, "string")]),
-    ("HC.SMN", "Simple Message Notification", "Publish events to an SMN topic", "OFFICIAL", "SUBSCRIPTION", &[("urn", true, "string"), ("agency_name", true, "string"), ("subject_transform", false, "object")]),
-    ("HC.EG", "EventGrid channel", "Forward events into another event channel", "OFFICIAL", "SUBSCRIPTION", &[("target_project_id", true, "string"), ("target_channel_id", true, "string"), ("target_region", true, "string"), ("agency_name", true, "string"), ("cross_region", false, "boolean")]),
-    ("HC.Kafka", "Distributed Message Service for Kafka", "Produce events to a Kafka topic", "OFFICIAL", "SUBSCRIPTION", &[("topic", true, "string"), ("connection_id", true, "string"), ("keyTransform", false, "object")]),
-    ("HC.RocketMQ", "Distributed Message Service for RocketMQ", "Produce events to a RocketMQ topic", "OFFICIAL", "SUBSCRIPTION", &[("topic", true, "string"), ("connection_id", true, "string"), ("key_transform", false, "object")]),
-    ("HC.FunctionGraph", "FunctionGraph", "Event stream sink: invoke a function", "OFFICIAL", "FLOW", &[("urn", true, "string"), ("invoke_type", true, "string"), ("agency", false, "string")]),
-    ("HC.Kafka", "Distributed Message Service for Kafka", "Event stream sink: produce to a Kafka topic", "OFFICIAL", "FLOW", &[("topic", true, "string"), ("connectionId", true, "string"), ("keyTransform", false, "array")]),
-    ("HC.OBS", "Object Storage Service", "Event stream sink: write objects to a bucket", "OFFICIAL", "FLOW", &[("obs_bucket", true, "string"), ("access_key", true, "string"), ("secret_key", true, "string"), ("obs_path", false, "string"), ("time_format", true, "string")]),
+    (
+        "WEBHOOK",
+        "Webhook",
+        "Deliver events to an HTTP(S) endpoint",
+        "CUSTOM",
+        "SUBSCRIPTION",
+        &[("url", true, "string"), ("connection_id", false, "string")],
+    ),
+    (
+        "HC.APIGW",
+        "API Gateway",
+        "Deliver events to an API published on API Gateway",
+        "OFFICIAL",
+        "SUBSCRIPTION",
+        &[
+            ("url", true, "string"),
+            ("invocation_http_parameters", false, "object"),
+        ],
+    ),
+    (
+        "HC.FunctionGraph",
+        "FunctionGraph",
+        "Invoke a FunctionGraph function",
+        "OFFICIAL",
+        "SUBSCRIPTION",
+        &[
+            ("urn", true, "string"),
+            ("invoke_type", true, "string"),
+            ("agency_name", true, "string"),
+        ],
+    ),
+    (
+        "HC.FunctionFlow",
+        "FunctionGraph workflow",
+        "Start a FunctionGraph workflow",
+        "OFFICIAL",
+        "SUBSCRIPTION",
+        &[
+            ("workflow_id", true, "string"),
+            ("agency_name", true, "string"),
+        ],
+    ),
+    (
+        "HC.SMN",
+        "Simple Message Notification",
+        "Publish events to an SMN topic",
+        "OFFICIAL",
+        "SUBSCRIPTION",
+        &[
+            ("urn", true, "string"),
+            ("agency_name", true, "string"),
+            ("subject_transform", false, "object"),
+        ],
+    ),
+    (
+        "HC.EG",
+        "EventGrid channel",
+        "Forward events into another event channel",
+        "OFFICIAL",
+        "SUBSCRIPTION",
+        &[
+            ("target_project_id", true, "string"),
+            ("target_channel_id", true, "string"),
+            ("target_region", true, "string"),
+            ("agency_name", true, "string"),
+            ("cross_region", false, "boolean"),
+        ],
+    ),
+    (
+        "HC.Kafka",
+        "Distributed Message Service for Kafka",
+        "Produce events to a Kafka topic",
+        "OFFICIAL",
+        "SUBSCRIPTION",
+        &[
+            ("topic", true, "string"),
+            ("connection_id", true, "string"),
+            ("keyTransform", false, "object"),
+        ],
+    ),
+    (
+        "HC.RocketMQ",
+        "Distributed Message Service for RocketMQ",
+        "Produce events to a RocketMQ topic",
+        "OFFICIAL",
+        "SUBSCRIPTION",
+        &[
+            ("topic", true, "string"),
+            ("connection_id", true, "string"),
+            ("key_transform", false, "object"),
+        ],
+    ),
+    (
+        "HC.FunctionGraph",
+        "FunctionGraph",
+        "Event stream sink: invoke a function",
+        "OFFICIAL",
+        "FLOW",
+        &[
+            ("urn", true, "string"),
+            ("invoke_type", true, "string"),
+            ("agency", false, "string"),
+        ],
+    ),
+    (
+        "HC.Kafka",
+        "Distributed Message Service for Kafka",
+        "Event stream sink: produce to a Kafka topic",
+        "OFFICIAL",
+        "FLOW",
+        &[
+            ("topic", true, "string"),
+            ("connectionId", true, "string"),
+            ("keyTransform", false, "array"),
+        ],
+    ),
+    (
+        "HC.OBS",
+        "Object Storage Service",
+        "Event stream sink: write objects to a bucket",
+        "OFFICIAL",
+        "FLOW",
+        &[
+            ("obs_bucket", true, "string"),
+            ("access_key", true, "string"),
+            ("secret_key", true, "string"),
+            ("obs_path", false, "string"),
+            ("time_format", true, "string"),
+        ],
+    ),
 ];
 
 /// Fixed timestamps: the catalogue is part of the release, not of any project's history.
@@ -59,13 +185,20 @@ async fn list(State(_st): State<AppState>, q: Query) -> ApiResult<Response> {
     let paging = q.paging()?;
     let types = q.all("support_types");
     if let Some(bad) = types.iter().find(|t| *t != "SUBSCRIPTION" && *t != "FLOW") {
-        return Err(EgError::param(format!("support_types value {bad} must be SUBSCRIPTION or FLOW")).into());
+        return Err(EgError::param(format!(
+            "support_types value {bad} must be SUBSCRIPTION or FLOW"
+        ))
+        .into());
     }
     let fuzzy = q.get("fuzzy_label").map(str::to_ascii_lowercase);
     let mut entries: Vec<&Entry> = CATALOG
         .iter()
         .filter(|e| types.is_empty() || types.iter().any(|t| t == e.4))
-        .filter(|e| fuzzy.as_ref().is_none_or(|f| e.1.to_ascii_lowercase().contains(f.as_str())))
+        .filter(|e| {
+            fuzzy
+                .as_ref()
+                .is_none_or(|f| e.1.to_ascii_lowercase().contains(f.as_str()))
+        })
         .collect();
     // Every entry shares one timestamp, so time sorts fall back to the id tie-break.
     entries.sort_by(|a, b| {

@@ -4,7 +4,9 @@ use super::{get_or_404, pick};
 use crate::error::ApiResult;
 use crate::projects::DEFAULT_CHANNEL;
 use crate::state::{AppState, Tenant};
-use crate::util::{fmt_time, json_body, list_query, list_reply, new_id, no_content, now_ms, ok, Params, Query};
+use crate::util::{
+    fmt_time, json_body, list_query, list_reply, new_id, no_content, now_ms, ok, Params, Query,
+};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
@@ -61,18 +63,24 @@ fn validate_policy(p: &Map<String, Value>) -> ApiResult<()> {
             .as_object()
             .ok_or_else(|| EgError::param(format!("policy.{name} must be an object")))?;
         for k in ["Sid", "Effect", "Action", "Resource"] {
-            validate::opt_str(st, k).map_err(|_| EgError::param(format!("policy.{name}.{k} must be a string")))?;
+            validate::opt_str(st, k)
+                .map_err(|_| EgError::param(format!("policy.{name}.{k} must be a string")))?;
         }
         if let Some(e) = validate::opt_str(st, "Effect")? {
             if e != "Allow" && e != "Deny" {
-                return Err(EgError::param(format!("policy.{name}.Effect must be Allow or Deny")).into());
+                return Err(
+                    EgError::param(format!("policy.{name}.Effect must be Allow or Deny")).into(),
+                );
             }
         }
         if let Some(pr) = validate::opt_obj(st, "Principal")? {
             for (pn, pv) in pr {
                 let ok = pv
                     .get("IAM")
-                    .map(|iam| iam.as_array().is_some_and(|a| a.iter().all(Value::is_string)))
+                    .map(|iam| {
+                        iam.as_array()
+                            .is_some_and(|a| a.iter().all(Value::is_string))
+                    })
                     .unwrap_or(true);
                 if !pv.is_object() || !ok {
                     return Err(EgError::param(format!(
@@ -86,7 +94,11 @@ fn validate_policy(p: &Map<String, Value>) -> ApiResult<()> {
     Ok(())
 }
 
-async fn create(State(st): State<AppState>, Extension(t): Extension<Tenant>, body: Bytes) -> ApiResult<Response> {
+async fn create(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    body: Bytes,
+) -> ApiResult<Response> {
     let v = json_body(&body)?;
     let src = validate::object(&v, "request body")?;
     let name = validate::req_str(src, "name")?;
@@ -131,20 +143,32 @@ async fn create(State(st): State<AppState>, Extension(t): Extension<Tenant>, bod
     Ok(ok(pick(&rec.body, INFO)))
 }
 
-async fn list(State(st): State<AppState>, Extension(t): Extension<Tenant>, q: Query) -> ApiResult<Response> {
+async fn list(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    q: Query,
+) -> ApiResult<Response> {
     let paging = q.paging()?;
     let mut lq = list_query(&q, &paging);
     if let Some(pt) = q.one_of("provider_type", &["OFFICIAL", "CUSTOM", "PARTNER"])? {
         lq.body_eq.push(("provider_type".into(), pt));
     }
     if let Some(e) = q.get("enterprise_project_id") {
-        lq.body_eq.push(("enterprise_project_id".into(), e.to_string()));
+        lq.body_eq
+            .push(("enterprise_project_id".into(), e.to_string()));
     }
     let (total, recs) = st.store.list(&t.project_id, Kind::Channel, &lq).await?;
-    Ok(list_reply(total, recs.iter().map(|r| pick(&r.body, INFO)).collect()))
+    Ok(list_reply(
+        total,
+        recs.iter().map(|r| pick(&r.body, INFO)).collect(),
+    ))
 }
 
-async fn show(State(st): State<AppState>, Extension(t): Extension<Tenant>, p: Params) -> ApiResult<Response> {
+async fn show(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    p: Params,
+) -> ApiResult<Response> {
     let rec = get_or_404(&st, &t.project_id, Kind::Channel, p.at(1)).await?;
     Ok(ok(pick(&rec.body, INFO)))
 }
@@ -180,19 +204,31 @@ async fn update(
     Ok(ok(pick(&rec.body, INFO)))
 }
 
-async fn delete(State(st): State<AppState>, Extension(t): Extension<Tenant>, p: Params) -> ApiResult<Response> {
+async fn delete(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    p: Params,
+) -> ApiResult<Response> {
     let rec = get_or_404(&st, &t.project_id, Kind::Channel, p.at(1)).await?;
     if rec.name == DEFAULT_CHANNEL {
         return Err(EgError::not_modifiable("the default channel cannot be deleted").into());
     }
-    let sources = st.store.count(&t.project_id, Kind::Source, Some(&rec.id)).await?;
-    let subs = st.store.count(&t.project_id, Kind::Subscription, Some(&rec.id)).await?;
+    let sources = st
+        .store
+        .count(&t.project_id, Kind::Source, Some(&rec.id))
+        .await?;
+    let subs = st
+        .store
+        .count(&t.project_id, Kind::Subscription, Some(&rec.id))
+        .await?;
     if sources + subs > 0 {
         return Err(EgError::conflict(format!(
             "channel still has {sources} source(s) and {subs} subscription(s)"
         ))
         .into());
     }
-    st.store.delete(&t.project_id, Kind::Channel, &rec.id).await?;
+    st.store
+        .delete(&t.project_id, Kind::Channel, &rec.id)
+        .await?;
     Ok(no_content())
 }

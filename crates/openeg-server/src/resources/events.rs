@@ -24,7 +24,10 @@ use std::collections::HashSet;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/v1/{project_id}/channels/{channel_id}/events", post(put_events))
+        .route(
+            "/v1/{project_id}/channels/{channel_id}/events",
+            post(put_events),
+        )
         .route(
             "/v1/{project_id}/official/sources/{source_name}/events",
             post(put_official_events),
@@ -50,16 +53,19 @@ fn request_events(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Value>, EgErro
         )));
     }
     if ct == "application/cloudevents+json" {
-        let v: Value = serde_json::from_slice(body).map_err(|_| EgError::param("request body is not valid JSON"))?;
+        let v: Value = serde_json::from_slice(body)
+            .map_err(|_| EgError::param("request body is not valid JSON"))?;
         return Ok(vec![v]);
     }
     if ct == "application/cloudevents-batch+json" {
-        let v: Value = serde_json::from_slice(body).map_err(|_| EgError::param("request body is not valid JSON"))?;
+        let v: Value = serde_json::from_slice(body)
+            .map_err(|_| EgError::param("request body is not valid JSON"))?;
         return match v {
             Value::Array(a) if a.is_empty() => Err(EgError::param("events must not be empty")),
-            Value::Array(a) if a.len() > event::MAX_EVENTS => {
-                Err(EgError::param(format!("at most {} events per request", event::MAX_EVENTS)))
-            }
+            Value::Array(a) if a.len() > event::MAX_EVENTS => Err(EgError::param(format!(
+                "at most {} events per request",
+                event::MAX_EVENTS
+            ))),
             Value::Array(a) => Ok(a),
             _ => Err(EgError::param("a cloudevents batch must be a JSON array")),
         };
@@ -78,13 +84,16 @@ fn binary_mode_event(headers: &HeaderMap, ct: &str, body: &[u8]) -> Result<Value
             let v = value
                 .to_str()
                 .map_err(|_| EgError::param(format!("header {name} is not valid text")))?;
-            let decoded = percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned();
+            let decoded = percent_encoding::percent_decode_str(v)
+                .decode_utf8_lossy()
+                .into_owned();
             m.insert(attr.to_string(), Value::String(decoded));
         }
     }
     if !body.is_empty() {
-        let data: Value = serde_json::from_slice(body)
-            .map_err(|_| EgError::param("binary-mode data must be JSON (only application/json is supported)"))?;
+        let data: Value = serde_json::from_slice(body).map_err(|_| {
+            EgError::param("binary-mode data must be JSON (only application/json is supported)")
+        })?;
         m.insert("data".into(), data);
         if !ct.is_empty() {
             m.insert("datacontenttype".into(), Value::String(ct.to_string()));
@@ -94,7 +103,11 @@ fn binary_mode_event(headers: &HeaderMap, ct: &str, body: &[u8]) -> Result<Value
 }
 
 /// Names of the custom sources attached to a channel.
-async fn channel_sources(st: &AppState, project: &str, channel_id: &str) -> ApiResult<HashSet<String>> {
+async fn channel_sources(
+    st: &AppState,
+    project: &str,
+    channel_id: &str,
+) -> ApiResult<HashSet<String>> {
     let q = ListQuery {
         parent_id: Some(channel_id.to_string()),
         ..Default::default()
@@ -112,7 +125,9 @@ fn response(events: &[Value], outcomes: &[Outcome]) -> Response {
         .zip(outcomes)
         .map(|(ev, o)| match o {
             None => json!({"event_id": event::event_id(ev)}),
-            Some(e) => json!({"event_id": event::event_id(ev), "error_code": e.code, "error_msg": e.msg}),
+            Some(e) => {
+                json!({"event_id": event::event_id(ev), "error_code": e.code, "error_msg": e.msg})
+            }
         })
         .collect();
     let failed = outcomes.iter().filter(|o| o.is_some()).count();
@@ -170,7 +185,9 @@ async fn put_events(
             if known {
                 None
             } else {
-                Some(EgError::publish_missing(format!("source {src} is not a source of this channel")))
+                Some(EgError::publish_missing(format!(
+                    "source {src} is not a source of this channel"
+                )))
             }
         })
         .collect();
@@ -189,7 +206,11 @@ async fn put_official_events(
         return Err(EgError::param("source_name must start with HC.").into());
     }
     let events = event::batch(&body)?;
-    let Some(channel) = st.store.get_by_name(&t.project_id, Kind::Channel, DEFAULT_CHANNEL).await? else {
+    let Some(channel) = st
+        .store
+        .get_by_name(&t.project_id, Kind::Channel, DEFAULT_CHANNEL)
+        .await?
+    else {
         return Err(EgError::publish_missing("the default channel is missing").into());
     };
     let mut outcomes: Vec<Outcome> = events
@@ -199,7 +220,8 @@ async fn put_official_events(
                 return Some(e);
             }
             let src = ev.get("source").and_then(Value::as_str).unwrap_or("");
-            (src != source_name).then(|| EgError::param(format!("event source {src} differs from {source_name}")))
+            (src != source_name)
+                .then(|| EgError::param(format!("event source {src} differs from {source_name}")))
         })
         .collect();
     if outcomes.iter().any(Option::is_none) {
@@ -210,12 +232,18 @@ async fn put_official_events(
     Ok(response(&events, &outcomes))
 }
 
-async fn check_put_events(State(st): State<AppState>, Extension(t): Extension<Tenant>, body: Bytes) -> ApiResult<Response> {
+async fn check_put_events(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    body: Bytes,
+) -> ApiResult<Response> {
     let v = json_body(&body)?;
     let o = validate::object(&v, "request body")?;
     let items = match o.get("sources") {
         Some(Value::Array(a)) if !a.is_empty() && a.len() <= 100 => a,
-        Some(Value::Array(_)) => return Err(EgError::param("sources must hold 1 to 100 entries").into()),
+        Some(Value::Array(_)) => {
+            return Err(EgError::param("sources must hold 1 to 100 entries").into())
+        }
         Some(_) => return Err(EgError::param("sources must be an array").into()),
         None => return Err(EgError::param("sources is required").into()),
     };
@@ -242,7 +270,12 @@ async fn check_put_events(State(st): State<AppState>, Extension(t): Extension<Te
 }
 
 /// `None` when the source can publish to the channel, else why not.
-async fn check_one(st: &AppState, project: &str, channel_id: &str, source: &str) -> ApiResult<Option<String>> {
+async fn check_one(
+    st: &AppState,
+    project: &str,
+    channel_id: &str,
+    source: &str,
+) -> ApiResult<Option<String>> {
     let Some(channel) = st.store.get(project, Kind::Channel, channel_id).await? else {
         return Ok(Some(format!("channel {channel_id} does not exist")));
     };
@@ -250,12 +283,21 @@ async fn check_one(st: &AppState, project: &str, channel_id: &str, source: &str)
     let belongs = if official {
         channel.name == DEFAULT_CHANNEL
     } else {
-        channel_sources(st, project, channel_id).await?.contains(source)
+        channel_sources(st, project, channel_id)
+            .await?
+            .contains(source)
     };
     if !belongs {
-        return Ok(Some(format!("source {source} is not a source of channel {}", channel.name)));
+        return Ok(Some(format!(
+            "source {source} is not a source of channel {}",
+            channel.name
+        )));
     }
-    let key = if official { format!("official:{source}") } else { format!("source:{source}") };
+    let key = if official {
+        format!("official:{source}")
+    } else {
+        format!("source:{source}")
+    };
     let q = ListQuery {
         parent_id: Some(channel.id.clone()),
         has_ref: Some(key),
@@ -266,7 +308,10 @@ async fn check_one(st: &AppState, project: &str, channel_id: &str, source: &str)
         .iter()
         .any(|s| s.body.get("status").and_then(Value::as_str) != Some("DISABLED"));
     if !active {
-        return Ok(Some(format!("no enabled subscription of channel {} uses source {source}", channel.name)));
+        return Ok(Some(format!(
+            "no enabled subscription of channel {} uses source {source}",
+            channel.name
+        )));
     }
     Ok(None)
 }
@@ -281,15 +326,29 @@ mod tests {
         let mut h = HeaderMap::new();
         let body = br#"{"events":[{"id":"1"}]}"#;
         assert_eq!(request_events(&h, body).unwrap().len(), 1);
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/cloudevents+json; charset=utf-8"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/cloudevents+json; charset=utf-8"),
+        );
         let one = request_events(&h, br#"{"id":"x","source":"s"}"#).unwrap();
         assert_eq!(one[0]["id"], "x");
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/cloudevents-batch+json"));
-        assert_eq!(request_events(&h, br#"[{"id":"a"},{"id":"b"}]"#).unwrap().len(), 2);
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/cloudevents-batch+json"),
+        );
+        assert_eq!(
+            request_events(&h, br#"[{"id":"a"},{"id":"b"}]"#)
+                .unwrap()
+                .len(),
+            2
+        );
         assert!(request_events(&h, b"[]").is_err());
         assert!(request_events(&h, br#"{"id":"a"}"#).is_err());
         let mut b = HeaderMap::new();
-        b.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        b.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         b.insert("ce-specversion", HeaderValue::from_static("1.0"));
         b.insert("ce-id", HeaderValue::from_static("e%201"));
         b.insert("ce-source", HeaderValue::from_static("app"));

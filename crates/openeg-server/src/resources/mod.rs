@@ -7,8 +7,8 @@
 pub mod agencies;
 pub mod catalog;
 pub mod channels;
-pub mod events;
 pub mod connections;
+pub mod events;
 pub mod quotas;
 pub mod sources;
 pub mod subscriptions;
@@ -38,7 +38,12 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Loads a resource of the caller's project or answers 404 `EG.00514001`.
-pub async fn get_or_404(st: &AppState, project_id: &str, kind: Kind, id: &str) -> ApiResult<Record> {
+pub async fn get_or_404(
+    st: &AppState,
+    project_id: &str,
+    kind: Kind,
+    id: &str,
+) -> ApiResult<Record> {
     match st.store.get(project_id, kind, id).await? {
         Some(r) => Ok(r),
         None => Err(EgError::not_found(format!("{} {id} does not exist", kind.as_str())).into()),

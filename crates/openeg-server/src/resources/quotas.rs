@@ -27,7 +27,13 @@ const TYPES: &[&str] = &[
     "SOURCE_ROCKETMQ",
 ];
 
-async fn count_eq(st: &AppState, project: &str, kind: Kind, key: &str, val: &str) -> ApiResult<u64> {
+async fn count_eq(
+    st: &AppState,
+    project: &str,
+    kind: Kind,
+    key: &str,
+    val: &str,
+) -> ApiResult<u64> {
     let q = ListQuery {
         body_eq: vec![(key.to_string(), val.to_string())],
         limit: Some(1),
@@ -38,18 +44,34 @@ async fn count_eq(st: &AppState, project: &str, kind: Kind, key: &str, val: &str
 
 /// Largest number of subscriptions in one channel, and of targets in one subscription.
 async fn per_parent_maxima(st: &AppState, project: &str) -> ApiResult<(u64, u64)> {
-    let (_, subs) = st.store.list(project, Kind::Subscription, &ListQuery::default()).await?;
+    let (_, subs) = st
+        .store
+        .list(project, Kind::Subscription, &ListQuery::default())
+        .await?;
     let mut per_channel: HashMap<String, u64> = HashMap::new();
     let mut max_targets = 0u64;
     for s in &subs {
-        *per_channel.entry(s.parent_id.clone().unwrap_or_default()).or_default() += 1;
-        let n = s.body.get("targets").and_then(Value::as_array).map_or(0, |a| a.len() as u64);
+        *per_channel
+            .entry(s.parent_id.clone().unwrap_or_default())
+            .or_default() += 1;
+        let n = s
+            .body
+            .get("targets")
+            .and_then(Value::as_array)
+            .map_or(0, |a| a.len() as u64);
         max_targets = max_targets.max(n);
     }
-    Ok((per_channel.values().copied().max().unwrap_or(0), max_targets))
+    Ok((
+        per_channel.values().copied().max().unwrap_or(0),
+        max_targets,
+    ))
 }
 
-async fn list(State(st): State<AppState>, Extension(t): Extension<Tenant>, q: Query) -> ApiResult<Response> {
+async fn list(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    q: Query,
+) -> ApiResult<Response> {
     let only = q.one_of("type", TYPES)?;
     let p = t.project_id.as_str();
     let qs = &st.cfg.quotas;
@@ -60,17 +82,73 @@ async fn list(State(st): State<AppState>, Extension(t): Extension<Tenant>, q: Qu
             continue;
         }
         let (name, quota, max, min, used) = match *ty {
-            "CHANNEL" => ("channel", qs.channel, 10000, 0, count_eq(&st, p, Kind::Channel, "provider_type", "CUSTOM").await?),
-            "CHANNEL_SUBSCRIPTION" => ("channel subscription", qs.channel_subscription, 10000, 0, max_per_channel),
-            "SOURCE" => ("source", qs.source, 10000, 0, count_eq(&st, p, Kind::Source, "provider_type", "CUSTOM").await?),
-            "SUBSCRIPTION" => ("subscription", qs.subscription, 10000, 0, st.store.count(p, Kind::Subscription, None).await?),
-            "SUBSCRIPTION_TARGET" => ("subscription target", qs.subscription_target, 5, 1, max_targets),
-            "CONNECTION" => ("connection", qs.connection, 10000, 0, st.store.count(p, Kind::Connection, None).await?),
-            "PRIVATE_ENDPOINT" => ("private endpoint", qs.private_endpoint, 1000, 0, st.store.count(p, Kind::Endpoint, None).await?),
-            "SOURCE_RABBITMQ" => ("rabbitmq source", qs.source_rabbitmq, 1000, 0, count_eq(&st, p, Kind::Source, "type", "RABBITMQ").await?),
-            _ => ("rocketmq source", qs.source_rocketmq, 1000, 0, count_eq(&st, p, Kind::Source, "type", "ROCKETMQ").await?),
+            "CHANNEL" => (
+                "channel",
+                qs.channel,
+                10000,
+                0,
+                count_eq(&st, p, Kind::Channel, "provider_type", "CUSTOM").await?,
+            ),
+            "CHANNEL_SUBSCRIPTION" => (
+                "channel subscription",
+                qs.channel_subscription,
+                10000,
+                0,
+                max_per_channel,
+            ),
+            "SOURCE" => (
+                "source",
+                qs.source,
+                10000,
+                0,
+                count_eq(&st, p, Kind::Source, "provider_type", "CUSTOM").await?,
+            ),
+            "SUBSCRIPTION" => (
+                "subscription",
+                qs.subscription,
+                10000,
+                0,
+                st.store.count(p, Kind::Subscription, None).await?,
+            ),
+            "SUBSCRIPTION_TARGET" => (
+                "subscription target",
+                qs.subscription_target,
+                5,
+                1,
+                max_targets,
+            ),
+            "CONNECTION" => (
+                "connection",
+                qs.connection,
+                10000,
+                0,
+                st.store.count(p, Kind::Connection, None).await?,
+            ),
+            "PRIVATE_ENDPOINT" => (
+                "private endpoint",
+                qs.private_endpoint,
+                1000,
+                0,
+                st.store.count(p, Kind::Endpoint, None).await?,
+            ),
+            "SOURCE_RABBITMQ" => (
+                "rabbitmq source",
+                qs.source_rabbitmq,
+                1000,
+                0,
+                count_eq(&st, p, Kind::Source, "type", "RABBITMQ").await?,
+            ),
+            _ => (
+                "rocketmq source",
+                qs.source_rocketmq,
+                1000,
+                0,
+                count_eq(&st, p, Kind::Source, "type", "ROCKETMQ").await?,
+            ),
         };
-        items.push(json!({"name": name, "type": ty, "max": max, "min": min, "quota": quota, "used": used}));
+        items.push(
+            json!({"name": name, "type": ty, "max": max, "min": min, "quota": quota, "used": used}),
+        );
     }
     Ok(ok(json!({"quotas": {"resources": items}})))
 }

@@ -456,8 +456,12 @@ async fn delete(
     {
         return Err(EgError::not_found(format!("subscription {} does not exist", rec.id)).into());
     }
-    st.subscription_deleted(&rec.project_id, rec.parent_id.as_deref().unwrap_or(""), &rec.id)
-        .await;
+    st.subscription_deleted(
+        &rec.project_id,
+        rec.parent_id.as_deref().unwrap_or(""),
+        &rec.id,
+    )
+    .await;
     Ok(no_content())
 }
 

@@ -20,7 +20,10 @@ const WEEK_MS: i64 = 7 * 24 * 3600 * 1000;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/{project_id}/traced-events", get(list_traced_events))
-        .route("/v1/{project_id}/events/trace/detail/{trace_id}", get(show_event_trace))
+        .route(
+            "/v1/{project_id}/events/trace/detail/{trace_id}",
+            get(show_event_trace),
+        )
         .route("/v1/{project_id}/events/detail/{trace_id}", get(show_event))
         .route("/v1/{project_id}/metrics/pub", get(pub_metrics))
         .route("/v1/{project_id}/metrics/sub", get(sub_metrics))
@@ -60,10 +63,16 @@ fn window(q: &Query, required: bool) -> ApiResult<(i64, i64)> {
     Ok((s, e))
 }
 
-async fn list_traced_events(State(st): State<AppState>, Extension(t): Extension<Tenant>, q: Query) -> ApiResult<Response> {
+async fn list_traced_events(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    q: Query,
+) -> ApiResult<Response> {
     let ds = delivery_store(&st)?;
     let (start, end) = window(&q, true)?;
-    let channel_id = q.get("channel_id").ok_or_else(|| EgError::param("channel_id is required"))?;
+    let channel_id = q
+        .get("channel_id")
+        .ok_or_else(|| EgError::param("channel_id is required"))?;
     get_or_404(&st, &t.project_id, Kind::Channel, channel_id).await?;
     let paging = openeg_api::validate::paging(q.get("offset"), q.get("limit"), None)?;
     let tq = TraceQuery {
@@ -91,7 +100,9 @@ async fn list_traced_events(State(st): State<AppState>, Extension(t): Extension<
             })
         })
         .collect();
-    Ok(ok(json!({"total": total, "size": result.len(), "result": result})))
+    Ok(ok(
+        json!({"total": total, "size": result.len(), "result": result}),
+    ))
 }
 
 /// `yyyy-MM-dd HH:mm:ss` UTC.
@@ -102,25 +113,51 @@ fn deliver_time(ms: i64) -> String {
         .to_string()
 }
 
-async fn show_event_trace(State(st): State<AppState>, Extension(t): Extension<Tenant>, p: Params, q: Query) -> ApiResult<Response> {
+async fn show_event_trace(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    p: Params,
+    q: Query,
+) -> ApiResult<Response> {
     let ds = delivery_store(&st)?;
-    let channel_id = q.get("channel_id").ok_or_else(|| EgError::param("channel_id is required"))?;
+    let channel_id = q
+        .get("channel_id")
+        .ok_or_else(|| EgError::param("channel_id is required"))?;
     let channel = get_or_404(&st, &t.project_id, Kind::Channel, channel_id).await?;
-    let rows = ds.event_traces(&t.project_id, Some(channel_id), p.at(1)).await?;
+    let rows = ds
+        .event_traces(&t.project_id, Some(channel_id), p.at(1))
+        .await?;
     let Some(first) = rows.first() else {
-        return Err(EgError::not_found(format!("event {} has no trace in this channel", p.at(1))).into());
+        return Err(
+            EgError::not_found(format!("event {} has no trace in this channel", p.at(1))).into(),
+        );
     };
-    let deliveries = ds.event_deliveries(&t.project_id, channel_id, first.offset).await?;
+    let deliveries = ds
+        .event_deliveries(&t.project_id, channel_id, first.offset)
+        .await?;
     let mut deliver_list = Vec::new();
     for row in rows.iter().filter(|r| !r.subscription_id.is_empty()) {
-        let mine: Vec<_> = deliveries.iter().filter(|d| d.subscription_id == row.subscription_id).collect();
-        let success = mine.iter().filter(|d| d.status == DeliveryStatus::Succeeded).count();
-        let failed = mine.iter().filter(|d| d.status == DeliveryStatus::Failed).count();
+        let mine: Vec<_> = deliveries
+            .iter()
+            .filter(|d| d.subscription_id == row.subscription_id)
+            .collect();
+        let success = mine
+            .iter()
+            .filter(|d| d.status == DeliveryStatus::Succeeded)
+            .count();
+        let failed = mine
+            .iter()
+            .filter(|d| d.status == DeliveryStatus::Failed)
+            .count();
         let attempts: u32 = mine.iter().map(|d| d.attempts).sum();
         let targets: Vec<Value> = mine
             .iter()
             .map(|d| {
-                let status = if d.status == DeliveryStatus::Succeeded { "SUCCESS" } else { "FAILED" };
+                let status = if d.status == DeliveryStatus::Succeeded {
+                    "SUCCESS"
+                } else {
+                    "FAILED"
+                };
                 json!({
                     "deliverTargetId": d.target_id,
                     "deliverTargetName": d.target_name,
@@ -154,7 +191,11 @@ async fn show_event_trace(State(st): State<AppState>, Extension(t): Extension<Te
     })))
 }
 
-async fn show_event(State(st): State<AppState>, Extension(t): Extension<Tenant>, p: Params) -> ApiResult<Response> {
+async fn show_event(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    p: Params,
+) -> ApiResult<Response> {
     let ds = delivery_store(&st)?;
     let rows = ds.event_traces(&t.project_id, None, p.at(1)).await?;
     let not_found = || EgError::not_found(format!("event {} does not exist", p.at(1)));
@@ -176,7 +217,9 @@ async fn show_event(State(st): State<AppState>, Extension(t): Extension<Tenant>,
 
 /// `filter` (sum|avg|max|min) and `period` (minutes, 1–1440) of the metrics APIs.
 fn metrics_query(t: &Tenant, q: &Query) -> ApiResult<(MetricsQuery, String)> {
-    let filter = q.one_of("filter", &["sum", "avg", "max", "min"])?.unwrap_or_else(|| "sum".into());
+    let filter = q
+        .one_of("filter", &["sum", "avg", "max", "min"])?
+        .unwrap_or_else(|| "sum".into());
     let period = int_param(q, "period")?.unwrap_or(1);
     if !(1..=1440).contains(&period) {
         return Err(EgError::param("period must be between 1 and 1440 minutes").into());
@@ -200,7 +243,11 @@ fn metrics_query(t: &Tenant, q: &Query) -> ApiResult<(MetricsQuery, String)> {
     ))
 }
 
-async fn pub_metrics(State(st): State<AppState>, Extension(t): Extension<Tenant>, q: Query) -> ApiResult<Response> {
+async fn pub_metrics(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    q: Query,
+) -> ApiResult<Response> {
     let ds = delivery_store(&st)?;
     let (mq, _) = metrics_query(&t, &q)?;
     let buckets = ds.pub_metrics(&mq).await?;
@@ -214,7 +261,11 @@ async fn pub_metrics(State(st): State<AppState>, Extension(t): Extension<Tenant>
     Ok(ok(json!({"total": result.len(), "result": result})))
 }
 
-async fn sub_metrics(State(st): State<AppState>, Extension(t): Extension<Tenant>, q: Query) -> ApiResult<Response> {
+async fn sub_metrics(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    q: Query,
+) -> ApiResult<Response> {
     let ds = delivery_store(&st)?;
     let (mq, filter) = metrics_query(&t, &q)?;
     let buckets = ds.sub_metrics(&mq).await?;
@@ -241,6 +292,9 @@ async fn sub_metrics(State(st): State<AppState>, Extension(t): Extension<Tenant>
 mod tests {
     #[test]
     fn deliver_time_format() {
-        assert_eq!(super::deliver_time(1_704_164_645_123), "2024-01-02 03:04:05");
+        assert_eq!(
+            super::deliver_time(1_704_164_645_123),
+            "2024-01-02 03:04:05"
+        );
     }
 }

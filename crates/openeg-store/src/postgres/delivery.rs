@@ -14,11 +14,11 @@ use sqlx::{Postgres, QueryBuilder};
 use super::PgStore;
 use crate::common::{backend, now_ms, to_i64, to_u64};
 use crate::delivery::{
-    attempt_json, bucket_start, check_offsets, check_period, delivery_from_tuple,
-    offset_to_i64, sub_bucket, trace_from_tuple, Attempt, Delivery, DeliveryStatus,
-    DeliveryStore, DeliveryTuple, IdMap, InsertedKey, MetricsQuery, NewDelivery, PubBucket,
-    SubBucket, SubTuple, TraceQuery, TraceRow, TraceTuple, DELIVERY_COLS, DUE_STATUSES_SQL,
-    KEPT_ATTEMPTS, SUB_AGGREGATES, TRACE_COLS,
+    attempt_json, bucket_start, check_offsets, check_period, delivery_from_tuple, offset_to_i64,
+    sub_bucket, trace_from_tuple, Attempt, Delivery, DeliveryStatus, DeliveryStore, DeliveryTuple,
+    IdMap, InsertedKey, MetricsQuery, NewDelivery, PubBucket, SubBucket, SubTuple, TraceQuery,
+    TraceRow, TraceTuple, DELIVERY_COLS, DUE_STATUSES_SQL, KEPT_ATTEMPTS, SUB_AGGREGATES,
+    TRACE_COLS,
 };
 use crate::Result;
 
@@ -116,7 +116,12 @@ impl DeliveryStore for PgStore {
             ))
             .bind(col(|t| &t.project_id))
             .bind(col(|t| &t.channel_id))
-            .bind(traces.iter().map(|t| to_i64(t.offset)).collect::<Vec<i64>>())
+            .bind(
+                traces
+                    .iter()
+                    .map(|t| to_i64(t.offset))
+                    .collect::<Vec<i64>>(),
+            )
             .bind(col(|t| &t.event_id))
             .bind(col(|t| &t.source_name))
             .bind(col(|t| &t.source_provider))
@@ -129,8 +134,7 @@ impl DeliveryStore for PgStore {
             .map_err(|e| backend(op, e))?;
         }
         if !deliveries.is_empty() {
-            let col =
-                |f: fn(&NewDelivery) -> &str| deliveries.iter().map(f).collect::<Vec<&str>>();
+            let col = |f: fn(&NewDelivery) -> &str| deliveries.iter().map(f).collect::<Vec<&str>>();
             let rows: Vec<InsertedKey> = sqlx::query_as(
                 "INSERT INTO deliveries (project_id, channel_id, log_offset, event_id, \
                  received_at, subscription_id, subscription_name, target_id, target_name, \
@@ -144,9 +148,19 @@ impl DeliveryStore for PgStore {
             )
             .bind(col(|d| &d.project_id))
             .bind(col(|d| &d.channel_id))
-            .bind(deliveries.iter().map(|d| to_i64(d.offset)).collect::<Vec<i64>>())
+            .bind(
+                deliveries
+                    .iter()
+                    .map(|d| to_i64(d.offset))
+                    .collect::<Vec<i64>>(),
+            )
             .bind(col(|d| &d.event_id))
-            .bind(deliveries.iter().map(|d| d.received_at).collect::<Vec<i64>>())
+            .bind(
+                deliveries
+                    .iter()
+                    .map(|d| d.received_at)
+                    .collect::<Vec<i64>>(),
+            )
             .bind(col(|d| &d.subscription_id))
             .bind(col(|d| &d.subscription_name))
             .bind(col(|d| &d.target_id))
@@ -254,14 +268,12 @@ impl DeliveryStore for PgStore {
             .collect();
         // RETURNING has no order: restore the claim order (previous next_at, id).
         rows.sort_by_key(|(old, t)| (*old, t.0));
-        rows.into_iter().map(|(_, t)| delivery_from_tuple(t)).collect()
+        rows.into_iter()
+            .map(|(_, t)| delivery_from_tuple(t))
+            .collect()
     }
 
-    async fn list_traces(
-        &self,
-        project_id: &str,
-        q: &TraceQuery,
-    ) -> Result<(u64, Vec<TraceRow>)> {
+    async fn list_traces(&self, project_id: &str, q: &TraceQuery) -> Result<(u64, Vec<TraceRow>)> {
         let op = "list_traces";
         let mut tx = self
             .pool
@@ -277,8 +289,7 @@ impl DeliveryStore for PgStore {
             .map_err(|e| backend(op, e))?;
         let mut rows = Vec::new();
         if q.limit > 0 {
-            let mut pq: QueryBuilder<Postgres> =
-                QueryBuilder::new(format!("SELECT {TRACE_COLS}"));
+            let mut pq: QueryBuilder<Postgres> = QueryBuilder::new(format!("SELECT {TRACE_COLS}"));
             push_trace_filters(&mut pq, project_id, q);
             pq.push(" ORDER BY received_at DESC, log_offset DESC, subscription_id ASC LIMIT ")
                 .push_bind(to_i64(q.limit))

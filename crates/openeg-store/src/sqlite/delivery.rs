@@ -11,10 +11,9 @@ use super::SqliteStore;
 use crate::common::{backend, now_ms, to_i64, to_u64};
 use crate::delivery::{
     bucket_start, check_offsets, check_period, delivery_from_tuple, offset_to_i64, prepend_recent,
-    sub_bucket, trace_from_tuple, Attempt, Delivery, DeliveryStatus, DeliveryStore,
-    DeliveryTuple, IdMap, InsertedKey, MetricsQuery, NewDelivery, PubBucket, SubBucket,
-    SubTuple, TraceQuery, TraceRow, TraceTuple, DELIVERY_COLS, DUE_STATUSES_SQL, SUB_AGGREGATES,
-    TRACE_COLS,
+    sub_bucket, trace_from_tuple, Attempt, Delivery, DeliveryStatus, DeliveryStore, DeliveryTuple,
+    IdMap, InsertedKey, MetricsQuery, NewDelivery, PubBucket, SubBucket, SubTuple, TraceQuery,
+    TraceRow, TraceTuple, DELIVERY_COLS, DUE_STATUSES_SQL, SUB_AGGREGATES, TRACE_COLS,
 };
 use crate::Result;
 
@@ -189,11 +188,12 @@ impl DeliveryStore for SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(|e| backend(op, e))?;
-        let stored: Option<String> = sqlx::query_scalar("SELECT recent FROM deliveries WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(|e| backend(op, e))?;
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT recent FROM deliveries WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| backend(op, e))?;
         let Some(stored) = stored else {
             return Ok(false);
         };
@@ -262,11 +262,7 @@ impl DeliveryStore for SqliteStore {
         Ok(out)
     }
 
-    async fn list_traces(
-        &self,
-        project_id: &str,
-        q: &TraceQuery,
-    ) -> Result<(u64, Vec<TraceRow>)> {
+    async fn list_traces(&self, project_id: &str, q: &TraceQuery) -> Result<(u64, Vec<TraceRow>)> {
         let op = "list_traces";
         let mut tx = self.pool.begin().await.map_err(|e| backend(op, e))?;
         let mut cq: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT COUNT(*)");
@@ -280,12 +276,10 @@ impl DeliveryStore for SqliteStore {
         if q.limit > 0 {
             let mut pq: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {TRACE_COLS}"));
             push_trace_filters(&mut pq, project_id, q);
-            pq.push(
-                " ORDER BY received_at DESC, log_offset DESC, subscription_id ASC LIMIT ",
-            )
-            .push_bind(to_i64(q.limit))
-            .push(" OFFSET ")
-            .push_bind(to_i64(q.offset));
+            pq.push(" ORDER BY received_at DESC, log_offset DESC, subscription_id ASC LIMIT ")
+                .push_bind(to_i64(q.limit))
+                .push(" OFFSET ")
+                .push_bind(to_i64(q.offset));
             let page: Vec<TraceTuple> = pq
                 .build_query_as()
                 .fetch_all(&mut *tx)
@@ -454,7 +448,11 @@ impl DeliveryStore for SqliteStore {
     }
 }
 
-fn push_trace_filters<'a>(qb: &mut QueryBuilder<'a, Sqlite>, project_id: &'a str, q: &'a TraceQuery) {
+fn push_trace_filters<'a>(
+    qb: &mut QueryBuilder<'a, Sqlite>,
+    project_id: &'a str,
+    q: &'a TraceQuery,
+) {
     qb.push(" FROM event_traces WHERE project_id = ")
         .push_bind(project_id)
         .push(" AND channel_id = ")

@@ -153,7 +153,10 @@ async fn roundtrip(s: &dyn DeliveryStore) {
         assert_eq!(got.received_at, d.received_at);
         assert_eq!(got.subscription_id, d.subscription_id);
         assert_eq!(got.subscription_name, d.subscription_name);
-        assert_eq!(got.target_id, d.target_id, "id {id} belongs to its input row");
+        assert_eq!(
+            got.target_id, d.target_id,
+            "id {id} belongs to its input row"
+        );
         assert_eq!(got.target_name, d.target_name);
         assert_eq!(got.next_at, d.next_at);
         assert_eq!(got.status, DeliveryStatus::Pending);
@@ -217,9 +220,15 @@ async fn replay_is_idempotent(s: &dyn DeliveryStore) {
         nd(p, "ch", 2, 100, "s1", "t1", FAR),
     ];
     let first = s.record_routed(&traces, &dels).await.unwrap();
-    s.record_attempt(first[0], DeliveryStatus::Succeeded, 1, FAR, &attempt(1, true, 5, "200"))
-        .await
-        .unwrap();
+    s.record_attempt(
+        first[0],
+        DeliveryStatus::Succeeded,
+        1,
+        FAR,
+        &attempt(1, true, 5, "200"),
+    )
+    .await
+    .unwrap();
 
     // Replay of the same batch plus one new event: old ids come back, state is kept.
     let mut traces2 = traces.clone();
@@ -254,15 +263,31 @@ async fn list_traces(s: &dyn DeliveryStore) {
         trace(p, "ch1", 3, "e3", "src1", "t2", 3000, "s1", "sa"),
         trace(p, "ch1", 4, "e4", "src2", "t1", 3000, "s2", "sb"),
         trace(p, "ch2", 1, "e1", "src1", "t1", 2500, "s1", "sa"),
-        trace("d-list-other", "ch1", 9, "e1", "src1", "t1", 2000, "s1", "sa"),
+        trace(
+            "d-list-other",
+            "ch1",
+            9,
+            "e1",
+            "src1",
+            "t1",
+            2000,
+            "s1",
+            "sa",
+        ),
     ];
     s.record_routed(&traces, &[]).await.unwrap();
 
     let all = [(4, "s2"), (3, "s1"), (2, ""), (1, "s1"), (1, "s2")];
     let (total, rows) = s.list_traces(p, &tq("ch1", 0, 10_000)).await.unwrap();
     assert_eq!(total, 5);
-    assert_eq!(keys(&rows), all, "newest first, then offset desc, then subscription");
-    assert!(rows.iter().all(|r| r.project_id == p && r.channel_id == "ch1"));
+    assert_eq!(
+        keys(&rows),
+        all,
+        "newest first, then offset desc, then subscription"
+    );
+    assert!(rows
+        .iter()
+        .all(|r| r.project_id == p && r.channel_id == "ch1"));
 
     // Window: both ends inclusive.
     let (total, rows) = s.list_traces(p, &tq("ch1", 1000, 2000)).await.unwrap();
@@ -284,10 +309,16 @@ async fn list_traces(s: &dyn DeliveryStore) {
     );
     let mut q = tq("ch1", 0, 10_000);
     q.event_type = Some("t2".into());
-    assert_eq!(keys(&s.list_traces(p, &q).await.unwrap().1), [(3, "s1"), (2, "")]);
+    assert_eq!(
+        keys(&s.list_traces(p, &q).await.unwrap().1),
+        [(3, "s1"), (2, "")]
+    );
     let mut q = tq("ch1", 0, 10_000);
     q.subscription_name = Some("sb".into());
-    assert_eq!(keys(&s.list_traces(p, &q).await.unwrap().1), [(4, "s2"), (1, "s2")]);
+    assert_eq!(
+        keys(&s.list_traces(p, &q).await.unwrap().1),
+        [(4, "s2"), (1, "s2")]
+    );
     let mut q = tq("ch1", 0, 10_000);
     q.source_name = Some("src1".into());
     q.event_type = Some("t1".into());
@@ -295,10 +326,20 @@ async fn list_traces(s: &dyn DeliveryStore) {
     assert_eq!(keys(&s.list_traces(p, &q).await.unwrap().1), [(1, "s1")]);
     let mut q = tq("ch1", 0, 10_000);
     q.event_id = Some("E1".into());
-    assert_eq!(s.list_traces(p, &q).await.unwrap().0, 0, "exact, case-sensitive");
+    assert_eq!(
+        s.list_traces(p, &q).await.unwrap().0,
+        0,
+        "exact, case-sensitive"
+    );
     assert_eq!(s.list_traces(p, &tq("ch2", 0, 10_000)).await.unwrap().0, 1);
     assert_eq!(s.list_traces(p, &tq("nope", 0, 10_000)).await.unwrap().0, 0);
-    assert_eq!(s.list_traces("nope", &tq("ch1", 0, 10_000)).await.unwrap().0, 0);
+    assert_eq!(
+        s.list_traces("nope", &tq("ch1", 0, 10_000))
+            .await
+            .unwrap()
+            .0,
+        0
+    );
 
     // Paging.
     let mut q = tq("ch1", 0, 10_000);
@@ -336,12 +377,24 @@ async fn event_traces(s: &dyn DeliveryStore) {
     assert_eq!(rows[0].channel_id, "ch2");
     assert_eq!(rows[0].source_name, "srcB");
     let rows = s.event_traces(p, Some("ch1"), "dup").await.unwrap();
-    assert_eq!(keys(&rows), [(5, "a"), (5, "b")], "only that channel, by subscription");
-    assert!(s.event_traces(p, Some("ch3"), "dup").await.unwrap().is_empty());
+    assert_eq!(
+        keys(&rows),
+        [(5, "a"), (5, "b")],
+        "only that channel, by subscription"
+    );
+    assert!(s
+        .event_traces(p, Some("ch3"), "dup")
+        .await
+        .unwrap()
+        .is_empty());
     let rows = s.event_traces(p, None, "tie").await.unwrap();
     assert_eq!(keys(&rows), [(8, "x")], "same time: larger offset");
     assert!(s.event_traces(p, None, "unknown").await.unwrap().is_empty());
-    assert!(s.event_traces("d-ev-x", None, "dup").await.unwrap().is_empty());
+    assert!(s
+        .event_traces("d-ev-x", None, "dup")
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 async fn event_deliveries(s: &dyn DeliveryStore) {
@@ -359,7 +412,10 @@ async fn event_deliveries(s: &dyn DeliveryStore) {
     .await
     .unwrap();
     let got = s.event_deliveries(p, "ch", 5).await.unwrap();
-    assert_eq!(dkeys(&got), [(5, "a", "t1"), (5, "a", "t2"), (5, "b", "t1")]);
+    assert_eq!(
+        dkeys(&got),
+        [(5, "a", "t1"), (5, "a", "t2"), (5, "b", "t1")]
+    );
     assert!(s.event_deliveries(p, "ch", 7).await.unwrap().is_empty());
     assert!(s.event_deliveries("x", "ch", 5).await.unwrap().is_empty());
 }
@@ -367,7 +423,10 @@ async fn event_deliveries(s: &dyn DeliveryStore) {
 async fn record_attempt(s: &dyn DeliveryStore) {
     let p = "d-att";
     let d = nd(p, "ch", 1, 100, "s", "t", FAR);
-    let id = s.record_routed(&[], &[d.clone()]).await.unwrap()[0];
+    let id = s
+        .record_routed(&[], std::slice::from_ref(&d))
+        .await
+        .unwrap()[0];
     let a = |i: i64| attempt(1000 + i, i == 4, 10 * i, &format!("{}", 500 + i));
     for i in 1..=3 {
         assert!(s
@@ -420,8 +479,14 @@ async fn claim_lease(s: &dyn DeliveryStore) {
     ];
     let ids = s.record_routed(&[], &dels).await.unwrap();
 
-    assert!(s.claim_due(99, 1000, 10).await.unwrap().is_empty(), "none due");
-    assert!(s.claim_due(250, 1000, 0).await.unwrap().is_empty(), "limit 0");
+    assert!(
+        s.claim_due(99, 1000, 10).await.unwrap().is_empty(),
+        "none due"
+    );
+    assert!(
+        s.claim_due(250, 1000, 0).await.unwrap().is_empty(),
+        "limit 0"
+    );
     let got = s.claim_due(250, 1000, 10).await.unwrap();
     assert_eq!(
         got.iter().map(|d| d.id).collect::<Vec<_>>(),
@@ -430,7 +495,11 @@ async fn claim_lease(s: &dyn DeliveryStore) {
     );
     assert!(got.iter().all(|d| d.next_at == 1250), "lease applied");
     assert_eq!(got[0].offset, 2);
-    assert_eq!(find(s, &dels[0], ids[0]).await.next_at, 1250, "lease stored");
+    assert_eq!(
+        find(s, &dels[0], ids[0]).await.next_at,
+        1250,
+        "lease stored"
+    );
     // Within the lease nobody gets them again.
     assert!(s.claim_due(250, 1000, 10).await.unwrap().is_empty());
     // Limit.
@@ -445,15 +514,33 @@ async fn claim_lease(s: &dyn DeliveryStore) {
     assert!(got.iter().all(|d| d.next_at == 2250));
 
     // Only Pending / Retrying are claimed.
-    s.record_attempt(ids[0], DeliveryStatus::Succeeded, 1, 0, &attempt(1, true, 1, "200"))
-        .await
-        .unwrap();
-    s.record_attempt(ids[1], DeliveryStatus::Retrying, 1, 3000, &attempt(1, false, 1, "503"))
-        .await
-        .unwrap();
-    s.record_attempt(ids[2], DeliveryStatus::Failed, 1, 0, &attempt(1, false, 1, "400"))
-        .await
-        .unwrap();
+    s.record_attempt(
+        ids[0],
+        DeliveryStatus::Succeeded,
+        1,
+        0,
+        &attempt(1, true, 1, "200"),
+    )
+    .await
+    .unwrap();
+    s.record_attempt(
+        ids[1],
+        DeliveryStatus::Retrying,
+        1,
+        3000,
+        &attempt(1, false, 1, "503"),
+    )
+    .await
+    .unwrap();
+    s.record_attempt(
+        ids[2],
+        DeliveryStatus::Failed,
+        1,
+        0,
+        &attempt(1, false, 1, "400"),
+    )
+    .await
+    .unwrap();
     let got = s.claim_due(5000, 1000, 10).await.unwrap();
     assert_eq!(got.iter().map(|d| d.id).collect::<Vec<_>>(), [ids[1]]);
     assert_eq!(got[0].status, DeliveryStatus::Retrying);
@@ -461,7 +548,10 @@ async fn claim_lease(s: &dyn DeliveryStore) {
     assert_eq!(got[0].recent.len(), 1);
     // ids[1]'s lease from that claim ended at 6000; ids[3] becomes due at 10_000.
     let got = s.claim_due(10_000, 1000, 10).await.unwrap();
-    assert_eq!(got.iter().map(|d| d.id).collect::<Vec<_>>(), [ids[1], ids[3]]);
+    assert_eq!(
+        got.iter().map(|d| d.id).collect::<Vec<_>>(),
+        [ids[1], ids[3]]
+    );
 
     // Leave nothing claimable behind for later sections.
     assert_eq!(s.drop_pending_for_subscription(p, "s").await.unwrap(), 2);
@@ -501,14 +591,21 @@ async fn concurrent_claims(store: Arc<dyn DeliveryStore>) {
             *counts.entry(id).or_default() += 1;
         }
     }
-    assert!(counts.values().all(|&n| n == 1), "claimed twice: {counts:?}");
+    assert!(
+        counts.values().all(|&n| n == 1),
+        "claimed twice: {counts:?}"
+    );
     assert_eq!(
         counts.keys().copied().collect::<BTreeSet<_>>(),
         ids.iter().copied().collect::<BTreeSet<_>>(),
         "every row claimed"
     );
     eprintln!("concurrent claims: 200 rows over {busy_tasks} of 8 claimers");
-    assert!(store.claim_due(1000, 1_000_000, 500).await.unwrap().is_empty());
+    assert!(store
+        .claim_due(1000, 1_000_000, 500)
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(
         store.drop_pending_for_subscription(p, "s").await.unwrap(),
         200
@@ -550,7 +647,13 @@ async fn drop_pending(s: &dyn DeliveryStore) {
         1
     );
     assert!(!s
-        .record_attempt(ids[3], DeliveryStatus::Failed, 2, 0, &attempt(2, false, 1, ""))
+        .record_attempt(
+            ids[3],
+            DeliveryStatus::Failed,
+            2,
+            0,
+            &attempt(2, false, 1, "")
+        )
         .await
         .unwrap());
     assert_eq!(s.drop_pending_for_subscription(p, "x").await.unwrap(), 0);
@@ -593,7 +696,13 @@ async fn metrics(s: &dyn DeliveryStore) {
         let id = ids[i];
         async move {
             assert!(s
-                .record_attempt(id, st, n, FAR, &attempt(n.into(), st == DeliveryStatus::Succeeded, ms, ""))
+                .record_attempt(
+                    id,
+                    st,
+                    n,
+                    FAR,
+                    &attempt(n.into(), st == DeliveryStatus::Succeeded, ms, "")
+                )
                 .await
                 .unwrap());
         }
@@ -665,10 +774,13 @@ async fn metrics(s: &dyn DeliveryStore) {
         latency_max_ms: 300,
         latency_min_ms: 300,
     };
-    assert_eq!(s.sub_metrics(&mq(p)).await.unwrap(), [b10.clone(), b12.clone()]);
+    assert_eq!(
+        s.sub_metrics(&mq(p)).await.unwrap(),
+        [b10.clone(), b12.clone()]
+    );
     let mut q = mq(p);
     q.channel_id = Some("ch2".into());
-    assert_eq!(s.sub_metrics(&q).await.unwrap(), [b12.clone()]);
+    assert_eq!(s.sub_metrics(&q).await.unwrap(), std::slice::from_ref(&b12));
     let mut q = mq(p);
     q.subscription_id = Some("a".into());
     let a10 = SubBucket {
@@ -711,7 +823,17 @@ async fn throughput(s: &dyn DeliveryStore, label: &str) {
     let mk = |channel: &str, i: u64| {
         let at = -1_000_000_000 - (i as i64);
         (
-            trace(p, channel, i, &format!("e{i}"), "src", "type.a", at, "sub", "sub-name"),
+            trace(
+                p,
+                channel,
+                i,
+                &format!("e{i}"),
+                "src",
+                "type.a",
+                at,
+                "sub",
+                "sub-name",
+            ),
             nd(p, channel, i, at, "sub", "target", FAR),
         )
     };
@@ -757,9 +879,15 @@ async fn purge(s: &dyn DeliveryStore) {
         )
         .await
         .unwrap();
-    s.record_attempt(ids[1], DeliveryStatus::Succeeded, 1, 0, &attempt(1, true, 1, "200"))
-        .await
-        .unwrap();
+    s.record_attempt(
+        ids[1],
+        DeliveryStatus::Succeeded,
+        1,
+        0,
+        &attempt(1, true, 1, "200"),
+    )
+    .await
+    .unwrap();
     // Everything of the throughput section (received_at <= -1e9), in several chunks.
     assert_eq!(s.purge_before(-999_999_999).await.unwrap(), 40_000);
     // Pending and finished rows alike; the cutoff itself is kept.
@@ -771,9 +899,21 @@ async fn purge(s: &dyn DeliveryStore) {
     assert_eq!(s.event_deliveries(p, "ch", 2).await.unwrap().len(), 1);
     assert_eq!(s.purge_before(0).await.unwrap(), 4);
     assert!(!s
-        .record_attempt(ids[2], DeliveryStatus::Failed, 1, 0, &attempt(1, false, 1, ""))
+        .record_attempt(
+            ids[2],
+            DeliveryStatus::Failed,
+            1,
+            0,
+            &attempt(1, false, 1, "")
+        )
         .await
         .unwrap());
     // Nothing of the other sections (received_at >= 0) was touched.
-    assert_eq!(s.list_traces("d-list", &tq("ch1", 0, 10_000)).await.unwrap().0, 5);
+    assert_eq!(
+        s.list_traces("d-list", &tq("ch1", 0, 10_000))
+            .await
+            .unwrap()
+            .0,
+        5
+    );
 }
