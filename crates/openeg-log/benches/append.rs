@@ -61,6 +61,13 @@ async fn run(batch: usize, fsync: bool, secs: f64) -> Result<(), Box<dyn std::er
         pct(0.99),
     );
     drop(log);
+    // Recovery cost: reopening scans and checksums the tail segment.
+    let t0 = Instant::now();
+    let log = SegmentLog::open(&dir, LogConfig::default()).await?;
+    let reopen = t0.elapsed();
+    let end = log.end_offset("bench", 0).await?;
+    println!("         reopen with {end} records on disk: {reopen:?}");
+    drop(log);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -15,7 +15,9 @@
 //! * **Atomic batches.** One `append` is one checksummed frame: after a crash a batch is
 //!   visible whole or not at all.
 //! * **Recovery.** On open, the last segment of each topic is scanned; the first frame with a
-//!   bad length, checksum or offset is the torn tail and is truncated (logged with `tracing`).
+//!   bad length or checksum is the torn tail and is truncated (logged with `tracing`). A frame
+//!   with a valid checksum but an unexpected offset cannot come from a torn write, so opening
+//!   fails with [`LogError::Corrupt`] instead of cutting it.
 //!   Earlier segments are never truncated: they were fsynced before the next segment was
 //!   created, so damage there is reported as [`LogError::Corrupt`] when read. Their index is
 //!   built on first read, so opening a large log stays fast.
@@ -186,7 +188,8 @@ pub trait EventLog: Send + Sync {
 
     /// Delete a topic, its data and its committed offsets. Appends already acknowledged are
     /// deleted too; appends racing with the deletion fail with [`LogError::TopicDeleted`].
-    /// Deleting a missing topic succeeds.
+    /// Deleting a missing topic succeeds. Watches from [`EventLog::subscribe`] on the old
+    /// topic close (`changed()` returns an error).
     async fn delete_topic(&self, topic: &str) -> Result<(), LogError>;
 }
 
@@ -194,7 +197,9 @@ pub trait EventLog: Send + Sync {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct LogConfig {
-    /// Roll to a new segment when the active one would exceed this size.
+    /// Roll to a new segment when the active one would exceed this size. Recovery checksums
+    /// the whole active segment on open and a sealed segment is indexed by a scan on its first
+    /// read, so this bounds both costs; it is also the granularity of retention.
     pub segment_bytes: u64,
     /// Delete segments whose last append is older than this.
     pub retention_max_age: Option<Duration>,
@@ -210,7 +215,7 @@ pub struct LogConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
-            segment_bytes: 64 << 20,
+            segment_bytes: 16 << 20,
             retention_max_age: Some(Duration::from_secs(7 * 24 * 3600)),
             retention_max_bytes: None,
             fsync: true,

@@ -66,6 +66,9 @@ pub(crate) struct Scan {
     pub index: Vec<IndexEntry>,
     /// Where and why the scan stopped early, if it did.
     pub error: Option<(u64, String)>,
+    /// The scan stopped at a frame whose checksum is valid but whose offset is wrong. A torn
+    /// write cannot produce that, so it is never treated as a tail to cut.
+    pub discontinuity: bool,
 }
 
 impl Segment {
@@ -120,6 +123,9 @@ impl Segment {
     pub(crate) fn recover_tail(&self, fsync: bool) -> Result<u64, LogError> {
         let file_len = self.len();
         let scan = self.scan(file_len)?;
+        if let (Some((pos, reason)), true) = (&scan.error, scan.discontinuity) {
+            return Err(self.corrupt(*pos, reason.clone()));
+        }
         if let Some((pos, reason)) = &scan.error {
             tracing::warn!(
                 segment = %self.path.display(),
@@ -196,6 +202,7 @@ impl Segment {
         let mut last_indexed: Option<u64> = None;
         let mut buf: Vec<u8> = Vec::new();
         let mut buf_pos = 0u64; // file position of buf[0]
+        let mut discontinuity = false;
         let error = loop {
             if pos >= limit {
                 break None;
@@ -213,6 +220,7 @@ impl Segment {
                 Parse::Corrupt(why) => break Some((pos, why.to_string())),
                 Parse::Frame(f) => {
                     if f.base != next {
+                        discontinuity = true;
                         break Some((
                             pos,
                             format!("offset discontinuity: expected {next}, found {}", f.base),
@@ -232,6 +240,7 @@ impl Segment {
             next_offset: next,
             index,
             error,
+            discontinuity,
         })
     }
 

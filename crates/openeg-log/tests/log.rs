@@ -773,3 +773,25 @@ async fn tailing_reader_sees_every_record_in_order_while_appends_run() {
         last_per_writer[w] = Some(i);
     }
 }
+
+#[tokio::test]
+async fn a_valid_frame_with_the_wrong_offset_is_an_error_not_a_torn_tail() {
+    let dir = TempDir::new("discontinuity");
+    {
+        let log = SegmentLog::open(dir.path(), cfg()).await.unwrap();
+        fill(&log, T, 3).await;
+    }
+    let files = segment_files(dir.path(), T);
+    let moved = files[0].with_file_name("00000000000000000005.log");
+    std::fs::rename(&files[0], &moved).unwrap();
+    let len = std::fs::metadata(&moved).unwrap().len();
+    assert!(matches!(
+        SegmentLog::open(dir.path(), cfg()).await,
+        Err(LogError::Corrupt { .. })
+    ));
+    assert_eq!(
+        std::fs::metadata(&moved).unwrap().len(),
+        len,
+        "nothing was cut"
+    );
+}

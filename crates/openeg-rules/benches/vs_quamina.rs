@@ -18,14 +18,21 @@ const RULES: &str = "/work/shared/data/citylots-rules.json";
 const DATA: &str = "/work/shared/data/citylots-synth.jlines.gz";
 
 fn env(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn load(limit: usize) -> (Vec<Vec<u8>>, Vec<Value>) {
     let file = std::fs::File::open(DATA).expect("shared data");
     let mut events = Vec::new();
     let mut props = Vec::new();
-    for (i, line) in BufReader::new(MultiGzDecoder::new(file)).lines().take(limit).enumerate() {
+    for (i, line) in BufReader::new(MultiGzDecoder::new(file))
+        .lines()
+        .take(limit)
+        .enumerate()
+    {
         let line = line.expect("line");
         let v: Value = serde_json::from_str(&line).expect("json line");
         props.push(v["properties"].clone());
@@ -48,12 +55,18 @@ fn q_conds(list: &Value) -> Value {
         let vals = c.get("values").cloned().unwrap_or(Value::Null);
         match c["op"].as_str().unwrap_or("") {
             "StringIn" => out.extend(vals.as_array().cloned().unwrap_or_default()),
-            "StringStartsWith" => {
-                out.extend(vals.as_array().into_iter().flatten().map(|p| json!({"prefix": p})))
-            }
-            "StringEndsWith" => {
-                out.extend(vals.as_array().into_iter().flatten().map(|p| json!({"suffix": p})))
-            }
+            "StringStartsWith" => out.extend(
+                vals.as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| json!({"prefix": p})),
+            ),
+            "StringEndsWith" => out.extend(
+                vals.as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| json!({"suffix": p})),
+            ),
             "StringNotIn" => out.push(json!({"anything-but": vals})),
             "IsNotNull" => out.push(json!({"exists": true})),
             "NumberIn" => out.extend(
@@ -78,7 +91,9 @@ fn q_pattern(filter: &Value) -> String {
     fn node(v: &Value) -> Value {
         match v {
             Value::Array(_) => q_conds(v),
-            Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), node(v))).collect()),
+            Value::Object(m) => {
+                Value::Object(m.iter().map(|(k, v)| (k.clone(), node(v))).collect())
+            }
             other => other.clone(),
         }
     }
@@ -176,7 +191,8 @@ fn src() -> Value {
 fn main() {
     let lines = env("BENCH_LINES", 50_000);
     let runs = env("BENCH_RUNS", 5).max(1);
-    let rules: Value = serde_json::from_str(&std::fs::read_to_string(RULES).expect("rules file")).expect("json");
+    let rules: Value =
+        serde_json::from_str(&std::fs::read_to_string(RULES).expect("rules file")).expect("json");
     let shared: Vec<Value> = rules["rules"]
         .as_array()
         .expect("rules")
@@ -209,7 +225,9 @@ fn main() {
         .collect();
     let pick = |n: usize| -> Vec<String> {
         let step = (blklots.len() / n).max(1);
-        (0..n).map(|i| blklots[(i * step) % blklots.len()].clone()).collect()
+        (0..n)
+            .map(|i| blklots[(i * step) % blklots.len()].clone())
+            .collect()
     };
     let exact = |n: usize| -> Vec<Value> {
         pick(n)
@@ -236,7 +254,12 @@ fn main() {
         scenario("10 shared citylots rules", &shared, &events, runs),
         scenario("1,000 exact-match rules", &exact(1000), &events, runs),
         scenario("10,000 exact-match rules", &exact(10_000), &events, runs),
-        scenario("1,000 rules sharing a first condition", &shared_prefix, &events, runs),
+        scenario(
+            "1,000 rules sharing a first condition",
+            &shared_prefix,
+            &events,
+            runs,
+        ),
     ];
 
     println!(
@@ -246,7 +269,15 @@ fn main() {
     );
     println!(
         "{:<40} {:>6} {:>10} {:>10} {:>12} {:>12} {:>7} {:>10} {:>10}",
-        "scenario", "rules", "build ms", "q build", "ours ev/s", "quamina ev/s", "ratio", "matches", "q matches"
+        "scenario",
+        "rules",
+        "build ms",
+        "q build",
+        "ours ev/s",
+        "quamina ev/s",
+        "ratio",
+        "matches",
+        "q matches"
     );
     for r in &rows {
         println!(
@@ -257,7 +288,8 @@ fn main() {
             r.q_build_ms.map_or("-".into(), |v| format!("{v:.2}")),
             r.ours_eps,
             r.q_eps.map_or("-".into(), |v| format!("{v:.0}")),
-            r.q_eps.map_or("-".into(), |v| format!("{:.2}x", r.ours_eps / v)),
+            r.q_eps
+                .map_or("-".into(), |v| format!("{:.2}x", r.ours_eps / v)),
             r.ours_matches,
             r.q_matches.map_or("-".into(), |v| v.to_string()),
         );

@@ -96,9 +96,9 @@ impl JsonPath {
                                 i += 1;
                             }
                             let text: String = b[start..i].iter().collect();
-                            let n: i64 = text
-                                .parse()
-                                .map_err(|_| format!("expected an index, '*' or a quoted name at {start}"))?;
+                            let n: i64 = text.parse().map_err(|_| {
+                                format!("expected an index, '*' or a quoted name at {start}")
+                            })?;
                             if b.get(i) != Some(&']') {
                                 return Err(format!("expected ']' at {i}"));
                             }
@@ -140,7 +140,8 @@ impl JsonPath {
         if self.has_wildcard() {
             PathValue::Many(cur)
         } else {
-            cur.first().map_or(PathValue::Missing, |v| PathValue::One(v))
+            cur.first()
+                .map_or(PathValue::Missing, |v| PathValue::One(v))
         }
     }
 }
@@ -157,8 +158,14 @@ mod tests {
         assert_eq!(p.eval(&v), PathValue::Many(vec![&json!("a"), &json!("b")]));
         let p = JsonPath::parse("$['data'][\"items\"][-1].sku").unwrap();
         assert_eq!(p.eval(&v), PathValue::One(&json!("b")));
-        assert_eq!(JsonPath::parse("$.data.nope").unwrap().eval(&v), PathValue::Missing);
-        assert_eq!(JsonPath::parse("$.data.o.*").unwrap().eval(&v), PathValue::Many(vec![&json!(1)]));
+        assert_eq!(
+            JsonPath::parse("$.data.nope").unwrap().eval(&v),
+            PathValue::Missing
+        );
+        assert_eq!(
+            JsonPath::parse("$.data.o.*").unwrap().eval(&v),
+            PathValue::Many(vec![&json!(1)])
+        );
         assert_eq!(JsonPath::parse("$").unwrap().eval(&v), PathValue::One(&v));
         for bad in ["data", "$.", "$[", "$[x]", "$['a'", "$..a", "$[1"] {
             assert!(JsonPath::parse(bad).is_err(), "{bad}");

@@ -276,7 +276,16 @@ impl IntervalIndex {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn visit(&self, node: usize, l: usize, r: usize, cnt: usize, x: Num, xf: f64, f: &mut impl FnMut(u32)) {
+    fn visit(
+        &self,
+        node: usize,
+        l: usize,
+        r: usize,
+        cnt: usize,
+        x: Num,
+        xf: f64,
+        f: &mut impl FnMut(u32),
+    ) {
         if l >= cnt || self.tree[node] < xf {
             return;
         }
@@ -468,12 +477,18 @@ impl Compiler {
                     (Op::NumberInRange, Operand::Ranges(v)) => {
                         ivs.extend(v.iter().map(|&(a, b)| mk(Some((a, true)), Some((b, true)))));
                     }
-                    (Op::NumberLessThan, Operand::Number(n)) => ivs.push(mk(None, Some((*n, false)))),
+                    (Op::NumberLessThan, Operand::Number(n)) => {
+                        ivs.push(mk(None, Some((*n, false))))
+                    }
                     (Op::NumberNotGreaterThan, Operand::Number(n)) => {
                         ivs.push(mk(None, Some((*n, true))))
                     }
-                    (Op::NumberGreaterThan, Operand::Number(n)) => ivs.push(mk(Some((*n, false)), None)),
-                    (Op::NumberNotLessThan, Operand::Number(n)) => ivs.push(mk(Some((*n, true)), None)),
+                    (Op::NumberGreaterThan, Operand::Number(n)) => {
+                        ivs.push(mk(Some((*n, false)), None))
+                    }
+                    (Op::NumberNotLessThan, Operand::Number(n)) => {
+                        ivs.push(mk(Some((*n, true)), None))
+                    }
                     _ => {}
                 }
                 if kind != CondKind::IsNull && kind != CondKind::IsNotNull {
@@ -501,7 +516,8 @@ impl Compiler {
             let mut specs = Vec::with_capacity(f.fields.len());
             for ff in &f.fields {
                 let field = self.field(&ff.path);
-                let mut conds: Vec<u32> = ff.conditions.iter().map(|c| self.cond(field, c)).collect();
+                let mut conds: Vec<u32> =
+                    ff.conditions.iter().map(|c| self.cond(field, c)).collect();
                 conds.sort_unstable();
                 conds.dedup();
                 let key = (conds, ff.all);
@@ -610,7 +626,11 @@ impl Compiler {
                         .min()
                         .unwrap_or(2)
                 } else {
-                    sp.conds.iter().map(|&c| self.conds[c as usize].selectivity).max().unwrap_or(2)
+                    sp.conds
+                        .iter()
+                        .map(|&c| self.conds[c as usize].selectivity)
+                        .max()
+                        .unwrap_or(2)
                 };
                 (0, sel + penalty, share)
             }
@@ -684,6 +704,7 @@ pub struct Scratch {
     pending: Vec<u32>,
     nonnull_fields: Vec<u32>,
     buf: Vec<u8>,
+    bits: Vec<u64>,
 }
 
 impl Scratch {
@@ -718,7 +739,9 @@ impl EventSink<'_, '_> {
         let slot = &mut self.s.cond_hit[c as usize];
         if *slot != epoch {
             *slot = epoch;
-            self.s.pending.extend_from_slice(&self.m.conds[c as usize].triggers);
+            self.s
+                .pending
+                .extend_from_slice(&self.m.conds[c as usize].triggers);
         }
     }
 }
@@ -741,7 +764,8 @@ impl Sink for EventSink<'_, '_> {
                     self.hit_cond(c);
                 }
                 fi.prefix.walk(s.iter().copied(), |c| self.hit_cond(c));
-                fi.suffix.walk(s.iter().rev().copied(), |c| self.hit_cond(c));
+                fi.suffix
+                    .walk(s.iter().rev().copied(), |c| self.hit_cond(c));
             }
             Scalar::Num(n) => fi.nums.query(n, &mut |c| self.hit_cond(c)),
             Scalar::Bool(true) => {
@@ -796,13 +820,22 @@ impl Matcher {
         out.clear();
         scratch.prepare(self);
         let mut buf = std::mem::take(&mut scratch.buf);
-        let r = scan::scan(&self.trie, event, &mut EventSink { m: self, s: scratch }, &mut buf);
+        let r = scan::scan(
+            &self.trie,
+            event,
+            &mut EventSink {
+                m: self,
+                s: scratch,
+            },
+            &mut buf,
+        );
         scratch.buf = buf;
         match r {
             Ok(false) => {}
             Ok(true) => {
                 // A named key was duplicated: normalise (last occurrence wins) and rescan.
-                let v: Value = serde_json::from_slice(event).map_err(|_| ScanError { offset: 0 })?;
+                let v: Value =
+                    serde_json::from_slice(event).map_err(|_| ScanError { offset: 0 })?;
                 let norm = serde_json::to_vec(&v).map_err(|_| ScanError { offset: 0 })?;
                 return self.matches_into(&norm, scratch, out);
             }
@@ -814,7 +847,8 @@ impl Matcher {
 
     fn collect(&self, s: &mut Scratch, out: &mut Vec<usize>) {
         for &f in &s.nonnull_fields {
-            s.pending.extend_from_slice(&self.fields[f as usize].on_nonnull);
+            s.pending
+                .extend_from_slice(&self.fields[f as usize].on_nonnull);
         }
         s.pending.extend_from_slice(&self.always_specs);
         let pending = std::mem::take(&mut s.pending);
@@ -837,7 +871,27 @@ impl Matcher {
         for &g in &self.always_groups {
             out.extend_from_slice(&self.groups[g as usize].rules);
         }
-        out.sort_unstable();
+        // Rule indices are distinct; order them. Many matches: a bitset pass over all rules is
+        // cheaper than a comparison sort.
+        let n = self.filters.len();
+        if out.len() <= 64 || out.len() * 16 < n / 64 {
+            out.sort_unstable();
+        } else {
+            let words = n.div_ceil(64);
+            s.bits.clear();
+            s.bits.resize(words, 0);
+            for &r in out.iter() {
+                s.bits[r / 64] |= 1u64 << (r % 64);
+            }
+            out.clear();
+            for (w, &bits) in s.bits.iter().enumerate() {
+                let mut b = bits;
+                while b != 0 {
+                    out.push(w * 64 + b.trailing_zeros() as usize);
+                    b &= b - 1;
+                }
+            }
+        }
     }
 
     #[inline]
@@ -869,7 +923,8 @@ impl Matcher {
     /// Why rule `rule` does not match a parsed event (the first false matching field), or
     /// `None` when it matches. Uses the direct evaluator, not the compiled index.
     pub fn explain(&self, rule: usize, event: &Value) -> Option<String> {
-        self.filters.get(rule).and_then(|f| eval_filter(f, event).err())
+        self.filters
+            .get(rule)
+            .and_then(|f| eval_filter(f, event).err())
     }
 }
-

@@ -58,7 +58,11 @@ impl Default for PathTrie {
 impl PathTrie {
     /// Prepares the early-stop finders; call once after the last insert.
     pub fn finish(&mut self) {
-        let mut keys: Vec<&[u8]> = self.nodes.iter().flat_map(|n| n.keys.iter().map(|k| &**k)).collect();
+        let mut keys: Vec<&[u8]> = self
+            .nodes
+            .iter()
+            .flat_map(|n| n.keys.iter().map(|k| &**k))
+            .collect();
         keys.sort_unstable();
         keys.dedup();
         let plain = keys
@@ -82,7 +86,9 @@ impl PathTrie {
     fn quiet_after(&self, rest: &[u8]) -> bool {
         match &self.finders {
             None => false,
-            Some(fs) => memchr::memchr(b'\\', rest).is_none() && fs.iter().all(|f| f.find(rest).is_none()),
+            Some(fs) => {
+                memchr::memchr(b'\\', rest).is_none() && fs.iter().all(|f| f.find(rest).is_none())
+            }
         }
     }
 
@@ -209,7 +215,10 @@ impl<S: Sink> Scanner<'_, '_, S> {
     /// The next non-blank byte, without moving.
     #[inline]
     fn peek_ws(&self) -> Option<u8> {
-        self.b[self.i..].iter().copied().find(|c| !matches!(c, b' ' | b'\n' | b'\r' | b'\t'))
+        self.b[self.i..]
+            .iter()
+            .copied()
+            .find(|c| !matches!(c, b' ' | b'\n' | b'\r' | b'\t'))
     }
 
     #[inline]
@@ -303,7 +312,8 @@ impl<S: Sink> Scanner<'_, '_, S> {
                     };
                     let ch = char::from_u32(cp).ok_or(bad)?;
                     let mut tmp = [0u8; 4];
-                    self.buf.extend_from_slice(ch.encode_utf8(&mut tmp).as_bytes());
+                    self.buf
+                        .extend_from_slice(ch.encode_utf8(&mut tmp).as_bytes());
                     continue;
                 }
                 _ => return Err(bad),
@@ -368,7 +378,9 @@ impl<S: Sink> Scanner<'_, '_, S> {
                 let mut w = [0u8; 8];
                 w.copy_from_slice(chunk);
                 let v = u64::from_le_bytes(w) | 0x2020_2020_2020_2020;
-                let m = zero_bytes(v ^ (0x22 * LO)) | zero_bytes(v ^ (0x7B * LO)) | zero_bytes(v ^ (0x7D * LO));
+                let m = zero_bytes(v ^ (0x22 * LO))
+                    | zero_bytes(v ^ (0x7B * LO))
+                    | zero_bytes(v ^ (0x7D * LO));
                 if m == 0 {
                     self.i += 8;
                 } else {

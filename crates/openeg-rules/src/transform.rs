@@ -31,7 +31,10 @@ enum Piece {
 enum Kind {
     Original,
     Constant(String),
-    Variable { vars: Vec<Expr>, pieces: Vec<Piece> },
+    Variable {
+        vars: Vec<Expr>,
+        pieces: Vec<Piece>,
+    },
     /// Keys only: NONE, or ORIGINAL used as a key.
     NoOutput,
 }
@@ -80,7 +83,10 @@ impl CompiledTransform {
         if !allowed.contains(&ty) {
             return Err(err(
                 "type",
-                format!("type {ty:?} is not allowed here; expected one of {}", allowed.join(", ")),
+                format!(
+                    "type {ty:?} is not allowed here; expected one of {}",
+                    allowed.join(", ")
+                ),
             ));
         }
         let text = |k: &str| -> Result<&str, RuleError> {
@@ -98,7 +104,10 @@ impl CompiledTransform {
             "CONSTANT" => {
                 let v = text("value")?;
                 if v.chars().count() > MAX_TEXT {
-                    return Err(err("value", format!("value is longer than {MAX_TEXT} characters (X6)")));
+                    return Err(err(
+                        "value",
+                        format!("value is longer than {MAX_TEXT} characters (X6)"),
+                    ));
                 }
                 if usage == TransformUse::FunctionGraphPayload
                     && !serde_json::from_str::<Value>(v).is_ok_and(|j| j.is_object())
@@ -174,14 +183,31 @@ fn value_text(v: &Value) -> String {
     }
 }
 
-fn compile_variable(value: &str, template: Option<&Value>, usage: TransformUse) -> Result<Kind, RuleError> {
-    let defs: Value = serde_json::from_str(value)
-        .map_err(|e| err("value", format!("value must be a JSON object string (X1): {e}")))?;
-    let defs = defs
-        .as_object()
-        .ok_or_else(|| err("value", "value must be a JSON object string, not another JSON type (X1)"))?;
+fn compile_variable(
+    value: &str,
+    template: Option<&Value>,
+    usage: TransformUse,
+) -> Result<Kind, RuleError> {
+    let defs: Value = serde_json::from_str(value).map_err(|e| {
+        err(
+            "value",
+            format!("value must be a JSON object string (X1): {e}"),
+        )
+    })?;
+    let defs = defs.as_object().ok_or_else(|| {
+        err(
+            "value",
+            "value must be a JSON object string, not another JSON type (X1)",
+        )
+    })?;
     if defs.len() > MAX_VARS {
-        return Err(err("value", format!("{} variables, at most {MAX_VARS} are allowed (X2)", defs.len())));
+        return Err(err(
+            "value",
+            format!(
+                "{} variables, at most {MAX_VARS} are allowed (X2)",
+                defs.len()
+            ),
+        ));
     }
     let mut names = Vec::with_capacity(defs.len());
     let mut vars = Vec::with_capacity(defs.len());
@@ -197,14 +223,23 @@ fn compile_variable(value: &str, template: Option<&Value>, usage: TransformUse) 
         }
         let e = match expr {
             Value::Object(_) | Value::Array(_) => {
-                return Err(err(&at, "variables cannot be nested objects or arrays (X3)"))
+                return Err(err(
+                    &at,
+                    "variables cannot be nested objects or arrays (X3)",
+                ))
             }
             Value::String(s) => {
                 if s.chars().count() > MAX_TEXT {
-                    return Err(err(&at, format!("expression is longer than {MAX_TEXT} characters (X5)")));
+                    return Err(err(
+                        &at,
+                        format!("expression is longer than {MAX_TEXT} characters (X5)"),
+                    ));
                 }
                 if s.starts_with('$') {
-                    Expr::Path(JsonPath::parse(s).map_err(|m| err(&at, format!("invalid JSONPath {s:?}: {m} (X7)")))?)
+                    Expr::Path(
+                        JsonPath::parse(s)
+                            .map_err(|m| err(&at, format!("invalid JSONPath {s:?}: {m} (X7)")))?,
+                    )
                 } else {
                     Expr::Const(expr.clone())
                 }
@@ -215,7 +250,10 @@ fn compile_variable(value: &str, template: Option<&Value>, usage: TransformUse) 
         vars.push(e);
     }
     if value.chars().count() > MAX_TEXT {
-        return Err(err("value", format!("value is longer than {MAX_TEXT} characters (X6)")));
+        return Err(err(
+            "value",
+            format!("value is longer than {MAX_TEXT} characters (X6)"),
+        ));
     }
     let template = match template {
         None | Some(Value::Null) => return Err(err("template", "VARIABLE needs a template (X8)")),
@@ -226,7 +264,10 @@ fn compile_variable(value: &str, template: Option<&Value>, usage: TransformUse) 
         Some(_) => return Err(err("template", "template must be a string")),
     };
     if template.chars().count() > MAX_TEXT {
-        return Err(err("template", format!("template is longer than {MAX_TEXT} characters (X6)")));
+        return Err(err(
+            "template",
+            format!("template is longer than {MAX_TEXT} characters (X6)"),
+        ));
     }
     let pieces = parse_template(template, &names)?;
     if usage == TransformUse::FunctionGraphPayload {
@@ -235,12 +276,17 @@ fn compile_variable(value: &str, template: Option<&Value>, usage: TransformUse) 
         for p in &pieces {
             match p {
                 Piece::Lit(s) => probe.push_str(s),
-                Piece::Ref { in_string: false, .. } => probe.push('0'),
+                Piece::Ref {
+                    in_string: false, ..
+                } => probe.push('0'),
                 Piece::Ref { .. } => {}
             }
         }
         if !serde_json::from_str::<Value>(&probe).is_ok_and(|v| v.is_object()) {
-            return Err(err("template", "a FunctionGraph template must render to a JSON object (X9)"));
+            return Err(err(
+                "template",
+                "a FunctionGraph template must render to a JSON object (X9)",
+            ));
         }
     }
     Ok(Kind::Variable { vars, pieces })
@@ -263,12 +309,16 @@ fn parse_template(t: &str, names: &[String]) -> Result<Vec<Piece>, RuleError> {
             }
             let name_start = i + 2;
             let mut j = name_start;
-            while j < b.len() && (b[j].is_ascii_alphanumeric() || matches!(b[j], b'.' | b'_' | b'-')) {
+            while j < b.len()
+                && (b[j].is_ascii_alphanumeric() || matches!(b[j], b'.' | b'_' | b'-'))
+            {
                 j += 1;
             }
             let name = &t[name_start..j];
             if name.is_empty() || !valid_name(name) {
-                return Err(bad(format!("malformed reference at byte {i}: empty or invalid variable name")));
+                return Err(bad(format!(
+                    "malformed reference at byte {i}: empty or invalid variable name"
+                )));
             }
             let var = names
                 .iter()
@@ -281,8 +331,9 @@ fn parse_template(t: &str, names: &[String]) -> Result<Vec<Piece>, RuleError> {
                 }
                 Some(b'!') => {
                     j += 1;
-                    let (text, next) = parse_default(b, j)
-                        .ok_or_else(|| bad(format!("malformed default in reference at byte {i}")))?;
+                    let (text, next) = parse_default(b, j).ok_or_else(|| {
+                        bad(format!("malformed default in reference at byte {i}"))
+                    })?;
                     j = next;
                     Some(text)
                 }

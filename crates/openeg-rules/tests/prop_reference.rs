@@ -37,8 +37,9 @@ fn value() -> impl Strategy<Value = Value> {
     scalar().prop_recursive(4, 24, 4, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::vec((prop::sample::select(&KEYS[..]), inner), 0..4)
-                .prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+            prop::collection::vec((prop::sample::select(&KEYS[..]), inner), 0..4).prop_map(|kv| {
+                Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+            }),
         ]
     })
 }
@@ -86,9 +87,23 @@ fn numbers() -> impl Strategy<Value = Value> {
 
 fn condition() -> impl Strategy<Value = Value> {
     let s_ops = prop::sample::select(
-        &["StringIn", "StringNotIn", "StringStartsWith", "StringNotStartsWith", "StringEndsWith", "StringNotEndsWith"][..],
+        &[
+            "StringIn",
+            "StringNotIn",
+            "StringStartsWith",
+            "StringNotStartsWith",
+            "StringEndsWith",
+            "StringNotEndsWith",
+        ][..],
     );
-    let cmp_ops = prop::sample::select(&["NumberLessThan", "NumberNotLessThan", "NumberGreaterThan", "NumberNotGreaterThan"][..]);
+    let cmp_ops = prop::sample::select(
+        &[
+            "NumberLessThan",
+            "NumberNotLessThan",
+            "NumberGreaterThan",
+            "NumberNotGreaterThan",
+        ][..],
+    );
     let range = (num_value(), num_value()).prop_map(|(a, b)| {
         let (x, y) = (a.as_f64().unwrap(), b.as_f64().unwrap());
         if x <= y {
@@ -99,17 +114,30 @@ fn condition() -> impl Strategy<Value = Value> {
     });
     prop_oneof![
         (s_ops, strings()).prop_map(|(op, v)| json!({"op": op, "values": v})),
-        (prop::sample::select(&["NumberIn", "NumberNotIn"][..]), numbers()).prop_map(|(op, v)| json!({"op": op, "values": v})),
-        (cmp_ops, num_value()).prop_map(|(op, v)| json!({"op": op, "value": v})),
-        (prop::sample::select(&["NumberInRange", "NumberNotInRange"][..]), prop::collection::vec(range, 1..3))
+        (
+            prop::sample::select(&["NumberIn", "NumberNotIn"][..]),
+            numbers()
+        )
             .prop_map(|(op, v)| json!({"op": op, "values": v})),
-        prop::sample::select(&["IsNull", "IsNotNull", "IsTrue", "IsNotTrue"][..]).prop_map(|op| json!({"op": op})),
+        (cmp_ops, num_value()).prop_map(|(op, v)| json!({"op": op, "value": v})),
+        (
+            prop::sample::select(&["NumberInRange", "NumberNotInRange"][..]),
+            prop::collection::vec(range, 1..3)
+        )
+            .prop_map(|(op, v)| json!({"op": op, "values": v})),
+        prop::sample::select(&["IsNull", "IsNotNull", "IsTrue", "IsNotTrue"][..])
+            .prop_map(|op| json!({"op": op})),
     ]
 }
 
 fn leaf() -> impl Strategy<Value = Value> {
-    (prop::collection::vec(condition(), 1..4), any::<bool>())
-        .prop_map(|(c, and)| if and { json!({"and": c}) } else { Value::Array(c) })
+    (prop::collection::vec(condition(), 1..4), any::<bool>()).prop_map(|(c, and)| {
+        if and {
+            json!({"and": c})
+        } else {
+            Value::Array(c)
+        }
+    })
 }
 
 fn rule() -> impl Strategy<Value = Value> {
@@ -117,7 +145,13 @@ fn rule() -> impl Strategy<Value = Value> {
         prop::collection::vec(prop::sample::select(&["s1", "s2"][..]), 1..3),
         prop::option::of(leaf()),
         prop::option::of(leaf()),
-        prop::collection::vec((prop::collection::vec(prop::sample::select(&KEYS[..]), 1..4), leaf()), 0..4),
+        prop::collection::vec(
+            (
+                prop::collection::vec(prop::sample::select(&KEYS[..]), 1..4),
+                leaf(),
+            ),
+            0..4,
+        ),
     )
         .prop_map(|(src, ty, subj, fields)| {
             let mut r = json!({"source": [{"op": "StringIn", "values": src}]});

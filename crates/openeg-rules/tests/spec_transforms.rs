@@ -20,7 +20,10 @@ fn var(value: &str, template: &str) -> Value {
 }
 
 fn render(t: &Value, usage: TransformUse, ev: &Value) -> String {
-    match CompiledTransform::compile(t, usage).unwrap_or_else(|e| panic!("{t}: {e}")).render(ev) {
+    match CompiledTransform::compile(t, usage)
+        .unwrap_or_else(|e| panic!("{t}: {e}"))
+        .render(ev)
+    {
         Rendered::Text(s) => s,
         Rendered::None => panic!("no output"),
     }
@@ -36,18 +39,39 @@ const T5_TEMPLATE: &str = r#"{"contant_boolean": ${contant_boolean},"contant_str
 #[test]
 fn worked_examples() {
     let b = base();
-    assert_eq!(pay(&var(r#"{"name":"$.data.name"}"#, "My name is ${name}"), &b), "My name is test01"); // T1
     assert_eq!(
-        render(&var(r#"{"name":"$.data.name"}"#, r#"{"name":"${name}"}"#), TransformUse::FunctionGraphPayload, &b),
+        pay(&var(r#"{"name":"$.data.name"}"#, "My name is ${name}"), &b),
+        "My name is test01"
+    ); // T1
+    assert_eq!(
+        render(
+            &var(r#"{"name":"$.data.name"}"#, r#"{"name":"${name}"}"#),
+            TransformUse::FunctionGraphPayload,
+            &b
+        ),
         r#"{"name":"test01"}"#
     ); // T2
-    let t3 = pay(&json!({"type": "ORIGINAL", "value": "", "template": ""}), &b);
+    let t3 = pay(
+        &json!({"type": "ORIGINAL", "value": "", "template": ""}),
+        &b,
+    );
     assert_eq!(serde_json::from_str::<Value>(&t3).unwrap(), b); // T3
     assert!(!t3.contains(": ") && !t3.contains(", "));
-    assert_eq!(pay(&json!({"type": "CONSTANT", "value": r#"{"trigger":"obs"}"#}), &b), r#"{"trigger":"obs"}"#); // T4
-    let t5 = with(|e| e["data"] = json!({"string": "hello", "object": {"k": 1, "tags": ["a", "b"]}}));
     assert_eq!(
-        render(&var(T5_VALUE, T5_TEMPLATE), TransformUse::FunctionGraphPayload, &t5),
+        pay(
+            &json!({"type": "CONSTANT", "value": r#"{"trigger":"obs"}"#}),
+            &b
+        ),
+        r#"{"trigger":"obs"}"#
+    ); // T4
+    let t5 =
+        with(|e| e["data"] = json!({"string": "hello", "object": {"k": 1, "tags": ["a", "b"]}}));
+    assert_eq!(
+        render(
+            &var(T5_VALUE, T5_TEMPLATE),
+            TransformUse::FunctionGraphPayload,
+            &t5
+        ),
         r#"{"contant_boolean": true,"contant_string": "constant","variable_string": "true","variable_json_object": {"k":1,"tags":["a","b"]}}"#
     );
     let t6 = with(|e| e["data"] = json!({"string": "hello"}));
@@ -71,28 +95,60 @@ fn worked_examples() {
         r#"{"order":"o-1","amount":1000.5,"source":"orders-app","subject":"orders/1.json","kind":"demo"}"#
     );
     assert_eq!(
-        render(&var(r#"{"region":"$.data.region","id":"$.id"}"#, "${region}-${id}"), TransformUse::Key, &t7),
+        render(
+            &var(
+                r#"{"region":"$.data.region","id":"$.id"}"#,
+                "${region}-${id}"
+            ),
+            TransformUse::Key,
+            &t7
+        ),
         "eu-4b26115b-73e-cf74a0001"
     ); // T8
     assert_eq!(
-        pay(&var(r#"{"missing":"$.data.nope"}"#, r#"{"x":"${missing}","y":${missing!"0"}}"#), &t7),
+        pay(
+            &var(
+                r#"{"missing":"$.data.nope"}"#,
+                r#"{"x":"${missing}","y":${missing!"0"}}"#
+            ),
+            &t7
+        ),
         r#"{"x":"","y":0}"#
     ); // T9
     let t10 = with(|e| e["data"] = json!({"items": [{"sku": "a"}, {"sku": "b"}]}));
     assert_eq!(
         pay(
-            &var(r#"{"skus":"$.data.items[*].sku","first":"$.data.items[0].sku"}"#, r#"{"skus":${skus},"first":"${first}"}"#),
+            &var(
+                r#"{"skus":"$.data.items[*].sku","first":"$.data.items[0].sku"}"#,
+                r#"{"skus":${skus},"first":"${first}"}"#
+            ),
             &t10
         ),
         r#"{"skus":["a","b"],"first":"a"}"#
     );
     let t11 = with(|e| e["data"] = json!({"msg": "say \"hi\""}));
-    assert_eq!(pay(&var(r#"{"m":"$.data.msg"}"#, r#"{"m":"${m}"}"#), &t11), r#"{"m":"say \"hi\""}"#); // T11
-    assert_eq!(pay(&var(r#"{"m":"$.data.msg"}"#, "Message: ${m}"), &t11), r#"Message: say "hi""#); // T12
-    let t13 = with(|e| e["data"] = json!({"object": {"k": 1}}));
-    assert_eq!(pay(&var(r#"{"o":"$.data.object"}"#, r#"{"wrapped":"${o}"}"#), &t13), r#"{"wrapped":"{\"k\":1}"}"#);
     assert_eq!(
-        render(&json!({"type": "CONSTANT", "value": "order event"}), TransformUse::SmnSubject, &b),
+        pay(&var(r#"{"m":"$.data.msg"}"#, r#"{"m":"${m}"}"#), &t11),
+        r#"{"m":"say \"hi\""}"#
+    ); // T11
+    assert_eq!(
+        pay(&var(r#"{"m":"$.data.msg"}"#, "Message: ${m}"), &t11),
+        r#"Message: say "hi""#
+    ); // T12
+    let t13 = with(|e| e["data"] = json!({"object": {"k": 1}}));
+    assert_eq!(
+        pay(
+            &var(r#"{"o":"$.data.object"}"#, r#"{"wrapped":"${o}"}"#),
+            &t13
+        ),
+        r#"{"wrapped":"{\"k\":1}"}"#
+    );
+    assert_eq!(
+        render(
+            &json!({"type": "CONSTANT", "value": "order event"}),
+            TransformUse::SmnSubject,
+            &b
+        ),
         "order event"
     ); // T14
 }
@@ -104,7 +160,14 @@ fn keys_and_odd_events() {
     let orig = CompiledTransform::compile(&json!({"type": "ORIGINAL"}), TransformUse::Key).unwrap();
     assert_eq!(orig.render(&base()), Rendered::None);
     // Odd events never panic; missing values render empty.
-    let t = CompiledTransform::compile(&var(r#"{"a":"$.data[3].x","b":"$[*]","c":null,"d":1.5}"#, "${a}|${b!}|${c}|${d}|$x|${a!\"q\\\"\"}"), TransformUse::Payload).unwrap();
+    let t = CompiledTransform::compile(
+        &var(
+            r#"{"a":"$.data[3].x","b":"$[*]","c":null,"d":1.5}"#,
+            "${a}|${b!}|${c}|${d}|$x|${a!\"q\\\"\"}",
+        ),
+        TransformUse::Payload,
+    )
+    .unwrap();
     for ev in [json!(null), json!([1]), json!({"data": "s"}), json!("x")] {
         let _ = t.render(&ev);
     }
@@ -125,15 +188,32 @@ fn rejected_definitions() {
     rejected(json!({"type": "FOO"}), Payload, "type");
     rejected(var("[1,2]", "x"), Payload, "X1");
     rejected(var("not json", "x"), Payload, "X1");
-    rejected(var(r#"{"HC.name":"$.data.name"}"#, "${HC.name}"), Payload, "X4");
+    rejected(
+        var(r#"{"HC.name":"$.data.name"}"#, "${HC.name}"),
+        Payload,
+        "X4",
+    );
     let long = "a".repeat(65);
-    rejected(var(&format!(r#"{{"{long}":"$.data"}}"#), "x"), Payload, "X4");
-    let many: serde_json::Map<String, Value> = (0..101).map(|i| (format!("v{i}"), json!(1))).collect();
+    rejected(
+        var(&format!(r#"{{"{long}":"$.data"}}"#), "x"),
+        Payload,
+        "X4",
+    );
+    let many: serde_json::Map<String, Value> =
+        (0..101).map(|i| (format!("v{i}"), json!(1))).collect();
     rejected(var(&Value::Object(many).to_string(), "x"), Payload, "X2");
     rejected(var(r#"{"v":{"inner":"$.data"}}"#, "${v}"), Payload, "X3");
     rejected(var(r#"{"v":"$.data"}"#, "${undefined}"), Payload, "X8");
-    rejected(json!({"type": "VARIABLE", "value": r#"{"v":"$.data"}"#}), Payload, "X8");
-    rejected(json!({"type": "CONSTANT", "value": "not json"}), FunctionGraphPayload, "X9");
+    rejected(
+        json!({"type": "VARIABLE", "value": r#"{"v":"$.data"}"#}),
+        Payload,
+        "X8",
+    );
+    rejected(
+        json!({"type": "CONSTANT", "value": "not json"}),
+        FunctionGraphPayload,
+        "X9",
+    );
     // More of §3.
     rejected(var(r#"{"v":"$.data["}"#, "${v}"), Payload, "X7");
     rejected(var(r#"{"v":"$.data"}"#, "${v"), Payload, "X8");
@@ -141,10 +221,18 @@ fn rejected_definitions() {
     rejected(var(r#"{"v":"$.data"}"#, ""), Payload, "X8");
     rejected(var(r#"{"v":"$.data"}"#, "${v!\"x}"), Payload, "X8");
     rejected(var(r#"{"v":"$.data"}"#, &"x".repeat(1025)), Payload, "X6");
-    rejected(var(r#"{"v":"$.data"}"#, "not json ${v}"), FunctionGraphPayload, "X9");
+    rejected(
+        var(r#"{"v":"$.data"}"#, "not json ${v}"),
+        FunctionGraphPayload,
+        "X9",
+    );
     rejected(json!({"type": "CONSTANT"}), Payload, "value");
     rejected(json!({"type": "ORIGINAL"}), SmnSubject, "type");
     rejected(json!({"type": "NONE"}), Payload, "type");
     validate_transform(&json!({"type": "CONSTANT", "value": ""}), Payload).unwrap();
-    validate_transform(&var(r#"{"v":"$.data"}"#, r#"{"a":${v},"b":"${v}"}"#), FunctionGraphPayload).unwrap();
+    validate_transform(
+        &var(r#"{"v":"$.data"}"#, r#"{"a":${v},"b":"${v}"}"#),
+        FunctionGraphPayload,
+    )
+    .unwrap();
 }

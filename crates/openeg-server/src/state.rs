@@ -84,6 +84,18 @@ impl Default for ServerConfig {
     }
 }
 
+/// A channel as PutEvents sees it: its name and the custom sources attached to it.
+#[derive(Debug)]
+pub struct PublishTarget {
+    pub channel_id: String,
+    pub is_default: bool,
+    pub sources: HashSet<String>,
+}
+
+/// Bounds how long another node's source change can go unseen by publishing; changes on
+/// this node invalidate the cache at once.
+pub const PUBLISH_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Failed token-issuing attempts per access key, for rate limiting.
 #[derive(Default)]
 pub struct FailedLogins(pub Mutex<HashMap<String, (u32, i64)>>);
@@ -99,6 +111,8 @@ pub struct Inner {
     /// Projects known to exist with their default channel (avoids a store round trip).
     pub known_projects: Mutex<HashSet<String>>,
     pub failed_logins: FailedLogins,
+    /// What publishing needs to know about a channel, cached for [`PUBLISH_CACHE_TTL`].
+    pub publish_cache: Mutex<HashMap<(String, String), (std::time::Instant, Arc<PublishTarget>)>>,
     /// The data plane; `None` answers publishing with 503 (a control-plane-only node).
     pub engine: Option<Arc<openeg_engine::Engine>>,
     /// Delivery state and traces (with the engine).
@@ -126,6 +140,7 @@ impl AppState {
             creds,
             known_projects: Mutex::new(HashSet::new()),
             failed_logins: FailedLogins::default(),
+            publish_cache: Mutex::new(HashMap::new()),
             engine: None,
             delivery: None,
         }))
@@ -147,6 +162,13 @@ impl AppState {
                 AppState(Arc::new(i))
             }
             Err(shared) => AppState(shared),
+        }
+    }
+
+    /// Channels or sources of a project changed: publishing re-reads them.
+    pub fn invalidate_publish_cache(&self, project_id: &str) {
+        if let Ok(mut c) = self.publish_cache.lock() {
+            c.retain(|(p, _), _| p != project_id);
         }
     }
 

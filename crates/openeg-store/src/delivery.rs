@@ -233,8 +233,9 @@ pub trait DeliveryStore: Send + Sync + 'static {
 
     /// The newest event with this id in the project (optionally in one channel): its trace
     /// rows (one per matched subscription, or the single unmatched row). Several events may
-    /// share an id (different sources); "newest" = largest `received_at`, then offset, and
-    /// only that event's rows (same channel and offset) are returned. Empty if unknown.
+    /// share an id (different sources); "newest" = largest `received_at`, then offset, then
+    /// channel id, and only that event's rows (same channel and offset) are returned, ordered
+    /// by `subscription_id`. Empty if unknown.
     async fn event_traces(
         &self,
         project_id: &str,

@@ -227,6 +227,7 @@ fn load_events(
     };
     let mut line = Vec::new();
     let mut n = 0usize;
+    let mut next_report = 20_000usize;
     let started = Instant::now();
     let mut err = std::io::stderr();
     loop {
@@ -253,7 +254,8 @@ fn load_events(
             }
         }
         ev.ends.push(ev.buf.len());
-        if !quiet && n % 20_000 == 0 {
+        if !quiet && n >= next_report {
+            next_report += 20_000;
             let _ = write!(
                 err,
                 "\rloading {}: {} events, {:.1} MB in {:.1}s{}",

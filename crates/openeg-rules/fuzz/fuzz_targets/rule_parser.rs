@@ -18,7 +18,8 @@ fuzz_target!(|data: &[u8]| {
     for require_source in [true, false] {
         if validate_filter(&rule, require_source).is_ok() {
             let mut b = MatcherBuilder::new();
-            b.add_rule(&rule, require_source).expect("validated rule compiles");
+            b.add_rule(&rule, require_source)
+                .expect("validated rule compiles");
             let m = b.build();
             for ev in EVENTS {
                 let _ = m.matches(ev);

@@ -188,7 +188,11 @@ impl Condition {
     }
 
     /// Truth of the condition given the field's state (§4.3).
-    pub fn eval_with<'a>(&self, nonnull: bool, candidates: impl IntoIterator<Item = Scalar<'a>>) -> bool {
+    pub fn eval_with<'a>(
+        &self,
+        nonnull: bool,
+        candidates: impl IntoIterator<Item = Scalar<'a>>,
+    ) -> bool {
         match self.op {
             Op::IsNull => !nonnull,
             Op::IsNotNull => nonnull,
@@ -206,7 +210,10 @@ impl Condition {
             Operand::Strings(v) => format!(" {}", serde_json::to_string(v).unwrap_or_default()),
             Operand::Numbers(v) => format!(
                 " [{}]",
-                v.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",")
+                v.iter()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
             ),
             Operand::Number(n) => format!(" {n}"),
             Operand::Ranges(v) => format!(

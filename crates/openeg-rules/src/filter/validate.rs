@@ -18,7 +18,9 @@ pub fn parse_filter(rule: &Value, require_source: bool) -> Result<Filter, RuleEr
     let obj = rule
         .as_object()
         .ok_or_else(|| RuleError::new("", "the filter rule must be a JSON object (V1)"))?;
-    let size = serde_json::to_string(rule).map(|s| s.len()).unwrap_or(usize::MAX);
+    let size = serde_json::to_string(rule)
+        .map(|s| s.len())
+        .unwrap_or(usize::MAX);
     if size > MAX_FILTER_BYTES {
         return Err(RuleError::new(
             "",
@@ -36,7 +38,10 @@ pub fn parse_filter(rule: &Value, require_source: bool) -> Result<Filter, RuleEr
     let mut fields = Vec::new();
     match obj.get("source") {
         None if require_source => {
-            return Err(RuleError::new("source", "the filter rule must contain source (V3)"))
+            return Err(RuleError::new(
+                "source",
+                "the filter rule must contain source (V3)",
+            ))
         }
         None => {}
         Some(v) => {
@@ -52,7 +57,10 @@ pub fn parse_filter(rule: &Value, require_source: bool) -> Result<Filter, RuleEr
                     if c.op != Op::StringIn {
                         return Err(RuleError::new(
                             format!("source[{i}].op"),
-                            format!("source accepts only the StringIn operator, not {} (V4)", c.op.name()),
+                            format!(
+                                "source accepts only the StringIn operator, not {} (V4)",
+                                c.op.name()
+                            ),
                         ));
                     }
                 }
@@ -77,7 +85,9 @@ pub fn parse_filter(rule: &Value, require_source: bool) -> Result<Filter, RuleEr
         if n > MAX_DATA_FIELDS {
             return Err(RuleError::new(
                 "data",
-                format!("data holds {n} matching fields, at most {MAX_DATA_FIELDS} are allowed (V7)"),
+                format!(
+                    "data holds {n} matching fields, at most {MAX_DATA_FIELDS} are allowed (V7)"
+                ),
             ));
         }
     }
@@ -188,13 +198,19 @@ fn condition(c: &Value, at: &str) -> Result<Condition, RuleError> {
     let vpath = format!("{at}.values");
     let need_values = || -> Result<&Vec<Value>, RuleError> {
         let v = m.get("values").ok_or_else(|| {
-            RuleError::new(&vpath, format!("{name} needs values, a non-empty array (V12)"))
+            RuleError::new(
+                &vpath,
+                format!("{name} needs values, a non-empty array (V12)"),
+            )
         })?;
         let a = v.as_array().ok_or_else(|| {
             RuleError::new(&vpath, format!("{name} needs values to be an array (V12)"))
         })?;
         if a.is_empty() {
-            return Err(RuleError::new(&vpath, format!("{name} needs a non-empty values array (V12)")));
+            return Err(RuleError::new(
+                &vpath,
+                format!("{name} needs a non-empty values array (V12)"),
+            ));
         }
         Ok(a)
     };
@@ -209,7 +225,10 @@ fn condition(c: &Value, at: &str) -> Result<Condition, RuleError> {
             let mut out = Vec::with_capacity(a.len());
             for (i, x) in a.iter().enumerate() {
                 let s = x.as_str().ok_or_else(|| {
-                    RuleError::new(format!("{vpath}[{i}]"), format!("{name} values must be strings (V12)"))
+                    RuleError::new(
+                        format!("{vpath}[{i}]"),
+                        format!("{name} values must be strings (V12)"),
+                    )
                 })?;
                 out.push(s.to_string());
             }
@@ -220,7 +239,10 @@ fn condition(c: &Value, at: &str) -> Result<Condition, RuleError> {
             let mut out = Vec::with_capacity(a.len());
             for (i, x) in a.iter().enumerate() {
                 out.push(num_of(x).ok_or_else(|| {
-                    RuleError::new(format!("{vpath}[{i}]"), format!("{name} values must be numbers (V12)"))
+                    RuleError::new(
+                        format!("{vpath}[{i}]"),
+                        format!("{name} values must be numbers (V12)"),
+                    )
                 })?);
             }
             Operand::Numbers(out)
@@ -231,7 +253,10 @@ fn condition(c: &Value, at: &str) -> Result<Condition, RuleError> {
             for (i, x) in a.iter().enumerate() {
                 let p = format!("{vpath}[{i}]");
                 let pair = x.as_array().filter(|p| p.len() == 2).ok_or_else(|| {
-                    RuleError::new(&p, format!("{name} values must be [low, high] number pairs (V12)"))
+                    RuleError::new(
+                        &p,
+                        format!("{name} values must be [low, high] number pairs (V12)"),
+                    )
                 })?;
                 let (lo, hi) = match (num_of(&pair[0]), num_of(&pair[1])) {
                     (Some(lo), Some(hi)) => (lo, hi),
@@ -243,16 +268,25 @@ fn condition(c: &Value, at: &str) -> Result<Condition, RuleError> {
                     }
                 };
                 if lo.cmp_num(hi) == Some(std::cmp::Ordering::Greater) {
-                    return Err(RuleError::new(&p, format!("{name} range has low {lo} > high {hi} (V12)")));
+                    return Err(RuleError::new(
+                        &p,
+                        format!("{name} range has low {lo} > high {hi} (V12)"),
+                    ));
                 }
                 out.push((lo, hi));
             }
             Operand::Ranges(out)
         }
-        Op::NumberLessThan | Op::NumberNotLessThan | Op::NumberGreaterThan | Op::NumberNotGreaterThan => {
+        Op::NumberLessThan
+        | Op::NumberNotLessThan
+        | Op::NumberGreaterThan
+        | Op::NumberNotGreaterThan => {
             if let Some(v) = m.get("value") {
                 Operand::Number(num_of(v).ok_or_else(|| {
-                    RuleError::new(format!("{at}.value"), format!("{name} needs value to be a number (V12)"))
+                    RuleError::new(
+                        format!("{at}.value"),
+                        format!("{name} needs value to be a number (V12)"),
+                    )
                 })?)
             } else if let Some(v) = m.get("values") {
                 // `values` holding exactly one number is an accepted alias (V12).

@@ -23,7 +23,8 @@ pub fn matches(rule: &Value, event: &Value) -> bool {
 }
 
 fn is_leaf(v: &Value) -> bool {
-    v.is_array() || matches!(v.as_object(), Some(m) if m.len() == 1 && m.get("and").is_some_and(Value::is_array))
+    v.is_array()
+        || matches!(v.as_object(), Some(m) if m.len() == 1 && m.get("and").is_some_and(Value::is_array))
 }
 
 fn data_node(m: &Map<String, Value>, path: &mut Vec<String>, event: &Value) -> bool {
@@ -121,7 +122,12 @@ fn cmp(a: N, b: N) -> Option<Ordering> {
 fn cond(c: &Value, not_null: bool, cands: &[&Value]) -> bool {
     let op = c["op"].as_str().unwrap();
     let strs = || -> Vec<&str> {
-        c["values"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect()
+        c["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect()
     };
     let single = || {
         c.get("value")
@@ -135,7 +141,12 @@ fn cond(c: &Value, not_null: bool, cands: &[&Value]) -> bool {
     let starts = || any_str(&|s| strs().iter().any(|p| s.starts_with(p)));
     let ends = || any_str(&|s| strs().iter().any(|p| s.ends_with(p)));
     let number_in = || {
-        let vals: Vec<N> = c["values"].as_array().unwrap().iter().map(|v| num(v).unwrap()).collect();
+        let vals: Vec<N> = c["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| num(v).unwrap())
+            .collect();
         any_num(&|x| vals.iter().any(|&v| cmp(x, v) == Some(Ordering::Equal)))
     };
     let in_range = || {
@@ -163,9 +174,13 @@ fn cond(c: &Value, not_null: bool, cands: &[&Value]) -> bool {
         "NumberIn" => number_in(),
         "NumberNotIn" => not_null && !number_in(),
         "NumberLessThan" => any_num(&|x| cmp(x, single()) == Some(Ordering::Less)),
-        "NumberNotLessThan" => any_num(&|x| matches!(cmp(x, single()), Some(Ordering::Greater | Ordering::Equal))),
+        "NumberNotLessThan" => {
+            any_num(&|x| matches!(cmp(x, single()), Some(Ordering::Greater | Ordering::Equal)))
+        }
         "NumberGreaterThan" => any_num(&|x| cmp(x, single()) == Some(Ordering::Greater)),
-        "NumberNotGreaterThan" => any_num(&|x| matches!(cmp(x, single()), Some(Ordering::Less | Ordering::Equal))),
+        "NumberNotGreaterThan" => {
+            any_num(&|x| matches!(cmp(x, single()), Some(Ordering::Less | Ordering::Equal)))
+        }
         "NumberInRange" => in_range(),
         "NumberNotInRange" => not_null && !in_range(),
         "IsNull" => !not_null,

@@ -230,5 +230,6 @@ async fn delete(
     st.store
         .delete(&t.project_id, Kind::Channel, &rec.id)
         .await?;
+    st.invalidate_publish_cache(&t.project_id);
     Ok(no_content())
 }

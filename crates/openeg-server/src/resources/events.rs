@@ -9,7 +9,7 @@
 use super::get_or_404;
 use crate::error::ApiResult;
 use crate::projects::DEFAULT_CHANNEL;
-use crate::state::{AppState, Tenant};
+use crate::state::{AppState, PublishTarget, Tenant, PUBLISH_CACHE_TTL};
 use crate::util::{json_body, ok, Params};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -21,6 +21,8 @@ use openeg_api::{event, validate, EgError};
 use openeg_store::{Kind, ListQuery};
 use serde_json::{json, Map, Value};
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -116,6 +118,32 @@ async fn channel_sources(
     Ok(recs.into_iter().map(|r| r.name).collect())
 }
 
+/// The channel as publishing sees it, from the short-lived cache or the store.
+async fn publish_target(
+    st: &AppState,
+    project: &str,
+    channel_id: &str,
+) -> ApiResult<Arc<PublishTarget>> {
+    let key = (project.to_string(), channel_id.to_string());
+    if let Ok(c) = st.publish_cache.lock() {
+        if let Some((at, t)) = c.get(&key) {
+            if at.elapsed() < PUBLISH_CACHE_TTL {
+                return Ok(t.clone());
+            }
+        }
+    }
+    let channel = get_or_404(st, project, Kind::Channel, channel_id).await?;
+    let target = Arc::new(PublishTarget {
+        is_default: channel.name == DEFAULT_CHANNEL,
+        sources: channel_sources(st, project, &channel.id).await?,
+        channel_id: channel.id,
+    });
+    if let Ok(mut c) = st.publish_cache.lock() {
+        c.insert(key, (Instant::now(), target.clone()));
+    }
+    Ok(target)
+}
+
 /// Per-event outcome; `None` = accepted.
 type Outcome = Option<EgError>;
 
@@ -170,10 +198,9 @@ async fn put_events(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let channel = get_or_404(&st, &t.project_id, Kind::Channel, p.at(1)).await?;
+    let channel = publish_target(&st, &t.project_id, p.at(1)).await?;
     let events = request_events(&headers, &body)?;
-    let is_default = channel.name == DEFAULT_CHANNEL;
-    let sources = channel_sources(&st, &t.project_id, &channel.id).await?;
+    let (is_default, sources) = (channel.is_default, &channel.sources);
     let mut outcomes: Vec<Outcome> = events
         .iter()
         .map(|ev| {
@@ -191,7 +218,14 @@ async fn put_events(
             }
         })
         .collect();
-    append_accepted(&st, &t.project_id, &channel.id, &events, &mut outcomes).await?;
+    append_accepted(
+        &st,
+        &t.project_id,
+        &channel.channel_id,
+        &events,
+        &mut outcomes,
+    )
+    .await?;
     Ok(response(&events, &outcomes))
 }
 

@@ -343,6 +343,7 @@ async fn create(
         });
     }
     st.store.insert(&rec, &quotas).await?;
+    st.invalidate_publish_cache(&t.project_id);
     Ok(ok(pick(&rec.body, INFO)))
 }
 
@@ -540,6 +541,7 @@ async fn delete(
     st.store
         .delete(&t.project_id, Kind::Source, &rec.id)
         .await?;
+    st.invalidate_publish_cache(&t.project_id);
     Ok(no_content())
 }
 
