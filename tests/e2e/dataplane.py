@@ -85,6 +85,22 @@ class DataServer(Server):
             self.log.close()
             self.log = None
 
+    def terminate(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM (graceful shutdown) and wait; returns the exit code (None if it had to be
+        killed). Keeps data_dir, unlike stop()."""
+        rc = None
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                rc = self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if getattr(self, "log", None):
+            self.log.close()
+            self.log = None
+        return rc
+
     def restart(self):
         self.kill()
         self.start()

@@ -25,7 +25,7 @@ from huaweicloudsdkeg.v1 import (
 
 from dataplane import DataServer, event, new_id, put_raw, metric_values, wait_until
 from eglib import assert_eg_error, body_of, uniq
-from receivers import Receiver, Reply  # noqa: F401
+from receivers import Receiver, Reply
 from sdkx import (
     Resources, apigw_target, custom_source, eg_target, fg_target, fn_urn, smn_target,
     src_filter, webhook_target, workflow_target,

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use openeg_connectors::backoff;
 use openeg_connectors::{Message, Outcome};
 use openeg_rules::Rendered;
-use openeg_store::delivery::{Attempt, DeliveryStatus};
+use openeg_store::delivery::{Attempt, AttemptUpdate, DeliveryStatus};
 use serde_json::Value;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -182,12 +182,40 @@ pub async fn attempt(engine: &Engine, job: Job) {
         latency_ms: latency.as_millis() as i64,
         code: outcome.code().to_string(),
     };
-    if let Err(e) = engine
-        .delivery
-        .record_attempt(job.id, status, n, next_at, &attempt)
-        .await
-    {
-        // The lease expires and the delivery is attempted again: at-least-once.
-        tracing::warn!(delivery_id = job.id, error = %e, "recording a delivery attempt failed");
+    let update = AttemptUpdate {
+        id: job.id,
+        status,
+        attempts: n,
+        next_at,
+        attempt,
+    };
+    if engine.recorder.send(update).await.is_err() {
+        // Shutting down: the lease expires and the delivery is attempted again (at-least-once).
+        tracing::debug!(delivery_id = job.id, "attempt not recorded: shutting down");
     }
 }
+
+/// Records attempt outcomes in batches: one store transaction (one fsync) for everything that
+/// finished while the previous batch was being written.
+pub(crate) async fn run_recorder(
+    delivery: Arc<dyn openeg_store::delivery::DeliveryStore>,
+    mut rx: tokio::sync::mpsc::Receiver<AttemptUpdate>,
+) {
+    let mut batch = Vec::with_capacity(RECORD_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < RECORD_BATCH {
+            match rx.try_recv() {
+                Ok(u) => batch.push(u),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = delivery.record_attempts(&batch).await {
+            // Their leases expire and they are attempted again: at-least-once.
+            tracing::warn!(count = batch.len(), error = %e, "recording delivery attempts failed");
+        }
+        batch.clear();
+    }
+}
+
+const RECORD_BATCH: usize = 1024;

@@ -104,6 +104,8 @@ pub struct Engine {
     pub(crate) slots: Mutex<HashMap<String, Arc<dispatch::Slot>>>,
     pub(crate) shutdown: watch::Receiver<bool>,
     shutdown_tx: watch::Sender<bool>,
+    /// Attempt outcomes on their way to the store, batched by [`dispatch::run_recorder`].
+    pub(crate) recorder: tokio::sync::mpsc::Sender<openeg_store::delivery::AttemptUpdate>,
     me: Weak<Engine>,
 }
 
@@ -120,6 +122,18 @@ impl Engine {
     ) -> Result<Arc<Engine>, String> {
         let http = openeg_connectors::sinks::HttpClient::new()?;
         let (shutdown_tx, shutdown) = watch::channel(false);
+        // This node owns the embedded log, so leases of never-attempted deliveries were held
+        // by the process that stopped: make them due now instead of waiting them out.
+        match delivery.release_pending(now_ms()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                deliveries = n,
+                "resuming deliveries left pending by the last run"
+            ),
+            Err(e) => return Err(format!("releasing pending deliveries: {e}")),
+        }
+        let (recorder, rx) = tokio::sync::mpsc::channel(65_536);
+        tokio::spawn(dispatch::run_recorder(delivery.clone(), rx));
         let engine = Arc::new_cyclic(|me| Engine {
             meta,
             delivery,
@@ -133,6 +147,7 @@ impl Engine {
             slots: Mutex::new(HashMap::new()),
             shutdown,
             shutdown_tx,
+            recorder,
             me: me.clone(),
         });
         for t in existing_topics {

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The log record written by [`Engine::publish`].
 #[derive(Deserialize)]
@@ -42,13 +42,25 @@ pub(crate) async fn run(engine: Arc<Engine>, topic: String) {
             return;
         }
     };
+    // The committed offset only shortens replay after a restart: recording is idempotent
+    // (a replayed delivery is not created or dispatched twice), so it is committed at most
+    // every COMMIT_INTERVAL and whenever the router catches up, not after every batch.
+    let mut committed = next;
+    let mut last_commit = Instant::now();
     loop {
         if *shutdown.borrow() {
             return;
         }
         match step(&engine, &topic, &project, &channel, next).await {
-            Ok(Some(n)) => next = n,
+            Ok(Some(n)) => {
+                next = n;
+                if last_commit.elapsed() >= COMMIT_INTERVAL {
+                    commit(&engine, &topic, &mut committed, next).await;
+                    last_commit = Instant::now();
+                }
+            }
             Ok(None) => {
+                commit(&engine, &topic, &mut committed, next).await;
                 // Caught up: sleep until the end offset moves past `next`, or shutdown.
                 tokio::select! {
                     r = end.wait_for(|e| *e > next) => if r.is_err() { return; },
@@ -67,6 +79,18 @@ pub(crate) async fn run(engine: Arc<Engine>, topic: String) {
                 }
             }
         }
+    }
+}
+
+const COMMIT_INTERVAL: Duration = Duration::from_millis(200);
+
+async fn commit(engine: &Engine, topic: &str, committed: &mut u64, next: u64) {
+    if *committed == next {
+        return;
+    }
+    match engine.log.commit(ROUTER_GROUP, topic, 0, next).await {
+        Ok(()) => *committed = next,
+        Err(e) => tracing::warn!(topic, error = %e, "committing the router offset failed"),
     }
 }
 
@@ -194,14 +218,12 @@ async fn step(
         .record_routed(&traces, &deliveries)
         .await
         .map_err(|e| StepError::Other(e.to_string()))?;
-    engine
-        .log
-        .commit(crate::ROUTER_GROUP, topic, 0, last + 1)
-        .await
-        .map_err(|e| StepError::Other(e.to_string()))?;
+    // The log offset is committed by the caller (see `run`).
     for (idx, mut job) in jobs {
-        if let Some(id) = ids.get(idx) {
-            job.id = *id;
+        // A delivery that already existed comes from a replayed batch (a crash between
+        // recording and committing); whoever holds its lease, or the poller, attempts it.
+        if let Some(r) = ids.get(idx).filter(|r| r.created) {
+            job.id = r.id;
             dispatch::spawn(engine.clone(), job);
         }
     }

@@ -251,6 +251,12 @@ fn main() {
 
     let rows = vec![
         scenario("1 rule (s01 exact STREET)", &shared[..1], &events, runs),
+        scenario(
+            "1 rule (s08 number in coordinates)",
+            &shared[7..8],
+            &events,
+            runs,
+        ),
         scenario("10 shared citylots rules", &shared, &events, runs),
         scenario("1,000 exact-match rules", &exact(1000), &events, runs),
         scenario("10,000 exact-match rules", &exact(10_000), &events, runs),

@@ -643,25 +643,25 @@ impl Compiler {
     /// present, or possibly on any event (it holds for absent fields).
     fn trigger_of(&self, s: u32) -> Trigger {
         let sp = &self.specs[s as usize];
-        let conds: Vec<&Cond> = sp.conds.iter().map(|&c| &self.conds[c as usize]).collect();
-        let field = conds[0].field;
+        let conds = || sp.conds.iter().map(|&c| &self.conds[c as usize]);
+        let field = self.conds[sp.conds[0] as usize].field;
         if sp.all {
             if let Some((i, _)) = sp
                 .conds
                 .iter()
-                .zip(&conds)
+                .zip(conds())
                 .filter(|(_, c)| c.kind == CondKind::Positive)
                 .min_by_key(|(_, c)| c.selectivity)
             {
                 return Trigger::Conds(vec![*i]);
             }
-            if conds.iter().any(|c| c.kind != CondKind::IsNull) {
+            if conds().any(|c| c.kind != CondKind::IsNull) {
                 return Trigger::NonNull(field);
             }
             Trigger::Always
-        } else if conds.iter().all(|c| c.kind == CondKind::Positive) {
+        } else if conds().all(|c| c.kind == CondKind::Positive) {
             Trigger::Conds(sp.conds.clone())
-        } else if conds.iter().any(|c| c.kind == CondKind::IsNull) {
+        } else if conds().any(|c| c.kind == CondKind::IsNull) {
             Trigger::Always
         } else {
             // An OR of several conditions, none of which holds on an absent field.

@@ -196,7 +196,7 @@ fn insert_path(map: &mut Map<String, Value>, path: &[&str], leaf: Value) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     #[test]
     fn compiled_matches_reference(

@@ -96,6 +96,25 @@ pub struct NewDelivery {
     pub next_at: i64,
 }
 
+/// The id of a delivery passed to [`DeliveryStore::record_routed`], and whether this call
+/// created it (`false`: it already existed, the batch is a replay after a crash, and whoever
+/// holds its lease, or the retry poller, attempts it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Routed {
+    pub id: i64,
+    pub created: bool,
+}
+
+/// One attempt to record with [`DeliveryStore::record_attempts`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptUpdate {
+    pub id: i64,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    pub next_at: i64,
+    pub attempt: Attempt,
+}
+
 /// One attempt, as shown by ShowDetailOfEventTrace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {
@@ -207,7 +226,16 @@ pub trait DeliveryStore: Send + Sync + 'static {
         &self,
         traces: &[TraceRow],
         deliveries: &[NewDelivery],
-    ) -> Result<Vec<i64>>;
+    ) -> Result<Vec<Routed>>;
+
+    /// The batched form of [`DeliveryStore::record_attempt`]: every update in one transaction
+    /// (one commit, one fsync), in order. Returns per update whether the delivery existed.
+    async fn record_attempts(&self, updates: &[AttemptUpdate]) -> Result<Vec<bool>>;
+
+    /// Makes every `Pending` delivery with a future `next_at` due now; returns how many. A
+    /// single node calls it at start: a pending delivery's lease was held by the process that
+    /// just stopped, so waiting for it to expire only delays delivery.
+    async fn release_pending(&self, now_ms: i64) -> Result<u64>;
 
     /// Records one attempt of delivery `id`: new status, attempts count and next attempt time;
     /// `attempt` is prepended to `recent` (keeping [`KEPT_ATTEMPTS`]) and its latency becomes
@@ -467,7 +495,7 @@ type DeliveryKey<'a> = (&'a str, &'a str, i64, &'a str, &'a str);
 pub(crate) struct IdMap<'a> {
     deliveries: &'a [NewDelivery],
     positions: HashMap<DeliveryKey<'a>, Vec<usize>>,
-    ids: Vec<Option<i64>>,
+    ids: Vec<Option<Routed>>,
 }
 
 impl<'a> IdMap<'a> {
@@ -494,7 +522,10 @@ impl<'a> IdMap<'a> {
         );
         if let Some(ps) = self.positions.get(&key) {
             for &p in ps {
-                self.ids[p] = Some(row.0);
+                self.ids[p] = Some(Routed {
+                    id: row.0,
+                    created: true,
+                });
             }
         }
     }
@@ -504,7 +535,7 @@ impl<'a> IdMap<'a> {
         let key = key_of(&self.deliveries[pos]);
         if let Some(ps) = self.positions.get(&key) {
             for &p in ps {
-                self.ids[p] = Some(id);
+                self.ids[p] = Some(Routed { id, created: false });
             }
         }
     }
@@ -514,7 +545,7 @@ impl<'a> IdMap<'a> {
         self.ids.iter().position(Option::is_none)
     }
 
-    pub(crate) fn finish(self) -> Result<Vec<i64>> {
+    pub(crate) fn finish(self) -> Result<Vec<Routed>> {
         self.ids
             .into_iter()
             .map(|id| id.ok_or_else(|| StoreError::Backend("delivery id not returned".into())))

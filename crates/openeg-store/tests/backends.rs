@@ -92,7 +92,7 @@ async fn check_stores_share_database(stores: &openeg_store::Stores) {
         .await
         .unwrap();
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0].id, ids[0]);
+    assert_eq!(got[0].id, ids[0].id);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,10 +15,10 @@ use super::PgStore;
 use crate::common::{backend, now_ms, to_i64, to_u64};
 use crate::delivery::{
     attempt_json, bucket_start, check_offsets, check_period, delivery_from_tuple, offset_to_i64,
-    sub_bucket, trace_from_tuple, Attempt, Delivery, DeliveryStatus, DeliveryStore, DeliveryTuple,
-    IdMap, InsertedKey, MetricsQuery, NewDelivery, PubBucket, SubBucket, SubTuple, TraceQuery,
-    TraceRow, TraceTuple, DELIVERY_COLS, DUE_STATUSES_SQL, KEPT_ATTEMPTS, SUB_AGGREGATES,
-    TRACE_COLS,
+    sub_bucket, trace_from_tuple, Attempt, AttemptUpdate, Delivery, DeliveryStatus, DeliveryStore,
+    DeliveryTuple, IdMap, InsertedKey, MetricsQuery, NewDelivery, PubBucket, Routed, SubBucket,
+    SubTuple, TraceQuery, TraceRow, TraceTuple, DELIVERY_COLS, DUE_STATUSES_SQL, KEPT_ATTEMPTS,
+    SUB_AGGREGATES, TRACE_COLS,
 };
 use crate::Result;
 
@@ -97,7 +97,7 @@ impl DeliveryStore for PgStore {
         &self,
         traces: &[TraceRow],
         deliveries: &[NewDelivery],
-    ) -> Result<Vec<i64>> {
+    ) -> Result<Vec<Routed>> {
         let op = "record_routed";
         if traces.is_empty() && deliveries.is_empty() {
             return Ok(Vec::new());
@@ -203,29 +203,63 @@ impl DeliveryStore for PgStore {
         next_at: i64,
         attempt: &Attempt,
     ) -> Result<bool> {
-        // The new attempt first (ordinality 0), then the stored ones (1, 2, …), newest first.
+        let u = AttemptUpdate {
+            id,
+            status,
+            attempts,
+            next_at,
+            attempt: attempt.clone(),
+        };
+        let found = self.record_attempts(std::slice::from_ref(&u)).await?;
+        Ok(found.first().copied().unwrap_or(false))
+    }
+
+    async fn record_attempts(&self, updates: &[AttemptUpdate]) -> Result<Vec<bool>> {
+        let op = "record_attempts";
+        if updates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin().await.map_err(|e| backend(op, e))?;
+        let now = now_ms();
+        let mut found = Vec::with_capacity(updates.len());
+        for u in updates {
+            // The new attempt first (ordinality 0), then the stored ones (1, 2, …), newest first.
+            let r = sqlx::query(
+                "UPDATE deliveries SET status = $2, attempts = $3, next_at = $4, \
+                 last_latency_ms = $5, updated_at = $6, \
+                 recent = (SELECT json_agg(x.e ORDER BY x.o)::text FROM ( \
+                    SELECT e, o FROM (SELECT $7::json AS e, 0::bigint AS o \
+                        UNION ALL SELECT t.e, t.o \
+                        FROM json_array_elements(deliveries.recent::json) WITH ORDINALITY AS t(e, o)) s \
+                    ORDER BY o LIMIT $8) x) \
+                 WHERE id = $1",
+            )
+            .bind(u.id)
+            .bind(u.status.as_str())
+            .bind(i64::from(u.attempts))
+            .bind(u.next_at)
+            .bind(u.attempt.latency_ms)
+            .bind(now)
+            .bind(attempt_json(&u.attempt).to_string())
+            .bind(to_i64(KEPT_ATTEMPTS as u64))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| backend(op, e))?;
+            found.push(r.rows_affected() > 0);
+        }
+        tx.commit().await.map_err(|e| backend(op, e))?;
+        Ok(found)
+    }
+
+    async fn release_pending(&self, now_ms: i64) -> Result<u64> {
         let r = sqlx::query(
-            "UPDATE deliveries SET status = $2, attempts = $3, next_at = $4, \
-             last_latency_ms = $5, updated_at = $6, \
-             recent = (SELECT json_agg(x.e ORDER BY x.o)::text FROM ( \
-                SELECT e, o FROM (SELECT $7::json AS e, 0::bigint AS o \
-                    UNION ALL SELECT t.e, t.o \
-                    FROM json_array_elements(deliveries.recent::json) WITH ORDINALITY AS t(e, o)) s \
-                ORDER BY o LIMIT $8) x) \
-             WHERE id = $1",
+            "UPDATE deliveries SET next_at = $1 WHERE status = 'PENDING' AND next_at > $1",
         )
-        .bind(id)
-        .bind(status.as_str())
-        .bind(i64::from(attempts))
-        .bind(next_at)
-        .bind(attempt.latency_ms)
-        .bind(now_ms())
-        .bind(attempt_json(attempt).to_string())
-        .bind(to_i64(KEPT_ATTEMPTS as u64))
+        .bind(now_ms)
         .execute(&self.pool)
         .await
-        .map_err(|e| backend("record_attempt", e))?;
-        Ok(r.rows_affected() > 0)
+        .map_err(|e| backend("release_pending", e))?;
+        Ok(r.rows_affected())
     }
 
     async fn claim_due(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<Delivery>> {

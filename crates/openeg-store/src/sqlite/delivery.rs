@@ -11,9 +11,10 @@ use super::SqliteStore;
 use crate::common::{backend, now_ms, to_i64, to_u64};
 use crate::delivery::{
     bucket_start, check_offsets, check_period, delivery_from_tuple, offset_to_i64, prepend_recent,
-    sub_bucket, trace_from_tuple, Attempt, Delivery, DeliveryStatus, DeliveryStore, DeliveryTuple,
-    IdMap, InsertedKey, MetricsQuery, NewDelivery, PubBucket, SubBucket, SubTuple, TraceQuery,
-    TraceRow, TraceTuple, DELIVERY_COLS, DUE_STATUSES_SQL, SUB_AGGREGATES, TRACE_COLS,
+    sub_bucket, trace_from_tuple, Attempt, AttemptUpdate, Delivery, DeliveryStatus, DeliveryStore,
+    DeliveryTuple, IdMap, InsertedKey, MetricsQuery, NewDelivery, PubBucket, Routed, SubBucket,
+    SubTuple, TraceQuery, TraceRow, TraceTuple, DELIVERY_COLS, DUE_STATUSES_SQL, SUB_AGGREGATES,
+    TRACE_COLS,
 };
 use crate::Result;
 
@@ -77,7 +78,7 @@ impl DeliveryStore for SqliteStore {
         &self,
         traces: &[TraceRow],
         deliveries: &[NewDelivery],
-    ) -> Result<Vec<i64>> {
+    ) -> Result<Vec<Routed>> {
         let op = "record_routed";
         if traces.is_empty() && deliveries.is_empty() {
             return Ok(Vec::new());
@@ -181,39 +182,73 @@ impl DeliveryStore for SqliteStore {
         next_at: i64,
         attempt: &Attempt,
     ) -> Result<bool> {
-        let op = "record_attempt";
+        let u = AttemptUpdate {
+            id,
+            status,
+            attempts,
+            next_at,
+            attempt: attempt.clone(),
+        };
+        let found = self.record_attempts(std::slice::from_ref(&u)).await?;
+        Ok(found.first().copied().unwrap_or(false))
+    }
+
+    async fn record_attempts(&self, updates: &[AttemptUpdate]) -> Result<Vec<bool>> {
+        let op = "record_attempts";
+        if updates.is_empty() {
+            return Ok(Vec::new());
+        }
         let _g = self.write.lock().await;
         let mut tx = self
             .pool
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(|e| backend(op, e))?;
-        let stored: Option<String> =
-            sqlx::query_scalar("SELECT recent FROM deliveries WHERE id = ?")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(|e| backend(op, e))?;
-        let Some(stored) = stored else {
-            return Ok(false);
-        };
-        let recent = prepend_recent(&stored, attempt)?;
-        sqlx::query(
-            "UPDATE deliveries SET status = ?, attempts = ?, next_at = ?, recent = ?, \
-             last_latency_ms = ?, updated_at = ? WHERE id = ?",
-        )
-        .bind(status.as_str())
-        .bind(i64::from(attempts))
-        .bind(next_at)
-        .bind(&recent)
-        .bind(attempt.latency_ms)
-        .bind(now_ms())
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| backend(op, e))?;
+        let now = now_ms();
+        let mut found = Vec::with_capacity(updates.len());
+        for u in updates {
+            let stored: Option<String> =
+                sqlx::query_scalar("SELECT recent FROM deliveries WHERE id = ?")
+                    .bind(u.id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| backend(op, e))?;
+            let Some(stored) = stored else {
+                found.push(false);
+                continue;
+            };
+            let recent = prepend_recent(&stored, &u.attempt)?;
+            sqlx::query(
+                "UPDATE deliveries SET status = ?, attempts = ?, next_at = ?, recent = ?, \
+                 last_latency_ms = ?, updated_at = ? WHERE id = ?",
+            )
+            .bind(u.status.as_str())
+            .bind(i64::from(u.attempts))
+            .bind(u.next_at)
+            .bind(&recent)
+            .bind(u.attempt.latency_ms)
+            .bind(now)
+            .bind(u.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| backend(op, e))?;
+            found.push(true);
+        }
         tx.commit().await.map_err(|e| backend(op, e))?;
-        Ok(true)
+        Ok(found)
+    }
+
+    async fn release_pending(&self, now_ms: i64) -> Result<u64> {
+        let _g = self.write.lock().await;
+        let r = sqlx::query(
+            "UPDATE deliveries SET next_at = ? WHERE status = 'PENDING' AND next_at > ?",
+        )
+        .bind(now_ms)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| backend("release_pending", e))?;
+        Ok(r.rows_affected())
     }
 
     async fn claim_due(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<Delivery>> {

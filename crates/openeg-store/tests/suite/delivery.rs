@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use openeg_store::delivery::{
-    Attempt, Delivery, DeliveryStatus, DeliveryStore, MetricsQuery, NewDelivery, PubBucket,
-    SubBucket, TraceQuery, TraceRow, KEPT_ATTEMPTS,
+    Attempt, AttemptUpdate, Delivery, DeliveryStatus, DeliveryStore, MetricsQuery, NewDelivery,
+    PubBucket, Routed, SubBucket, TraceQuery, TraceRow, KEPT_ATTEMPTS,
 };
 
 /// A `next_at` no claim in this suite ever reaches.
@@ -98,6 +98,10 @@ fn tq(channel: &str, start: i64, end: i64) -> TraceQuery {
 }
 
 /// The delivery with this id, looked up through its event.
+fn ids_of(r: Vec<Routed>) -> Vec<i64> {
+    r.into_iter().map(|r| r.id).collect()
+}
+
 async fn find(s: &dyn DeliveryStore, d: &NewDelivery, id: i64) -> Delivery {
     s.event_deliveries(&d.project_id, &d.channel_id, d.offset)
         .await
@@ -119,6 +123,7 @@ pub async fn run_delivery_suite(store: Arc<dyn DeliveryStore>, label: &str) {
     concurrent_claims(store.clone()).await;
     drop_pending(s).await;
     metrics(s).await;
+    batched_attempts_and_release(s).await;
     throughput(s, label).await;
     purge(s).await;
 }
@@ -141,7 +146,7 @@ async fn roundtrip(s: &dyn DeliveryStore) {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
-    let ids = s.record_routed(&traces, &dels).await.unwrap();
+    let ids = ids_of(s.record_routed(&traces, &dels).await.unwrap());
     assert_eq!(ids.len(), 3);
     assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 3, "distinct ids");
     for (d, id) in dels.iter().zip(&ids) {
@@ -182,7 +187,7 @@ async fn roundtrip(s: &dyn DeliveryStore) {
         .await
         .unwrap();
     assert_eq!(only.len(), 1);
-    assert!(only[0] > 0);
+    assert!(only[0].id > 0 && only[0].created);
 
     // An offset beyond i64 is rejected before anything is written.
     let bad = s
@@ -205,7 +210,7 @@ async fn roundtrip(s: &dyn DeliveryStore) {
         .unwrap();
     let d = s.event_deliveries(p, "big", big).await.unwrap();
     assert_eq!(d.len(), 1);
-    assert_eq!((d[0].id, d[0].offset), (id[0], big));
+    assert_eq!((d[0].id, d[0].offset), (id[0].id, big));
     assert_eq!(s.event_traces(p, None, "eb").await.unwrap()[0].offset, big);
 }
 
@@ -219,7 +224,7 @@ async fn replay_is_idempotent(s: &dyn DeliveryStore) {
         nd(p, "ch", 1, 100, "s1", "t1", FAR),
         nd(p, "ch", 2, 100, "s1", "t1", FAR),
     ];
-    let first = s.record_routed(&traces, &dels).await.unwrap();
+    let first = ids_of(s.record_routed(&traces, &dels).await.unwrap());
     s.record_attempt(
         first[0],
         DeliveryStatus::Succeeded,
@@ -237,7 +242,13 @@ async fn replay_is_idempotent(s: &dyn DeliveryStore) {
     dels2.insert(1, nd(p, "ch", 3, 100, "s1", "t1", FAR));
     // The same delivery twice in one batch gets one id.
     dels2.push(dels[1].clone());
-    let second = s.record_routed(&traces2, &dels2).await.unwrap();
+    let routed = s.record_routed(&traces2, &dels2).await.unwrap();
+    assert_eq!(
+        routed.iter().map(|r| r.created).collect::<Vec<_>>(),
+        vec![false, true, false, false],
+        "only the new delivery is created by the replay"
+    );
+    let second = ids_of(routed);
     assert_eq!(second.len(), 4);
     assert_eq!(second[0], first[0]);
     assert_eq!(second[2], first[1]);
@@ -426,7 +437,8 @@ async fn record_attempt(s: &dyn DeliveryStore) {
     let id = s
         .record_routed(&[], std::slice::from_ref(&d))
         .await
-        .unwrap()[0];
+        .unwrap()[0]
+        .id;
     let a = |i: i64| attempt(1000 + i, i == 4, 10 * i, &format!("{}", 500 + i));
     for i in 1..=3 {
         assert!(s
@@ -477,7 +489,7 @@ async fn claim_lease(s: &dyn DeliveryStore) {
         nd(p, "ch", 3, 100, "s", "t", 300),
         nd(p, "ch", 4, 100, "s", "t", 10_000),
     ];
-    let ids = s.record_routed(&[], &dels).await.unwrap();
+    let ids = ids_of(s.record_routed(&[], &dels).await.unwrap());
 
     assert!(
         s.claim_due(99, 1000, 10).await.unwrap().is_empty(),
@@ -563,7 +575,7 @@ async fn concurrent_claims(store: Arc<dyn DeliveryStore>) {
     let dels: Vec<NewDelivery> = (0..200u64)
         .map(|i| nd(p, "ch", i, 100, "s", "t", 50 + (i as i64 % 17)))
         .collect();
-    let ids = store.record_routed(&[], &dels).await.unwrap();
+    let ids = ids_of(store.record_routed(&[], &dels).await.unwrap());
 
     let mut tasks = Vec::new();
     for _ in 0..8 {
@@ -622,7 +634,7 @@ async fn drop_pending(s: &dyn DeliveryStore) {
         nd(p, "ch", 5, 100, "y", "t", FAR),
         nd("d-drop-other", "ch", 1, 100, "x", "t", FAR),
     ];
-    let ids = s.record_routed(&[], &dels).await.unwrap();
+    let ids = ids_of(s.record_routed(&[], &dels).await.unwrap());
     let st = [
         DeliveryStatus::Succeeded,
         DeliveryStatus::Failed,
@@ -691,7 +703,7 @@ async fn metrics(s: &dyn DeliveryStore) {
         nd(p, "ch1", 3, 9_999, "a", "t1", FAR),
         nd(p, "ch1", 4, 13_000, "a", "t1", FAR),
     ];
-    let ids = s.record_routed(&traces, &dels).await.unwrap();
+    let ids = ids_of(s.record_routed(&traces, &dels).await.unwrap());
     let rec = |i: usize, st: DeliveryStatus, n: u32, ms: i64| {
         let id = ids[i];
         async move {
@@ -839,7 +851,7 @@ async fn throughput(s: &dyn DeliveryStore, label: &str) {
     };
     let (traces, dels): (Vec<_>, Vec<_>) = (0..N).map(|i| mk("one", i)).unzip();
     let t0 = Instant::now();
-    let ids = s.record_routed(&traces, &dels).await.unwrap();
+    let ids = ids_of(s.record_routed(&traces, &dels).await.unwrap());
     let one = t0.elapsed();
     assert_eq!(ids.len(), N as usize);
     assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), N as usize);
@@ -861,6 +873,57 @@ async fn throughput(s: &dyn DeliveryStore, label: &str) {
     assert!(id > 0);
 }
 
+async fn batched_attempts_and_release(s: &dyn DeliveryStore) {
+    let p = "d-batch";
+    let dels = vec![
+        nd(p, "ch", 1, 100, "s", "t1", FAR),
+        nd(p, "ch", 2, 100, "s", "t1", FAR),
+        nd(p, "ch", 3, 100, "s", "t1", 50),
+    ];
+    let ids = ids_of(s.record_routed(&[], &dels).await.unwrap());
+    let up = |id: i64, st: DeliveryStatus, n: u32| AttemptUpdate {
+        id,
+        status: st,
+        attempts: n,
+        next_at: 0,
+        attempt: attempt(10 + n as i64, st == DeliveryStatus::Succeeded, 3, "200"),
+    };
+    let found = s
+        .record_attempts(&[
+            up(ids[0], DeliveryStatus::Succeeded, 1),
+            up(i64::MAX, DeliveryStatus::Failed, 1),
+            up(ids[1], DeliveryStatus::Retrying, 1),
+            up(ids[1], DeliveryStatus::Succeeded, 2),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(found, vec![true, false, true, true]);
+    let d0 = find(s, &dels[0], ids[0]).await;
+    assert_eq!(
+        (d0.status, d0.attempts, d0.recent.len()),
+        (DeliveryStatus::Succeeded, 1, 1)
+    );
+    let d1 = find(s, &dels[1], ids[1]).await;
+    assert_eq!(
+        (d1.status, d1.attempts, d1.recent.len()),
+        (DeliveryStatus::Succeeded, 2, 2)
+    );
+    assert_eq!(d1.recent[0].at, 12, "newest first, in update order");
+    assert!(s.record_attempts(&[]).await.unwrap().is_empty());
+
+    // Only the still-pending delivery with a future lease is released.
+    let released = s.release_pending(1_000).await.unwrap();
+    assert!(released >= 1);
+    let d2 = find(s, &dels[2], ids[2]).await;
+    assert_eq!(d2.next_at, 50, "an already-due delivery keeps its time");
+    let claimed = s.claim_due(1_000, 10, 100_000).await.unwrap();
+    assert!(claimed
+        .iter()
+        .all(|d| d.status == DeliveryStatus::Pending || d.status == DeliveryStatus::Retrying));
+    assert!(claimed.iter().any(|d| d.id == ids[2]));
+    assert!(!claimed.iter().any(|d| d.id == ids[0] || d.id == ids[1]));
+}
+
 async fn purge(s: &dyn DeliveryStore) {
     let p = "d-purge";
     let dels = vec![
@@ -868,8 +931,8 @@ async fn purge(s: &dyn DeliveryStore) {
         nd(p, "ch", 2, -200, "s", "t", FAR),
         nd(p, "ch", 3, -100, "s", "t", FAR),
     ];
-    let ids = s
-        .record_routed(
+    let ids = ids_of(
+        s.record_routed(
             &[
                 trace(p, "ch", 1, "e1", "src", "t", -300, "s", "n"),
                 trace(p, "ch", 2, "e2", "src", "t", -200, "s", "n"),
@@ -878,7 +941,8 @@ async fn purge(s: &dyn DeliveryStore) {
             &dels,
         )
         .await
-        .unwrap();
+        .unwrap(),
+    );
     s.record_attempt(
         ids[1],
         DeliveryStatus::Succeeded,
