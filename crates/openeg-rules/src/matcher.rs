@@ -58,6 +58,9 @@ type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 /// touches about two cache lines however many rules there are.
 #[derive(Debug, Default, Clone)]
 struct ExactTable {
+    /// 16-bit hash tags parallel to `slots` (0 = empty): a miss, the common case, reads only
+    /// this small array, which stays in L1/L2 even for tens of thousands of keys.
+    tags: Vec<u16>,
     slots: Vec<Slot>,
     keys: Vec<u8>,
     lists: Vec<u32>,
@@ -72,6 +75,12 @@ struct Slot {
     list: u32,
     key_len: u16,
     kind: u16,
+}
+
+/// Never 0 (0 marks an empty slot).
+#[inline]
+fn tag16(h: u64) -> u16 {
+    ((h >> 48) as u16) | 1
 }
 
 #[inline]
@@ -91,6 +100,7 @@ impl ExactTable {
         // Load factor at most ~0.7.
         let cap = (map.len() * 10 / 7 + 1).next_power_of_two();
         let mut t = ExactTable {
+            tags: vec![0; cap],
             slots: vec![Slot::default(); cap],
             keys: Vec::new(),
             lists: Vec::new(),
@@ -102,9 +112,10 @@ impl ExactTable {
             conds.dedup();
             let h = hash_bytes(&k);
             let mut i = h as usize & (cap - 1);
-            while t.slots[i].kind != 0 {
+            while t.tags[i] != 0 {
                 i = (i + 1) & (cap - 1);
             }
+            t.tags[i] = tag16(h);
             let (list, kind) = if conds.len() == 1 {
                 (conds[0], 1)
             } else {
@@ -134,12 +145,18 @@ impl ExactTable {
         let mask = self.slots.len() - 1;
         let h = hash_bytes(key);
         let tag = (h >> 32) as u32;
+        let t16 = tag16(h);
         let mut i = h as usize & mask;
         loop {
-            let s = &self.slots[i];
-            if s.kind == 0 {
+            let t = self.tags[i];
+            if t == 0 {
                 return &[];
             }
+            if t != t16 {
+                i = (i + 1) & mask;
+                continue;
+            }
+            let s = &self.slots[i];
             if s.tag == tag
                 && s.key_len as usize == key.len()
                 && &self.keys[s.key_off as usize..s.key_off as usize + key.len()] == key
@@ -585,7 +602,19 @@ impl Compiler {
             }
             self.specs[best as usize].groups.push(gi as u32);
         }
+        let mut node_of_field = vec![0usize; self.fields.len()];
+        for (&node, &f) in &self.field_of_node {
+            node_of_field[f as usize] = node;
+        }
         for (f, ivs) in self.field_ivs.drain(..).enumerate() {
+            if !ivs.is_empty() {
+                let lo = ivs.iter().map(|iv| iv.lo_f).fold(f64::INFINITY, f64::min);
+                let hi = ivs
+                    .iter()
+                    .map(|iv| iv.hi_f)
+                    .fold(f64::NEG_INFINITY, f64::max);
+                self.trie.nodes[node_of_field[f]].num_hull = Some((lo, hi));
+            }
             self.fields[f].nums = IntervalIndex::build(ivs);
         }
         for (f, map) in self.field_exact.drain(..).enumerate() {

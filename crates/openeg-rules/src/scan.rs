@@ -32,6 +32,9 @@ pub struct PathNode {
     /// The `data` node: arrays are not entered there (§4.1 "data absent or not an object").
     objects_only: bool,
     pub wants: u8,
+    /// The hull `[lo, hi]` (as doubles) of every numeric test on this field: numbers clearly
+    /// outside it are skipped without an exact parse.
+    pub num_hull: Option<(f64, f64)>,
 }
 
 /// The trie of all field paths named by the compiled rules. Node 0 is the event root.
@@ -520,6 +523,7 @@ impl<S: Sink> Scanner<'_, '_, S> {
     fn scalar(&mut self, node: usize) -> R<()> {
         let n = &self.trie.nodes[node];
         let (field, wants) = (n.field, n.wants);
+        let hull = n.num_hull;
         match self.peek()? {
             b'"' => {
                 let (s, e, esc) = self.string_raw()?;
@@ -553,7 +557,15 @@ impl<S: Sink> Scanner<'_, '_, S> {
             _ => {
                 let (s, e) = self.number_raw()?;
                 if field != NO_FIELD && wants & WANT_NUM != 0 {
-                    let num = Num::parse(&self.b[s..e]).ok_or(ScanError { offset: s })?;
+                    let text = &self.b[s..e];
+                    if let (Some((lo, hi)), Some(v)) = (hull, approx_number(text)) {
+                        // The estimate is within ~1e-14 relative; 1e-9 keeps the skip safe.
+                        let tol = 1e-9 * v.abs();
+                        if v + tol < lo || v - tol > hi {
+                            return Ok(());
+                        }
+                    }
+                    let num = Num::parse(text).ok_or(ScanError { offset: s })?;
                     self.sink.scalar(field, Scalar::Num(num));
                 }
                 Ok(())
@@ -602,10 +614,127 @@ impl<S: Sink> Scanner<'_, '_, S> {
     }
 }
 
+/// A fast estimate of a JSON number's value (first 19 significant digits), or `None` when the
+/// text is unusual (then the exact parse decides). Never used to accept, only to skip.
+fn approx_number(t: &[u8]) -> Option<f64> {
+    let mut i = 0;
+    let neg = t.first() == Some(&b'-');
+    if neg {
+        i = 1;
+    }
+    let (mut m, mut digits, mut exp) = (0u64, 0u32, 0i32);
+    let mut any = false;
+    while let Some(&c) = t.get(i) {
+        if !c.is_ascii_digit() {
+            break;
+        }
+        any = true;
+        if digits < 19 {
+            m = m * 10 + (c - b'0') as u64;
+            if m > 0 {
+                digits += 1;
+            }
+        } else {
+            exp += 1;
+        }
+        i += 1;
+    }
+    if t.get(i) == Some(&b'.') {
+        i += 1;
+        while let Some(&c) = t.get(i) {
+            if !c.is_ascii_digit() {
+                break;
+            }
+            any = true;
+            if digits < 19 {
+                m = m * 10 + (c - b'0') as u64;
+                if m > 0 {
+                    digits += 1;
+                }
+                exp -= 1;
+            }
+            i += 1;
+        }
+    }
+    if !any {
+        return None;
+    }
+    if matches!(t.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        let eneg = match t.get(i) {
+            Some(b'-') => {
+                i += 1;
+                true
+            }
+            Some(b'+') => {
+                i += 1;
+                false
+            }
+            _ => false,
+        };
+        let mut e = 0i32;
+        let start = i;
+        while let Some(&c) = t.get(i) {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            e = (e * 10 + (c - b'0') as i32).min(100_000);
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        exp += if eneg { -e } else { e };
+    }
+    if i != t.len() {
+        return None;
+    }
+    if m == 0 {
+        return Some(0.0);
+    }
+    if !(-300..=300).contains(&exp) {
+        return None;
+    }
+    let v = m as f64 * 10f64.powi(exp);
+    Some(if neg { -v } else { v })
+}
+
 fn hex4(h: &[u8]) -> Option<u32> {
     let mut v = 0u32;
     for &c in h {
         v = v * 16 + (c as char).to_digit(16)?;
     }
     Some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::approx_number;
+
+    #[test]
+    fn approx_is_close() {
+        for t in [
+            "0",
+            "-0",
+            "1",
+            "37.831831754584499",
+            "-122.513351467286029",
+            "1e5",
+            "1.5E-3",
+            "12345678901234567890123",
+            "0.000000000000000000001234",
+            "9007199254740993",
+            "-0.0",
+        ] {
+            let exact: f64 = t.parse().unwrap();
+            let a = approx_number(t.as_bytes()).unwrap();
+            assert!(
+                (a - exact).abs() <= 1e-13 * exact.abs(),
+                "{t}: {a} vs {exact}"
+            );
+        }
+        for t in ["", "-", "1e", "1e+", ".", "1e400", "1x"] {
+            assert!(approx_number(t.as_bytes()).is_none(), "{t}");
+        }
+    }
 }

@@ -92,6 +92,9 @@ pub struct PublishTarget {
     pub sources: HashSet<String>,
 }
 
+/// A cache entry: when it was loaded, and the channel.
+pub type CachedTarget = (std::time::Instant, Arc<PublishTarget>);
+
 /// Bounds how long another node's source change can go unseen by publishing; changes on
 /// this node invalidate the cache at once.
 pub const PUBLISH_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -112,7 +115,7 @@ pub struct Inner {
     pub known_projects: Mutex<HashSet<String>>,
     pub failed_logins: FailedLogins,
     /// What publishing needs to know about a channel, cached for [`PUBLISH_CACHE_TTL`].
-    pub publish_cache: Mutex<HashMap<(String, String), (std::time::Instant, Arc<PublishTarget>)>>,
+    pub publish_cache: Mutex<HashMap<(String, String), CachedTarget>>,
     /// The data plane; `None` answers publishing with 503 (a control-plane-only node).
     pub engine: Option<Arc<openeg_engine::Engine>>,
     /// Delivery state and traces (with the engine).
