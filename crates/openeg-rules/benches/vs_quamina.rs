@@ -249,6 +249,17 @@ fn main() {
         })
         .collect();
 
+    // Prefix rules that overlap heavily ("0", "00", "001", ... share leading bytes).
+    let prefixes: Vec<Value> = pick(1000)
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let p: String = v.chars().take(1 + i % 6).collect();
+            json!({"source": src(), "data": {"properties": {
+                "BLKLOT": [{"op": "StringStartsWith", "values": [p]}]}}})
+        })
+        .collect();
+
     let rows = vec![
         scenario("1 rule (s01 exact STREET)", &shared[..1], &events, runs),
         scenario(
@@ -266,6 +277,7 @@ fn main() {
             &events,
             runs,
         ),
+        scenario("1,000 overlapping prefix rules", &prefixes, &events, runs),
     ];
 
     println!(

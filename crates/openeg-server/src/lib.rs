@@ -37,8 +37,15 @@ pub fn router(st: AppState) -> Router {
         st.clone(),
         auth::require_tenant,
     ));
+    let openeg_routes = Router::new()
+        .route("/openeg/v1/rules/test", post(resources::rules::test_rules))
+        .route_layer(middleware::from_fn_with_state(
+            st.clone(),
+            auth::require_credential,
+        ));
     Router::new()
         .route("/", get(resources::versions::list_api_versions))
+        .merge(openeg_routes)
         .route("/v3/auth/tokens", post(auth::issue_token))
         .route(
             "/openeg/v1/health",

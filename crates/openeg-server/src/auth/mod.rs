@@ -27,9 +27,18 @@ const TOKEN_TTL_MS: i64 = 24 * 3600 * 1000;
 const MAX_TOKEN_LEN: usize = 16384;
 const LOGIN_FAILURES_PER_MINUTE: u32 = 10;
 
-/// Middleware for project-scoped routes.
+/// Middleware for project-scoped routes (`/v1/{project_id}/...`).
 pub async fn require_tenant(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    match authenticate(&st, req).await {
+    match authenticate(&st, req, true).await {
+        Ok(req) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Middleware for OpenEG's own signed routes without a project in the path
+/// (`/openeg/v1/...`): the caller acts in its credential's project.
+pub async fn require_credential(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    match authenticate(&st, req, false).await {
         Ok(req) => next.run(req).await,
         Err(e) => e.into_response(),
     }
@@ -56,7 +65,7 @@ async fn read_body(st: &AppState, body: Body) -> ApiResult<Bytes> {
         .map_err(|_| ApiError(EgError::too_large()))
 }
 
-async fn authenticate(st: &AppState, req: Request) -> ApiResult<Request> {
+async fn authenticate(st: &AppState, req: Request, path_has_project: bool) -> ApiResult<Request> {
     let (mut parts, body) = req.into_parts();
     let bytes = read_body(st, body).await?;
     let (project, access_key) = if let Some(authz) = parts.headers.get(header::AUTHORIZATION) {
@@ -71,7 +80,11 @@ async fn authenticate(st: &AppState, req: Request) -> ApiResult<Request> {
         return Err(EgError::unauthenticated("missing credential").into());
     };
 
-    let path_project = path_project(parts.uri.path()).unwrap_or_default();
+    let path_project = if path_has_project {
+        path_project(parts.uri.path()).unwrap_or_default()
+    } else {
+        project.clone()
+    };
     if path_project != project {
         return Err(EgError::forbidden("the project does not belong to the credential").into());
     }

@@ -10,6 +10,7 @@ pub mod channels;
 pub mod connections;
 pub mod events;
 pub mod quotas;
+pub mod rules;
 pub mod sources;
 pub mod subscriptions;
 pub mod traces;
