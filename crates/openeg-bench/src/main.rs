@@ -105,6 +105,17 @@ impl Client {
         body: Option<&Value>,
     ) -> anyhow::Result<(u16, Value)> {
         let body_bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        self.call_bytes(method, path, body_bytes).await
+    }
+
+    /// Signs and sends a prebuilt body (the ingest loop reuses one body per connection, as
+    /// the RabbitMQ side reuses one payload).
+    async fn call_bytes(
+        &self,
+        method: &str,
+        path: &str,
+        body_bytes: Vec<u8>,
+    ) -> anyhow::Result<(u16, Value)> {
         let mut h = http::HeaderMap::new();
         h.insert(
             "content-type",
@@ -219,21 +230,21 @@ async fn openeg_ingest(
             next.clone(),
         );
         tasks.push(tokio::spawn(async move {
+            // Ids may repeat (duplicates are accepted and delivered again), so one body per
+            // connection keeps the client's CPU out of the measurement, as on the RabbitMQ side.
+            let events: Vec<Value> = (0..batch)
+                .map(|_| {
+                    event(
+                        &source,
+                        next.fetch_add(1, Ordering::Relaxed),
+                        bytes,
+                        json!({}),
+                    )
+                })
+                .collect();
+            let body = json!({"events": events}).to_string().into_bytes();
             while !stop.load(Ordering::Relaxed) {
-                let events: Vec<Value> = (0..batch)
-                    .map(|_| {
-                        event(
-                            &source,
-                            next.fetch_add(1, Ordering::Relaxed),
-                            bytes,
-                            json!({}),
-                        )
-                    })
-                    .collect();
-                match c
-                    .call("POST", &path, Some(&json!({"events": events})))
-                    .await
-                {
+                match c.call_bytes("POST", &path, body.clone()).await {
                     Ok((200, v)) if v["failed_count"] == 0 => {
                         acked.fetch_add(batch as u64, Ordering::Relaxed);
                     }

@@ -6,7 +6,12 @@
 //! entered element by element (nested arrays flattened, object elements entered); `data` itself
 //! must be an object. At a leaf, scalars of arrays (recursively) are candidates (§4.2).
 //! The scanner checks the JSON structure it walks and fails on malformed input rather than
-//! guessing; it never panics.
+//! guessing; it never panics. Two shortcuts keep it fast: it stops early once the rest of the
+//! event provably holds no named key (no backslash and no quoted trie key in it; the skipped
+//! rest is then not syntax-checked; events are validated at ingestion), and numbers far
+//! outside every numeric test of their field are skipped after a cheap estimate instead of
+//! an exact parse. A named key seen twice in one object is reported so the caller can fall
+//! back to last-occurrence-wins parsing.
 
 use crate::filter::Scalar;
 use crate::number::Num;
