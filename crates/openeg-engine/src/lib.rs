@@ -4,9 +4,11 @@
 //!   returns) and makes sure a router tails that channel.
 //! * One router task per channel ([`router`]) reads the log from its committed offset, matches
 //!   each event with the channel's compiled [`routes::ChannelRoutes`], records trace rows and one
-//!   pending delivery per (event, target) in the delivery store in one transaction, **then**
-//!   commits its offset, then makes the first attempts. Everything below the committed offset
-//!   is therefore delivered, given up, or a durable pending delivery.
+//!   pending delivery per (event, target) in the delivery store in one transaction, then makes
+//!   the first attempts; its log offset is committed only after that (at most every 200 ms).
+//!   Everything below the committed offset is therefore delivered, given up, or a durable
+//!   pending delivery, and recording is idempotent, so a replay after a crash creates and
+//!   dispatches nothing twice.
 //! * Attempts ([`dispatch`]) run with bounded concurrency per target; the outcome updates the
 //!   delivery (success, retry at a backoff time, or failure).
 //! * The retry poller ([`retry`]) claims due deliveries (leases make claims exclusive) and
