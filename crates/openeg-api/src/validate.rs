@@ -129,7 +129,22 @@ pub fn opt_obj<'a>(
 
 /// Compact-serialized size of a JSON value in bytes (`API.md` §1.6).
 pub fn compact_len(v: &Value) -> usize {
-    serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX)
+    /// Counts bytes instead of collecting them: the size check needs no buffer.
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    match serde_json::to_writer(&mut c, v) {
+        Ok(()) => c.0,
+        Err(_) => usize::MAX,
+    }
 }
 
 /// Sort field of list operations.
@@ -254,6 +269,13 @@ mod tests {
                 .unwrap()
                 .descending
         );
+    }
+
+    #[test]
+    fn compact_length_counts_compact_bytes() {
+        let v: Value = serde_json::from_str("{ \"a\" : [1, 2],  \"b\": \"é\" }").unwrap();
+        assert_eq!(compact_len(&v), serde_json::to_vec(&v).unwrap().len());
+        assert_eq!(compact_len(&v), r#"{"a":[1,2],"b":"é"}"#.len());
     }
 
     #[test]

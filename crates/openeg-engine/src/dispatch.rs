@@ -124,10 +124,7 @@ async fn forward(
             }
         }
     }
-    match engine
-        .publish(project_id, channel_id, std::slice::from_ref(&ev))
-        .await
-    {
+    match engine.publish(project_id, channel_id, &[&ev]).await {
         Ok(()) => Outcome::Delivered { code: "200".into() },
         Err(e) => Outcome::Retry {
             code: String::new(),

@@ -7,8 +7,20 @@ use openeg_store::delivery::{NewDelivery, TraceRow};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The CloudEvent attributes a trace row needs; everything else is skipped unparsed.
+#[derive(Deserialize)]
+struct Attrs<'a> {
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    source: Option<Cow<'a, str>>,
+    #[serde(borrow, default, rename = "type")]
+    ty: Option<Cow<'a, str>>,
+}
 
 /// The log record written by [`Engine::publish`].
 #[derive(Deserialize)]
@@ -139,18 +151,13 @@ async fn step(
         };
         let raw = env.event.get().as_bytes();
         let _ = routes.matcher.matches_into(raw, &mut scratch, &mut hits);
-        let event: Value = match serde_json::from_slice(raw) {
-            Ok(v) => v,
-            Err(_) => continue,
+        // Only the trace attributes are read here; the whole event is parsed only when some
+        // subscription matched (transforms need it).
+        let Ok(attrs) = serde_json::from_slice::<Attrs>(raw) else {
+            continue;
         };
-        let attr = |k: &str| {
-            event
-                .get(k)
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string()
-        };
-        let (event_id, source) = (attr("id"), attr("source"));
+        let event_id = attrs.id.map(Cow::into_owned).unwrap_or_default();
+        let source = attrs.source.map(Cow::into_owned).unwrap_or_default();
         let provider = if source.starts_with("HC.") {
             "OFFICIAL"
         } else {
@@ -163,7 +170,7 @@ async fn step(
             event_id: event_id.clone(),
             source_name: source.clone(),
             source_provider: provider.to_string(),
-            event_type: attr("type"),
+            event_type: attrs.ty.map(Cow::into_owned).unwrap_or_default(),
             received_at: env.received,
             subscription_id: String::new(),
             subscription_name: String::new(),
@@ -173,6 +180,10 @@ async fn step(
             continue;
         }
         engine.metrics.matched.add(1);
+        let event: Value = match serde_json::from_slice(raw) {
+            Ok(v) => v,
+            Err(_) => continue,
+        };
         let event = Arc::new(event);
         for &h in &hits {
             let Some(sub) = routes.matched.get(h) else {

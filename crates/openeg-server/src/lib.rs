@@ -92,6 +92,11 @@ pub async fn serve(
     st: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    // Responses are small and written at once: don't let Nagle hold them back.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, tower::make::Shared::new(service(st)))
         .with_graceful_shutdown(shutdown)
         .await

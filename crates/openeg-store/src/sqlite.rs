@@ -98,7 +98,11 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            // Trace and delivery indexes grow by thousands of rows a second; SQLite's 2 MiB
+            // default page cache turns their inserts into disk reads (pages are allocated
+            // lazily, so an idle connection stays small).
+            .pragma("cache_size", "-32768");
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(opts)

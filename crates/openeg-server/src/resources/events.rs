@@ -170,11 +170,11 @@ async fn append_accepted(
     events: &[Value],
     outcomes: &mut [Outcome],
 ) -> ApiResult<()> {
-    let accepted: Vec<Value> = events
+    let accepted: Vec<&Value> = events
         .iter()
         .zip(outcomes.iter())
         .filter(|(_, o)| o.is_none())
-        .map(|(ev, _)| ev.clone())
+        .map(|(ev, _)| ev)
         .collect();
     if accepted.is_empty() {
         return Ok(());
