@@ -164,7 +164,7 @@ impl Engine {
         let kind = target_kind(t).ok_or("unknown target kind")?;
         let mut t = t.clone();
         // Secrets (APIGW header values) are decrypted only here, for sending.
-        reveal(&mut t, &self.secrets);
+        self.secrets.reveal_json(&mut t);
         let payload_use = match kind {
             TargetKind::FunctionGraph | TargetKind::Workflow => TransformUse::FunctionGraphPayload,
             _ => TransformUse::Payload,
@@ -314,18 +314,5 @@ impl Engine {
                 kind.wire_name()
             )),
         }
-    }
-}
-
-fn reveal(v: &mut Value, sb: &openeg_store::secrets::SecretBox) {
-    match v {
-        Value::String(s) if openeg_store::secrets::SecretBox::is_encrypted(s) => {
-            if let Ok(p) = sb.decrypt(s) {
-                *s = p;
-            }
-        }
-        Value::Object(m) => m.values_mut().for_each(|x| reveal(x, sb)),
-        Value::Array(a) => a.iter_mut().for_each(|x| reveal(x, sb)),
-        _ => {}
     }
 }

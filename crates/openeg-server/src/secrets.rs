@@ -83,17 +83,3 @@ pub fn mask(v: &mut Value) {
         _ => {}
     }
 }
-
-/// Decrypts every encrypted string (for connectors at send time only).
-pub fn reveal(v: &mut Value, sb: &SecretBox) {
-    match v {
-        Value::String(s) if SecretBox::is_encrypted(s) => {
-            if let Ok(p) = sb.decrypt(s) {
-                *s = p;
-            }
-        }
-        Value::Object(m) => m.values_mut().for_each(|x| reveal(x, sb)),
-        Value::Array(a) => a.iter_mut().for_each(|x| reveal(x, sb)),
-        _ => {}
-    }
-}

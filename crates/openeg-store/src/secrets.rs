@@ -155,6 +155,22 @@ impl SecretBox {
     pub fn is_encrypted(s: &str) -> bool {
         s.starts_with(PREFIX)
     }
+
+    /// Decrypts, in place, every encrypted string anywhere in a JSON document (for connectors
+    /// at send time only; never for rendering). Values that fail to decrypt stay as they are.
+    pub fn reveal_json(&self, v: &mut serde_json::Value) {
+        use serde_json::Value;
+        match v {
+            Value::String(s) if Self::is_encrypted(s) => {
+                if let Ok(p) = self.decrypt(s) {
+                    *s = p;
+                }
+            }
+            Value::Object(m) => m.values_mut().for_each(|x| self.reveal_json(x)),
+            Value::Array(a) => a.iter_mut().for_each(|x| self.reveal_json(x)),
+            _ => {}
+        }
+    }
 }
 
 /// Creates `path` exclusively with mode 0600 and writes `data` durably.
@@ -215,6 +231,23 @@ mod tests {
         let mut key = [0u8; KEY_LEN];
         OsRng.fill_bytes(&mut key);
         SecretBox::from_key(&key)
+    }
+
+    #[test]
+    fn reveal_json_decrypts_nested_secrets_only() {
+        let b = random_box();
+        let mut v = serde_json::json!({
+            "password": b.encrypt("p1"),
+            "list": [{"value": b.encrypt("h1")}, "plain"],
+            "other": "enc:v1:not-really",
+            "n": 3
+        });
+        b.reveal_json(&mut v);
+        assert_eq!(v["password"], "p1");
+        assert_eq!(v["list"][0]["value"], "h1");
+        assert_eq!(v["list"][1], "plain");
+        assert_eq!(v["other"], "enc:v1:not-really", "undecryptable values stay");
+        assert_eq!(v["n"], 3);
     }
 
     #[test]
