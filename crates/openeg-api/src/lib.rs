@@ -4,9 +4,12 @@
 //! Nothing here does I/O; the server crate calls these functions and renders [`EgError`].
 
 pub mod connection;
+pub mod endpoint;
 pub mod error;
 pub mod event;
+pub mod router_job;
 pub mod source;
+pub mod stream;
 pub mod subscription;
 pub mod validate;
 

@@ -8,10 +8,15 @@ pub mod agencies;
 pub mod catalog;
 pub mod channels;
 pub mod connections;
+pub mod endpoints;
 pub mod events;
+pub mod obs;
 pub mod quotas;
+pub mod router;
 pub mod rules;
+pub mod samples;
 pub mod sources;
+pub mod streams;
 pub mod subscriptions;
 pub mod traces;
 pub mod triggers;
@@ -36,6 +41,11 @@ pub fn routes() -> Router<AppState> {
         .merge(sources::routes())
         .merge(connections::routes())
         .merge(agencies::routes())
+        .merge(streams::routes())
+        .merge(endpoints::routes())
+        .merge(obs::routes())
+        .merge(samples::routes())
+        .merge(router::routes())
 }
 
 /// Loads a resource of the caller's project or answers 404 `EG.00514001`.

@@ -1,0 +1,203 @@
+//! Event streams (ops 56–61, `API.md` §3.14, `LIMITS.md` §7).
+//!
+//! A stream document is stored in its `EventStreamingDetail` wire shape with secrets sealed
+//! (`password`, `secret_key`, `ssl_certificate_pwd`, `sink_obs.access_key`). Body validation is
+//! `openeg_api::stream`; this module adds the project checks (unique name, KAFKA connection of
+//! `sink_kafka.connectionId`, the fixed ceiling of 100 streams).
+//!
+//! No runtime moves data yet: `status` transitions (`CREATED` → `RUNNING` on START, `STOPPED`
+//! on PAUSE) are persisted only, and delete needs nothing to stop first.
+
+use super::{get_or_404, render};
+use crate::error::ApiResult;
+use crate::state::{AppState, Tenant};
+use crate::util::{fmt_time, json_body, list_reply, new_id, no_content, now_ms, ok, Params, Query};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use openeg_api::stream::{self, StreamSpec};
+use openeg_api::validate;
+use openeg_api::EgError;
+use openeg_store::{Kind, ListQuery, QuotaCheck, Record, SortKey};
+use serde_json::{json, Map, Value};
+
+/// Fixed ceiling of event streams per project (`LIMITS.md` §7).
+const MAX_STREAMS: u64 = 100;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/{project_id}/eventstreamings", post(create).get(list))
+        .route(
+            "/v1/{project_id}/eventstreamings/{eventstreaming_id}",
+            get(show).put(update).delete(delete),
+        )
+        .route(
+            "/v1/{project_id}/eventstreamings/operate/{eventstreaming_id}",
+            post(resume),
+        )
+}
+
+fn id_reply(id: &str) -> Response {
+    ok(json!({ "eventStreamingID": id }))
+}
+
+/// Validates the body and the project references (the Kafka sink's connection).
+async fn parse_body(st: &AppState, project_id: &str, body: &Bytes) -> ApiResult<StreamSpec> {
+    let v = json_body(body)?;
+    let spec = stream::parse(&v)?;
+    if let Some(cid) = &spec.kafka_connection_id {
+        let conn = st.store.get(project_id, Kind::Connection, cid).await?;
+        let is_kafka = conn
+            .as_ref()
+            .and_then(|c| c.body.get("type"))
+            .and_then(Value::as_str)
+            == Some("KAFKA");
+        if !is_kafka {
+            return Err(EgError::param(format!(
+                "sink.sink_kafka.connectionId {cid} is not a KAFKA connection of this project"
+            ))
+            .into());
+        }
+    }
+    Ok(spec)
+}
+
+fn refs(spec: &StreamSpec) -> Vec<String> {
+    spec.kafka_connection_id
+        .iter()
+        .map(|c| format!("connection:{c}"))
+        .collect()
+}
+
+async fn create(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let spec = parse_body(&st, &t.project_id, &body).await?;
+    let now = now_ms();
+    let id = new_id();
+    let mut doc = spec.doc.clone();
+    doc.insert("status".into(), "CREATED".into());
+    doc.insert("id".into(), id.clone().into());
+    doc.insert("created_time".into(), fmt_time(now).into());
+    doc.insert("updated_time".into(), fmt_time(now).into());
+    let mut body = Value::Object(doc);
+    crate::secrets::seal(&mut body, None, &st.secrets)?;
+    let rec = Record {
+        project_id: t.project_id.clone(),
+        kind: Kind::EventStream,
+        id: id.clone(),
+        name: spec.name.clone(),
+        parent_id: None,
+        created_at: now,
+        updated_at: now,
+        body,
+        refs: refs(&spec),
+    };
+    let quota = QuotaCheck {
+        quota: "EVENT_STREAMING",
+        kind: Kind::EventStream,
+        parent_id: None,
+        body_eq: None,
+        max: MAX_STREAMS,
+    };
+    st.store.insert(&rec, &[quota]).await?;
+    Ok(id_reply(&id))
+}
+
+async fn list(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    q: Query,
+) -> ApiResult<Response> {
+    let paging = validate::paging(q.get("offset"), q.get("limit"), None)?;
+    let lq = ListQuery {
+        sort: SortKey::CreatedAt,
+        descending: true,
+        offset: paging.offset,
+        limit: Some(paging.limit),
+        ..Default::default()
+    };
+    let (total, recs) = st.store.list(&t.project_id, Kind::EventStream, &lq).await?;
+    Ok(list_reply(
+        total,
+        recs.iter().map(|r| render(&r.body)).collect(),
+    ))
+}
+
+async fn show(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    p: Params,
+) -> ApiResult<Response> {
+    let rec = get_or_404(&st, &t.project_id, Kind::EventStream, p.at(1)).await?;
+    Ok(ok(render(&rec.body)))
+}
+
+async fn update(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    p: Params,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let mut rec = get_or_404(&st, &t.project_id, Kind::EventStream, p.at(1)).await?;
+    let spec = parse_body(&st, &t.project_id, &body).await?;
+    let now = now_ms();
+    let mut doc: Map<String, Value> = spec.doc.clone();
+    for k in ["status", "id", "created_time"] {
+        if let Some(v) = rec.body.get(k) {
+            doc.insert(k.into(), v.clone());
+        }
+    }
+    doc.insert("updated_time".into(), fmt_time(now).into());
+    let mut new_body = Value::Object(doc);
+    crate::secrets::seal(&mut new_body, Some(&rec.body), &st.secrets)?;
+    rec.name = spec.name.clone();
+    rec.body = new_body;
+    rec.refs = refs(&spec);
+    rec.updated_at = now;
+    if !st.store.update(&rec).await? {
+        return Err(EgError::not_found("event stream does not exist").into());
+    }
+    Ok(id_reply(&rec.id))
+}
+
+async fn delete(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    p: Params,
+) -> ApiResult<Response> {
+    let rec = get_or_404(&st, &t.project_id, Kind::EventStream, p.at(1)).await?;
+    // A running stream is stopped first; without a runtime there is nothing to stop.
+    st.store
+        .delete(&t.project_id, Kind::EventStream, &rec.id)
+        .await?;
+    Ok(no_content())
+}
+
+async fn resume(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    p: Params,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let mut rec = get_or_404(&st, &t.project_id, Kind::EventStream, p.at(1)).await?;
+    let v = json_body(&body)?;
+    let src = validate::object(&v, "request body")?;
+    let status = stream::operation_status(src.get("operation"))?;
+    if rec.body.get("status").and_then(Value::as_str) != Some(status) {
+        let now = now_ms();
+        if let Value::Object(doc) = &mut rec.body {
+            doc.insert("status".into(), status.into());
+            doc.insert("updated_time".into(), fmt_time(now).into());
+        }
+        rec.updated_at = now;
+        if !st.store.update(&rec).await? {
+            return Err(EgError::not_found("event stream does not exist").into());
+        }
+    }
+    Ok(id_reply(&rec.id))
+}
