@@ -8,6 +8,7 @@ pub mod endpoint;
 pub mod error;
 pub mod event;
 pub mod router_job;
+pub mod schema;
 pub mod source;
 pub mod stream;
 pub mod subscription;

@@ -15,6 +15,7 @@ pub mod quotas;
 pub mod router;
 pub mod rules;
 pub mod samples;
+pub mod schemas;
 pub mod sources;
 pub mod streams;
 pub mod subscriptions;
@@ -45,6 +46,7 @@ pub fn routes() -> Router<AppState> {
         .merge(endpoints::routes())
         .merge(obs::routes())
         .merge(samples::routes())
+        .merge(schemas::routes())
         .merge(router::routes())
 }
 

@@ -1,0 +1,440 @@
+//! Event schemas and their versions (ops 29–38, `API.md` §3.6).
+//!
+//! A schema is a `Kind::Schema` record named by its name; each version is a
+//! `Kind::SchemaVersion` record (unnamed, parent = schema id) keeping its `version` integer in
+//! the body. The schema document caches the current version (the highest), its definition and
+//! `number_of_versions`; every version mutation re-reads the versions and refreshes that cache
+//! while holding [`VERSIONS`], so version numbers are never handed out twice.
+
+use super::{get_or_404, pick};
+use crate::error::ApiResult;
+use crate::state::{AppState, Tenant};
+use crate::util::{fmt_time, json_body, list_query, list_reply, new_id, no_content, now_ms, ok};
+use crate::util::{Params, Query};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use openeg_api::schema::{self, FORMAT_DRAFT_6, MAX_SCHEMAS, MAX_VERSIONS};
+use openeg_api::validate::SortField;
+use openeg_api::EgError;
+use openeg_store::{Kind, ListQuery, QuotaCheck, Record};
+use serde_json::{json, Map, Value};
+
+/// Serializes version numbering and the schema document's version cache (one process).
+static VERSIONS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// CustomizeSchema (create, update, show).
+const DETAIL: &[&str] = &[
+    "id",
+    "name",
+    "description",
+    "compatibility",
+    "provider_type",
+    "format",
+    "number_of_versions",
+    "created_time",
+    "updated_time",
+    "version",
+    "definition",
+];
+
+/// CustomizeSchemaItemInfo (list).
+const ITEM: &[&str] = &[
+    "id",
+    "name",
+    "description",
+    "compatibility",
+    "provider_type",
+    "format",
+    "number_of_versions",
+    "event_type_id",
+    "event_type_name",
+    "event_source_id",
+    "event_source_name",
+    "event_source_label",
+    "created_time",
+    "updated_time",
+];
+
+/// CustomizeSchemaVersion (create, show).
+const VERSION_DETAIL: &[&str] = &[
+    "id",
+    "schema_id",
+    "version",
+    "format",
+    "created_time",
+    "updated_time",
+    "definition",
+];
+
+/// CustomizeSchemaVersionItemInfo (list).
+const VERSION_ITEM: &[&str] = &["id", "version", "created_time", "updated_time"];
+
+/// Event-type members of CustomizeSchemaItemInfo: custom schemas carry none.
+const EVENT_TYPE_FIELDS: &[&str] = &[
+    "event_type_id",
+    "event_type_name",
+    "event_source_id",
+    "event_source_name",
+    "event_source_label",
+];
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/{project_id}/schema-discover", post(discover))
+        .route("/v1/{project_id}/schemas", post(create).get(list))
+        .route(
+            "/v1/{project_id}/schemas/{schema_id}",
+            get(show).put(update).delete(delete),
+        )
+        .route(
+            "/v1/{project_id}/schemas/{schema_id}/versions",
+            post(create_version).get(list_versions),
+        )
+        .route(
+            "/v1/{project_id}/schemas/{schema_id}/versions/{version}",
+            get(show_version).delete(delete_version),
+        )
+}
+
+fn version_of(r: &Record) -> i64 {
+    r.body.get("version").and_then(Value::as_i64).unwrap_or(0)
+}
+
+/// All versions of a schema, ascending by version number (at most `MAX_VERSIONS`).
+async fn versions(st: &AppState, project_id: &str, schema_id: &str) -> ApiResult<Vec<Record>> {
+    let q = ListQuery {
+        parent_id: Some(schema_id.to_string()),
+        ..Default::default()
+    };
+    let (_, mut recs) = st.store.list(project_id, Kind::SchemaVersion, &q).await?;
+    recs.sort_by_key(version_of);
+    Ok(recs)
+}
+
+fn version_record(
+    project_id: &str,
+    schema_id: &str,
+    version: i64,
+    format: &str,
+    definition: &str,
+    now: i64,
+) -> Record {
+    let id = new_id();
+    let body = json!({
+        "id": id,
+        "schema_id": schema_id,
+        "version": version,
+        "format": format,
+        "created_time": fmt_time(now),
+        "updated_time": fmt_time(now),
+        "definition": definition,
+    });
+    Record {
+        project_id: project_id.to_string(),
+        kind: Kind::SchemaVersion,
+        id,
+        name: String::new(),
+        parent_id: Some(schema_id.to_string()),
+        created_at: now,
+        updated_at: now,
+        body,
+        refs: Vec::new(),
+    }
+}
+
+fn version_quota(schema_id: &str) -> QuotaCheck {
+    QuotaCheck {
+        quota: "SCHEMA_VERSION",
+        kind: Kind::SchemaVersion,
+        parent_id: Some(schema_id.to_string()),
+        body_eq: None,
+        max: MAX_VERSIONS,
+    }
+}
+
+/// Refreshes the schema document's cache (current version, its definition, count) from
+/// `vers` (ascending, non-empty) and stores it.
+async fn refresh_schema(
+    st: &AppState,
+    mut rec: Record,
+    vers: &[Record],
+    now: i64,
+) -> ApiResult<Record> {
+    let Value::Object(mut doc) = rec.body.clone() else {
+        return Err(EgError::internal().into());
+    };
+    if let Some(cur) = vers.last() {
+        doc.insert("version".into(), version_of(cur).into());
+        doc.insert(
+            "definition".into(),
+            cur.body.get("definition").cloned().unwrap_or_default(),
+        );
+    }
+    doc.insert("number_of_versions".into(), (vers.len() as u64).into());
+    doc.insert("updated_time".into(), fmt_time(now).into());
+    rec.body = Value::Object(doc);
+    rec.updated_at = now;
+    if !st.store.update(&rec).await? {
+        return Err(EgError::not_found("schema does not exist").into());
+    }
+    Ok(rec)
+}
+
+async fn discover(Extension(_t): Extension<Tenant>, body: Bytes) -> ApiResult<Response> {
+    let v = json_body(&body)?;
+    let definition = schema::discover(&v)?;
+    let now = fmt_time(now_ms());
+    let mut item = json!({
+        "id": "",
+        "name": "",
+        "description": "",
+        "compatibility": "",
+        "provider_type": "CUSTOM",
+        "format": FORMAT_DRAFT_6,
+        "number_of_versions": 0,
+        "created_time": now,
+        "updated_time": now,
+        "definition": definition,
+    });
+    for f in EVENT_TYPE_FIELDS {
+        item[*f] = "".into();
+    }
+    Ok(list_reply(1, vec![item]))
+}
+
+async fn create(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let v = json_body(&body)?;
+    let req = schema::create(&v)?;
+    let now = now_ms();
+    let id = new_id();
+    let mut doc = Map::new();
+    doc.insert("id".into(), id.clone().into());
+    doc.insert("name".into(), req.name.clone().into());
+    doc.insert("description".into(), req.description.into());
+    doc.insert("compatibility".into(), req.compatibility.into());
+    doc.insert("provider_type".into(), "CUSTOM".into());
+    doc.insert("format".into(), req.format.clone().into());
+    doc.insert("number_of_versions".into(), 1.into());
+    for f in EVENT_TYPE_FIELDS {
+        doc.insert((*f).into(), "".into());
+    }
+    doc.insert("created_time".into(), fmt_time(now).into());
+    doc.insert("updated_time".into(), fmt_time(now).into());
+    doc.insert("version".into(), 1.into());
+    doc.insert("definition".into(), req.definition.clone().into());
+    let rec = Record {
+        project_id: t.project_id.clone(),
+        kind: Kind::Schema,
+        id: id.clone(),
+        name: req.name,
+        parent_id: None,
+        created_at: now,
+        updated_at: now,
+        body: Value::Object(doc),
+        refs: Vec::new(),
+    };
+    let quota = QuotaCheck {
+        quota: "SCHEMA",
+        kind: Kind::Schema,
+        parent_id: None,
+        body_eq: None,
+        max: MAX_SCHEMAS,
+    };
+    let _g = VERSIONS.lock().await;
+    st.store.insert(&rec, &[quota]).await?;
+    let ver = version_record(&t.project_id, &id, 1, &req.format, &req.definition, now);
+    if let Err(e) = st.store.insert(&ver, &[version_quota(&id)]).await {
+        // Keep create all-or-nothing: no schema without its first version.
+        let _ = st.store.delete(&t.project_id, Kind::Schema, &id).await;
+        return Err(e.into());
+    }
+    Ok(ok(pick(&rec.body, DETAIL)))
+}
+
+async fn list(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    q: Query,
+) -> ApiResult<Response> {
+    let paging = q.paging()?;
+    let mut lq = list_query(&q, &paging);
+    if let Some(pt) = q.one_of("provider_type", &["OFFICIAL", "CUSTOM"])? {
+        lq.body_eq.push(("provider_type".into(), pt));
+    }
+    let (total, recs) = st.store.list(&t.project_id, Kind::Schema, &lq).await?;
+    Ok(list_reply(
+        total,
+        recs.iter().map(|r| pick(&r.body, ITEM)).collect(),
+    ))
+}
+
+async fn show(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    p: Params,
+) -> ApiResult<Response> {
+    let rec = get_or_404(&st, &t.project_id, Kind::Schema, p.at(1)).await?;
+    Ok(ok(pick(&rec.body, DETAIL)))
+}
+
+async fn update(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    p: Params,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let v = json_body(&body)?;
+    let req = schema::update(&v)?;
+    let _g = VERSIONS.lock().await;
+    let mut rec = get_or_404(&st, &t.project_id, Kind::Schema, p.at(1)).await?;
+    let Value::Object(mut doc) = rec.body.clone() else {
+        return Err(EgError::internal().into());
+    };
+    if let Some(d) = req.description {
+        doc.insert("description".into(), d.into());
+    }
+    if let Some(c) = req.compatibility {
+        doc.insert("compatibility".into(), c.into());
+    }
+    let now = now_ms();
+    doc.insert("updated_time".into(), fmt_time(now).into());
+    rec.body = Value::Object(doc);
+    rec.updated_at = now;
+    if !st.store.update(&rec).await? {
+        return Err(EgError::not_found("schema does not exist").into());
+    }
+    Ok(ok(pick(&rec.body, DETAIL)))
+}
+
+async fn delete(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    p: Params,
+) -> ApiResult<Response> {
+    let _g = VERSIONS.lock().await;
+    let rec = get_or_404(&st, &t.project_id, Kind::Schema, p.at(1)).await?;
+    for v in versions(&st, &t.project_id, &rec.id).await? {
+        st.store
+            .delete(&t.project_id, Kind::SchemaVersion, &v.id)
+            .await?;
+    }
+    st.store
+        .delete(&t.project_id, Kind::Schema, &rec.id)
+        .await?;
+    Ok(no_content())
+}
+
+async fn create_version(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    p: Params,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let v = json_body(&body)?;
+    let definition = schema::create_version(&v)?;
+    let _g = VERSIONS.lock().await;
+    let rec = get_or_404(&st, &t.project_id, Kind::Schema, p.at(1)).await?;
+    let mut vers = versions(&st, &t.project_id, &rec.id).await?;
+    let next = vers.last().map(version_of).unwrap_or(0) + 1;
+    let format = rec
+        .body
+        .get("format")
+        .and_then(Value::as_str)
+        .unwrap_or(FORMAT_DRAFT_6)
+        .to_string();
+    let now = now_ms();
+    let ver = version_record(&t.project_id, &rec.id, next, &format, &definition, now);
+    st.store.insert(&ver, &[version_quota(&rec.id)]).await?;
+    vers.push(ver.clone());
+    refresh_schema(&st, rec, &vers, now).await?;
+    Ok(ok(pick(&ver.body, VERSION_DETAIL)))
+}
+
+async fn list_versions(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    p: Params,
+    q: Query,
+) -> ApiResult<Response> {
+    let paging = q.paging()?;
+    let exact = match q.get("version") {
+        Some(s) => Some(schema::version_param(s)?),
+        None => None,
+    };
+    let rec = get_or_404(&st, &t.project_id, Kind::Schema, p.at(1)).await?;
+    let mut vers = versions(&st, &t.project_id, &rec.id).await?;
+    if let Some(n) = exact {
+        vers.retain(|v| version_of(v) == n);
+    }
+    // Ascending by the sort field, ties (and `name`, which versions lack) by version number.
+    match paging.sort {
+        SortField::CreatedTime => vers.sort_by_key(|v| (v.created_at, version_of(v))),
+        SortField::UpdatedTime => vers.sort_by_key(|v| (v.updated_at, version_of(v))),
+        SortField::Name => vers.sort_by_key(version_of),
+    }
+    if paging.descending {
+        vers.reverse();
+    }
+    let total = vers.len() as u64;
+    let items = vers
+        .iter()
+        .skip(usize::try_from(paging.offset).unwrap_or(usize::MAX))
+        .take(usize::try_from(paging.limit).unwrap_or(usize::MAX))
+        .map(|v| pick(&v.body, VERSION_ITEM))
+        .collect();
+    Ok(list_reply(total, items))
+}
+
+/// The version record `p.at(2)` of schema `p.at(1)`: 400 for a non-integer, 404 if absent.
+async fn find_version(
+    st: &AppState,
+    project_id: &str,
+    p: &Params,
+) -> ApiResult<(Record, Vec<Record>, Record)> {
+    let n = schema::version_param(p.at(2))?;
+    let rec = get_or_404(st, project_id, Kind::Schema, p.at(1)).await?;
+    let vers = versions(st, project_id, &rec.id).await?;
+    match vers.iter().find(|v| version_of(v) == n).cloned() {
+        Some(v) => Ok((rec, vers, v)),
+        None => Err(
+            EgError::not_found(format!("version {n} of schema {} does not exist", rec.id)).into(),
+        ),
+    }
+}
+
+async fn show_version(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    p: Params,
+) -> ApiResult<Response> {
+    let (_, _, v) = find_version(&st, &t.project_id, &p).await?;
+    Ok(ok(pick(&v.body, VERSION_DETAIL)))
+}
+
+async fn delete_version(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    p: Params,
+) -> ApiResult<Response> {
+    let _g = VERSIONS.lock().await;
+    let (rec, mut vers, v) = find_version(&st, &t.project_id, &p).await?;
+    if vers.len() <= 1 {
+        return Err(EgError::conflict(
+            "the only remaining version of a schema cannot be deleted; delete the schema instead",
+        )
+        .into());
+    }
+    st.store
+        .delete(&t.project_id, Kind::SchemaVersion, &v.id)
+        .await?;
+    vers.retain(|x| x.id != v.id);
+    refresh_schema(&st, rec, &vers, now_ms()).await?;
+    Ok(no_content())
+}
