@@ -474,6 +474,27 @@ fn position(set: &[Value], id: &str, what: &str) -> ApiResult<usize> {
         })
 }
 
+/// The common start of updating one source or target: the subscription, its set, the index of
+/// the member the path names, and the request body without an `id` (the path names the
+/// member; a body id is ignored, `API.md` §3.1).
+async fn member_update(
+    st: &AppState,
+    t: &Tenant,
+    p: &Params,
+    body: &[u8],
+    set: &str,
+    what: &str,
+) -> ApiResult<(Record, Vec<Value>, usize, Value)> {
+    let rec = get_or_404(st, &t.project_id, Kind::Subscription, p.at(1)).await?;
+    let members = set_of(&rec.body, set);
+    let idx = position(&members, p.at(2), what)?;
+    let mut v = json_body(body)?;
+    if let Value::Object(m) = &mut v {
+        m.remove("id");
+    }
+    Ok((rec, members, idx, v))
+}
+
 async fn update_source(
     State(st): State<AppState>,
     Extension(t): Extension<Tenant>,
@@ -481,14 +502,8 @@ async fn update_source(
     body: Bytes,
 ) -> ApiResult<Response> {
     let _guard = WRITE.lock().await;
-    let mut rec = get_or_404(&st, &t.project_id, Kind::Subscription, p.at(1)).await?;
-    let mut sources = set_of(&rec.body, "sources");
-    let idx = position(&sources, p.at(2), "source")?;
-    let mut v = json_body(&body)?;
-    // The path names the source; an `id` in the body is ignored.
-    if let Value::Object(m) = &mut v {
-        m.remove("id");
-    }
+    let (mut rec, mut sources, idx, v) =
+        member_update(&st, &t, &p, &body, "sources", "source").await?;
     let env = load_env(&st, &t.project_id, Some(sub_channel(&rec)), true, false).await?;
     let old_pt = sources[idx]
         .get("provider_type")
@@ -555,14 +570,8 @@ async fn update_target(
     body: Bytes,
 ) -> ApiResult<Response> {
     let _guard = WRITE.lock().await;
-    let mut rec = get_or_404(&st, &t.project_id, Kind::Subscription, p.at(1)).await?;
-    let mut targets = set_of(&rec.body, "targets");
-    let idx = position(&targets, p.at(2), "target")?;
-    let mut v = json_body(&body)?;
-    // The body's id is ignored (`API.md` §3.1): the path names the target.
-    if let Value::Object(m) = &mut v {
-        m.remove("id");
-    }
+    let (mut rec, mut targets, idx, v) =
+        member_update(&st, &t, &p, &body, "targets", "target").await?;
     let env = load_env(&st, &t.project_id, Some(sub_channel(&rec)), false, true).await?;
     let mut doc = subscription::validate_target(&v, "", &env)?;
     if let Value::Object(m) = &mut doc {
