@@ -6,21 +6,74 @@ use bytes::Bytes;
 use openeg_connectors::backoff;
 use openeg_connectors::{Message, Outcome};
 use openeg_rules::Rendered;
-use openeg_store::delivery::{Attempt, AttemptUpdate, DeliveryStatus};
+use openeg_store::delivery::{
+    Attempt, AttemptUpdate, CreatedDelivery, DeliveryStatus, DeliveryStore, NewDelivery,
+    RecordBatch, TraceRow,
+};
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Instant;
-use tokio::sync::Semaphore;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 /// A delivery to attempt.
 pub struct Job {
-    pub id: i64,
+    /// The stored delivery, or `Unrecorded` for a first attempt made before any row exists
+    /// (the router's fast path): its outcome then creates the row.
+    pub stored: Stored,
     pub route: Arc<TargetRoute>,
     pub event: Arc<Value>,
     /// Attempts already made.
     pub attempts: u32,
     pub received_at: i64,
+}
+
+pub enum Stored {
+    Id(i64),
+    /// Not in the store yet; the ticket keeps the router's committed offset below the event
+    /// until the outcome is handed to the recorder.
+    Unrecorded(Box<NewDelivery>, Ticket),
+}
+
+/// Log offsets of a router's events whose unrecorded attempts are still running. The router
+/// commits no offset above the lowest of them.
+#[derive(Default)]
+pub struct Inflight(Mutex<BTreeMap<u64, usize>>);
+
+impl Inflight {
+    pub fn ticket(self: &Arc<Self>, offset: u64) -> Ticket {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry(offset).or_insert(0) += 1;
+        Ticket {
+            inflight: self.clone(),
+            offset,
+        }
+    }
+
+    /// The lowest offset still in flight, or `next` when none is.
+    pub fn low_water(&self, next: u64) -> u64 {
+        let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.keys().next().map_or(next, |&o| o.min(next))
+    }
+}
+
+/// Released when dropped (the attempt's outcome was handed to the recorder).
+pub struct Ticket {
+    inflight: Arc<Inflight>,
+    offset: u64,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut m = self.inflight.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.offset) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.offset);
+            }
+        }
+    }
 }
 
 /// Concurrency slot of one target: in-flight permits and the number of queued attempts.
@@ -179,40 +232,127 @@ pub async fn attempt(engine: &Engine, job: Job) {
         latency_ms: latency.as_millis() as i64,
         code: outcome.code().to_string(),
     };
-    let update = AttemptUpdate {
-        id: job.id,
-        status,
-        attempts: n,
-        next_at,
-        attempt,
+    let record = match job.stored {
+        Stored::Id(id) => Record::Update(AttemptUpdate {
+            id,
+            status,
+            attempts: n,
+            next_at,
+            attempt,
+        }),
+        Stored::Unrecorded(d, ticket) => Record::Created(
+            CreatedDelivery {
+                delivery: NewDelivery { next_at, ..*d },
+                status,
+                attempts: n,
+                attempt: Some(attempt),
+            },
+            ticket,
+        ),
     };
-    if engine.recorder.send(update).await.is_err() {
-        // Shutting down: the lease expires and the delivery is attempted again (at-least-once).
-        tracing::debug!(delivery_id = job.id, "attempt not recorded: shutting down");
+    if engine.recorder.send(record).await.is_err() {
+        // The recorder is gone (shutting down): a stored delivery is attempted again when its
+        // lease expires, an unrecorded one when its event is routed again after the restart.
+        tracing::debug!("attempt not recorded: shutting down");
     }
 }
 
-/// Records attempt outcomes in batches: one store transaction (one fsync) for everything that
-/// finished while the previous batch was being written.
-pub(crate) async fn run_recorder(
-    delivery: Arc<dyn openeg_store::delivery::DeliveryStore>,
-    mut rx: tokio::sync::mpsc::Receiver<AttemptUpdate>,
-) {
-    let mut batch = Vec::with_capacity(RECORD_BATCH);
+/// What the router and the attempts hand to the recorder.
+pub(crate) enum Record {
+    /// Trace rows of a routed batch and the deliveries left to the retry poller.
+    Routed {
+        traces: Vec<TraceRow>,
+        pending: Vec<NewDelivery>,
+    },
+    /// The first attempt of an unrecorded delivery; its ticket is released once written.
+    Created(CreatedDelivery, Ticket),
+    Update(AttemptUpdate),
+    /// Answered once everything sent before it is committed to the store.
+    Flush(oneshot::Sender<()>),
+}
+
+/// Writes everything that arrived while the previous write ran in one store transaction
+/// (one fsync). A failed write is retried until it succeeds: dropping it could lose the
+/// only record of a delivery below a committed offset, and waiting stalls the routers
+/// (their sends block) instead.
+pub(crate) async fn run_recorder(delivery: Arc<dyn DeliveryStore>, mut rx: mpsc::Receiver<Record>) {
+    let mut batch = RecordBatch::default();
+    let mut flushes = Vec::new();
+    let mut tickets = Vec::new();
     while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < RECORD_BATCH {
-            match rx.try_recv() {
-                Ok(u) => batch.push(u),
-                Err(_) => break,
+        let mut next = Some(first);
+        while let Some(r) = next.take() {
+            match r {
+                Record::Routed { traces, pending } => {
+                    batch.traces.extend(traces);
+                    batch
+                        .created
+                        .extend(pending.into_iter().map(|d| CreatedDelivery {
+                            delivery: d,
+                            status: DeliveryStatus::Pending,
+                            attempts: 0,
+                            attempt: None,
+                        }));
+                }
+                Record::Created(c, t) => {
+                    batch.created.push(c);
+                    tickets.push(t);
+                }
+                Record::Update(u) => batch.updates.push(u),
+                Record::Flush(tx) => flushes.push(tx),
+            }
+            if batch.len() < RECORD_BATCH {
+                next = rx.try_recv().ok();
             }
         }
-        if let Err(e) = delivery.record_attempts(&batch).await {
-            // Their leases expire and they are attempted again: at-least-once.
-            tracing::warn!(count = batch.len(), error = %e, "recording delivery attempts failed");
+        let mut pause = Duration::from_millis(100);
+        while let Err(e) = delivery.record_batch(&batch).await {
+            tracing::warn!(rows = batch.len(), error = %e, "recording deliveries failed; retrying");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(5));
         }
         batch.clear();
+        tickets.clear();
+        for f in flushes.drain(..) {
+            let _ = f.send(());
+        }
     }
 }
 
-const RECORD_BATCH: usize = 1024;
+/// Waits until everything handed to the recorder so far is in the store.
+pub(crate) async fn flush(engine: &Engine) -> bool {
+    let (tx, rx) = oneshot::channel();
+    engine.recorder.send(Record::Flush(tx)).await.is_ok() && rx.await.is_ok()
+}
+
+const RECORD_BATCH: usize = 4096;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn low_water_is_the_lowest_running_offset() {
+        let f = Arc::new(Inflight::default());
+        assert_eq!(
+            f.low_water(10),
+            10,
+            "nothing running: everything below next"
+        );
+        let a = f.ticket(3);
+        let b = f.ticket(3);
+        let c = f.ticket(7);
+        assert_eq!(f.low_water(10), 3);
+        drop(a);
+        assert_eq!(f.low_water(10), 3, "offset 3 still has a running attempt");
+        drop(b);
+        assert_eq!(f.low_water(10), 7);
+        assert_eq!(f.low_water(5), 5, "never above next");
+        drop(c);
+        assert_eq!(f.low_water(10), 10);
+        assert!(
+            f.0.lock().unwrap().is_empty(),
+            "released offsets leave no entry"
+        );
+    }
+}

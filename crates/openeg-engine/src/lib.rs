@@ -3,12 +3,13 @@
 //! * [`Engine::publish`] appends accepted events to the channel's log topic (durable before it
 //!   returns) and makes sure a router tails that channel.
 //! * One router task per channel ([`router`]) reads the log from its committed offset, matches
-//!   each event with the channel's compiled [`routes::ChannelRoutes`], records trace rows and one
-//!   pending delivery per (event, target) in the delivery store in one transaction, then makes
-//!   the first attempts; its log offset is committed only after that (at most every 200 ms).
-//!   Everything below the committed offset is therefore delivered, given up, or a durable
-//!   pending delivery, and recording is idempotent, so a replay after a crash creates and
-//!   dispatches nothing twice.
+//!   each event with the channel's compiled [`routes::ChannelRoutes`] and makes the first
+//!   attempts at once; trace rows and outcomes are written behind it in batches by the
+//!   recorder. Its log offset is committed (at most every 200 ms) only below every attempt
+//!   still running and after a recorder flush, so everything below the committed offset is
+//!   delivered, given up, or a durable pending delivery. Events already in the log at start
+//!   are replayed record-first and idempotently ([`router`]), so a restart re-sends only
+//!   attempts that were running or unrecorded.
 //! * Attempts ([`dispatch`]) run with bounded concurrency per target; the outcome updates the
 //!   delivery (success, retry at a backoff time, or failure).
 //! * The retry poller ([`retry`]) claims due deliveries (leases make claims exclusive) and
@@ -106,7 +107,7 @@ pub struct Engine {
     pub(crate) shutdown: watch::Receiver<bool>,
     shutdown_tx: watch::Sender<bool>,
     /// Attempt outcomes on their way to the store, batched by [`dispatch::run_recorder`].
-    pub(crate) recorder: tokio::sync::mpsc::Sender<openeg_store::delivery::AttemptUpdate>,
+    pub(crate) recorder: tokio::sync::mpsc::Sender<dispatch::Record>,
     me: Weak<Engine>,
 }
 
@@ -246,9 +247,18 @@ impl Engine {
         routers.insert(t.to_string(), handle);
     }
 
-    /// Stops routers and the poller; in-flight attempts are abandoned (their leases expire and
-    /// they are retried after restart).
-    pub fn shutdown(&self) {
+    /// Stops routers and the poller. Routers give running attempts a moment to finish and
+    /// commit what is recorded; attempts still running after that are abandoned (they are
+    /// made again after the restart: at-least-once).
+    pub async fn shutdown(&self) {
         let _ = self.shutdown_tx.send(true);
+        let handles: Vec<_> = match self.routers.lock() {
+            Ok(mut r) => r.drain().map(|(_, h)| h).collect(),
+            Err(_) => Vec::new(),
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        for h in handles {
+            let _ = tokio::time::timeout_at(deadline, h).await;
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! The retry poller: claims due deliveries (retries, deliveries left over by a restart or
 //! by a full target queue) and attempts them again.
 
-use crate::dispatch::{self, Job};
+use crate::dispatch::{self, Job, Stored};
 use crate::router::Envelope;
 use crate::{now_ms, Engine};
 use openeg_store::delivery::{Attempt, DeliveryStatus};
@@ -37,6 +37,7 @@ pub async fn poll_once(engine: &Arc<Engine>) -> Result<usize, String> {
         .await
         .map_err(|e| e.to_string())?;
     let n = claimed.len();
+    let mut no_room = Vec::new();
     for d in claimed {
         let routes = engine.routes_for(&d.project_id, &d.channel_id).await?;
         let Some(route) = routes
@@ -84,12 +85,13 @@ pub async fn poll_once(engine: &Arc<Engine>) -> Result<usize, String> {
             continue;
         };
         if !dispatch::has_room(engine, &route) {
-            continue; // the claim's lease expires and a later poll takes it
+            no_room.push(d.id);
+            continue;
         }
         dispatch::spawn(
             engine.clone(),
             Job {
-                id: d.id,
+                stored: Stored::Id(d.id),
                 route,
                 event: Arc::new(event),
                 attempts: d.attempts,
@@ -97,5 +99,18 @@ pub async fn poll_once(engine: &Arc<Engine>) -> Result<usize, String> {
             },
         );
     }
+    if !no_room.is_empty() {
+        // The target's queue is full: give the claims back for a later poll rather than
+        // holding them for a whole lease.
+        let at = now_ms() + NO_ROOM_DELAY_MS;
+        if let Err(e) = engine.delivery.postpone(&no_room, at).await {
+            tracing::warn!(error = %e, "giving back claimed deliveries failed; they wait out their lease");
+        }
+        // Only what was attempted counts as progress, so a full queue does not spin the poller.
+        return Ok(n - no_room.len());
+    }
     Ok(n)
 }
+
+/// How long a delivery whose target queue was full waits before the poller tries again.
+const NO_ROOM_DELAY_MS: i64 = 1_000;

@@ -1,6 +1,16 @@
-//! One router per channel: tail the log, match, record, commit, dispatch.
+//! One router per channel: tail the log, match, dispatch, record, commit.
+//!
+//! Two paths (`ARCHITECTURE.md`, "The event's path"):
+//! * **Fast path** (steady state): matched events are attempted at once, before anything is
+//!   written; trace rows, deliveries left to the retry poller and the attempts' outcomes go
+//!   to the recorder, which writes them in batches behind the data path. The committed
+//!   offset stays below every event whose attempt is still running ([`Inflight`]) and moves
+//!   only after a recorder flush, so everything below it is recorded.
+//! * **Replay path** (events already in the log when the router started, i.e. possibly routed
+//!   before a crash): deliveries are recorded first, idempotently, and only those this router
+//!   created are attempted, so a restart re-sends only what was in flight or unrecorded.
 
-use crate::dispatch::{self, Job};
+use crate::dispatch::{self, Inflight, Job, Record, Stored};
 use crate::{now_ms, split_topic, Engine, ROUTER_GROUP};
 use openeg_log::LogError;
 use openeg_store::delivery::{NewDelivery, TraceRow};
@@ -59,24 +69,42 @@ pub(crate) async fn run(engine: Arc<Engine>, topic: String) {
     // every COMMIT_INTERVAL and whenever the router catches up, not after every batch.
     let mut committed = next;
     let mut last_commit = Instant::now();
+    // Events below this were in the log before this router started: replay path.
+    let replay_until = *end.borrow();
+    let inflight = Arc::new(Inflight::default());
+    tracing::debug!(%topic, from = next, replay_until, "router started");
     loop {
         if *shutdown.borrow() {
+            finish(&engine, &topic, &inflight, &mut committed, next).await;
             return;
         }
-        match step(&engine, &topic, &project, &channel, next).await {
+        let path = if next < replay_until {
+            Path::Replay
+        } else {
+            Path::Fast(&inflight)
+        };
+        match step(&engine, &topic, &project, &channel, next, path).await {
             Ok(Some(n)) => {
                 next = n;
                 if last_commit.elapsed() >= COMMIT_INTERVAL {
-                    commit(&engine, &topic, &mut committed, next).await;
+                    commit(&engine, &topic, &inflight, &mut committed, next).await;
                     last_commit = Instant::now();
                 }
             }
             Ok(None) => {
-                commit(&engine, &topic, &mut committed, next).await;
-                // Caught up: sleep until the end offset moves past `next`, or shutdown.
-                tokio::select! {
-                    r = end.wait_for(|e| *e > next) => if r.is_err() { return; },
-                    _ = shutdown.changed() => return,
+                commit(&engine, &topic, &inflight, &mut committed, next).await;
+                last_commit = Instant::now();
+                // Caught up: sleep until the end offset moves past `next` (or, while attempts
+                // below it are still running, until the next commit is due), or shutdown.
+                let waiting = committed < next;
+                let stop = tokio::select! {
+                    r = end.wait_for(|e| *e > next) => r.is_err(),
+                    _ = tokio::time::sleep(COMMIT_INTERVAL), if waiting => false,
+                    _ = shutdown.changed() => true,
+                };
+                if stop {
+                    finish(&engine, &topic, &inflight, &mut committed, next).await;
+                    return;
                 }
             }
             Err(StepError::OutOfRange { start }) => {
@@ -96,14 +124,38 @@ pub(crate) async fn run(engine: Arc<Engine>, topic: String) {
 
 const COMMIT_INTERVAL: Duration = Duration::from_millis(200);
 
-async fn commit(engine: &Engine, topic: &str, committed: &mut u64, next: u64) {
-    if *committed == next {
+/// Commits the highest offset below which everything is recorded: no unrecorded attempt in
+/// flight, and the recorder flushed.
+async fn commit(engine: &Engine, topic: &str, inflight: &Inflight, committed: &mut u64, next: u64) {
+    let to = inflight.low_water(next);
+    if to <= *committed {
         return;
     }
-    match engine.log.commit(ROUTER_GROUP, topic, 0, next).await {
-        Ok(()) => *committed = next,
+    if !dispatch::flush(engine).await {
+        return;
+    }
+    match engine.log.commit(ROUTER_GROUP, topic, 0, to).await {
+        Ok(()) => *committed = to,
         Err(e) => tracing::warn!(topic, error = %e, "committing the router offset failed"),
     }
+}
+
+/// On shutdown: give running attempts a moment to finish, then commit what is recorded, so a
+/// restart replays (and re-sends) as little as possible.
+async fn finish(engine: &Engine, topic: &str, inflight: &Inflight, committed: &mut u64, next: u64) {
+    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    while inflight.low_water(next) < next && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    commit(engine, topic, inflight, committed, next).await;
+}
+
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+#[derive(Clone, Copy)]
+enum Path<'a> {
+    Fast(&'a Arc<Inflight>),
+    Replay,
 }
 
 enum StepError {
@@ -118,6 +170,7 @@ async fn step(
     project: &str,
     channel: &str,
     from: u64,
+    path: Path<'_>,
 ) -> Result<Option<u64>, StepError> {
     let recs = match engine
         .log
@@ -142,6 +195,7 @@ async fn step(
     let mut traces = Vec::new();
     let mut deliveries = Vec::new();
     let mut jobs: Vec<(usize, Job)> = Vec::new();
+    let mut fast: Vec<Job> = Vec::new();
     let mut scratch = openeg_rules::Scratch::default();
     let mut hits = Vec::new();
     for rec in &recs {
@@ -197,7 +251,7 @@ async fn step(
             for t in &sub.targets {
                 // Dispatch now if the target has room, else leave it to the retry poller at once.
                 let dispatch_now = dispatch::has_room(engine, t);
-                deliveries.push(NewDelivery {
+                let d = NewDelivery {
                     project_id: project.to_string(),
                     channel_id: channel.to_string(),
                     offset: rec.offset,
@@ -208,33 +262,55 @@ async fn step(
                     target_id: t.target_id.clone(),
                     target_name: t.target_name.clone(),
                     next_at: if dispatch_now { now + lease } else { now },
-                });
-                if dispatch_now {
-                    jobs.push((
-                        deliveries.len() - 1,
-                        Job {
-                            id: 0,
-                            route: t.clone(),
-                            event: event.clone(),
-                            attempts: 0,
-                            received_at: env.received,
-                        },
-                    ));
+                };
+                let job = |stored| Job {
+                    stored,
+                    route: t.clone(),
+                    event: event.clone(),
+                    attempts: 0,
+                    received_at: env.received,
+                };
+                match path {
+                    Path::Fast(inflight) if dispatch_now => {
+                        let ticket = inflight.ticket(rec.offset);
+                        fast.push(job(Stored::Unrecorded(Box::new(d), ticket)));
+                    }
+                    Path::Fast(_) => deliveries.push(d),
+                    Path::Replay => {
+                        deliveries.push(d);
+                        if dispatch_now {
+                            jobs.push((deliveries.len() - 1, job(Stored::Id(0))));
+                        }
+                    }
                 }
             }
         }
+    }
+    if let Path::Fast(_) = path {
+        for job in fast {
+            dispatch::spawn(engine.clone(), job);
+        }
+        // The log offset is committed by the caller (see `run`) after a recorder flush.
+        engine
+            .recorder
+            .send(Record::Routed {
+                traces,
+                pending: deliveries,
+            })
+            .await
+            .map_err(|_| StepError::Other("the delivery recorder stopped".into()))?;
+        return Ok(Some(last + 1));
     }
     let ids = engine
         .delivery
         .record_routed(&traces, &deliveries)
         .await
         .map_err(|e| StepError::Other(e.to_string()))?;
-    // The log offset is committed by the caller (see `run`).
     for (idx, mut job) in jobs {
-        // A delivery that already existed comes from a replayed batch (a crash between
-        // recording and committing); whoever holds its lease, or the poller, attempts it.
+        // A delivery that already existed was routed before the restart; whoever holds its
+        // lease, or the poller, attempts it.
         if let Some(r) = ids.get(idx).filter(|r| r.created) {
-            job.id = r.id;
+            job.stored = Stored::Id(r.id);
             dispatch::spawn(engine.clone(), job);
         }
     }

@@ -115,6 +115,41 @@ pub struct AttemptUpdate {
     pub attempt: Attempt,
 }
 
+/// A delivery created by the router's write-behind path ([`DeliveryStore::record_batch`]):
+/// either still pending (`attempt == None`: it is left to the retry poller), or already
+/// attempted once by the router, in which case it is created with that outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedDelivery {
+    /// Identity and `next_at` (the due time when `Pending`/`Retrying`).
+    pub delivery: NewDelivery,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    pub attempt: Option<Attempt>,
+}
+
+/// Everything the router and its attempts produced since the last write, written in one
+/// transaction by [`DeliveryStore::record_batch`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordBatch {
+    pub traces: Vec<TraceRow>,
+    pub created: Vec<CreatedDelivery>,
+    pub updates: Vec<AttemptUpdate>,
+}
+
+impl RecordBatch {
+    pub fn is_empty(&self) -> bool {
+        self.traces.is_empty() && self.created.is_empty() && self.updates.is_empty()
+    }
+    pub fn len(&self) -> usize {
+        self.traces.len() + self.created.len() + self.updates.len()
+    }
+    pub fn clear(&mut self) {
+        self.traces.clear();
+        self.created.clear();
+        self.updates.clear();
+    }
+}
+
 /// One attempt, as shown by ShowDetailOfEventTrace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {
@@ -228,6 +263,13 @@ pub trait DeliveryStore: Send + Sync + 'static {
         deliveries: &[NewDelivery],
     ) -> Result<Vec<Routed>>;
 
+    /// The router's write-behind batch, in one transaction: trace rows and created
+    /// deliveries are inserted unless they exist already (a replay keeps the stored row, as
+    /// in [`DeliveryStore::record_routed`]), then `updates` are applied in order as by
+    /// [`DeliveryStore::record_attempts`] (an update of a missing delivery is ignored).
+    /// Offsets above `i64::MAX` are rejected.
+    async fn record_batch(&self, batch: &RecordBatch) -> Result<()>;
+
     /// The batched form of [`DeliveryStore::record_attempt`]: every update in one transaction
     /// (one commit, one fsync), in order. Returns per update whether the delivery existed.
     async fn record_attempts(&self, updates: &[AttemptUpdate]) -> Result<Vec<bool>>;
@@ -278,6 +320,11 @@ pub trait DeliveryStore: Send + Sync + 'static {
         channel_id: &str,
         offset: u64,
     ) -> Result<Vec<Delivery>>;
+
+    /// Moves the claim of Pending/Retrying deliveries `ids` to `next_at` (a claimer that could
+    /// not attempt them gives them back early instead of holding them for a whole lease);
+    /// returns how many were changed.
+    async fn postpone(&self, ids: &[i64], next_at: i64) -> Result<u64>;
 
     /// Deletes the Pending/Retrying deliveries of a subscription (it was deleted); returns how many.
     async fn drop_pending_for_subscription(

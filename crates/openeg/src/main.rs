@@ -9,6 +9,9 @@ use config::{Config, CredentialConfig};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "openeg",
@@ -209,7 +212,7 @@ async fn run_server(cfg: Config) -> anyhow::Result<()> {
     );
     tracing::info!(%local, backend, "listening");
     openeg_server::serve(listener, state, shutdown_signal()).await?;
-    engine.shutdown();
+    engine.shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -9,16 +9,16 @@
 //! * `record_attempt` is one UPDATE that rewrites `recent` in SQL under the row lock.
 
 use async_trait::async_trait;
-use sqlx::{Postgres, QueryBuilder};
+use sqlx::{PgConnection, Postgres, QueryBuilder};
 
 use super::PgStore;
 use crate::common::{backend, now_ms, to_i64, to_u64};
 use crate::delivery::{
     attempt_json, bucket_start, check_offsets, check_period, delivery_from_tuple, offset_to_i64,
-    sub_bucket, trace_from_tuple, Attempt, AttemptUpdate, Delivery, DeliveryStatus, DeliveryStore,
-    DeliveryTuple, IdMap, InsertedKey, MetricsQuery, NewDelivery, PubBucket, Routed, SubBucket,
-    SubTuple, TraceQuery, TraceRow, TraceTuple, DELIVERY_COLS, DUE_STATUSES_SQL, KEPT_ATTEMPTS,
-    SUB_AGGREGATES, TRACE_COLS,
+    sub_bucket, trace_from_tuple, Attempt, AttemptUpdate, CreatedDelivery, Delivery,
+    DeliveryStatus, DeliveryStore, DeliveryTuple, IdMap, InsertedKey, MetricsQuery, NewDelivery,
+    PubBucket, RecordBatch, Routed, SubBucket, SubTuple, TraceQuery, TraceRow, TraceTuple,
+    DELIVERY_COLS, DUE_STATUSES_SQL, KEPT_ATTEMPTS, SUB_AGGREGATES, TRACE_COLS,
 };
 use crate::Result;
 
@@ -107,32 +107,7 @@ impl DeliveryStore for PgStore {
         let mut ids = IdMap::new(deliveries);
 
         let mut tx = self.pool.begin().await.map_err(|e| backend(op, e))?;
-        if !traces.is_empty() {
-            let col = |f: fn(&TraceRow) -> &str| traces.iter().map(f).collect::<Vec<&str>>();
-            sqlx::query(&format!(
-                "INSERT INTO event_traces ({TRACE_COLS}) SELECT * FROM UNNEST($1::text[], \
-                 $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::text[], \
-                 $8::int8[], $9::text[], $10::text[]) ON CONFLICT DO NOTHING"
-            ))
-            .bind(col(|t| &t.project_id))
-            .bind(col(|t| &t.channel_id))
-            .bind(
-                traces
-                    .iter()
-                    .map(|t| to_i64(t.offset))
-                    .collect::<Vec<i64>>(),
-            )
-            .bind(col(|t| &t.event_id))
-            .bind(col(|t| &t.source_name))
-            .bind(col(|t| &t.source_provider))
-            .bind(col(|t| &t.event_type))
-            .bind(traces.iter().map(|t| t.received_at).collect::<Vec<i64>>())
-            .bind(col(|t| &t.subscription_id))
-            .bind(col(|t| &t.subscription_name))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| backend(op, e))?;
-        }
+        insert_traces(&mut tx, traces, op).await?;
         if !deliveries.is_empty() {
             let col = |f: fn(&NewDelivery) -> &str| deliveries.iter().map(f).collect::<Vec<&str>>();
             let rows: Vec<InsertedKey> = sqlx::query_as(
@@ -195,6 +170,23 @@ impl DeliveryStore for PgStore {
         ids.finish()
     }
 
+    async fn record_batch(&self, batch: &RecordBatch) -> Result<()> {
+        let op = "record_batch";
+        if batch.is_empty() {
+            return Ok(());
+        }
+        check_offsets(&batch.traces, &[])?;
+        for c in &batch.created {
+            offset_to_i64(c.delivery.offset)?;
+        }
+        let mut tx = self.pool.begin().await.map_err(|e| backend(op, e))?;
+        insert_traces(&mut tx, &batch.traces, op).await?;
+        insert_created(&mut tx, &batch.created, op).await?;
+        apply_updates(&mut tx, &batch.updates, op).await?;
+        tx.commit().await.map_err(|e| backend(op, e))?;
+        Ok(())
+    }
+
     async fn record_attempt(
         &self,
         id: i64,
@@ -220,33 +212,7 @@ impl DeliveryStore for PgStore {
             return Ok(Vec::new());
         }
         let mut tx = self.pool.begin().await.map_err(|e| backend(op, e))?;
-        let now = now_ms();
-        let mut found = Vec::with_capacity(updates.len());
-        for u in updates {
-            // The new attempt first (ordinality 0), then the stored ones (1, 2, …), newest first.
-            let r = sqlx::query(
-                "UPDATE deliveries SET status = $2, attempts = $3, next_at = $4, \
-                 last_latency_ms = $5, updated_at = $6, \
-                 recent = (SELECT json_agg(x.e ORDER BY x.o)::text FROM ( \
-                    SELECT e, o FROM (SELECT $7::json AS e, 0::bigint AS o \
-                        UNION ALL SELECT t.e, t.o \
-                        FROM json_array_elements(deliveries.recent::json) WITH ORDINALITY AS t(e, o)) s \
-                    ORDER BY o LIMIT $8) x) \
-                 WHERE id = $1",
-            )
-            .bind(u.id)
-            .bind(u.status.as_str())
-            .bind(i64::from(u.attempts))
-            .bind(u.next_at)
-            .bind(u.attempt.latency_ms)
-            .bind(now)
-            .bind(attempt_json(&u.attempt).to_string())
-            .bind(to_i64(KEPT_ATTEMPTS as u64))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| backend(op, e))?;
-            found.push(r.rows_affected() > 0);
-        }
+        let found = apply_updates(&mut tx, updates, op).await?;
         tx.commit().await.map_err(|e| backend(op, e))?;
         Ok(found)
     }
@@ -383,6 +349,22 @@ impl DeliveryStore for PgStore {
         rows.into_iter().map(delivery_from_tuple).collect()
     }
 
+    async fn postpone(&self, ids: &[i64], next_at: i64) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let r = sqlx::query(&format!(
+            "UPDATE deliveries SET next_at = $1 WHERE status IN {DUE_STATUSES_SQL} \
+             AND id = ANY($2)"
+        ))
+        .bind(next_at)
+        .bind(ids)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| backend("postpone", e))?;
+        Ok(r.rows_affected())
+    }
+
     async fn drop_pending_for_subscription(
         &self,
         project_id: &str,
@@ -504,4 +486,135 @@ fn push_trace_filters<'a>(
             qb.push(format_args!(" AND {col} = ")).push_bind(v.as_str());
         }
     }
+}
+
+async fn insert_traces(conn: &mut PgConnection, traces: &[TraceRow], op: &str) -> Result<()> {
+    if !traces.is_empty() {
+        let col = |f: fn(&TraceRow) -> &str| traces.iter().map(f).collect::<Vec<&str>>();
+        sqlx::query(&format!(
+            "INSERT INTO event_traces ({TRACE_COLS}) SELECT * FROM UNNEST($1::text[], \
+                 $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::text[], \
+                 $8::int8[], $9::text[], $10::text[]) ON CONFLICT DO NOTHING"
+        ))
+        .bind(col(|t| &t.project_id))
+        .bind(col(|t| &t.channel_id))
+        .bind(
+            traces
+                .iter()
+                .map(|t| to_i64(t.offset))
+                .collect::<Vec<i64>>(),
+        )
+        .bind(col(|t| &t.event_id))
+        .bind(col(|t| &t.source_name))
+        .bind(col(|t| &t.source_provider))
+        .bind(col(|t| &t.event_type))
+        .bind(traces.iter().map(|t| t.received_at).collect::<Vec<i64>>())
+        .bind(col(|t| &t.subscription_id))
+        .bind(col(|t| &t.subscription_name))
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| backend(op, e))?;
+    }
+    Ok(())
+}
+
+/// Created deliveries with their state; an existing row (replay) is kept as stored.
+async fn insert_created(
+    conn: &mut PgConnection,
+    created: &[CreatedDelivery],
+    op: &str,
+) -> Result<()> {
+    if created.is_empty() {
+        return Ok(());
+    }
+    let col = |f: fn(&NewDelivery) -> &str| {
+        created
+            .iter()
+            .map(|c| f(&c.delivery))
+            .collect::<Vec<&str>>()
+    };
+    let int = |f: fn(&CreatedDelivery) -> i64| created.iter().map(f).collect::<Vec<i64>>();
+    sqlx::query(
+        "INSERT INTO deliveries (project_id, channel_id, log_offset, event_id, \
+         received_at, subscription_id, subscription_name, target_id, target_name, \
+         status, attempts, next_at, recent, last_latency_ms, updated_at) \
+         SELECT p, c, o, e, r, s, sn, t, tn, st, a, n, rc, l, $15 \
+         FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[], $5::int8[], \
+         $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::int8[], \
+         $12::int8[], $13::text[], $14::int8[]) \
+         AS u(p, c, o, e, r, s, sn, t, tn, st, a, n, rc, l) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(col(|d| &d.project_id))
+    .bind(col(|d| &d.channel_id))
+    .bind(int(|c| to_i64(c.delivery.offset)))
+    .bind(col(|d| &d.event_id))
+    .bind(int(|c| c.delivery.received_at))
+    .bind(col(|d| &d.subscription_id))
+    .bind(col(|d| &d.subscription_name))
+    .bind(col(|d| &d.target_id))
+    .bind(col(|d| &d.target_name))
+    .bind(
+        created
+            .iter()
+            .map(|c| c.status.as_str())
+            .collect::<Vec<&str>>(),
+    )
+    .bind(int(|c| i64::from(c.attempts)))
+    .bind(int(|c| c.delivery.next_at))
+    .bind(
+        created
+            .iter()
+            .map(|c| match &c.attempt {
+                Some(a) => serde_json::Value::Array(vec![attempt_json(a)]).to_string(),
+                None => "[]".to_string(),
+            })
+            .collect::<Vec<String>>(),
+    )
+    .bind(
+        created
+            .iter()
+            .map(|c| c.attempt.as_ref().map(|a| a.latency_ms))
+            .collect::<Vec<Option<i64>>>(),
+    )
+    .bind(now_ms())
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| backend(op, e))?;
+    Ok(())
+}
+
+async fn apply_updates(
+    conn: &mut PgConnection,
+    updates: &[AttemptUpdate],
+    op: &str,
+) -> Result<Vec<bool>> {
+    let now = now_ms();
+    let mut found = Vec::with_capacity(updates.len());
+    for u in updates {
+        // The new attempt first (ordinality 0), then the stored ones (1, 2, …), newest first.
+        let r = sqlx::query(
+                "UPDATE deliveries SET status = $2, attempts = $3, next_at = $4, \
+                 last_latency_ms = $5, updated_at = $6, \
+                 recent = (SELECT json_agg(x.e ORDER BY x.o)::text FROM ( \
+                    SELECT e, o FROM (SELECT $7::json AS e, 0::bigint AS o \
+                        UNION ALL SELECT t.e, t.o \
+                        FROM json_array_elements(deliveries.recent::json) WITH ORDINALITY AS t(e, o)) s \
+                    ORDER BY o LIMIT $8) x) \
+                 WHERE id = $1",
+            )
+            .bind(u.id)
+            .bind(u.status.as_str())
+            .bind(i64::from(u.attempts))
+            .bind(u.next_at)
+            .bind(u.attempt.latency_ms)
+            .bind(now)
+            .bind(attempt_json(&u.attempt).to_string())
+            .bind(to_i64(KEPT_ATTEMPTS as u64))
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| backend(op, e))?;
+        found.push(r.rows_affected() > 0);
+    }
+    Ok(found)
 }

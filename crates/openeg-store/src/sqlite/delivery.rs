@@ -5,16 +5,16 @@
 //! UPDATE sit under one write lock.
 
 use async_trait::async_trait;
-use sqlx::{QueryBuilder, Sqlite};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use super::SqliteStore;
 use crate::common::{backend, now_ms, to_i64, to_u64};
 use crate::delivery::{
-    bucket_start, check_offsets, check_period, delivery_from_tuple, offset_to_i64, prepend_recent,
-    sub_bucket, trace_from_tuple, Attempt, AttemptUpdate, Delivery, DeliveryStatus, DeliveryStore,
-    DeliveryTuple, IdMap, InsertedKey, MetricsQuery, NewDelivery, PubBucket, Routed, SubBucket,
-    SubTuple, TraceQuery, TraceRow, TraceTuple, DELIVERY_COLS, DUE_STATUSES_SQL, SUB_AGGREGATES,
-    TRACE_COLS,
+    attempt_json, bucket_start, check_offsets, check_period, delivery_from_tuple, offset_to_i64,
+    prepend_recent, sub_bucket, trace_from_tuple, Attempt, AttemptUpdate, CreatedDelivery,
+    Delivery, DeliveryStatus, DeliveryStore, DeliveryTuple, IdMap, InsertedKey, MetricsQuery,
+    NewDelivery, PubBucket, RecordBatch, Routed, SubBucket, SubTuple, TraceQuery, TraceRow,
+    TraceTuple, DELIVERY_COLS, DUE_STATUSES_SQL, SUB_AGGREGATES, TRACE_COLS,
 };
 use crate::Result;
 
@@ -67,8 +67,24 @@ pub(super) const MIGRATION_2: &[&str] = &[
     "CREATE INDEX deliveries_received ON deliveries (received_at)",
 ];
 
-/// Rows per multi-row INSERT: 10–11 bound values each, far below SQLite's 32766 limit.
-const INSERT_CHUNK: usize = 500;
+/// Most rows per multi-row INSERT: up to 15 bound values each, far below SQLite's 32766 limit.
+const INSERT_CHUNK: usize = 256;
+
+/// Splits rows into chunks whose lengths are powers of two (at most [`INSERT_CHUNK`]), so a
+/// multi-row INSERT has one of nine shapes and its prepared statement is always reused
+/// instead of being parsed again for every batch size.
+fn pow2_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        if rows.is_empty() {
+            return None;
+        }
+        let n = rows.len().min(INSERT_CHUNK);
+        let n = 1usize << (usize::BITS - 1 - n.leading_zeros());
+        let (chunk, rest) = rows.split_at(n);
+        rows = rest;
+        Some(chunk)
+    })
+}
 /// Rows per DELETE of a purge, so the write lock is released between chunks.
 const PURGE_CHUNK: i64 = 5000;
 
@@ -93,31 +109,8 @@ impl DeliveryStore for SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(|e| backend(op, e))?;
-        for chunk in traces.chunks(INSERT_CHUNK) {
-            let mut qb: QueryBuilder<Sqlite> =
-                QueryBuilder::new(format!("INSERT INTO event_traces ({TRACE_COLS}) "));
-            qb.push_values(chunk, |mut b, t| {
-                b.push_bind(t.project_id.as_str())
-                    .push_bind(t.channel_id.as_str())
-                    .push_bind(to_i64(t.offset))
-                    .push_bind(t.event_id.as_str())
-                    .push_bind(t.source_name.as_str())
-                    .push_bind(t.source_provider.as_str())
-                    .push_bind(t.event_type.as_str())
-                    .push_bind(t.received_at)
-                    .push_bind(t.subscription_id.as_str())
-                    .push_bind(t.subscription_name.as_str());
-            });
-            qb.push(" ON CONFLICT DO NOTHING");
-            // Full chunks share one cached statement; odd-sized tails are not cached so they
-            // do not evict it.
-            qb.build()
-                .persistent(chunk.len() == INSERT_CHUNK)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| backend(op, e))?;
-        }
-        for chunk in deliveries.chunks(INSERT_CHUNK) {
+        insert_traces(&mut tx, traces, op).await?;
+        for chunk in pow2_chunks(deliveries) {
             let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO deliveries (project_id, channel_id, log_offset, event_id, \
                  received_at, subscription_id, subscription_name, target_id, target_name, \
@@ -145,7 +138,6 @@ impl DeliveryStore for SqliteStore {
             );
             let rows: Vec<InsertedKey> = qb
                 .build_query_as()
-                .persistent(chunk.len() == INSERT_CHUNK)
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(|e| backend(op, e))?;
@@ -172,6 +164,28 @@ impl DeliveryStore for SqliteStore {
         }
         tx.commit().await.map_err(|e| backend(op, e))?;
         ids.finish()
+    }
+
+    async fn record_batch(&self, batch: &RecordBatch) -> Result<()> {
+        let op = "record_batch";
+        if batch.is_empty() {
+            return Ok(());
+        }
+        check_offsets(&batch.traces, &[])?;
+        for c in &batch.created {
+            offset_to_i64(c.delivery.offset)?;
+        }
+        let _g = self.write.lock().await;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| backend(op, e))?;
+        insert_traces(&mut tx, &batch.traces, op).await?;
+        insert_created(&mut tx, &batch.created, op).await?;
+        apply_updates(&mut tx, &batch.updates, op).await?;
+        tx.commit().await.map_err(|e| backend(op, e))?;
+        Ok(())
     }
 
     async fn record_attempt(
@@ -204,36 +218,7 @@ impl DeliveryStore for SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(|e| backend(op, e))?;
-        let now = now_ms();
-        let mut found = Vec::with_capacity(updates.len());
-        for u in updates {
-            let stored: Option<String> =
-                sqlx::query_scalar("SELECT recent FROM deliveries WHERE id = ?")
-                    .bind(u.id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(|e| backend(op, e))?;
-            let Some(stored) = stored else {
-                found.push(false);
-                continue;
-            };
-            let recent = prepend_recent(&stored, &u.attempt)?;
-            sqlx::query(
-                "UPDATE deliveries SET status = ?, attempts = ?, next_at = ?, recent = ?, \
-                 last_latency_ms = ?, updated_at = ? WHERE id = ?",
-            )
-            .bind(u.status.as_str())
-            .bind(i64::from(u.attempts))
-            .bind(u.next_at)
-            .bind(&recent)
-            .bind(u.attempt.latency_ms)
-            .bind(now)
-            .bind(u.id)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| backend(op, e))?;
-            found.push(true);
-        }
+        let found = apply_updates(&mut tx, updates, op).await?;
         tx.commit().await.map_err(|e| backend(op, e))?;
         Ok(found)
     }
@@ -368,6 +353,27 @@ impl DeliveryStore for SqliteStore {
             .await
             .map_err(|e| backend("event_deliveries", e))?;
         rows.into_iter().map(delivery_from_tuple).collect()
+    }
+
+    async fn postpone(&self, ids: &[i64], next_at: i64) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let _g = self.write.lock().await;
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("UPDATE deliveries SET next_at = ");
+        qb.push_bind(next_at);
+        qb.push(format!(" WHERE status IN {DUE_STATUSES_SQL} AND id IN ("));
+        let mut sep = qb.separated(", ");
+        for id in ids {
+            sep.push_bind(*id);
+        }
+        qb.push(")");
+        let r = qb
+            .build()
+            .execute(&self.pool)
+            .await
+            .map_err(|e| backend("postpone", e))?;
+        Ok(r.rows_affected())
     }
 
     async fn drop_pending_for_subscription(
@@ -505,5 +511,136 @@ fn push_trace_filters<'a>(
         if let Some(v) = v {
             qb.push(format_args!(" AND {col} = ")).push_bind(v.as_str());
         }
+    }
+}
+
+async fn insert_traces(conn: &mut SqliteConnection, traces: &[TraceRow], op: &str) -> Result<()> {
+    for chunk in pow2_chunks(traces) {
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new(format!("INSERT INTO event_traces ({TRACE_COLS}) "));
+        qb.push_values(chunk, |mut b, t| {
+            b.push_bind(t.project_id.as_str())
+                .push_bind(t.channel_id.as_str())
+                .push_bind(to_i64(t.offset))
+                .push_bind(t.event_id.as_str())
+                .push_bind(t.source_name.as_str())
+                .push_bind(t.source_provider.as_str())
+                .push_bind(t.event_type.as_str())
+                .push_bind(t.received_at)
+                .push_bind(t.subscription_id.as_str())
+                .push_bind(t.subscription_name.as_str());
+        });
+        qb.push(" ON CONFLICT DO NOTHING");
+        // Full chunks share one cached statement; odd-sized tails are not cached so they
+        // do not evict it.
+        qb.build()
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| backend(op, e))?;
+    }
+    Ok(())
+}
+
+/// Created deliveries with their state; an existing row (replay) is kept as stored.
+async fn insert_created(
+    conn: &mut SqliteConnection,
+    created: &[CreatedDelivery],
+    op: &str,
+) -> Result<()> {
+    let now = now_ms();
+    for chunk in pow2_chunks(created) {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO deliveries (project_id, channel_id, log_offset, event_id, \
+             received_at, subscription_id, subscription_name, target_id, target_name, \
+             status, attempts, next_at, recent, last_latency_ms, updated_at) ",
+        );
+        qb.push_values(chunk, |mut b, c| {
+            let d = &c.delivery;
+            let recent = match &c.attempt {
+                Some(a) => serde_json::Value::Array(vec![attempt_json(a)]).to_string(),
+                None => "[]".to_string(),
+            };
+            b.push_bind(d.project_id.as_str())
+                .push_bind(d.channel_id.as_str())
+                .push_bind(to_i64(d.offset))
+                .push_bind(d.event_id.as_str())
+                .push_bind(d.received_at)
+                .push_bind(d.subscription_id.as_str())
+                .push_bind(d.subscription_name.as_str())
+                .push_bind(d.target_id.as_str())
+                .push_bind(d.target_name.as_str())
+                .push_bind(c.status.as_str())
+                .push_bind(i64::from(c.attempts))
+                .push_bind(d.next_at)
+                .push_bind(recent)
+                .push_bind(c.attempt.as_ref().map(|a| a.latency_ms))
+                .push_bind(now);
+        });
+        qb.push(" ON CONFLICT DO NOTHING");
+        qb.build()
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| backend(op, e))?;
+    }
+    Ok(())
+}
+
+async fn apply_updates(
+    conn: &mut SqliteConnection,
+    updates: &[AttemptUpdate],
+    op: &str,
+) -> Result<Vec<bool>> {
+    let now = now_ms();
+    let mut found = Vec::with_capacity(updates.len());
+    for u in updates {
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT recent FROM deliveries WHERE id = ?")
+                .bind(u.id)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(|e| backend(op, e))?;
+        let Some(stored) = stored else {
+            found.push(false);
+            continue;
+        };
+        let recent = prepend_recent(&stored, &u.attempt)?;
+        sqlx::query(
+            "UPDATE deliveries SET status = ?, attempts = ?, next_at = ?, recent = ?, \
+                 last_latency_ms = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(u.status.as_str())
+        .bind(i64::from(u.attempts))
+        .bind(u.next_at)
+        .bind(&recent)
+        .bind(u.attempt.latency_ms)
+        .bind(now)
+        .bind(u.id)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| backend(op, e))?;
+        found.push(true);
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pow2_chunks_cover_everything_in_order() {
+        for n in [0usize, 1, 2, 3, 7, 255, 256, 257, 700, 1000] {
+            let rows: Vec<usize> = (0..n).collect();
+            let chunks: Vec<&[usize]> = pow2_chunks(&rows).collect();
+            assert!(chunks
+                .iter()
+                .all(|c| c.len().is_power_of_two() && c.len() <= INSERT_CHUNK));
+            let joined: Vec<usize> = chunks.concat();
+            assert_eq!(joined, rows, "n = {n}");
+        }
+        assert_eq!(
+            pow2_chunks(&[0u8; 7]).map(<[u8]>::len).collect::<Vec<_>>(),
+            [4, 2, 1]
+        );
     }
 }

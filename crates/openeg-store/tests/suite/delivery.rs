@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use openeg_store::delivery::{
-    Attempt, AttemptUpdate, Delivery, DeliveryStatus, DeliveryStore, MetricsQuery, NewDelivery,
-    PubBucket, Routed, SubBucket, TraceQuery, TraceRow, KEPT_ATTEMPTS,
+    Attempt, AttemptUpdate, CreatedDelivery, Delivery, DeliveryStatus, DeliveryStore, MetricsQuery,
+    NewDelivery, PubBucket, RecordBatch, Routed, SubBucket, TraceQuery, TraceRow, KEPT_ATTEMPTS,
 };
 
 /// A `next_at` no claim in this suite ever reaches.
@@ -124,6 +124,7 @@ pub async fn run_delivery_suite(store: Arc<dyn DeliveryStore>, label: &str) {
     drop_pending(s).await;
     metrics(s).await;
     batched_attempts_and_release(s).await;
+    write_behind_batch(s).await;
     throughput(s, label).await;
     purge(s).await;
 }
@@ -922,6 +923,135 @@ async fn batched_attempts_and_release(s: &dyn DeliveryStore) {
         .all(|d| d.status == DeliveryStatus::Pending || d.status == DeliveryStatus::Retrying));
     assert!(claimed.iter().any(|d| d.id == ids[2]));
     assert!(!claimed.iter().any(|d| d.id == ids[0] || d.id == ids[1]));
+}
+
+/// `record_batch`: traces, deliveries created with their first outcome (or pending), and
+/// updates by id, in one call; a replayed batch keeps what is stored.
+async fn write_behind_batch(s: &dyn DeliveryStore) {
+    let p = "d-wb";
+    s.record_batch(&RecordBatch::default()).await.unwrap();
+    // An existing delivery (made by the record-first path) to update by id in the batch.
+    let old = nd(p, "ch", 1, 100, "s", "t1", FAR);
+    let old_id = ids_of(
+        s.record_routed(&[], std::slice::from_ref(&old))
+            .await
+            .unwrap(),
+    )[0];
+    let created =
+        |offset: u64, target: &str, status: DeliveryStatus, a: Option<Attempt>, next_at: i64| {
+            CreatedDelivery {
+                delivery: nd(p, "ch", offset, 100 + offset as i64, "s", target, next_at),
+                status,
+                attempts: u32::from(a.is_some()),
+                attempt: a,
+            }
+        };
+    let batch = RecordBatch {
+        traces: vec![
+            trace(p, "ch", 2, "e2", "src", "t", 102, "s", "sn"),
+            trace(p, "ch", 3, "e3", "src", "t", 103, "", ""),
+        ],
+        created: vec![
+            created(
+                2,
+                "t1",
+                DeliveryStatus::Succeeded,
+                Some(attempt(7, true, 4, "200")),
+                0,
+            ),
+            created(
+                2,
+                "t2",
+                DeliveryStatus::Retrying,
+                Some(attempt(8, false, 5, "500")),
+                FAR,
+            ),
+            created(2, "t3", DeliveryStatus::Pending, None, FAR - 1),
+        ],
+        updates: vec![
+            AttemptUpdate {
+                id: old_id,
+                status: DeliveryStatus::Succeeded,
+                attempts: 1,
+                next_at: 0,
+                attempt: attempt(9, true, 6, "204"),
+            },
+            AttemptUpdate {
+                id: i64::MAX,
+                status: DeliveryStatus::Failed,
+                attempts: 1,
+                next_at: 0,
+                attempt: attempt(9, false, 6, ""),
+            },
+        ],
+    };
+    assert_eq!(batch.len(), 7);
+    s.record_batch(&batch).await.unwrap();
+
+    let (total, rows) = s.list_traces(p, &tq("ch", 0, 1000)).await.unwrap();
+    assert_eq!(total, 2);
+    assert_eq!(rows[0], batch.traces[1], "newest first, every field kept");
+    assert_eq!(rows[1], batch.traces[0]);
+
+    let got = s.event_deliveries(p, "ch", 2).await.unwrap();
+    assert_eq!(
+        dkeys(&got),
+        vec![(2, "s", "t1"), (2, "s", "t2"), (2, "s", "t3")]
+    );
+    assert_eq!(
+        (got[0].status, got[0].attempts),
+        (DeliveryStatus::Succeeded, 1)
+    );
+    assert_eq!(got[0].recent, vec![attempt(7, true, 4, "200")]);
+    assert_eq!(got[0].event_id, "ev-ch-2");
+    assert_eq!(got[0].target_name, "tname-t1");
+    assert_eq!(
+        (got[1].status, got[1].attempts, got[1].next_at),
+        (DeliveryStatus::Retrying, 1, FAR)
+    );
+    assert_eq!(got[1].recent, vec![attempt(8, false, 5, "500")]);
+    assert_eq!(
+        (got[2].status, got[2].attempts, got[2].next_at),
+        (DeliveryStatus::Pending, 0, FAR - 1)
+    );
+    assert!(got[2].recent.is_empty());
+    let o = find(s, &old, old_id).await;
+    assert_eq!((o.status, o.attempts), (DeliveryStatus::Succeeded, 1));
+    assert_eq!(o.recent, vec![attempt(9, true, 6, "204")]);
+
+    // A replay (same keys, other states) changes nothing stored.
+    let mut replay = batch.clone();
+    replay.updates.clear();
+    for c in &mut replay.created {
+        c.status = DeliveryStatus::Failed;
+        c.attempts = 9;
+    }
+    replay.traces[0].event_type = "changed".into();
+    s.record_batch(&replay).await.unwrap();
+    assert_eq!(s.event_deliveries(p, "ch", 2).await.unwrap(), got);
+    let (total, rows2) = s.list_traces(p, &tq("ch", 0, 1000)).await.unwrap();
+    assert_eq!((total, rows2), (2, rows));
+
+    // Offsets beyond i64 are rejected and nothing of the batch is written.
+    let bad = RecordBatch {
+        traces: vec![trace(p, "ch", 5, "e5", "src", "t", 105, "", "")],
+        created: vec![created(u64::MAX, "t1", DeliveryStatus::Pending, None, FAR)],
+        updates: vec![],
+    };
+    assert!(s.record_batch(&bad).await.is_err());
+    assert_eq!(s.list_traces(p, &tq("ch", 0, 1000)).await.unwrap().0, 2);
+
+    // postpone: only unfinished deliveries move.
+    let ids: Vec<i64> = got.iter().map(|d| d.id).chain([i64::MAX]).collect();
+    assert_eq!(s.postpone(&ids, FAR - 7).await.unwrap(), 2);
+    assert_eq!(s.postpone(&[], FAR - 7).await.unwrap(), 0);
+    let after = s.event_deliveries(p, "ch", 2).await.unwrap();
+    assert_eq!(
+        after[0].next_at, got[0].next_at,
+        "a succeeded delivery keeps its time"
+    );
+    assert_eq!((after[1].next_at, after[2].next_at), (FAR - 7, FAR - 7));
+    s.drop_pending_for_subscription(p, "s").await.unwrap();
 }
 
 async fn purge(s: &dyn DeliveryStore) {
