@@ -3,6 +3,10 @@
 #
 #   scripts/e2e.sh [pytest args...]        e.g. scripts/e2e.sh -k channels -x
 #
+# The schemathesis fuzz run (tests/e2e/test_openapi.py) runs on the SQLite pass only; set
+# OPENEG_FUZZ_ALWAYS=1 to run it with OPENEG_E2E_DATABASE_URL too, OPENEG_FUZZ_EXAMPLES /
+# OPENEG_FUZZ_SEED to widen or vary it.
+#
 # Env: OPENEG_BIN (default <repo>/target/debug/openeg; NOT built here — run
 #      `cargo build -p openeg` first), OPENEG_E2E_DATABASE_URL (optional PostgreSQL admin URL;
 #      a fresh database is created per run), OPENEG_E2E_KEEP=1 (keep temp dir and server log),
@@ -24,7 +28,7 @@ if [[ ! -x "$venv/bin/python" ]]; then
     python3 -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-    "huaweicloudsdkeg==3.1.219" pytest requests
+    "huaweicloudsdkeg==3.1.219" pytest requests "schemathesis==4.32.5"
 
 set +e
 "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/e2e "$@"

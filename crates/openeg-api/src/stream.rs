@@ -24,9 +24,17 @@ pub struct StreamSpec {
     pub kafka_connection_id: Option<String>,
 }
 
-/// Type and range of one detail field.
-#[derive(Clone, Copy)]
-enum Ty {
+/// Longest `description` (`API.md` §3.14).
+pub const DESCRIPTION_MAX: usize = 255;
+/// Largest `option.thread_num`.
+pub const MAX_THREADS: i64 = 64;
+/// `option.batch_window` members and their bounds.
+pub const BATCH_WINDOW: [(&str, i64, i64); 3] =
+    [("count", 1, 10_000), ("time", 0, 16), ("interval", 0, 15)];
+
+/// Type and range of one detail field (also drives the OpenAPI document).
+#[derive(Debug, Clone, Copy)]
+pub enum Ty {
     /// String of at most this many characters.
     Str(usize),
     /// One of these strings.
@@ -37,7 +45,7 @@ enum Ty {
 }
 
 /// One detail field: wire name, type, required, accepted alias.
-type Field = (&'static str, Ty, bool, Option<&'static str>);
+pub type Field = (&'static str, Ty, bool, Option<&'static str>);
 
 const S: Ty = Ty::Str(256);
 const INT: Ty = Ty::Int(i64::MIN, i64::MAX);
@@ -170,7 +178,7 @@ const SINK_OBS: &[Field] = &[
 ];
 
 /// (member, canonical `name`, fields).
-const SOURCES: &[(&str, &str, &[Field])] = &[
+pub const SOURCES: &[(&str, &str, &[Field])] = &[
     ("source_kafka", "HC.Kafka", SOURCE_KAFKA),
     (
         "source_mobile_rocketmq",
@@ -189,7 +197,8 @@ const SOURCES: &[(&str, &str, &[Field])] = &[
     ),
 ];
 
-const SINKS: &[(&str, &str, &[Field])] = &[
+/// Sink members, as [`SOURCES`].
+pub const SINKS: &[(&str, &str, &[Field])] = &[
     ("sink_fg", "HC.FunctionGraph", SINK_FG),
     ("sink_kafka", "HC.Kafka", SINK_KAFKA),
     ("sink_obs", "HC.OBS", SINK_OBS),
@@ -371,13 +380,13 @@ fn int_or_string(
 
 fn run_option(o: &Map<String, Value>) -> Result<Map<String, Value>, EgError> {
     let mut out = Map::new();
-    let tn = int_or_string(o, "option.thread_num", "thread_num", 1, 64)?.unwrap_or(1);
+    let tn = int_or_string(o, "option.thread_num", "thread_num", 1, MAX_THREADS)?.unwrap_or(1);
     out.insert("thread_num".into(), tn.into());
     match o.get("batch_window") {
         None | Some(Value::Null) => {}
         Some(Value::Object(bw)) => {
             let mut b = Map::new();
-            for (key, min, max) in [("count", 1, 10_000), ("time", 0, 16), ("interval", 0, 15)] {
+            for (key, min, max) in BATCH_WINDOW {
                 let f = format!("option.batch_window.{key}");
                 if let Some(i) = int_or_string(bw, &f, key, min, max)? {
                     b.insert(key.into(), i.into());
@@ -398,7 +407,7 @@ pub fn parse(v: &Value) -> Result<StreamSpec, EgError> {
     let mut doc = Map::new();
     doc.insert("name".into(), name.into());
     let desc = validate::opt_str(src, "description")?.unwrap_or("");
-    validate::max_len("description", desc, 255)?;
+    validate::max_len("description", desc, DESCRIPTION_MAX)?;
     doc.insert("description".into(), desc.into());
     let (source, _) = endpoint(src, "source", SOURCES)?;
     doc.insert("source".into(), Value::Object(source));
@@ -432,12 +441,16 @@ pub fn parse(v: &Value) -> Result<StreamSpec, EgError> {
 /// Status after a ResumeEventStreaming `operation` (op 61): `START` → `RUNNING`,
 /// `PAUSE` → `STOPPED`; anything else is a 400.
 pub fn operation_status(op: Option<&Value>) -> Result<&'static str, EgError> {
-    match op.and_then(Value::as_str) {
-        Some("START") => Ok("RUNNING"),
-        Some("PAUSE") => Ok("STOPPED"),
-        _ => Err(EgError::param("operation must be START or PAUSE")),
-    }
+    let op = op.and_then(Value::as_str);
+    OPERATIONS
+        .iter()
+        .find(|(o, _)| Some(*o) == op)
+        .map(|(_, status)| *status)
+        .ok_or_else(|| EgError::param("operation must be START or PAUSE"))
 }
+
+/// ResumeEventStreaming operations and the status each one sets.
+pub const OPERATIONS: [(&str, &str); 2] = [("START", "RUNNING"), ("PAUSE", "STOPPED")];
 
 #[cfg(test)]
 mod tests {

@@ -39,6 +39,11 @@ pub const MAX_DESCRIPTION: usize = 255;
 /// ExecuteSubscriptionOperation accepts 1..=this many ids.
 pub const MAX_OPERATION_IDS: usize = 10;
 
+/// `provider_type` of subscription sources and targets.
+pub const PROVIDER_TYPES: [&str; 2] = ["CUSTOM", "OFFICIAL"];
+/// ExecuteSubscriptionOperation operations and the status each one sets.
+pub const OPERATIONS: [(&str, &str); 2] = [("ENABLE", "ENABLED"), ("DISABLE", "DISABLED")];
+
 /// Target members holding a kind's settings, in table order.
 const DETAIL_MEMBERS: [&str; 6] = [
     "detail",
@@ -499,7 +504,7 @@ pub fn validate_source(
     }
     let name = req_str(o, path, "name", param)?;
     let pt = req_str(o, path, "provider_type", param)?;
-    if pt != "CUSTOM" && pt != "OFFICIAL" {
+    if !PROVIDER_TYPES.contains(&pt) {
         return Err(EgError::param(format!(
             "{} must be CUSTOM or OFFICIAL",
             at(path, "provider_type")
@@ -599,7 +604,7 @@ pub fn validate_target(t: &Value, path: &str, env: &Env) -> Result<Value, EgErro
     let name = req_str(o, path, "name", param)?;
     doc.insert("name".into(), name.into());
     let pt = req_str(o, path, "provider_type", param)?;
-    if pt != "CUSTOM" && pt != "OFFICIAL" {
+    if !PROVIDER_TYPES.contains(&pt) {
         return Err(EgError::param(format!(
             "{} must be CUSTOM or OFFICIAL",
             at(path, "provider_type")
@@ -899,10 +904,9 @@ pub fn validate_operation(body: &Value) -> Result<Operation, EgError> {
             }
         }
     }
-    let status = match validate::req_str(o, "operation")? {
-        "ENABLE" => "ENABLED",
-        "DISABLE" => "DISABLED",
-        _ => return Err(EgError::param("operation must be ENABLE or DISABLE")),
+    let op = validate::req_str(o, "operation")?;
+    let Some(&(_, status)) = OPERATIONS.iter().find(|(o, _)| *o == op) else {
+        return Err(EgError::param("operation must be ENABLE or DISABLE"));
     };
     Ok(Operation { ids, status })
 }

@@ -17,12 +17,28 @@ pub enum NamePattern {
     ClientId,
 }
 
+impl NamePattern {
+    /// The pattern as an ECMA-262 regular expression (error messages and the OpenAPI document).
+    pub fn regex(self) -> &'static str {
+        match self {
+            NamePattern::Mixed => "^[A-Za-z0-9][A-Za-z0-9._-]*$",
+            NamePattern::Lower => "^[a-z0-9][a-z0-9._-]*$",
+            NamePattern::ClientId => "^[a-z0-9][a-z0-9-]*$",
+        }
+    }
+
+    /// Inclusive length bounds in characters.
+    pub fn lengths(self) -> (usize, usize) {
+        match self {
+            NamePattern::ClientId => (32, 64),
+            _ => (1, 128),
+        }
+    }
+}
+
 /// Checks a resource name or client id against its pattern and length.
 pub fn name(field: &str, v: &str, pat: NamePattern) -> Result<(), EgError> {
-    let (min, max) = match pat {
-        NamePattern::ClientId => (32, 64),
-        _ => (1, 128),
-    };
+    let (min, max) = pat.lengths();
     let n = v.chars().count();
     if n < min || n > max {
         return Err(EgError::param(format!(
@@ -43,12 +59,10 @@ pub fn name(field: &str, v: &str, pat: NamePattern) -> Result<(), EgError> {
     let mut chars = v.chars();
     let ok = chars.next().is_some_and(first_ok) && chars.all(rest_ok);
     if !ok {
-        let re = match pat {
-            NamePattern::Mixed => "^[A-Za-z0-9][A-Za-z0-9._-]*$",
-            NamePattern::Lower => "^[a-z0-9][a-z0-9._-]*$",
-            NamePattern::ClientId => "^[a-z0-9][a-z0-9-]*$",
-        };
-        return Err(EgError::param(format!("{field} must match {re}")));
+        return Err(EgError::param(format!(
+            "{field} must match {}",
+            pat.regex()
+        )));
     }
     Ok(())
 }
@@ -147,6 +161,15 @@ pub fn compact_len(v: &Value) -> usize {
     }
 }
 
+/// Largest `limit` of list operations (`API.md` §1.4).
+pub const MAX_LIMIT: u64 = 1000;
+/// `limit` when absent.
+pub const DEFAULT_LIMIT: u64 = 15;
+/// Wire names of the sort fields, in [`SortField`] order.
+pub const SORT_FIELDS: [&str; 3] = ["created_time", "updated_time", "name"];
+/// The `sort` grammar `<field>:<ASC|DESC>` (direction case-insensitive) as a regular expression.
+pub const SORT_PATTERN: &str = "^(created_time|updated_time|name):([Aa][Ss][Cc]|[Dd][Ee][Ss][Cc])$";
+
 /// Sort field of list operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SortField {
@@ -168,7 +191,7 @@ impl Default for Paging {
     fn default() -> Self {
         Paging {
             offset: 0,
-            limit: 15,
+            limit: DEFAULT_LIMIT,
             sort: SortField::CreatedTime,
             descending: true,
         }
@@ -190,11 +213,11 @@ pub fn paging(
     }
     if let Some(l) = limit {
         p.limit = match l.trim().parse::<u64>() {
-            Ok(n) if (1..=1000).contains(&n) => n,
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
             _ => {
-                return Err(EgError::param(
-                    "limit must be an integer between 1 and 1000",
-                ))
+                return Err(EgError::param(format!(
+                    "limit must be an integer between 1 and {MAX_LIMIT}"
+                )))
             }
         };
     }
@@ -204,10 +227,10 @@ pub fn paging(
                 "sort must be <created_time|updated_time|name>:<ASC|DESC>",
             ));
         };
-        p.sort = match field {
-            "created_time" => SortField::CreatedTime,
-            "updated_time" => SortField::UpdatedTime,
-            "name" => SortField::Name,
+        p.sort = match SORT_FIELDS.iter().position(|f| *f == field) {
+            Some(0) => SortField::CreatedTime,
+            Some(1) => SortField::UpdatedTime,
+            Some(2) => SortField::Name,
             _ => {
                 return Err(EgError::param(
                     "sort must be <created_time|updated_time|name>:<ASC|DESC>",

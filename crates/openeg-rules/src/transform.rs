@@ -63,6 +63,19 @@ fn valid_name(n: &str) -> bool {
         && cs.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
+impl TransformUse {
+    /// The transform `type`s accepted for this use.
+    pub fn allowed_types(self) -> &'static [&'static str] {
+        match self {
+            TransformUse::Payload | TransformUse::FunctionGraphPayload => {
+                &["ORIGINAL", "CONSTANT", "VARIABLE"]
+            }
+            TransformUse::Key => &["NONE", "ORIGINAL", "CONSTANT", "VARIABLE"],
+            TransformUse::SmnSubject => &["CONSTANT", "VARIABLE"],
+        }
+    }
+}
+
 impl CompiledTransform {
     /// Validates (TRANSFORM.md §3) and compiles a TransForm `{type, value, template}`.
     pub fn compile(t: &Value, usage: TransformUse) -> Result<Self, RuleError> {
@@ -73,13 +86,7 @@ impl CompiledTransform {
             .get("type")
             .and_then(Value::as_str)
             .ok_or_else(|| err("type", "type is required: ORIGINAL, CONSTANT or VARIABLE"))?;
-        let allowed: &[&str] = match usage {
-            TransformUse::Payload | TransformUse::FunctionGraphPayload => {
-                &["ORIGINAL", "CONSTANT", "VARIABLE"]
-            }
-            TransformUse::Key => &["NONE", "ORIGINAL", "CONSTANT", "VARIABLE"],
-            TransformUse::SmnSubject => &["CONSTANT", "VARIABLE"],
-        };
+        let allowed = usage.allowed_types();
         if !allowed.contains(&ty) {
             return Err(err(
                 "type",

@@ -4,13 +4,15 @@
 //! Layering of one request (outermost first):
 //! 1. [`outer`]: `X-Request-Id` (task-local, so error bodies carry it), trailing-slash
 //!    normalization, URI/body size limits.
-//! 2. axum routing: unknown path or method → 404 `APIGW.0101`, before any authentication.
+//! 2. axum routing, built from the operation table ([`operations`], [`openapi`]): unknown
+//!    path or method → 404 `APIGW.0101`, before any authentication.
 //! 3. [`auth::require_tenant`] on `/v1/{project_id}/...` routes: signature or token, project
 //!    binding, default channel.
 //! 4. The handler, which returns `ApiResult<Response>`.
 
 pub mod auth;
 pub mod error;
+pub mod openapi;
 pub mod projects;
 pub mod resources;
 pub mod secrets;
@@ -21,9 +23,9 @@ use axum::extract::Request;
 use axum::http::{header, HeaderValue, Uri};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::Router;
 use error::{ApiError, REQUEST_ID};
+use openapi::{Access, Body, Op};
 use openeg_api::EgError;
 pub use state::{AppState, Credential, Quotas, ServerConfig, Tenant};
 use tower::ServiceExt;
@@ -31,31 +33,166 @@ use tower::ServiceExt;
 const MAX_URI_BYTES: usize = 8 * 1024;
 const MAX_HEADER_BYTES: usize = 32 * 1024;
 
-/// The routed application (without the outer layer).
-pub fn router(st: AppState) -> Router {
-    let tenant_routes = resources::routes().route_layer(middleware::from_fn_with_state(
-        st.clone(),
-        auth::require_tenant,
-    ));
-    let openeg_routes = Router::new()
-        .route("/openeg/v1/rules/test", post(resources::rules::test_rules))
-        .route_layer(middleware::from_fn_with_state(
-            st.clone(),
-            auth::require_credential,
-        ));
-    Router::new()
-        .route("/", get(resources::versions::list_api_versions))
-        .merge(openeg_routes)
-        .route("/v3/auth/tokens", post(auth::issue_token))
-        .route(
-            "/openeg/v1/health",
-            get(|| async { util::ok(serde_json::json!({"status": "ok"})) }),
+/// Every operation this server answers: the EG resources, then OpenEG's own endpoints.
+/// The router and the OpenAPI document are both built from this table.
+pub fn operations() -> Vec<Op> {
+    let mut ops = resources::ops();
+    ops.extend(own_ops());
+    ops
+}
+
+/// The endpoints outside the EG resource families.
+fn own_ops() -> Vec<Op> {
+    use openapi::s;
+    let token_body = s::req(
+        s::obj(&[(
+            "auth",
+            s::req(
+                s::obj(&[
+                    (
+                        "identity",
+                        s::req(
+                            s::obj(&[
+                                ("methods", s::array(s::one_of(&["password"]))),
+                                (
+                                    "password",
+                                    s::obj(&[(
+                                        "user",
+                                        s::req(
+                                            s::obj(&[
+                                                ("name", s::doc(s::string(), "access key")),
+                                                ("password", s::doc(s::string(), "secret key")),
+                                                (
+                                                    "domain",
+                                                    s::obj(&[
+                                                        ("id", s::string()),
+                                                        ("name", s::string()),
+                                                    ]),
+                                                ),
+                                            ]),
+                                            &["name", "password"],
+                                        ),
+                                    )]),
+                                ),
+                            ]),
+                            &["methods", "password"],
+                        ),
+                    ),
+                    (
+                        "scope",
+                        s::obj(&[(
+                            "project",
+                            s::obj(&[("id", s::string()), ("name", s::string())]),
+                        )]),
+                    ),
+                ]),
+                &["identity"],
+            ),
+        )]),
+        &["auth"],
+    );
+    let token = s::req(
+        s::obj(&[(
+            "token",
+            s::req(
+                s::obj(&[
+                    ("expires_at", s::time()),
+                    ("issued_at", s::time()),
+                    ("project", s::req(s::obj(&[("id", s::string())]), &["id"])),
+                    ("methods", s::array(s::string())),
+                ]),
+                &["expires_at", "issued_at", "project", "methods"],
+            ),
+        )]),
+        &["token"],
+    );
+    vec![
+        Op::post("CreateToken", "/v3/auth/tokens", auth::issue_token)
+            .summary(
+                "Authentication",
+                "Issue a token for an access key pair (X-Subject-Token)",
+            )
+            .extension()
+            .body(token_body)
+            .status(201, Body::Json(token))
+            .header("X-Subject-Token", "the token, for X-Auth-Token")
+            .errors(&[401]),
+        Op::post(
+            "TestRules",
+            "/openeg/v1/rules/test",
+            resources::rules::test_rules,
         )
-        .route("/metrics", get(prometheus))
+        .summary("OpenEG", "Which events a filter matches, and why not")
+        .extension()
+        .access(Access::Credential)
+        .body(resources::rules::request_schema())
+        .ok(resources::rules::response_schema()),
+        Op::get("ShowHealth", "/openeg/v1/health", health)
+            .summary("OpenEG", "Liveness")
+            .extension()
+            .ok(s::req(
+                s::obj(&[("status", s::one_of(&["ok"]))]),
+                &["status"],
+            )),
+        Op::get(
+            "ShowOpenApiDocument",
+            "/openeg/v1/openapi.json",
+            serve_openapi,
+        )
+        .summary("OpenEG", "This OpenAPI document")
+        .extension()
+        .ok(s::req(
+            s::obj(&[("openapi", s::string()), ("paths", s::any_object())]),
+            &["openapi", "paths"],
+        )),
+        Op::get("ShowMetrics", "/metrics", prometheus)
+            .summary(
+                "OpenEG",
+                "Prometheus metrics (process-wide, no tenant data)",
+            )
+            .extension()
+            .status(200, Body::Text),
+    ]
+}
+
+/// The routed application (without the outer layer), built from [`operations`].
+pub fn router(st: AppState) -> Router {
+    let ops = operations();
+    let tenant_routes = openapi::routes(&ops, &[Access::Tenant]).route_layer(
+        middleware::from_fn_with_state(st.clone(), auth::require_tenant),
+    );
+    let openeg_routes = openapi::routes(&ops, &[Access::Credential]).route_layer(
+        middleware::from_fn_with_state(st.clone(), auth::require_credential),
+    );
+    openapi::routes(&ops, &[Access::Public, Access::Optional])
+        .merge(openeg_routes)
         .merge(tenant_routes)
         .fallback(no_route)
         .method_not_allowed_fallback(no_route)
         .with_state(st)
+}
+
+async fn health() -> Response {
+    util::ok(serde_json::json!({"status": "ok"}))
+}
+
+/// The document, generated once per process.
+static OPENAPI: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| openapi::document(&operations()).to_string());
+
+/// The OpenAPI document as JSON text (also printed by `openeg openapi`).
+pub fn openapi_document() -> &'static str {
+    OPENAPI.as_str()
+}
+
+/// `GET /openeg/v1/openapi.json`: no tenant data, so no authentication.
+async fn serve_openapi() -> Response {
+    let mut r = (axum::http::StatusCode::OK, OPENAPI.as_str()).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(error::JSON_UTF8),
+    );
+    r
 }
 
 /// `GET /metrics`: process-wide counters, no tenant data, so no authentication.

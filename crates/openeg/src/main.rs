@@ -42,6 +42,8 @@ enum Cmd {
     /// Filter-rule tools: test rules against events, benchmark the matcher.
     #[command(subcommand)]
     Rules(rules_cli::RulesCmd),
+    /// Print the OpenAPI 3 document of the API (as served at /openeg/v1/openapi.json).
+    Openapi,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -53,6 +55,12 @@ fn main() -> anyhow::Result<()> {
             show_secret,
         } => credentials(config, show_secret),
         Cmd::Rules(cmd) => rules_cli::run(cmd),
+        Cmd::Openapi => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{}", openeg_server::openapi_document())?;
+            Ok(out.flush()?)
+        }
     }
 }
 

@@ -52,9 +52,14 @@ fn path_project(path: &str) -> Option<String> {
         .map(|p| percent_decode_str(p).decode_utf8_lossy().into_owned())
 }
 
+/// Longest project id OpenEG accepts (`API.md` §1.1).
+pub const PROJECT_ID_MAX: usize = 64;
+/// The project id rule as a regular expression (for the OpenAPI document).
+pub const PROJECT_ID_PATTERN: &str = "^[A-Za-z0-9_-]+$";
+
 fn valid_project_id(p: &str) -> bool {
     !p.is_empty()
-        && p.len() <= 64
+        && p.len() <= PROJECT_ID_MAX
         && p.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }

@@ -5,13 +5,13 @@
 //! ListAgencies returns what was recorded for a scenario. Idempotent.
 
 use crate::error::ApiResult;
+use crate::openapi::{query_req, s, Op};
 use crate::state::{AppState, Tenant};
 use crate::util::{fmt_time, json_body, new_id, now_ms, ok, Query};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::get;
-use axum::{Extension, Router};
+use axum::Extension;
 use openeg_api::{validate, EgError};
 use openeg_store::{Kind, ListQuery, Record, SortKey, StoreError};
 use serde_json::json;
@@ -22,8 +22,29 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ("CUSTOM_SOURCE_RABBITMQ", "EG_SOURCE_RABBITMQ_AGENCY"),
 ];
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/{project_id}/service-agencies", get(list).post(create))
+pub fn ops() -> Vec<Op> {
+    const T: &str = "Service agencies";
+    let path = "/v1/{project_id}/service-agencies";
+    let scenarios: Vec<&str> = SCENARIOS.iter().map(|(t, _)| *t).collect();
+    let reply = || {
+        s::req(
+            s::obj(&[("agencies", s::array(s::string()))]),
+            &["agencies"],
+        )
+    };
+    vec![
+        Op::get("ListAgencies", path, list)
+            .summary(T, "List the agencies recorded for a scenario")
+            .param(query_req("type", s::one_of(&scenarios)))
+            .ok(reply()),
+        Op::post("CreateAgencies", path, create)
+            .summary(T, "Record the agency of a scenario (idempotent)")
+            .body(s::req(
+                s::obj(&[("type", s::one_of(&scenarios))]),
+                &["type"],
+            ))
+            .ok(reply()),
+    ]
 }
 
 fn agency_for(scenario: &str) -> Result<&'static str, EgError> {

@@ -2,19 +2,53 @@
 //! subscription target kind (support type SUBSCRIPTION) and per event-stream sink (FLOW).
 
 use crate::error::ApiResult;
+use crate::openapi::{paging, query, s, Op};
 use crate::state::AppState;
 use crate::util::{list_reply, stable_id, Query};
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::get;
-use axum::Router;
 use openeg_api::validate::SortField;
 use openeg_api::EgError;
 use serde_json::{json, Value};
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/{project_id}/target-catalogs", get(list))
+pub fn ops() -> Vec<Op> {
+    vec![
+        Op::get("ListEventTarget", "/v1/{project_id}/target-catalogs", list)
+            .summary(
+                "Target catalogue",
+                "List the target kinds and event-stream sinks",
+            )
+            .params(paging())
+            .params([
+                query("fuzzy_label", s::string()),
+                query("support_types", s::array(s::one_of(&SUPPORT_TYPES))),
+            ])
+            .ok(s::list(s::req(
+                s::obj(&[
+                    ("id", s::string()),
+                    ("name", s::string()),
+                    ("label", s::string()),
+                    ("description", s::string()),
+                    ("provider_type", s::one_of(&["OFFICIAL", "CUSTOM"])),
+                    ("support_types", s::array(s::one_of(&SUPPORT_TYPES))),
+                    (
+                        "parameters",
+                        s::array(s::obj(&[
+                            ("name", s::string()),
+                            ("label", s::string()),
+                            ("metadata", s::any_object()),
+                        ])),
+                    ),
+                    ("created_time", s::time()),
+                    ("updated_time", s::time()),
+                ]),
+                &["id", "name", "provider_type"],
+            ))),
+    ]
 }
+
+/// `support_types` values.
+const SUPPORT_TYPES: [&str; 2] = ["SUBSCRIPTION", "FLOW"];
 
 /// (name, label, description, provider_type, support type, [(param, required, type)])
 type Entry = (
@@ -184,7 +218,7 @@ fn item(e: &Entry) -> Value {
 async fn list(State(_st): State<AppState>, q: Query) -> ApiResult<Response> {
     let paging = q.paging()?;
     let types = q.all("support_types");
-    if let Some(bad) = types.iter().find(|t| *t != "SUBSCRIPTION" && *t != "FLOW") {
+    if let Some(bad) = types.iter().find(|t| !SUPPORT_TYPES.contains(&t.as_str())) {
         return Err(EgError::param(format!(
             "support_types value {bad} must be SUBSCRIPTION or FLOW"
         ))

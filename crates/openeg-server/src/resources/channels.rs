@@ -2,6 +2,7 @@
 
 use super::{get_or_404, pick};
 use crate::error::ApiResult;
+use crate::openapi::{paging, query, s, Op};
 use crate::projects::DEFAULT_CHANNEL;
 use crate::state::{AppState, Tenant};
 use crate::util::{
@@ -10,12 +11,13 @@ use crate::util::{
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Extension, Router};
+use axum::Extension;
 use openeg_api::validate::{self, NamePattern};
 use openeg_api::EgError;
 use openeg_store::{Kind, QuotaCheck, Record};
 use serde_json::{Map, Value};
+
+const DESCRIPTION_MAX: usize = 255;
 
 const INFO: &[&str] = &[
     "id",
@@ -27,19 +29,99 @@ const INFO: &[&str] = &[
     "enterprise_project_id",
 ];
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/{project_id}/channels", post(create).get(list))
-        .route(
-            "/v1/{project_id}/channels/{channel_id}",
-            get(show).put(update).delete(delete),
-        )
+pub fn ops() -> Vec<Op> {
+    const T: &str = "Channels";
+    let one = "/v1/{project_id}/channels/{channel_id}";
+    vec![
+        Op::post("CreateChannel", "/v1/{project_id}/channels", create)
+            .summary(T, "Create a custom channel")
+            .body(s::req(
+                with_mutable(vec![
+                    ("name", s::name(NamePattern::Mixed)),
+                    ("provider_type", s::one_of(&["CUSTOM", "INTERNAL"])),
+                ]),
+                &["name"],
+            ))
+            .ok(info_schema()),
+        Op::get("ListChannels", "/v1/{project_id}/channels", list)
+            .summary(T, "List channels (the default channel included)")
+            .params(paging())
+            .params([
+                query(
+                    "provider_type",
+                    s::one_of(&["OFFICIAL", "CUSTOM", "PARTNER"]),
+                ),
+                query("name", s::string()),
+                query("fuzzy_name", s::string()),
+                query("enterprise_project_id", s::string()),
+            ])
+            .ok(s::list(info_schema())),
+        Op::put("UpdateChannel", one, update)
+            .summary(T, "Update a channel (not the default channel)")
+            .body(with_mutable(vec![("name", s::string())]))
+            .ok(info_schema()),
+        Op::get("ShowDetailOfChannel", one, show)
+            .summary(T, "Show a channel")
+            .ok(info_schema()),
+        Op::delete("DeleteChannel", one, delete)
+            .summary(T, "Delete a channel without sources and subscriptions")
+            .errors(&[409]),
+    ]
+}
+
+/// A body schema of `extra` members plus the mutable ones of create and update.
+fn with_mutable(mut extra: Vec<(&str, Value)>) -> Value {
+    let principal = s::obj(&[("IAM", s::array(s::string()))]);
+    let statement = s::obj(&[
+        ("Sid", s::string()),
+        ("Effect", s::one_of(&["Allow", "Deny"])),
+        (
+            "Principal",
+            s::doc(
+                serde_json::json!({"type": "object", "additionalProperties": principal}),
+                "principal name -> {IAM: [account ids]}",
+            ),
+        ),
+        ("Action", s::string()),
+        ("Resource", s::string()),
+    ]);
+    extra.extend([
+        ("description", s::max(DESCRIPTION_MAX)),
+        ("enterprise_project_id", s::max(64)),
+        (
+            "policy",
+            s::doc(
+                serde_json::json!({"type": "object", "additionalProperties": statement}),
+                "statement name -> statement",
+            ),
+        ),
+        ("cross_account", s::boolean()),
+    ]);
+    s::obj(&extra)
+}
+
+fn info_schema() -> Value {
+    s::req(
+        s::obj(&[
+            ("id", s::string()),
+            ("name", s::string()),
+            ("description", s::string()),
+            (
+                "provider_type",
+                s::one_of(&["OFFICIAL", "CUSTOM", "PARTNER"]),
+            ),
+            ("created_time", s::time()),
+            ("updated_time", s::time()),
+            ("enterprise_project_id", s::string()),
+        ]),
+        &["id", "name", "provider_type"],
+    )
 }
 
 /// Members shared by create and update: description, enterprise project, policy, cross_account.
 fn apply_mutable(src: &Map<String, Value>, doc: &mut Map<String, Value>) -> ApiResult<()> {
     if let Some(d) = validate::opt_str(src, "description")? {
-        validate::max_len("description", d, 255)?;
+        validate::max_len("description", d, DESCRIPTION_MAX)?;
         doc.insert("description".into(), d.into());
     }
     if let Some(e) = validate::opt_str(src, "enterprise_project_id")? {

@@ -8,6 +8,7 @@
 
 use super::{get_or_404, pick};
 use crate::error::ApiResult;
+use crate::openapi::{paging, query, s, Op};
 use crate::secrets::seal;
 use crate::state::{AppState, Tenant};
 use crate::util::{
@@ -16,9 +17,9 @@ use crate::util::{
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Extension, Router};
+use axum::Extension;
 use openeg_api::connection::{self, ConnectionType};
+use openeg_api::validate::NamePattern;
 use openeg_api::EgError;
 use openeg_store::{Kind, QuotaCheck, Record, StoreError};
 use serde_json::{json, Map, Value};
@@ -61,13 +62,118 @@ static WRITE_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 static PROBING: LazyLock<Mutex<HashSet<(String, String)>>> =
     LazyLock::new(|| Mutex::new(HashSet::new()));
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/{project_id}/connections", post(create).get(list))
-        .route(
-            "/v1/{project_id}/connections/{connection_id}",
-            get(show).put(update).delete(delete),
+pub fn ops() -> Vec<Op> {
+    const T: &str = "Connections";
+    let one = "/v1/{project_id}/connections/{connection_id}";
+    let types = [
+        ConnectionType::Webhook,
+        ConnectionType::Kafka,
+        ConnectionType::Rocketmq,
+    ]
+    .map(ConnectionType::as_str);
+    let field = || s::max(connection::FIELD_MAX);
+    let addr = || {
+        s::doc(
+            s::non_empty(connection::ADDRESS_MAX),
+            "broker addresses host:port[,host:port...]",
         )
+    };
+    let kafka = s::obj(&[
+        ("instance_id", field()),
+        ("addr", addr()),
+        (
+            "security_protocol",
+            s::one_of(connection::SECURITY_PROTOCOLS),
+        ),
+        ("enable_sasl_ssl", s::boolean()),
+        ("user_name", field()),
+        ("password", field()),
+        ("acks", s::one_of(connection::ACKS)),
+    ]);
+    let rocketmq = s::obj(&[
+        ("instance_id", field()),
+        ("addr", addr()),
+        ("use_tls", s::boolean()),
+        ("enable_acl", s::boolean()),
+        ("user_name", field()),
+        ("password", field()),
+    ]);
+    let credentials = || s::obj(&[("user_name", field()), ("password", field())]);
+    vec![
+        Op::post("CreateConnection", "/v1/{project_id}/connections", create)
+            .summary(T, "Create a target connection (WEBHOOK, KAFKA, ROCKETMQ)")
+            .body(s::req(
+                s::obj(&[
+                    ("name", s::name(NamePattern::Mixed)),
+                    ("description", s::max(connection::DESCRIPTION_MAX)),
+                    ("vpc_id", s::non_empty(connection::VPC_MAX)),
+                    ("subnet_id", s::non_empty(connection::VPC_MAX)),
+                    ("type", s::one_of(&types)),
+                    ("kafka_detail", kafka),
+                    ("rocketmq_detail", rocketmq),
+                ]),
+                &["name", "vpc_id", "subnet_id"],
+            ))
+            .ok(info_schema()),
+        Op::get("ListConnections", "/v1/{project_id}/connections", list)
+            .summary(T, "List connections")
+            .params(paging())
+            .params([
+                query("name", s::string()),
+                query("fuzzy_name", s::string()),
+                query("instance_id", s::string()),
+            ])
+            .ok(s::list(info_schema())),
+        Op::put("UpdateConnection", one, update)
+            .summary(
+                T,
+                "Update the description or broker credentials of a connection",
+            )
+            .body(s::obj(&[
+                ("name", s::string()),
+                ("description", s::max(connection::DESCRIPTION_MAX)),
+                ("kafka_detail", credentials()),
+                ("rocketmq_detail", credentials()),
+            ]))
+            .ok(info_schema()),
+        Op::get("ShowDetailOfConnection", one, show)
+            .summary(T, "Show a connection")
+            .ok(info_schema()),
+        Op::delete("DeleteConnection", one, delete)
+            .summary(T, "Delete a connection no target uses")
+            .errors(&[409]),
+    ]
+}
+
+/// `ConnectionInfo` (secrets masked).
+fn info_schema() -> Value {
+    s::req(
+        s::obj(&[
+            ("id", s::string()),
+            ("name", s::string()),
+            ("description", s::string()),
+            ("status", s::one_of(&[CREATING, CREATED, CREATE_FAILED])),
+            ("error_info", s::error_info()),
+            ("vpc_id", s::string()),
+            ("subnet_id", s::string()),
+            ("agency", s::string()),
+            (
+                "flavor",
+                s::obj(&[
+                    ("name", s::string()),
+                    ("concurrency_type", s::one_of(&["shared", "exclusive"])),
+                    ("concurrency", s::int()),
+                    ("bandwidth_type", s::one_of(&["shared", "exclusive"])),
+                ]),
+            ),
+            ("type", s::string()),
+            ("kafka_detail", s::any_object()),
+            ("rocketmq_detail", s::any_object()),
+            ("created_time", s::time()),
+            ("updated_time", s::time()),
+        ]),
+        &["id", "name", "status"],
+    )
 }
 
 fn body_str<'a>(rec: &'a Record, key: &str) -> &'a str {

@@ -11,6 +11,7 @@
 
 use super::{get_or_404, pick};
 use crate::error::ApiResult;
+use crate::openapi::{paging, query, s, Op};
 use crate::projects::DEFAULT_CHANNEL;
 use crate::state::{AppState, Tenant};
 use crate::util::{
@@ -21,9 +22,9 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::Response;
-use axum::routing::{post, put};
-use axum::{Extension, Router};
-use openeg_api::endpoint::{validate_create, validate_update};
+use axum::Extension;
+use openeg_api::endpoint::{validate_create, validate_update, MAX_DESCRIPTION_LEN, MAX_NET_ID_LEN};
+use openeg_api::validate::NamePattern;
 use openeg_api::EgError;
 use openeg_store::{Kind, QuotaCheck, Record, StoreError};
 use serde_json::{json, Map, Value};
@@ -50,13 +51,76 @@ pub const PUBLIC_NAME: &str = "public";
 /// Quota-check name used for the one-private-endpoint-per-VPC rule (mapped to `EG.00513006`).
 const VPC_RULE: &str = "ENDPOINT_PER_VPC";
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/{project_id}/endpoints", post(create).get(list))
-        .route(
-            "/v1/{project_id}/endpoints/{endpoint_id}",
-            put(update).delete(delete),
-        )
+pub fn ops() -> Vec<Op> {
+    const T: &str = "Access endpoints";
+    let one = "/v1/{project_id}/endpoints/{endpoint_id}";
+    let net_id = || s::doc(s::non_empty(MAX_NET_ID_LEN), "no whitespace");
+    let description = || s::max(MAX_DESCRIPTION_LEN);
+    vec![
+        Op::put("UpdateEndpoint", one, update)
+            .summary(T, "Update the description of a private endpoint")
+            .body(s::obj(&[("description", description())]))
+            .ok(info_schema()),
+        Op::delete("DeleteEndpoint", one, delete).summary(T, "Delete a private endpoint"),
+        Op::post("CreateEndpoint", "/v1/{project_id}/endpoints", create)
+            .summary(T, "Create a private endpoint (one per VPC)")
+            .body(s::req(
+                s::obj(&[
+                    ("name", s::name(NamePattern::Mixed)),
+                    ("vpc_id", net_id()),
+                    ("subnet_id", net_id()),
+                    ("description", description()),
+                ]),
+                &["name", "vpc_id", "subnet_id"],
+            ))
+            .ok(info_schema()),
+        Op::get("ListEndpoints", "/v1/{project_id}/endpoints", list)
+            .summary(T, "List endpoints: the public one first, then private ones")
+            .params(paging())
+            .params([
+                query("type", s::one_of(&["PRIVATE", "PUBLIC"])),
+                query("name", s::string()),
+                query("vpc_id", s::string()),
+                query("fuzzy_name", s::string()),
+                query("subnet_id", s::string()),
+            ])
+            .ok(s::list(info_schema())),
+    ]
+}
+
+/// `EndpointInfo`.
+fn info_schema() -> Value {
+    s::req(
+        s::obj(&[
+            ("id", s::string()),
+            ("name", s::string()),
+            ("vpc_id", s::string()),
+            ("subnet_id", s::string()),
+            ("domain", s::string()),
+            ("description", s::string()),
+            (
+                "status",
+                s::one_of(&["CREATED", "CREATING", "CREATE_FAILED", "DELETE_FAILED"]),
+            ),
+            ("error_info", s::error_info()),
+            ("type", s::one_of(&["PRIVATE", "PUBLIC"])),
+            ("scalable", s::boolean()),
+            ("created_time", s::time()),
+            ("updated_time", s::time()),
+            (
+                "endpoints",
+                s::array(s::obj(&[
+                    ("endpoint_service_id", s::string()),
+                    ("endpoint_service_name", s::string()),
+                    ("marker_id", s::string()),
+                    ("id", s::string()),
+                    ("ip", s::string()),
+                    ("created_time", s::time()),
+                ])),
+            ),
+        ]),
+        &["id", "name", "type", "status"],
+    )
 }
 
 /// Stable id of a project's synthetic public endpoint.

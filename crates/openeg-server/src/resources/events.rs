@@ -8,6 +8,7 @@
 
 use super::get_or_404;
 use crate::error::ApiResult;
+use crate::openapi::{path_param, s, Op};
 use crate::projects::DEFAULT_CHANNEL;
 use crate::state::{AppState, PublishTarget, Tenant, PUBLISH_CACHE_TTL};
 use crate::util::{json_body, ok, Params};
@@ -15,8 +16,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::Response;
-use axum::routing::post;
-use axum::{Extension, Router};
+use axum::Extension;
 use openeg_api::{event, validate, EgError};
 use openeg_store::{Kind, ListQuery};
 use serde_json::{json, Map, Value};
@@ -24,17 +24,121 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
+pub fn ops() -> Vec<Op> {
+    const T: &str = "Events";
+    let batch = s::req(
+        s::obj(&[("events", s::array_len(cloud_event(), 1, event::MAX_EVENTS))]),
+        &["events"],
+    );
+    let per_event = s::req(
+        s::obj(&[
+            ("failed_count", s::int()),
+            (
+                "events",
+                s::array(s::req(
+                    s::obj(&[
+                        ("event_id", s::string()),
+                        ("error_code", s::string()),
+                        ("error_msg", s::string()),
+                    ]),
+                    &["event_id"],
+                )),
+            ),
+        ]),
+        &["failed_count", "events"],
+    );
+    vec![
+        Op::post(
+            "PutEvents",
             "/v1/{project_id}/channels/{channel_id}/events",
-            post(put_events),
+            put_events,
         )
-        .route(
+        .summary(T, "Publish events to a channel (per-event results)")
+        .body(batch.clone())
+        .ok(per_event.clone())
+        .errors(&[503]),
+        Op::post(
+            "PutOfficialEvents",
             "/v1/{project_id}/official/sources/{source_name}/events",
-            post(put_official_events),
+            put_official_events,
         )
-        .route("/v1/{project_id}/events/check", post(check_put_events))
+        .summary(
+            T,
+            "Publish events of an official (HC.) source to the default channel",
+        )
+        .param(path_param(
+            "source_name",
+            s::doc(
+                serde_json::json!({"type": "string", "pattern": "^HC\\."}),
+                "official source name",
+            ),
+        ))
+        .body(batch)
+        .ok(per_event)
+        .errors(&[503]),
+        Op::post(
+            "CheckPutEvents",
+            "/v1/{project_id}/events/check",
+            check_put_events,
+        )
+        .summary(T, "Check whether sources can publish to channels")
+        .body(s::req(
+            s::obj(&[(
+                "sources",
+                s::array_len(
+                    s::req(
+                        s::obj(&[
+                            ("channel_id", s::non_empty(64)),
+                            ("source_name", s::non_empty(128)),
+                        ]),
+                        &["channel_id", "source_name"],
+                    ),
+                    1,
+                    MAX_CHECKS,
+                ),
+            )]),
+            &["sources"],
+        ))
+        .ok(s::req(
+            s::obj(&[
+                ("failed_count", s::int()),
+                (
+                    "sources",
+                    s::array(s::req(
+                        s::obj(&[
+                            ("channel_id", s::string()),
+                            ("source_name", s::string()),
+                            ("check_result", s::boolean()),
+                            ("check_detail", s::string()),
+                        ]),
+                        &["channel_id", "source_name", "check_result"],
+                    )),
+                ),
+            ]),
+            &["failed_count", "sources"],
+        )),
+    ]
+}
+
+/// Most entries of one CheckPutEvents request.
+const MAX_CHECKS: usize = 100;
+
+/// A CloudEvents 1.0 event in JSON (`API.md` §3.3).
+fn cloud_event() -> Value {
+    s::req(
+        s::obj(&[
+            ("id", s::non_empty(256)),
+            ("source", s::non_empty(256)),
+            ("specversion", s::one_of(&["1.0"])),
+            ("type", s::non_empty(256)),
+            ("datacontenttype", s::one_of(&["application/json"])),
+            ("dataschema", s::string()),
+            ("data", s::any()),
+            ("time", s::doc(s::string(), "RFC 3339")),
+            ("subject", s::string()),
+        ]),
+        &["id", "source", "specversion", "type"],
+    )
 }
 
 /// The events of a PutEvents request, in whichever HTTP binding it came.
@@ -274,9 +378,11 @@ async fn check_put_events(
     let v = json_body(&body)?;
     let o = validate::object(&v, "request body")?;
     let items = match o.get("sources") {
-        Some(Value::Array(a)) if !a.is_empty() && a.len() <= 100 => a,
+        Some(Value::Array(a)) if !a.is_empty() && a.len() <= MAX_CHECKS => a,
         Some(Value::Array(_)) => {
-            return Err(EgError::param("sources must hold 1 to 100 entries").into())
+            return Err(
+                EgError::param(format!("sources must hold 1 to {MAX_CHECKS} entries")).into(),
+            )
         }
         Some(_) => return Err(EgError::param("sources must be an array").into()),
         None => return Err(EgError::param("sources is required").into()),

@@ -1,4 +1,6 @@
-//! One module per EG resource family; each exposes `routes()` with its paths.
+//! One module per EG resource family; each declares its operations once in `ops()` (the
+//! operation table of [`crate::openapi`]), from which both the router and the OpenAPI
+//! document are built.
 //!
 //! Resource documents are stored in their wire shape (including `id`, `created_time`,
 //! `updated_time`) with secrets sealed; handlers render them with [`render`], which masks
@@ -24,30 +26,36 @@ pub mod triggers;
 pub mod versions;
 
 use crate::error::ApiResult;
+use crate::openapi::Op;
 use crate::state::AppState;
-use axum::Router;
 use openeg_api::EgError;
 use openeg_store::{Kind, Record};
 use serde_json::Value;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .merge(channels::routes())
-        .merge(subscriptions::routes())
-        .merge(triggers::routes())
-        .merge(events::routes())
-        .merge(traces::routes())
-        .merge(quotas::routes())
-        .merge(catalog::routes())
-        .merge(sources::routes())
-        .merge(connections::routes())
-        .merge(agencies::routes())
-        .merge(streams::routes())
-        .merge(endpoints::routes())
-        .merge(obs::routes())
-        .merge(samples::routes())
-        .merge(schemas::routes())
-        .merge(router::routes())
+/// The operations of every resource family, in `API.md` order of families.
+pub fn ops() -> Vec<Op> {
+    [
+        subscriptions::ops(),
+        channels::ops(),
+        traces::ops(),
+        events::ops(),
+        sources::ops(),
+        catalog::ops(),
+        schemas::ops(),
+        connections::ops(),
+        agencies::ops(),
+        quotas::ops(),
+        versions::ops(),
+        triggers::ops(),
+        endpoints::ops(),
+        obs::ops(),
+        streams::ops(),
+        samples::ops(),
+        router::ops(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// Loads a resource of the caller's project or answers 404 `EG.00514001`.

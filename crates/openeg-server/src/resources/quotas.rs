@@ -1,18 +1,43 @@
 //! ListQuotas (op 46, `API.md` §3.9, `LIMITS.md` §1).
 
 use crate::error::ApiResult;
+use crate::openapi::{query, s, Op};
 use crate::state::{AppState, Tenant};
 use crate::util::{ok, Query};
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::get;
-use axum::{Extension, Router};
+use axum::Extension;
 use openeg_store::{Kind, ListQuery};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/{project_id}/quotas", get(list))
+pub fn ops() -> Vec<Op> {
+    vec![Op::get("ListQuotas", "/v1/{project_id}/quotas", list)
+        .summary("Quotas", "List quotas and their use")
+        .param(query("type", s::one_of(TYPES)))
+        .ok(s::req(
+            s::obj(&[(
+                "quotas",
+                s::req(
+                    s::obj(&[(
+                        "resources",
+                        s::array(s::req(
+                            s::obj(&[
+                                ("name", s::string()),
+                                ("type", s::one_of(TYPES)),
+                                ("max", s::int()),
+                                ("min", s::int()),
+                                ("quota", s::int()),
+                                ("used", s::int()),
+                            ]),
+                            &["type", "quota", "used"],
+                        )),
+                    )]),
+                    &["resources"],
+                ),
+            )]),
+            &["quotas"],
+        ))]
 }
 
 const TYPES: &[&str] = &[

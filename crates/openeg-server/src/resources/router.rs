@@ -8,15 +8,15 @@
 
 use super::{get_or_404, pick, render};
 use crate::error::ApiResult;
+use crate::openapi::{paging, query, s, Op};
 use crate::state::{AppState, Tenant};
 use crate::util::{fmt_time, json_body, list_query, list_reply, new_id, now_ms, ok, Params, Query};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Extension, Router};
+use axum::Extension;
 use openeg_api::router_job::{self, MAX_CLUSTERS, MAX_JOBS_PER_CLUSTER};
-use openeg_api::validate;
+use openeg_api::validate::{self, NamePattern};
 use openeg_api::EgError;
 use openeg_store::{Kind, QuotaCheck, Record};
 use serde_json::{json, Map, Value};
@@ -47,40 +47,378 @@ const CLUSTER_INFO: &[&str] = &[
     "eip_id",
 ];
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/v1/{project_id}/eventrouter/clusters/availability-zone",
-            get(zones),
-        )
-        .route(
-            "/v1/{project_id}/eventrouter/clusters",
-            post(create_cluster).get(list_clusters),
-        )
-        .route(
-            "/v1/{project_id}/eventrouter/clusters/{cluster_id}",
-            get(show_cluster).put(update_cluster).delete(delete_cluster),
-        )
-        .route(
-            "/v1/{project_id}/eventrouter/jobs",
-            post(create_job).get(list_jobs),
-        )
-        .route(
-            "/v1/{project_id}/eventrouter/jobs/validation",
-            post(validate_job),
-        )
-        .route(
-            "/v1/{project_id}/eventrouter/jobs/{job_id}",
-            get(show_job).put(update_job).delete(delete_job),
-        )
-        .route(
+pub fn ops() -> Vec<Op> {
+    const C: &str = "Event-router clusters";
+    const J: &str = "Event-router jobs";
+    let clusters = "/v1/{project_id}/eventrouter/clusters";
+    let cluster = "/v1/{project_id}/eventrouter/clusters/{cluster_id}";
+    let jobs = "/v1/{project_id}/eventrouter/jobs";
+    let job = "/v1/{project_id}/eventrouter/jobs/{job_id}";
+    let st = s::string;
+    let n = |v: Value| s::nullable(v);
+    let cluster_info = s::req(
+        s::obj(&[
+            ("cluster_id", st()),
+            ("name", st()),
+            ("description", st()),
+            ("source_type", s::one_of(router_job::CLUSTER_TYPES)),
+            ("sink_type", s::one_of(router_job::CLUSTER_TYPES)),
+            ("subnet_id", st()),
+            ("vpc_id", st()),
+            ("zone_names", st()),
+            ("status", s::one_of(&["CREATING", "RUNNING", "ERROR"])),
+            ("job_count", s::int()),
+            ("flavor", st()),
+            ("charging_mode", st()),
+            ("err_code", st()),
+            ("err_message", st()),
+            ("created_time", s::time()),
+            ("updated_time", s::time()),
+            ("public_access_enabled", s::boolean()),
+            ("nat_id", st()),
+            ("eip_id", st()),
+        ]),
+        &["cluster_id", "name", "status"],
+    );
+    let job_info = s::req(
+        s::obj(&[
+            ("cluster_id", st()),
+            ("job_id", st()),
+            ("name", st()),
+            ("description", st()),
+            ("scene_type", st()),
+            ("source_type", st()),
+            ("sink_type", st()),
+            ("subnet_id", n(st())),
+            ("vpc_id", n(st())),
+            ("source_config", n(s::any_object())),
+            ("sink_config", n(s::any_object())),
+            ("advance_config", n(s::any_object())),
+            ("status", st()),
+            ("err_code", n(st())),
+            ("err_message", n(st())),
+            ("created_time", s::time()),
+            ("updated_time", s::time()),
+            ("sink_status", st()),
+            ("sink_status_info", st()),
+            ("source_status", st()),
+            ("source_status_info", st()),
+            ("log_group_id", st()),
+            ("log_stream_id", st()),
+        ]),
+        &["job_id", "cluster_id", "name", "status"],
+    );
+    let name = || s::name(NamePattern::Mixed);
+    let job_id_reply = || s::req(s::obj(&[("job_id", st())]), &["job_id"]);
+    let description = || s::max(256);
+    vec![
+        Op::post("CreateEventRouterJob", jobs, create_job)
+            .summary(J, "Create a replication job in a cluster")
+            .body(job_request())
+            .ok(job_info.clone())
+            .errors(&[404]),
+        Op::get("ListEventRouterJobs", jobs, list_jobs)
+            .summary(J, "List replication jobs")
+            .params(paging())
+            .params(
+                [
+                    "fuzzy_name",
+                    "sink_region",
+                    "sink_instance_id",
+                    "sink_address",
+                    "status",
+                    "cluster_id",
+                ]
+                .map(|p| query(p, st())),
+            )
+            .ok(s::list(job_info.clone())),
+        Op::delete("DeleteEventRouterJob", job, delete_job)
+            .summary(J, "Delete a job")
+            .ok(job_id_reply()),
+        Op::get("ShowEventRouterJob", job, show_job)
+            .summary(J, "Show a job")
+            .ok(job_info.clone()),
+        Op::put("UpdateEventRouterJob", job, update_job)
+            .summary(J, "Replace a job's configuration")
+            .body(job_request())
+            .ok(job_info),
+        Op::post(
+            "ExecuteEventRouterJobOperation",
             "/v1/{project_id}/eventrouter/jobs/{job_id}/action",
-            post(job_action),
+            job_action,
         )
-        .route(
+        .summary(J, "Start or stop a job, or switch its roles")
+        .body(s::req(
+            s::obj(&[
+                ("operation", s::one_of(&["START", "STOP"])),
+                (
+                    "config",
+                    s::obj(&[
+                        ("switch_now", s::boolean()),
+                        (
+                            "sink_address",
+                            s::doc(st(), "semicolon-separated addresses"),
+                        ),
+                    ]),
+                ),
+            ]),
+            &["operation"],
+        ))
+        .ok(job_id_reply()),
+        Op::post(
+            "ValidateEventRouterJob",
+            "/v1/{project_id}/eventrouter/jobs/validation",
+            validate_job,
+        )
+        .summary(J, "Check network reachability of a job's endpoints")
+        .params([
+            query("validate_type", s::one_of(&VALIDATE_TYPES)),
+            query("job_id", st()),
+        ])
+        .body(s::req(
+            s::obj(&[
+                ("cluster_id", s::non_empty(64)),
+                ("source_config", side_schema("source")),
+                ("sink_config", side_schema("sink")),
+            ]),
+            &["cluster_id"],
+        ))
+        .ok(s::req(
+            s::obj(&[(
+                "results",
+                s::array(s::obj(&[
+                    ("check_item_name", st()),
+                    ("name", st()),
+                    ("content", st()),
+                    ("status", s::one_of(&["SUCCESS", "FAILED"])),
+                    ("error_code", st()),
+                    ("reason", st()),
+                    ("solution", st()),
+                ])),
+            )]),
+            &["results"],
+        ))
+        .errors(&[404]),
+        Op::post(
+            "ShowEventRouterTaskSyncDetail",
             "/v1/{project_id}/eventrouter/jobs/{job_id}/syncDetail",
-            post(sync_detail),
+            sync_detail,
         )
+        .summary(J, "Replication progress of a job")
+        .body(s::req(
+            s::obj(&[
+                ("offset", s::int_range(0, 10_000)),
+                ("limit", s::int_range(10, 1000)),
+                (
+                    "conditions",
+                    s::array(s::obj(&[
+                        ("key", s::one_of(&["topic"])),
+                        ("operate", s::one_of(&["EQUAL", "LIKE"])),
+                        ("value", st()),
+                    ])),
+                ),
+            ]),
+            &["offset", "limit"],
+        ))
+        .ok(s::req(
+            s::obj(&[
+                (
+                    "metadata",
+                    s::obj(&[
+                        ("sync_remain_total", s::int()),
+                        ("source_key_num", s::int()),
+                        ("sink_key_num", s::int()),
+                    ]),
+                ),
+                ("total", s::int()),
+                ("size", s::int()),
+                ("type", n(st())),
+                ("items", s::array(s::any_object())),
+            ]),
+            &["total", "size", "items"],
+        )),
+        Op::get(
+            "ListAvailabilityZones",
+            "/v1/{project_id}/eventrouter/clusters/availability-zone",
+            zones,
+        )
+        .summary(C, "List availability zones")
+        .ok(s::req(
+            s::obj(&[("zone_names", s::array(st()))]),
+            &["zone_names"],
+        )),
+        Op::post("CreateEventRouterCluster", clusters, create_cluster)
+            .summary(C, "Create a cluster")
+            .body(s::req(
+                s::obj(&[
+                    ("name", name()),
+                    ("description", description()),
+                    ("source_type", s::one_of(router_job::CLUSTER_TYPES)),
+                    ("sink_type", s::one_of(router_job::CLUSTER_TYPES)),
+                    ("vpc_id", s::non_empty(64)),
+                    ("subnet_id", s::non_empty(64)),
+                    ("zone_names", s::max(256)),
+                    (
+                        "bss_param",
+                        s::req(
+                            s::obj(&[("charging_mode", s::non_empty(64))]),
+                            &["charging_mode"],
+                        ),
+                    ),
+                    ("flavor", s::max(64)),
+                    ("public_access_enabled", s::boolean()),
+                    ("nat_id", s::max(64)),
+                    ("eip_id", s::max(64)),
+                ]),
+                &[
+                    "name",
+                    "source_type",
+                    "sink_type",
+                    "vpc_id",
+                    "subnet_id",
+                    "bss_param",
+                    "public_access_enabled",
+                ],
+            ))
+            .ok(cluster_info.clone())
+            .errors(&[403]),
+        Op::get("ListEventRouterClusters", clusters, list_clusters)
+            .summary(C, "List clusters")
+            .params(paging())
+            .param(query("fuzzy_name", st()))
+            .ok(s::list(cluster_info.clone())),
+        Op::delete("DeleteEventRouterCluster", cluster, delete_cluster)
+            .summary(C, "Delete a cluster without jobs")
+            .ok(s::req(s::obj(&[("cluster_id", st())]), &["cluster_id"]))
+            .errors(&[409]),
+        Op::get("ShowEventRouterCluster", cluster, show_cluster)
+            .summary(C, "Show a cluster")
+            .ok(cluster_info.clone()),
+        Op::put("UpdateEventRouterCluster", cluster, update_cluster)
+            .summary(C, "Update a cluster")
+            .body(s::obj(&[
+                ("name", name()),
+                ("description", description()),
+                ("public_access_enabled", s::boolean()),
+                ("nat_id", s::max(64)),
+                ("eip_id", s::max(64)),
+            ]))
+            .ok(cluster_info),
+    ]
+}
+
+/// `validate_type` values of ValidateEventRouterJob.
+const VALIDATE_TYPES: [&str; 2] = ["SOURCE_NETWORK", "SINK_NETWORK"];
+
+/// `source_config` / `sink_config`: one of `<side>_kafka`, `<side>_rocketmq`, `<side>_dcs`.
+fn side_schema(side: &str) -> Value {
+    let st = s::string;
+    let common = [
+        ("config_type", s::one_of(&["CLOUD"])),
+        ("region", st()),
+        ("project_id", st()),
+        ("instance_id", st()),
+        ("address", s::doc(st(), "host:port[;host:port...]")),
+        ("password", st()),
+    ];
+    let with = |extra: &[(&str, Value)], required: &[&str]| {
+        let mut props: Vec<(&str, Value)> = common.to_vec();
+        props.extend_from_slice(extra);
+        s::req(s::obj(&props), required)
+    };
+    let kafka = with(
+        &[
+            ("cluster_alias", st()),
+            ("authenticate_mode", st()),
+            ("sasl_mechanism", st()),
+            ("user_name", st()),
+        ],
+        &["config_type", "region", "project_id", "cluster_alias"],
+    );
+    let rocketmq = with(
+        &[
+            ("cluster_alias", st()),
+            ("ssl_open", s::one_of(&["true", "false"])),
+            ("acl_open", s::boolean()),
+            ("user_name", st()),
+        ],
+        &["config_type", "region", "project_id", "cluster_alias"],
+    );
+    let dcs = with(&[], &["config_type", "region", "project_id"]);
+    let variants: Vec<Value> = [("kafka", kafka), ("rocketmq", rocketmq), ("dcs", dcs)]
+        .into_iter()
+        .map(|(fam, schema)| {
+            let member = format!("{side}_{fam}");
+            json!({"type": "object", "required": [member], "properties": {member.clone(): schema},
+                   "additionalProperties": false})
+        })
+        .collect();
+    json!({ "oneOf": variants })
+}
+
+/// CreateEventRouterJob / UpdateEventRouterJob (full replacement).
+fn job_request() -> Value {
+    let st = s::string;
+    let topics = || s::doc(st(), "comma-separated topic names");
+    s::req(
+        s::obj(&[
+            ("cluster_id", s::non_empty(64)),
+            ("name", s::name(NamePattern::Mixed)),
+            ("description", s::max(256)),
+            ("scene_type", s::one_of(&["DISASTER_BACKUP"])),
+            ("source_config", side_schema("source")),
+            ("sink_config", side_schema("sink")),
+            (
+                "advance_config",
+                s::obj(&[
+                    (
+                        "kafka2kafka",
+                        s::obj(&[
+                            ("topics", topics()),
+                            ("topic_regex", st()),
+                            ("replica_cnt", s::int_range(1, 1000)),
+                            ("seek_to", s::one_of(&["earliest", "latest"])),
+                            (
+                                "compress_alg",
+                                s::one_of(&["none", "gzip", "snappy", "lz4", "zstd"]),
+                            ),
+                            ("is_sync_progress", s::boolean()),
+                            ("is_add_header", s::boolean()),
+                            ("rename_topic", s::boolean()),
+                            (
+                                "topic_mappings",
+                                s::array(s::obj(&[("source_topic", st()), ("sink_topic", st())])),
+                            ),
+                        ]),
+                    ),
+                    (
+                        "rocketmq2rocketmq",
+                        s::obj(&[
+                            ("topics", topics()),
+                            ("topic_regex", st()),
+                            ("is_sync_progress", s::boolean()),
+                            ("seek_to", st()),
+                            ("compress_alg", s::one_of(&["none", "gzip", "lz4", "zstd"])),
+                        ]),
+                    ),
+                    (
+                        "dcs2dcs",
+                        s::obj(&[
+                            ("synchronize_type", st()),
+                            ("connect_retry_time", st()),
+                            ("other_retry_time", st()),
+                            ("use_rate_limit", s::boolean()),
+                            ("rate_limit", st()),
+                            ("use_salve_node", s::boolean()),
+                            ("allow_db", s::array(s::int())),
+                            ("db_mapping", s::any_object()),
+                        ]),
+                    ),
+                ]),
+            ),
+        ]),
+        &["cluster_id", "name", "scene_type"],
+    )
 }
 
 async fn zones() -> ApiResult<Response> {
@@ -518,7 +856,7 @@ async fn validate_job(
     q: Query,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let vt = q.one_of("validate_type", &["SOURCE_NETWORK", "SINK_NETWORK"])?;
+    let vt = q.one_of("validate_type", &VALIDATE_TYPES)?;
     let v = json_body(&body)?;
     let (_, ty) = cluster_of(&st, &t.project_id, &v).await?;
     let doc = Value::Object(router_job::validation_body(&v, &ty)?);

@@ -3,6 +3,7 @@
 //! `openeg rules test`.
 
 use crate::error::ApiResult;
+use crate::openapi::s;
 use crate::util::{json_body, ok};
 use axum::body::Bytes;
 use axum::response::Response;
@@ -31,4 +32,26 @@ pub async fn test_rules(body: Bytes) -> ApiResult<Response> {
     }
     let report = openeg_rules::test_events(filter, events).map_err(EgError::filter)?;
     Ok(ok(report))
+}
+
+/// The request body of `POST /openeg/v1/rules/test`.
+pub fn request_schema() -> Value {
+    s::req(
+        s::obj(&[
+            (
+                "filter",
+                s::doc(
+                    s::any_object(),
+                    "filter rule (RULES.md), at most 2048 bytes",
+                ),
+            ),
+            ("events", s::array_len(s::any_object(), 1, MAX_EVENTS)),
+        ]),
+        &["filter", "events"],
+    )
+}
+
+/// The explanation report (`openeg rules test`).
+pub fn response_schema() -> Value {
+    s::any_object()
 }

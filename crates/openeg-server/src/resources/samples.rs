@@ -5,14 +5,11 @@
 
 use super::sources::official_source_id;
 use crate::error::ApiResult;
+use crate::openapi::{paging, query, s, Op};
 use crate::util::{fmt_time, list_reply, stable_id, Query};
 use axum::response::Response;
-use axum::routing::get;
-use axum::Router;
 use openeg_api::validate::SortField;
 use serde_json::{json, Value};
-
-use crate::state::AppState;
 
 /// Creation time shown for the built-in samples (the date of the v1 API).
 const SAMPLES_CREATED_MS: i64 = 1_650_370_810_000; // 2022-04-19T12:20:10Z
@@ -61,8 +58,35 @@ const SAMPLES: &[Sample] = &[
     ),
 ];
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/{project_id}/samples", get(list))
+pub fn ops() -> Vec<Op> {
+    vec![
+        Op::get("ShowListOfEventSample", "/v1/{project_id}/samples", list)
+            .summary("Event samples", "List the built-in sample events")
+            .params(paging())
+            .params([
+                query("name", s::doc(s::string(), "substring, case-insensitive")),
+                query("event_type_name", s::string()),
+                query("event_source_id", s::string()),
+            ])
+            .ok(s::list(s::req(
+                s::obj(&[
+                    ("id", s::string()),
+                    ("name", s::string()),
+                    (
+                        "content",
+                        s::doc(s::string(), "the sample CloudEvent as JSON text"),
+                    ),
+                    ("event_type_id", s::string()),
+                    ("event_type_name", s::string()),
+                    ("event_source_id", s::string()),
+                    ("event_source_name", s::string()),
+                    ("created_time", s::time()),
+                    ("updated_time", s::time()),
+                    ("deleted_time", s::time()),
+                ]),
+                &["id", "name", "content"],
+            ))),
+    ]
 }
 
 fn item(s: &Sample) -> Value {

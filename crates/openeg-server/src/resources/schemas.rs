@@ -8,16 +8,16 @@
 
 use super::{get_or_404, pick};
 use crate::error::ApiResult;
+use crate::openapi::{paging, path_param, query, s, Op};
 use crate::state::{AppState, Tenant};
 use crate::util::{fmt_time, json_body, list_query, list_reply, new_id, no_content, now_ms, ok};
 use crate::util::{Params, Query};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Extension, Router};
+use axum::Extension;
 use openeg_api::schema::{self, FORMAT_DRAFT_6, MAX_SCHEMAS, MAX_VERSIONS};
-use openeg_api::validate::SortField;
+use openeg_api::validate::{NamePattern, SortField};
 use openeg_api::EgError;
 use openeg_store::{Kind, ListQuery, QuotaCheck, Record};
 use serde_json::{json, Map, Value};
@@ -81,22 +81,138 @@ const EVENT_TYPE_FIELDS: &[&str] = &[
     "event_source_label",
 ];
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/{project_id}/schema-discover", post(discover))
-        .route("/v1/{project_id}/schemas", post(create).get(list))
-        .route(
-            "/v1/{project_id}/schemas/{schema_id}",
-            get(show).put(update).delete(delete),
+pub fn ops() -> Vec<Op> {
+    const T: &str = "Event schemas";
+    let one = "/v1/{project_id}/schemas/{schema_id}";
+    let versions = "/v1/{project_id}/schemas/{schema_id}/versions";
+    let version = "/v1/{project_id}/schemas/{schema_id}/versions/{version}";
+    let version_param = || path_param("version", s::int_range(1, i64::MAX));
+    let st = s::string;
+    let definition = || s::doc(s::non_empty(1 << 20), "JSON Schema document as JSON text");
+    let item = s::obj(&[
+        ("id", st()),
+        ("name", st()),
+        ("description", st()),
+        ("compatibility", st()),
+        ("provider_type", s::one_of(&["CUSTOM", "OFFICIAL"])),
+        ("format", st()),
+        ("number_of_versions", s::int()),
+        ("event_type_id", st()),
+        ("event_type_name", st()),
+        ("event_source_id", st()),
+        ("event_source_name", st()),
+        ("event_source_label", st()),
+        ("created_time", s::time()),
+        ("updated_time", s::time()),
+    ]);
+    let detail = s::req(
+        s::obj(&[
+            ("id", st()),
+            ("name", st()),
+            ("description", st()),
+            ("compatibility", st()),
+            ("provider_type", s::one_of(&["CUSTOM", "OFFICIAL"])),
+            ("format", st()),
+            ("number_of_versions", s::int()),
+            ("created_time", s::time()),
+            ("updated_time", s::time()),
+            ("version", s::int()),
+            ("definition", st()),
+        ]),
+        &["id", "name"],
+    );
+    let version_detail = s::req(
+        s::obj(&[
+            ("id", st()),
+            ("schema_id", st()),
+            ("version", s::int()),
+            ("format", st()),
+            ("created_time", s::time()),
+            ("updated_time", s::time()),
+            ("definition", st()),
+        ]),
+        &["id", "version"],
+    );
+    let compatibility = || s::non_empty(32);
+    vec![
+        Op::post(
+            "DiscoverEventSchemaFromData",
+            "/v1/{project_id}/schema-discover",
+            discover,
         )
-        .route(
-            "/v1/{project_id}/schemas/{schema_id}/versions",
-            post(create_version).get(list_versions),
-        )
-        .route(
-            "/v1/{project_id}/schemas/{schema_id}/versions/{version}",
-            get(show_version).delete(delete_version),
-        )
+        .summary(T, "Infer a JSON Schema from a sample event")
+        .body(s::req(
+            s::obj(&[
+                (
+                    "event",
+                    s::doc(s::non_empty(schema::MAX_EVENT_CHARS), "event JSON text"),
+                ),
+                ("format", s::one_of(&[FORMAT_DRAFT_6])),
+            ]),
+            &["event"],
+        ))
+        .ok(s::list(item.clone())),
+        Op::post("CreateEventSchema", "/v1/{project_id}/schemas", create)
+            .summary(T, "Create a schema with its version 1")
+            .body(s::req(
+                s::obj(&[
+                    ("name", s::name(NamePattern::Mixed)),
+                    ("description", s::max(255)),
+                    ("compatibility", compatibility()),
+                    ("format", s::one_of(&[FORMAT_DRAFT_6])),
+                    ("definition", definition()),
+                ]),
+                &["name", "compatibility", "definition"],
+            ))
+            .ok(detail.clone()),
+        Op::get("ListEventSchema", "/v1/{project_id}/schemas", list)
+            .summary(T, "List schemas")
+            .params(paging())
+            .params([
+                query("provider_type", s::one_of(&["OFFICIAL", "CUSTOM"])),
+                query("name", st()),
+                query("fuzzy_name", st()),
+            ])
+            .ok(s::list(item)),
+        Op::put("UpdateEventSchema", one, update)
+            .summary(T, "Update the description or compatibility of a schema")
+            .body(s::obj(&[
+                ("name", st()),
+                ("description", s::max(255)),
+                ("compatibility", compatibility()),
+            ]))
+            .ok(detail.clone()),
+        Op::get("ShowDetailOfEventSchema", one, show)
+            .summary(T, "Show a schema and its current definition")
+            .ok(detail),
+        Op::delete("DeleteEventSchema", one, delete).summary(T, "Delete a schema and its versions"),
+        Op::post("CreateEventSchemaVersion", versions, create_version)
+            .summary(T, "Add a version (previous maximum + 1)")
+            .body(s::req(
+                s::obj(&[("definition", definition())]),
+                &["definition"],
+            ))
+            .ok(version_detail.clone())
+            .errors(&[403]),
+        Op::get("ListEventSchemaVersions", versions, list_versions)
+            .summary(T, "List the versions of a schema")
+            .params(paging())
+            .param(query("version", st()))
+            .ok(s::list(s::obj(&[
+                ("id", st()),
+                ("version", s::int()),
+                ("created_time", s::time()),
+                ("updated_time", s::time()),
+            ]))),
+        Op::get("ShowDetailOfEventSchemaVersion", version, show_version)
+            .summary(T, "Show a version")
+            .param(version_param())
+            .ok(version_detail),
+        Op::delete("DeleteEventSchemaVersion", version, delete_version)
+            .summary(T, "Delete a version (not the only one)")
+            .param(version_param())
+            .errors(&[409]),
+    ]
 }
 
 fn version_of(r: &Record) -> i64 {

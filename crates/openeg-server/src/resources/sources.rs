@@ -11,6 +11,7 @@
 
 use super::{get_or_404, pick};
 use crate::error::ApiResult;
+use crate::openapi::{paging, query, s, Op};
 use crate::projects::DEFAULT_CHANNEL;
 use crate::secrets::seal;
 use crate::state::{AppState, Tenant};
@@ -20,10 +21,9 @@ use crate::util::{
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Extension, Router};
+use axum::Extension;
 use openeg_api::source::{self, SourceType};
-use openeg_api::validate::{Paging, SortField};
+use openeg_api::validate::{NamePattern, Paging, SortField};
 use openeg_api::EgError;
 use openeg_store::{Kind, ListQuery, QuotaCheck, Record, StoreError};
 use serde_json::{json, Value};
@@ -112,13 +112,119 @@ pub const CATALOGUE: &[OfficialSource] = &[
 /// Creation time shown for catalogue entries (the date of the v1 API).
 const CATALOGUE_CREATED_MS: i64 = 1_650_370_810_000; // 2022-04-19T12:20:10Z
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/{project_id}/sources", post(create).get(list))
-        .route(
-            "/v1/{project_id}/sources/{source_id}",
-            get(show).put(update).delete(delete),
-        )
+pub fn ops() -> Vec<Op> {
+    const T: &str = "Event sources";
+    let one = "/v1/{project_id}/sources/{source_id}";
+    let types = [
+        SourceType::Application,
+        SourceType::Rabbitmq,
+        SourceType::Rocketmq,
+    ]
+    .map(SourceType::as_str);
+    vec![
+        Op::post("CreateEventSource", "/v1/{project_id}/sources", create)
+            .summary(T, "Create a custom event source on a custom channel")
+            .body(s::req(
+                s::obj(&[
+                    ("name", s::name(NamePattern::Lower)),
+                    ("description", s::max(source::DESCRIPTION_MAX)),
+                    ("channel_id", s::string()),
+                    ("type", s::one_of(&types)),
+                    ("detail", detail_schema()),
+                ]),
+                &["name", "channel_id"],
+            ))
+            .ok(info_schema()),
+        Op::get("ListEventSources", "/v1/{project_id}/sources", list)
+            .summary(T, "List custom and official event sources")
+            .params(paging())
+            .params([
+                query("channel_id", s::string()),
+                query(
+                    "provider_type",
+                    s::one_of(&["OFFICIAL", "CUSTOM", "PARTNER"]),
+                ),
+                query("name", s::string()),
+                query("fuzzy_name", s::string()),
+                query("fuzzy_label", s::string()),
+            ])
+            .ok(s::list(info_schema())),
+        Op::put("UpdateEventSource", one, update)
+            .summary(
+                T,
+                "Update the description or broker detail of a custom source",
+            )
+            .body(s::obj(&[
+                ("description", s::max(source::DESCRIPTION_MAX)),
+                ("detail", detail_schema()),
+            ]))
+            .ok(info_schema()),
+        Op::get("ShowDetailOfEventSource", one, show)
+            .summary(T, "Show an event source")
+            .ok(info_schema()),
+        Op::delete("DeleteEventSource", one, delete)
+            .summary(T, "Delete a custom source no subscription uses")
+            .errors(&[409]),
+    ]
+}
+
+/// `detail` of RABBITMQ / ROCKETMQ sources (the union of both, `API.md` §3.4).
+fn detail_schema() -> Value {
+    let st = s::string;
+    s::doc(
+        s::obj(&[
+            ("instance_id", st()),
+            ("group", st()),
+            ("topic", st()),
+            ("access_key", st()),
+            ("secret_key", st()),
+            ("vpc_id", st()),
+            ("subnet_id", st()),
+            ("namesrv_address", st()),
+            ("ssl_enable", s::boolean()),
+            ("enable_acl", s::boolean()),
+            ("vhost_name", st()),
+            ("queue_name", st()),
+            ("user_name", st()),
+            ("password", st()),
+        ]),
+        &format!(
+            "broker settings of RABBITMQ and ROCKETMQ sources, at most {} bytes serialized",
+            source::DETAIL_MAX_BYTES
+        ),
+    )
+}
+
+/// `CustomizeSourceInfo`.
+fn info_schema() -> Value {
+    s::req(
+        s::obj(&[
+            ("id", s::string()),
+            ("name", s::string()),
+            ("label", s::string()),
+            ("description", s::string()),
+            (
+                "provider_type",
+                s::one_of(&["CUSTOM", "OFFICIAL", "PARTNER"]),
+            ),
+            (
+                "event_types",
+                s::array(s::obj(&[
+                    ("name", s::string()),
+                    ("description", s::string()),
+                ])),
+            ),
+            ("created_time", s::time()),
+            ("updated_time", s::time()),
+            ("channel_id", s::string()),
+            ("channel_name", s::string()),
+            ("type", s::string()),
+            ("detail", s::any_object()),
+            ("status", s::one_of(&["RUNNING", "CREATE_FAILED", "ERROR"])),
+            ("error_info", s::error_info()),
+        ]),
+        &["id", "name", "provider_type"],
+    )
 }
 
 /// Stable UUID-shaped id of an official source: SHA-256 of the name with the version and
@@ -551,6 +657,7 @@ pub(crate) mod tests {
     use crate::state::ServerConfig;
     use axum::body::Body;
     use axum::http::Request;
+    use axum::Router;
     use base64::Engine;
     use openeg_store::secrets::SecretBox;
     use openeg_store::SqliteStore;
@@ -569,7 +676,8 @@ pub(crate) mod tests {
             project_id: PROJECT.into(),
             access_key: "ak".into(),
         };
-        let r = super::super::routes()
+        let ops = super::super::ops();
+        let r = crate::openapi::routes(&ops, &[crate::openapi::Access::Tenant])
             .layer(Extension(tenant))
             .with_state(st.clone());
         (r, st)

@@ -10,33 +10,165 @@
 
 use super::{get_or_404, render};
 use crate::error::ApiResult;
+use crate::openapi::{paging_no_sort, s, Op};
 use crate::state::{AppState, Tenant};
 use crate::util::{fmt_time, json_body, list_reply, new_id, no_content, now_ms, ok, Params, Query};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Extension, Router};
+use axum::Extension;
 use openeg_api::stream::{self, StreamSpec};
-use openeg_api::validate;
+use openeg_api::validate::{self, NamePattern};
 use openeg_api::EgError;
+use openeg_rules::TransformUse;
 use openeg_store::{Kind, ListQuery, QuotaCheck, Record, SortKey};
 use serde_json::{json, Map, Value};
 
 /// Fixed ceiling of event streams per project (`LIMITS.md` §7).
 const MAX_STREAMS: u64 = 100;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/{project_id}/eventstreamings", post(create).get(list))
-        .route(
-            "/v1/{project_id}/eventstreamings/{eventstreaming_id}",
-            get(show).put(update).delete(delete),
+pub fn ops() -> Vec<Op> {
+    const T: &str = "Event streams";
+    let one = "/v1/{project_id}/eventstreamings/{eventstreaming_id}";
+    let id_reply = || {
+        s::req(
+            s::obj(&[("eventStreamingID", s::string())]),
+            &["eventStreamingID"],
         )
-        .route(
+    };
+    let detail = s::req(
+        s::obj(&[
+            ("id", s::string()),
+            ("name", s::string()),
+            ("description", s::string()),
+            ("source", s::any_object()),
+            ("sink", s::any_object()),
+            ("rule_config", s::any_object()),
+            ("option", s::any_object()),
+            (
+                "status",
+                s::one_of(&["CREATED", "RUNNING", "ERROR", "STOPPED"]),
+            ),
+            ("created_time", s::time()),
+            ("updated_time", s::time()),
+        ]),
+        &["id", "name", "status"],
+    );
+    vec![
+        Op::post(
+            "CreateEventStreaming",
+            "/v1/{project_id}/eventstreamings",
+            create,
+        )
+        .summary(T, "Create an event stream (one source, one sink)")
+        .body(request_schema())
+        .ok(id_reply()),
+        Op::get(
+            "ListEventStreaming",
+            "/v1/{project_id}/eventstreamings",
+            list,
+        )
+        .summary(T, "List event streams")
+        .params(paging_no_sort())
+        .ok(s::list(detail.clone())),
+        Op::put("UpdateEventStreaming", one, update)
+            .summary(T, "Replace an event stream's configuration")
+            .body(request_schema())
+            .ok(id_reply()),
+        Op::get("ShowEventStreaming", one, show)
+            .summary(T, "Show an event stream")
+            .ok(detail),
+        Op::delete("DeleteEventStreaming", one, delete).summary(T, "Delete an event stream"),
+        Op::post(
+            "ResumeEventStreaming",
             "/v1/{project_id}/eventstreamings/operate/{eventstreaming_id}",
-            post(resume),
+            resume,
         )
+        .summary(T, "Start or pause an event stream")
+        .body(s::req(
+            s::obj(&[("operation", s::one_of(&stream::OPERATIONS.map(|(o, _)| o)))]),
+            &["operation"],
+        ))
+        .ok(id_reply()),
+    ]
+}
+
+/// One detail member from the validator's field table.
+fn fields_schema(fields: &[stream::Field]) -> Value {
+    let props: Vec<(&str, Value)> = fields
+        .iter()
+        .map(|(name, ty, _, _)| {
+            let v = match *ty {
+                stream::Ty::Str(n) => s::max(n),
+                stream::Ty::Enum(e) => s::one_of(e),
+                stream::Ty::Bool => s::boolean(),
+                stream::Ty::Int(min, max) => s::int_range(min, max),
+            };
+            (*name, v)
+        })
+        .collect();
+    let required: Vec<&str> = fields.iter().filter(|f| f.2).map(|f| f.0).collect();
+    let mut o = s::obj(&props);
+    if !required.is_empty() {
+        o = s::req(o, &required);
+    }
+    o
+}
+
+/// `source` / `sink`: exactly one member, with the matching optional `name`.
+fn side_schema(table: &[(&str, &str, &[stream::Field])]) -> Value {
+    let variants: Vec<Value> = table
+        .iter()
+        .map(|(member, canonical, fields)| {
+            let mut m = fields_schema(fields);
+            if *member == "sink_kafka" {
+                m["properties"]["keyTransform"] =
+                    s::array(s::transform(TransformUse::Key.allowed_types()));
+            }
+            json!({
+                "type": "object",
+                "required": [member],
+                "properties": {"name": s::one_of(&[canonical]), *member: m},
+                "additionalProperties": false,
+            })
+        })
+        .collect();
+    json!({ "oneOf": variants })
+}
+
+/// `EventStreamingCreateReq` / `EventStreamingUpdateReq` (identical).
+fn request_schema() -> Value {
+    s::req(
+        s::obj(&[
+            ("name", s::name(NamePattern::Mixed)),
+            ("description", s::max(stream::DESCRIPTION_MAX)),
+            ("source", side_schema(stream::SOURCES)),
+            ("sink", side_schema(stream::SINKS)),
+            (
+                "rule_config",
+                s::obj(&[
+                    (
+                        "transform",
+                        s::transform(TransformUse::Payload.allowed_types()),
+                    ),
+                    ("filter", s::doc(s::any_object(), "filter rule (RULES.md)")),
+                ]),
+            ),
+            (
+                "option",
+                s::obj(&[
+                    ("thread_num", s::int_range(1, stream::MAX_THREADS)),
+                    (
+                        "batch_window",
+                        s::obj(
+                            &stream::BATCH_WINDOW.map(|(k, min, max)| (k, s::int_range(min, max))),
+                        ),
+                    ),
+                ]),
+            ),
+        ]),
+        &["name", "source", "sink"],
+    )
 }
 
 fn id_reply(id: &str) -> Response {

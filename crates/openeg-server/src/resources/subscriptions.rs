@@ -12,6 +12,7 @@
 
 use super::{get_or_404, pick, render};
 use crate::error::ApiResult;
+use crate::openapi::{paging, query, s, Op};
 use crate::projects::DEFAULT_CHANNEL;
 use crate::state::{AppState, Tenant};
 use crate::util::{
@@ -20,10 +21,11 @@ use crate::util::{
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::{get, post, put};
-use axum::{Extension, Router};
+use axum::Extension;
 use openeg_api::subscription::{self, ChannelFacts, Env};
+use openeg_api::validate::NamePattern;
 use openeg_api::{validate, EgError};
+use openeg_rules::TransformUse;
 use openeg_store::{Kind, ListQuery, QuotaCheck, Record};
 use serde_json::{json, Map, Value};
 use std::sync::LazyLock;
@@ -47,26 +49,327 @@ const INFO: &[&str] = &[
 /// Serializes subscription read-modify-write sequences within this process.
 static WRITE: LazyLock<tokio::sync::Mutex<()>> = LazyLock::new(|| tokio::sync::Mutex::new(()));
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/{project_id}/subscriptions", post(create).get(list))
-        .route("/v1/{project_id}/subscriptions/operation", post(operate))
-        .route(
-            "/v1/{project_id}/subscriptions/{subscription_id}",
-            get(show).put(update).delete(delete),
+pub fn ops() -> Vec<Op> {
+    const T: &str = "Subscriptions";
+    let one = "/v1/{project_id}/subscriptions/{subscription_id}";
+    let target = "/v1/{project_id}/subscriptions/{subscription_id}/targets/{target_id}";
+    let epid = || query("enterprise_project_id", s::max(64));
+    vec![
+        Op::post(
+            "CreateSubscription",
+            "/v1/{project_id}/subscriptions",
+            create,
         )
-        .route(
+        .summary(T, "Create a subscription: one source, 1-5 targets")
+        .param(epid())
+        .body(s::req(
+            s::obj(&[
+                ("name", s::name(NamePattern::Mixed)),
+                ("description", s::max(subscription::MAX_DESCRIPTION)),
+                ("channel_id", s::string()),
+                ("sources", s::array_len(source_request(), 1, 1)),
+                ("targets", s::array_len(target_request(), 1, 5)),
+            ]),
+            &["name", "channel_id", "sources", "targets"],
+        ))
+        .ok(info_schema()),
+        Op::get("ListSubscriptions", "/v1/{project_id}/subscriptions", list)
+            .summary(T, "List subscriptions")
+            .params(paging())
+            .params([
+                query("channel_id", s::string()),
+                query("name", s::string()),
+                query("fuzzy_name", s::string()),
+                query("connection_id", s::max(64)),
+                epid(),
+            ])
+            .ok(s::list(info_schema())),
+        Op::put("UpdateSubscription", one, update)
+            .summary(
+                T,
+                "Update a subscription (present sets replace the old ones)",
+            )
+            .param(epid())
+            .body(s::obj(&[
+                ("description", s::max(subscription::MAX_DESCRIPTION)),
+                ("sources", s::array_len(source_request(), 1, 1)),
+                ("targets", s::array_len(target_request(), 1, 5)),
+            ]))
+            .ok(info_schema()),
+        Op::get("ShowDetailOfSubscription", one, show)
+            .summary(T, "Show a subscription")
+            .param(epid())
+            .ok(info_schema()),
+        Op::delete("DeleteSubscription", one, delete)
+            .summary(T, "Delete a subscription")
+            .param(epid()),
+        Op::put(
+            "UpdateSubscriptionSource",
             "/v1/{project_id}/subscriptions/{subscription_id}/sources/{source_id}",
-            put(update_source),
+            update_source,
         )
-        .route(
+        .summary(T, "Replace the source of a subscription")
+        .param(epid())
+        .body(source_request())
+        .ok(source_info()),
+        Op::post(
+            "CreateSubscriptionTarget",
             "/v1/{project_id}/subscriptions/{subscription_id}/targets",
-            post(create_target),
+            create_target,
         )
-        .route(
-            "/v1/{project_id}/subscriptions/{subscription_id}/targets/{target_id}",
-            get(show_target).put(update_target).delete(delete_target),
+        .summary(T, "Add a target to a subscription")
+        .param(epid())
+        .body(target_request())
+        .ok(target_info()),
+        Op::put("UpdateSubscriptionTarget", target, update_target)
+            .summary(T, "Replace a target of a subscription")
+            .param(epid())
+            .body(target_request())
+            .ok(target_info()),
+        Op::get("ShowDetailOfSubscriptionTarget", target, show_target)
+            .summary(T, "Show a target of a subscription")
+            .param(epid())
+            .ok(target_info()),
+        Op::delete("DeleteSubscriptionTarget", target, delete_target)
+            .summary(T, "Delete a target (not the last one)")
+            .param(epid()),
+        Op::post(
+            "ExecuteSubscriptionOperation",
+            "/v1/{project_id}/subscriptions/operation",
+            operate,
         )
+        .summary(T, "Enable or disable subscriptions")
+        .param(epid())
+        .body(s::req(
+            s::obj(&[
+                (
+                    "subscription_ids",
+                    s::array_len(s::non_empty(64), 1, subscription::MAX_OPERATION_IDS),
+                ),
+                (
+                    "operation",
+                    s::one_of(&subscription::OPERATIONS.map(|(o, _)| o)),
+                ),
+            ]),
+            &["subscription_ids", "operation"],
+        ))
+        .ok(s::req(
+            s::obj(&[
+                ("failed_count", s::int()),
+                (
+                    "events",
+                    s::array(s::req(
+                        s::obj(&[
+                            ("subscription_id", s::string()),
+                            ("error_code", s::string()),
+                            ("error_msg", s::string()),
+                        ]),
+                        &["subscription_id"],
+                    )),
+                ),
+            ]),
+            &["failed_count", "events"],
+        )),
+    ]
+}
+
+fn provider_type() -> Value {
+    s::one_of(&subscription::PROVIDER_TYPES)
+}
+
+/// A subscription source in a request (`SubscriptionSource`).
+fn source_request() -> Value {
+    s::req(
+        s::obj(&[
+            ("id", s::name(NamePattern::ClientId)),
+            ("name", s::non_empty(128)),
+            ("provider_type", provider_type()),
+            (
+                "detail",
+                s::doc(
+                    s::any_object(),
+                    &format!(
+                        "at most {} bytes serialized",
+                        subscription::MAX_DETAIL_BYTES
+                    ),
+                ),
+            ),
+            (
+                "filter",
+                s::doc(
+                    s::req(s::obj(&[("source", s::any_object())]), &["source"]),
+                    &format!(
+                        "filter rule (RULES.md), at most {} bytes serialized",
+                        subscription::MAX_FILTER_BYTES
+                    ),
+                ),
+            ),
+        ]),
+        &["name", "provider_type", "filter"],
+    )
+}
+
+/// A subscription target in a request (`SubscriptionTarget`).
+fn target_request() -> Value {
+    let kinds: Vec<&str> = subscription::TargetKind::ALL
+        .iter()
+        .map(|k| k.wire_name())
+        .collect();
+    let payload = TransformUse::Payload.allowed_types();
+    let key = TransformUse::Key.allowed_types();
+    let str_ = s::string;
+    s::req(
+        s::obj(&[
+            ("id", s::name(NamePattern::ClientId)),
+            ("name", s::doc(s::one_of(&kinds), "the target kind")),
+            ("provider_type", provider_type()),
+            ("connection_id", s::max(64)),
+            (
+                "detail",
+                s::obj(&[
+                    ("url", s::doc(str_(), "webhook: absolute http(s) URL")),
+                    ("urn", s::doc(str_(), "FunctionGraph function URN")),
+                    ("invoke_type", s::one_of(&["SYNC", "ASYNC"])),
+                    ("workflow_id", str_()),
+                    ("agency_name", str_()),
+                ]),
+            ),
+            (
+                "kafka_detail",
+                s::obj(&[("topic", str_()), ("keyTransform", s::transform(key))]),
+            ),
+            (
+                "smn_detail",
+                s::obj(&[
+                    ("urn", str_()),
+                    ("agency_name", str_()),
+                    (
+                        "subject_transform",
+                        s::transform(TransformUse::SmnSubject.allowed_types()),
+                    ),
+                ]),
+            ),
+            (
+                "eg_detail",
+                s::obj(&[
+                    ("target_project_id", str_()),
+                    ("target_channel_id", str_()),
+                    ("target_region", str_()),
+                    ("cross_region", s::boolean()),
+                    ("cross_account", s::boolean()),
+                    ("agency_name", str_()),
+                ]),
+            ),
+            (
+                "apigw_detail",
+                s::obj(&[
+                    ("url", str_()),
+                    (
+                        "invocation_http_parameters",
+                        s::obj(&[(
+                            "header_parameters",
+                            s::array(s::obj(&[
+                                ("is_value_secret", s::boolean()),
+                                ("key", str_()),
+                                ("value", str_()),
+                            ])),
+                        )]),
+                    ),
+                ]),
+            ),
+            (
+                "rocketmq_detail",
+                s::obj(&[("topic", str_()), ("key_transform", s::transform(key))]),
+            ),
+            (
+                "retry_times",
+                s::int_range(0, subscription::MAX_RETRY_TIMES),
+            ),
+            ("transform", s::transform(payload)),
+            (
+                "dead_letter_queue",
+                s::obj(&[
+                    ("type", s::one_of(&[subscription::CONN_KAFKA])),
+                    ("instance_id", str_()),
+                    ("connection_id", str_()),
+                    ("topic", str_()),
+                ]),
+            ),
+        ]),
+        &["name", "provider_type", "transform"],
+    )
+}
+
+/// `SubscriptionSourceInfo`.
+fn source_info() -> Value {
+    s::req(
+        s::obj(&[
+            ("id", s::string()),
+            ("name", s::string()),
+            ("provider_type", s::string()),
+            ("detail", s::any_object()),
+            ("filter", s::any_object()),
+            ("created_time", s::time()),
+            ("updated_time", s::time()),
+        ]),
+        &["id", "name", "provider_type"],
+    )
+}
+
+/// `SubscriptionTargetInfo` (secrets masked).
+fn target_info() -> Value {
+    let o = s::any_object;
+    s::req(
+        s::obj(&[
+            ("id", s::string()),
+            ("name", s::string()),
+            ("provider_type", s::string()),
+            ("connection_id", s::string()),
+            ("detail", o()),
+            ("kafka_detail", o()),
+            ("smn_detail", o()),
+            ("eg_detail", o()),
+            ("apigw_detail", o()),
+            ("rocketmq_detail", o()),
+            ("retry_times", s::int()),
+            ("transform", o()),
+            ("dead_letter_queue", o()),
+            ("created_time", s::time()),
+            ("updated_time", s::time()),
+        ]),
+        &["id", "name", "provider_type"],
+    )
+}
+
+/// `SubscriptionInfo`, also the item of trigger listings.
+pub(crate) fn info_schema() -> Value {
+    s::req(
+        s::obj(&[
+            ("id", s::string()),
+            ("name", s::string()),
+            ("description", s::string()),
+            ("type", s::one_of(&["EVENT", "SCHEDULED"])),
+            (
+                "status",
+                s::one_of(&["CREATED", "ENABLED", "DISABLED", "FROZEN", "ERROR"]),
+            ),
+            ("channel_id", s::string()),
+            ("channel_name", s::string()),
+            (
+                "used",
+                s::array(s::obj(&[
+                    ("resource_id", s::string()),
+                    ("owner", s::string()),
+                    ("description", s::string()),
+                ])),
+            ),
+            ("sources", s::array(source_info())),
+            ("targets", s::array(target_info())),
+            ("created_time", s::time()),
+            ("updated_time", s::time()),
+        ]),
+        &["id", "name", "status", "channel_id", "sources", "targets"],
+    )
 }
 
 /// The SubscriptionInfo of a stored document (secrets masked).

@@ -3,12 +3,12 @@
 
 use super::get_or_404;
 use crate::error::ApiResult;
+use crate::openapi::{paging_no_sort, query, query_req, s, Op, Param};
 use crate::state::{AppState, Tenant};
 use crate::util::{ok, Params, Query};
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::get;
-use axum::{Extension, Router};
+use axum::Extension;
 use openeg_api::EgError;
 use openeg_store::delivery::{DeliveryStatus, DeliveryStore, MetricsQuery, TraceQuery};
 use openeg_store::Kind;
@@ -17,16 +17,164 @@ use std::sync::Arc;
 
 const WEEK_MS: i64 = 7 * 24 * 3600 * 1000;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/{project_id}/traced-events", get(list_traced_events))
-        .route(
+pub fn ops() -> Vec<Op> {
+    const T: &str = "Traces";
+    let epoch_ms = || s::doc(s::int_range(0, i64::MAX), "epoch milliseconds");
+    let detail = s::obj(&[
+        (
+            "deliverTime",
+            s::doc(s::string(), "yyyy-MM-dd HH:mm:ss UTC"),
+        ),
+        ("deliverStatus", s::one_of(&["SUCCESS", "FAILED"])),
+        ("deliverConsuming", s::int()),
+        ("deliverRspCode", s::string()),
+    ]);
+    let target = s::obj(&[
+        ("deliverTargetId", s::string()),
+        ("deliverTargetName", s::string()),
+        ("deliverStatus", s::one_of(&["SUCCESS", "FAILED"])),
+        ("deliverDetailList", s::array(detail)),
+    ]);
+    let item = s::obj(&[
+        ("subscriptionId", s::string()),
+        ("subscriptionName", s::string()),
+        ("successCounts", s::int()),
+        ("failCounts", s::int()),
+        ("allDeliverTimes", s::int()),
+        ("deliverTargetList", s::array(target)),
+    ]);
+    let common = |ps: Vec<Param>| -> Vec<Param> {
+        let mut v = vec![
+            query("filter", s::one_of(&FILTERS)),
+            query("period", s::int_range(1, MAX_PERIOD_MIN)),
+            query("start_time", epoch_ms()),
+            query("end_time", epoch_ms()),
+            query("provider_type", s::string()),
+        ];
+        v.extend(ps);
+        v
+    };
+    let int = s::int;
+    vec![
+        Op::get(
+            "ShowDetailOfEventTrace",
             "/v1/{project_id}/events/trace/detail/{trace_id}",
-            get(show_event_trace),
+            show_event_trace,
         )
-        .route("/v1/{project_id}/events/detail/{trace_id}", get(show_event))
-        .route("/v1/{project_id}/metrics/pub", get(pub_metrics))
-        .route("/v1/{project_id}/metrics/sub", get(sub_metrics))
+        .summary(T, "Show where an event was delivered")
+        .param(query_req("channel_id", s::string()))
+        .ok(s::obj(&[
+            ("eventId", s::string()),
+            ("eventSource", s::string()),
+            ("eventType", s::string()),
+            ("receiveTime", int()),
+            ("channelId", s::string()),
+            ("channelName", s::string()),
+            ("deliverList", s::array(item)),
+        ]))
+        .errors(&[503]),
+        Op::get(
+            "ShowDetailOfEvent",
+            "/v1/{project_id}/events/detail/{trace_id}",
+            show_event,
+        )
+        .summary(T, "Show a published event as received")
+        .ok(s::doc(s::any_object(), "the CloudEvent"))
+        .errors(&[503]),
+        Op::get(
+            "ListTracedEvents",
+            "/v1/{project_id}/traced-events",
+            list_traced_events,
+        )
+        .summary(
+            T,
+            "List traced events of a channel in a time window (at most 7 days)",
+        )
+        .params([
+            query_req("start_time", epoch_ms()),
+            query_req("end_time", epoch_ms()),
+            query_req("channel_id", s::string()),
+            query("event_id", s::string()),
+            query("source_name", s::string()),
+            query("event_type", s::string()),
+            query("subscription_name", s::string()),
+        ])
+        .params(paging_no_sort())
+        .ok(s::req(
+            s::obj(&[
+                ("total", int()),
+                ("size", int()),
+                (
+                    "result",
+                    s::array(s::obj(&[
+                        ("subscription_name", s::string()),
+                        ("source_name", s::string()),
+                        ("source_provider", s::string()),
+                        ("event_type", s::string()),
+                        ("event_id", s::string()),
+                        ("event_received_time", int()),
+                    ])),
+                ),
+            ]),
+            &["total", "size", "result"],
+        ))
+        .errors(&[404, 503]),
+        Op::get(
+            "ListPubMetrics",
+            "/v1/{project_id}/metrics/pub",
+            pub_metrics,
+        )
+        .summary(T, "Publishing metrics per time bucket")
+        .params(common(vec![
+            query("channel_id", s::string()),
+            query("source_name", s::string()),
+        ]))
+        .ok(metrics_reply(&[
+            "event_size",
+            "timestamp",
+            "num",
+            "success_num",
+            "process_time",
+            "invoke_time",
+        ]))
+        .errors(&[503]),
+        Op::get(
+            "ListSubMetrics",
+            "/v1/{project_id}/metrics/sub",
+            sub_metrics,
+        )
+        .summary(T, "Delivery metrics per time bucket")
+        .params(common(vec![
+            query("subscription_id", s::string()),
+            query("target_id", s::string()),
+        ]))
+        .ok(metrics_reply(&[
+            "fail_num",
+            "retry_success_num",
+            "retry_fail_num",
+            "retry_times",
+            "timestamp",
+            "num",
+            "success_num",
+            "process_time",
+            "invoke_time",
+        ]))
+        .errors(&[503]),
+    ]
+}
+
+/// Statistics of the metrics `filter` parameter.
+const FILTERS: [&str; 4] = ["sum", "avg", "max", "min"];
+/// Largest metrics `period` in minutes.
+const MAX_PERIOD_MIN: i64 = 1440;
+
+/// `{total, result: [{<integer fields>}]}`.
+fn metrics_reply(fields: &[&str]) -> Value {
+    let f: Vec<(&str, Value)> = fields.iter().map(|k| (*k, s::int())).collect();
+    s::req(
+        s::obj(&[("total", s::int()), ("result", s::array(s::obj(&f)))]),
+        &["total", "result"],
+    )
 }
 
 fn delivery_store(st: &AppState) -> ApiResult<Arc<dyn DeliveryStore>> {
@@ -218,11 +366,14 @@ async fn show_event(
 /// `filter` (sum|avg|max|min) and `period` (minutes, 1–1440) of the metrics APIs.
 fn metrics_query(t: &Tenant, q: &Query) -> ApiResult<(MetricsQuery, String)> {
     let filter = q
-        .one_of("filter", &["sum", "avg", "max", "min"])?
+        .one_of("filter", &FILTERS)?
         .unwrap_or_else(|| "sum".into());
     let period = int_param(q, "period")?.unwrap_or(1);
-    if !(1..=1440).contains(&period) {
-        return Err(EgError::param("period must be between 1 and 1440 minutes").into());
+    if !(1..=MAX_PERIOD_MIN).contains(&period) {
+        return Err(EgError::param(format!(
+            "period must be between 1 and {MAX_PERIOD_MIN} minutes"
+        ))
+        .into());
     }
     let (start, end) = window(q, false)?;
     if (end - start) / (period * 60_000) > 1440 {

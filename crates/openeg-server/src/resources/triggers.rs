@@ -5,25 +5,38 @@
 //! one-segment `{func_urn}` route; the URN arrives percent-encoded (`urn%3Afss%3A...`) and is
 //! compared decoded, exactly.
 
-use super::subscriptions::list_by_ref;
+use super::subscriptions::{info_schema, list_by_ref};
 use crate::error::ApiResult;
+use crate::openapi::{paging, s, Op};
 use crate::state::{AppState, Tenant};
 use crate::util::{Params, Query};
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::get;
-use axum::{Extension, Router};
+use axum::Extension;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/v1/{project_id}/subscription-triggers/workflow/{workflow_id}",
-            get(list_workflow_triggers),
-        )
-        .route(
+pub fn ops() -> Vec<Op> {
+    const T: &str = "Triggers";
+    vec![
+        Op::get(
+            "ListTriggers",
             "/v1/{project_id}/subscription-triggers/{func_urn}",
-            get(list_triggers),
+            list_triggers,
         )
+        .summary(
+            T,
+            "Subscriptions delivering to a FunctionGraph function (by URN)",
+        )
+        .params(paging())
+        .ok(s::list(info_schema())),
+        Op::get(
+            "ListWorkflowTriggers",
+            "/v1/{project_id}/subscription-triggers/workflow/{workflow_id}",
+            list_workflow_triggers,
+        )
+        .summary(T, "Subscriptions starting a FunctionGraph workflow")
+        .params(paging())
+        .ok(s::list(info_schema())),
+    ]
 }
 
 async fn list_triggers(
