@@ -13,7 +13,7 @@ use openeg_store::delivery::{
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
@@ -23,10 +23,36 @@ pub struct Job {
     /// (the router's fast path): its outcome then creates the row.
     pub stored: Stored,
     pub route: Arc<TargetRoute>,
-    pub event: Arc<Value>,
+    pub event: Arc<Event>,
     /// Attempts already made.
     pub attempts: u32,
     pub received_at: i64,
+}
+
+/// A routed event: its JSON text as logged, parsed only when a target needs more than the
+/// text (a transform other than ORIGINAL, a key or subject, a forward).
+pub struct Event {
+    raw: Bytes,
+    parsed: OnceLock<Value>,
+}
+
+impl Event {
+    /// `raw` is one event's JSON, as the log holds it (validated when it was published).
+    pub fn new(raw: Bytes) -> Event {
+        Event {
+            raw,
+            parsed: OnceLock::new(),
+        }
+    }
+
+    pub fn raw(&self) -> &Bytes {
+        &self.raw
+    }
+
+    pub fn value(&self) -> &Value {
+        self.parsed
+            .get_or_init(|| serde_json::from_slice(&self.raw).unwrap_or(Value::Null))
+    }
 }
 
 pub enum Stored {
@@ -117,7 +143,17 @@ pub fn spawn(engine: Arc<Engine>, job: Job) {
     });
 }
 
-fn render(route: &TargetRoute, event: &Value) -> Message {
+fn render(route: &TargetRoute, ev: &Event) -> Message {
+    // ORIGINAL sends the logged text as it is: the publisher serialized the validated event
+    // compactly, so this is byte for byte what rendering the parsed event would give.
+    if route.payload.is_original() && route.key.is_none() && route.subject.is_none() {
+        return Message {
+            payload: ev.raw().clone(),
+            key: None,
+            subject: None,
+        };
+    }
+    let event = ev.value();
     let payload = match route.payload.render(event) {
         Rendered::Text(s) => Bytes::from(s),
         Rendered::None => Bytes::new(),
@@ -198,7 +234,16 @@ pub async fn attempt(engine: &Engine, job: Job) {
         Delivery::Channel {
             project_id,
             channel_id,
-        } => forward(engine, project_id, channel_id, &job.event, &msg.payload).await,
+        } => {
+            forward(
+                engine,
+                project_id,
+                channel_id,
+                job.event.value(),
+                &msg.payload,
+            )
+            .await
+        }
         Delivery::Unavailable(reason) => Outcome::GiveUp {
             code: String::new(),
             detail: reason.clone(),
@@ -354,5 +399,34 @@ mod tests {
             f.0.lock().unwrap().is_empty(),
             "released offsets leave no entry"
         );
+    }
+
+    /// ORIGINAL sends the logged text instead of rendering: that is only right if rendering
+    /// the parsed event gives back the same bytes the publisher wrote.
+    #[test]
+    fn logged_text_is_what_original_renders() {
+        let t = openeg_rules::CompiledTransform::compile(
+            &serde_json::json!({"type": "ORIGINAL"}),
+            openeg_rules::TransformUse::Payload,
+        )
+        .unwrap();
+        assert!(t.is_original());
+        let events = [
+            serde_json::json!({"id": "1", "source": "s", "specversion": "1.0", "type": "t",
+                "data": {"z": 1, "a": [1.5, -0.0, 1e300, 12345678901234567890u64],
+                         "u": "é\u{2028}\"\\\n\u{1}"}}),
+            serde_json::json!({"type": "t", "id": "2", "specversion": "1.0", "source": "s",
+                "ext": true, "n": null, "data": "text"}),
+        ];
+        for ev in events {
+            // As Engine::publish writes it.
+            let logged = Bytes::from(serde_json::to_vec(&ev).unwrap());
+            let e = Event::new(logged.clone());
+            assert_eq!(e.value(), &ev);
+            match t.render(e.value()) {
+                Rendered::Text(s) => assert_eq!(s.as_bytes(), &logged[..]),
+                Rendered::None => panic!("ORIGINAL renders text"),
+            }
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! The retry poller: claims due deliveries (retries, deliveries left over by a restart or
 //! by a full target queue) and attempts them again.
 
-use crate::dispatch::{self, Job, Stored};
+use crate::dispatch::{self, Event, Job, Stored};
 use crate::router::Envelope;
 use crate::{now_ms, Engine};
 use openeg_store::delivery::{Attempt, DeliveryStatus};
@@ -81,9 +81,7 @@ pub async fn poll_once(engine: &Arc<Engine>) -> Result<usize, String> {
         let Ok(env) = serde_json::from_slice::<Envelope>(&raw) else {
             continue;
         };
-        let Ok(event) = serde_json::from_str(env.event.get()) else {
-            continue;
-        };
+        let event = Event::new(crate::router::event_bytes(&raw, env.event.get().as_bytes()));
         if !dispatch::has_room(engine, &route) {
             no_room.push(d.id);
             continue;

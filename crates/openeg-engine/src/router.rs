@@ -10,13 +10,12 @@
 //!   before a crash): deliveries are recorded first, idempotently, and only those this router
 //!   created are attempted, so a restart re-sends only what was in flight or unrecorded.
 
-use crate::dispatch::{self, Inflight, Job, Record, Stored};
+use crate::dispatch::{self, Event, Inflight, Job, Record, Stored};
 use crate::{now_ms, split_topic, Engine, ROUTER_GROUP};
 use openeg_log::LogError;
 use openeg_store::delivery::{NewDelivery, TraceRow};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::Value;
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,6 +37,16 @@ pub(crate) struct Envelope<'a> {
     pub received: i64,
     #[serde(borrow)]
     pub event: &'a RawValue,
+}
+
+/// The event's part of a log record as a shared slice of it (no copy); `raw` must borrow
+/// from `payload` (it does: it is the envelope's `event` member).
+pub(crate) fn event_bytes(payload: &bytes::Bytes, raw: &[u8]) -> bytes::Bytes {
+    let start = (raw.as_ptr() as usize).wrapping_sub(payload.as_ptr() as usize);
+    match start.checked_add(raw.len()) {
+        Some(end) if end <= payload.len() => payload.slice(start..end),
+        _ => bytes::Bytes::copy_from_slice(raw),
+    }
 }
 
 /// Runs until shutdown. Errors (store or log unavailable) are logged and retried after a pause;
@@ -234,11 +243,7 @@ async fn step(
             continue;
         }
         engine.metrics.matched.add(1);
-        let event: Value = match serde_json::from_slice(raw) {
-            Ok(v) => v,
-            Err(_) => continue,
-        };
-        let event = Arc::new(event);
+        let event = Arc::new(Event::new(event_bytes(&rec.payload, raw)));
         for &h in &hits {
             let Some(sub) = routes.matched.get(h) else {
                 continue;

@@ -131,6 +131,12 @@ impl CompiledTransform {
         Ok(CompiledTransform { kind })
     }
 
+    /// Whether the output is the whole event unchanged (a caller holding the event's JSON text
+    /// may send that instead of rendering).
+    pub fn is_original(&self) -> bool {
+        matches!(self.kind, Kind::Original)
+    }
+
     /// Renders the transform for one event (the whole CloudEvent object).
     pub fn render(&self, event: &Value) -> Rendered {
         match &self.kind {
