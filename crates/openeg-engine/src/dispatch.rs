@@ -325,6 +325,7 @@ pub(crate) async fn run_recorder(delivery: Arc<dyn DeliveryStore>, mut rx: mpsc:
     let mut flushes = Vec::new();
     let mut tickets = Vec::new();
     while let Some(first) = rx.recv().await {
+        let linger_until = tokio::time::Instant::now() + RECORD_LINGER;
         let mut next = Some(first);
         while let Some(r) = next.take() {
             match r {
@@ -346,9 +347,22 @@ pub(crate) async fn run_recorder(delivery: Arc<dyn DeliveryStore>, mut rx: mpsc:
                 Record::Update(u) => batch.updates.push(u),
                 Record::Flush(tx) => flushes.push(tx),
             }
-            if batch.len() < RECORD_BATCH {
-                next = rx.try_recv().ok();
+            if batch.len() >= RECORD_BATCH {
+                break;
             }
+            next = match rx.try_recv() {
+                Ok(r) => Some(r),
+                // Nothing queued: linger briefly unless someone waits for a flush, so the
+                // store sees a few large transactions (few fsyncs competing with the log's)
+                // rather than one per attempt.
+                Err(_) if flushes.is_empty() => {
+                    match tokio::time::timeout_at(linger_until, rx.recv()).await {
+                        Ok(r) => r,
+                        Err(_) => None,
+                    }
+                }
+                Err(_) => None,
+            };
         }
         let mut pause = Duration::from_millis(100);
         while let Err(e) = delivery.record_batch(&batch).await {
@@ -371,6 +385,8 @@ pub(crate) async fn flush(engine: &Engine) -> bool {
 }
 
 const RECORD_BATCH: usize = 4096;
+/// How long the recorder waits for more work before writing a partial batch.
+const RECORD_LINGER: Duration = Duration::from_millis(10);
 
 #[cfg(test)]
 mod tests {
