@@ -145,6 +145,8 @@ pub struct Op {
     pub params: Vec<Param>,
     /// Request body schema (JSON), if the operation takes a body.
     pub body: Option<Value>,
+    /// Other media types the body may come in (PutEvents' CloudEvents HTTP bindings).
+    pub alt_bodies: Vec<(&'static str, Value)>,
     pub status: u16,
     pub response: Body,
     /// Response headers besides `X-Request-Id` (name, description).
@@ -177,6 +179,7 @@ impl Op {
             access,
             params: Vec::new(),
             body: None,
+            alt_bodies: Vec::new(),
             status: 200,
             response: Body::Json(s::any_object()),
             headers: Vec::new(),
@@ -250,6 +253,12 @@ impl Op {
 
     pub fn body(mut self, schema: Value) -> Op {
         self.body = Some(schema);
+        self
+    }
+
+    /// The body may also be sent as `media_type` with this schema.
+    pub fn also_accepts(mut self, media_type: &'static str, schema: Value) -> Op {
+        self.alt_bodies.push((media_type, schema));
         self
     }
 
@@ -544,6 +553,9 @@ fn operation(op: &Op) -> Value {
     if let Some(b) = &op.body {
         let mut content = Map::new();
         content.insert("application/json".into(), json!({"schema": b}));
+        for (media_type, schema) in &op.alt_bodies {
+            content.insert((*media_type).into(), json!({"schema": schema}));
+        }
         o.insert(
             "requestBody".into(),
             json!({"required": true, "content": content}),

@@ -53,8 +53,17 @@ pub fn ops() -> Vec<Op> {
             "/v1/{project_id}/channels/{channel_id}/events",
             put_events,
         )
-        .summary(T, "Publish events to a channel (per-event results)")
+        .summary(
+            T,
+            "Publish events to a channel (per-event results); also CloudEvents structured, \
+             batched and binary (ce-* headers) modes",
+        )
         .body(batch.clone())
+        .also_accepts("application/cloudevents+json", cloud_event())
+        .also_accepts(
+            "application/cloudevents-batch+json",
+            s::array_len(cloud_event(), 1, event::MAX_EVENTS),
+        )
         .ok(per_event.clone())
         .errors(&[503]),
         Op::post(
