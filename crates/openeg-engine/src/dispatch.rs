@@ -355,12 +355,10 @@ pub(crate) async fn run_recorder(delivery: Arc<dyn DeliveryStore>, mut rx: mpsc:
                 // Nothing queued: linger briefly unless someone waits for a flush, so the
                 // store sees a few large transactions (few fsyncs competing with the log's)
                 // rather than one per attempt.
-                Err(_) if flushes.is_empty() => {
-                    match tokio::time::timeout_at(linger_until, rx.recv()).await {
-                        Ok(r) => r,
-                        Err(_) => None,
-                    }
-                }
+                Err(_) if flushes.is_empty() => tokio::time::timeout_at(linger_until, rx.recv())
+                    .await
+                    .ok()
+                    .flatten(),
                 Err(_) => None,
             };
         }
