@@ -1,6 +1,6 @@
 //! Channels (ops 12–16, `API.md` §3.2).
 
-use super::{get_or_404, pick};
+use super::{get_or_404, pick, save_update};
 use crate::error::ApiResult;
 use crate::openapi::{paging, query, s, Op};
 use crate::projects::DEFAULT_CHANNEL;
@@ -277,12 +277,7 @@ async fn update(
     };
     apply_mutable(src, &mut doc)?;
     let now = now_ms();
-    doc.insert("updated_time".into(), fmt_time(now).into());
-    rec.body = Value::Object(doc);
-    rec.updated_at = now;
-    if !st.store.update(&rec).await? {
-        return Err(EgError::not_found("channel does not exist").into());
-    }
+    save_update(&st, &mut rec, doc, now, "channel").await?;
     Ok(ok(pick(&rec.body, INFO)))
 }
 

@@ -9,7 +9,7 @@
 //! address the caller reached OpenEG at, so clients publish to the same place [dec]. It is
 //! computed when rendering, never stored.
 
-use super::{get_or_404, pick};
+use super::{get_or_404, pick, save_update};
 use crate::error::ApiResult;
 use crate::openapi::{paging, query, s, Op};
 use crate::projects::DEFAULT_CHANNEL;
@@ -314,12 +314,7 @@ async fn update(
         doc.insert("description".into(), d.into());
     }
     let now = now_ms();
-    doc.insert("updated_time".into(), fmt_time(now).into());
-    rec.body = Value::Object(doc);
-    rec.updated_at = now;
-    if !st.store.update(&rec).await? {
-        return Err(EgError::not_found("endpoint does not exist").into());
-    }
+    save_update(&st, &mut rec, doc, now, "endpoint").await?;
     Ok(ok(render(&rec.body, &domain(&headers))))
 }
 

@@ -71,6 +71,24 @@ pub async fn get_or_404(
     }
 }
 
+/// Stores `doc` as the new document of `rec`, stamped `updated_time` = `now`; 404
+/// `EG.00514001` ("<what> does not exist") if the resource was deleted meanwhile.
+pub async fn save_update(
+    st: &AppState,
+    rec: &mut Record,
+    mut doc: serde_json::Map<String, Value>,
+    now: i64,
+    what: &str,
+) -> ApiResult<()> {
+    doc.insert("updated_time".into(), crate::util::fmt_time(now).into());
+    rec.body = Value::Object(doc);
+    rec.updated_at = now;
+    if !st.store.update(rec).await? {
+        return Err(EgError::not_found(format!("{what} does not exist")).into());
+    }
+    Ok(())
+}
+
 /// The stored document with secrets masked and internal members (leading `_`) removed.
 pub fn render(body: &Value) -> Value {
     let mut v = body.clone();

@@ -6,7 +6,7 @@
 //! with `parent_id` = cluster id; OpenEG runs no replication: START/STOP only move `status`
 //! and syncDetail reports zeros [dec].
 
-use super::{get_or_404, pick, render};
+use super::{get_or_404, pick, render, save_update};
 use crate::error::ApiResult;
 use crate::openapi::{paging, query, s, Op};
 use crate::state::{AppState, Tenant};
@@ -814,12 +814,7 @@ async fn job_action(
     }
     let now = now_ms();
     doc.insert("status".into(), status.into());
-    doc.insert("updated_time".into(), fmt_time(now).into());
-    rec.body = Value::Object(doc);
-    rec.updated_at = now;
-    if !st.store.update(&rec).await? {
-        return Err(EgError::not_found("router_job does not exist").into());
-    }
+    save_update(&st, &mut rec, doc, now, "router_job").await?;
     Ok(ok(json!({ "job_id": rec.id })))
 }
 

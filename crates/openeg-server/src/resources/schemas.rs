@@ -6,7 +6,7 @@
 //! `number_of_versions`; every version mutation re-reads the versions and refreshes that cache
 //! while holding [`VERSIONS`], so version numbers are never handed out twice.
 
-use super::{get_or_404, pick};
+use super::{get_or_404, pick, save_update};
 use crate::error::ApiResult;
 use crate::openapi::{paging, path_param, query, s, Op};
 use crate::state::{AppState, Tenant};
@@ -290,12 +290,7 @@ async fn refresh_schema(
         );
     }
     doc.insert("number_of_versions".into(), (vers.len() as u64).into());
-    doc.insert("updated_time".into(), fmt_time(now).into());
-    rec.body = Value::Object(doc);
-    rec.updated_at = now;
-    if !st.store.update(&rec).await? {
-        return Err(EgError::not_found("schema does not exist").into());
-    }
+    save_update(st, &mut rec, doc, now, "schema").await?;
     Ok(rec)
 }
 
@@ -420,12 +415,7 @@ async fn update(
         doc.insert("compatibility".into(), c.into());
     }
     let now = now_ms();
-    doc.insert("updated_time".into(), fmt_time(now).into());
-    rec.body = Value::Object(doc);
-    rec.updated_at = now;
-    if !st.store.update(&rec).await? {
-        return Err(EgError::not_found("schema does not exist").into());
-    }
+    save_update(&st, &mut rec, doc, now, "schema").await?;
     Ok(ok(pick(&rec.body, DETAIL)))
 }
 

@@ -9,7 +9,7 @@
 //! `OFFICIAL` written by [`record_official_source`]). Their ids are derived from the name
 //! ([`official_source_id`]), so the same name always has the same id.
 
-use super::{get_or_404, pick};
+use super::{get_or_404, pick, save_update};
 use crate::error::ApiResult;
 use crate::openapi::{paging, query, s, Op};
 use crate::projects::DEFAULT_CHANNEL;
@@ -616,12 +616,7 @@ async fn update(
         doc.insert("detail".into(), detail);
     }
     let now = now_ms();
-    doc.insert("updated_time".into(), fmt_time(now).into());
-    rec.body = Value::Object(doc);
-    rec.updated_at = now;
-    if !st.store.update(&rec).await? {
-        return Err(EgError::not_found("source does not exist").into());
-    }
+    save_update(&st, &mut rec, doc, now, "source").await?;
     Ok(ok(pick(&rec.body, INFO)))
 }
 
