@@ -635,6 +635,34 @@ def test_metrics_counters_increase(eg, res, rx, srv, P):
     wait_until(sub_m, 5, "ListSubMetrics success_num >= 3", srv)
 
 
+def test_pub_metrics_event_size_and_process_time(eg, res, srv, P):
+    """ListPubMetrics aggregates the events' sizes and routing times per `filter`."""
+    ch = res.channel()
+    src = res.source(ch.id)
+    small = event(src.name, data={"pad": "x" * 10})
+    big = event(src.name, data={"pad": "x" * 1010})
+    assert len(small["id"]) == len(big["id"])
+    put(eg, ch.id, [small, big])
+    now = int(time.time() * 1000)
+
+    def stat(f):
+        r = body_of(eg.list_pub_metrics(ListPubMetricsRequest(
+            filter=f, channel_id=ch.id, start_time=now - 600_000, end_time=now + 120_000,
+            period=60)))
+        assert len(r["result"]) == 1 and r["result"][0]["num"] == 2, r
+        return r["result"][0]
+    total = wait_until(lambda: stat("sum"), 5, "ListPubMetrics to count both events", srv)
+    mx, mn, avg = stat("max"), stat("min"), stat("avg")
+    # Same attributes, data 1000 bytes apart: the sizes are the events' own.
+    assert mx["event_size"] - mn["event_size"] == 1000, (mx, mn)
+    assert mn["event_size"] > 10, mn
+    assert total["event_size"] == mx["event_size"] + mn["event_size"], (total, mx, mn)
+    assert avg["event_size"] == total["event_size"] // 2, (avg, total)
+    assert 0 <= mn["process_time"] <= mx["process_time"] <= total["process_time"], (mn, mx, total)
+    assert mx["process_time"] < 5000, mx
+    assert total["invoke_time"] == total["process_time"], total
+
+
 # ----------------------------------------------------------------------------- more delivery rules
 
 def test_retry_after_honoured(eg, res, rx, srv, P):

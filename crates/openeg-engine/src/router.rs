@@ -237,6 +237,8 @@ async fn step(
             received_at: env.received,
             subscription_id: String::new(),
             subscription_name: String::new(),
+            event_size: raw.len() as u64,
+            process_ms: now.saturating_sub(env.received).max(0),
         };
         if hits.is_empty() {
             traces.push(base);

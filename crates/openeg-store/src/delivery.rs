@@ -78,6 +78,10 @@ pub struct TraceRow {
     pub received_at: i64,
     pub subscription_id: String,
     pub subscription_name: String,
+    /// Size of the event (its JSON text as logged) in bytes: ListPubMetrics `event_size`.
+    pub event_size: u64,
+    /// Milliseconds from acceptance to routing: ListPubMetrics `process_time`.
+    pub process_ms: i64,
 }
 
 /// A delivery to create: one (event, target).
@@ -223,11 +227,19 @@ pub struct MetricsQuery {
     pub target_id: Option<String>,
 }
 
-/// Publish-side counts of one bucket (from trace rows, one count per event).
+/// Publish-side aggregates of one bucket (from trace rows, each event counted once).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PubBucket {
     pub start_ms: i64,
     pub events: u64,
+    /// Sum / max / min of [`TraceRow::event_size`] over the events.
+    pub size_sum: u64,
+    pub size_max: u64,
+    pub size_min: u64,
+    /// Sum / max / min of [`TraceRow::process_ms`] over the events.
+    pub process_sum_ms: u64,
+    pub process_max_ms: u64,
+    pub process_min_ms: u64,
 }
 
 /// Delivery-side counts of one bucket (from deliveries, bucketed by `received_at`).
@@ -359,7 +371,8 @@ pub(crate) const DELIVERY_COLS: &str = "id, project_id, channel_id, log_offset, 
 
 /// Columns of a trace row, in the order of [`TraceTuple`].
 pub(crate) const TRACE_COLS: &str = "project_id, channel_id, log_offset, event_id, source_name, \
-    source_provider, event_type, received_at, subscription_id, subscription_name";
+    source_provider, event_type, received_at, subscription_id, subscription_name, event_size, \
+    process_ms";
 
 pub(crate) type DeliveryTuple = (
     i64,
@@ -390,6 +403,8 @@ pub(crate) type TraceTuple = (
     i64,
     String,
     String,
+    i64,
+    i64,
 );
 
 /// Key columns returned by the delivery insert: (id, project, channel, offset, sub, target).
@@ -429,6 +444,8 @@ pub(crate) fn trace_from_tuple(t: TraceTuple) -> TraceRow {
         received_at: t.7,
         subscription_id: t.8,
         subscription_name: t.9,
+        event_size: u64::try_from(t.10).unwrap_or(0),
+        process_ms: t.11,
     }
 }
 
@@ -475,6 +492,32 @@ pub(crate) const SUB_AGGREGATES: &str = " AS bucket, COUNT(*), \
 /// (bucket, deliveries, succeeded, failed, retry_succeeded, retry_failed, retries,
 /// latency sum, max, min).
 pub(crate) type SubTuple = (i64, i64, i64, i64, i64, i64, i64, i64, i64, i64);
+
+/// Aggregates of ListPubMetrics (after `SELECT (received_at - start) / period`) over a
+/// derived table with one row per event (`received_at`, `event_size`, `process_ms`), in the
+/// order of [`PubTuple`].
+pub(crate) const PUB_AGGREGATES: &str = " AS bucket, COUNT(*), \
+     CAST(COALESCE(SUM(event_size), 0) AS BIGINT), \
+    CAST(COALESCE(MAX(event_size), 0) AS BIGINT), CAST(COALESCE(MIN(event_size), 0) AS BIGINT), \
+    CAST(COALESCE(SUM(process_ms), 0) AS BIGINT), CAST(COALESCE(MAX(process_ms), 0) AS BIGINT), \
+    CAST(COALESCE(MIN(process_ms), 0) AS BIGINT)";
+
+/// (bucket, events, size sum, max, min, process sum, max, min).
+pub(crate) type PubTuple = (i64, i64, i64, i64, i64, i64, i64, i64);
+
+pub(crate) fn pub_bucket(q: &MetricsQuery, t: PubTuple) -> PubBucket {
+    let u = |v: i64| u64::try_from(v).unwrap_or(0);
+    PubBucket {
+        start_ms: bucket_start(q, t.0),
+        events: u(t.1),
+        size_sum: u(t.2),
+        size_max: u(t.3),
+        size_min: u(t.4),
+        process_sum_ms: u(t.5),
+        process_max_ms: u(t.6),
+        process_min_ms: u(t.7),
+    }
+}
 
 pub(crate) fn bucket_start(q: &MetricsQuery, bucket: i64) -> i64 {
     q.start_ms

@@ -8,6 +8,7 @@
 //! spinning in SQLite's busy handler) and `BEGIN IMMEDIATE` (so the quota count and the insert
 //! sit under one write lock even if another process opens the file).
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -71,6 +72,7 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
     ],
     ),
     (2, delivery::MIGRATION_2),
+    (3, delivery::MIGRATION_3),
 ];
 
 const COLS: &str = "r.project_id, r.kind, r.id, r.name, r.parent_id, r.created_at, r.updated_at, \
@@ -82,6 +84,8 @@ const COLS: &str = "r.project_id, r.kind, r.id, r.name, r.parent_id, r.created_a
 pub struct SqliteStore {
     pool: SqlitePool,
     write: Mutex<()>,
+    /// Trace topic keys by project and channel id (`delivery.rs`, schema version 3).
+    topics: std::sync::Mutex<HashMap<String, HashMap<String, i64>>>,
 }
 
 impl SqliteStore {
@@ -137,6 +141,7 @@ impl SqliteStore {
         let store = SqliteStore {
             pool,
             write: Mutex::new(()),
+            topics: Default::default(),
         };
         store.migrate().await?;
         Ok(store)

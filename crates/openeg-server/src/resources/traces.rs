@@ -400,13 +400,23 @@ async fn pub_metrics(
     q: Query,
 ) -> ApiResult<Response> {
     let ds = delivery_store(&st)?;
-    let (mq, _) = metrics_query(&t, &q)?;
+    let (mq, filter) = metrics_query(&t, &q)?;
     let buckets = ds.pub_metrics(&mq).await?;
     let result: Vec<Value> = buckets
         .iter()
         .map(|b| {
-            json!({"event_size": 0, "timestamp": b.start_ms, "num": b.events, "success_num": b.events,
-                   "process_time": 0, "invoke_time": 0})
+            let stat = |sum: u64, max: u64, min: u64| match filter.as_str() {
+                "max" => max,
+                "min" => min,
+                "avg" if b.events > 0 => sum / b.events,
+                "avg" => 0,
+                _ => sum,
+            };
+            let size = stat(b.size_sum, b.size_max, b.size_min);
+            // Routing is publishing's processing step, and there is no other invocation.
+            let process = stat(b.process_sum_ms, b.process_max_ms, b.process_min_ms);
+            json!({"event_size": size, "timestamp": b.start_ms, "num": b.events, "success_num": b.events,
+                   "process_time": process, "invoke_time": process})
         })
         .collect();
     Ok(ok(json!({"total": result.len(), "result": result})))

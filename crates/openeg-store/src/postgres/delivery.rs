@@ -14,13 +14,20 @@ use sqlx::{PgConnection, Postgres, QueryBuilder};
 use super::PgStore;
 use crate::common::{backend, now_ms, to_i64, to_u64};
 use crate::delivery::{
-    attempt_json, bucket_start, check_offsets, check_period, delivery_from_tuple, offset_to_i64,
+    attempt_json, check_offsets, check_period, delivery_from_tuple, offset_to_i64, pub_bucket,
     sub_bucket, trace_from_tuple, Attempt, AttemptUpdate, CreatedDelivery, Delivery,
     DeliveryStatus, DeliveryStore, DeliveryTuple, IdMap, InsertedKey, MetricsQuery, NewDelivery,
-    PubBucket, RecordBatch, Routed, SubBucket, SubTuple, TraceQuery, TraceRow, TraceTuple,
-    DELIVERY_COLS, DUE_STATUSES_SQL, KEPT_ATTEMPTS, SUB_AGGREGATES, TRACE_COLS,
+    PubBucket, PubTuple, RecordBatch, Routed, SubBucket, SubTuple, TraceQuery, TraceRow,
+    TraceTuple, DELIVERY_COLS, DUE_STATUSES_SQL, KEPT_ATTEMPTS, PUB_AGGREGATES, SUB_AGGREGATES,
+    TRACE_COLS,
 };
 use crate::Result;
+
+/// Schema version 3: per-event size and routing time on trace rows (ListPubMetrics).
+pub(super) const MIGRATION_3: &[&str] = &[
+    "ALTER TABLE event_traces ADD COLUMN event_size BIGINT NOT NULL DEFAULT 0, \
+     ADD COLUMN process_ms BIGINT NOT NULL DEFAULT 0",
+];
 
 /// Schema version 2: trace rows and deliveries.
 pub(super) const MIGRATION_2: &[&str] = &[
@@ -401,9 +408,10 @@ impl DeliveryStore for PgStore {
         qb.push_bind(q.start_ms)
             .push(") / ")
             .push_bind(q.period_ms)
+            .push(PUB_AGGREGATES)
             .push(
-                " AS bucket, COUNT(*) FROM (SELECT DISTINCT channel_id, log_offset, received_at \
-                 FROM event_traces WHERE project_id = ",
+                " FROM (SELECT DISTINCT channel_id, log_offset, received_at, event_size, \
+                 process_ms FROM event_traces WHERE project_id = ",
             )
             .push_bind(q.project_id.as_str())
             .push(" AND received_at >= ")
@@ -417,18 +425,12 @@ impl DeliveryStore for PgStore {
             qb.push(" AND source_name = ").push_bind(s.as_str());
         }
         qb.push(") ev GROUP BY bucket ORDER BY bucket");
-        let rows: Vec<(i64, i64)> = qb
+        let rows: Vec<PubTuple> = qb
             .build_query_as()
             .fetch_all(&self.pool)
             .await
             .map_err(|e| backend("pub_metrics", e))?;
-        Ok(rows
-            .into_iter()
-            .map(|(b, n)| PubBucket {
-                start_ms: bucket_start(q, b),
-                events: to_u64(n),
-            })
-            .collect())
+        Ok(rows.into_iter().map(|t| pub_bucket(q, t)).collect())
     }
 
     async fn sub_metrics(&self, q: &MetricsQuery) -> Result<Vec<SubBucket>> {
@@ -494,7 +496,8 @@ async fn insert_traces(conn: &mut PgConnection, traces: &[TraceRow], op: &str) -
         sqlx::query(&format!(
             "INSERT INTO event_traces ({TRACE_COLS}) SELECT * FROM UNNEST($1::text[], \
                  $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::text[], \
-                 $8::int8[], $9::text[], $10::text[]) ON CONFLICT DO NOTHING"
+                 $8::int8[], $9::text[], $10::text[], $11::int8[], $12::int8[]) \
+                 ON CONFLICT DO NOTHING"
         ))
         .bind(col(|t| &t.project_id))
         .bind(col(|t| &t.channel_id))
@@ -511,6 +514,13 @@ async fn insert_traces(conn: &mut PgConnection, traces: &[TraceRow], op: &str) -
         .bind(traces.iter().map(|t| t.received_at).collect::<Vec<i64>>())
         .bind(col(|t| &t.subscription_id))
         .bind(col(|t| &t.subscription_name))
+        .bind(
+            traces
+                .iter()
+                .map(|t| to_i64(t.event_size))
+                .collect::<Vec<i64>>(),
+        )
+        .bind(traces.iter().map(|t| t.process_ms).collect::<Vec<i64>>())
         .execute(&mut *conn)
         .await
         .map_err(|e| backend(op, e))?;

@@ -10,11 +10,11 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use super::SqliteStore;
 use crate::common::{backend, now_ms, to_i64, to_u64};
 use crate::delivery::{
-    attempt_json, bucket_start, check_offsets, check_period, delivery_from_tuple, offset_to_i64,
-    prepend_recent, sub_bucket, trace_from_tuple, Attempt, AttemptUpdate, CreatedDelivery,
-    Delivery, DeliveryStatus, DeliveryStore, DeliveryTuple, IdMap, InsertedKey, MetricsQuery,
-    NewDelivery, PubBucket, RecordBatch, Routed, SubBucket, SubTuple, TraceQuery, TraceRow,
-    TraceTuple, DELIVERY_COLS, DUE_STATUSES_SQL, SUB_AGGREGATES, TRACE_COLS,
+    attempt_json, check_offsets, check_period, delivery_from_tuple, offset_to_i64, prepend_recent,
+    pub_bucket, sub_bucket, trace_from_tuple, Attempt, AttemptUpdate, CreatedDelivery, Delivery,
+    DeliveryStatus, DeliveryStore, DeliveryTuple, IdMap, InsertedKey, MetricsQuery, NewDelivery,
+    PubBucket, PubTuple, RecordBatch, Routed, SubBucket, SubTuple, TraceQuery, TraceRow,
+    TraceTuple, DELIVERY_COLS, DUE_STATUSES_SQL, PUB_AGGREGATES, SUB_AGGREGATES,
 };
 use crate::Result;
 
@@ -67,6 +67,50 @@ pub(super) const MIGRATION_2: &[&str] = &[
     "CREATE INDEX deliveries_received ON deliveries (received_at)",
 ];
 
+/// Schema version 3: compact trace rows. A trace row is written for every routed event, so
+/// its size decides what routing costs: the channel is an integer key (`trace_topics`)
+/// instead of two id strings repeated in every row and index, the table is clustered on
+/// (topic, offset, subscription) without a rowid, and two secondary indexes remain (event id
+/// lookups, time-window listings and retention). Adds the event size and routing time
+/// behind ListPubMetrics.
+pub(super) const MIGRATION_3: &[&str] = &[
+    "CREATE TABLE trace_topics (
+        topic INTEGER PRIMARY KEY,
+        project_id TEXT NOT NULL,
+        channel_id TEXT NOT NULL,
+        UNIQUE (project_id, channel_id)
+    )",
+    "CREATE TABLE traces (
+        topic INTEGER NOT NULL,
+        log_offset INTEGER NOT NULL,
+        subscription_id TEXT NOT NULL,
+        subscription_name TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        source_name TEXT NOT NULL,
+        source_provider TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        event_size INTEGER NOT NULL,
+        process_ms INTEGER NOT NULL,
+        PRIMARY KEY (topic, log_offset, subscription_id)
+    ) WITHOUT ROWID",
+    "CREATE INDEX traces_event_id ON traces (topic, event_id)",
+    "CREATE INDEX traces_received ON traces (topic, received_at)",
+    "INSERT INTO trace_topics (project_id, channel_id)
+        SELECT DISTINCT project_id, channel_id FROM event_traces",
+    "INSERT INTO traces SELECT t.topic, e.log_offset, e.subscription_id, e.subscription_name,
+        e.event_id, e.source_name, e.source_provider, e.event_type, e.received_at, 0, 0
+        FROM event_traces e JOIN trace_topics t
+        ON t.project_id = e.project_id AND t.channel_id = e.channel_id",
+    "DROP TABLE event_traces",
+];
+
+/// A trace row as selected from `traces tr JOIN trace_topics tt`, in the order of
+/// [`TraceTuple`].
+const TRACE_SELECT: &str = "tt.project_id, tt.channel_id, tr.log_offset, tr.event_id, \
+    tr.source_name, tr.source_provider, tr.event_type, tr.received_at, tr.subscription_id, \
+    tr.subscription_name, tr.event_size, tr.process_ms";
+
 /// Most rows per multi-row INSERT: up to 15 bound values each, far below SQLite's 32766 limit.
 const INSERT_CHUNK: usize = 256;
 
@@ -109,7 +153,7 @@ impl DeliveryStore for SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(|e| backend(op, e))?;
-        insert_traces(&mut tx, traces, op).await?;
+        let fresh = self.insert_traces(&mut tx, traces, op).await?;
         for chunk in pow2_chunks(deliveries) {
             let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO deliveries (project_id, channel_id, log_offset, event_id, \
@@ -163,6 +207,7 @@ impl DeliveryStore for SqliteStore {
             ids.set_at(pos, id);
         }
         tx.commit().await.map_err(|e| backend(op, e))?;
+        self.remember_topics(fresh);
         ids.finish()
     }
 
@@ -181,10 +226,11 @@ impl DeliveryStore for SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(|e| backend(op, e))?;
-        insert_traces(&mut tx, &batch.traces, op).await?;
+        let fresh = self.insert_traces(&mut tx, &batch.traces, op).await?;
         insert_created(&mut tx, &batch.created, op).await?;
         apply_updates(&mut tx, &batch.updates, op).await?;
         tx.commit().await.map_err(|e| backend(op, e))?;
+        self.remember_topics(fresh);
         Ok(())
     }
 
@@ -294,12 +340,14 @@ impl DeliveryStore for SqliteStore {
             .map_err(|e| backend(op, e))?;
         let mut rows = Vec::new();
         if q.limit > 0 {
-            let mut pq: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {TRACE_COLS}"));
+            let mut pq: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {TRACE_SELECT}"));
             push_trace_filters(&mut pq, project_id, q);
-            pq.push(" ORDER BY received_at DESC, log_offset DESC, subscription_id ASC LIMIT ")
-                .push_bind(to_i64(q.limit))
-                .push(" OFFSET ")
-                .push_bind(to_i64(q.offset));
+            pq.push(
+                " ORDER BY tr.received_at DESC, tr.log_offset DESC, tr.subscription_id ASC LIMIT ",
+            )
+            .push_bind(to_i64(q.limit))
+            .push(" OFFSET ")
+            .push_bind(to_i64(q.offset));
             let page: Vec<TraceTuple> = pq
                 .build_query_as()
                 .fetch_all(&mut *tx)
@@ -318,11 +366,13 @@ impl DeliveryStore for SqliteStore {
         event_id: &str,
     ) -> Result<Vec<TraceRow>> {
         let sql = format!(
-            "SELECT {TRACE_COLS} FROM event_traces WHERE (project_id, channel_id, log_offset) = \
-             (SELECT project_id, channel_id, log_offset FROM event_traces \
-              WHERE project_id = ? AND event_id = ? AND (? IS NULL OR channel_id = ?) \
-              ORDER BY received_at DESC, log_offset DESC, channel_id DESC LIMIT 1) \
-             ORDER BY subscription_id"
+            "SELECT {TRACE_SELECT} FROM traces tr JOIN trace_topics tt ON tt.topic = tr.topic \
+             WHERE (tr.topic, tr.log_offset) = \
+             (SELECT e.topic, e.log_offset FROM traces e JOIN trace_topics et \
+              ON et.topic = e.topic WHERE et.project_id = ? AND e.event_id = ? \
+              AND (? IS NULL OR et.channel_id = ?) \
+              ORDER BY e.received_at DESC, e.log_offset DESC, et.channel_id DESC LIMIT 1) \
+             ORDER BY tr.subscription_id"
         );
         let rows: Vec<TraceTuple> = sqlx::query_as(&sql)
             .bind(project_id)
@@ -395,29 +445,22 @@ impl DeliveryStore for SqliteStore {
     }
 
     async fn purge_before(&self, cutoff_ms: i64) -> Result<u64> {
+        let op = "purge_before";
         let mut removed = 0u64;
-        for table in ["event_traces", "deliveries"] {
-            let sql = format!(
-                "DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} \
-                 WHERE received_at < ? LIMIT ?)"
-            );
-            loop {
-                let n = {
-                    let _g = self.write.lock().await;
-                    sqlx::query(&sql)
-                        .bind(cutoff_ms)
-                        .bind(PURGE_CHUNK)
-                        .execute(&self.pool)
-                        .await
-                        .map_err(|e| backend("purge_before", e))?
-                        .rows_affected()
-                };
-                removed += n;
-                if n < to_u64(PURGE_CHUNK) {
-                    break;
-                }
-            }
+        // Trace rows per channel, along (topic, received_at).
+        let topics: Vec<i64> = sqlx::query_scalar("SELECT topic FROM trace_topics")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| backend(op, e))?;
+        let traces = "DELETE FROM traces WHERE (topic, log_offset, subscription_id) IN \
+            (SELECT topic, log_offset, subscription_id FROM traces \
+             WHERE topic = ? AND received_at < ? LIMIT ?)";
+        for topic in topics {
+            removed += self.purge_chunks(traces, Some(topic), cutoff_ms).await?;
         }
+        let deliveries = "DELETE FROM deliveries WHERE rowid IN (SELECT rowid FROM deliveries \
+            WHERE received_at < ? LIMIT ?)";
+        removed += self.purge_chunks(deliveries, None, cutoff_ms).await?;
         Ok(removed)
     }
 
@@ -427,34 +470,30 @@ impl DeliveryStore for SqliteStore {
         qb.push_bind(q.start_ms)
             .push(") / ")
             .push_bind(q.period_ms)
+            .push(PUB_AGGREGATES)
             .push(
-                " AS bucket, COUNT(*) FROM (SELECT DISTINCT channel_id, log_offset, received_at \
-                 FROM event_traces WHERE project_id = ",
+                " FROM (SELECT DISTINCT tr.topic, tr.log_offset, tr.received_at, tr.event_size, \
+                 tr.process_ms FROM traces tr WHERE tr.topic IN \
+                 (SELECT topic FROM trace_topics WHERE project_id = ",
             )
-            .push_bind(q.project_id.as_str())
-            .push(" AND received_at >= ")
-            .push_bind(q.start_ms)
-            .push(" AND received_at < ")
-            .push_bind(q.end_ms);
+            .push_bind(q.project_id.as_str());
         if let Some(c) = &q.channel_id {
             qb.push(" AND channel_id = ").push_bind(c.as_str());
         }
+        qb.push(") AND tr.received_at >= ")
+            .push_bind(q.start_ms)
+            .push(" AND tr.received_at < ")
+            .push_bind(q.end_ms);
         if let Some(s) = &q.source_name {
-            qb.push(" AND source_name = ").push_bind(s.as_str());
+            qb.push(" AND tr.source_name = ").push_bind(s.as_str());
         }
         qb.push(") GROUP BY bucket ORDER BY bucket");
-        let rows: Vec<(i64, i64)> = qb
+        let rows: Vec<PubTuple> = qb
             .build_query_as()
             .fetch_all(&self.pool)
             .await
             .map_err(|e| backend("pub_metrics", e))?;
-        Ok(rows
-            .into_iter()
-            .map(|(b, n)| PubBucket {
-                start_ms: bucket_start(q, b),
-                events: to_u64(n),
-            })
-            .collect())
+        Ok(rows.into_iter().map(|t| pub_bucket(q, t)).collect())
     }
 
     async fn sub_metrics(&self, q: &MetricsQuery) -> Result<Vec<SubBucket>> {
@@ -494,14 +533,17 @@ fn push_trace_filters<'a>(
     project_id: &'a str,
     q: &'a TraceQuery,
 ) {
-    qb.push(" FROM event_traces WHERE project_id = ")
-        .push_bind(project_id)
-        .push(" AND channel_id = ")
-        .push_bind(q.channel_id.as_str())
-        .push(" AND received_at >= ")
-        .push_bind(q.start_ms)
-        .push(" AND received_at <= ")
-        .push_bind(q.end_ms);
+    qb.push(
+        " FROM traces tr JOIN trace_topics tt ON tt.topic = tr.topic \
+         WHERE tr.topic = (SELECT topic FROM trace_topics WHERE project_id = ",
+    )
+    .push_bind(project_id)
+    .push(" AND channel_id = ")
+    .push_bind(q.channel_id.as_str())
+    .push(") AND tr.received_at >= ")
+    .push_bind(q.start_ms)
+    .push(" AND tr.received_at <= ")
+    .push_bind(q.end_ms);
     for (col, v) in [
         ("event_id", &q.event_id),
         ("source_name", &q.source_name),
@@ -509,36 +551,151 @@ fn push_trace_filters<'a>(
         ("subscription_name", &q.subscription_name),
     ] {
         if let Some(v) = v {
-            qb.push(format_args!(" AND {col} = ")).push_bind(v.as_str());
+            qb.push(format_args!(" AND tr.{col} = "))
+                .push_bind(v.as_str());
         }
     }
 }
 
-async fn insert_traces(conn: &mut SqliteConnection, traces: &[TraceRow], op: &str) -> Result<()> {
-    for chunk in pow2_chunks(traces) {
-        let mut qb: QueryBuilder<Sqlite> =
-            QueryBuilder::new(format!("INSERT INTO event_traces ({TRACE_COLS}) "));
-        qb.push_values(chunk, |mut b, t| {
-            b.push_bind(t.project_id.as_str())
-                .push_bind(t.channel_id.as_str())
-                .push_bind(to_i64(t.offset))
-                .push_bind(t.event_id.as_str())
-                .push_bind(t.source_name.as_str())
-                .push_bind(t.source_provider.as_str())
-                .push_bind(t.event_type.as_str())
-                .push_bind(t.received_at)
-                .push_bind(t.subscription_id.as_str())
-                .push_bind(t.subscription_name.as_str());
-        });
-        qb.push(" ON CONFLICT DO NOTHING");
-        // Full chunks share one cached statement; odd-sized tails are not cached so they
-        // do not evict it.
-        qb.build()
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| backend(op, e))?;
+/// A channel as trace rows key it: (project id, channel id).
+pub(super) type TopicName = (String, String);
+
+impl SqliteStore {
+    /// Inserts trace rows (existing ones are kept: replays); returns the topic keys this
+    /// transaction created or looked up that are not cached yet, for [`Self::remember_topics`]
+    /// once it commits (a rolled-back key must not be cached).
+    async fn insert_traces(
+        &self,
+        conn: &mut SqliteConnection,
+        traces: &[TraceRow],
+        op: &str,
+    ) -> Result<Vec<(TopicName, i64)>> {
+        let mut fresh: Vec<(TopicName, i64)> = Vec::new();
+        let mut keys: Vec<i64> = Vec::with_capacity(traces.len());
+        {
+            // Rows of a batch almost always share one channel: remember the last key.
+            let mut last: Option<(&str, &str, i64)> = None;
+            for t in traces {
+                let key = match last {
+                    Some((p, c, k)) if p == t.project_id && c == t.channel_id => k,
+                    _ => {
+                        let cached =
+                            self.cached_topic(&t.project_id, &t.channel_id).or_else(|| {
+                                fresh
+                                    .iter()
+                                    .find(|((p, c), _)| *p == t.project_id && *c == t.channel_id)
+                                    .map(|(_, k)| *k)
+                            });
+                        let k = match cached {
+                            Some(k) => k,
+                            None => {
+                                let k = topic_key(conn, &t.project_id, &t.channel_id, op).await?;
+                                fresh.push(((t.project_id.clone(), t.channel_id.clone()), k));
+                                k
+                            }
+                        };
+                        last = Some((&t.project_id, &t.channel_id, k));
+                        k
+                    }
+                };
+                keys.push(key);
+            }
+        }
+        let rows: Vec<(i64, &TraceRow)> = keys.into_iter().zip(traces).collect();
+        for chunk in pow2_chunks(&rows) {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO traces (topic, log_offset, subscription_id, subscription_name, \
+                 event_id, source_name, source_provider, event_type, received_at, event_size, \
+                 process_ms) ",
+            );
+            qb.push_values(chunk, |mut b, (key, t)| {
+                b.push_bind(*key)
+                    .push_bind(to_i64(t.offset))
+                    .push_bind(t.subscription_id.as_str())
+                    .push_bind(t.subscription_name.as_str())
+                    .push_bind(t.event_id.as_str())
+                    .push_bind(t.source_name.as_str())
+                    .push_bind(t.source_provider.as_str())
+                    .push_bind(t.event_type.as_str())
+                    .push_bind(t.received_at)
+                    .push_bind(to_i64(t.event_size))
+                    .push_bind(t.process_ms);
+            });
+            qb.push(" ON CONFLICT DO NOTHING");
+            qb.build()
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| backend(op, e))?;
+        }
+        Ok(fresh)
     }
-    Ok(())
+
+    fn cached_topic(&self, project_id: &str, channel_id: &str) -> Option<i64> {
+        let topics = self.topics.lock().ok()?;
+        topics
+            .get(project_id)
+            .and_then(|chans| chans.get(channel_id))
+            .copied()
+    }
+
+    fn remember_topics(&self, fresh: Vec<(TopicName, i64)>) {
+        if fresh.is_empty() {
+            return;
+        }
+        if let Ok(mut topics) = self.topics.lock() {
+            for ((p, c), k) in fresh {
+                topics.entry(p).or_default().insert(c, k);
+            }
+        }
+    }
+
+    /// Runs a chunked DELETE (`?` = [topic,] cutoff, limit) until it removes less than a
+    /// chunk, taking the write lock per chunk so routing is not blocked for long.
+    async fn purge_chunks(&self, sql: &str, topic: Option<i64>, cutoff_ms: i64) -> Result<u64> {
+        let mut removed = 0u64;
+        loop {
+            let n = {
+                let _g = self.write.lock().await;
+                let mut q = sqlx::query(sql);
+                if let Some(t) = topic {
+                    q = q.bind(t);
+                }
+                q.bind(cutoff_ms)
+                    .bind(PURGE_CHUNK)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| backend("purge_before", e))?
+                    .rows_affected()
+            };
+            removed += n;
+            if n < to_u64(PURGE_CHUNK) {
+                return Ok(removed);
+            }
+        }
+    }
+}
+
+/// The key of a channel's trace rows, created on first use.
+async fn topic_key(
+    conn: &mut SqliteConnection,
+    project_id: &str,
+    channel_id: &str,
+    op: &str,
+) -> Result<i64> {
+    sqlx::query(
+        "INSERT INTO trace_topics (project_id, channel_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+    )
+    .bind(project_id)
+    .bind(channel_id)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| backend(op, e))?;
+    sqlx::query_scalar("SELECT topic FROM trace_topics WHERE project_id = ? AND channel_id = ?")
+        .bind(project_id)
+        .bind(channel_id)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| backend(op, e))
 }
 
 /// Created deliveries with their state; an existing row (replay) is kept as stored.
@@ -642,5 +799,96 @@ mod tests {
             pow2_chunks(&[0u8; 7]).map(<[u8]>::len).collect::<Vec<_>>(),
             [4, 2, 1]
         );
+    }
+
+    /// A database written by schema version 2 keeps its trace rows through the move to the
+    /// compact table, and new rows of the same channel join them.
+    #[tokio::test]
+    async fn migration_3_keeps_version_2_traces() {
+        use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+        use std::str::FromStr;
+        let opts = SqliteConnectOptions::from_str("sqlite::memory:").unwrap();
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(opts)
+            .await
+            .unwrap();
+        sqlx::query(
+            "CREATE TABLE openeg_schema_migrations (
+                version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        for (version, stmts) in super::super::MIGRATIONS.iter().filter(|(v, _)| *v <= 2) {
+            for stmt in *stmts {
+                sqlx::query(stmt).execute(&pool).await.unwrap();
+            }
+            sqlx::query("INSERT INTO openeg_schema_migrations VALUES (?, 0)")
+                .bind(version)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        sqlx::query(
+            "INSERT INTO event_traces VALUES
+                ('p', 'c', 7, 'e7', 'src', 'CUSTOM', 'ty', 1000, '', ''),
+                ('p', 'c', 8, 'e8', 'HC.OBS', 'OFFICIAL', 'ty', 1001, 's1', 'sub1'),
+                ('q', 'c', 1, 'e1', 'src', 'CUSTOM', 'ty', 1002, '', '')",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+
+        let store = SqliteStore::init(pool).await.unwrap();
+        let query = TraceQuery {
+            channel_id: "c".into(),
+            start_ms: 0,
+            end_ms: 5000,
+            limit: 10,
+            ..Default::default()
+        };
+        let (total, rows) = store.list_traces("p", &query).await.unwrap();
+        assert_eq!(total, 2);
+        assert_eq!(
+            rows[0],
+            TraceRow {
+                project_id: "p".into(),
+                channel_id: "c".into(),
+                offset: 8,
+                event_id: "e8".into(),
+                source_name: "HC.OBS".into(),
+                source_provider: "OFFICIAL".into(),
+                event_type: "ty".into(),
+                received_at: 1001,
+                subscription_id: "s1".into(),
+                subscription_name: "sub1".into(),
+                event_size: 0,
+                process_ms: 0,
+            }
+        );
+        assert_eq!(rows[1].event_id, "e7");
+        assert_eq!(store.event_traces("q", None, "e1").await.unwrap().len(), 1);
+
+        let mut new = rows[1].clone();
+        new.offset = 9;
+        new.received_at = 1003;
+        new.event_size = 42;
+        let batch = RecordBatch {
+            traces: vec![new.clone()],
+            ..Default::default()
+        };
+        store.record_batch(&batch).await.unwrap();
+        let (total, rows) = store.list_traces("p", &query).await.unwrap();
+        assert_eq!(total, 3);
+        assert_eq!(rows[0], new);
+        let topics: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM trace_topics")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(topics, 2);
     }
 }

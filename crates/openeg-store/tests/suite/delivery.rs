@@ -40,7 +40,17 @@ fn trace(
         received_at: at,
         subscription_id: sub_id.into(),
         subscription_name: sub_name.into(),
+        event_size: size_of(offset),
+        process_ms: process_of(offset),
     }
+}
+
+/// The event size and routing time the suite gives the event at `offset`.
+fn size_of(offset: u64) -> u64 {
+    100 + 10 * (offset % 1000)
+}
+fn process_of(offset: u64) -> i64 {
+    2 * (offset % 1000) as i64
 }
 
 fn nd(
@@ -735,29 +745,43 @@ async fn metrics(s: &dyn DeliveryStore) {
     rec(5, DeliveryStatus::Succeeded, 1, 1).await;
     rec(6, DeliveryStatus::Succeeded, 1, 1).await;
 
-    let pb = |start_ms, events| PubBucket { start_ms, events };
+    // A bucket of the events at these offsets (each counted once, whatever it matched).
+    let pb = |start_ms, offsets: &[u64]| {
+        let sizes = offsets.iter().map(|&o| size_of(o));
+        let procs = offsets.iter().map(|&o| process_of(o) as u64);
+        PubBucket {
+            start_ms,
+            events: offsets.len() as u64,
+            size_sum: sizes.clone().sum(),
+            size_max: sizes.clone().max().unwrap_or(0),
+            size_min: sizes.min().unwrap_or(0),
+            process_sum_ms: procs.clone().sum(),
+            process_max_ms: procs.clone().max().unwrap_or(0),
+            process_min_ms: procs.min().unwrap_or(0),
+        }
+    };
     assert_eq!(
         s.pub_metrics(&mq(p)).await.unwrap(),
-        [pb(10_000, 2), pb(12_000, 1)]
+        [pb(10_000, &[1, 2]), pb(12_000, &[1])]
     );
     let mut q = mq(p);
     q.channel_id = Some("ch1".into());
-    assert_eq!(s.pub_metrics(&q).await.unwrap(), [pb(10_000, 2)]);
+    assert_eq!(s.pub_metrics(&q).await.unwrap(), [pb(10_000, &[1, 2])]);
     let mut q = mq(p);
     q.source_name = Some("s1".into());
     assert_eq!(
         s.pub_metrics(&q).await.unwrap(),
-        [pb(10_000, 1), pb(12_000, 1)]
+        [pb(10_000, &[1]), pb(12_000, &[1])]
     );
     q.channel_id = Some("ch2".into());
     q.source_name = Some("s2".into());
     assert!(s.pub_metrics(&q).await.unwrap().is_empty());
     let mut q = mq(p);
     q.period_ms = 3000;
-    assert_eq!(s.pub_metrics(&q).await.unwrap(), [pb(10_000, 3)]);
+    assert_eq!(s.pub_metrics(&q).await.unwrap(), [pb(10_000, &[1, 2, 1])]);
     q.period_ms = 1;
     assert_eq!(s.pub_metrics(&q).await.unwrap().len(), 3);
-    assert_eq!(s.pub_metrics(&q).await.unwrap()[1], pb(10_999, 1));
+    assert_eq!(s.pub_metrics(&q).await.unwrap()[1], pb(10_999, &[2]));
     q.period_ms = 0;
     assert!(s.pub_metrics(&q).await.is_err());
     assert!(s.sub_metrics(&q).await.is_err());
