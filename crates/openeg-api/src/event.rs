@@ -2,10 +2,20 @@
 //!
 //! Whole-request violations reject everything (400 `EG.00513000`); per-event violations fail
 //! only that event and are reported in the response's `events` list.
+//!
+//! Events are checked on their JSON text, without building a tree: the top-level members are
+//! read as borrowed slices of the request ([`check`]), attributes are decoded one by one, and
+//! the text that is logged is the event's members re-joined with insignificant whitespace
+//! removed. Publishing costs one pass over the bytes instead of a parse, a size pass and a
+//! serialization; the `data` member travels as it was sent.
 
-use crate::validate::compact_len;
 use crate::EgError;
-use serde_json::{Map, Value};
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+use std::borrow::Cow;
+use std::fmt;
 
 pub const MAX_EVENTS: usize = 20;
 pub const MAX_REQUEST_BYTES: usize = 262_144;
@@ -24,45 +34,256 @@ const KNOWN: &[&str] = &[
     "data",
 ];
 
-/// Checks the request envelope and returns the events array.
-pub fn batch(body: &[u8]) -> Result<Vec<Value>, EgError> {
+/// A JSON string, borrowed from the input when it has no escapes.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// The members of a JSON object in order, values unparsed. A repeated name keeps its first
+/// position and its last value, as parsing the object into a map would.
+struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
+                let mut out: Vec<(Cow<'de, str>, &'de RawValue)> = Vec::with_capacity(8);
+                while let Some(Text(k)) = map.next_key::<Text<'de>>()? {
+                    let v: &'de RawValue = map.next_value()?;
+                    match out.iter_mut().find(|(name, _)| *name == k) {
+                        Some(slot) => slot.1 = v,
+                        None => out.push((k, v)),
+                    }
+                }
+                Ok(Members(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl<'a> Members<'a> {
+    /// Members of `text` (valid JSON); `None` when it is not an object.
+    fn of(text: &'a str) -> Option<Self> {
+        serde_json::from_str(text).ok()
+    }
+    fn get(&self, name: &str) -> Option<&'a RawValue> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| *v)
+    }
+}
+
+/// Checks the request envelope `{"events": [...]}` and returns the events' JSON texts.
+pub fn batch(body: &[u8]) -> Result<Vec<&RawValue>, EgError> {
     if body.len() > MAX_REQUEST_BYTES {
         return Err(EgError::param(format!(
             "the request body must be at most {MAX_REQUEST_BYTES} bytes"
         )));
     }
-    let v: Value = serde_json::from_slice(body)
+    let all: &RawValue = serde_json::from_slice(body)
         .map_err(|_| EgError::param("request body is not valid JSON"))?;
-    let events = match v {
-        Value::Object(mut m) => m.remove("events"),
-        _ => return Err(EgError::param("request body must be a JSON object")),
+    let envelope = Members::of(all.get())
+        .ok_or_else(|| EgError::param("request body must be a JSON object"))?;
+    let Some(events) = envelope.get("events") else {
+        return Err(EgError::param("events is required"));
     };
-    match events {
-        Some(Value::Array(a)) if a.is_empty() => Err(EgError::param("events must not be empty")),
-        Some(Value::Array(a)) if a.len() > MAX_EVENTS => Err(EgError::param(format!(
+    array(events.get(), "events must be an array")
+}
+
+/// The elements of a JSON array text (e.g. a CloudEvents batch), checked for count.
+pub fn array<'a>(text: &'a str, not_array: &str) -> Result<Vec<&'a RawValue>, EgError> {
+    let a: Vec<&RawValue> =
+        serde_json::from_str(text).map_err(|_| EgError::param(not_array.to_string()))?;
+    if a.is_empty() {
+        return Err(EgError::param("events must not be empty"));
+    }
+    if a.len() > MAX_EVENTS {
+        return Err(EgError::param(format!(
             "at most {MAX_EVENTS} events per request"
-        ))),
-        Some(Value::Array(a)) => Ok(a),
-        Some(_) => Err(EgError::param("events must be an array")),
-        None => Err(EgError::param("events is required")),
+        )));
+    }
+    Ok(a)
+}
+
+/// One event of a publish request after [`check`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checked {
+    /// `id` when it is a string, else `""` (reported back per event).
+    pub id: String,
+    /// `source` when it is a string, else `""`.
+    pub source: String,
+    /// The text to log (the event without insignificant whitespace), or why the event is
+    /// rejected.
+    pub result: Result<Vec<u8>, EgError>,
+}
+
+/// Checks one CloudEvent given as JSON text (valid JSON: a slice of a parsed request).
+pub fn check(text: &str) -> Checked {
+    let Some(m) = Members::of(text) else {
+        return Checked {
+            id: String::new(),
+            source: String::new(),
+            result: Err(EgError::param("an event must be a JSON object")),
+        };
+    };
+    let string_of = |name: &str| -> String {
+        m.get(name)
+            .and_then(|v| serde_json::from_str::<Text>(v.get()).ok())
+            .map(|t| t.0.into_owned())
+            .unwrap_or_default()
+    };
+    Checked {
+        id: string_of("id"),
+        source: string_of("source"),
+        result: check_members(&m),
     }
 }
 
-fn req_attr<'a>(m: &'a Map<String, Value>, key: &str) -> Result<&'a str, EgError> {
+/// Validates one CloudEvent given as a JSON value (binary mode, HC.EG forwarding).
+pub fn validate(ev: &Value) -> Result<(), EgError> {
+    let text = serde_json::to_string(ev).map_err(|_| EgError::param("an event must be JSON"))?;
+    check(&text).result.map(|_| ())
+}
+
+/// The text of `v` when it is a string; `None` when absent or null; an error otherwise.
+fn attr<'a>(m: &Members<'a>, key: &str) -> Result<Option<Cow<'a, str>>, EgError> {
     match m.get(key) {
-        Some(Value::String(s)) if !s.is_empty() => Ok(s),
-        Some(Value::String(_)) => Err(EgError::param(format!("{key} must not be empty"))),
-        None | Some(Value::Null) => Err(EgError::param(format!("{key} is required"))),
-        Some(_) => Err(EgError::param(format!("{key} must be a string"))),
+        None => Ok(None),
+        Some(v) if v.get() == "null" => Ok(None),
+        Some(v) => serde_json::from_str::<Text>(v.get())
+            .map(|t| Some(t.0))
+            .map_err(|_| EgError::param(format!("{key} must be a string"))),
     }
 }
 
-fn opt_attr<'a>(m: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, EgError> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(EgError::param(format!("{key} must be a string"))),
+fn req_attr<'a>(m: &Members<'a>, key: &str) -> Result<Cow<'a, str>, EgError> {
+    match attr(m, key)? {
+        Some(s) if !s.is_empty() => Ok(s),
+        Some(_) => Err(EgError::param(format!("{key} must not be empty"))),
+        None => Err(EgError::param(format!("{key} is required"))),
     }
+}
+
+/// Appends `json` (valid JSON text) without whitespace outside strings.
+fn push_minified(out: &mut Vec<u8>, json: &str) {
+    let b = json.as_bytes();
+    let ws = |c: u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r');
+    if !b.iter().copied().any(ws) {
+        out.extend_from_slice(b);
+        return;
+    }
+    let (mut in_str, mut esc, mut run) = (false, false, 0);
+    for (i, &c) in b.iter().enumerate() {
+        if in_str {
+            if esc {
+                esc = false;
+            } else if c == b'\\' {
+                esc = true;
+            } else if c == b'"' {
+                in_str = false;
+            }
+        } else if c == b'"' {
+            in_str = true;
+        } else if ws(c) {
+            out.extend_from_slice(&b[run..i]);
+            run = i + 1;
+        }
+    }
+    out.extend_from_slice(&b[run..]);
+}
+
+/// The event's members re-joined compactly: the logged text.
+fn compact(m: &Members) -> Vec<u8> {
+    let mut out = Vec::with_capacity(m.0.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum());
+    out.push(b'{');
+    for (i, (k, v)) in m.0.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        if serde_json::to_writer(&mut out, k.as_ref()).is_err() {
+            out.extend_from_slice(b"\"\"");
+        }
+        out.push(b':');
+        push_minified(&mut out, v.get());
+    }
+    out.push(b'}');
+    out
+}
+
+fn check_members(m: &Members) -> Result<Vec<u8>, EgError> {
+    let text = compact(m);
+    if text.len() > MAX_EVENT_BYTES {
+        return Err(EgError::param(format!(
+            "an event must be at most {MAX_EVENT_BYTES} bytes"
+        )));
+    }
+    req_attr(m, "id")?;
+    req_attr(m, "source")?;
+    if req_attr(m, "specversion")? != "1.0" {
+        return Err(EgError::param("specversion must be 1.0"));
+    }
+    req_attr(m, "type")?;
+    if let Some(ct) = attr(m, "datacontenttype")? {
+        if !is_json_media_type(&ct) {
+            return Err(EgError::param("datacontenttype must be application/json"));
+        }
+    }
+    if let Some(ds) = attr(m, "dataschema")? {
+        if ds.is_empty() || ds.chars().any(char::is_whitespace) {
+            return Err(EgError::param("dataschema must be a URI reference"));
+        }
+    }
+    attr(m, "subject")?;
+    if let Some(t) = attr(m, "time")? {
+        if !is_rfc3339(&t) {
+            return Err(EgError::param("time must be an RFC 3339 timestamp"));
+        }
+    }
+    if m.get("data_base64").is_some() {
+        return Err(EgError::param(
+            "data_base64 is not supported; send JSON data",
+        ));
+    }
+    for (k, v) in &m.0 {
+        if KNOWN.contains(&k.as_ref()) {
+            continue;
+        }
+        if !valid_extension_name(k) {
+            return Err(EgError::param(format!(
+                "extension attribute {k} must match ^[a-z0-9]{{1,20}}$"
+            )));
+        }
+        if matches!(v.get().as_bytes().first(), Some(b'{' | b'[')) {
+            return Err(EgError::param(format!(
+                "extension attribute {k} must be a string, number or boolean"
+            )));
+        }
+    }
+    Ok(text)
 }
 
 /// `application/json`, optionally with parameters (`; charset=utf-8`).
@@ -142,70 +363,6 @@ fn valid_extension_name(k: &str) -> bool {
     (1..=20).contains(&k.len())
         && k.bytes()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-}
-
-/// The id of an event as reported back (`""` when missing or not a string).
-pub fn event_id(ev: &Value) -> String {
-    ev.get("id")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string()
-}
-
-/// Validates one CloudEvent; the error is reported for this event only.
-pub fn validate(ev: &Value) -> Result<(), EgError> {
-    let m = ev
-        .as_object()
-        .ok_or_else(|| EgError::param("an event must be a JSON object"))?;
-    if compact_len(ev) > MAX_EVENT_BYTES {
-        return Err(EgError::param(format!(
-            "an event must be at most {MAX_EVENT_BYTES} bytes"
-        )));
-    }
-    req_attr(m, "id")?;
-    req_attr(m, "source")?;
-    let sv = req_attr(m, "specversion")?;
-    if sv != "1.0" {
-        return Err(EgError::param("specversion must be 1.0"));
-    }
-    req_attr(m, "type")?;
-    if let Some(ct) = opt_attr(m, "datacontenttype")? {
-        if !is_json_media_type(ct) {
-            return Err(EgError::param("datacontenttype must be application/json"));
-        }
-    }
-    if let Some(ds) = opt_attr(m, "dataschema")? {
-        if ds.is_empty() || ds.chars().any(char::is_whitespace) {
-            return Err(EgError::param("dataschema must be a URI reference"));
-        }
-    }
-    opt_attr(m, "subject")?;
-    if let Some(t) = opt_attr(m, "time")? {
-        if !is_rfc3339(t) {
-            return Err(EgError::param("time must be an RFC 3339 timestamp"));
-        }
-    }
-    if m.contains_key("data_base64") {
-        return Err(EgError::param(
-            "data_base64 is not supported; send JSON data",
-        ));
-    }
-    for (k, v) in m {
-        if KNOWN.contains(&k.as_str()) {
-            continue;
-        }
-        if !valid_extension_name(k) {
-            return Err(EgError::param(format!(
-                "extension attribute {k} must match ^[a-z0-9]{{1,20}}$"
-            )));
-        }
-        if v.is_object() || v.is_array() {
-            return Err(EgError::param(format!(
-                "extension attribute {k} must be a string, number or boolean"
-            )));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -301,6 +458,86 @@ mod tests {
         assert_eq!(batch(twenty.as_bytes()).unwrap().len(), 20);
         let big = vec![b' '; MAX_REQUEST_BYTES + 1];
         assert!(batch(&big).is_err());
-        assert_eq!(event_id(&json!({"id": 3})), "");
+        assert!(batch(br#"{"events": null}"#).is_err());
+        assert_eq!(
+            batch(br#"{"x": 1, "events": [1, {"a": 2}]}"#)
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn ids_and_sources_are_reported_whatever_else_fails() {
+        let c = check(r#"{"id": 3, "source": "s"}"#);
+        assert_eq!((c.id.as_str(), c.source.as_str()), ("", "s"));
+        assert!(c.result.is_err());
+        let c = check(r#"{"id": "a\u0062c"}"#);
+        assert_eq!(c.id, "abc");
+        let c = check("[1]");
+        assert_eq!(c.id, "");
+        assert_eq!(
+            c.result.unwrap_err(),
+            EgError::param("an event must be a JSON object")
+        );
+    }
+
+    #[test]
+    fn logged_text_is_the_event_without_whitespace() {
+        let text =
+            "{ \"id\" : \"e 1\",\n\t\"source\":\"s\", \"specversion\": \"1.0\", \"type\": \"t\", \
+                    \"data\": { \"msg\": \"two  spaces\\\" and \\\\\", \"n\": [1, 2.50, -3e2] } }";
+        let out = check(text).result.unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(
+            out,
+            r#"{"id":"e 1","source":"s","specversion":"1.0","type":"t","data":{"msg":"two  spaces\" and \\","n":[1,2.50,-3e2]}}"#
+        );
+        // The same JSON value as the request's event.
+        let sent: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), sent);
+    }
+
+    #[test]
+    fn repeated_members_keep_the_last_value_like_a_parsed_object() {
+        let text = r#"{"id":"a","source":"s","id":"b","specversion":"1.0","type":"t"}"#;
+        let c = check(text);
+        assert_eq!(c.id, "b");
+        let out = c.result.unwrap();
+        let parsed: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(out, serde_json::to_vec(&parsed).unwrap());
+    }
+
+    #[test]
+    fn text_and_value_checks_agree() {
+        // Every rule, checked on the text (PutEvents) and on a value (binary mode, HC.EG):
+        // same outcome, same message.
+        let mut cases = vec![
+            ok_event(),
+            json!({"id": "e", "source": "s", "specversion": "1.0", "type": "t"}),
+        ];
+        for (k, v) in [
+            ("id", json!(null)),
+            ("id", json!("")),
+            ("type", json!(7)),
+            ("subject", json!(1)),
+            ("time", json!("2024-02-30T00:00:00Z")),
+            ("datacontenttype", json!("application/json;charset=utf-8")),
+            ("ext1", json!(null)),
+            ("ext2", json!(true)),
+            ("ext3", json!([1])),
+            ("data_base64", json!(null)),
+        ] {
+            let mut e = ok_event();
+            e[k] = v;
+            cases.push(e);
+        }
+        for e in cases {
+            let c = check(&e.to_string());
+            assert_eq!(c.result.clone().map(|_| ()), validate(&e), "{e}");
+            if let Ok(text) = c.result {
+                assert_eq!(text, serde_json::to_vec(&e).unwrap(), "{e}");
+            }
+        }
     }
 }

@@ -144,8 +144,9 @@ pub fn spawn(engine: Arc<Engine>, job: Job) {
 }
 
 fn render(route: &TargetRoute, ev: &Event) -> Message {
-    // ORIGINAL sends the logged text as it is: the publisher serialized the validated event
-    // compactly, so this is byte for byte what rendering the parsed event would give.
+    // ORIGINAL sends the logged text as it is: the event as published, with insignificant
+    // whitespace removed (`openeg_api::event::check`), so the same JSON value as rendering
+    // the parsed event would give, without a parse and a serialization.
     if route.payload.is_original() && route.key.is_none() && route.subject.is_none() {
         return Message {
             payload: ev.raw().clone(),
@@ -416,7 +417,8 @@ mod tests {
     }
 
     /// ORIGINAL sends the logged text instead of rendering: that is only right if rendering
-    /// the parsed event gives back the same bytes the publisher wrote.
+    /// the parsed event gives the same JSON value, and the same bytes when the publisher
+    /// sent it in serde's compact form.
     #[test]
     fn logged_text_is_what_original_renders() {
         let t = openeg_rules::CompiledTransform::compile(
@@ -433,14 +435,26 @@ mod tests {
                 "ext": true, "n": null, "data": "text"}),
         ];
         for ev in events {
-            // As Engine::publish writes it.
-            let logged = Bytes::from(serde_json::to_vec(&ev).unwrap());
+            // As PutEvents logs it.
+            let text = serde_json::to_string(&ev).unwrap();
+            let logged = Bytes::from(openeg_api::event::check(&text).result.unwrap());
             let e = Event::new(logged.clone());
             assert_eq!(e.value(), &ev);
             match t.render(e.value()) {
                 Rendered::Text(s) => assert_eq!(s.as_bytes(), &logged[..]),
                 Rendered::None => panic!("ORIGINAL renders text"),
             }
+        }
+        // Sent with whitespace, escapes and a non-canonical number: the same value.
+        let sent = r#"{ "id": "3", "source": "s", "specversion": "1.0", "type": "t",
+            "data": {"n": 2.50, "s": "\u00e9 x"} }"#;
+        let logged = openeg_api::event::check(sent).result.unwrap();
+        let e = Event::new(Bytes::from(logged));
+        let want: Value = serde_json::from_str(sent).unwrap();
+        assert_eq!(e.value(), &want);
+        match t.render(e.value()) {
+            Rendered::Text(s) => assert_eq!(serde_json::from_str::<Value>(&s).unwrap(), want),
+            Rendered::None => panic!("ORIGINAL renders text"),
         }
     }
 }

@@ -160,22 +160,36 @@ impl Engine {
     }
 
     /// Appends events (already validated) to a channel's log, durably, and wakes its router.
-    /// `hops` is the number of channel hops the events already made (0 for PutEvents).
     pub async fn publish(
         &self,
         project_id: &str,
         channel_id: &str,
         events: &[&serde_json::Value],
     ) -> Result<(), String> {
+        let texts: Vec<Vec<u8>> = events
+            .iter()
+            .map(|ev| serde_json::to_vec(ev).unwrap_or_else(|_| b"null".to_vec()))
+            .collect();
+        self.publish_texts(project_id, channel_id, &texts).await
+    }
+
+    /// [`Engine::publish`] for events already in their logged form: compact JSON texts
+    /// (`openeg_api::event::check`).
+    pub async fn publish_texts(
+        &self,
+        project_id: &str,
+        channel_id: &str,
+        events: &[Vec<u8>],
+    ) -> Result<(), String> {
         let received = now_ms();
-        // The envelope is written by hand so each event is serialized once, without a copy.
+        // The envelope is written by hand around the event's text: no parse, no re-serialize.
+        let head = format!("{{\"received\":{received},\"event\":");
         let records: Vec<Bytes> = events
             .iter()
             .map(|ev| {
-                let mut out = format!("{{\"received\":{received},\"event\":").into_bytes();
-                if serde_json::to_writer(&mut out, ev).is_err() {
-                    out.extend_from_slice(b"null");
-                }
+                let mut out = Vec::with_capacity(head.len() + ev.len() + 1);
+                out.extend_from_slice(head.as_bytes());
+                out.extend_from_slice(ev);
                 out.push(b'}');
                 Bytes::from(out)
             })

@@ -19,6 +19,7 @@ use axum::response::Response;
 use axum::Extension;
 use openeg_api::{event, validate, EgError};
 use openeg_store::{Kind, ListQuery};
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -150,8 +151,8 @@ fn cloud_event() -> Value {
     )
 }
 
-/// The events of a PutEvents request, in whichever HTTP binding it came.
-fn request_events(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Value>, EgError> {
+/// The events of a PutEvents request, in whichever HTTP binding it came, each checked.
+fn request_events(headers: &HeaderMap, body: &[u8]) -> Result<Vec<event::Checked>, EgError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -167,28 +168,23 @@ fn request_events(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Value>, EgErro
             event::MAX_REQUEST_BYTES
         )));
     }
+    let checked = |raws: Vec<&RawValue>| raws.iter().map(|r| event::check(r.get())).collect();
     if ct == "application/cloudevents+json" {
-        let v: Value = serde_json::from_slice(body)
+        let v: &RawValue = serde_json::from_slice(body)
             .map_err(|_| EgError::param("request body is not valid JSON"))?;
-        return Ok(vec![v]);
+        return Ok(vec![event::check(v.get())]);
     }
     if ct == "application/cloudevents-batch+json" {
-        let v: Value = serde_json::from_slice(body)
+        let v: &RawValue = serde_json::from_slice(body)
             .map_err(|_| EgError::param("request body is not valid JSON"))?;
-        return match v {
-            Value::Array(a) if a.is_empty() => Err(EgError::param("events must not be empty")),
-            Value::Array(a) if a.len() > event::MAX_EVENTS => Err(EgError::param(format!(
-                "at most {} events per request",
-                event::MAX_EVENTS
-            ))),
-            Value::Array(a) => Ok(a),
-            _ => Err(EgError::param("a cloudevents batch must be a JSON array")),
-        };
+        let raws = event::array(v.get(), "a cloudevents batch must be a JSON array")?;
+        return Ok(checked(raws));
     }
     if headers.contains_key("ce-specversion") {
-        return Ok(vec![binary_mode_event(headers, &ct, body)?]);
+        let ev = binary_mode_event(headers, &ct, body)?;
+        return Ok(vec![event::check(&ev.to_string())]);
     }
-    event::batch(body)
+    Ok(checked(event::batch(body)?))
 }
 
 /// Builds the event of a binary-mode request: attributes from `ce-*` headers, data = body.
@@ -257,21 +253,19 @@ async fn publish_target(
     Ok(target)
 }
 
-/// Per-event outcome; `None` = accepted.
-type Outcome = Option<EgError>;
+/// Per-event outcome: the text to log, or why the event is rejected.
+type Outcome = Result<Vec<u8>, EgError>;
 
-fn response(events: &[Value], outcomes: &[Outcome]) -> Response {
+fn response(events: &[event::Checked], outcomes: &[Outcome]) -> Response {
     let list: Vec<Value> = events
         .iter()
         .zip(outcomes)
         .map(|(ev, o)| match o {
-            None => json!({"event_id": event::event_id(ev)}),
-            Some(e) => {
-                json!({"event_id": event::event_id(ev), "error_code": e.code, "error_msg": e.msg})
-            }
+            Ok(_) => json!({"event_id": ev.id}),
+            Err(e) => json!({"event_id": ev.id, "error_code": e.code, "error_msg": e.msg}),
         })
         .collect();
-    let failed = outcomes.iter().filter(|o| o.is_some()).count();
+    let failed = outcomes.iter().filter(|o| o.is_err()).count();
     ok(json!({"failed_count": failed, "events": list}))
 }
 
@@ -280,14 +274,11 @@ async fn append_accepted(
     st: &AppState,
     project_id: &str,
     channel_id: &str,
-    events: &[Value],
     outcomes: &mut [Outcome],
 ) -> ApiResult<()> {
-    let accepted: Vec<&Value> = events
-        .iter()
-        .zip(outcomes.iter())
-        .filter(|(_, o)| o.is_none())
-        .map(|(ev, _)| ev)
+    let accepted: Vec<Vec<u8>> = outcomes
+        .iter_mut()
+        .filter_map(|o| o.as_mut().ok().map(std::mem::take))
         .collect();
     if accepted.is_empty() {
         return Ok(());
@@ -295,10 +286,13 @@ async fn append_accepted(
     let Some(engine) = &st.engine else {
         return Err(EgError::unavailable("event publishing is not enabled on this node").into());
     };
-    if let Err(e) = engine.publish(project_id, channel_id, &accepted).await {
+    if let Err(e) = engine
+        .publish_texts(project_id, channel_id, &accepted)
+        .await
+    {
         tracing::error!(channel_id, error = %e, "appending events failed");
-        for o in outcomes.iter_mut().filter(|o| o.is_none()) {
-            *o = Some(EgError::internal());
+        for o in outcomes.iter_mut().filter(|o| o.is_ok()) {
+            *o = Err(EgError::internal());
         }
     }
     Ok(())
@@ -312,33 +306,23 @@ async fn put_events(
     body: Bytes,
 ) -> ApiResult<Response> {
     let channel = publish_target(&st, &t.project_id, p.at(1)).await?;
-    let events = request_events(&headers, &body)?;
+    let mut events = request_events(&headers, &body)?;
     let (is_default, sources) = (channel.is_default, &channel.sources);
     let mut outcomes: Vec<Outcome> = events
-        .iter()
+        .iter_mut()
         .map(|ev| {
-            if let Err(e) = event::validate(ev) {
-                return Some(e);
-            }
-            let src = ev.get("source").and_then(Value::as_str).unwrap_or("");
-            let known = sources.contains(src) || (is_default && src.starts_with("HC."));
-            if known {
-                None
+            let text = std::mem::replace(&mut ev.result, Ok(Vec::new()))?;
+            let src = ev.source.as_str();
+            if sources.contains(src) || (is_default && src.starts_with("HC.")) {
+                Ok(text)
             } else {
-                Some(EgError::publish_missing(format!(
+                Err(EgError::publish_missing(format!(
                     "source {src} is not a source of this channel"
                 )))
             }
         })
         .collect();
-    append_accepted(
-        &st,
-        &t.project_id,
-        &channel.channel_id,
-        &events,
-        &mut outcomes,
-    )
-    .await?;
+    append_accepted(&st, &t.project_id, &channel.channel_id, &mut outcomes).await?;
     Ok(response(&events, &outcomes))
 }
 
@@ -352,7 +336,10 @@ async fn put_official_events(
     if !source_name.starts_with("HC.") {
         return Err(EgError::param("source_name must start with HC.").into());
     }
-    let events = event::batch(&body)?;
+    let mut events: Vec<event::Checked> = event::batch(&body)?
+        .iter()
+        .map(|r| event::check(r.get()))
+        .collect();
     let Some(channel) = st
         .store
         .get_by_name(&t.project_id, Kind::Channel, DEFAULT_CHANNEL)
@@ -361,21 +348,24 @@ async fn put_official_events(
         return Err(EgError::publish_missing("the default channel is missing").into());
     };
     let mut outcomes: Vec<Outcome> = events
-        .iter()
+        .iter_mut()
         .map(|ev| {
-            if let Err(e) = event::validate(ev) {
-                return Some(e);
+            let text = std::mem::replace(&mut ev.result, Ok(Vec::new()))?;
+            if ev.source == source_name {
+                Ok(text)
+            } else {
+                Err(EgError::param(format!(
+                    "event source {} differs from {source_name}",
+                    ev.source
+                )))
             }
-            let src = ev.get("source").and_then(Value::as_str).unwrap_or("");
-            (src != source_name)
-                .then(|| EgError::param(format!("event source {src} differs from {source_name}")))
         })
         .collect();
-    if outcomes.iter().any(Option::is_none) {
+    if outcomes.iter().any(Result::is_ok) {
         // Official sources are listed once they have been used (API.md §3.4).
         super::sources::record_official_source(&st, &t.project_id, source_name).await?;
     }
-    append_accepted(&st, &t.project_id, &channel.id, &events, &mut outcomes).await?;
+    append_accepted(&st, &t.project_id, &channel.id, &mut outcomes).await?;
     Ok(response(&events, &outcomes))
 }
 
@@ -480,7 +470,7 @@ mod tests {
             HeaderValue::from_static("application/cloudevents+json; charset=utf-8"),
         );
         let one = request_events(&h, br#"{"id":"x","source":"s"}"#).unwrap();
-        assert_eq!(one[0]["id"], "x");
+        assert_eq!(one[0].id, "x");
         h.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/cloudevents-batch+json"),
@@ -503,10 +493,11 @@ mod tests {
         b.insert("ce-source", HeaderValue::from_static("app"));
         b.insert("ce-type", HeaderValue::from_static("t"));
         let ev = request_events(&b, br#"{"k":1}"#).unwrap().remove(0);
-        assert_eq!(ev["id"], "e 1");
-        assert_eq!(ev["data"]["k"], 1);
-        assert_eq!(ev["datacontenttype"], "application/json");
-        assert_eq!(event::validate(&ev), Ok(()));
+        assert_eq!(ev.id, "e 1");
+        let logged: Value = serde_json::from_slice(&ev.result.unwrap()).unwrap();
+        assert_eq!(logged["id"], "e 1");
+        assert_eq!(logged["data"]["k"], 1);
+        assert_eq!(logged["datacontenttype"], "application/json");
         assert!(request_events(&b, b"not json").is_err());
     }
 }
