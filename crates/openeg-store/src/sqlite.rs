@@ -118,18 +118,7 @@ impl SqliteStore {
     /// A private in-memory database (tests). One connection, kept for the pool's lifetime,
     /// because every SQLite in-memory connection is a separate database.
     pub async fn open_in_memory() -> Result<Self> {
-        let opts = SqliteConnectOptions::from_str("sqlite::memory:")
-            .map_err(|e| backend("open sqlite", e))?
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(opts)
-            .await
-            .map_err(|e| backend("open sqlite", e))?;
-        Self::init(pool).await
+        Self::init(memory_pool().await?).await
     }
 
     /// Closes the pool (waits for checked-out connections).
@@ -183,6 +172,21 @@ impl SqliteStore {
         }
         tx.commit().await.map_err(|e| backend(op, e))
     }
+}
+
+/// The pool of a private in-memory database: one connection for the pool's lifetime.
+async fn memory_pool() -> Result<SqlitePool> {
+    let opts = SqliteConnectOptions::from_str("sqlite::memory:")
+        .map_err(|e| backend("open sqlite", e))?
+        .foreign_keys(true);
+    SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_with(opts)
+        .await
+        .map_err(|e| backend("open sqlite", e))
 }
 
 fn row_to_record(row: &SqliteRow) -> Result<Record> {

@@ -805,17 +805,7 @@ mod tests {
     /// compact table, and new rows of the same channel join them.
     #[tokio::test]
     async fn migration_3_keeps_version_2_traces() {
-        use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
-        use std::str::FromStr;
-        let opts = SqliteConnectOptions::from_str("sqlite::memory:").unwrap();
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(opts)
-            .await
-            .unwrap();
+        let pool = super::super::memory_pool().await.unwrap();
         sqlx::query(
             "CREATE TABLE openeg_schema_migrations (
                 version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
