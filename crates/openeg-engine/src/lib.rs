@@ -195,10 +195,12 @@ impl Engine {
             })
             .collect();
         let t = topic(project_id, channel_id);
+        let started = std::time::Instant::now();
         self.log
             .append(&t, 0, records)
             .await
             .map_err(|e| format!("appending to the channel log: {e}"))?;
+        self.metrics.append_latency.observe(started.elapsed());
         self.metrics.ingested.add(events.len() as u64);
         self.ensure_router(&t);
         Ok(())

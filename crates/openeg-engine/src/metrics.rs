@@ -84,6 +84,8 @@ pub struct Metrics {
     pub attempts: Counter,
     pub attempt_latency: Histogram,
     pub publish_to_deliver: Histogram,
+    /// One durable append of a publish request's events (group commit included).
+    pub append_latency: Histogram,
 }
 
 impl Metrics {
@@ -165,6 +167,11 @@ impl Metrics {
             "openeg_publish_to_deliver_seconds",
             "Time from acceptance to successful delivery",
         );
+        self.append_latency.render(
+            &mut out,
+            "openeg_log_append_seconds",
+            "Time to append a publish request's events to the channel log durably",
+        );
         out
     }
 }
@@ -194,5 +201,6 @@ mod tests {
         let s = m.render();
         assert!(s.contains("openeg_events_ingested_total 5"));
         assert!(s.contains("openeg_publish_to_deliver_seconds_count 0"));
+        assert!(s.contains("openeg_log_append_seconds_count 0"));
     }
 }
