@@ -86,6 +86,11 @@ pub struct SqliteStore {
     write: Mutex<()>,
     /// Trace topic keys by project and channel id (`delivery.rs`, schema version 3).
     topics: std::sync::Mutex<HashMap<String, HashMap<String, i64>>>,
+    /// Trace rows written per topic since its last indexing run (approximate across
+    /// restarts: it starts at 0, so a tail may grow to twice the threshold once).
+    unindexed: std::sync::Mutex<HashMap<i64, u64>>,
+    /// See [`delivery::TRACE_INDEX_ROWS`].
+    trace_index_rows: u64,
 }
 
 impl SqliteStore {
@@ -131,6 +136,8 @@ impl SqliteStore {
             pool,
             write: Mutex::new(()),
             topics: Default::default(),
+            unindexed: Default::default(),
+            trace_index_rows: delivery::TRACE_INDEX_ROWS,
         };
         store.migrate().await?;
         Ok(store)

@@ -69,15 +69,19 @@ pub(super) const MIGRATION_2: &[&str] = &[
 
 /// Schema version 3: compact trace rows. A trace row is written for every routed event, so
 /// its size decides what routing costs: the channel is an integer key (`trace_topics`)
-/// instead of two id strings repeated in every row and index, the table is clustered on
-/// (topic, offset, subscription) without a rowid, and two secondary indexes remain (event id
-/// lookups, time-window listings and retention). Adds the event size and routing time
-/// behind ListPubMetrics.
+/// instead of two id strings repeated in every row and index, and the table is clustered on
+/// (topic, offset, subscription) without a rowid. Both it and its time index grow at their
+/// right edge. Lookups by event id go through `trace_ids`, which is filled behind the rows
+/// in sorted runs (see [`TRACE_INDEX_ROWS`]) rather than one random B-tree insert per event:
+/// `trace_topics.indexed_to` is the offset below which every row of the channel is in
+/// `trace_ids`; rows at or above it (the tail) are found by scanning it. Adds the event size
+/// and routing time behind ListPubMetrics.
 pub(super) const MIGRATION_3: &[&str] = &[
     "CREATE TABLE trace_topics (
         topic INTEGER PRIMARY KEY,
         project_id TEXT NOT NULL,
         channel_id TEXT NOT NULL,
+        indexed_to INTEGER NOT NULL DEFAULT 0,
         UNIQUE (project_id, channel_id)
     )",
     "CREATE TABLE traces (
@@ -94,16 +98,30 @@ pub(super) const MIGRATION_3: &[&str] = &[
         process_ms INTEGER NOT NULL,
         PRIMARY KEY (topic, log_offset, subscription_id)
     ) WITHOUT ROWID",
-    "CREATE INDEX traces_event_id ON traces (topic, event_id)",
     "CREATE INDEX traces_received ON traces (topic, received_at)",
+    "CREATE TABLE trace_ids (
+        topic INTEGER NOT NULL,
+        event_id TEXT NOT NULL,
+        log_offset INTEGER NOT NULL,
+        PRIMARY KEY (topic, event_id, log_offset)
+    ) WITHOUT ROWID",
     "INSERT INTO trace_topics (project_id, channel_id)
         SELECT DISTINCT project_id, channel_id FROM event_traces",
     "INSERT INTO traces SELECT t.topic, e.log_offset, e.subscription_id, e.subscription_name,
         e.event_id, e.source_name, e.source_provider, e.event_type, e.received_at, 0, 0
         FROM event_traces e JOIN trace_topics t
         ON t.project_id = e.project_id AND t.channel_id = e.channel_id",
+    "INSERT OR IGNORE INTO trace_ids SELECT topic, event_id, log_offset FROM traces",
+    "UPDATE trace_topics SET indexed_to = COALESCE(
+        (SELECT MAX(log_offset) + 1 FROM traces WHERE traces.topic = trace_topics.topic), 0)",
     "DROP TABLE event_traces",
 ];
+
+/// Trace rows of a channel written since its last indexing run that trigger the next one:
+/// the run inserts their event ids into `trace_ids` sorted, so each index page is written
+/// once per run instead of once per event, and a lookup scans at most about this many tail
+/// rows.
+pub const TRACE_INDEX_ROWS: u64 = 8192;
 
 /// A trace row as selected from `traces tr JOIN trace_topics tt`, in the order of
 /// [`TraceTuple`].
@@ -153,7 +171,7 @@ impl DeliveryStore for SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(|e| backend(op, e))?;
-        let fresh = self.insert_traces(&mut tx, traces, op).await?;
+        let written = self.insert_traces(&mut tx, traces, op).await?;
         for chunk in pow2_chunks(deliveries) {
             let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO deliveries (project_id, channel_id, log_offset, event_id, \
@@ -207,7 +225,7 @@ impl DeliveryStore for SqliteStore {
             ids.set_at(pos, id);
         }
         tx.commit().await.map_err(|e| backend(op, e))?;
-        self.remember_topics(fresh);
+        self.traces_committed(written);
         ids.finish()
     }
 
@@ -226,11 +244,11 @@ impl DeliveryStore for SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(|e| backend(op, e))?;
-        let fresh = self.insert_traces(&mut tx, &batch.traces, op).await?;
+        let written = self.insert_traces(&mut tx, &batch.traces, op).await?;
         insert_created(&mut tx, &batch.created, op).await?;
         apply_updates(&mut tx, &batch.updates, op).await?;
         tx.commit().await.map_err(|e| backend(op, e))?;
-        self.remember_topics(fresh);
+        self.traces_committed(written);
         Ok(())
     }
 
@@ -331,8 +349,19 @@ impl DeliveryStore for SqliteStore {
     async fn list_traces(&self, project_id: &str, q: &TraceQuery) -> Result<(u64, Vec<TraceRow>)> {
         let op = "list_traces";
         let mut tx = self.pool.begin().await.map_err(|e| backend(op, e))?;
+        let topic: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT topic, indexed_to FROM trace_topics WHERE project_id = ? AND channel_id = ?",
+        )
+        .bind(project_id)
+        .bind(&q.channel_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| backend(op, e))?;
+        let Some(topic) = topic else {
+            return Ok((0, Vec::new()));
+        };
         let mut cq: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT COUNT(*)");
-        push_trace_filters(&mut cq, project_id, q);
+        push_trace_filters(&mut cq, topic, q);
         let total: i64 = cq
             .build_query_scalar()
             .fetch_one(&mut *tx)
@@ -341,7 +370,7 @@ impl DeliveryStore for SqliteStore {
         let mut rows = Vec::new();
         if q.limit > 0 {
             let mut pq: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {TRACE_SELECT}"));
-            push_trace_filters(&mut pq, project_id, q);
+            push_trace_filters(&mut pq, topic, q);
             pq.push(
                 " ORDER BY tr.received_at DESC, tr.log_offset DESC, tr.subscription_id ASC LIMIT ",
             )
@@ -365,23 +394,44 @@ impl DeliveryStore for SqliteStore {
         channel_id: Option<&str>,
         event_id: &str,
     ) -> Result<Vec<TraceRow>> {
-        let sql = format!(
+        let op = "event_traces";
+        let mut tx = self.pool.begin().await.map_err(|e| backend(op, e))?;
+        // Every event with this id in the project's channels: indexed ones through
+        // trace_ids, the unindexed tails by scanning them.
+        let found: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+            "SELECT tr.topic, tr.log_offset, tr.received_at, t.channel_id \
+             FROM trace_topics t JOIN trace_ids i ON i.topic = t.topic AND i.event_id = ?3 \
+             JOIN traces tr ON tr.topic = i.topic AND tr.log_offset = i.log_offset \
+             WHERE t.project_id = ?1 AND (?2 IS NULL OR t.channel_id = ?2) AND tr.event_id = ?3 \
+             UNION \
+             SELECT tr.topic, tr.log_offset, tr.received_at, t.channel_id \
+             FROM trace_topics t JOIN traces tr ON tr.topic = t.topic \
+             AND tr.log_offset >= t.indexed_to \
+             WHERE t.project_id = ?1 AND (?2 IS NULL OR t.channel_id = ?2) AND tr.event_id = ?3",
+        )
+        .bind(project_id)
+        .bind(channel_id)
+        .bind(event_id)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| backend(op, e))?;
+        // The newest: largest received_at, then offset, then channel id.
+        let Some((topic, offset, _, _)) = found
+            .into_iter()
+            .max_by(|a, b| (a.2, a.1, &a.3).cmp(&(b.2, b.1, &b.3)))
+        else {
+            return Ok(Vec::new());
+        };
+        let rows: Vec<TraceTuple> = sqlx::query_as(&format!(
             "SELECT {TRACE_SELECT} FROM traces tr JOIN trace_topics tt ON tt.topic = tr.topic \
-             WHERE (tr.topic, tr.log_offset) = \
-             (SELECT e.topic, e.log_offset FROM traces e JOIN trace_topics et \
-              ON et.topic = e.topic WHERE et.project_id = ? AND e.event_id = ? \
-              AND (? IS NULL OR et.channel_id = ?) \
-              ORDER BY e.received_at DESC, e.log_offset DESC, et.channel_id DESC LIMIT 1) \
-             ORDER BY tr.subscription_id"
-        );
-        let rows: Vec<TraceTuple> = sqlx::query_as(&sql)
-            .bind(project_id)
-            .bind(event_id)
-            .bind(channel_id)
-            .bind(channel_id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| backend("event_traces", e))?;
+             WHERE tr.topic = ? AND tr.log_offset = ? ORDER BY tr.subscription_id"
+        ))
+        .bind(topic)
+        .bind(offset)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| backend(op, e))?;
+        tx.commit().await.map_err(|e| backend(op, e))?;
         Ok(rows.into_iter().map(trace_from_tuple).collect())
     }
 
@@ -457,6 +507,17 @@ impl DeliveryStore for SqliteStore {
              WHERE topic = ? AND received_at < ? LIMIT ?)";
         for topic in topics {
             removed += self.purge_chunks(traces, Some(topic), cutoff_ms).await?;
+            // Event ids below the channel's oldest remaining row point nowhere now.
+            let _g = self.write.lock().await;
+            sqlx::query(
+                "DELETE FROM trace_ids WHERE topic = ?1 AND log_offset < COALESCE( \
+                 (SELECT MIN(log_offset) FROM traces WHERE topic = ?1), \
+                 (SELECT indexed_to FROM trace_topics WHERE topic = ?1))",
+            )
+            .bind(topic)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| backend(op, e))?;
         }
         let deliveries = "DELETE FROM deliveries WHERE rowid IN (SELECT rowid FROM deliveries \
             WHERE received_at < ? LIMIT ?)";
@@ -528,22 +589,28 @@ impl DeliveryStore for SqliteStore {
     }
 }
 
-fn push_trace_filters<'a>(
-    qb: &mut QueryBuilder<'a, Sqlite>,
-    project_id: &'a str,
-    q: &'a TraceQuery,
-) {
-    qb.push(
-        " FROM traces tr JOIN trace_topics tt ON tt.topic = tr.topic \
-         WHERE tr.topic = (SELECT topic FROM trace_topics WHERE project_id = ",
-    )
-    .push_bind(project_id)
-    .push(" AND channel_id = ")
-    .push_bind(q.channel_id.as_str())
-    .push(") AND tr.received_at >= ")
-    .push_bind(q.start_ms)
-    .push(" AND tr.received_at <= ")
-    .push_bind(q.end_ms);
+/// `topic` = (key, indexed_to) of the query's channel.
+fn push_trace_filters<'a>(qb: &mut QueryBuilder<'a, Sqlite>, topic: (i64, i64), q: &'a TraceQuery) {
+    qb.push(" FROM traces tr JOIN trace_topics tt ON tt.topic = tr.topic WHERE tr.topic = ")
+        .push_bind(topic.0)
+        .push(" AND tr.received_at >= ")
+        .push_bind(q.start_ms)
+        .push(" AND tr.received_at <= ")
+        .push_bind(q.end_ms);
+    if let Some(id) = &q.event_id {
+        // Drive the lookup from the event-id index and the unindexed tail.
+        qb.push(" AND tr.log_offset IN (SELECT log_offset FROM trace_ids WHERE topic = ")
+            .push_bind(topic.0)
+            .push(" AND event_id = ")
+            .push_bind(id.as_str())
+            .push(" UNION ALL SELECT log_offset FROM traces WHERE topic = ")
+            .push_bind(topic.0)
+            .push(" AND log_offset >= ")
+            .push_bind(topic.1)
+            .push(" AND event_id = ")
+            .push_bind(id.as_str())
+            .push(")");
+    }
     for (col, v) in [
         ("event_id", &q.event_id),
         ("source_name", &q.source_name),
@@ -560,17 +627,29 @@ fn push_trace_filters<'a>(
 /// A channel as trace rows key it: (project id, channel id).
 pub(super) type TopicName = (String, String);
 
+/// What a transaction's trace inserts leave for [`SqliteStore::traces_committed`].
+#[derive(Default)]
+pub(super) struct TracesWritten {
+    /// Topic keys created or looked up that are not cached yet.
+    fresh: Vec<(TopicName, i64)>,
+    /// Rows written per topic that are not indexed yet.
+    unindexed: Vec<(i64, u64)>,
+    /// Topics whose tail this transaction indexed.
+    indexed: Vec<i64>,
+}
+
 impl SqliteStore {
-    /// Inserts trace rows (existing ones are kept: replays); returns the topic keys this
-    /// transaction created or looked up that are not cached yet, for [`Self::remember_topics`]
-    /// once it commits (a rolled-back key must not be cached).
+    /// Inserts trace rows (existing ones are kept: replays) and, for a channel whose
+    /// unindexed tail has grown past [`TRACE_INDEX_ROWS`], indexes its tail's event ids.
+    /// The caller passes the result to [`Self::traces_committed`] once the transaction
+    /// commits (a rolled-back key or count must not be remembered).
     async fn insert_traces(
         &self,
         conn: &mut SqliteConnection,
         traces: &[TraceRow],
         op: &str,
-    ) -> Result<Vec<(TopicName, i64)>> {
-        let mut fresh: Vec<(TopicName, i64)> = Vec::new();
+    ) -> Result<TracesWritten> {
+        let mut w = TracesWritten::default();
         let mut keys: Vec<i64> = Vec::with_capacity(traces.len());
         {
             // Rows of a batch almost always share one channel: remember the last key.
@@ -581,7 +660,7 @@ impl SqliteStore {
                     _ => {
                         let cached =
                             self.cached_topic(&t.project_id, &t.channel_id).or_else(|| {
-                                fresh
+                                w.fresh
                                     .iter()
                                     .find(|((p, c), _)| *p == t.project_id && *c == t.channel_id)
                                     .map(|(_, k)| *k)
@@ -590,7 +669,8 @@ impl SqliteStore {
                             Some(k) => k,
                             None => {
                                 let k = topic_key(conn, &t.project_id, &t.channel_id, op).await?;
-                                fresh.push(((t.project_id.clone(), t.channel_id.clone()), k));
+                                w.fresh
+                                    .push(((t.project_id.clone(), t.channel_id.clone()), k));
                                 k
                             }
                         };
@@ -627,7 +707,71 @@ impl SqliteStore {
                 .await
                 .map_err(|e| backend(op, e))?;
         }
-        Ok(fresh)
+        // Per topic: rows written and the lowest offset among them.
+        let mut per_topic: Vec<(i64, u64, u64)> = Vec::new();
+        for (key, t) in &rows {
+            match per_topic.iter_mut().find(|(k, _, _)| k == key) {
+                Some(e) => {
+                    e.1 += 1;
+                    e.2 = e.2.min(t.offset);
+                }
+                None => per_topic.push((*key, 1, t.offset)),
+            }
+        }
+        for (topic, n, lowest) in per_topic {
+            // A row below the watermark (routed again out of order) is indexed at once.
+            sqlx::query(
+                "INSERT OR IGNORE INTO trace_ids (topic, event_id, log_offset) \
+                 SELECT topic, event_id, log_offset FROM traces WHERE topic = ?1 \
+                 AND log_offset >= ?2 \
+                 AND log_offset < (SELECT indexed_to FROM trace_topics WHERE topic = ?1)",
+            )
+            .bind(topic)
+            .bind(to_i64(lowest))
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| backend(op, e))?;
+            let pending = self.unindexed_rows(topic) + n;
+            if pending >= self.trace_index_rows {
+                index_tail(conn, topic, op).await?;
+                w.indexed.push(topic);
+            } else {
+                w.unindexed.push((topic, n));
+            }
+        }
+        Ok(w)
+    }
+
+    /// Remembers what a committed transaction's trace inserts did.
+    fn traces_committed(&self, w: TracesWritten) {
+        if !w.fresh.is_empty() {
+            if let Ok(mut topics) = self.topics.lock() {
+                for ((p, c), k) in w.fresh {
+                    topics.entry(p).or_default().insert(c, k);
+                }
+            }
+        }
+        if let Ok(mut u) = self.unindexed.lock() {
+            for topic in w.indexed {
+                u.remove(&topic);
+            }
+            for (topic, n) in w.unindexed {
+                *u.entry(topic).or_insert(0) += n;
+            }
+        }
+    }
+
+    fn unindexed_rows(&self, topic: i64) -> u64 {
+        self.unindexed
+            .lock()
+            .ok()
+            .and_then(|u| u.get(&topic).copied())
+            .unwrap_or(0)
+    }
+
+    /// Indexes every channel's tail on the next trace write (tests: both lookup paths).
+    pub fn set_trace_index_rows(&mut self, rows: u64) {
+        self.trace_index_rows = rows.max(1);
     }
 
     fn cached_topic(&self, project_id: &str, channel_id: &str) -> Option<i64> {
@@ -636,17 +780,6 @@ impl SqliteStore {
             .get(project_id)
             .and_then(|chans| chans.get(channel_id))
             .copied()
-    }
-
-    fn remember_topics(&self, fresh: Vec<(TopicName, i64)>) {
-        if fresh.is_empty() {
-            return;
-        }
-        if let Ok(mut topics) = self.topics.lock() {
-            for ((p, c), k) in fresh {
-                topics.entry(p).or_default().insert(c, k);
-            }
-        }
     }
 
     /// Runs a chunked DELETE (`?` = [topic,] cutoff, limit) until it removes less than a
@@ -673,6 +806,31 @@ impl SqliteStore {
             }
         }
     }
+}
+
+/// Moves a channel's unindexed tail into `trace_ids` in event-id order and raises its
+/// watermark past it.
+async fn index_tail(conn: &mut SqliteConnection, topic: i64, op: &str) -> Result<()> {
+    sqlx::query(
+        "INSERT OR IGNORE INTO trace_ids (topic, event_id, log_offset) \
+         SELECT topic, event_id, log_offset FROM traces WHERE topic = ?1 \
+         AND log_offset >= (SELECT indexed_to FROM trace_topics WHERE topic = ?1) \
+         ORDER BY event_id, log_offset",
+    )
+    .bind(topic)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| backend(op, e))?;
+    sqlx::query(
+        "UPDATE trace_topics SET indexed_to = COALESCE( \
+         (SELECT MAX(log_offset) + 1 FROM traces WHERE topic = ?1), indexed_to) \
+         WHERE topic = ?1",
+    )
+    .bind(topic)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| backend(op, e))?;
+    Ok(())
 }
 
 /// The key of a channel's trace rows, created on first use.
@@ -880,5 +1038,100 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(topics, 2);
+        // The migrated rows were indexed; the new one is in the tail.
+        let ids: Vec<(String, i64)> =
+            sqlx::query_as("SELECT event_id, log_offset FROM trace_ids ORDER BY log_offset")
+                .fetch_all(&store.pool)
+                .await
+                .unwrap();
+        assert_eq!(ids.len(), 3);
+        let marks: Vec<i64> =
+            sqlx::query_scalar("SELECT indexed_to FROM trace_topics ORDER BY project_id")
+                .fetch_all(&store.pool)
+                .await
+                .unwrap();
+        assert_eq!(marks, [9, 2]);
+        // e7 is now at offset 7 (indexed) and 9 (tail): the newest wins.
+        let newest = store.event_traces("p", Some("c"), "e7").await.unwrap();
+        assert_eq!(newest.iter().map(|r| r.offset).collect::<Vec<_>>(), [9]);
+    }
+
+    fn row(offset: u64, event_id: &str) -> TraceRow {
+        TraceRow {
+            project_id: "p".into(),
+            channel_id: "c".into(),
+            offset,
+            event_id: event_id.into(),
+            source_name: "s".into(),
+            source_provider: "CUSTOM".into(),
+            event_type: "t".into(),
+            received_at: 1000 + offset as i64,
+            subscription_id: String::new(),
+            subscription_name: String::new(),
+            event_size: 10,
+            process_ms: 1,
+        }
+    }
+
+    async fn write(store: &SqliteStore, rows: Vec<TraceRow>) {
+        let batch = RecordBatch {
+            traces: rows,
+            ..Default::default()
+        };
+        store.record_batch(&batch).await.unwrap();
+    }
+
+    /// Event ids are found whether they are indexed, in the tail, or written below the
+    /// watermark after it moved (a replayed route).
+    #[tokio::test]
+    async fn event_ids_are_found_indexed_in_the_tail_and_below_the_watermark() {
+        let mut store = SqliteStore::init(super::super::memory_pool().await.unwrap())
+            .await
+            .unwrap();
+        store.set_trace_index_rows(3);
+        let found = |id: &'static str| {
+            let store = &store;
+            async move {
+                let rows = store.event_traces("p", None, id).await.unwrap();
+                let q = TraceQuery {
+                    channel_id: "c".into(),
+                    start_ms: 0,
+                    end_ms: 10_000,
+                    event_id: Some(id.into()),
+                    limit: 10,
+                    ..Default::default()
+                };
+                let (total, listed) = store.list_traces("p", &q).await.unwrap();
+                assert_eq!(total as usize, listed.len());
+                // ShowDetailOfEventTrace takes the newest; the listing has every one.
+                assert_eq!(rows.first(), listed.first(), "{id}");
+                listed.into_iter().map(|r| r.offset).collect::<Vec<_>>()
+            }
+        };
+        write(&store, vec![row(1, "a"), row(2, "b")]).await;
+        assert_eq!(found("a").await, [1], "tail");
+        write(&store, vec![row(3, "c"), row(4, "a")]).await;
+        // Four rows: indexed up to offset 5.
+        let mark: i64 = sqlx::query_scalar("SELECT indexed_to FROM trace_topics")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(mark, 5);
+        assert_eq!(found("a").await, [4, 1], "both, indexed, newest first");
+        assert_eq!(found("b").await, [2]);
+        write(&store, vec![row(6, "d")]).await;
+        assert_eq!(found("d").await, [6], "tail after indexing");
+        write(&store, vec![row(0, "z")]).await;
+        assert_eq!(found("z").await, [0], "below the watermark");
+        assert!(found("nope").await.is_empty());
+        // Retention drops the ids of purged rows with them.
+        assert_eq!(store.purge_before(1003).await.unwrap(), 3);
+        assert!(found("b").await.is_empty());
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM trace_ids WHERE log_offset < 3")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(left, 0);
+        assert_eq!(found("a").await, [4]);
     }
 }
