@@ -10,7 +10,7 @@
 //! serialization; the `data` member travels as it was sent.
 
 use crate::EgError;
-use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -63,24 +63,131 @@ impl<'de> Deserialize<'de> for Text<'de> {
 /// position and its last value, as parsing the object into a map would.
 struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
 
+/// Collects an object's members (see [`Members`]).
+struct MembersVisitor;
+
+impl<'de> Visitor<'de> for MembersVisitor {
+    type Value = Members<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
+        let mut out: Vec<(Cow<'de, str>, &'de RawValue)> = Vec::with_capacity(8);
+        while let Some(Text(k)) = map.next_key::<Text<'de>>()? {
+            let v: &'de RawValue = map.next_value()?;
+            match out.iter_mut().find(|(name, _)| *name == k) {
+                Some(slot) => slot.1 = v,
+                None => out.push((k, v)),
+            }
+        }
+        Ok(Members(out))
+    }
+}
+
 impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(MembersVisitor)
+    }
+}
+
+/// Any JSON value, kept as its members when it is an object (`None` otherwise): the
+/// elements of an events array are read in the same pass as the array.
+struct Element<'a>(Option<Members<'a>>);
+
+/// Any JSON value, kept as its elements when it is an array (`None` otherwise).
+struct Elements<'a>(Option<Vec<Element<'a>>>);
+
+/// Implements `visit_*` for every non-container JSON value as `$none`.
+macro_rules! scalars_are {
+    ($v:ty, $none:expr) => {
+        fn visit_bool<E>(self, _: bool) -> Result<$v, E> {
+            Ok($none)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<$v, E> {
+            Ok($none)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<$v, E> {
+            Ok($none)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<$v, E> {
+            Ok($none)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<$v, E> {
+            Ok($none)
+        }
+        fn visit_unit<E>(self) -> Result<$v, E> {
+            Ok($none)
+        }
+    };
+}
+
+impl<'de> Deserialize<'de> for Element<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = Members<'de>;
+            type Value = Element<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            scalars_are!(Element<'de>, Element(None));
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Element<'de>, A::Error> {
+                MembersVisitor.visit_map(map).map(|m| Element(Some(m)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Element<'de>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Element(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Elements<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Elements<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            scalars_are!(Elements<'de>, Elements(None));
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Elements<'de>, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Elements(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Elements<'de>, A::Error> {
+                let mut out = Vec::new();
+                while let Some(e) = seq.next_element::<Element<'de>>()? {
+                    out.push(e);
+                }
+                Ok(Elements(Some(out)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The PutEvents envelope: its `events` member (the last one, as in a map), if any.
+struct Envelope<'a>(Option<Elements<'a>>);
+
+impl<'de> Deserialize<'de> for Envelope<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Envelope<'de>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
-                let mut out: Vec<(Cow<'de, str>, &'de RawValue)> = Vec::with_capacity(8);
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Envelope<'de>, A::Error> {
+                let mut events = None;
                 while let Some(Text(k)) = map.next_key::<Text<'de>>()? {
-                    let v: &'de RawValue = map.next_value()?;
-                    match out.iter_mut().find(|(name, _)| *name == k) {
-                        Some(slot) => slot.1 = v,
-                        None => out.push((k, v)),
+                    if k == "events" {
+                        events = Some(map.next_value::<Elements<'de>>()?);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
                     }
                 }
-                Ok(Members(out))
+                Ok(Envelope(events))
             }
         }
         d.deserialize_map(V)
@@ -97,36 +204,46 @@ impl<'a> Members<'a> {
     }
 }
 
-/// Checks the request envelope `{"events": [...]}` and returns the events' JSON texts.
-pub fn batch(body: &[u8]) -> Result<Vec<&RawValue>, EgError> {
+/// Checks the request envelope `{"events": [...]}` and checks each event, in one pass over
+/// the body.
+pub fn batch(body: &[u8]) -> Result<Vec<Checked>, EgError> {
     if body.len() > MAX_REQUEST_BYTES {
         return Err(EgError::param(format!(
             "the request body must be at most {MAX_REQUEST_BYTES} bytes"
         )));
     }
-    let all: &RawValue = serde_json::from_slice(body)
-        .map_err(|_| EgError::param("request body is not valid JSON"))?;
-    let envelope = Members::of(all.get())
-        .ok_or_else(|| EgError::param("request body must be a JSON object"))?;
-    let Some(events) = envelope.get("events") else {
-        return Err(EgError::param("events is required"));
-    };
-    array(events.get(), "events must be an array")
+    let envelope: Envelope = serde_json::from_slice(body).map_err(|_| {
+        if serde_json::from_slice::<IgnoredAny>(body).is_err() {
+            EgError::param("request body is not valid JSON")
+        } else {
+            EgError::param("request body must be a JSON object")
+        }
+    })?;
+    match envelope.0 {
+        None => Err(EgError::param("events is required")),
+        Some(Elements(None)) => Err(EgError::param("events must be an array")),
+        Some(Elements(Some(events))) => checked_all(events),
+    }
 }
 
-/// The elements of a JSON array text (e.g. a CloudEvents batch), checked for count.
-pub fn array<'a>(text: &'a str, not_array: &str) -> Result<Vec<&'a RawValue>, EgError> {
-    let a: Vec<&RawValue> =
-        serde_json::from_str(text).map_err(|_| EgError::param(not_array.to_string()))?;
-    if a.is_empty() {
+/// Checks each event of a JSON array text (a CloudEvents batch).
+pub fn array(text: &str, not_array: &str) -> Result<Vec<Checked>, EgError> {
+    match serde_json::from_str::<Elements>(text) {
+        Ok(Elements(Some(events))) => checked_all(events),
+        _ => Err(EgError::param(not_array.to_string())),
+    }
+}
+
+fn checked_all(events: Vec<Element>) -> Result<Vec<Checked>, EgError> {
+    if events.is_empty() {
         return Err(EgError::param("events must not be empty"));
     }
-    if a.len() > MAX_EVENTS {
+    if events.len() > MAX_EVENTS {
         return Err(EgError::param(format!(
             "at most {MAX_EVENTS} events per request"
         )));
     }
-    Ok(a)
+    Ok(events.into_iter().map(|e| checked(e.0)).collect())
 }
 
 /// One event of a publish request after [`check`].
@@ -143,7 +260,11 @@ pub struct Checked {
 
 /// Checks one CloudEvent given as JSON text (valid JSON: a slice of a parsed request).
 pub fn check(text: &str) -> Checked {
-    let Some(m) = Members::of(text) else {
+    checked(Members::of(text))
+}
+
+fn checked(m: Option<Members>) -> Checked {
+    let Some(m) = m else {
         return Checked {
             id: String::new(),
             source: String::new(),

@@ -126,7 +126,12 @@ impl ClassifyStr for serde_json::Error {
 
 /// 200 with a JSON body.
 pub fn ok(v: Value) -> Response {
-    let mut r = (StatusCode::OK, v.to_string()).into_response();
+    json_reply(v.to_string().into_bytes())
+}
+
+/// 200 with a JSON body already serialized.
+pub fn json_reply(body: Vec<u8>) -> Response {
+    let mut r = (StatusCode::OK, body).into_response();
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_UTF8));
     r

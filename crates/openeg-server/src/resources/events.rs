@@ -11,7 +11,7 @@ use crate::error::ApiResult;
 use crate::openapi::{path_param, s, Op};
 use crate::projects::DEFAULT_CHANNEL;
 use crate::state::{AppState, PublishTarget, Tenant, PUBLISH_CACHE_TTL};
-use crate::util::{json_body, ok, Params};
+use crate::util::{json_body, json_reply, ok, Params};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
@@ -168,7 +168,6 @@ fn request_events(headers: &HeaderMap, body: &[u8]) -> Result<Vec<event::Checked
             event::MAX_REQUEST_BYTES
         )));
     }
-    let checked = |raws: Vec<&RawValue>| raws.iter().map(|r| event::check(r.get())).collect();
     if ct == "application/cloudevents+json" {
         let v: &RawValue = serde_json::from_slice(body)
             .map_err(|_| EgError::param("request body is not valid JSON"))?;
@@ -177,14 +176,13 @@ fn request_events(headers: &HeaderMap, body: &[u8]) -> Result<Vec<event::Checked
     if ct == "application/cloudevents-batch+json" {
         let v: &RawValue = serde_json::from_slice(body)
             .map_err(|_| EgError::param("request body is not valid JSON"))?;
-        let raws = event::array(v.get(), "a cloudevents batch must be a JSON array")?;
-        return Ok(checked(raws));
+        return event::array(v.get(), "a cloudevents batch must be a JSON array");
     }
     if headers.contains_key("ce-specversion") {
         let ev = binary_mode_event(headers, &ct, body)?;
         return Ok(vec![event::check(&ev.to_string())]);
     }
-    Ok(checked(event::batch(body)?))
+    event::batch(body)
 }
 
 /// Builds the event of a binary-mode request: attributes from `ce-*` headers, data = body.
@@ -256,17 +254,33 @@ async fn publish_target(
 /// Per-event outcome: the text to log, or why the event is rejected.
 type Outcome = Result<Vec<u8>, EgError>;
 
+/// `{"failed_count", "events": [{"event_id"[, "error_code", "error_msg"]}]}`, written
+/// directly: it is the reply to every publish.
 fn response(events: &[event::Checked], outcomes: &[Outcome]) -> Response {
-    let list: Vec<Value> = events
-        .iter()
-        .zip(outcomes)
-        .map(|(ev, o)| match o {
-            Ok(_) => json!({"event_id": ev.id}),
-            Err(e) => json!({"event_id": ev.id, "error_code": e.code, "error_msg": e.msg}),
-        })
-        .collect();
     let failed = outcomes.iter().filter(|o| o.is_err()).count();
-    ok(json!({"failed_count": failed, "events": list}))
+    let mut out = Vec::with_capacity(40 + events.len() * 64);
+    out.extend_from_slice(format!("{{\"failed_count\":{failed},\"events\":[").as_bytes());
+    let string = |out: &mut Vec<u8>, s: &str| {
+        if serde_json::to_writer(&mut *out, s).is_err() {
+            out.extend_from_slice(b"\"\"");
+        }
+    };
+    for (i, (ev, o)) in events.iter().zip(outcomes).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"event_id\":");
+        string(&mut out, &ev.id);
+        if let Err(e) = o {
+            out.extend_from_slice(b",\"error_code\":");
+            string(&mut out, e.code);
+            out.extend_from_slice(b",\"error_msg\":");
+            string(&mut out, &e.msg);
+        }
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
+    json_reply(out)
 }
 
 /// Appends the accepted events as one durable batch; on failure every accepted event fails.
@@ -336,10 +350,7 @@ async fn put_official_events(
     if !source_name.starts_with("HC.") {
         return Err(EgError::param("source_name must start with HC.").into());
     }
-    let mut events: Vec<event::Checked> = event::batch(&body)?
-        .iter()
-        .map(|r| event::check(r.get()))
-        .collect();
+    let mut events = event::batch(&body)?;
     let Some(channel) = st
         .store
         .get_by_name(&t.project_id, Kind::Channel, DEFAULT_CHANNEL)
@@ -459,6 +470,23 @@ async fn check_one(
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+
+    #[tokio::test]
+    async fn response_is_the_per_event_report() {
+        let events = event::batch(br#"{"events":[{"id":"a\"1"},{"id":"b"}]}"#).unwrap();
+        let outcomes = vec![Ok(Vec::new()), Err(EgError::param("bad \"x\""))];
+        let r = response(&events, &outcomes);
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()[header::CONTENT_TYPE], crate::error::JSON_UTF8);
+        let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        let e = EgError::param("bad \"x\"");
+        assert_eq!(
+            v,
+            json!({"failed_count": 1, "events": [{"event_id": "a\"1"},
+                {"event_id": "b", "error_code": e.code, "error_msg": e.msg}]})
+        );
+    }
 
     #[test]
     fn bindings() {
