@@ -89,11 +89,12 @@ pub async fn save_update(
     Ok(())
 }
 
-/// The stored document with secrets masked and internal members (leading `_`) removed.
+/// The stored document with secrets masked and internal members (leading `_`) removed;
+/// top-level members without a value are omitted rather than sent as `null` (`API.md` §1.3).
 pub fn render(body: &Value) -> Value {
     let mut v = body.clone();
     if let Value::Object(m) = &mut v {
-        m.retain(|k, _| !k.starts_with('_'));
+        m.retain(|k, v| !k.starts_with('_') && !v.is_null());
     }
     crate::secrets::mask(&mut v);
     v
