@@ -394,6 +394,17 @@ fn metrics_query(t: &Tenant, q: &Query) -> ApiResult<(MetricsQuery, String)> {
     ))
 }
 
+/// A bucket's value per the metrics `filter` (`sum` by default) over `n` samples.
+fn statistic(filter: &str, n: u64, sum: u64, max: u64, min: u64) -> u64 {
+    match filter {
+        "max" => max,
+        "min" => min,
+        "avg" if n > 0 => sum / n,
+        "avg" => 0,
+        _ => sum,
+    }
+}
+
 async fn pub_metrics(
     State(st): State<AppState>,
     Extension(t): Extension<Tenant>,
@@ -405,13 +416,7 @@ async fn pub_metrics(
     let result: Vec<Value> = buckets
         .iter()
         .map(|b| {
-            let stat = |sum: u64, max: u64, min: u64| match filter.as_str() {
-                "max" => max,
-                "min" => min,
-                "avg" if b.events > 0 => sum / b.events,
-                "avg" => 0,
-                _ => sum,
-            };
+            let stat = |sum, max, min| statistic(&filter, b.events, sum, max, min);
             let size = stat(b.size_sum, b.size_max, b.size_min);
             // Routing is publishing's processing step, and there is no other invocation.
             let process = stat(b.process_sum_ms, b.process_max_ms, b.process_min_ms);
@@ -434,13 +439,13 @@ async fn sub_metrics(
         .iter()
         .map(|b| {
             let attempted = b.succeeded + b.failed;
-            let latency = match filter.as_str() {
-                "max" => b.latency_max_ms,
-                "min" => b.latency_min_ms,
-                "avg" if attempted > 0 => b.latency_sum_ms / attempted,
-                "avg" => 0,
-                _ => b.latency_sum_ms,
-            };
+            let latency = statistic(
+                &filter,
+                attempted,
+                b.latency_sum_ms,
+                b.latency_max_ms,
+                b.latency_min_ms,
+            );
             json!({"fail_num": b.failed, "retry_success_num": b.retry_succeeded, "retry_fail_num": b.retry_failed,
                    "retry_times": b.retries, "timestamp": b.start_ms, "num": b.deliveries,
                    "success_num": b.succeeded, "process_time": latency, "invoke_time": latency})
