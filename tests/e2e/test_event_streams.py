@@ -113,11 +113,12 @@ def test_stream_lifecycle(eg_a, eg_b, pa, streams):
     assert b2["rule_config"] == {} and b2["option"] == {"thread_num": 1}
 
     # START / PAUSE, idempotent
+    # started, but no stream runtime moves data yet: ERROR, never RUNNING
     r = resume(eg_a, sid, "START")
     assert body_of(r) == {"eventStreamingID": sid}
-    assert show(eg_a, sid).status == "RUNNING"
+    assert show(eg_a, sid).status == "ERROR"
     resume(eg_a, sid, "START")
-    assert show(eg_a, sid).status == "RUNNING"
+    assert show(eg_a, sid).status == "ERROR"
     resume(eg_a, sid, "PAUSE")
     resume(eg_a, sid, "PAUSE")
     assert show(eg_a, sid).status == "STOPPED"
@@ -125,7 +126,7 @@ def test_stream_lifecycle(eg_a, eg_b, pa, streams):
 
     lst = eg_a.list_event_streaming(ListEventStreamingRequest(limit=100))
     item = [i for i in lst.items if i.id == sid]
-    assert item and item[0].status == "RUNNING" and item[0].name == name
+    assert item and item[0].status == "ERROR" and item[0].name == name
     assert body_of(lst)["items"][[i.id for i in lst.items].index(sid)]["source"][
         "source_kafka"]["password"] == MASK
 

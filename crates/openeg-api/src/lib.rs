@@ -3,6 +3,7 @@
 //!
 //! Nothing here does I/O; the server crate calls these functions and renders [`EgError`].
 
+pub mod channel_policy;
 pub mod connection;
 pub mod endpoint;
 pub mod error;

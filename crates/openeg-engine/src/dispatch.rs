@@ -174,9 +174,12 @@ fn hop_count(ev: &Value) -> u64 {
     }
 }
 
-/// HC.EG: the output must be a CloudEvent; it is republished into the target channel.
+/// HC.EG: the output must be a CloudEvent; it is republished into the target channel. A
+/// channel of another project takes it only when that channel's `cross_account` switch and
+/// policy allow the subscription's account, as for PutEvents from that account.
 async fn forward(
     engine: &Engine,
+    from_project: &str,
     project_id: &str,
     channel_id: &str,
     source_event: &Value,
@@ -199,12 +202,32 @@ async fn forward(
     if let Err(e) = openeg_api::event::validate(&ev) {
         return give_up(format!("not a valid CloudEvent: {}", e.msg));
     }
+    let foreign = from_project != project_id;
     match engine
         .meta
         .get(project_id, openeg_store::Kind::Channel, channel_id)
         .await
     {
+        Ok(Some(ch)) if foreign => {
+            let account = engine
+                .cfg
+                .project_domains
+                .get(from_project)
+                .map(String::as_str)
+                .unwrap_or("");
+            let view = serde_json::json!({
+                "name": ch.name,
+                "cross_account": ch.body.get("cross_account"),
+                "policy": ch.body.get("policy"),
+            });
+            if !openeg_api::channel_policy::allows_put_events(&view, project_id, account) {
+                return not_cross_account();
+            }
+        }
         Ok(Some(_)) => {}
+        // Another project's missing channel reads like a refused one: its channels cannot be
+        // probed through traces.
+        Ok(None) if foreign => return not_cross_account(),
         Ok(None) => return give_up("the target channel does not exist".into()),
         Err(e) => {
             return Outcome::Retry {
@@ -224,6 +247,18 @@ async fn forward(
     }
 }
 
+/// The refusal of a cross-account forward; the code is what the trace shows
+/// (`deliverRspCode`), so it carries the reason.
+fn not_cross_account() -> Outcome {
+    Outcome::GiveUp {
+        code: NOT_CROSS_ACCOUNT.into(),
+        detail: NOT_CROSS_ACCOUNT.into(),
+    }
+}
+
+pub const NOT_CROSS_ACCOUNT: &str = "EG.00512000: the target channel does not accept events \
+                                     from this account (cross_account and policy)";
+
 /// Makes one attempt and records it.
 pub async fn attempt(engine: &Engine, job: Job) {
     let started = now_ms();
@@ -233,11 +268,13 @@ pub async fn attempt(engine: &Engine, job: Job) {
     let outcome = match &route.delivery {
         Delivery::Sink(sink) => sink.send(&msg).await,
         Delivery::Channel {
+            from_project,
             project_id,
             channel_id,
         } => {
             forward(
                 engine,
+                from_project,
                 project_id,
                 channel_id,
                 job.event.value(),

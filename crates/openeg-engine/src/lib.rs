@@ -56,6 +56,10 @@ pub struct EngineConfig {
     pub poll_interval: Duration,
     /// Records read per router batch.
     pub batch_records: usize,
+    /// Account (IAM domain id) of each project with a credential: HC.EG targets that forward
+    /// into another project's channel publish as this account, which that channel's policy
+    /// must allow.
+    pub project_domains: HashMap<String, String>,
 }
 
 impl Default for EngineConfig {
@@ -68,6 +72,7 @@ impl Default for EngineConfig {
             lease: Duration::from_secs(330),
             poll_interval: Duration::from_millis(200),
             batch_records: 4096,
+            project_domains: HashMap::new(),
         }
     }
 }

@@ -23,6 +23,8 @@ pub enum Delivery {
     Sink(Box<dyn Sink>),
     /// HC.EG: republish into another channel of this OpenEG.
     Channel {
+        /// The subscription's project (whose account publishes).
+        from_project: String,
         project_id: String,
         channel_id: String,
     },
@@ -302,6 +304,7 @@ impl Engine {
                 Delivery::Sink(Box::new(SmnSink::new(http, &cfg)))
             }
             TargetKind::Eg => Delivery::Channel {
+                from_project: project_id.to_string(),
                 project_id: str_at(t, "/eg_detail/target_project_id")
                     .unwrap_or_default()
                     .to_string(),

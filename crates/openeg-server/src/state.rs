@@ -90,6 +90,17 @@ pub struct PublishTarget {
     pub channel_id: String,
     pub is_default: bool,
     pub sources: HashSet<String>,
+    /// `name`, `cross_account` and `policy` of a channel open to other accounts, else `None`.
+    pub cross_account: Option<serde_json::Value>,
+}
+
+impl PublishTarget {
+    /// Whether an account of another project may publish here (`openeg_api::channel_policy`).
+    pub fn accepts_account(&self, owner_project: &str, account: &str) -> bool {
+        self.cross_account.as_ref().is_some_and(|c| {
+            openeg_api::channel_policy::allows_put_events(c, owner_project, account)
+        })
+    }
 }
 
 /// A cache entry: when it was loaded, and the channel.
@@ -199,6 +210,10 @@ impl AppState {
 /// The authenticated caller, inserted into request extensions by the auth middleware.
 #[derive(Debug, Clone)]
 pub struct Tenant {
+    /// The credential's project: every store call is keyed by it.
     pub project_id: String,
     pub access_key: String,
+    /// Set only on PutEvents into another project's channel (cross-account publishing): the
+    /// path's project, whose channel policy decides whether the call is allowed.
+    pub foreign_project: Option<String>,
 }

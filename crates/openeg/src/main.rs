@@ -154,6 +154,10 @@ async fn run_server(cfg: Config) -> anyhow::Result<()> {
     let engine_cfg = openeg_engine::EngineConfig {
         functiongraph_endpoint: cfg.functiongraph_endpoint.clone(),
         smn_endpoint: cfg.smn_endpoint.clone(),
+        project_domains: creds
+            .iter()
+            .map(|c| (c.project_id.clone(), c.domain_id.clone()))
+            .collect(),
         ..Default::default()
     };
     let topics = log.topics();

@@ -90,11 +90,18 @@ async fn authenticate(st: &AppState, req: Request, path_has_project: bool) -> Ap
     } else {
         project.clone()
     };
-    if path_project != project {
+    // A credential acts in its own project only. The one exception is publishing into
+    // another project's channel (cross-account PutEvents): it passes here, and PutEvents
+    // checks the channel's `cross_account` switch and policy before accepting anything.
+    let foreign_project = if path_project == project {
+        None
+    } else if is_put_events(&parts) && valid_project_id(&path_project) {
+        Some(path_project.clone())
+    } else {
         return Err(EgError::forbidden("the project does not belong to the credential").into());
-    }
+    };
     if let Some(h) = parts.headers.get("x-project-id") {
-        if h.as_bytes() != project.as_bytes() {
+        if h.as_bytes() != project.as_bytes() && h.as_bytes() != path_project.as_bytes() {
             return Err(EgError::forbidden("X-Project-Id does not match the credential").into());
         }
     }
@@ -105,8 +112,18 @@ async fn authenticate(st: &AppState, req: Request, path_has_project: bool) -> Ap
     parts.extensions.insert(Tenant {
         project_id: project,
         access_key,
+        foreign_project,
     });
     Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+/// The PutEvents route, the only one a credential may call on another project's path.
+fn is_put_events(parts: &axum::http::request::Parts) -> bool {
+    // The route already matched (this runs as a route layer), so the shape decides:
+    // /v1/{project_id}/channels/{channel_id}/events.
+    let seg: Vec<&str> = parts.uri.path().split('/').collect();
+    parts.method == axum::http::Method::POST
+        && matches!(seg.as_slice(), ["", "v1", _, "channels", _, "events"])
 }
 
 fn verify_signature<'a>(

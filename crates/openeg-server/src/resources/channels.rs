@@ -278,6 +278,8 @@ async fn update(
     apply_mutable(src, &mut doc)?;
     let now = now_ms();
     save_update(&st, &mut rec, doc, now, "channel").await?;
+    // The policy and cross_account switch decide cross-account publishing at once.
+    st.invalidate_publish_cache(&t.project_id);
     Ok(ok(pick(&rec.body, INFO)))
 }
 

@@ -49,24 +49,20 @@ pub fn ops() -> Vec<Op> {
         &["failed_count", "events"],
     );
     vec![
-        Op::post(
-            "PutEvents",
-            "/v1/{project_id}/channels/{channel_id}/events",
-            put_events,
-        )
-        .summary(
-            T,
-            "Publish events to a channel (per-event results); also CloudEvents structured, \
+        Op::post("PutEvents", PUT_EVENTS_PATH, put_events)
+            .summary(
+                T,
+                "Publish events to a channel (per-event results); also CloudEvents structured, \
              batched and binary (ce-* headers) modes",
-        )
-        .body(batch.clone())
-        .also_accepts("application/cloudevents+json", cloud_event())
-        .also_accepts(
-            "application/cloudevents-batch+json",
-            s::array_len(cloud_event(), 1, event::MAX_EVENTS),
-        )
-        .ok(per_event.clone())
-        .errors(&[503]),
+            )
+            .body(batch.clone())
+            .also_accepts("application/cloudevents+json", cloud_event())
+            .also_accepts(
+                "application/cloudevents-batch+json",
+                s::array_len(cloud_event(), 1, event::MAX_EVENTS),
+            )
+            .ok(per_event.clone())
+            .errors(&[503]),
         Op::post(
             "PutOfficialEvents",
             "/v1/{project_id}/official/sources/{source_name}/events",
@@ -129,6 +125,10 @@ pub fn ops() -> Vec<Op> {
         )),
     ]
 }
+
+/// The PutEvents route; a credential may call it on another project's path (cross-account
+/// publishing, allowed by the channel's policy; see `auth::is_put_events`).
+pub const PUT_EVENTS_PATH: &str = "/v1/{project_id}/channels/{channel_id}/events";
 
 /// Most entries of one CheckPutEvents request.
 const MAX_CHECKS: usize = 100;
@@ -225,6 +225,17 @@ async fn channel_sources(
     Ok(recs.into_iter().map(|r| r.name).collect())
 }
 
+/// The members of a channel document that cross-account publishing reads.
+fn channel_policy_view(body: &Value) -> Option<Value> {
+    (body.get("cross_account") == Some(&Value::Bool(true))).then(|| {
+        json!({
+            "name": body.get("name"),
+            "cross_account": true,
+            "policy": body.get("policy"),
+        })
+    })
+}
+
 /// The channel as publishing sees it, from the short-lived cache or the store.
 async fn publish_target(
     st: &AppState,
@@ -244,6 +255,7 @@ async fn publish_target(
         is_default: channel.name == DEFAULT_CHANNEL,
         sources: channel_sources(st, project, &channel.id).await?,
         channel_id: channel.id,
+        cross_account: channel_policy_view(&channel.body),
     });
     if let Ok(mut c) = st.publish_cache.lock() {
         c.insert(key, (Instant::now(), target.clone()));
@@ -319,7 +331,19 @@ async fn put_events(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let channel = publish_target(&st, &t.project_id, p.at(1)).await?;
+    let owner = t.foreign_project.as_deref().unwrap_or(&t.project_id);
+    let channel = match (
+        publish_target(&st, owner, p.at(1)).await,
+        &t.foreign_project,
+    ) {
+        (Ok(c), None) => c,
+        (Ok(c), Some(_)) if c.accepts_account(owner, caller_domain(&st, &t)) => c,
+        // Another project's unknown channel answers like a refused one, so that project's
+        // channels cannot be probed.
+        (Ok(_), Some(_)) => return Err(not_cross_account()),
+        (Err(e), Some(_)) if e.0.status == 404 => return Err(not_cross_account()),
+        (Err(e), _) => return Err(e),
+    };
     let mut events = request_events(&headers, &body)?;
     let (is_default, sources) = (channel.is_default, &channel.sources);
     let mut outcomes: Vec<Outcome> = events
@@ -336,8 +360,24 @@ async fn put_events(
             }
         })
         .collect();
-    append_accepted(&st, &t.project_id, &channel.channel_id, &mut outcomes).await?;
+    append_accepted(&st, owner, &channel.channel_id, &mut outcomes).await?;
     Ok(response(&events, &outcomes))
+}
+
+fn not_cross_account() -> crate::error::ApiError {
+    EgError::forbidden(
+        "the channel does not accept events from this account (its cross_account switch and \
+         policy decide)",
+    )
+    .into()
+}
+
+/// The caller's account (IAM domain id), which channel policies name.
+fn caller_domain<'a>(st: &'a AppState, t: &Tenant) -> &'a str {
+    st.creds
+        .get(&t.access_key)
+        .map(|c| c.domain_id.as_str())
+        .unwrap_or("")
 }
 
 async fn put_official_events(

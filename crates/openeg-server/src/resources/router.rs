@@ -3,8 +3,9 @@
 //! OpenEG provisions nothing for a cluster: it is `RUNNING` from its creation [dec]. Clusters
 //! are stored in their wire shape (`EventRouterClusterInfo` without `job_count`, which is
 //! counted from the cluster's jobs on every render). Jobs are stored as `EventRouterJobInfo`
-//! with `parent_id` = cluster id; OpenEG runs no replication: START/STOP only move `status`
-//! and syncDetail reports zeros [dec].
+//! with `parent_id` = cluster id. OpenEG runs no replication yet and says so: START records
+//! the wish to run (`_desired`) and shows `ERROR` with `err_message`, STOP shows `STOPPED`, and
+//! syncDetail answers `state: NOT_RUNNING` with no figures [dec].
 
 use super::{get_or_404, pick, render, save_update};
 use crate::error::ApiResult;
@@ -234,6 +235,14 @@ pub fn ops() -> Vec<Op> {
                 ("size", s::int()),
                 ("type", n(st())),
                 ("items", s::array(s::any_object())),
+                (
+                    "state",
+                    s::doc(
+                        s::one_of(&["NOT_RUNNING"]),
+                        "OpenEG: the job is not replicating, so there are no figures",
+                    ),
+                ),
+                ("state_detail", st()),
             ]),
             &["total", "size", "items"],
         )),
@@ -707,7 +716,10 @@ async fn update_job(
         .unwrap_or_default()
         .to_string();
     let status = match router_job::initial_status(&new) {
-        "WAIT_START" if old_status == "RUNNING" || old_status == "STOPPED" => old_status,
+        // A started (ERROR: not run) or stopped job keeps its state across a reconfiguration.
+        "WAIT_START" if matches!(old_status.as_str(), "RUNNING" | "STOPPED" | "ERROR") => {
+            old_status
+        }
         s => s.to_string(),
     };
     for (k, v) in new {
@@ -780,9 +792,11 @@ async fn job_action(
     let v = json_body(&body)?;
     let src = validate::object(&v, "request body")?;
     let op = validate::req_str(src, "operation")?;
-    let status = match op {
-        "START" => "RUNNING",
-        "STOP" => "STOPPED",
+    // START is remembered (`_desired`) for the replication runtime, but this build has none:
+    // a started job copies nothing, so it shows ERROR with the reason, never RUNNING.
+    let (desired, status) = match op {
+        "START" => ("RUNNING", "ERROR"),
+        "STOP" => ("STOPPED", "STOPPED"),
         _ => return Err(EgError::param("operation must be START or STOP").into()),
     };
     let Value::Object(mut doc) = rec.body.clone() else {
@@ -814,6 +828,14 @@ async fn job_action(
     }
     let now = now_ms();
     doc.insert("status".into(), status.into());
+    doc.insert("_desired".into(), desired.into());
+    let (code, message) = if status == "ERROR" {
+        (JOB_NOT_RUN_CODE.into(), JOB_NOT_RUN.into())
+    } else {
+        (Value::Null, Value::Null)
+    };
+    doc.insert("err_code".into(), code);
+    doc.insert("err_message".into(), message);
     save_update(&st, &mut rec, doc, now, "router_job").await?;
     Ok(ok(json!({ "job_id": rec.id })))
 }
@@ -874,11 +896,20 @@ async fn sync_detail(
     let v = json_body(&body)?;
     router_job::sync_detail_body(&v)?;
     let ty = rec.body.get("source_type").cloned().unwrap_or(Value::Null);
+    // No replication runs, so there are no positions to report: no items and no invented
+    // figures in `metadata`; `state` says why (an OpenEG member beside the EG ones).
     Ok(ok(json!({
-        "metadata": {"sync_remain_total": 0, "source_key_num": 0, "sink_key_num": 0},
+        "metadata": {},
         "total": 0,
         "size": 0,
         "type": ty,
         "items": [],
+        "state": "NOT_RUNNING",
+        "state_detail": JOB_NOT_RUN,
     })))
 }
+
+/// Why a job shows `ERROR` after START, and why syncDetail has no figures.
+const JOB_NOT_RUN: &str = "event-router jobs are stored but not run: this OpenEG build has no \
+                           replication runtime yet, so nothing is copied";
+const JOB_NOT_RUN_CODE: &str = "EG.00511000";

@@ -308,6 +308,49 @@ fn official_doc(name: &str, created_ms: i64, default_channel_id: &str) -> Value 
     })
 }
 
+/// `status` and `error_info` of a custom source as they are now. Application sources run
+/// whenever the server does (PutEvents is their runtime). RabbitMQ and RocketMQ sources
+/// would need a consumer of the user's broker, which this build does not have: they are
+/// stored but consume nothing, so they say so instead of claiming `RUNNING`.
+fn runtime_status(ty: SourceType) -> (&'static str, Value) {
+    match ty {
+        SourceType::Application => ("RUNNING", json!({})),
+        SourceType::Rabbitmq | SourceType::Rocketmq => (
+            "ERROR",
+            json!({
+                "error_code": NOT_RUN_CODE,
+                "error_msg": NOT_RUN_MSG,
+                "error_detail": format!(
+                    "{} event sources are stored but not run: this OpenEG build has no \
+                     broker consumer yet, so no message is read from the broker",
+                    ty.as_str()
+                ),
+            }),
+        ),
+    }
+}
+
+/// `error_info` code and fixed message of a runtime that does not run (an infrastructure
+/// condition, not a configuration error).
+const NOT_RUN_CODE: &str = "EG.00511000";
+const NOT_RUN_MSG: &str = "internal server error";
+
+/// A custom source as the API shows it: the stored document with the status computed now
+/// (documents stored by older versions said `RUNNING` for every type).
+fn source_view(body: &Value) -> Value {
+    let mut v = pick(body, INFO);
+    let ty = body
+        .get("type")
+        .and_then(Value::as_str)
+        .and_then(SourceType::parse);
+    if let (Some(ty), Value::Object(m)) = (ty, &mut v) {
+        let (status, error_info) = runtime_status(ty);
+        m.insert("status".into(), status.into());
+        m.insert("error_info".into(), error_info);
+    }
+    v
+}
+
 /// One listing entry with its sort keys.
 struct Entry {
     created: i64,
@@ -401,7 +444,7 @@ async fn create(
     }
     let now = now_ms();
     let id = new_id();
-    let doc = json!({
+    let mut doc = json!({
         "id": id,
         "name": req.name,
         "label": req.name,
@@ -414,10 +457,12 @@ async fn create(
         "channel_name": channel.name,
         "type": req.source_type.as_str(),
         "detail": detail,
-        // No broker runtime yet: MQ sources report RUNNING too.
-        "status": "RUNNING",
-        "error_info": {},
     });
+    if let Value::Object(m) = &mut doc {
+        let (status, error_info) = runtime_status(req.source_type);
+        m.insert("status".into(), status.into());
+        m.insert("error_info".into(), error_info);
+    }
     let rec = Record {
         project_id: t.project_id.clone(),
         kind: Kind::Source,
@@ -450,7 +495,7 @@ async fn create(
     }
     st.store.insert(&rec, &quotas).await?;
     st.invalidate_publish_cache(&t.project_id);
-    Ok(ok(pick(&rec.body, INFO)))
+    Ok(ok(source_view(&rec.body)))
 }
 
 /// Total order of listing entries: the sort key, ties by id, both in the requested direction.
@@ -493,7 +538,7 @@ async fn list(
             let (total, recs) = st.store.list(&t.project_id, Kind::Source, &lq).await?;
             return Ok(list_reply(
                 total,
-                recs.iter().map(|r| pick(&r.body, INFO)).collect(),
+                recs.iter().map(|r| source_view(&r.body)).collect(),
             ));
         }
         Some("PARTNER") => return Ok(list_reply(0, Vec::new())),
@@ -512,7 +557,7 @@ async fn list(
             created: r.created_at,
             updated: r.updated_at,
             id: r.id,
-            doc: pick(&r.body, INFO),
+            doc: source_view(&r.body),
             name: r.name,
         }));
     }
@@ -555,7 +600,7 @@ async fn show(
                 return Ok(ok(doc));
             }
         }
-        return Ok(ok(pick(&rec.body, INFO)));
+        return Ok(ok(source_view(&rec.body)));
     }
     match official_by_id(&st, &t.project_id, id).await? {
         Some(doc) => Ok(ok(doc)),
@@ -617,7 +662,7 @@ async fn update(
     }
     let now = now_ms();
     save_update(&st, &mut rec, doc, now, "source").await?;
-    Ok(ok(pick(&rec.body, INFO)))
+    Ok(ok(source_view(&rec.body)))
 }
 
 async fn delete(
@@ -670,6 +715,7 @@ pub(crate) mod tests {
         let tenant = Tenant {
             project_id: PROJECT.into(),
             access_key: "ak".into(),
+            foreign_project: None,
         };
         let ops = super::super::ops();
         let r = crate::openapi::routes(&ops, &[crate::openapi::Access::Tenant])

@@ -5,8 +5,8 @@
 //! `openeg_api::stream`; this module adds the project checks (unique name, KAFKA connection of
 //! `sink_kafka.connectionId`, the fixed ceiling of 100 streams).
 //!
-//! No runtime moves data yet: `status` transitions (`CREATED` → `RUNNING` on START, `STOPPED`
-//! on PAUSE) are persisted only, and delete needs nothing to stop first.
+//! No runtime moves data yet, and status says so: START records the wish to run (`_desired`)
+//! and shows `ERROR` (nothing runs it), PAUSE shows `STOPPED`; delete needs nothing to stop.
 
 use super::{get_or_404, render};
 use crate::error::ApiResult;
@@ -319,11 +319,19 @@ async fn resume(
     let mut rec = get_or_404(&st, &t.project_id, Kind::EventStream, p.at(1)).await?;
     let v = json_body(&body)?;
     let src = validate::object(&v, "request body")?;
-    let status = stream::operation_status(src.get("operation"))?;
+    let desired = stream::operation_status(src.get("operation"))?;
+    // START is remembered (`_desired`) for the stream runtime, but this build has none: a
+    // started stream moves no data, so its status says ERROR rather than RUNNING.
+    let status = if desired == "RUNNING" {
+        "ERROR"
+    } else {
+        desired
+    };
     if rec.body.get("status").and_then(Value::as_str) != Some(status) {
         let now = now_ms();
         if let Value::Object(doc) = &mut rec.body {
             doc.insert("status".into(), status.into());
+            doc.insert("_desired".into(), desired.into());
             doc.insert("updated_time".into(), fmt_time(now).into());
         }
         rec.updated_at = now;
