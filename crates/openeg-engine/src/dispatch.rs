@@ -1,5 +1,6 @@
 //! One delivery attempt: render the transforms, send, and record the outcome durably.
 
+use crate::metrics::Counter;
 use crate::routes::{Delivery, TargetRoute};
 use crate::{now_ms, Engine, MAX_HOPS};
 use bytes::Bytes;
@@ -11,7 +12,7 @@ use openeg_store::delivery::{
     RecordBatch, TraceRow,
 };
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -56,7 +57,9 @@ impl Event {
 }
 
 pub enum Stored {
-    Id(i64),
+    /// A stored delivery this node holds the lease of until `lease_until` (epoch ms): its
+    /// attempt must end before then, or another claim could attempt it too.
+    Claimed { id: i64, lease_until: i64 },
     /// Not in the store yet; the ticket keeps the router's committed offset below the event
     /// until the outcome is handed to the recorder.
     Unrecorded(Box<NewDelivery>, Ticket),
@@ -259,13 +262,57 @@ fn not_cross_account() -> Outcome {
 pub const NOT_CROSS_ACCOUNT: &str = "EG.00512000: the target channel does not accept events \
                                      from this account (cross_account and policy)";
 
+/// How long an attempt of a claimed delivery may run: its lease, less the time the outcome
+/// needs to reach the store. `None` when too little is left to try at all: the attempt is
+/// not made, and the delivery is claimed again once its lease has run out.
+pub(crate) fn lease_budget(lease_until: i64, now: i64) -> Option<Duration> {
+    let left = lease_until - now - RECORD_MARGIN_MS;
+    (left >= MIN_ATTEMPT_MS).then(|| Duration::from_millis(left as u64))
+}
+
+/// Time kept back from a lease for recording the outcome before the lease ends.
+const RECORD_MARGIN_MS: i64 = 5_000;
+/// Shortest attempt worth starting.
+const MIN_ATTEMPT_MS: i64 = 1_000;
+
 /// Makes one attempt and records it.
 pub async fn attempt(engine: &Engine, job: Job) {
     let started = now_ms();
     let t0 = Instant::now();
     let route = &job.route;
+    // A claimed delivery that waited in its target's queue must not outlive its lease: an
+    // attempt past it could run twice (another claim may have been made meanwhile).
+    let budget = match job.stored {
+        Stored::Claimed { lease_until, .. } => match lease_budget(lease_until, started) {
+            Some(b) => Some(b),
+            None => {
+                engine.metrics.lease_expired.add(1);
+                tracing::debug!(subscription_id = %route.subscription_id, target_id = %route.target_id,
+                    "claim expired while queued; left to the next claim");
+                return;
+            }
+        },
+        Stored::Unrecorded(..) => None,
+    };
     let msg = render(route, &job.event);
-    let outcome = match &route.delivery {
+    let send = send(engine, route, &job.event, &msg);
+    let outcome = match budget {
+        None => send.await,
+        Some(b) => match tokio::time::timeout(b, send).await {
+            Ok(o) => o,
+            Err(_) => Outcome::Retry {
+                code: String::new(),
+                detail: "the attempt outlasted its lease".into(),
+                retry_after: None,
+            },
+        },
+    };
+    finish(engine, job, outcome, started, t0.elapsed()).await;
+}
+
+/// Sends one rendered message to the target.
+async fn send(engine: &Engine, route: &TargetRoute, event: &Event, msg: &Message) -> Outcome {
+    match &route.delivery {
         Delivery::Sink(sink) => sink.send(&msg).await,
         Delivery::Channel {
             from_project,
@@ -277,7 +324,7 @@ pub async fn attempt(engine: &Engine, job: Job) {
                 from_project,
                 project_id,
                 channel_id,
-                job.event.value(),
+                event.value(),
                 &msg.payload,
             )
             .await
@@ -286,8 +333,13 @@ pub async fn attempt(engine: &Engine, job: Job) {
             code: String::new(),
             detail: reason.clone(),
         },
-    };
-    let latency = t0.elapsed();
+    }
+}
+
+/// Classifies an attempt's outcome (delivered, retry at a backoff time, or failed) and hands
+/// it to the recorder.
+async fn finish(engine: &Engine, job: Job, outcome: Outcome, started: i64, latency: Duration) {
+    let route = &job.route;
     let n = job.attempts + 1;
     let now = now_ms();
     let too_old = now - job.received_at > backoff::MAX_EVENT_AGE.as_millis() as i64;
@@ -306,8 +358,10 @@ pub async fn attempt(engine: &Engine, job: Job) {
         now - job.received_at,
         job.attempts > 0,
     );
-    if let Outcome::GiveUp { detail, .. } | Outcome::Retry { detail, .. } = &outcome {
-        tracing::debug!(subscription_id = %route.subscription_id, target_id = %route.target_id, %detail, "delivery attempt failed");
+    if let Outcome::GiveUp { code, detail } | Outcome::Retry { code, detail, .. } = &outcome {
+        engine
+            .failure_log
+            .attempt_failed(route, status, code, detail, n);
     }
     let attempt = Attempt {
         at: started,
@@ -316,7 +370,7 @@ pub async fn attempt(engine: &Engine, job: Job) {
         code: outcome.code().to_string(),
     };
     let record = match job.stored {
-        Stored::Id(id) => Record::Update(AttemptUpdate {
+        Stored::Claimed { id, .. } => Record::Update(AttemptUpdate {
             id,
             status,
             attempts: n,
@@ -340,6 +394,64 @@ pub async fn attempt(engine: &Engine, job: Job) {
     }
 }
 
+/// INFO lines for failed attempts, rate-limited: at most one per target per
+/// [`FAILURE_LOG_INTERVAL`], carrying how many failures went unlogged since. The line names
+/// the subscription, target, status, response code and reason; never the target's URL or
+/// headers (they may hold credentials).
+#[derive(Default)]
+pub struct FailureLog(Mutex<HashMap<String, (Instant, u64)>>);
+
+pub const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// Targets remembered at most; beyond it, entries older than the interval are forgotten.
+const FAILURE_LOG_TARGETS: usize = 10_000;
+
+impl FailureLog {
+    /// `Some(failures not logged since the last line)` when a line for `key` is due at `now`.
+    pub fn due(&self, key: &str, now: Instant) -> Option<u64> {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= FAILURE_LOG_TARGETS && !m.contains_key(key) {
+            m.retain(|_, (at, _)| now.duration_since(*at) < FAILURE_LOG_INTERVAL);
+        }
+        match m.get_mut(key) {
+            Some((at, n)) if now.duration_since(*at) < FAILURE_LOG_INTERVAL => {
+                *n += 1;
+                None
+            }
+            Some(e) => Some(std::mem::replace(e, (now, 0)).1),
+            None => {
+                if m.len() < FAILURE_LOG_TARGETS {
+                    m.insert(key.to_string(), (now, 0));
+                }
+                Some(0)
+            }
+        }
+    }
+
+    fn attempt_failed(
+        &self,
+        route: &TargetRoute,
+        status: DeliveryStatus,
+        code: &str,
+        reason: &str,
+        attempt: u32,
+    ) {
+        let Some(unlogged) = self.due(&route.slot_key, Instant::now()) else {
+            return;
+        };
+        tracing::info!(
+            subscription_id = %route.subscription_id,
+            target_id = %route.target_id,
+            target = %route.target_name,
+            status = status.as_str(),
+            code,
+            reason,
+            attempt,
+            unlogged_failures = unlogged,
+            "delivery attempt failed"
+        );
+    }
+}
+
 /// What the router and the attempts hand to the recorder.
 pub(crate) enum Record {
     /// Trace rows of a routed batch and the deliveries left to the retry poller.
@@ -358,7 +470,11 @@ pub(crate) enum Record {
 /// (one fsync). A failed write is retried until it succeeds: dropping it could lose the
 /// only record of a delivery below a committed offset, and waiting stalls the routers
 /// (their sends block) instead.
-pub(crate) async fn run_recorder(delivery: Arc<dyn DeliveryStore>, mut rx: mpsc::Receiver<Record>) {
+pub(crate) async fn run_recorder(
+    delivery: Arc<dyn DeliveryStore>,
+    mut rx: mpsc::Receiver<Record>,
+    rejected: Arc<Counter>,
+) {
     let mut batch = RecordBatch::default();
     let mut flushes = Vec::new();
     let mut tickets = Vec::new();
@@ -400,17 +516,152 @@ pub(crate) async fn run_recorder(delivery: Arc<dyn DeliveryStore>, mut rx: mpsc:
                 Err(_) => None,
             };
         }
-        let mut pause = Duration::from_millis(100);
-        while let Err(e) = delivery.record_batch(&batch).await {
-            tracing::warn!(rows = batch.len(), error = %e, "recording deliveries failed; retrying");
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(5));
-        }
+        write_batch(&*delivery, &mut batch, &rejected).await;
         batch.clear();
         tickets.clear();
         for f in flushes.drain(..) {
             let _ = f.send(());
         }
+    }
+}
+
+/// Writes a batch, retrying until it is stored. The recorder serves every channel of every
+/// tenant, so a batch that keeps failing is split: one record the store rejects for its
+/// content (a text PostgreSQL refuses, say) must not hold back everyone else's.
+pub(crate) async fn write_batch(
+    delivery: &dyn DeliveryStore,
+    batch: &mut RecordBatch,
+    rejected: &Counter,
+) {
+    let mut pause = Duration::from_millis(100);
+    let mut failures = 0;
+    loop {
+        let Err(e) = delivery.record_batch(batch).await else {
+            return;
+        };
+        failures += 1;
+        tracing::warn!(rows = batch.len(), error = %e, "recording deliveries failed; retrying");
+        if failures >= ISOLATE_AFTER && isolate(delivery, batch, rejected).await {
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Whole-batch failures before the batch is written record by record.
+const ISOLATE_AFTER: u32 = 3;
+
+/// Writes `batch` one record per transaction. A record that fails alone but is accepted once
+/// its text is sanitized is rejected for its content: it is written sanitized, marked failed
+/// with the store's reason (shown in its trace), and counted. A record that fails even
+/// sanitized means the store itself is failing: it and everything after it stay in `batch`
+/// for the next retry and `false` is returned. Rewriting what a failed batch attempt may have
+/// half-written is harmless: every write is idempotent.
+async fn isolate(
+    delivery: &dyn DeliveryStore,
+    batch: &mut RecordBatch,
+    rejected: &Counter,
+) -> bool {
+    let mut singles = split(std::mem::take(batch)).into_iter();
+    while let Some(one) = singles.next() {
+        let Err(e) = delivery.record_batch(&one).await else {
+            continue;
+        };
+        let reason = clean_text(&format!("the store rejected this record: {e}"), 200);
+        match delivery.record_batch(&quarantine(&one, &reason)).await {
+            Ok(()) => {
+                rejected.add(1);
+                tracing::error!(%reason, "a delivery record was rejected by the store; stored sanitized and marked failed");
+            }
+            Err(_) => {
+                for rest in std::iter::once(one).chain(singles) {
+                    batch.traces.extend(rest.traces);
+                    batch.created.extend(rest.created);
+                    batch.updates.extend(rest.updates);
+                }
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// One batch per record, in order.
+fn split(batch: RecordBatch) -> Vec<RecordBatch> {
+    let RecordBatch {
+        traces,
+        created,
+        updates,
+    } = batch;
+    let mut out = Vec::with_capacity(traces.len() + created.len() + updates.len());
+    out.extend(traces.into_iter().map(|t| RecordBatch {
+        traces: vec![t],
+        ..Default::default()
+    }));
+    out.extend(created.into_iter().map(|c| RecordBatch {
+        created: vec![c],
+        ..Default::default()
+    }));
+    out.extend(updates.into_iter().map(|u| RecordBatch {
+        updates: vec![u],
+        ..Default::default()
+    }));
+    out
+}
+
+/// Text without control characters, at most `max` characters.
+pub(crate) fn clean_text(s: &str, max: usize) -> String {
+    s.chars().filter(|c| !c.is_control()).take(max).collect()
+}
+
+/// The record with every free text sanitized and any delivery marked failed with `reason`.
+fn quarantine(one: &RecordBatch, reason: &str) -> RecordBatch {
+    let t = |s: &str| clean_text(s, 256);
+    let failed = |at: i64| Attempt {
+        at,
+        success: false,
+        latency_ms: 0,
+        code: reason.to_string(),
+    };
+    RecordBatch {
+        traces: one
+            .traces
+            .iter()
+            .map(|r| TraceRow {
+                event_id: t(&r.event_id),
+                source_name: t(&r.source_name),
+                event_type: t(&r.event_type),
+                subscription_name: t(&r.subscription_name),
+                ..r.clone()
+            })
+            .collect(),
+        created: one
+            .created
+            .iter()
+            .map(|c| CreatedDelivery {
+                delivery: NewDelivery {
+                    event_id: t(&c.delivery.event_id),
+                    subscription_name: t(&c.delivery.subscription_name),
+                    target_name: t(&c.delivery.target_name),
+                    next_at: 0,
+                    ..c.delivery.clone()
+                },
+                status: DeliveryStatus::Failed,
+                attempts: c.attempts,
+                attempt: Some(failed(c.attempt.as_ref().map_or_else(now_ms, |a| a.at))),
+            })
+            .collect(),
+        updates: one
+            .updates
+            .iter()
+            .map(|u| AttemptUpdate {
+                status: DeliveryStatus::Failed,
+                next_at: 0,
+                attempt: failed(u.attempt.at),
+                ..u.clone()
+            })
+            .collect(),
     }
 }
 
@@ -451,6 +702,92 @@ mod tests {
             f.0.lock().unwrap().is_empty(),
             "released offsets leave no entry"
         );
+    }
+
+    #[test]
+    fn an_attempt_never_outlives_its_lease() {
+        let now = 1_000_000;
+        // Plenty left: the attempt may run until the margin before the lease ends.
+        assert_eq!(
+            lease_budget(now + 60_000, now),
+            Some(Duration::from_millis(60_000 - RECORD_MARGIN_MS as u64))
+        );
+        // Too little left (the claim waited in a full target queue): not attempted at all.
+        assert_eq!(lease_budget(now + RECORD_MARGIN_MS + 999, now), None);
+        assert_eq!(lease_budget(now - 1, now), None);
+        assert!(lease_budget(now + RECORD_MARGIN_MS + MIN_ATTEMPT_MS, now).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_slow_target_is_cut_at_the_lease_budget() {
+        let now = now_ms();
+        let budget = lease_budget(now + RECORD_MARGIN_MS + 1_100, now).unwrap();
+        let slow = tokio::time::sleep(Duration::from_secs(300));
+        let t0 = Instant::now();
+        assert!(tokio::time::timeout(budget, slow).await.is_err());
+        assert!(t0.elapsed() < Duration::from_secs(3));
+    }
+
+    #[test]
+    fn failed_attempt_lines_are_rate_limited_per_target() {
+        let log = FailureLog::default();
+        let t0 = Instant::now();
+        assert_eq!(log.due("s/a", t0), Some(0), "the first failure is logged");
+        assert_eq!(log.due("s/a", t0 + Duration::from_secs(1)), None);
+        assert_eq!(log.due("s/a", t0 + Duration::from_secs(2)), None);
+        assert_eq!(
+            log.due("s/b", t0),
+            Some(0),
+            "targets are limited separately"
+        );
+        assert_eq!(
+            log.due("s/a", t0 + FAILURE_LOG_INTERVAL),
+            Some(2),
+            "the next line says how many went unlogged"
+        );
+        // Bounded: beyond the target limit, stale entries are forgotten first.
+        let later = t0 + FAILURE_LOG_INTERVAL * 3;
+        for i in 0..FAILURE_LOG_TARGETS + 10 {
+            log.due(&format!("k{i}"), later);
+        }
+        assert!(log.0.lock().unwrap().len() <= FAILURE_LOG_TARGETS);
+    }
+
+    #[test]
+    fn quarantined_records_are_clean_and_failed() {
+        let d = NewDelivery {
+            project_id: "p".into(),
+            channel_id: "c".into(),
+            offset: 7,
+            event_id: "a\u{0}b".into(),
+            received_at: 1,
+            subscription_id: "s".into(),
+            subscription_name: "sub".into(),
+            target_id: "t".into(),
+            target_name: "WEBHOOK".into(),
+            next_at: 99,
+        };
+        let batch = RecordBatch {
+            traces: vec![],
+            created: vec![CreatedDelivery {
+                delivery: d.clone(),
+                status: DeliveryStatus::Succeeded,
+                attempts: 1,
+                attempt: None,
+            }],
+            updates: vec![],
+        };
+        let singles = split(batch);
+        assert_eq!(singles.len(), 1);
+        let q = quarantine(&singles[0], "the store rejected this record: nul");
+        let c = &q.created[0];
+        assert_eq!(c.delivery.event_id, "ab");
+        assert_eq!((c.delivery.offset, c.delivery.next_at), (7, 0));
+        assert_eq!(c.status, DeliveryStatus::Failed);
+        let a = c.attempt.as_ref().unwrap();
+        assert!(!a.success && a.code.contains("store rejected"));
+        assert_eq!(clean_text(&"x".repeat(300), 256).len(), 256);
+        assert_eq!(clean_text("a\tb\u{7f}c\u{1b}", 10), "abc");
     }
 
     /// ORIGINAL sends the logged text instead of rendering: that is only right if rendering

@@ -103,8 +103,9 @@ pub struct Engine {
     pub(crate) cfg: EngineConfig,
     pub(crate) http: openeg_connectors::sinks::HttpClient,
     pub metrics: Metrics,
-    /// Compiled routes per topic; `None` entries are invalidated and reloaded on next use.
-    pub(crate) routes: Mutex<HashMap<String, Arc<routes::ChannelRoutes>>>,
+    pub(crate) failure_log: dispatch::FailureLog,
+    /// Compiled routes per topic, recompiled after subscription changes.
+    pub(crate) routes: routes::RouteCache,
     /// Topics with a running router.
     pub(crate) routers: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
     /// Per-target concurrency, kept across route reloads.
@@ -140,7 +141,12 @@ impl Engine {
             Err(e) => return Err(format!("releasing pending deliveries: {e}")),
         }
         let (recorder, rx) = tokio::sync::mpsc::channel(65_536);
-        tokio::spawn(dispatch::run_recorder(delivery.clone(), rx));
+        let metrics = Metrics::default();
+        tokio::spawn(dispatch::run_recorder(
+            delivery.clone(),
+            rx,
+            metrics.store_rejected.clone(),
+        ));
         let engine = Arc::new_cyclic(|me| Engine {
             meta,
             delivery,
@@ -148,8 +154,9 @@ impl Engine {
             secrets,
             cfg,
             http,
-            metrics: Metrics::default(),
-            routes: Mutex::new(HashMap::new()),
+            metrics,
+            failure_log: dispatch::FailureLog::default(),
+            routes: routes::RouteCache::default(),
             routers: Mutex::new(HashMap::new()),
             slots: Mutex::new(HashMap::new()),
             shutdown,
@@ -231,9 +238,7 @@ impl Engine {
 
     /// Subscriptions of a channel changed: the next batch uses freshly compiled routes.
     pub fn subscriptions_changed(&self, project_id: &str, channel_id: &str) {
-        if let Ok(mut r) = self.routes.lock() {
-            r.remove(&topic(project_id, channel_id));
-        }
+        self.routes.invalidate(&topic(project_id, channel_id));
     }
 
     /// A subscription was deleted: its pending deliveries go with it (traces stay).

@@ -86,6 +86,13 @@ pub struct Metrics {
     pub publish_to_deliver: Histogram,
     /// One durable append of a publish request's events (group commit included).
     pub append_latency: Histogram,
+    /// Events gone from the log before their router passed them.
+    pub expired_unrouted: Counter,
+    /// Claimed deliveries not attempted because their lease ran out while queued.
+    pub lease_expired: Counter,
+    /// Records the store rejected for their content, written sanitized and marked failed
+    /// (shared with the recorder, which starts before the engine).
+    pub store_rejected: std::sync::Arc<Counter>,
 }
 
 impl Metrics {
@@ -118,7 +125,7 @@ impl Metrics {
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &Counter); 6] = [
+        let counters: [(&str, &str, &Counter); 9] = [
             (
                 "openeg_events_ingested_total",
                 "Events accepted and durably appended",
@@ -148,6 +155,21 @@ impl Metrics {
                 "openeg_delivery_attempts_total",
                 "Delivery attempts",
                 &self.attempts,
+            ),
+            (
+                "openeg_events_expired_unrouted_total",
+                "Events removed from a channel log before they were routed",
+                &self.expired_unrouted,
+            ),
+            (
+                "openeg_delivery_lease_expired_total",
+                "Claimed deliveries left to a later claim because their lease ran out in the queue",
+                &self.lease_expired,
+            ),
+            (
+                "openeg_store_rejected_records_total",
+                "Delivery records the store rejected for their content (written sanitized, marked failed)",
+                &*self.store_rejected,
             ),
         ];
         for (name, help, c) in counters {

@@ -89,7 +89,10 @@ pub async fn poll_once(engine: &Arc<Engine>) -> Result<usize, String> {
         dispatch::spawn(
             engine.clone(),
             Job {
-                stored: Stored::Id(d.id),
+                stored: Stored::Claimed {
+                    id: d.id,
+                    lease_until: now + engine.cfg.lease.as_millis() as i64,
+                },
                 route,
                 event: Arc::new(event),
                 attempts: d.attempts,

@@ -124,7 +124,11 @@ pub(crate) async fn run(engine: Arc<Engine>, topic: String) {
                 }
             }
             Err(StepError::OutOfRange { start }) => {
-                tracing::warn!(%topic, from = next, to = start, "events below the log start were removed by retention before routing");
+                // Retention holds what this router has not passed, so this takes a log
+                // changed behind the server's back; the loss is counted, not hidden.
+                let lost = start.saturating_sub(next);
+                engine.metrics.expired_unrouted.add(lost);
+                tracing::error!(%topic, from = next, to = start, events = lost, "events removed from the log before they were routed");
                 next = start;
             }
             Err(StepError::Other(e)) => {
@@ -139,6 +143,27 @@ pub(crate) async fn run(engine: Arc<Engine>, topic: String) {
 }
 
 const COMMIT_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Cleans the free text of trace rows and deliveries in place (see
+/// [`dispatch::clean_text`]); `true` if anything changed.
+fn sanitize(traces: &mut [TraceRow], deliveries: &mut [NewDelivery]) -> bool {
+    let mut changed = false;
+    let mut fix = |s: &mut String| {
+        if s.chars().count() > 256 || s.chars().any(char::is_control) {
+            *s = dispatch::clean_text(s, 256);
+            changed = true;
+        }
+    };
+    for t in traces.iter_mut() {
+        fix(&mut t.event_id);
+        fix(&mut t.source_name);
+        fix(&mut t.event_type);
+    }
+    for d in deliveries.iter_mut() {
+        fix(&mut d.event_id);
+    }
+    changed
+}
 
 /// Commits the highest offset below which everything is recorded: no unrecorded attempt in
 /// flight, and the recorder flushed.
@@ -291,9 +316,14 @@ async fn step(
                     }
                     Path::Fast(_) => deliveries.push(d),
                     Path::Replay => {
+                        let d_next_at = d.next_at;
                         deliveries.push(d);
                         if dispatch_now {
-                            jobs.push((deliveries.len() - 1, job(Stored::Id(0))));
+                            let lease_until = d_next_at;
+                            jobs.push((
+                                deliveries.len() - 1,
+                                job(Stored::Claimed { id: 0, lease_until }),
+                            ));
                         }
                     }
                 }
@@ -315,16 +345,30 @@ async fn step(
             .map_err(|_| StepError::Other("the delivery recorder stopped".into()))?;
         return Ok(Some(last + 1));
     }
-    let ids = engine
-        .delivery
-        .record_routed(&traces, &deliveries)
-        .await
-        .map_err(|e| StepError::Other(e.to_string()))?;
+    let ids = match engine.delivery.record_routed(&traces, &deliveries).await {
+        Ok(ids) => ids,
+        // Text the store may refuse (a control character, an overlong id: possible in a log
+        // written before PutEvents checked them) would stall this channel forever; recorded
+        // sanitized, the events are still delivered as logged.
+        Err(e) if sanitize(&mut traces, &mut deliveries) => {
+            tracing::warn!(topic, error = %e, "recording a replayed batch failed; retrying with sanitized text");
+            let ids = engine
+                .delivery
+                .record_routed(&traces, &deliveries)
+                .await
+                .map_err(|e| StepError::Other(e.to_string()))?;
+            engine.metrics.store_rejected.add(1);
+            ids
+        }
+        Err(e) => return Err(StepError::Other(e.to_string())),
+    };
     for (idx, mut job) in jobs {
         // A delivery that already existed was routed before the restart; whoever holds its
         // lease, or the poller, attempts it.
         if let Some(r) = ids.get(idx).filter(|r| r.created) {
-            job.stored = Stored::Id(r.id);
+            if let Stored::Claimed { id, .. } = &mut job.stored {
+                *id = r.id;
+            }
             dispatch::spawn(engine.clone(), job);
         }
     }

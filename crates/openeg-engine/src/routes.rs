@@ -15,7 +15,7 @@ use openeg_rules::{CompiledTransform, Matcher, MatcherBuilder, TransformUse};
 use openeg_store::{Kind, ListQuery};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// How a target is reached.
 pub enum Delivery {
@@ -65,6 +65,65 @@ pub struct ChannelRoutes {
     pub targets: HashMap<(String, String), Arc<TargetRoute>>,
 }
 
+/// Compiled routes per channel topic, with a generation per topic so that a compile which
+/// raced with a subscription change is never cached: the change bumps the generation, and a
+/// compile started under an older one is thrown away and redone.
+#[derive(Default)]
+pub struct RouteCache(Mutex<HashMap<String, CacheEntry>>);
+
+#[derive(Default)]
+struct CacheEntry {
+    generation: u64,
+    routes: Option<Arc<ChannelRoutes>>,
+}
+
+/// A cache miss: compile, then offer the result with [`RouteCache::offer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Miss {
+    generation: u64,
+}
+
+impl RouteCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CacheEntry>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The cached routes, or the generation a compile must start from.
+    pub fn get(&self, topic: &str) -> Result<Arc<ChannelRoutes>, Miss> {
+        let m = self.lock();
+        let e = m.get(topic);
+        match e.and_then(|e| e.routes.clone()) {
+            Some(r) => Ok(r),
+            None => Err(Miss {
+                generation: e.map_or(0, |e| e.generation),
+            }),
+        }
+    }
+
+    /// Caches routes compiled since `miss`, unless the topic's subscriptions changed during the
+    /// compile (then they may be stale: `false`, compile again).
+    pub fn offer(&self, topic: &str, miss: Miss, routes: Arc<ChannelRoutes>) -> bool {
+        let mut m = self.lock();
+        let e = m.entry(topic.to_string()).or_default();
+        if e.generation != miss.generation {
+            return false;
+        }
+        e.routes = Some(routes);
+        true
+    }
+
+    /// The topic's subscriptions changed: drop its routes and outdate running compiles.
+    pub fn invalidate(&self, topic: &str) {
+        let mut m = self.lock();
+        let e = m.entry(topic.to_string()).or_default();
+        e.generation += 1;
+        e.routes = None;
+    }
+}
+
+/// Compiles that may be outdated by concurrent changes before the last one is used uncached.
+const COMPILE_TRIES: usize = 5;
+
 fn str_at<'a>(v: &'a Value, ptr: &str) -> Option<&'a str> {
     v.pointer(ptr).and_then(Value::as_str)
 }
@@ -77,14 +136,20 @@ impl Engine {
         channel_id: &str,
     ) -> Result<Arc<ChannelRoutes>, String> {
         let t = crate::topic(project_id, channel_id);
-        if let Some(r) = self.routes.lock().ok().and_then(|m| m.get(&t).cloned()) {
-            return Ok(r);
+        let mut tries = 0;
+        loop {
+            let miss = match self.routes.get(&t) {
+                Ok(r) => return Ok(r),
+                Err(miss) => miss,
+            };
+            let compiled = Arc::new(self.compile_routes(project_id, channel_id).await?);
+            tries += 1;
+            // Under a storm of changes, use the newest compile for this batch uncached: it
+            // read the store after every change made before it started.
+            if self.routes.offer(&t, miss, compiled.clone()) || tries >= COMPILE_TRIES {
+                return Ok(compiled);
+            }
         }
-        let compiled = Arc::new(self.compile_routes(project_id, channel_id).await?);
-        if let Ok(mut m) = self.routes.lock() {
-            m.insert(t, compiled.clone());
-        }
-        Ok(compiled)
     }
 
     async fn compile_routes(
@@ -317,5 +382,63 @@ impl Engine {
                 kind.wire_name()
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn miss_of(c: &RouteCache, topic: &str) -> Miss {
+        match c.get(topic) {
+            Err(m) => m,
+            Ok(_) => panic!("{topic} unexpectedly cached"),
+        }
+    }
+
+    fn routes() -> Arc<ChannelRoutes> {
+        Arc::new(ChannelRoutes {
+            project_id: "p".into(),
+            channel_id: "c".into(),
+            matcher: MatcherBuilder::new().build(),
+            matched: Vec::new(),
+            targets: HashMap::new(),
+        })
+    }
+
+    #[test]
+    fn a_compile_that_raced_with_a_change_is_not_cached() {
+        let cache = RouteCache::default();
+        let miss = miss_of(&cache, "t");
+        // A subscription changes while the compile reads the store.
+        cache.invalidate("t");
+        assert!(!cache.offer("t", miss, routes()), "stale compile cached");
+        assert!(cache.get("t").is_err(), "the next batch must compile again");
+        // A compile started after the change is cached.
+        let miss = miss_of(&cache, "t");
+        let r = routes();
+        assert!(cache.offer("t", miss, r.clone()));
+        assert!(cache.get("t").is_ok_and(|c| Arc::ptr_eq(&c, &r)));
+        // A change drops cached routes; other topics are unaffected.
+        let other = miss_of(&cache, "u");
+        assert!(cache.offer("u", other, routes()));
+        cache.invalidate("t");
+        assert!(cache.get("t").is_err());
+        assert!(cache.get("u").is_ok());
+    }
+
+    #[test]
+    fn two_compiles_racing_the_same_change() {
+        let cache = RouteCache::default();
+        let first = miss_of(&cache, "t");
+        cache.invalidate("t");
+        let second = miss_of(&cache, "t");
+        assert!(cache.offer("t", second, routes()));
+        // The older compile finishing last must not overwrite the newer routes.
+        let Ok(newer) = cache.get("t") else {
+            panic!("the newer compile is cached")
+        };
+        assert!(!cache.offer("t", first, routes()));
+        assert!(cache.get("t").is_ok_and(|c| Arc::ptr_eq(&c, &newer)));
     }
 }

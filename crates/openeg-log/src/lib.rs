@@ -48,7 +48,9 @@
 //! segments that are older than `retention_max_age` (by their last append time, the file's
 //! mtime) or beyond `retention_max_bytes` per topic. The active segment is never deleted;
 //! when it has itself expired it is sealed first (a new empty segment takes over), so a quiet
-//! topic's events do not outlive the age limit. Reading below the start offset
+//! topic's events do not outlive the age limit. With `retention_hold_group` set, segments the
+//! group's committed offset has not passed are kept whatever their age or size (the router's
+//! group: an event is never deleted before it was routed). Reading below the start offset
 //! fails with [`LogError::OffsetOutOfRange`] (carrying the valid range), like Kafka, so a
 //! consumer notices that it lost events instead of silently skipping them.
 
@@ -213,6 +215,10 @@ pub struct LogConfig {
     pub fsync: bool,
     /// Largest accepted batch (encoded size).
     pub max_batch_bytes: usize,
+    /// Retention never deletes a segment holding an offset at or above this consumer group's
+    /// committed offset of the topic (none committed: nothing is deleted): events a consumer
+    /// has not passed are held, not silently dropped. `None`: age and size alone decide.
+    pub retention_hold_group: Option<String>,
 }
 
 impl Default for LogConfig {
@@ -223,6 +229,7 @@ impl Default for LogConfig {
             retention_max_bytes: None,
             fsync: true,
             max_batch_bytes: 16 << 20,
+            retention_hold_group: None,
         }
     }
 }
@@ -256,6 +263,8 @@ pub(crate) struct StatsInner {
 pub struct RetentionReport {
     pub segments_deleted: u64,
     pub bytes_deleted: u64,
+    /// Expired (by age or size) but kept: the hold group has not passed them yet.
+    pub segments_held: u64,
 }
 
 /// The embedded log: a directory of topics, each a list of segment files.
@@ -460,9 +469,14 @@ impl SegmentLog {
             }
             let shared = t.shared.clone();
             let cfg = self.cfg.clone();
-            let r = blocking(move || retain_topic(&shared, &cfg, now)).await?;
+            let hold = cfg
+                .retention_hold_group
+                .as_deref()
+                .map(|g| self.offsets.committed(g, &t.shared.name, 0).unwrap_or(0));
+            let r = blocking(move || retain_topic(&shared, &cfg, now, hold)).await?;
             report.segments_deleted += r.segments_deleted;
             report.bytes_deleted += r.bytes_deleted;
+            report.segments_held += r.segments_held;
         }
         Ok(report)
     }
@@ -473,16 +487,20 @@ fn retain_topic(
     shared: &topic::Shared,
     cfg: &LogConfig,
     now: SystemTime,
+    hold: Option<u64>,
 ) -> Result<RetentionReport, LogError> {
-    let (sealed, mut total) = {
+    let (sealed, next_bases, mut total) = {
         let st = lock(&shared.state);
         let sealed: Vec<Arc<segment::Segment>> =
             st.segments[..st.segments.len().saturating_sub(1)].to_vec();
+        // A sealed segment ends where the next one begins.
+        let next_bases: Vec<u64> = st.segments.iter().skip(1).map(|s| s.base).collect();
         let total: u64 = st.segments.iter().map(|s| s.len()).sum();
-        (sealed, total)
+        (sealed, next_bases, total)
     };
     let mut doomed = 0;
-    for seg in &sealed {
+    let mut held = 0;
+    for (i, seg) in sealed.iter().enumerate() {
         let too_big = cfg.retention_max_bytes.is_some_and(|max| total > max);
         let too_old = match cfg.retention_max_age {
             Some(age) => {
@@ -496,17 +514,31 @@ fn retain_topic(
         if !(too_big || too_old) {
             break;
         }
+        if hold.is_some_and(|h| next_bases.get(i).is_none_or(|&end| end > h)) {
+            // The consumer has not passed this segment: keep it and everything after it.
+            held = (sealed.len() - i) as u64;
+            break;
+        }
         total -= seg.len();
         doomed += 1;
     }
+    if held > 0 {
+        tracing::warn!(topic = %shared.name, segments = held, "expired segments kept: the router has not passed them yet");
+    }
     if doomed == 0 {
-        return Ok(RetentionReport::default());
+        return Ok(RetentionReport {
+            segments_held: held,
+            ..RetentionReport::default()
+        });
     }
     // Only retention removes segments and it runs under the admin lock, so the first `doomed`
     // segments are still the ones examined. Unpublish first, then delete oldest first, so a
     // crash midway leaves a contiguous suffix.
     lock(&shared.state).segments.drain(..doomed);
-    let mut report = RetentionReport::default();
+    let mut report = RetentionReport {
+        segments_held: held,
+        ..RetentionReport::default()
+    };
     for seg in &sealed[..doomed] {
         std::fs::remove_file(&seg.path)
             .map_err(io_err(format!("deleting {}", seg.path.display())))?;

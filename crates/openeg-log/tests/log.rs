@@ -795,3 +795,50 @@ async fn a_valid_frame_with_the_wrong_offset_is_an_error_not_a_torn_tail() {
         "nothing was cut"
     );
 }
+
+#[tokio::test]
+async fn retention_holds_what_the_hold_group_has_not_passed() {
+    let dir = TempDir::new("ret-hold");
+    let mut c = small_segments(200);
+    c.retention_max_age = Some(Duration::from_secs(3600));
+    c.retention_hold_group = Some("router".into());
+    let log = SegmentLog::open(dir.path(), c).await.unwrap();
+    fill(&log, T, 30).await;
+    let before = segment_files(dir.path(), T);
+    assert!(before.len() > 3, "{before:?}");
+    let later = SystemTime::now() + Duration::from_secs(7200);
+
+    // Nothing committed yet: everything has expired, nothing may go.
+    let r = log.enforce_retention(later).await.unwrap();
+    assert_eq!(r.segments_deleted, 0);
+    assert!(r.segments_held > 0);
+    // (The expired active segment was sealed and an empty one took over: nothing removed.)
+    let after = segment_files(dir.path(), T);
+    assert_eq!(after[..before.len()], before[..]);
+    assert_eq!(log.start_offset(T, 0).await.unwrap(), 0);
+    assert_payloads(&read_all(&log, T).await, 0, 30);
+
+    // The group passed the first two segments (committed = the third one's base): exactly
+    // those two go, the segment holding the committed offset stays.
+    let third = segment_base(&before[2]);
+    log.commit("router", T, 0, third).await.unwrap();
+    let r = log.enforce_retention(later).await.unwrap();
+    assert_eq!(r.segments_deleted, 2);
+    assert!(r.segments_held > 0);
+    assert_eq!(
+        segment_files(dir.path(), T)[..before.len() - 2],
+        before[2..]
+    );
+    assert_eq!(log.start_offset(T, 0).await.unwrap(), third);
+    assert_payloads(&read_all(&log, T).await, third, 30);
+
+    // Once the group has passed everything, expired data goes as without a hold.
+    log.commit("router", T, 0, 30).await.unwrap();
+    let r = log.enforce_retention(later).await.unwrap();
+    assert_eq!(r.segments_held, 0);
+    assert_eq!(log.start_offset(T, 0).await.unwrap(), 30);
+}
+
+fn segment_base(p: &std::path::Path) -> u64 {
+    p.file_stem().unwrap().to_str().unwrap().parse().unwrap()
+}

@@ -146,6 +146,8 @@ async fn run_server(cfg: Config) -> anyhow::Result<()> {
     let mut log_cfg = openeg_log::LogConfig::default();
     log_cfg.retention_max_age = Some(retention);
     log_cfg.retention_max_bytes = cfg.log_max_bytes_per_channel;
+    // Events the router has not passed are kept past retention rather than lost unrouted.
+    log_cfg.retention_hold_group = Some(openeg_engine::ROUTER_GROUP.to_string());
     let log = Arc::new(
         openeg_log::SegmentLog::open(cfg.data_dir.join("log"), log_cfg)
             .await
