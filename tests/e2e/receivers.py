@@ -60,6 +60,7 @@ class Receiver:
         self._queues: dict[str, list[Reply]] = {}
         self._defaults: dict[str, Reply] = {}
         self._on_request: Callable[[Rec], None] | None = None
+        self._responders: dict[str, Callable[[Rec], Reply]] = {}
         rx = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -75,7 +76,8 @@ class Receiver:
                 raw_path, _, query = self.path.partition("?")
                 rec = Rec(self.command, raw_path, urllib.parse.unquote(raw_path), query,
                           {k.lower(): v for k, v in self.headers.items()}, body, t)
-                reply = rx._next_reply(rec.path)
+                responder = rx._responders.get(rec.path)
+                reply = _reply(responder(rec)) if responder else rx._next_reply(rec.path)
                 rec.status = reply.status
                 with rx._cond:
                     rx.records.append(rec)
@@ -128,6 +130,11 @@ class Receiver:
             self._queues[path] = [_reply(r) for r in replies]
             if default is not None:
                 self._defaults[path] = _reply(default)
+
+    def respond(self, path: str, fn: Callable[[Rec], "Reply | int"]):
+        """Answer every request to `path` with `fn(request)` (called on the server thread)."""
+        with self._lock:
+            self._responders[path] = fn
 
     def on_request(self, fn: Callable[[Rec], None] | None):
         self._on_request = fn

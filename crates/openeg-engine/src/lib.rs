@@ -56,6 +56,8 @@ pub struct EngineConfig {
     pub poll_interval: Duration,
     /// Records read per router batch.
     pub batch_records: usize,
+    /// This node's name: the holder recorded on its claims.
+    pub node_name: String,
     /// Account (IAM domain id) of each project with a credential: HC.EG targets that forward
     /// into another project's channel publish as this account, which that channel's policy
     /// must allow.
@@ -72,6 +74,7 @@ impl Default for EngineConfig {
             lease: Duration::from_secs(330),
             poll_interval: Duration::from_millis(200),
             batch_records: 4096,
+            node_name: "openeg-0".into(),
             project_domains: HashMap::new(),
         }
     }
@@ -130,9 +133,10 @@ impl Engine {
     ) -> Result<Arc<Engine>, String> {
         let http = openeg_connectors::sinks::HttpClient::new()?;
         let (shutdown_tx, shutdown) = watch::channel(false);
-        // This node owns the embedded log, so leases of never-attempted deliveries were held
-        // by the process that stopped: make them due now instead of waiting them out.
-        match delivery.release_pending(now_ms()).await {
+        // This node owns the embedded log, so leases of never-attempted deliveries, and its
+        // own unanswered claims, were held by the process that stopped: make them due now
+        // instead of waiting them out.
+        match delivery.release_pending(now_ms(), &cfg.node_name).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(
                 deliveries = n,

@@ -33,7 +33,12 @@ pub async fn poll_once(engine: &Arc<Engine>) -> Result<usize, String> {
     let now = now_ms();
     let claimed = engine
         .delivery
-        .claim_due(now, engine.cfg.lease.as_millis() as i64, 256)
+        .claim_due(
+            now,
+            engine.cfg.lease.as_millis() as i64,
+            256,
+            &engine.cfg.node_name,
+        )
         .await
         .map_err(|e| e.to_string())?;
     let n = claimed.len();

@@ -286,10 +286,13 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// (one commit, one fsync), in order. Returns per update whether the delivery existed.
     async fn record_attempts(&self, updates: &[AttemptUpdate]) -> Result<Vec<bool>>;
 
-    /// Makes every `Pending` delivery with a future `next_at` due now; returns how many. A
-    /// single node calls it at start: a pending delivery's lease was held by the process that
-    /// just stopped, so waiting for it to expire only delays delivery.
-    async fn release_pending(&self, now_ms: i64) -> Result<u64>;
+    /// Makes due now every `Pending` delivery with a future `next_at` and every delivery
+    /// still claimed by `node` (a claim of [`DeliveryStore::claim_due`] never answered by an
+    /// outcome); returns how many. A node calls it at start: those leases were held by the
+    /// process that just stopped, so waiting for them to expire only delays delivery (a
+    /// retry claimed at a crash would otherwise wait out the whole lease). Claims of other
+    /// nodes are left alone.
+    async fn release_pending(&self, now_ms: i64, node: &str) -> Result<u64>;
 
     /// Records one attempt of delivery `id`: new status, attempts count and next attempt time;
     /// `attempt` is prepended to `recent` (keeping [`KEPT_ATTEMPTS`]) and its latency becomes
@@ -307,8 +310,16 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// Claims up to `limit` deliveries in Pending/Retrying with `next_at <= now_ms`, oldest
     /// `next_at` first, setting their `next_at = now_ms + lease_ms` atomically (safe with
     /// several concurrent claimers: no delivery is returned twice within one lease). Returned
-    /// in claim order (previous `next_at`, then id); each carries its new `next_at`.
-    async fn claim_due(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<Delivery>>;
+    /// in claim order (previous `next_at`, then id); each carries its new `next_at`. The
+    /// claim records `node` as its holder until an outcome ([`DeliveryStore::record_attempt`],
+    /// the batched forms, [`DeliveryStore::postpone`]) ends it.
+    async fn claim_due(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+        node: &str,
+    ) -> Result<Vec<Delivery>>;
 
     /// ListTracedEvents: (total, page).
     async fn list_traces(&self, project_id: &str, q: &TraceQuery) -> Result<(u64, Vec<TraceRow>)>;

@@ -24,6 +24,11 @@ use crate::delivery::{
 use crate::Result;
 
 /// Schema version 3: per-event size and routing time on trace rows (ListPubMetrics).
+/// Version 4: the node holding a claim (`''` when none), so a restarted node releases its own
+/// unanswered claims at once instead of waiting out their lease.
+pub(super) const MIGRATION_4: &[&str] =
+    &["ALTER TABLE deliveries ADD COLUMN claimed_by TEXT NOT NULL DEFAULT ''"];
+
 pub(super) const MIGRATION_3: &[&str] = &[
     "ALTER TABLE event_traces ADD COLUMN event_size BIGINT NOT NULL DEFAULT 0, \
      ADD COLUMN process_ms BIGINT NOT NULL DEFAULT 0",
@@ -224,18 +229,27 @@ impl DeliveryStore for PgStore {
         Ok(found)
     }
 
-    async fn release_pending(&self, now_ms: i64) -> Result<u64> {
-        let r = sqlx::query(
-            "UPDATE deliveries SET next_at = $1 WHERE status = 'PENDING' AND next_at > $1",
-        )
+    async fn release_pending(&self, now_ms: i64, node: &str) -> Result<u64> {
+        let r = sqlx::query(&format!(
+            "UPDATE deliveries SET next_at = $1, claimed_by = '' WHERE \
+             (status = 'PENDING' AND next_at > $1 AND claimed_by IN ('', $2)) \
+             OR (claimed_by = $2 AND status IN {DUE_STATUSES_SQL})"
+        ))
         .bind(now_ms)
+        .bind(node)
         .execute(&self.pool)
         .await
         .map_err(|e| backend("release_pending", e))?;
         Ok(r.rows_affected())
     }
 
-    async fn claim_due(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<Delivery>> {
+    async fn claim_due(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+        node: &str,
+    ) -> Result<Vec<Delivery>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -251,13 +265,14 @@ impl DeliveryStore for PgStore {
             "WITH due AS (SELECT id, next_at FROM deliveries \
                 WHERE status IN {DUE_STATUSES_SQL} AND next_at <= $1 \
                 ORDER BY next_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
-             UPDATE deliveries d SET next_at = $2 FROM due WHERE d.id = due.id \
+             UPDATE deliveries d SET next_at = $2, claimed_by = $4 FROM due WHERE d.id = due.id \
              RETURNING {cols}, due.next_at"
         );
         let rows: Vec<ClaimTuple> = sqlx::query_as(&sql)
             .bind(now_ms)
             .bind(now_ms.saturating_add(lease_ms))
             .bind(i64::from(limit))
+            .bind(node)
             .fetch_all(&self.pool)
             .await
             .map_err(|e| backend("claim_due", e))?;
@@ -361,7 +376,7 @@ impl DeliveryStore for PgStore {
             return Ok(0);
         }
         let r = sqlx::query(&format!(
-            "UPDATE deliveries SET next_at = $1 WHERE status IN {DUE_STATUSES_SQL} \
+            "UPDATE deliveries SET next_at = $1, claimed_by = '' WHERE status IN {DUE_STATUSES_SQL} \
              AND id = ANY($2)"
         ))
         .bind(next_at)
@@ -605,7 +620,7 @@ async fn apply_updates(
         // The new attempt first (ordinality 0), then the stored ones (1, 2, …), newest first.
         let r = sqlx::query(
                 "UPDATE deliveries SET status = $2, attempts = $3, next_at = $4, \
-                 last_latency_ms = $5, updated_at = $6, \
+                 last_latency_ms = $5, updated_at = $6, claimed_by = '', \
                  recent = (SELECT json_agg(x.e ORDER BY x.o)::text FROM ( \
                     SELECT e, o FROM (SELECT $7::json AS e, 0::bigint AS o \
                         UNION ALL SELECT t.e, t.o \

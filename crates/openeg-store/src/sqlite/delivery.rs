@@ -76,6 +76,11 @@ pub(super) const MIGRATION_2: &[&str] = &[
 /// `trace_topics.indexed_to` is the offset below which every row of the channel is in
 /// `trace_ids`; rows at or above it (the tail) are found by scanning it. Adds the event size
 /// and routing time behind ListPubMetrics.
+/// Version 4: the node holding a claim (`''` when none), so a restarted node releases its own
+/// unanswered claims at once instead of waiting out their lease.
+pub(super) const MIGRATION_4: &[&str] =
+    &["ALTER TABLE deliveries ADD COLUMN claimed_by TEXT NOT NULL DEFAULT ''"];
+
 pub(super) const MIGRATION_3: &[&str] = &[
     "CREATE TABLE trace_topics (
         topic INTEGER PRIMARY KEY,
@@ -287,20 +292,30 @@ impl DeliveryStore for SqliteStore {
         Ok(found)
     }
 
-    async fn release_pending(&self, now_ms: i64) -> Result<u64> {
+    async fn release_pending(&self, now_ms: i64, node: &str) -> Result<u64> {
         let _g = self.write.lock().await;
-        let r = sqlx::query(
-            "UPDATE deliveries SET next_at = ? WHERE status = 'PENDING' AND next_at > ?",
-        )
+        let r = sqlx::query(&format!(
+            "UPDATE deliveries SET next_at = ?, claimed_by = '' WHERE \
+             (status = 'PENDING' AND next_at > ? AND claimed_by IN ('', ?)) \
+             OR (claimed_by = ? AND status IN {DUE_STATUSES_SQL})"
+        ))
         .bind(now_ms)
         .bind(now_ms)
+        .bind(node)
+        .bind(node)
         .execute(&self.pool)
         .await
         .map_err(|e| backend("release_pending", e))?;
         Ok(r.rows_affected())
     }
 
-    async fn claim_due(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<Delivery>> {
+    async fn claim_due(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+        node: &str,
+    ) -> Result<Vec<Delivery>> {
         let op = "claim_due";
         if limit == 0 {
             return Ok(Vec::new());
@@ -327,9 +342,11 @@ impl DeliveryStore for SqliteStore {
             return Ok(Vec::new());
         }
         let rows: Vec<DeliveryTuple> = sqlx::query_as(&format!(
-            "UPDATE deliveries SET next_at = ? WHERE id IN ({due_sql}) RETURNING {DELIVERY_COLS}"
+            "UPDATE deliveries SET next_at = ?, claimed_by = ? WHERE id IN ({due_sql}) \
+             RETURNING {DELIVERY_COLS}"
         ))
         .bind(now_ms.saturating_add(lease_ms))
+        .bind(node)
         .bind(now_ms)
         .bind(i64::from(limit))
         .fetch_all(&mut *tx)
@@ -462,6 +479,7 @@ impl DeliveryStore for SqliteStore {
         let _g = self.write.lock().await;
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("UPDATE deliveries SET next_at = ");
         qb.push_bind(next_at);
+        qb.push(", claimed_by = ''");
         qb.push(format!(" WHERE status IN {DUE_STATUSES_SQL} AND id IN ("));
         let mut sep = qb.separated(", ");
         for id in ids {
@@ -921,7 +939,7 @@ async fn apply_updates(
         let recent = prepend_recent(&stored, &u.attempt)?;
         sqlx::query(
             "UPDATE deliveries SET status = ?, attempts = ?, next_at = ?, recent = ?, \
-                 last_latency_ms = ?, updated_at = ? WHERE id = ?",
+                 last_latency_ms = ?, updated_at = ?, claimed_by = '' WHERE id = ?",
         )
         .bind(u.status.as_str())
         .bind(i64::from(u.attempts))

@@ -503,14 +503,14 @@ async fn claim_lease(s: &dyn DeliveryStore) {
     let ids = ids_of(s.record_routed(&[], &dels).await.unwrap());
 
     assert!(
-        s.claim_due(99, 1000, 10).await.unwrap().is_empty(),
+        s.claim_due(99, 1000, 10, "n1").await.unwrap().is_empty(),
         "none due"
     );
     assert!(
-        s.claim_due(250, 1000, 0).await.unwrap().is_empty(),
+        s.claim_due(250, 1000, 0, "n1").await.unwrap().is_empty(),
         "limit 0"
     );
-    let got = s.claim_due(250, 1000, 10).await.unwrap();
+    let got = s.claim_due(250, 1000, 10, "n1").await.unwrap();
     assert_eq!(
         got.iter().map(|d| d.id).collect::<Vec<_>>(),
         [ids[1], ids[0]],
@@ -524,13 +524,13 @@ async fn claim_lease(s: &dyn DeliveryStore) {
         "lease stored"
     );
     // Within the lease nobody gets them again.
-    assert!(s.claim_due(250, 1000, 10).await.unwrap().is_empty());
+    assert!(s.claim_due(250, 1000, 10, "n1").await.unwrap().is_empty());
     // Limit.
-    let got = s.claim_due(300, 1000, 1).await.unwrap();
+    let got = s.claim_due(300, 1000, 1, "n1").await.unwrap();
     assert_eq!(got.iter().map(|d| d.id).collect::<Vec<_>>(), [ids[2]]);
-    assert!(s.claim_due(1249, 1000, 10).await.unwrap().is_empty());
+    assert!(s.claim_due(1249, 1000, 10, "n1").await.unwrap().is_empty());
     // After the lease (next_at <= now): claimable again; ties by id.
-    let got = s.claim_due(1250, 1000, 10).await.unwrap();
+    let got = s.claim_due(1250, 1000, 10, "n1").await.unwrap();
     let mut expect = vec![ids[0], ids[1]];
     expect.sort();
     assert_eq!(got.iter().map(|d| d.id).collect::<Vec<_>>(), expect);
@@ -564,13 +564,13 @@ async fn claim_lease(s: &dyn DeliveryStore) {
     )
     .await
     .unwrap();
-    let got = s.claim_due(5000, 1000, 10).await.unwrap();
+    let got = s.claim_due(5000, 1000, 10, "n1").await.unwrap();
     assert_eq!(got.iter().map(|d| d.id).collect::<Vec<_>>(), [ids[1]]);
     assert_eq!(got[0].status, DeliveryStatus::Retrying);
     assert_eq!(got[0].attempts, 1);
     assert_eq!(got[0].recent.len(), 1);
     // ids[1]'s lease from that claim ended at 6000; ids[3] becomes due at 10_000.
-    let got = s.claim_due(10_000, 1000, 10).await.unwrap();
+    let got = s.claim_due(10_000, 1000, 10, "n1").await.unwrap();
     assert_eq!(
         got.iter().map(|d| d.id).collect::<Vec<_>>(),
         [ids[1], ids[3]]
@@ -578,7 +578,11 @@ async fn claim_lease(s: &dyn DeliveryStore) {
 
     // Leave nothing claimable behind for later sections.
     assert_eq!(s.drop_pending_for_subscription(p, "s").await.unwrap(), 2);
-    assert!(s.claim_due(1_000_000, 1000, 10).await.unwrap().is_empty());
+    assert!(s
+        .claim_due(1_000_000, 1000, 10, "n1")
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 async fn concurrent_claims(store: Arc<dyn DeliveryStore>) {
@@ -594,7 +598,7 @@ async fn concurrent_claims(store: Arc<dyn DeliveryStore>) {
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             loop {
-                let got = s.claim_due(1000, 1_000_000, 7).await.unwrap();
+                let got = s.claim_due(1000, 1_000_000, 7, "n1").await.unwrap();
                 if got.is_empty() {
                     break;
                 }
@@ -625,7 +629,7 @@ async fn concurrent_claims(store: Arc<dyn DeliveryStore>) {
     );
     eprintln!("concurrent claims: 200 rows over {busy_tasks} of 8 claimers");
     assert!(store
-        .claim_due(1000, 1_000_000, 500)
+        .claim_due(1000, 1_000_000, 500, "n1")
         .await
         .unwrap()
         .is_empty());
@@ -937,16 +941,53 @@ async fn batched_attempts_and_release(s: &dyn DeliveryStore) {
     assert!(s.record_attempts(&[]).await.unwrap().is_empty());
 
     // Only the still-pending delivery with a future lease is released.
-    let released = s.release_pending(1_000).await.unwrap();
+    let released = s.release_pending(1_000, "n1").await.unwrap();
     assert!(released >= 1);
     let d2 = find(s, &dels[2], ids[2]).await;
     assert_eq!(d2.next_at, 50, "an already-due delivery keeps its time");
-    let claimed = s.claim_due(1_000, 10, 100_000).await.unwrap();
+    let claimed = s.claim_due(1_000, 10, 100_000, "n1").await.unwrap();
     assert!(claimed
         .iter()
         .all(|d| d.status == DeliveryStatus::Pending || d.status == DeliveryStatus::Retrying));
     assert!(claimed.iter().any(|d| d.id == ids[2]));
     assert!(!claimed.iter().any(|d| d.id == ids[0] || d.id == ids[1]));
+
+    // Claims are owned: a restarting node releases its own unanswered claims (also of
+    // retrying deliveries), never another node's.
+    assert_eq!(
+        s.release_pending(1_005, "other-node").await.unwrap(),
+        0,
+        "another node's claims stay"
+    );
+    assert_eq!(find(s, &dels[2], ids[2]).await.next_at, 1_010);
+    let released = s.release_pending(1_005, "n1").await.unwrap();
+    assert_eq!(
+        released as usize,
+        claimed.len(),
+        "every claim of n1 released"
+    );
+    assert_eq!(find(s, &dels[2], ids[2]).await.next_at, 1_005);
+    let again = s.claim_due(1_005, 100, 100_000, "n1").await.unwrap();
+    assert!(again.iter().any(|d| d.id == ids[2]));
+    // An outcome ends the claim: a retry scheduled at 5000 is not moved by a release.
+    s.record_attempts(&[AttemptUpdate {
+        id: ids[2],
+        status: DeliveryStatus::Retrying,
+        attempts: 1,
+        next_at: 5_000,
+        attempt: attempt(1_006, false, 1, "500"),
+    }])
+    .await
+    .unwrap();
+    s.release_pending(1_006, "n1").await.unwrap();
+    let d2 = find(s, &dels[2], ids[2]).await;
+    assert_eq!((d2.status, d2.next_at), (DeliveryStatus::Retrying, 5_000));
+    // Given back by postpone: no longer claimed either.
+    let got = s.claim_due(5_000, 100, 100_000, "n1").await.unwrap();
+    assert!(got.iter().any(|d| d.id == ids[2]));
+    s.postpone(&[ids[2]], 7_000).await.unwrap();
+    s.release_pending(5_001, "n1").await.unwrap();
+    assert_eq!(find(s, &dels[2], ids[2]).await.next_at, 7_000);
 }
 
 /// `record_batch`: traces, deliveries created with their first outcome (or pending), and
