@@ -247,13 +247,15 @@ async fn run_server(cfg: Config) -> anyhow::Result<()> {
     } else {
         "sqlite"
     };
+    // stdout: the readiness line scripts wait for, whatever the log level; the log: the record.
+    println!("openeg listening on http://{local}");
     tracing::info!(
         listen = %local,
         data_dir = %cfg.data_dir.display(),
         store,
         node = %cfg.node_name,
         version = env!("CARGO_PKG_VERSION"),
-        "openeg listening on http://{local}"
+        "openeg started"
     );
     openeg_server::serve(listener, state, shutdown).await?;
     engine.shutdown().await;

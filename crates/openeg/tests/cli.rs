@@ -73,7 +73,7 @@ fn credentials_show_secret_never_creates_a_credential() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Runs `serve` until its start line, stops it with SIGTERM and returns (stdout, stderr).
+/// Runs `serve` until its start log line, stops it with SIGTERM and returns (stdout, stderr).
 #[cfg(unix)]
 fn serve_and_stop(data: &Path, args: &[&str]) -> (String, String) {
     let mut child: Child = openeg(data)
@@ -93,7 +93,7 @@ fn serve_and_stop(data: &Path, args: &[&str]) -> (String, String) {
     });
     let mut lines = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !lines.iter().any(|l: &String| l.contains("listening on")) {
+    while !lines.iter().any(|l: &String| l.contains("openeg started")) {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
             Ok(l) => lines.push(l),
@@ -127,8 +127,21 @@ fn serve_logs_start_and_shutdown_as_plain_text_when_not_a_terminal() {
         !stderr.contains('\x1b'),
         "no ANSI escapes into a pipe: {stderr:?}"
     );
-    let start = stderr.lines().find(|l| l.contains("listening on")).unwrap();
-    for want in ["store=\"sqlite\"", "node=openeg-0", "version=", "data_dir="] {
+    assert!(
+        stdout.contains("openeg listening on http://127.0.0.1:"),
+        "{stdout}"
+    );
+    let start = stderr
+        .lines()
+        .find(|l| l.contains("openeg started"))
+        .unwrap();
+    for want in [
+        "listen=127.0.0.1:",
+        "store=\"sqlite\"",
+        "node=openeg-0",
+        "version=",
+        "data_dir=",
+    ] {
         assert!(start.contains(want), "{want} missing from {start}");
     }
     assert!(stderr.contains("shutdown requested"), "{stderr}");
@@ -160,7 +173,7 @@ fn serve_logs_json_lines() {
         .find(|v| {
             v["fields"]["message"]
                 .as_str()
-                .is_some_and(|m| m.contains("listening on"))
+                .is_some_and(|m| m == "openeg started")
         })
         .expect("start line");
     assert_eq!(start["level"], "INFO");
