@@ -1,6 +1,6 @@
 """Shared helpers for the OpenEG end-to-end suite.
 
-* a standalone SDK-HMAC-SHA256 signer (SIGNING.md §2), independent of huaweicloudsdkcore, so
+* a standalone SDK-HMAC-SHA256 signer (docs/signing.md), independent of huaweicloudsdkcore, so
   tests can tamper with a request after signing it;
 * a raw HTTP client (http.client, byte-exact: no header or URL rewriting);
 * assertions for EG-shaped errors.
@@ -218,7 +218,7 @@ def assert_eg_error(r, status: int, code: str | set | tuple):
         assert isinstance(body, dict), body
         assert body.get("error_code") in codes, f"expected {codes}, got {body}"
         assert isinstance(body.get("error_msg"), str) and body["error_msg"], body
-        # ERRORS.md §1: OpenEG always includes request_id, equal to the header [dec]
+        # docs/errors.md: OpenEG always includes request_id, equal to the header [dec]
         assert body.get("request_id") == rid, (body, rid)
         for k, v in body.items():
             assert not isinstance(v, dict), f"object-valued key {k} in error body"

@@ -1,4 +1,4 @@
-"""Authentication: SIGNING.md §3/§5/§6, ERRORS.md §3 (APIGW.0301), §2.2 (EG.00512000)."""
+"""Authentication: docs/signing.md, docs/errors.md (APIGW.0301, EG.00512000)."""
 import datetime as dt
 
 import pytest
@@ -169,7 +169,7 @@ def test_bad_signature_is_401_and_not_executed(raw_a, eg_a, case):
 
 
 def test_unknown_ak_and_wrong_signature_same_message(raw_a):
-    """ERRORS.md §3: same detail for unknown AK and signature mismatch (no AK oracle)."""
+    """docs/errors.md: same detail for unknown AK and signature mismatch (no AK oracle)."""
     r1 = raw_a.call("GET", "/v1/{p}/channels", sign=False)
     req = raw_a.prepare("GET", "/v1/{p}/channels")
     case_unknown_ak(raw_a, req)
@@ -319,7 +319,7 @@ def test_without_x_project_id_header(raw_a):
 
 
 def test_raw_query_forms_are_canonicalised(raw_a):
-    """SIGNING.md §3.5: the server canonicalises the raw query: unsorted order, a literal '+'
+    """docs/signing.md: the server canonicalises the raw query: unsorted order, a literal '+'
     (not a space), a key without '='."""
     for raw_q, pairs in [("offset=0&limit=5", [("offset", "0"), ("limit", "5")]),
                          ("fuzzy_name=a+b", [("fuzzy_name", "a+b")]),
@@ -342,14 +342,14 @@ def test_token_wrong_domain_401(raw_a, server):
 
 
 def test_signed_token_request_accepted(raw_a, server):
-    """SIGNING.md §5: POST /v3/auth/tokens needs no signature, but a signed one is accepted."""
+    """docs/signing.md: POST /v3/auth/tokens needs no signature, but a signed one is accepted."""
     r = raw_a.call("POST", "/v3/auth/tokens", body=token_body(server.a))
     assert r.status == 201, r
     assert r.header("X-Subject-Token")
 
 
 def test_repeated_signed_header_joined_with_comma(raw_a):
-    """SIGNING.md §3.2: repeated headers are joined with ',' in arrival order."""
+    """docs/signing.md: repeated headers are joined with ',' in arrival order."""
     req = raw_a.prepare("GET", "/v1/{p}/channels", headers={"X-Multi": "first,second"})
     req.sign(raw_a.ak, raw_a.sk)
     # send the signed header as two header lines

@@ -1,5 +1,5 @@
-"""Bad inputs answered with the right EG error and NOTHING CHANGED (API.md §1.2, §1.5,
-ERRORS.md §2.1/§3). Raw signed requests, because the SDK models would not send wrong types."""
+"""Bad inputs answered with the right EG error and NOTHING CHANGED
+(docs/errors.md). Raw signed requests, because the SDK models would not send wrong types."""
 import json
 import socket
 

@@ -176,7 +176,7 @@ def test_client_request_id_not_echoed(raw_a):
 
 
 def test_json_content_type_exact(raw_a):
-    """API.md §1.3 / ERRORS.md §1: Content-Type application/json;charset=UTF-8 on JSON bodies."""
+    """docs/errors.md: Content-Type application/json;charset=UTF-8 on JSON bodies."""
     for r in [raw_a.anon("GET", "/"), raw_a.call("GET", "/v1/{p}/channels"),
               raw_a.call("GET", "/v1/{p}/channels", sign=False),
               raw_a.call("GET", "/v1/{p}/nothing-here")]:
@@ -191,7 +191,7 @@ def test_server_announced_listening(server):
 
 def test_workflow_trigger_with_slash_in_id(eg_a, res_a):
     """The SDK percent-encodes '/' in path parameters (%2F); routing must treat it as one
-    segment and signing must decode it (SIGNING.md §2.4.2)."""
+    segment and signing must decode it (docs/signing.md)."""
     ch, src = res_a.app_setup()
     s = res_a.subscription(ch.id, [custom_source(src.name)], [workflow_target("wf/with/slash")])
     w = eg_a.list_workflow_triggers(ListWorkflowTriggersRequest(workflow_id="wf/with/slash"))

@@ -1,4 +1,4 @@
-"""Channels (API.md §3.2, ops 12–16), default channel (§1.8)."""
+"""Channels (ops 12–16), default channel (created with the project)."""
 import pytest
 from huaweicloudsdkeg.v1 import (
     ChannelCreateReq, ChannelUpdateReq, CreateChannelRequest, DeleteChannelRequest,

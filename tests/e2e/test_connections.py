@@ -1,4 +1,4 @@
-"""Connections (API.md §3.7, ops 39–43)."""
+"""Connections (ops 39–43)."""
 import time
 
 import pytest

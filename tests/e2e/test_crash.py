@@ -253,7 +253,7 @@ def test_sigkill_with_retries_pending(env):
 
 def test_graceful_restart_resumes_backlog_promptly(env):
     """SIGTERM with deliveries in flight and queued: after the restart every acknowledged event
-    is delivered promptly (LIMITS.md §5: first attempt within 1 s when the target has capacity;
+    is delivered promptly (docs/limits.md: first attempt within 1 s when the target has capacity;
     a restart loses no delivery)."""
     srv, rx = env["srv"], env["rx"]
     slow = "/crash-slow"

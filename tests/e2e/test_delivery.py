@@ -2,8 +2,8 @@
 
 A private `openeg serve` (module-scoped) is started with `functiongraph_endpoint` and
 `smn_endpoint` pointing at a local scriptable receiver (receivers.py); webhook and APIGW targets
-point at the same receiver. Specs: API.md §3.1/§3.3, TRANSFORM.md §2/§4/§5, LIMITS.md §5,
-ERRORS.md §4.1.
+point at the same receiver. Reference: docs/transforms.md, docs/limits.md,
+docs/errors.md.
 """
 from __future__ import annotations
 
@@ -200,7 +200,7 @@ def test_original_delivers_cloudevent_json(eg, raw, res, rx, srv, P):
 
 
 def test_filter_and_variable_transform_exact(eg, res, rx, srv, P):
-    # TRANSFORM.md §6 T7 behind a data filter
+    # the transform example of docs/transforms.md behind a data filter
     tr = TransForm(type="VARIABLE",
                    value=json.dumps({"oid": "$.data.order.id", "amt": "$.data.order.amount",
                                      "src": "$.source", "subj": "$.subject"}),
@@ -331,7 +331,7 @@ def test_apigw_header_parameters(eg, res, rx, P):
 def test_eg_forwarding(eg, res, rx, srv, pa, P):
     ch2 = res.channel()
     ch1, src, sub1 = setup(res, [eg_target(pa, ch2.id)])
-    # a subscription in the target channel naming the ORIGINAL source (of ch1) [dec §3.1]
+    # a subscription in the target channel naming the ORIGINAL source (of ch1) [dec]
     sub2 = res.subscription(ch2.id, [custom_source(src.name)],
                             [webhook_target(rx.url(P + "/fwd"))])
     e = event(src.name, type="fwd.test", data={"x": "y"})
@@ -423,7 +423,7 @@ def test_non_retriable_statuses_attempted_once(eg, res, rx, srv, P):
     codes = [400, 404, 410, 422, 302]
     for c in codes:
         rx.script(f"{P}/n{c}", default=c)
-    # redirects are not followed (LIMITS.md §5) and count as a non-retried failure
+    # redirects are not followed (docs/limits.md) and count as a non-retried failure
     rx.script(f"{P}/n302", default=Reply(302, b"", headers={"Location": rx.url(P + "/moved")}))
     ch, src, sub = setup(res, [webhook_target(rx.url(f"{P}/n{c}"), retry_times=3) for c in codes])
     e = event(src.name)
@@ -681,7 +681,7 @@ def test_disable_keeps_pending_retries(eg, res, rx, srv, P):
     e = event(src.name)
     put(eg, ch.id, [e])
     rx.wait(P + "/dk", count=1)
-    op(eg, sub.id, "DISABLE")          # already matched: its retry still happens (LIMITS §5)
+    op(eg, sub.id, "DISABLE")          # already matched: its retry still happens (docs/limits.md)
     recs = rx.wait(P + "/dk", count=2, timeout=6)
     assert [r.status for r in recs] == [500, 200]
     wait_target(eg, ch.id, e["id"], tids(sub)[0], "SUCCESS", 2, srv)

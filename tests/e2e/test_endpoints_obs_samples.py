@@ -1,5 +1,5 @@
-"""Access endpoints (API.md §3.12, ops 50–53), OBS buckets (§3.13, ops 54–55) and event
-samples (§3.15, op 62)."""
+"""Access endpoints (ops 50–53), OBS buckets (ops 54–55) and event
+samples (op 62)."""
 import json
 import uuid
 

@@ -1,4 +1,4 @@
-"""Event streams (API.md §3.14, ops 56–61; LIMITS.md §7).
+"""Event streams (ops 56–61; docs/limits.md).
 
 No runtime moves data yet: these tests cover the control plane (status transitions are
 persisted only)."""

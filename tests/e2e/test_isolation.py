@@ -1,4 +1,4 @@
-"""Tenant isolation (API.md §1.8, ERRORS.md §2.3): project B cannot see or modify A's resources;
+"""Tenant isolation (docs/errors.md): project B cannot see or modify A's resources;
 IDs of A are 404 EG.00514001 in B; B's key on A's path is 403 EG.00512000."""
 from huaweicloudsdkeg.v1 import (
     ChannelUpdateReq, ConnectionUpdateReq, CreateSubscriptionTargetRequest, CustomizeSourceUpdateReq,
@@ -124,7 +124,7 @@ def test_b_key_on_a_path_is_403(raw_b, eg_a, pa):
 
 
 def test_secrets_masked_in_lists_too(eg_a, res_a, raw_a):
-    """API.md §1.7: secrets never leave the server, in list responses either."""
+    """Secrets never leave the server, in list responses either."""
     from sdkx import apigw_target
     ch = res_a.channel()
     res_a.source(ch.id, type="RABBITMQ", detail={"instance_id": "amqp://127.0.0.1:9",

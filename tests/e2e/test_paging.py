@@ -1,4 +1,4 @@
-"""Lists and pagination (API.md §1.4): offset/limit/sort/name/fuzzy_name, total vs size."""
+"""Lists and pagination (docs/limits.md): offset/limit/sort/name/fuzzy_name, total vs size."""
 import uuid
 
 import pytest

@@ -1,4 +1,4 @@
-"""Professional event-router clusters (API.md §3.17, ops 71–76; LIMITS.md §1, §8).
+"""Professional event-router clusters (ops 71–76; docs/limits.md).
 
 The SDK has no operations for these: every request is raw and signed.
 """
@@ -189,7 +189,7 @@ def test_cluster_types_must_match(raw_a, cluster):
 
 
 def test_cluster_ceiling(raw_b):
-    """LIMITS.md §1: at most 50 clusters per project → 403 EG.00514003."""
+    """docs/limits.md: at most 50 clusters per project → 403 EG.00514003."""
     made = []
     try:
         existing = count_clusters(raw_b)
@@ -206,7 +206,7 @@ def test_cluster_ceiling(raw_b):
 
 
 # ------------------------------------------------------------------------------------ jobs
-# API.md §3.16, ops 63–70.
+# ops 63–70.
 
 import socket  # noqa: E402
 import threading  # noqa: E402
@@ -294,7 +294,7 @@ def test_job_crud_and_cluster_conflict(raw_a, cluster, job):
     r = raw_a.call("PUT", f"{JOBS}/{jid}", body=body)
     assert r.status == 200, r
     u = r.json()
-    assert u["description"] == "v2" and "advance_config" not in u   # unset: omitted (API.md §1.3)
+    assert u["description"] == "v2" and "advance_config" not in u   # unset: omitted
     assert u["sink_config"]["sink_kafka"]["address"] == "127.0.0.3:1"
     assert u["sink_config"]["sink_kafka"]["password"] == "******"
     assert u["created_time"] == j["created_time"]
@@ -310,7 +310,7 @@ def test_job_crud_and_cluster_conflict(raw_a, cluster, job):
 def test_job_no_configuration(raw_a, job):
     j = job(source_config=None, sink_config="", advance_config=[])
     assert j["status"] == "NO_CONFIGURATION"
-    assert "source_config" not in j and "sink_config" not in j     # unset: omitted (API.md §1.3)
+    assert "source_config" not in j and "sink_config" not in j     # unset: omitted
     r = raw_a.call("POST", f"{JOBS}/{j['job_id']}/action", body={"operation": "START"})
     assert_eg_error(r, 400, "EG.00513000")
 

@@ -1,4 +1,4 @@
-"""Event schemas and versions (API.md §3.6, ops 29–38)."""
+"""Event schemas and versions (ops 29–38)."""
 import json
 
 import pytest

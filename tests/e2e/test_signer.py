@@ -1,4 +1,5 @@
-"""Unit tests of the suite's own signer against the worked examples of SIGNING.md §4.
+"""Unit tests of the suite's own signer against worked examples computed with the official SDK's
+signer (the algorithm is described in docs/signing.md).
 
 No server needed. If these fail, every auth expectation in the suite is suspect."""
 import hashlib

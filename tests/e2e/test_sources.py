@@ -1,4 +1,4 @@
-"""Custom event sources (API.md §3.4, ops 23–27)."""
+"""Custom event sources (ops 23–27)."""
 import pytest
 from huaweicloudsdkeg.v1 import (
     CreateEventSourceRequest, CustomizeSourceCreateReq, CustomizeSourceUpdateReq,
@@ -197,7 +197,7 @@ def test_update_unknown_404(eg_a):
 
 
 def test_rabbitmq_source_quota(eg_b, res_b):
-    """SOURCE_RABBITMQ default quota 10 (LIMITS.md §1). Project B is otherwise light."""
+    """SOURCE_RABBITMQ default quota 10 (docs/limits.md). Project B is otherwise light."""
     q = eg_b.list_quotas(ListQuotasRequest(type="SOURCE_RABBITMQ")).quotas.resources[0]
     assert q.quota == 10
     ch = res_b.channel()

@@ -1,5 +1,5 @@
-"""Subscriptions (API.md §3.1, ops 1–11), filter validation (RULES.md §2), transform validation
-(TRANSFORM.md §3), target kinds, bindings (409) and quotas."""
+"""Subscriptions (ops 1–11), filter validation (docs/filter-rules.md), transform validation
+(docs/transforms.md), target kinds, bindings (409) and quotas."""
 import copy
 import json
 
@@ -248,7 +248,7 @@ def test_filter_not_object_raw(raw_a, res_a, eg_a):
 
 
 def test_filter_2048_compact_accepted_even_pretty(raw_a, res_a):
-    """API.md §1.6: size measured on compact JSON; pretty-printing never pushes it over."""
+    """Sizes are measured on compact JSON; pretty-printing never pushes it over."""
     ch, src = res_a.app_setup()
     f = big_filter(src.name, 2048)
     body = {"name": uniq("sub"), "channel_id": ch.id,
@@ -262,7 +262,7 @@ def test_filter_2048_compact_accepted_even_pretty(raw_a, res_a):
 
 
 def test_filter_duplicate_key_last_wins(raw_a, res_a):
-    """RULES.md V10: the last occurrence of a duplicated key wins (before validation)."""
+    """docs/filter-rules.md: the last occurrence of a duplicated key wins (before validation)."""
     ch, src = res_a.app_setup()
     raw_filter = ('{"source": [{"op": "StringIn", "values": ["x"]}], "type": [{"op": "Bogus"}],'
                   ' "type": [{"op": "StringIn", "values": ["t"]}], "source": [{"op": "StringIn",'
@@ -355,7 +355,7 @@ def test_transform_missing_is_400(eg_a, res_a):
 
 
 def test_fg_target_variable_must_render_json(eg_a, res_a, pa):
-    """TRANSFORM.md X9: FunctionGraph payload must be JSON."""
+    """docs/transforms.md: FunctionGraph payload must be JSON."""
     ch, src = res_a.app_setup()
     name = uniq("sub")
     e = sdk_err(create, eg_a, name=name, channel_id=ch.id, sources=[custom_source(src.name)],
@@ -436,7 +436,7 @@ def test_duplicate_subscription_name(eg_a, res_a):
 
 
 def test_invalid_before_duplicate(eg_a, res_a):
-    """ERRORS.md §5: field validation (400 513004) precedes uniqueness (513001)."""
+    """docs/errors.md: field validation (400 513004) precedes uniqueness (513001)."""
     ch, src = res_a.app_setup()
     s = res_a.subscription(ch.id, [custom_source(src.name)], [webhook_target()])
     e = sdk_err(create, eg_a, name=s.name, channel_id=ch.id,
@@ -680,7 +680,7 @@ def test_quota_used_counts(eg_a, res_a):
 
 
 def test_channel_subscription_quota(eg_b, res_b):
-    """CHANNEL_SUBSCRIPTION default 100 per channel (LIMITS.md §1)."""
+    """CHANNEL_SUBSCRIPTION default 100 per channel (docs/limits.md)."""
     q = eg_b.list_quotas(ListQuotasRequest(type="CHANNEL_SUBSCRIPTION")).quotas.resources[0]
     assert q.quota == 100
     ch, src = res_b.app_setup()
@@ -846,8 +846,8 @@ def test_client_target_id_unique_across_service(eg_a, res_a):
 
 
 def test_validation_order(eg_a, res_a):
-    """ERRORS.md §1: first violation in table order (name, description, channel_id, sources,
-    targets); §5: field validation before quota."""
+    """docs/errors.md: first violation in table order (name, description, channel_id, sources,
+    targets); field validation before quota."""
     ch, src = res_a.app_setup()
     bad_filter = [custom_source(src.name, {"type": []})]
     bad_target = [webhook_target("ftp://x")]

@@ -1,4 +1,4 @@
-//! Target connections (`API.md` §3.7): request validation for CreateConnection and
+//! Target connections: request validation for CreateConnection and
 //! UpdateConnection, the Kafka / RocketMQ detail objects, and broker address parsing shared with
 //! MQ-backed event sources.
 //!
@@ -9,9 +9,9 @@ use crate::validate::{self, NamePattern};
 use crate::EgError;
 use serde_json::{Map, Value};
 
-/// `description` limit (`API.md` §1.5).
+/// `description` limit.
 pub const DESCRIPTION_MAX: usize = 255;
-/// `vpc_id` / `subnet_id` limit (`LIMITS.md` §2).
+/// `vpc_id` / `subnet_id` limit (`docs/limits.md`).
 pub const VPC_MAX: usize = 128;
 /// Limit of identifier-like detail strings (instance ids, user names) [dec].
 pub const FIELD_MAX: usize = 256;
@@ -93,7 +93,7 @@ impl CreateConnection {
     }
 }
 
-/// Checks a connection name: §1.5 mixed pattern, 1–128, not `default`.
+/// Checks a connection name: the mixed-case name pattern, 1–128, not `default`.
 pub fn check_name(name: &str) -> Result<(), EgError> {
     validate::name("name", name, NamePattern::Mixed)?;
     if name == "default" {
@@ -102,7 +102,7 @@ pub fn check_name(name: &str) -> Result<(), EgError> {
     Ok(())
 }
 
-/// Validates a CreateConnection body; fields in the order of the `API.md` §3.7 table, first
+/// Validates a CreateConnection body; fields in the order EG documents them, first
 /// violation wins.
 pub fn parse_create(body: &Value) -> Result<CreateConnection, EgError> {
     let src = validate::object(body, "request body")?;

@@ -1,4 +1,4 @@
-//! Access endpoints (`API.md` §3.12) and the OBS-trigger refurbish body (§3.13): pure request
+//! Access endpoints and the OBS-trigger refurbish body: pure request
 //! validation. The server stores the result in the wire shape.
 
 use crate::validate::{self, NamePattern};
@@ -9,7 +9,7 @@ use serde_json::Value;
 /// Maximum length of `vpc_id` / `subnet_id` [dec: VPC ids are 36-character UUIDs; 64 leaves
 /// room for other formats].
 pub const MAX_NET_ID_LEN: usize = 64;
-/// Maximum length of `description` (`API.md` §1.5, "others" → 255).
+/// Maximum length of `description` (255, as for other resources).
 pub const MAX_DESCRIPTION_LEN: usize = 255;
 
 /// A validated CreateEndpoint body.
@@ -46,7 +46,7 @@ fn description(o: &serde_json::Map<String, Value>) -> Result<Option<String>, EgE
     }
 }
 
-/// Validates a CreateEndpoint body: `name` (§1.5 Mixed), `vpc_id`, `subnet_id` (required),
+/// Validates a CreateEndpoint body: `name` (mixed-case pattern), `vpc_id`, `subnet_id` (required),
 /// `description` (optional, ≤ 255). Unknown members are ignored.
 pub fn validate_create(v: &Value) -> Result<EndpointCreate, EgError> {
     let o = validate::object(v, "request body")?;

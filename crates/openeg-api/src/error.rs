@@ -1,4 +1,4 @@
-//! The one error type of the EG wire contract (`ERRORS.md`).
+//! The one error type of the EG wire contract (`docs/errors.md`).
 //!
 //! An [`EgError`] is an HTTP status, an EG `error_code` and an `error_msg` made of the code's
 //! fixed message plus an optional detail. Renderers add `request_id`.

@@ -1,4 +1,4 @@
-//! CloudEvents 1.0 validation for PutEvents / PutOfficialEvents (`API.md` §3.3, `LIMITS.md` §2).
+//! CloudEvents 1.0 validation for PutEvents / PutOfficialEvents (`docs/limits.md`).
 //!
 //! Whole-request violations reject everything (400 `EG.00513000`); per-event violations fail
 //! only that event and are reported in the response's `events` list.

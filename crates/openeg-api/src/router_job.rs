@@ -1,4 +1,4 @@
-//! Professional event-router clusters and jobs (`API.md` §3.16–3.17, `LIMITS.md` §8): pure
+//! Professional event-router clusters and jobs (`docs/limits.md`): pure
 //! validation of create and update bodies into the stored wire documents.
 
 use crate::validate::{self, NamePattern};
@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 /// Source/sink families a cluster can route between.
 pub const CLUSTER_TYPES: &[&str] = &["KAFKA", "ROCKETMQ", "DCS"];
 
-/// Fixed ceilings of `LIMITS.md` §1.
+/// Fixed ceilings of `docs/limits.md`
 pub const MAX_CLUSTERS: u64 = 50;
 pub const MAX_JOBS_PER_CLUSTER: u64 = 100;
 

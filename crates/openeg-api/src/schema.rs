@@ -1,4 +1,4 @@
-//! Event schemas (`API.md` §3.6, ops 29–38): request validation, JSON Schema checking of
+//! Event schemas (ops 29–38): request validation, JSON Schema checking of
 //! schema definitions (against the draft meta-schemas bundled in the `jsonschema` crate), and
 //! the inference behind DiscoverEventSchemaFromData.
 //!
@@ -14,7 +14,7 @@ pub const FORMAT_DRAFT_6: &str = "JSON_SCHEMA_DRAFT_6";
 pub const DRAFT_6_URI: &str = "http://json-schema.org/draft-06/schema#";
 /// DiscoverEventSchemaFromData: the sample event is at most this many characters.
 pub const MAX_EVENT_CHARS: usize = 1024;
-/// Fixed ceilings (`LIMITS.md` §1).
+/// Fixed ceilings (`docs/limits.md`).
 pub const MAX_SCHEMAS: u64 = 1000;
 pub const MAX_VERSIONS: u64 = 1000;
 
@@ -72,8 +72,9 @@ fn format(src: &Map<String, Value>) -> Result<String, EgError> {
     }
 }
 
-/// CreateEventSchema body: name (§1.5), description (≤ 255), compatibility (required, 1–32),
-/// format (default `JSON_SCHEMA_DRAFT_6`), definition (required, a valid JSON Schema text).
+/// CreateEventSchema body: name (mixed-case pattern), description (≤ 255), compatibility
+/// (required, 1–32), format (default `JSON_SCHEMA_DRAFT_6`), definition (required, a valid
+/// JSON Schema text).
 pub fn create(v: &Value) -> Result<CreateSchema, EgError> {
     let src = validate::object(v, "request body")?;
     let name = validate::req_str(src, "name")?;

@@ -1,4 +1,4 @@
-//! Custom event sources (`API.md` §3.4): request validation for CreateEventSource and
+//! Custom event sources: request validation for CreateEventSource and
 //! UpdateEventSource and the MQ `detail` objects (RocketMQ per the SDK's RocketMqDetail,
 //! RabbitMQ per the reference).
 //!
@@ -12,7 +12,7 @@ use crate::validate::{self, NamePattern};
 use crate::EgError;
 use serde_json::{Map, Value};
 
-/// `description` limit (`API.md` §1.5).
+/// `description` limit.
 pub const DESCRIPTION_MAX: usize = 255;
 /// Compact-serialized size limit of a `detail` object [dec].
 pub const DETAIL_MAX_BYTES: usize = 4096;
@@ -46,7 +46,7 @@ impl SourceType {
         }
     }
 
-    /// The per-type quota besides `SOURCE` (`LIMITS.md` §1).
+    /// The per-type quota besides `SOURCE` (`docs/limits.md`).
     pub fn quota(self) -> Option<&'static str> {
         match self {
             SourceType::Application => None,

@@ -1,4 +1,4 @@
-//! Event stream request validation (ops 56 and 58, `API.md` §3.14, `LIMITS.md` §7).
+//! Event stream request validation (ops 56 and 58, `docs/limits.md`).
 //!
 //! Create and update bodies are identical (update is a full replacement). [`parse`] turns a
 //! body into the stored document members (`name`, `description`, `source`, `sink`,
@@ -24,7 +24,7 @@ pub struct StreamSpec {
     pub kafka_connection_id: Option<String>,
 }
 
-/// Longest `description` (`API.md` §3.14).
+/// Longest `description`.
 pub const DESCRIPTION_MAX: usize = 255;
 /// Largest `option.thread_num`.
 pub const MAX_THREADS: i64 = 64;

@@ -1,10 +1,10 @@
-//! Subscriptions (`API.md` §3.1): validation and normalization of create/update bodies, their
+//! Subscriptions: validation and normalization of create/update bodies, their
 //! source and targets, plus the pure helpers the server needs around them (set replacement,
 //! reference keys, client ids, target kinds, ExecuteSubscriptionOperation bodies).
 //!
 //! Nothing here does I/O. The server first resolves what a body may refer to (the channel, the
 //! project's custom sources and connections) into an [`Env`]; validation then runs every check
-//! in the order of the field tables (`ERRORS.md` §1) and stops at the first violation.
+//! in the order of the field tables (`docs/errors.md`) and stops at the first violation.
 //!
 //! Error codes: generic violations are `EG.00513000`; filter problems `EG.00513004`; an unknown
 //! channel, or an official source outside the default channel, `EG.00513005`; everything that
@@ -26,7 +26,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 
-/// Retries after the first attempt when `retry_times` is absent (`LIMITS.md` §5).
+/// Retries after the first attempt when `retry_times` is absent (`docs/limits.md`).
 pub const DEFAULT_RETRY_TIMES: i64 = 16;
 /// Largest accepted `retry_times`.
 pub const MAX_RETRY_TIMES: i64 = 100;
@@ -393,7 +393,7 @@ pub fn is_http_url(s: &str) -> bool {
 /// Validates a CreateSubscription body (table order: name, description, channel_id, sources,
 /// targets). `env.channel` must be the channel named by `channel_id`, or `None` if it does not
 /// exist. The target count is only checked for ≥ 1; the quota is the caller's (after
-/// uniqueness, `ERRORS.md` §5).
+/// uniqueness, `docs/errors.md`).
 pub fn validate_create(body: &Value, env: &Env) -> Result<CreateSubscription, EgError> {
     let o = validate::object(body, "request body")?;
     let name = validate::req_str(o, "name")?;
@@ -913,7 +913,7 @@ pub fn validate_operation(body: &Value) -> Result<Operation, EgError> {
 
 // ------------------------------------------------------------------ set handling
 
-/// Replaces a source or target set (`API.md` §3.1 update semantics): each new entry gets its
+/// Replaces a source or target set (update semantics): each new entry gets its
 /// client id or a generated one; an entry whose id is in `old` keeps that entry's
 /// `created_time`; every entry gets `updated_time = now`. Entries of `old` not listed are gone.
 /// Output members: `id` first, then the entry's members, then the two timestamps.

@@ -1,12 +1,12 @@
 //! Common validation: names, descriptions, paging, JSON field access with EG errors.
 //!
 //! Every function returns an [`EgError`] whose detail names the offending field, so the
-//! server can answer "one error per response, first violation" (`ERRORS.md` §1).
+//! server can answer "one error per response, first violation" (`docs/errors.md`).
 
 use crate::EgError;
 use serde_json::{Map, Value};
 
-/// Name patterns of `API.md` §1.5.
+/// Name patterns of resources and client ids (`docs/limits.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NamePattern {
     /// `^[A-Za-z0-9][A-Za-z0-9._-]*$`
@@ -141,7 +141,7 @@ pub fn opt_obj<'a>(
     }
 }
 
-/// Compact-serialized size of a JSON value in bytes (`API.md` §1.6).
+/// Compact-serialized size of a JSON value in bytes.
 pub fn compact_len(v: &Value) -> usize {
     /// Counts bytes instead of collecting them: the size check needs no buffer.
     struct Count(usize);
@@ -161,7 +161,7 @@ pub fn compact_len(v: &Value) -> usize {
     }
 }
 
-/// Largest `limit` of list operations (`API.md` §1.4).
+/// Largest `limit` of list operations.
 pub const MAX_LIMIT: u64 = 1000;
 /// `limit` when absent.
 pub const DEFAULT_LIMIT: u64 = 15;
@@ -178,7 +178,7 @@ pub enum SortField {
     Name,
 }
 
-/// Paging and sorting of list operations (`API.md` §1.4).
+/// Paging and sorting of list operations.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paging {
     pub offset: u64,

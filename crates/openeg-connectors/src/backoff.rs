@@ -1,4 +1,4 @@
-//! The retry schedule of `LIMITS.md` §5: delay before retry n (n ≥ 1) is
+//! The retry schedule of `docs/limits.md`: delay before retry n (n ≥ 1) is
 //! min(2^(n−1) s, 300 s) with ±20 % jitter; a `Retry-After` hint ≤ 300 s is honoured.
 
 use std::time::Duration;

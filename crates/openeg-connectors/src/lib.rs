@@ -2,7 +2,7 @@
 //! its configuration type next to it, behind the small [`Sink`] trait (Vector's model).
 //!
 //! A sink sends one already-transformed payload and classifies the result as success,
-//! retryable failure or permanent failure (`LIMITS.md` §5); retry scheduling and traces are
+//! retryable failure or permanent failure (`docs/limits.md`); retry scheduling and traces are
 //! the engine's business, not the sink's.
 
 pub mod backoff;

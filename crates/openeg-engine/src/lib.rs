@@ -39,7 +39,7 @@ pub use metrics::Metrics;
 
 /// Consumer group of the routers in the log.
 pub const ROUTER_GROUP: &str = "router";
-/// An event may cross at most this many channel hops (`TRANSFORM.md` §5.5).
+/// An event may cross at most this many channel hops (`docs/transforms.md`).
 pub const MAX_HOPS: u64 = 3;
 
 #[derive(Debug, Clone)]

@@ -2,7 +2,7 @@
 //! subscription's filter, and per target its compiled transforms and sink.
 //!
 //! Disabled subscriptions stay in [`ChannelRoutes::targets`] (their pending retries still
-//! deliver, `LIMITS.md` §5) but not in the matcher (they match nothing new).
+//! deliver, `docs/limits.md`) but not in the matcher (they match nothing new).
 
 use crate::Engine;
 use openeg_api::subscription::{target_kind, TargetKind};

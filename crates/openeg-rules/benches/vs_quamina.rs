@@ -1,7 +1,8 @@
 //! Our compiled matcher against the `quamina` crate (0.7.0) on the CityLots data, same events,
 //! same run. `cargo bench -p openeg-rules --bench vs_quamina`.
 //!
-//! Uses the first `BENCH_LINES` lines (default 50,000) of the shared data file, wrapped as
+//! Uses the first `BENCH_LINES` lines (default 50,000) of the CityLots data set
+//! (`citylots-rules.json`, `citylots-synth.jlines.gz` in `OPENEG_CITYLOTS_DIR`), wrapped as
 //! CloudEvents; one warm-up pass then `BENCH_RUNS` (default 5) timed passes of each matcher, alternating,
 //! medians reported.
 //! Rules are translated to Quamina's pattern syntax (StringIn → exact strings, StartsWith →
@@ -14,8 +15,11 @@ use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::time::Instant;
 
-const RULES: &str = "/work/shared/data/citylots-rules.json";
-const DATA: &str = "/work/shared/data/citylots-synth.jlines.gz";
+/// A file of the data set: in `OPENEG_CITYLOTS_DIR`, else where this project's machines keep it.
+fn data_file(name: &str) -> String {
+    let dir = std::env::var("OPENEG_CITYLOTS_DIR").unwrap_or_else(|_| "/work/shared/data".into());
+    format!("{dir}/{name}")
+}
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -25,7 +29,8 @@ fn env(name: &str, default: usize) -> usize {
 }
 
 fn load(limit: usize) -> (Vec<Vec<u8>>, Vec<Value>) {
-    let file = std::fs::File::open(DATA).expect("shared data");
+    let file = std::fs::File::open(data_file("citylots-synth.jlines.gz"))
+        .expect("the CityLots data set (set OPENEG_CITYLOTS_DIR)");
     let mut events = Vec::new();
     let mut props = Vec::new();
     for (i, line) in BufReader::new(MultiGzDecoder::new(file))
@@ -191,15 +196,20 @@ fn src() -> Value {
 fn main() {
     let lines = env("BENCH_LINES", 50_000);
     let runs = env("BENCH_RUNS", 5).max(1);
-    let rules: Value =
-        serde_json::from_str(&std::fs::read_to_string(RULES).expect("rules file")).expect("json");
+    let rules: Value = serde_json::from_str(
+        &std::fs::read_to_string(data_file("citylots-rules.json")).expect("rules file"),
+    )
+    .expect("json");
     let shared: Vec<Value> = rules["rules"]
         .as_array()
         .expect("rules")
         .iter()
         .map(|r| r["filter"].clone())
         .collect();
-    eprintln!("loading the first {lines} lines of {DATA} ...");
+    eprintln!(
+        "loading the first {lines} lines of {} ...",
+        data_file("citylots-synth.jlines.gz")
+    );
     let (owned, props) = load(lines);
     // One contiguous buffer, as a channel's ingest buffer would be.
     let mut buf = Vec::new();

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 /// Tests `filter` against each of `events` (CloudEvent JSON objects).
 ///
-/// The filter is validated as a subscription filter (`source` required, RULES.md §2); an invalid
+/// The filter is validated as a subscription filter (`source` required); an invalid
 /// filter returns the [`RuleError`] the control plane reports as `EG.00513004`. Otherwise the
 /// result is `{"results": [{"index": i, "matched": bool, "reason": "..."}, ...]}` in event
 /// order, where `reason` is `"matched"` or names the first false matching field, its conditions

@@ -1,4 +1,4 @@
-//! The JSONPath subset of TRANSFORM.md §4.1: `$`, `.name`, `['name']`/`["name"]`, `[n]`
+//! The JSONPath subset of transforms: `$`, `.name`, `['name']`/`["name"]`, `[n]`
 //! (negative from the end), `[*]` and `.*`. No filters, no recursive descent.
 
 use serde_json::Value;

@@ -1,12 +1,12 @@
-//! EventGrid filter rules (`RULES.md`) and transforms (`TRANSFORM.md`).
+//! EventGrid filter rules (`docs/filter-rules.md`) and transforms (`docs/transforms.md`).
 //!
 //! Pure code: no I/O, no async. Modules:
-//! * [`filter`] — the rule AST, its validation (§2) and a direct evaluator that explains results;
-//! * [`number`] — the number model of §3 (exact `i64`, otherwise correctly rounded `f64`);
-//! * [`scan`] — a selective JSON scanner that extracts only the fields rules name (§4.1/4.2);
+//! * [`filter`] — the rule AST, its validation and a direct evaluator that explains results;
+//! * [`number`] — the number model (exact `i64`, otherwise correctly rounded `f64`);
+//! * [`scan`] — a selective JSON scanner that extracts only the fields rules name;
 //! * [`matcher`] — all rules of a channel compiled into one immutable [`Matcher`];
 //! * [`explain`] — the `rules test` report shared by the CLI and the HTTP endpoint;
-//! * [`jsonpath`] and [`transform`] — TRANSFORM.md variables, templates and rendering.
+//! * [`jsonpath`] and [`transform`] — transform variables, templates and rendering.
 
 pub mod explain;
 pub mod filter;
@@ -52,7 +52,7 @@ impl fmt::Display for RuleError {
 
 impl std::error::Error for RuleError {}
 
-/// Validates a filter rule (`RULES.md` §2). `require_source` is false for event streams.
+/// Validates a filter rule. `require_source` is false for event streams.
 pub fn validate_filter(filter: &Value, require_source: bool) -> Result<(), RuleError> {
     filter::parse_filter(filter, require_source).map(|_| ())
 }
@@ -62,7 +62,7 @@ pub fn validate_filter(filter: &Value, require_source: bool) -> Result<(), RuleE
 pub enum TransformUse {
     /// A delivered payload (webhook, APIGW, SMN message, Kafka value, EG channel, stream).
     Payload,
-    /// A FunctionGraph payload: must render to JSON (`TRANSFORM.md` §5.1, X9).
+    /// A FunctionGraph payload: must render to a JSON object.
     FunctionGraphPayload,
     /// A record/message key: `NONE` allowed, `ORIGINAL` means no key.
     Key,
@@ -70,7 +70,7 @@ pub enum TransformUse {
     SmnSubject,
 }
 
-/// Validates a TransForm object `{type, value, template}` (`TRANSFORM.md` §3).
+/// Validates a TransForm object `{type, value, template}`.
 pub fn validate_transform(transform: &Value, usage: TransformUse) -> Result<(), RuleError> {
     CompiledTransform::compile(transform, usage).map(|_| ())
 }

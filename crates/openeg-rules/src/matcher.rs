@@ -4,7 +4,7 @@
 //! rules, so a condition shared by many rules is evaluated once per event. Per field, positive
 //! tests are indexed: exact strings in a hash map, prefixes and suffixes in byte tries, numeric
 //! tests as intervals in a max-augmented interval tree, `IsTrue` as a list. Negated operators
-//! reuse the positive index (`NotX = IsNotNull ∧ ¬X`, RULES.md §4.3).
+//! reuse the positive index (`NotX = IsNotNull ∧ ¬X`, see `docs/filter-rules.md`).
 //!
 //! Each rule is *anchored* at its most selective spec; an event only visits the rules whose
 //! anchor became true (through an index hit, or a field being present), then checks their
@@ -261,7 +261,7 @@ impl Interval {
 
 /// Intervals sorted by lower bound, with a segment tree of maximal upper bounds: a stabbing
 /// query costs O(log n + hits). Doubles only pre-filter (conversion is monotone); each
-/// reported interval is confirmed with the exact §3 comparison.
+/// reported interval is confirmed with the exact number comparison.
 #[derive(Debug, Default, Clone)]
 struct IntervalIndex {
     ivs: Vec<Interval>,
@@ -383,7 +383,7 @@ impl MatcherBuilder {
         self.filters.len() - 1
     }
 
-    /// Validates (`RULES.md` §2) and adds a rule.
+    /// Validates and adds a rule.
     pub fn add_rule(&mut self, rule: &Value, require_source: bool) -> Result<usize, RuleError> {
         let f = crate::filter::parse_filter(rule, require_source)?;
         Ok(self.add_filter(f))

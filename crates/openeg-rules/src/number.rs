@@ -1,4 +1,4 @@
-//! The number model of RULES.md §3: integers that fit in `i64` compare exactly, everything
+//! The number model of filter rules: integers that fit in `i64` compare exactly, everything
 //! else compares as a correctly rounded IEEE-754 double.
 
 use std::cmp::Ordering;
@@ -47,7 +47,7 @@ impl Num {
         }
     }
 
-    /// The §3 comparison: exact when both are integers, otherwise as doubles.
+    /// The filter comparison: exact when both are integers, otherwise as doubles.
     #[inline]
     pub fn cmp_num(self, other: Num) -> Option<Ordering> {
         match (self, other) {

@@ -2,9 +2,9 @@
 //! paths some rule names, and reports only those fields' values to a [`Sink`]; everything else
 //! is skipped without being decoded. No `serde_json::Value` is built.
 //!
-//! Path steps follow RULES.md §4.1: objects are entered by key; an array met on the way is
+//! Path steps follow the filter-rule lookup: objects are entered by key; an array met on the way is
 //! entered element by element (nested arrays flattened, object elements entered); `data` itself
-//! must be an object. At a leaf, scalars of arrays (recursively) are candidates (§4.2).
+//! must be an object. At a leaf, scalars of arrays (recursively) are candidates.
 //! The scanner checks the JSON structure it walks and fails on malformed input rather than
 //! guessing; it never panics. Two shortcuts keep it fast: it stops early once the rest of the
 //! event provably holds no named key (no backslash and no quoted trie key in it; the skipped
@@ -34,7 +34,8 @@ pub struct PathNode {
     kids: Vec<u32>,
     /// Leaf field id, or [`NO_FIELD`].
     pub field: u32,
-    /// The `data` node: arrays are not entered there (§4.1 "data absent or not an object").
+    /// The `data` node: arrays are not entered there (a `data` that is not an object gives no
+    /// data path a hit).
     objects_only: bool,
     pub wants: u8,
     /// The hull `[lo, hi]` (as doubles) of every numeric test on this field: numbers clearly
@@ -138,7 +139,7 @@ impl PathTrie {
 pub trait Sink {
     /// A direct hit of the field's path (called once per hit; `nonnull` false for JSON null).
     fn hit(&mut self, field: u32, nonnull: bool);
-    /// A candidate scalar of the field (§4.2).
+    /// A candidate scalar of the field.
     fn scalar(&mut self, field: u32, value: Scalar<'_>);
 }
 

@@ -1,4 +1,4 @@
-//! TransForm objects (TRANSFORM.md): validation (§3) and rendering (§4) of ORIGINAL, CONSTANT,
+//! TransForm objects (`docs/transforms.md`): validation and rendering of ORIGINAL, CONSTANT,
 //! VARIABLE (and NONE for keys). A transform is compiled once per target; rendering never
 //! panics, whatever the event holds.
 
@@ -6,9 +6,9 @@ use crate::jsonpath::{JsonPath, PathValue};
 use crate::{RuleError, TransformUse};
 use serde_json::Value;
 
-const MAX_VARS: usize = 100; // X2
-const MAX_NAME: usize = 64; // X4
-const MAX_TEXT: usize = 1024; // X5, X6, CONSTANT value
+const MAX_VARS: usize = 100; // variables per VARIABLE value
+const MAX_NAME: usize = 64; // characters of a variable name
+const MAX_TEXT: usize = 1024; // expressions, value, template
 
 #[derive(Debug, Clone)]
 enum Expr {
@@ -22,7 +22,7 @@ enum Piece {
     Ref {
         var: usize,
         default: Option<String>,
-        /// Inside a JSON string of the template: inserted text is JSON-string-escaped (§4.3).
+        /// Inside a JSON string of the template: inserted text is JSON-string-escaped.
         in_string: bool,
     },
 }
@@ -77,7 +77,7 @@ impl TransformUse {
 }
 
 impl CompiledTransform {
-    /// Validates (TRANSFORM.md §3) and compiles a TransForm `{type, value, template}`.
+    /// Validates and compiles a TransForm `{type, value, template}`.
     pub fn compile(t: &Value, usage: TransformUse) -> Result<Self, RuleError> {
         let obj = t
             .as_object()
@@ -113,7 +113,7 @@ impl CompiledTransform {
                 if v.chars().count() > MAX_TEXT {
                     return Err(err(
                         "value",
-                        format!("value is longer than {MAX_TEXT} characters (X6)"),
+                        format!("value is longer than {MAX_TEXT} characters"),
                     ));
                 }
                 if usage == TransformUse::FunctionGraphPayload
@@ -121,7 +121,7 @@ impl CompiledTransform {
                 {
                     return Err(err(
                         "value",
-                        "a FunctionGraph payload must be a JSON object (X9)",
+                        "a FunctionGraph payload must be a JSON object",
                     ));
                 }
                 Kind::Constant(v.to_string())
@@ -188,7 +188,7 @@ impl CompiledTransform {
     }
 }
 
-/// §4.3: strings unquoted, numbers as their JSON text, other values as compact JSON.
+/// Strings unquoted, numbers as their JSON text, other values as compact JSON.
 fn value_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -201,25 +201,18 @@ fn compile_variable(
     template: Option<&Value>,
     usage: TransformUse,
 ) -> Result<Kind, RuleError> {
-    let defs: Value = serde_json::from_str(value).map_err(|e| {
-        err(
-            "value",
-            format!("value must be a JSON object string (X1): {e}"),
-        )
-    })?;
+    let defs: Value = serde_json::from_str(value)
+        .map_err(|e| err("value", format!("value must be a JSON object string: {e}")))?;
     let defs = defs.as_object().ok_or_else(|| {
         err(
             "value",
-            "value must be a JSON object string, not another JSON type (X1)",
+            "value must be a JSON object string, not another JSON type",
         )
     })?;
     if defs.len() > MAX_VARS {
         return Err(err(
             "value",
-            format!(
-                "{} variables, at most {MAX_VARS} are allowed (X2)",
-                defs.len()
-            ),
+            format!("{} variables, at most {MAX_VARS} are allowed", defs.len()),
         ));
     }
     let mut names = Vec::with_capacity(defs.len());
@@ -230,28 +223,25 @@ fn compile_variable(
             return Err(err(
                 &at,
                 format!(
-                    "variable name {name:?} must match ^[A-Za-z0-9][A-Za-z0-9._-]*$, be at most {MAX_NAME} characters and not start with HC. (X4)"
+                    "variable name {name:?} must match ^[A-Za-z0-9][A-Za-z0-9._-]*$, be at most {MAX_NAME} characters and not start with HC."
                 ),
             ));
         }
         let e = match expr {
             Value::Object(_) | Value::Array(_) => {
-                return Err(err(
-                    &at,
-                    "variables cannot be nested objects or arrays (X3)",
-                ))
+                return Err(err(&at, "variables cannot be nested objects or arrays"))
             }
             Value::String(s) => {
                 if s.chars().count() > MAX_TEXT {
                     return Err(err(
                         &at,
-                        format!("expression is longer than {MAX_TEXT} characters (X5)"),
+                        format!("expression is longer than {MAX_TEXT} characters"),
                     ));
                 }
                 if s.starts_with('$') {
                     Expr::Path(
                         JsonPath::parse(s)
-                            .map_err(|m| err(&at, format!("invalid JSONPath {s:?}: {m} (X7)")))?,
+                            .map_err(|m| err(&at, format!("invalid JSONPath {s:?}: {m}")))?,
                     )
                 } else {
                     Expr::Const(expr.clone())
@@ -265,13 +255,13 @@ fn compile_variable(
     if value.chars().count() > MAX_TEXT {
         return Err(err(
             "value",
-            format!("value is longer than {MAX_TEXT} characters (X6)"),
+            format!("value is longer than {MAX_TEXT} characters"),
         ));
     }
     let template = match template {
-        None | Some(Value::Null) => return Err(err("template", "VARIABLE needs a template (X8)")),
+        None | Some(Value::Null) => return Err(err("template", "VARIABLE needs a template")),
         Some(Value::String(s)) if s.is_empty() => {
-            return Err(err("template", "template must not be empty (X8)"))
+            return Err(err("template", "template must not be empty"))
         }
         Some(Value::String(s)) => s.as_str(),
         Some(_) => return Err(err("template", "template must be a string")),
@@ -279,12 +269,12 @@ fn compile_variable(
     if template.chars().count() > MAX_TEXT {
         return Err(err(
             "template",
-            format!("template is longer than {MAX_TEXT} characters (X6)"),
+            format!("template is longer than {MAX_TEXT} characters"),
         ));
     }
     let pieces = parse_template(template, &names)?;
     if usage == TransformUse::FunctionGraphPayload {
-        // X9: the template must be a JSON object once references are replaced.
+        // FunctionGraph: the template must be a JSON object once references are replaced.
         let mut probe = String::new();
         for p in &pieces {
             match p {
@@ -298,15 +288,15 @@ fn compile_variable(
         if !serde_json::from_str::<Value>(&probe).is_ok_and(|v| v.is_object()) {
             return Err(err(
                 "template",
-                "a FunctionGraph template must render to a JSON object (X9)",
+                "a FunctionGraph template must render to a JSON object",
             ));
         }
     }
     Ok(Kind::Variable { vars, pieces })
 }
 
-/// Splits a template into literals and `${…}` references (§4.2) and marks which references
-/// sit inside a JSON string of the literal text (§4.3).
+/// Splits a template into literals and `${…}` references and marks which references
+/// sit inside a JSON string of the literal text.
 fn parse_template(t: &str, names: &[String]) -> Result<Vec<Piece>, RuleError> {
     let b = t.as_bytes();
     let mut pieces = Vec::new();
@@ -314,7 +304,7 @@ fn parse_template(t: &str, names: &[String]) -> Result<Vec<Piece>, RuleError> {
     let mut i = 0;
     let mut in_string = false;
     let mut escape = false;
-    let bad = |m: String| err("template", format!("{m} (X8)"));
+    let bad = |m: String| err("template", m);
     while i < b.len() {
         if b[i] == b'$' && b.get(i + 1) == Some(&b'{') {
             if lit_start < i {

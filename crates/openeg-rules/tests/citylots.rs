@@ -1,7 +1,8 @@
-//! The CityLots benchmark rules on the shared data: the compiled matcher must agree with the
+//! The CityLots benchmark rules on the CityLots data set (`citylots-rules.json`,
+//! `citylots-synth.jlines.gz` in `OPENEG_CITYLOTS_DIR`): the compiled matcher must agree with the
 //! reference evaluator event by event. `cargo test` checks the first 20,000 lines; the full
 //! file runs with `cargo test --release -p openeg-rules --test citylots -- --ignored`.
-//! Skipped (passes) when the shared data is not present.
+//! Skipped (passes) when the data set is not present.
 
 mod common;
 
@@ -10,16 +11,19 @@ use openeg_rules::MatcherBuilder;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 
-const RULES: &str = "/work/shared/data/citylots-rules.json";
-const DATA: &str = "/work/shared/data/citylots-synth.jlines.gz";
+/// A file of the data set: in `OPENEG_CITYLOTS_DIR`, else where this project's machines keep it.
+fn data_file(name: &str) -> String {
+    let dir = std::env::var("OPENEG_CITYLOTS_DIR").unwrap_or_else(|_| "/work/shared/data".into());
+    format!("{dir}/{name}")
+}
 
 fn run(limit: usize) -> Option<Vec<u64>> {
-    run_file(RULES, limit)
+    run_file(&data_file("citylots-rules.json"), limit)
 }
 
 fn run_file(rules_path: &str, limit: usize) -> Option<Vec<u64>> {
     let rules: Value = serde_json::from_str(&std::fs::read_to_string(rules_path).ok()?).ok()?;
-    let file = std::fs::File::open(DATA).ok()?;
+    let file = std::fs::File::open(data_file("citylots-synth.jlines.gz")).ok()?;
     let filters: Vec<Value> = rules["rules"]
         .as_array()?
         .iter()
@@ -62,7 +66,7 @@ fn sample_agrees_with_reference() {
 #[test]
 #[ignore = "full file; run in release"]
 fn full_file_agrees_with_reference() {
-    let c = run(usize::MAX).expect("shared data present");
+    let c = run(usize::MAX).expect("CityLots data present");
     eprintln!("counts on the full file: {c:?}");
     assert_eq!(c, [54, 1243, 1, 2860, 4115, 208033, 206352, 3, 530, 164]);
 }

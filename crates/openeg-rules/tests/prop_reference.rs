@@ -176,7 +176,7 @@ fn rule() -> impl Strategy<Value = Value> {
 fn insert_path(map: &mut Map<String, Value>, path: &[&str], leaf: Value) {
     let k = path[0];
     if path.len() == 1 {
-        // A lone "and" key holding an array would read as an and-block (RULES.md §1).
+        // A lone "and" key holding an array would read as an and-block.
         let lone_and = k == "and" && map.is_empty();
         if !map.contains_key(k) && !lone_and {
             map.insert(k.to_string(), leaf);

@@ -1,4 +1,5 @@
-//! TRANSFORM.md §6: worked examples T1–T14 and the rejected definitions.
+//! Transform worked examples (T1–T14) and rejected definitions, each with the reason its
+//! message must give.
 
 use openeg_rules::{validate_transform, CompiledTransform, Rendered, TransformUse};
 use serde_json::{json, Value};
@@ -186,45 +187,85 @@ fn rejected(t: Value, usage: TransformUse, needle: &str) {
 fn rejected_definitions() {
     use TransformUse::*;
     rejected(json!({"type": "FOO"}), Payload, "type");
-    rejected(var("[1,2]", "x"), Payload, "X1");
-    rejected(var("not json", "x"), Payload, "X1");
+    rejected(var("[1,2]", "x"), Payload, "must be a JSON object string");
+    rejected(
+        var("not json", "x"),
+        Payload,
+        "must be a JSON object string",
+    );
     rejected(
         var(r#"{"HC.name":"$.data.name"}"#, "${HC.name}"),
         Payload,
-        "X4",
+        "not start with HC.",
     );
     let long = "a".repeat(65);
     rejected(
         var(&format!(r#"{{"{long}":"$.data"}}"#), "x"),
         Payload,
-        "X4",
+        "be at most 64 characters",
     );
     let many: serde_json::Map<String, Value> =
         (0..101).map(|i| (format!("v{i}"), json!(1))).collect();
-    rejected(var(&Value::Object(many).to_string(), "x"), Payload, "X2");
-    rejected(var(r#"{"v":{"inner":"$.data"}}"#, "${v}"), Payload, "X3");
-    rejected(var(r#"{"v":"$.data"}"#, "${undefined}"), Payload, "X8");
+    rejected(
+        var(&Value::Object(many).to_string(), "x"),
+        Payload,
+        "at most 100 are allowed",
+    );
+    rejected(
+        var(r#"{"v":{"inner":"$.data"}}"#, "${v}"),
+        Payload,
+        "cannot be nested",
+    );
+    rejected(
+        var(r#"{"v":"$.data"}"#, "${undefined}"),
+        Payload,
+        "undefined variable",
+    );
     rejected(
         json!({"type": "VARIABLE", "value": r#"{"v":"$.data"}"#}),
         Payload,
-        "X8",
+        "VARIABLE needs a template",
     );
     rejected(
         json!({"type": "CONSTANT", "value": "not json"}),
         FunctionGraphPayload,
-        "X9",
+        "FunctionGraph payload must be a JSON object",
     );
-    // More of §3.
-    rejected(var(r#"{"v":"$.data["}"#, "${v}"), Payload, "X7");
-    rejected(var(r#"{"v":"$.data"}"#, "${v"), Payload, "X8");
-    rejected(var(r#"{"v":"$.data"}"#, "${}"), Payload, "X8");
-    rejected(var(r#"{"v":"$.data"}"#, ""), Payload, "X8");
-    rejected(var(r#"{"v":"$.data"}"#, "${v!\"x}"), Payload, "X8");
-    rejected(var(r#"{"v":"$.data"}"#, &"x".repeat(1025)), Payload, "X6");
+    // More validation rules.
+    rejected(
+        var(r#"{"v":"$.data["}"#, "${v}"),
+        Payload,
+        "invalid JSONPath",
+    );
+    rejected(
+        var(r#"{"v":"$.data"}"#, "${v"),
+        Payload,
+        "unclosed or malformed reference",
+    );
+    rejected(
+        var(r#"{"v":"$.data"}"#, "${}"),
+        Payload,
+        "empty or invalid variable name",
+    );
+    rejected(
+        var(r#"{"v":"$.data"}"#, ""),
+        Payload,
+        "template must not be empty",
+    );
+    rejected(
+        var(r#"{"v":"$.data"}"#, "${v!\"x}"),
+        Payload,
+        "malformed default",
+    );
+    rejected(
+        var(r#"{"v":"$.data"}"#, &"x".repeat(1025)),
+        Payload,
+        "template is longer than 1024",
+    );
     rejected(
         var(r#"{"v":"$.data"}"#, "not json ${v}"),
         FunctionGraphPayload,
-        "X9",
+        "FunctionGraph template must render to a JSON object",
     );
     rejected(json!({"type": "CONSTANT"}), Payload, "value");
     rejected(json!({"type": "ORIGINAL"}), SmnSubject, "type");

@@ -106,7 +106,7 @@ pub fn path_param(name: &'static str, schema: Value) -> Param {
     }
 }
 
-/// `offset`, `limit` and `sort` of list operations (`API.md` §1.4).
+/// `offset`, `limit` and `sort` of list operations.
 pub fn paging() -> Vec<Param> {
     let mut v = paging_no_sort();
     v.push(query("sort", s::sort()));
@@ -138,7 +138,7 @@ pub struct Op {
     pub path: &'static str,
     pub summary: &'static str,
     pub tag: &'static str,
-    /// One of the 78 EG operations of `API.md` §2 (false for OpenEG's own endpoints).
+    /// One of the 78 EG operations (false for OpenEG's own endpoints).
     pub eg: bool,
     pub access: Access,
     /// Query parameters, and path parameters whose schema is not the default string.
@@ -355,7 +355,7 @@ pub mod s {
         json!({"type": "string", "enum": values})
     }
 
-    /// A resource name or client id (`API.md` §1.5), from the validator's pattern.
+    /// A resource name or client id, from the validator's pattern.
     pub fn name(p: NamePattern) -> Value {
         let (min, max) = p.lengths();
         json!({"type": "string", "pattern": p.regex(), "minLength": min, "maxLength": max})
@@ -448,7 +448,7 @@ pub mod s {
         )
     }
 
-    /// `error_info` of resources (`ERRORS.md` §4.4): `{}` or code, message and detail.
+    /// `error_info` of resources (`docs/errors.md`): `{}` or code, message and detail.
     pub fn error_info() -> Value {
         obj(&[
             ("error_code", string()),
@@ -457,7 +457,7 @@ pub mod s {
         ])
     }
 
-    /// A TransForm object (`TRANSFORM.md`) with these allowed types.
+    /// A TransForm object (`docs/transforms.md`) with these allowed types.
     pub fn transform(types: &[&str]) -> Value {
         req(
             obj(&[
@@ -470,7 +470,7 @@ pub mod s {
     }
 }
 
-/// The `EgError` body of every error response (`ERRORS.md` §1).
+/// The `EgError` body of every error response (`docs/errors.md`).
 fn eg_error() -> Value {
     json!({
         "type": "object",
@@ -662,7 +662,7 @@ pub fn document(ops: &[Op]) -> Value {
                     "name": "Authorization",
                     "description": "SDK-HMAC-SHA256 Access=<AK>, SignedHeaders=<list>, Signature=<hex>, \
                         signed over the canonical request with X-Sdk-Date and Host (Huawei Cloud APIG \
-                        signing, SIGNING.md)."
+                        signing, docs/signing.md)."
                 },
                 "AuthToken": {
                     "type": "apiKey",
@@ -680,105 +680,88 @@ mod tests {
     use super::*;
     use std::collections::HashSet;
 
-    /// The 78 operations of `API.md` §2, in table order.
-    const EG_OPERATIONS: [&str; 78] = [
-        "CreateSubscription",
-        "ListSubscriptions",
-        "UpdateSubscription",
-        "ShowDetailOfSubscription",
-        "DeleteSubscription",
-        "UpdateSubscriptionSource",
-        "CreateSubscriptionTarget",
-        "UpdateSubscriptionTarget",
-        "ShowDetailOfSubscriptionTarget",
-        "DeleteSubscriptionTarget",
-        "ExecuteSubscriptionOperation",
-        "CreateChannel",
-        "ListChannels",
-        "UpdateChannel",
-        "ShowDetailOfChannel",
-        "DeleteChannel",
-        "ShowDetailOfEventTrace",
-        "ShowDetailOfEvent",
-        "ListTracedEvents",
-        "PutEvents",
-        "PutOfficialEvents",
-        "CheckPutEvents",
-        "CreateEventSource",
-        "ListEventSources",
-        "UpdateEventSource",
-        "ShowDetailOfEventSource",
-        "DeleteEventSource",
-        "ListEventTarget",
-        "DiscoverEventSchemaFromData",
-        "CreateEventSchema",
-        "ListEventSchema",
-        "UpdateEventSchema",
-        "ShowDetailOfEventSchema",
-        "DeleteEventSchema",
-        "CreateEventSchemaVersion",
-        "ListEventSchemaVersions",
-        "ShowDetailOfEventSchemaVersion",
-        "DeleteEventSchemaVersion",
-        "CreateConnection",
-        "ListConnections",
-        "UpdateConnection",
-        "ShowDetailOfConnection",
-        "DeleteConnection",
-        "ListAgencies",
-        "CreateAgencies",
-        "ListQuotas",
-        "ListApiVersions",
-        "ListTriggers",
-        "ListWorkflowTriggers",
-        "UpdateEndpoint",
-        "DeleteEndpoint",
-        "CreateEndpoint",
-        "ListEndpoints",
-        "ListObsBuckets",
-        "Refurbishobs",
-        "CreateEventStreaming",
-        "ListEventStreaming",
-        "UpdateEventStreaming",
-        "ShowEventStreaming",
-        "DeleteEventStreaming",
-        "ResumeEventStreaming",
-        "ShowListOfEventSample",
-        "CreateEventRouterJob",
-        "ListEventRouterJobs",
-        "DeleteEventRouterJob",
-        "ShowEventRouterJob",
-        "UpdateEventRouterJob",
-        "ExecuteEventRouterJobOperation",
-        "ValidateEventRouterJob",
-        "ShowEventRouterTaskSyncDetail",
-        "ListAvailabilityZones",
-        "CreateEventRouterCluster",
-        "ListEventRouterClusters",
-        "DeleteEventRouterCluster",
-        "ShowEventRouterCluster",
-        "UpdateEventRouterCluster",
-        "ListPubMetrics",
-        "ListSubMetrics",
+    /// The 78 EG operations: id, method and path, in the order of EG's API reference.
+    #[rustfmt::skip]
+    const EG_OPERATIONS: [(&str, &str, &str); 78] = [
+        ("CreateSubscription", "POST", "/v1/{project_id}/subscriptions"),
+        ("ListSubscriptions", "GET", "/v1/{project_id}/subscriptions"),
+        ("UpdateSubscription", "PUT", "/v1/{project_id}/subscriptions/{subscription_id}"),
+        ("ShowDetailOfSubscription", "GET", "/v1/{project_id}/subscriptions/{subscription_id}"),
+        ("DeleteSubscription", "DELETE", "/v1/{project_id}/subscriptions/{subscription_id}"),
+        ("UpdateSubscriptionSource", "PUT", "/v1/{project_id}/subscriptions/{subscription_id}/sources/{source_id}"),
+        ("CreateSubscriptionTarget", "POST", "/v1/{project_id}/subscriptions/{subscription_id}/targets"),
+        ("UpdateSubscriptionTarget", "PUT", "/v1/{project_id}/subscriptions/{subscription_id}/targets/{target_id}"),
+        ("ShowDetailOfSubscriptionTarget", "GET", "/v1/{project_id}/subscriptions/{subscription_id}/targets/{target_id}"),
+        ("DeleteSubscriptionTarget", "DELETE", "/v1/{project_id}/subscriptions/{subscription_id}/targets/{target_id}"),
+        ("ExecuteSubscriptionOperation", "POST", "/v1/{project_id}/subscriptions/operation"),
+        ("CreateChannel", "POST", "/v1/{project_id}/channels"),
+        ("ListChannels", "GET", "/v1/{project_id}/channels"),
+        ("UpdateChannel", "PUT", "/v1/{project_id}/channels/{channel_id}"),
+        ("ShowDetailOfChannel", "GET", "/v1/{project_id}/channels/{channel_id}"),
+        ("DeleteChannel", "DELETE", "/v1/{project_id}/channels/{channel_id}"),
+        ("ShowDetailOfEventTrace", "GET", "/v1/{project_id}/events/trace/detail/{trace_id}"),
+        ("ShowDetailOfEvent", "GET", "/v1/{project_id}/events/detail/{trace_id}"),
+        ("ListTracedEvents", "GET", "/v1/{project_id}/traced-events"),
+        ("PutEvents", "POST", "/v1/{project_id}/channels/{channel_id}/events"),
+        ("PutOfficialEvents", "POST", "/v1/{project_id}/official/sources/{source_name}/events"),
+        ("CheckPutEvents", "POST", "/v1/{project_id}/events/check"),
+        ("CreateEventSource", "POST", "/v1/{project_id}/sources"),
+        ("ListEventSources", "GET", "/v1/{project_id}/sources"),
+        ("UpdateEventSource", "PUT", "/v1/{project_id}/sources/{source_id}"),
+        ("ShowDetailOfEventSource", "GET", "/v1/{project_id}/sources/{source_id}"),
+        ("DeleteEventSource", "DELETE", "/v1/{project_id}/sources/{source_id}"),
+        ("ListEventTarget", "GET", "/v1/{project_id}/target-catalogs"),
+        ("DiscoverEventSchemaFromData", "POST", "/v1/{project_id}/schema-discover"),
+        ("CreateEventSchema", "POST", "/v1/{project_id}/schemas"),
+        ("ListEventSchema", "GET", "/v1/{project_id}/schemas"),
+        ("UpdateEventSchema", "PUT", "/v1/{project_id}/schemas/{schema_id}"),
+        ("ShowDetailOfEventSchema", "GET", "/v1/{project_id}/schemas/{schema_id}"),
+        ("DeleteEventSchema", "DELETE", "/v1/{project_id}/schemas/{schema_id}"),
+        ("CreateEventSchemaVersion", "POST", "/v1/{project_id}/schemas/{schema_id}/versions"),
+        ("ListEventSchemaVersions", "GET", "/v1/{project_id}/schemas/{schema_id}/versions"),
+        ("ShowDetailOfEventSchemaVersion", "GET", "/v1/{project_id}/schemas/{schema_id}/versions/{version}"),
+        ("DeleteEventSchemaVersion", "DELETE", "/v1/{project_id}/schemas/{schema_id}/versions/{version}"),
+        ("CreateConnection", "POST", "/v1/{project_id}/connections"),
+        ("ListConnections", "GET", "/v1/{project_id}/connections"),
+        ("UpdateConnection", "PUT", "/v1/{project_id}/connections/{connection_id}"),
+        ("ShowDetailOfConnection", "GET", "/v1/{project_id}/connections/{connection_id}"),
+        ("DeleteConnection", "DELETE", "/v1/{project_id}/connections/{connection_id}"),
+        ("ListAgencies", "GET", "/v1/{project_id}/service-agencies"),
+        ("CreateAgencies", "POST", "/v1/{project_id}/service-agencies"),
+        ("ListQuotas", "GET", "/v1/{project_id}/quotas"),
+        ("ListApiVersions", "GET", "/"),
+        ("ListTriggers", "GET", "/v1/{project_id}/subscription-triggers/{func_urn}"),
+        ("ListWorkflowTriggers", "GET", "/v1/{project_id}/subscription-triggers/workflow/{workflow_id}"),
+        ("UpdateEndpoint", "PUT", "/v1/{project_id}/endpoints/{endpoint_id}"),
+        ("DeleteEndpoint", "DELETE", "/v1/{project_id}/endpoints/{endpoint_id}"),
+        ("CreateEndpoint", "POST", "/v1/{project_id}/endpoints"),
+        ("ListEndpoints", "GET", "/v1/{project_id}/endpoints"),
+        ("ListObsBuckets", "GET", "/v1/{project_id}/subscriptions/obsbuckets"),
+        ("Refurbishobs", "POST", "/v1/{project_id}/subscriptions/obsbuckets/{bucket_name}/refurbishobs"),
+        ("CreateEventStreaming", "POST", "/v1/{project_id}/eventstreamings"),
+        ("ListEventStreaming", "GET", "/v1/{project_id}/eventstreamings"),
+        ("UpdateEventStreaming", "PUT", "/v1/{project_id}/eventstreamings/{eventstreaming_id}"),
+        ("ShowEventStreaming", "GET", "/v1/{project_id}/eventstreamings/{eventstreaming_id}"),
+        ("DeleteEventStreaming", "DELETE", "/v1/{project_id}/eventstreamings/{eventstreaming_id}"),
+        ("ResumeEventStreaming", "POST", "/v1/{project_id}/eventstreamings/operate/{eventstreaming_id}"),
+        ("ShowListOfEventSample", "GET", "/v1/{project_id}/samples"),
+        ("CreateEventRouterJob", "POST", "/v1/{project_id}/eventrouter/jobs"),
+        ("ListEventRouterJobs", "GET", "/v1/{project_id}/eventrouter/jobs"),
+        ("DeleteEventRouterJob", "DELETE", "/v1/{project_id}/eventrouter/jobs/{job_id}"),
+        ("ShowEventRouterJob", "GET", "/v1/{project_id}/eventrouter/jobs/{job_id}"),
+        ("UpdateEventRouterJob", "PUT", "/v1/{project_id}/eventrouter/jobs/{job_id}"),
+        ("ExecuteEventRouterJobOperation", "POST", "/v1/{project_id}/eventrouter/jobs/{job_id}/action"),
+        ("ValidateEventRouterJob", "POST", "/v1/{project_id}/eventrouter/jobs/validation"),
+        ("ShowEventRouterTaskSyncDetail", "POST", "/v1/{project_id}/eventrouter/jobs/{job_id}/syncDetail"),
+        ("ListAvailabilityZones", "GET", "/v1/{project_id}/eventrouter/clusters/availability-zone"),
+        ("CreateEventRouterCluster", "POST", "/v1/{project_id}/eventrouter/clusters"),
+        ("ListEventRouterClusters", "GET", "/v1/{project_id}/eventrouter/clusters"),
+        ("DeleteEventRouterCluster", "DELETE", "/v1/{project_id}/eventrouter/clusters/{cluster_id}"),
+        ("ShowEventRouterCluster", "GET", "/v1/{project_id}/eventrouter/clusters/{cluster_id}"),
+        ("UpdateEventRouterCluster", "PUT", "/v1/{project_id}/eventrouter/clusters/{cluster_id}"),
+        ("ListPubMetrics", "GET", "/v1/{project_id}/metrics/pub"),
+        ("ListSubMetrics", "GET", "/v1/{project_id}/metrics/sub"),
     ];
-
-    /// `(id, METHOD, path)` rows of the inventory table of `API.md` §2, when the spec is
-    /// beside the repository (`../shared/spec`).
-    fn api_md_rows() -> Option<Vec<(String, String, String)>> {
-        let p =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/spec/API.md");
-        let text = std::fs::read_to_string(p).ok()?;
-        let mut rows = Vec::new();
-        for line in text.lines() {
-            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-            // | # | Operation | Method | Path | ...
-            if cells.len() > 5 && cells[1].parse::<u32>().is_ok() {
-                let path = cells[4].trim_matches('`').to_string();
-                rows.push((cells[2].to_string(), cells[3].to_string(), path));
-            }
-        }
-        Some(rows)
-    }
 
     #[test]
     fn every_eg_operation_is_in_the_table_once() {
@@ -787,19 +770,16 @@ mod tests {
         let unique: HashSet<&str> = ids.iter().copied().collect();
         assert_eq!(unique.len(), ids.len(), "operation ids must be unique");
         let eg: HashSet<&str> = ops.iter().filter(|o| o.eg).map(|o| o.id).collect();
-        let want: HashSet<&str> = EG_OPERATIONS.into_iter().collect();
+        let want: HashSet<&str> = EG_OPERATIONS.iter().map(|r| r.0).collect();
         assert_eq!(want.len(), 78);
-        assert_eq!(eg, want, "EG operations of the table vs API.md §2");
-        if let Some(rows) = api_md_rows() {
-            assert_eq!(rows.len(), 78, "API.md §2 lists 78 operations");
-            for (id, method, path) in rows {
-                let op = ops
-                    .iter()
-                    .find(|o| o.id == id)
-                    .unwrap_or_else(|| panic!("{id} of API.md is not in the table"));
-                assert_eq!(op.verb.as_str().to_uppercase(), method, "{id}");
-                assert_eq!(op.path, path, "{id}");
-            }
+        assert_eq!(eg, want, "EG operations of the table");
+        for (id, method, path) in EG_OPERATIONS {
+            let op = ops
+                .iter()
+                .find(|o| o.id == id)
+                .unwrap_or_else(|| panic!("{id} is not in the table"));
+            assert_eq!(op.verb.as_str().to_uppercase(), method, "{id}");
+            assert_eq!(op.path, path, "{id}");
         }
     }
 

@@ -1,5 +1,5 @@
 //! Projects come into existence on first authenticated use, with their `default` channel
-//! (`API.md` §1.8).
+//!.
 
 use crate::error::ApiResult;
 use crate::state::AppState;

@@ -1,4 +1,4 @@
-//! Secrets in resource documents (`API.md` §1.7): encrypted before they reach the store,
+//! Secrets in resource documents: encrypted before they reach the store,
 //! rendered as `******`, and `******` on update means "unchanged".
 
 use openeg_api::EgError;

@@ -5,7 +5,7 @@ use openeg_store::MetaStore;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-/// One AK/SK pair bound to one project (`SIGNING.md` §3.8).
+/// One AK/SK pair bound to one project (`docs/signing.md`).
 #[derive(Clone)]
 pub struct Credential {
     pub access_key: String,
@@ -26,7 +26,7 @@ impl std::fmt::Debug for Credential {
     }
 }
 
-/// Per-project quota limits (`LIMITS.md` §1).
+/// Per-project quota limits (`docs/limits.md`).
 #[derive(Debug, Clone)]
 pub struct Quotas {
     pub channel: u64,
@@ -61,7 +61,7 @@ pub struct ServerConfig {
     /// Instance name used in `X-Request-Id`.
     pub node_name: String,
     pub credentials: Vec<Credential>,
-    /// Largest accepted request body (`LIMITS.md` §3: 12 MiB).
+    /// Largest accepted request body (`docs/limits.md`: 12 MiB).
     pub max_body_bytes: usize,
     /// Allowed `X-Sdk-Date` skew.
     pub clock_skew_secs: i64,

@@ -188,10 +188,10 @@ pub struct Delivery {
     pub updated_at: i64,
 }
 
-/// Attempts kept per delivery for ShowDetailOfEventTrace (`LIMITS.md` §6).
+/// Attempts kept per delivery for ShowDetailOfEventTrace (`docs/limits.md`).
 pub const KEPT_ATTEMPTS: usize = 3;
 
-/// Filters of ListTracedEvents (`API.md` §3.3): exact matches, AND-ed, in one channel,
+/// Filters of ListTracedEvents: exact matches, AND-ed, in one channel,
 /// `start_ms <= received_at <= end_ms`. Order: `received_at` descending (newest first), then
 /// offset descending, then `subscription_id` ascending (the rows of one event stay together).
 /// `limit == 0` returns an empty page (the total is still counted).

@@ -1,4 +1,5 @@
-//! `openeg serve` configuration: a TOML file, every key overridable by `OPENEG_<KEY>`.
+//! `openeg serve` configuration: a TOML file, every key overridable by `OPENEG_<KEY>`
+//! (`OPENEG_<TABLE>_<KEY>` inside a table, e.g. `OPENEG_QUOTAS_CHANNEL`).
 //!
 //! With no credentials configured, a development credential is created on first start in
 //! `data_dir/credentials.toml` (mode 0600) and reused afterwards.
@@ -67,6 +68,45 @@ fn default_node() -> String {
     "openeg-0".into()
 }
 
+/// How an environment variable's text becomes a TOML value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnvKind {
+    Text,
+    /// A non-negative integer.
+    Count,
+}
+
+/// Every scalar key with its environment variable: `OPENEG_<KEY>` for top-level keys,
+/// `OPENEG_<TABLE>_<KEY>` for keys of a table (`[quotas] channel` → `OPENEG_QUOTAS_CHANNEL`).
+/// Credentials are the one exception: `OPENEG_CREDENTIALS` (see [`parse_credentials`]).
+pub const ENV_KEYS: &[(Option<&str>, &str, EnvKind)] = &[
+    (None, "listen", EnvKind::Text),
+    (None, "data_dir", EnvKind::Text),
+    (None, "database_url", EnvKind::Text),
+    (None, "functiongraph_endpoint", EnvKind::Text),
+    (None, "smn_endpoint", EnvKind::Text),
+    (None, "node_name", EnvKind::Text),
+    (None, "encryption_key", EnvKind::Text),
+    (None, "retention_hours", EnvKind::Count),
+    (None, "log_max_bytes_per_channel", EnvKind::Count),
+    (Some("quotas"), "channel", EnvKind::Count),
+    (Some("quotas"), "channel_subscription", EnvKind::Count),
+    (Some("quotas"), "source", EnvKind::Count),
+    (Some("quotas"), "source_rabbitmq", EnvKind::Count),
+    (Some("quotas"), "source_rocketmq", EnvKind::Count),
+    (Some("quotas"), "subscription", EnvKind::Count),
+    (Some("quotas"), "connection", EnvKind::Count),
+    (Some("quotas"), "private_endpoint", EnvKind::Count),
+];
+
+/// The environment variable of a key of [`ENV_KEYS`].
+pub fn env_name(table: Option<&str>, key: &str) -> String {
+    match table {
+        Some(t) => format!("OPENEG_{}_{}", t, key).to_ascii_uppercase(),
+        None => format!("OPENEG_{key}").to_ascii_uppercase(),
+    }
+}
+
 impl Config {
     /// Loads the file (if any), then applies `OPENEG_*` environment overrides.
     pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
@@ -76,43 +116,51 @@ impl Config {
             }
             None => String::new(),
         };
-        let mut cfg: Config = toml::from_str(&text).context("parsing the configuration")?;
-        cfg.apply_env(|k| std::env::var(k).ok())?;
-        Ok(cfg)
+        Config::from_toml(&text, |k| std::env::var(k).ok())
     }
 
-    fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
-        if let Some(v) = get("OPENEG_LISTEN") {
-            self.listen = v;
+    /// Parses TOML text with the environment given by `get`. The overrides are applied to
+    /// the TOML document before it is typed, so a variable is checked exactly like the key it
+    /// replaces; an empty variable removes the key (its default applies).
+    pub fn from_toml(text: &str, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
+        let mut doc: toml::Table = toml::from_str(text).context("parsing the configuration")?;
+        for &(table, key, kind) in ENV_KEYS {
+            let name = env_name(table, key);
+            let Some(v) = get(&name) else { continue };
+            let dst = match table {
+                None => &mut doc,
+                Some(t) => match doc
+                    .entry(t)
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                {
+                    toml::Value::Table(tbl) => tbl,
+                    _ => bail!("{t} must be a table"),
+                },
+            };
+            if v.is_empty() {
+                dst.remove(key);
+                continue;
+            }
+            let value = match kind {
+                EnvKind::Text => toml::Value::String(v),
+                EnvKind::Count => v
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .and_then(|n| i64::try_from(n).ok())
+                    .map(toml::Value::Integer)
+                    .with_context(|| format!("{name} must be a non-negative integer"))?,
+            };
+            dst.insert(key.to_string(), value);
         }
-        if let Some(v) = get("OPENEG_DATA_DIR") {
-            self.data_dir = v.into();
-        }
-        if let Some(v) = get("OPENEG_DATABASE_URL") {
-            self.database_url = Some(v).filter(|s| !s.is_empty());
-        }
-        if let Some(v) = get("OPENEG_FUNCTIONGRAPH_ENDPOINT") {
-            self.functiongraph_endpoint = Some(v);
-        }
-        if let Some(v) = get("OPENEG_SMN_ENDPOINT") {
-            self.smn_endpoint = Some(v);
-        }
-        if let Some(v) = get("OPENEG_NODE_NAME") {
-            self.node_name = v;
-        }
-        if let Some(v) = get("OPENEG_RETENTION_HOURS") {
-            self.retention_hours = v
-                .parse()
-                .context("OPENEG_RETENTION_HOURS must be a number")?;
-        }
-        if let Some(v) = get("OPENEG_ENCRYPTION_KEY") {
-            self.encryption_key = Some(v);
-        }
+        let mut cfg: Config = toml::Value::Table(doc)
+            .try_into()
+            .context("parsing the configuration")?;
         // OPENEG_CREDENTIALS="ak:sk:project_id:domain_id;ak2:sk2:project2:domain2"
         if let Some(v) = get("OPENEG_CREDENTIALS") {
-            self.credentials = parse_credentials(&v)?;
+            cfg.credentials = parse_credentials(&v)?;
         }
-        Ok(())
+        Ok(cfg)
     }
 
     pub fn quotas(&self) -> openeg_server::Quotas {
@@ -199,19 +247,26 @@ fn random_string(alphabet: &[u8], n: usize) -> String {
         .collect()
 }
 
+/// The development credential stored in `data_dir`, if one was created; never creates one.
+pub fn read_dev_credential(data_dir: &Path) -> anyhow::Result<Option<CredentialConfig>> {
+    let path = data_dir.join(DEV_CREDENTIALS_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let f: DevFile =
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    Ok(f.credentials.into_iter().next())
+}
+
 /// Loads the development credential from `data_dir`, creating it (mode 0600) if absent.
 /// Returns the credential and whether it was created now.
 pub fn dev_credential(data_dir: &Path) -> anyhow::Result<(CredentialConfig, bool)> {
-    let path = data_dir.join(DEV_CREDENTIALS_FILE);
-    if path.exists() {
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        let f: DevFile =
-            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        if let Some(c) = f.credentials.into_iter().next() {
-            return Ok((c, false));
-        }
+    if let Some(c) = read_dev_credential(data_dir)? {
+        return Ok((c, false));
     }
+    let path = data_dir.join(DEV_CREDENTIALS_FILE);
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
     const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
@@ -254,10 +309,13 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
     #[test]
     fn file_then_env() {
-        let mut cfg: Config = toml::from_str(
-            r#"
+        let text = r#"
             listen = "127.0.0.1:9000"
             [[credentials]]
             access_key = "AK1"
@@ -266,24 +324,185 @@ mod tests {
             domain_id = "d1"
             [quotas]
             channel = 3
-            "#,
-        )
-        .unwrap();
+            "#;
+        let cfg = Config::from_toml(text, no_env).unwrap();
         assert_eq!(cfg.listen, "127.0.0.1:9000");
         assert_eq!(cfg.credentials.len(), 1);
         assert_eq!(cfg.quotas().channel, 3);
-        cfg.apply_env(|k| match k {
+        let cfg = Config::from_toml(text, |k| match k {
             "OPENEG_LISTEN" => Some("0.0.0.0:1".into()),
             "OPENEG_CREDENTIALS" => Some("A:S:p:d;B:T:q".into()),
+            "OPENEG_QUOTAS_CHANNEL" => Some("7".into()),
             _ => None,
         })
         .unwrap();
         assert_eq!(cfg.listen, "0.0.0.0:1");
         assert_eq!(cfg.credentials.len(), 2);
         assert_eq!(cfg.credentials[1].project_id, "q");
-        assert!(cfg
-            .apply_env(|k| (k == "OPENEG_CREDENTIALS").then(|| "bad".into()))
-            .is_err());
+        assert_eq!(cfg.quotas().channel, 7);
+        assert!(
+            Config::from_toml("", |k| (k == "OPENEG_CREDENTIALS").then(|| "bad".into())).is_err()
+        );
+    }
+
+    #[test]
+    fn every_key_has_an_environment_variable() {
+        let env = |k: &str| {
+            let v = match k {
+                "OPENEG_LISTEN" => "0.0.0.0:1",
+                "OPENEG_DATA_DIR" => "/d",
+                "OPENEG_DATABASE_URL" => "postgres://x/y",
+                "OPENEG_FUNCTIONGRAPH_ENDPOINT" => "http://fg",
+                "OPENEG_SMN_ENDPOINT" => "http://smn",
+                "OPENEG_NODE_NAME" => "n1",
+                "OPENEG_ENCRYPTION_KEY" => "k",
+                "OPENEG_RETENTION_HOURS" => "2",
+                "OPENEG_LOG_MAX_BYTES_PER_CHANNEL" => "3",
+                "OPENEG_QUOTAS_CHANNEL" => "11",
+                "OPENEG_QUOTAS_CHANNEL_SUBSCRIPTION" => "12",
+                "OPENEG_QUOTAS_SOURCE" => "13",
+                "OPENEG_QUOTAS_SOURCE_RABBITMQ" => "14",
+                "OPENEG_QUOTAS_SOURCE_ROCKETMQ" => "15",
+                "OPENEG_QUOTAS_SUBSCRIPTION" => "16",
+                "OPENEG_QUOTAS_CONNECTION" => "17",
+                "OPENEG_QUOTAS_PRIVATE_ENDPOINT" => "18",
+                "OPENEG_CREDENTIALS" => "A:S:p:d",
+                _ => return None,
+            };
+            Some(v.to_string())
+        };
+        let names: Vec<String> = ENV_KEYS.iter().map(|&(t, k, _)| env_name(t, k)).collect();
+        for n in &names {
+            assert!(env(n).is_some(), "{n} is not exercised here");
+        }
+        // Exhaustive patterns: a new key fails to compile until it is listed here (and in
+        // ENV_KEYS, or the assertion on its value fails).
+        let Config {
+            listen,
+            data_dir,
+            database_url,
+            functiongraph_endpoint,
+            smn_endpoint,
+            node_name,
+            encryption_key,
+            retention_hours,
+            log_max_bytes_per_channel,
+            credentials,
+            quotas,
+        } = Config::from_toml("listen = \"127.0.0.1:1\"\n[quotas]\nchannel = 1\n", env).unwrap();
+        let QuotaConfig {
+            channel,
+            channel_subscription,
+            source,
+            source_rabbitmq,
+            source_rocketmq,
+            subscription,
+            connection,
+            private_endpoint,
+        } = quotas;
+        assert_eq!(listen, "0.0.0.0:1");
+        assert_eq!(data_dir, PathBuf::from("/d"));
+        assert_eq!(database_url.as_deref(), Some("postgres://x/y"));
+        assert_eq!(functiongraph_endpoint.as_deref(), Some("http://fg"));
+        assert_eq!(smn_endpoint.as_deref(), Some("http://smn"));
+        assert_eq!(node_name, "n1");
+        assert_eq!(encryption_key.as_deref(), Some("k"));
+        assert_eq!(retention_hours, 2);
+        assert_eq!(log_max_bytes_per_channel, Some(3));
+        assert_eq!(credentials.len(), 1);
+        let got = [
+            channel,
+            channel_subscription,
+            source,
+            source_rabbitmq,
+            source_rocketmq,
+            subscription,
+            connection,
+            private_endpoint,
+        ];
+        assert_eq!(got, [11, 12, 13, 14, 15, 16, 17, 18].map(Some));
+    }
+
+    #[test]
+    fn environment_values_are_checked() {
+        for bad in ["abc", "-1", "1.5", "99999999999999999999"] {
+            let r = Config::from_toml("", |k| (k == "OPENEG_QUOTAS_CHANNEL").then(|| bad.into()));
+            let e = format!("{:#}", r.unwrap_err());
+            assert!(e.contains("OPENEG_QUOTAS_CHANNEL"), "{bad}: {e}");
+        }
+        assert!(
+            Config::from_toml("", |k| (k == "OPENEG_RETENTION_HOURS").then(|| "x".into())).is_err()
+        );
+        // An empty variable unsets the key: its default applies.
+        let cfg = Config::from_toml(
+            "database_url = \"postgres://a/b\"\nretention_hours = 5\n",
+            |k| matches!(k, "OPENEG_DATABASE_URL" | "OPENEG_RETENTION_HOURS").then(String::new),
+        )
+        .unwrap();
+        assert_eq!(cfg.database_url, None);
+        assert_eq!(cfg.retention_hours, 7 * 24);
+        // A table key given a scalar is an error, not a panic.
+        assert!(
+            Config::from_toml("quotas = 1", |k| (k == "OPENEG_QUOTAS_CHANNEL")
+                .then(|| "1".into()))
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn example_file_parses_and_lists_every_key() {
+        let text = include_str!("../../../openeg.example.toml");
+        let cfg = Config::from_toml(text, no_env).unwrap();
+        check_credentials(&cfg.credentials).unwrap();
+        assert_eq!(
+            cfg.database_url, None,
+            "the PostgreSQL line is commented out"
+        );
+        // Every key appears, commented out or not, so the file documents all of them.
+        for &(table, key, _) in ENV_KEYS {
+            let listed = text.lines().any(|l| {
+                let l = l.trim_start_matches(['#', ' ']);
+                l.starts_with(&format!("{key} =")) && text.contains(env_name(table, key).as_str())
+            });
+            assert!(
+                listed,
+                "{key} ({}) is not in openeg.example.toml",
+                env_name(table, key)
+            );
+        }
+        for t in ["[quotas]", "[[credentials]]", "OPENEG_CREDENTIALS"] {
+            assert!(text.contains(t), "{t}");
+        }
+    }
+
+    #[test]
+    fn readme_configuration_example_parses() {
+        let readme = include_str!("../../../README.md");
+        let mut blocks = Vec::new();
+        let mut cur: Option<String> = None;
+        for line in readme.lines() {
+            match (&mut cur, line.trim()) {
+                (None, "```toml") => cur = Some(String::new()),
+                (Some(b), "```") => {
+                    blocks.push(std::mem::take(b));
+                    cur = None;
+                }
+                (Some(b), _) => {
+                    b.push_str(line);
+                    b.push('\n');
+                }
+                _ => {}
+            }
+        }
+        assert!(!blocks.is_empty(), "README.md has no ```toml block");
+        for b in blocks {
+            let cfg = Config::from_toml(&b, no_env).unwrap();
+            check_credentials(&cfg.credentials).unwrap();
+            assert_eq!(
+                cfg.database_url, None,
+                "copying the example must not need PostgreSQL"
+            );
+        }
     }
 
     #[test]

@@ -27,11 +27,16 @@ struct Cli {
 enum Cmd {
     /// Run the server.
     Serve {
-        /// TOML configuration file; every key can also be set as OPENEG_<KEY>.
+        /// TOML configuration file; every key can also be set as OPENEG_<KEY>
+        /// (OPENEG_<TABLE>_<KEY> inside a table), see openeg.example.toml.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Log lines as text (colours only on a terminal) or as one JSON object per line.
+        #[arg(long, value_enum, env = "OPENEG_LOG_FORMAT", default_value = "text")]
+        log_format: LogFormat,
     },
-    /// Print the access key, project id and endpoint of the configured credentials.
+    /// Print the access key, project id and endpoint of the credentials; never creates one
+    /// (`serve` creates the development credential on its first start).
     Credentials {
         #[arg(long)]
         config: Option<PathBuf>,
@@ -46,10 +51,16 @@ enum Cmd {
     Openapi,
 }
 
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Serve { config } => serve(config),
+        Cmd::Serve { config, log_format } => serve(config, log_format),
         Cmd::Credentials {
             config,
             show_secret,
@@ -92,12 +103,9 @@ fn print_dev_credential(cfg: &Config, c: &CredentialConfig) {
 
 fn credentials(path: Option<PathBuf>, show_secret: bool) -> anyhow::Result<()> {
     let cfg = Config::load(path.as_deref())?;
-    let (creds, _) = effective_credentials(&cfg)?;
-    let dev = cfg.credentials.is_empty();
-    for c in &creds {
-        if dev {
-            print_dev_credential(&cfg, c);
-        } else {
+    if !cfg.credentials.is_empty() {
+        config::check_credentials(&cfg.credentials)?;
+        for c in &cfg.credentials {
             println!(
                 "access key: {}  project id: {}  endpoint: {}",
                 c.access_key,
@@ -105,21 +113,45 @@ fn credentials(path: Option<PathBuf>, show_secret: bool) -> anyhow::Result<()> {
                 endpoint(&cfg.listen)
             );
         }
-        if show_secret && dev {
-            println!("  secret:      {}", c.secret_key);
+        if show_secret {
+            eprintln!("the secret keys of configured credentials are in the configuration");
         }
+        return Ok(());
+    }
+    let Some(c) = config::read_dev_credential(&cfg.data_dir)? else {
+        anyhow::bail!(
+            "no credential yet: none is configured and {} does not exist; \
+             run `openeg serve` once to create the development credential, \
+             or configure [[credentials]] (see openeg.example.toml)",
+            cfg.data_dir.join(config::DEV_CREDENTIALS_FILE).display()
+        );
+    };
+    print_dev_credential(&cfg, &c);
+    if show_secret {
+        println!("  secret:      {}", c.secret_key);
     }
     Ok(())
 }
 
-fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("OPENEG_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        // Escape codes only for a person at a terminal, never into files or collectors.
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
+}
+
+fn serve(path: Option<PathBuf>, log_format: LogFormat) -> anyhow::Result<()> {
+    init_logging(log_format);
     let cfg = Config::load(path.as_deref())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -216,19 +248,25 @@ async fn run_server(cfg: Config) -> anyhow::Result<()> {
             );
         }
     }
-    let backend = if cfg.database_url.is_some() {
+    let shutdown = shutdown_signal();
+    let store = if cfg.database_url.is_some() {
         "postgresql"
     } else {
         "sqlite"
     };
-    println!(
-        "openeg listening on http://{local} (metadata: {backend}, data dir: {})",
-        cfg.data_dir.display()
+    // stdout: the readiness line scripts wait for, whatever the log level; the log: the record.
+    println!("openeg listening on http://{local}");
+    tracing::info!(
+        listen = %local,
+        data_dir = %cfg.data_dir.display(),
+        store,
+        node = %cfg.node_name,
+        version = env!("CARGO_PKG_VERSION"),
+        "openeg started"
     );
-    tracing::info!(%local, backend, "listening");
-    openeg_server::serve(listener, state, shutdown_signal()).await?;
+    openeg_server::serve(listener, state, shutdown).await?;
     engine.shutdown().await;
-    tracing::info!("stopped");
+    tracing::info!("openeg stopped");
     Ok(())
 }
 
@@ -265,24 +303,33 @@ fn chrono_now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Resolves on SIGINT or SIGTERM (logged: the start of the shutdown). The handlers are
+/// installed by this call, not on first poll, so a signal right after the start line is
+/// already a graceful shutdown.
+#[cfg(unix)]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt()).ok();
+    let mut term = signal(SignalKind::terminate()).ok();
+    async move {
+        async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        let signal = tokio::select! {
+            _ = recv(&mut int) => "SIGINT",
+            _ = recv(&mut term) => "SIGTERM",
+        };
+        tracing::info!(signal, "shutdown requested");
     }
+}
+
+#[cfg(not(unix))]
+async fn shutdown_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("shutdown requested");
 }

@@ -1,5 +1,5 @@
 //! `openeg rules test|bench`: try filter rules on one event, or benchmark the compiled matcher
-//! on a JSON-lines data set (see `shared/data/README.md` for the file formats).
+//! on a JSON-lines data set (file formats in the README's filter-rule tools section).
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
@@ -24,7 +24,7 @@ pub enum RulesCmd {
     },
     /// Benchmark the compiled matcher: one warm-up pass, then timed passes over every event.
     Bench {
-        /// A rules file in the format of citylots-rules.json.
+        /// A rules file: `{"envelope": "...", "rules": [{"id", "description", "filter"}]}`.
         #[arg(long)]
         rules: PathBuf,
         /// JSON lines, gzipped or not; each line is wrapped as the rules file's envelope says.
@@ -61,7 +61,7 @@ struct RuleEntry {
     filter: Filter,
 }
 
-/// The default envelope of `shared/data/README.md`.
+/// The envelope when the rules file names none: a CityLots record as the event's `data`.
 const DEFAULT_ENVELOPE: &str = r#"{"specversion":"1.0","id":"<line number, from 1>","source":"citylots","type":"Feature","data":<record>}"#;
 
 fn load_rules(path: &Path) -> anyhow::Result<(Vec<RuleEntry>, String)> {

@@ -1,6 +1,6 @@
 //! HC.FunctionGraph targets: `POST {endpoint}/v2/{project_id}/fgs/functions/{urn}/invocations`
 //! (SYNC, 300 s) or `.../invocations-async` (ASYNC, 30 s) with the payload as the JSON body
-//! (`TRANSFORM.md` §5.1). A payload that is not JSON fails without retry.
+//! (`docs/transforms.md`). A payload that is not JSON fails without retry.
 
 use super::http::{path_segment, HttpClient, ATTEMPT_TIMEOUT};
 use crate::{Message, Outcome, Sink};

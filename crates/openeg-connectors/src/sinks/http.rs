@@ -1,4 +1,4 @@
-//! The shared HTTP client and the classification of HTTP results (`LIMITS.md` §5).
+//! The shared HTTP client and the classification of HTTP results (`docs/limits.md`).
 
 use crate::Outcome;
 use bytes::Bytes;
@@ -91,7 +91,7 @@ impl HttpClient {
     }
 }
 
-/// `application/json` when the payload is JSON, else plain text (`TRANSFORM.md` §5.2).
+/// `application/json` when the payload is JSON, else plain text (`docs/transforms.md`).
 pub fn content_type(body: &[u8]) -> &'static str {
     if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
         "application/json"

@@ -1,6 +1,6 @@
 //! HC.SMN targets: `POST {endpoint}/v2/{project_id}/notifications/topics/{urn}/publish` with
 //! `{"subject","message"}`; the message is the payload text, the subject at most 512
-//! characters and omitted when absent (`TRANSFORM.md` §5.4).
+//! characters and omitted when absent (`docs/transforms.md`).
 
 use super::http::{path_segment, HttpClient, ATTEMPT_TIMEOUT};
 use crate::{Message, Outcome, Sink};

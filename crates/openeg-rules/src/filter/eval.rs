@@ -6,7 +6,7 @@ use super::{Condition, FieldFilter, Filter, Scalar};
 use crate::number::Num;
 use serde_json::Value;
 
-/// The hits of a field path in `event` (§4.1).
+/// The hits of a field path in `event`.
 pub fn resolve<'a>(event: &'a Value, path: &[String]) -> Vec<&'a Value> {
     let Some(top) = event.as_object().and_then(|o| o.get(path[0].as_str())) else {
         return Vec::new();
@@ -51,7 +51,7 @@ fn step<'a>(v: &'a Value, key: &str, out: &mut Vec<&'a Value>) {
     }
 }
 
-/// Candidate scalars of the hits (§4.2), strings borrowed.
+/// Candidate scalars of the hits, strings borrowed.
 pub fn candidates<'a>(hits: &[&'a Value], out: &mut Vec<Scalar<'a>>) {
     for h in hits {
         push_scalars(h, out);

@@ -1,9 +1,9 @@
-//! The filter-rule AST (RULES.md §1/§3), its validation ([`parse_filter`], §2) and a direct
+//! The filter-rule AST, its validation ([`parse_filter`]) and a direct
 //! evaluator over `serde_json::Value` that explains its verdict ([`eval`]).
 //!
-//! Field lookup reading (§4.1, [dec] detail): a field's input is the set of *hits* of its path.
+//! Field lookup: a field's input is the set of *hits* of its path.
 //! It is absent when there is no hit, null when every hit is JSON `null`, and otherwise present
-//! and not null; candidates (§4.2) are the scalars of all hits, arrays flattened.
+//! and not null; candidates are the scalars of all hits, arrays flattened.
 
 pub mod eval;
 mod validate;
@@ -11,7 +11,7 @@ mod validate;
 use crate::number::Num;
 pub use validate::parse_filter;
 
-/// The 18 operators of §3.
+/// The 18 filter operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Op {
     StringIn,
@@ -135,7 +135,7 @@ pub struct Filter {
     pub fields: Vec<FieldFilter>,
 }
 
-/// A candidate scalar (§4.2). Strings are raw UTF-8 bytes, already unescaped.
+/// A candidate scalar. Strings are raw UTF-8 bytes, already unescaped.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Scalar<'a> {
     Str(&'a [u8]),
@@ -187,7 +187,7 @@ impl Condition {
         }
     }
 
-    /// Truth of the condition given the field's state (§4.3).
+    /// Truth of the condition given the field's state (absent, null, present).
     pub fn eval_with<'a>(
         &self,
         nonnull: bool,

@@ -1,37 +1,37 @@
-//! Validation of a filter rule (RULES.md §2, V1–V14) into the typed [`Filter`].
+//! Validation of a filter rule (the rules of `docs/filter-rules.md`) into the typed [`Filter`].
 
 use super::{Condition, FieldFilter, Filter, Op, Operand};
 use crate::number::Num;
 use crate::RuleError;
 use serde_json::{Map, Value};
 
-const MAX_CONDITIONS: usize = 5; // V9
-const MAX_DATA_FIELDS: usize = 5; // V7
-const MAX_DEPTH: usize = 5; // V8
-const MAX_FILTER_BYTES: usize = 2048; // V14
+const MAX_CONDITIONS: usize = 5; // per condition list or and-block
+const MAX_DATA_FIELDS: usize = 5; // matching fields under data, all levels
+const MAX_DEPTH: usize = 5; // levels below data
+const MAX_FILTER_BYTES: usize = 2048; // compact JSON
 
-/// Validates `rule` (§2) and returns its typed form. `require_source` is false for event
-/// streams; there `source` is optional and, when given, may use any operator ([dec] reading of
-/// "source (V3, V4) is optional").
+/// Validates `rule` and returns its typed form. `require_source` is false for event
+/// streams; there `source` is optional and, when given, may use any operator (stream events
+/// are not published under a registered source name).
 pub fn parse_filter(rule: &Value, require_source: bool) -> Result<Filter, RuleError> {
-    // V10 needs no code: serde_json keeps the last of duplicate keys while parsing.
+    // Duplicate keys need no code: serde_json keeps the last one while parsing.
     let obj = rule
         .as_object()
-        .ok_or_else(|| RuleError::new("", "the filter rule must be a JSON object (V1)"))?;
+        .ok_or_else(|| RuleError::new("", "the filter rule must be a JSON object"))?;
     let size = serde_json::to_string(rule)
         .map(|s| s.len())
         .unwrap_or(usize::MAX);
     if size > MAX_FILTER_BYTES {
         return Err(RuleError::new(
             "",
-            format!("the filter rule is {size} bytes compact, more than {MAX_FILTER_BYTES} (V14)"),
+            format!("the filter rule is {size} bytes compact, more than {MAX_FILTER_BYTES}"),
         ));
     }
     for k in obj.keys() {
         if !matches!(k.as_str(), "source" | "type" | "subject" | "data") {
             return Err(RuleError::new(
                 k.clone(),
-                format!("unknown top-level key {k:?}: only source, type, subject and data may be filtered (V2)"),
+                format!("unknown top-level key {k:?}: only source, type, subject and data may be filtered"),
             ));
         }
     }
@@ -40,7 +40,7 @@ pub fn parse_filter(rule: &Value, require_source: bool) -> Result<Filter, RuleEr
         None if require_source => {
             return Err(RuleError::new(
                 "source",
-                "the filter rule must contain source (V3)",
+                "the filter rule must contain source",
             ))
         }
         None => {}
@@ -49,7 +49,7 @@ pub fn parse_filter(rule: &Value, require_source: bool) -> Result<Filter, RuleEr
                 if !v.is_array() {
                     return Err(RuleError::new(
                         "source",
-                        "source must be a condition list using StringIn (V4)",
+                        "source must be a condition list using StringIn",
                     ));
                 }
                 let f = leaf(vec!["source".into()], v, "source")?;
@@ -58,7 +58,7 @@ pub fn parse_filter(rule: &Value, require_source: bool) -> Result<Filter, RuleEr
                         return Err(RuleError::new(
                             format!("source[{i}].op"),
                             format!(
-                                "source accepts only the StringIn operator, not {} (V4)",
+                                "source accepts only the StringIn operator, not {}",
                                 c.op.name()
                             ),
                         ));
@@ -78,16 +78,14 @@ pub fn parse_filter(rule: &Value, require_source: bool) -> Result<Filter, RuleEr
     if let Some(d) = obj.get("data") {
         let m = d
             .as_object()
-            .ok_or_else(|| RuleError::new("data", "data must be a JSON object (V6)"))?;
+            .ok_or_else(|| RuleError::new("data", "data must be a JSON object"))?;
         let mut path = vec!["data".to_string()];
         data_node(m, &mut path, &mut fields)?;
         let n = fields.iter().filter(|f| f.path[0] == "data").count();
         if n > MAX_DATA_FIELDS {
             return Err(RuleError::new(
                 "data",
-                format!(
-                    "data holds {n} matching fields, at most {MAX_DATA_FIELDS} are allowed (V7)"
-                ),
+                format!("data holds {n} matching fields, at most {MAX_DATA_FIELDS} are allowed"),
             ));
         }
     }
@@ -110,7 +108,7 @@ fn data_node(
         if path.len() - 1 > MAX_DEPTH {
             return Err(RuleError::new(
                 dotted,
-                format!("a matching field may be at most {MAX_DEPTH} levels below data (V8)"),
+                format!("a matching field may be at most {MAX_DEPTH} levels below data"),
             ));
         }
         if v.is_array() || is_and_block(v) {
@@ -118,7 +116,7 @@ fn data_node(
             if out.iter().filter(|f| f.path[0] == "data").count() > MAX_DATA_FIELDS {
                 return Err(RuleError::new(
                     dotted,
-                    format!("data holds more than {MAX_DATA_FIELDS} matching fields (V7)"),
+                    format!("data holds more than {MAX_DATA_FIELDS} matching fields"),
                 ));
             }
         } else if let Some(inner) = v.as_object() {
@@ -126,7 +124,7 @@ fn data_node(
         } else {
             return Err(RuleError::new(
                 dotted,
-                "a data key must hold a condition list, an and-block or a nested object (V6)",
+                "a data key must hold a condition list, an and-block or a nested object",
             ));
         }
         path.pop();
@@ -134,7 +132,7 @@ fn data_node(
     Ok(())
 }
 
-/// A matching field: a condition list or an and-block (V5, V9).
+/// A matching field: a condition list or an and-block of 1 to 5 conditions.
 fn leaf(path: Vec<String>, v: &Value, at: &str) -> Result<FieldFilter, RuleError> {
     let (list, all, base): (&[Value], bool, String) = if let Some(a) = v.as_array() {
         (a, false, at.to_string())
@@ -144,14 +142,14 @@ fn leaf(path: Vec<String>, v: &Value, at: &str) -> Result<FieldFilter, RuleError
     } else {
         return Err(RuleError::new(
             at,
-            "must be a condition list [...] or an and-block {\"and\": [...]} (V5)",
+            "must be a condition list [...] or an and-block {\"and\": [...]}",
         ));
     };
     if list.is_empty() || list.len() > MAX_CONDITIONS {
         return Err(RuleError::new(
             base,
             format!(
-                "{} conditions given, a condition list or and-block holds 1 to {MAX_CONDITIONS} (V9)",
+                "{} conditions given, a condition list or and-block holds 1 to {MAX_CONDITIONS}",
                 list.len()
             ),
         ));
@@ -179,37 +177,34 @@ fn condition(c: &Value, at: &str) -> Result<Condition, RuleError> {
         if !matches!(k.as_str(), "op" | "value" | "values") {
             return Err(RuleError::new(
                 format!("{at}.{k}"),
-                format!("unknown condition key {k:?}: only op, value and values are allowed (V13)"),
+                format!("unknown condition key {k:?}: only op, value and values are allowed"),
             ));
         }
     }
     let op_v = m
         .get("op")
-        .ok_or_else(|| RuleError::new(format!("{at}.op"), "the condition has no op (V11)"))?;
+        .ok_or_else(|| RuleError::new(format!("{at}.op"), "the condition has no op"))?;
     let name = op_v
         .as_str()
-        .ok_or_else(|| RuleError::new(format!("{at}.op"), "op must be a string (V11)"))?;
+        .ok_or_else(|| RuleError::new(format!("{at}.op"), "op must be a string"))?;
     let op = Op::from_name(name).ok_or_else(|| {
         RuleError::new(
             format!("{at}.op"),
-            format!("unknown operator {name:?}: not one of the 18 filter operators (V11)"),
+            format!("unknown operator {name:?}: not one of the 18 filter operators"),
         )
     })?;
     let vpath = format!("{at}.values");
     let need_values = || -> Result<&Vec<Value>, RuleError> {
         let v = m.get("values").ok_or_else(|| {
-            RuleError::new(
-                &vpath,
-                format!("{name} needs values, a non-empty array (V12)"),
-            )
+            RuleError::new(&vpath, format!("{name} needs values, a non-empty array"))
         })?;
-        let a = v.as_array().ok_or_else(|| {
-            RuleError::new(&vpath, format!("{name} needs values to be an array (V12)"))
-        })?;
+        let a = v
+            .as_array()
+            .ok_or_else(|| RuleError::new(&vpath, format!("{name} needs values to be an array")))?;
         if a.is_empty() {
             return Err(RuleError::new(
                 &vpath,
-                format!("{name} needs a non-empty values array (V12)"),
+                format!("{name} needs a non-empty values array"),
             ));
         }
         Ok(a)
@@ -227,7 +222,7 @@ fn condition(c: &Value, at: &str) -> Result<Condition, RuleError> {
                 let s = x.as_str().ok_or_else(|| {
                     RuleError::new(
                         format!("{vpath}[{i}]"),
-                        format!("{name} values must be strings (V12)"),
+                        format!("{name} values must be strings"),
                     )
                 })?;
                 out.push(s.to_string());
@@ -241,7 +236,7 @@ fn condition(c: &Value, at: &str) -> Result<Condition, RuleError> {
                 out.push(num_of(x).ok_or_else(|| {
                     RuleError::new(
                         format!("{vpath}[{i}]"),
-                        format!("{name} values must be numbers (V12)"),
+                        format!("{name} values must be numbers"),
                     )
                 })?);
             }
@@ -255,7 +250,7 @@ fn condition(c: &Value, at: &str) -> Result<Condition, RuleError> {
                 let pair = x.as_array().filter(|p| p.len() == 2).ok_or_else(|| {
                     RuleError::new(
                         &p,
-                        format!("{name} values must be [low, high] number pairs (V12)"),
+                        format!("{name} values must be [low, high] number pairs"),
                     )
                 })?;
                 let (lo, hi) = match (num_of(&pair[0]), num_of(&pair[1])) {
@@ -263,14 +258,14 @@ fn condition(c: &Value, at: &str) -> Result<Condition, RuleError> {
                     _ => {
                         return Err(RuleError::new(
                             &p,
-                            format!("{name} values must be [low, high] number pairs (V12)"),
+                            format!("{name} values must be [low, high] number pairs"),
                         ))
                     }
                 };
                 if lo.cmp_num(hi) == Some(std::cmp::Ordering::Greater) {
                     return Err(RuleError::new(
                         &p,
-                        format!("{name} range has low {lo} > high {hi} (V12)"),
+                        format!("{name} range has low {lo} > high {hi}"),
                     ));
                 }
                 out.push((lo, hi));
@@ -285,24 +280,26 @@ fn condition(c: &Value, at: &str) -> Result<Condition, RuleError> {
                 Operand::Number(num_of(v).ok_or_else(|| {
                     RuleError::new(
                         format!("{at}.value"),
-                        format!("{name} needs value to be a number (V12)"),
+                        format!("{name} needs value to be a number"),
                     )
                 })?)
             } else if let Some(v) = m.get("values") {
-                // `values` holding exactly one number is an accepted alias (V12).
+                // `values` holding exactly one number is an accepted alias.
                 match v.as_array().map(Vec::as_slice) {
                     Some([x]) if x.is_number() => Operand::Number(num_of(x).unwrap_or(Num::Int(0))),
                     _ => {
                         return Err(RuleError::new(
                             vpath,
-                            format!("{name} needs value (a number) or values holding exactly one number (V12)"),
+                            format!(
+                            "{name} needs value (a number) or values holding exactly one number"
+                        ),
                         ))
                     }
                 }
             } else {
                 return Err(RuleError::new(
                     format!("{at}.value"),
-                    format!("{name} needs value, a number (V12)"),
+                    format!("{name} needs value, a number"),
                 ));
             }
         }

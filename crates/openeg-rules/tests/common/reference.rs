@@ -1,4 +1,5 @@
-//! A naive reference evaluator written straight from RULES.md §3–§4, on raw JSON rules and
+//! A naive reference evaluator written straight from the filter-rule semantics
+//! (`docs/filter-rules.md`), on raw JSON rules and
 //! events, sharing no code with the crate. Slow and simple on purpose.
 
 use serde_json::{Map, Value};
@@ -43,7 +44,7 @@ fn data_node(m: &Map<String, Value>, path: &mut Vec<String>, event: &Value) -> b
     true
 }
 
-/// §4.1: follow the path from `data`; arrays are entered (flattened), hits collected.
+/// Follow the path from `data`; arrays are entered (flattened), hits collected.
 fn lookup<'a>(event: &'a Value, path: &[String]) -> Vec<&'a Value> {
     let data = match event.get("data") {
         Some(d @ Value::Object(_)) => d,

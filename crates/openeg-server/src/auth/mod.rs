@@ -1,7 +1,7 @@
 //! Authentication and tenancy: the middleware in front of every `/v1/{project_id}/...` route,
-//! and OpenEG's own token issuer (`POST /v3/auth/tokens`, `SIGNING.md` §5).
+//! and OpenEG's own token issuer (`POST /v3/auth/tokens`, `docs/signing.md`).
 //!
-//! Order of checks (`ERRORS.md` §3): body size (413) → credential (401) → project binding (403).
+//! Order of checks (`docs/errors.md`): body size (413) → credential (401) → project binding (403).
 //! Only the access key and the failure reason are ever logged.
 
 pub mod signing;
@@ -52,7 +52,7 @@ fn path_project(path: &str) -> Option<String> {
         .map(|p| percent_decode_str(p).decode_utf8_lossy().into_owned())
 }
 
-/// Longest project id OpenEG accepts (`API.md` §1.1).
+/// Longest project id OpenEG accepts.
 pub const PROJECT_ID_MAX: usize = 64;
 /// The project id rule as a regular expression (for the OpenAPI document).
 pub const PROJECT_ID_PATTERN: &str = "^[A-Za-z0-9_-]+$";

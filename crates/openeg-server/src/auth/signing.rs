@@ -1,4 +1,4 @@
-//! SDK-HMAC-SHA256 request verification, exactly as `huaweicloudsdkcore` signs (`SIGNING.md`).
+//! SDK-HMAC-SHA256 request verification, exactly as `huaweicloudsdkcore` signs (`docs/signing.md`).
 //!
 //! Pure functions over the received request parts: canonical URI from the raw path,
 //! canonical query from the raw query string, canonical headers from received values, and

@@ -1,4 +1,4 @@
-//! Service agencies (ops 44–45, `API.md` §3.8).
+//! Service agencies (ops 44–45).
 //!
 //! OpenEG has no IAM: CreateAgencies records the fixed agency name of a scenario as a
 //! `Kind::Agency` record (name = agency name, body `{type, name, created_time}`), and

@@ -1,4 +1,4 @@
-//! ListEventTarget (op 28, `API.md` §3.5): a built-in, read-only catalogue with one entry per
+//! ListEventTarget (op 28): a built-in, read-only catalogue with one entry per
 //! subscription target kind (support type SUBSCRIPTION) and per event-stream sink (FLOW).
 
 use crate::error::ApiResult;

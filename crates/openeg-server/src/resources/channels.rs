@@ -1,4 +1,4 @@
-//! Channels (ops 12–16, `API.md` §3.2).
+//! Channels (ops 12–16).
 
 use super::{get_or_404, pick, save_update};
 use crate::error::ApiResult;

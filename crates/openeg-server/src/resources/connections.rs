@@ -1,4 +1,4 @@
-//! Target connections (ops 39–43, `API.md` §3.7).
+//! Target connections (ops 39–43).
 //!
 //! `Kind::Connection` records hold the `ConnectionInfo` wire document with secrets sealed, plus
 //! the internal member `_instance_id` (the Kafka/RocketMQ instance id) for the `instance_id`

@@ -1,4 +1,4 @@
-//! Access endpoints (ops 50–53, `API.md` §3.12).
+//! Access endpoints (ops 50–53).
 //!
 //! User-created endpoints are `PRIVATE` (one per VPC per project, quota `PRIVATE_ENDPOINT`).
 //! Every project also lists one synthetic `PUBLIC` endpoint — OpenEG's own address — first in

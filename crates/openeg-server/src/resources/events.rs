@@ -1,4 +1,4 @@
-//! Publishing (ops 20–22, `API.md` §3.3): PutEvents, PutOfficialEvents, CheckPutEvents.
+//! Publishing (ops 20–22): PutEvents, PutOfficialEvents, CheckPutEvents.
 //!
 //! PutEvents also accepts the CloudEvents HTTP bindings on the same path: structured mode
 //! (`application/cloudevents+json`, one event), batched mode
@@ -133,7 +133,7 @@ pub const PUT_EVENTS_PATH: &str = "/v1/{project_id}/channels/{channel_id}/events
 /// Most entries of one CheckPutEvents request.
 const MAX_CHECKS: usize = 100;
 
-/// A CloudEvents 1.0 event in JSON (`API.md` §3.3).
+/// A CloudEvents 1.0 event in JSON.
 fn cloud_event() -> Value {
     s::req(
         s::obj(&[
@@ -413,7 +413,7 @@ async fn put_official_events(
         })
         .collect();
     if outcomes.iter().any(Result::is_ok) {
-        // Official sources are listed once they have been used (API.md §3.4).
+        // Official sources are listed once they have been used.
         super::sources::record_official_source(&st, &t.project_id, source_name).await?;
     }
     append_accepted(&st, &t.project_id, &channel.id, &mut outcomes).await?;

@@ -32,7 +32,7 @@ use openeg_api::EgError;
 use openeg_store::{Kind, Record};
 use serde_json::Value;
 
-/// The operations of every resource family, in `API.md` order of families.
+/// The operations of every resource family, in EG's order of families.
 pub fn ops() -> Vec<Op> {
     [
         subscriptions::ops(),
@@ -90,7 +90,7 @@ pub async fn save_update(
 }
 
 /// The stored document with secrets masked and internal members (leading `_`) removed;
-/// top-level members without a value are omitted rather than sent as `null` (`API.md` §1.3).
+/// top-level members without a value are omitted rather than sent as `null`.
 pub fn render(body: &Value) -> Value {
     let mut v = body.clone();
     if let Value::Object(m) = &mut v {

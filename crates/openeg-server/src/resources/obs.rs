@@ -1,4 +1,4 @@
-//! OBS buckets (ops 54–55, `API.md` §3.13).
+//! OBS buckets (ops 54–55).
 //!
 //! ListObsBuckets lists the buckets of a configured S3-compatible object store; OpenEG has none
 //! configured yet, so it answers the SDK's `ListObsBucketsResponse` shape with no items

@@ -1,4 +1,4 @@
-//! ListQuotas (op 46, `API.md` §3.9, `LIMITS.md` §1).
+//! ListQuotas (op 46, `docs/limits.md`).
 
 use crate::error::ApiResult;
 use crate::openapi::{query, s, Op};

@@ -1,4 +1,4 @@
-//! Professional event-router clusters (ops 71–76, `API.md` §3.17) and jobs (ops 63–70, §3.16).
+//! Professional event-router clusters (ops 71–76) and jobs (ops 63–70).
 //!
 //! OpenEG provisions nothing for a cluster: it is `RUNNING` from its creation [dec]. Clusters
 //! are stored in their wire shape (`EventRouterClusterInfo` without `job_count`, which is

@@ -42,7 +42,7 @@ pub fn request_schema() -> Value {
                 "filter",
                 s::doc(
                     s::any_object(),
-                    "filter rule (RULES.md), at most 2048 bytes",
+                    "filter rule (see docs/filter-rules.md), at most 2048 bytes",
                 ),
             ),
             ("events", s::array_len(s::any_object(), 1, MAX_EVENTS)),

@@ -1,4 +1,4 @@
-//! Event samples (op 62, `API.md` §3.15): a small read-only built-in set for the official
+//! Event samples (op 62): a small read-only built-in set for the official
 //! sources of the catalogue (`sources::CATALOGUE`). Ids are stable (derived from the sample
 //! name), `event_source_id` is the official source's stable id, `content` is the sample event
 //! as compact CloudEvent JSON text. `deleted_time` is omitted (never deleted) [dec].

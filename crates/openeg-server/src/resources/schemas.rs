@@ -1,4 +1,4 @@
-//! Event schemas and their versions (ops 29–38, `API.md` §3.6).
+//! Event schemas and their versions (ops 29–38).
 //!
 //! A schema is a `Kind::Schema` record named by its name; each version is a
 //! `Kind::SchemaVersion` record (unnamed, parent = schema id) keeping its `version` integer in

@@ -1,4 +1,4 @@
-//! Event sources (ops 23–27, `API.md` §3.4).
+//! Event sources (ops 23–27).
 //!
 //! Custom sources are `Kind::Source` records (name = source name, parent = channel id) whose
 //! body is the `CustomizeSourceInfo` wire document with secrets sealed.
@@ -168,7 +168,7 @@ pub fn ops() -> Vec<Op> {
     ]
 }
 
-/// `detail` of RABBITMQ / ROCKETMQ sources (the union of both, `API.md` §3.4).
+/// `detail` of RABBITMQ / ROCKETMQ sources (the union of both).
 fn detail_schema() -> Value {
     let st = s::string;
     s::doc(

@@ -1,4 +1,4 @@
-//! Event streams (ops 56–61, `API.md` §3.14, `LIMITS.md` §7).
+//! Event streams (ops 56–61, `docs/limits.md`).
 //!
 //! A stream document is stored in its `EventStreamingDetail` wire shape with secrets sealed
 //! (`password`, `secret_key`, `ssl_certificate_pwd`, `sink_obs.access_key`). Body validation is
@@ -24,7 +24,7 @@ use openeg_rules::TransformUse;
 use openeg_store::{Kind, ListQuery, QuotaCheck, Record, SortKey};
 use serde_json::{json, Map, Value};
 
-/// Fixed ceiling of event streams per project (`LIMITS.md` §7).
+/// Fixed ceiling of event streams per project (`docs/limits.md`).
 const MAX_STREAMS: u64 = 100;
 
 pub fn ops() -> Vec<Op> {
@@ -151,7 +151,10 @@ fn request_schema() -> Value {
                         "transform",
                         s::transform(TransformUse::Payload.allowed_types()),
                     ),
-                    ("filter", s::doc(s::any_object(), "filter rule (RULES.md)")),
+                    (
+                        "filter",
+                        s::doc(s::any_object(), "filter rule (see docs/filter-rules.md)"),
+                    ),
                 ]),
             ),
             (

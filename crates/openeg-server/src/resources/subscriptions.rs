@@ -1,8 +1,8 @@
-//! Subscriptions (ops 1–11, `API.md` §3.1).
+//! Subscriptions (ops 1–11).
 //!
 //! Validation is pure ([`openeg_api::subscription`]); this module resolves what a body refers
 //! to (channel, custom sources, connections) into an [`Env`], then runs the checks in the
-//! order of `ERRORS.md` §5: field checks, uniqueness (name, service-wide client ids), quotas.
+//! order of `docs/errors.md`: field checks, uniqueness (name, service-wide client ids), quotas.
 //!
 //! Stored record: kind `Subscription`, `name`, `parent_id` = channel id, body = SubscriptionInfo
 //! wire shape (targets' secrets sealed) plus `enterprise_project_id` when given, refs from
@@ -199,7 +199,7 @@ fn source_request() -> Value {
                 s::doc(
                     s::req(s::obj(&[("source", s::any_object())]), &["source"]),
                     &format!(
-                        "filter rule (RULES.md), at most {} bytes serialized",
+                        "filter rule (see docs/filter-rules.md), at most {} bytes serialized",
                         subscription::MAX_FILTER_BYTES
                     ),
                 ),
@@ -494,8 +494,8 @@ fn seal_targets(st: &AppState, targets: &mut [Value], old: &[Value]) -> ApiResul
     Ok(())
 }
 
-/// Client ids must be unique within the subscription and across the whole service
-/// (`API.md` §1.5); a clash is 400 `EG.00513001`.
+/// Client ids must be unique within the subscription and across the whole service; a clash
+/// is 400 `EG.00513001`.
 async fn check_client_ids(
     st: &AppState,
     project_id: &str,
@@ -779,7 +779,7 @@ fn position(set: &[Value], id: &str, what: &str) -> ApiResult<usize> {
 
 /// The common start of updating one source or target: the subscription, its set, the index of
 /// the member the path names, and the request body without an `id` (the path names the
-/// member; a body id is ignored, `API.md` §3.1).
+/// member; a body id is ignored).
 async fn member_update(
     st: &AppState,
     t: &Tenant,
@@ -912,7 +912,7 @@ async fn delete_target(
     Ok(no_content())
 }
 
-/// ExecuteSubscriptionOperation: 200 with per-id results (`ERRORS.md` §4.2).
+/// ExecuteSubscriptionOperation: 200 with per-id results (`docs/errors.md`).
 async fn operate(
     State(st): State<AppState>,
     Extension(t): Extension<Tenant>,

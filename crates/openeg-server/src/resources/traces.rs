@@ -1,4 +1,4 @@
-//! Event traces (ops 17–19, `API.md` §3.3) and metrics (ops 77–78, §3.18), served from the
+//! Event traces (ops 17–19) and metrics (ops 77–78), served from the
 //! delivery store; event bodies are read back from the channel log.
 
 use super::get_or_404;

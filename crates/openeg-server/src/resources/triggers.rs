@@ -1,4 +1,4 @@
-//! Triggers (ops 48–49, `API.md` §3.11): the subscriptions that deliver to one FunctionGraph
+//! Triggers (ops 48–49): the subscriptions that deliver to one FunctionGraph
 //! function (`fn:<urn>` reference) or one workflow (`workflow:<id>` reference).
 //!
 //! The literal `workflow/{workflow_id}` route has two segments, so it never collides with the
