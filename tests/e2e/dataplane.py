@@ -19,9 +19,11 @@ from eglib import Raw
 class DataServer(Server):
     """A `conftest.Server` with extra config keys and kill/restart support."""
 
-    def __init__(self, extra: dict | None = None, sqlite_only: bool = False):
+    def __init__(self, extra: dict | None = None, sqlite_only: bool = False,
+                 env: dict | None = None):
         super().__init__()
         self.extra = dict(extra or {})
+        self.env_extra = dict(env or {})   # e.g. a test-only OPENEG_* switch
         self.sqlite_only = sqlite_only
         self.data_dir = self.tmp / "data"
         self.cfg = self.tmp / "openeg.toml"
@@ -52,6 +54,7 @@ class DataServer(Server):
             self._write_config()
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPENEG_")
                or k.startswith("OPENEG_E2E") or k in ("OPENEG_LOG", "OPENEG_BIN")}
+        env.update(self.env_extra)
         env.setdefault("NO_COLOR", "1")
         self.log = open(self.log_path, "ab")
         self.log.write(f"\n===== e2e: start #{self.starts + 1} =====\n".encode())

@@ -15,11 +15,18 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
 
 pub const MAX_EVENTS: usize = 20;
 pub const MAX_REQUEST_BYTES: usize = 262_144;
 pub const MAX_EVENT_BYTES: usize = 65_536;
+/// Most characters (not bytes) of `id`, `source`, `type` and `subject`.
+pub const MAX_ATTRIBUTE_CHARS: usize = 256;
+/// Up to this many members, a repeated name is found by comparing with each earlier one
+/// (cheaper than hashing for the handful of members an event has); beyond it, by a map, so
+/// an event with tens of thousands of members costs linear time, not quadratic.
+const LINEAR_MEMBER_SCAN: usize = 16;
 
 /// Attributes with a defined meaning; every other top-level member is an extension.
 const KNOWN: &[&str] = &[
@@ -73,11 +80,30 @@ impl<'de> Visitor<'de> for MembersVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
         let mut out: Vec<(Cow<'de, str>, &'de RawValue)> = Vec::with_capacity(8);
+        // Position of each name in `out`, built once `out` outgrows a linear scan.
+        let mut index: Option<HashMap<Cow<'de, str>, usize>> = None;
         while let Some(Text(k)) = map.next_key::<Text<'de>>()? {
             let v: &'de RawValue = map.next_value()?;
-            match out.iter_mut().find(|(name, _)| *name == k) {
-                Some(slot) => slot.1 = v,
-                None => out.push((k, v)),
+            let seen = match &index {
+                Some(ix) => ix.get(&k).copied(),
+                None => out.iter().position(|(name, _)| *name == k),
+            };
+            match seen {
+                Some(i) => out[i].1 = v,
+                None => {
+                    if let Some(ix) = index.as_mut() {
+                        ix.insert(k.clone(), out.len());
+                    }
+                    out.push((k, v));
+                    if index.is_none() && out.len() > LINEAR_MEMBER_SCAN {
+                        index = Some(
+                            out.iter()
+                                .enumerate()
+                                .map(|(i, (name, _))| (name.clone(), i))
+                                .collect(),
+                        );
+                    }
+                }
             }
         }
         Ok(Members(out))
@@ -309,6 +335,23 @@ fn req_attr<'a>(m: &Members<'a>, key: &str) -> Result<Cow<'a, str>, EgError> {
     }
 }
 
+/// `id`, `source`, `type`, `subject`: at most [`MAX_ATTRIBUTE_CHARS`] characters and no
+/// control character (Unicode category Cc: U+0000–U+001F, U+007F–U+009F), which would break
+/// logs, headers and filters downstream.
+fn bounded(key: &str, s: &str) -> Result<(), EgError> {
+    if s.len() > MAX_ATTRIBUTE_CHARS && s.chars().count() > MAX_ATTRIBUTE_CHARS {
+        return Err(EgError::param(format!(
+            "{key} must be at most {MAX_ATTRIBUTE_CHARS} characters"
+        )));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(EgError::param(format!(
+            "{key} must not contain control characters"
+        )));
+    }
+    Ok(())
+}
+
 /// Appends `json` (valid JSON text) without whitespace outside strings.
 fn push_minified(out: &mut Vec<u8>, json: &str) {
     let b = json.as_bytes();
@@ -362,12 +405,12 @@ fn check_members(m: &Members) -> Result<Vec<u8>, EgError> {
             "an event must be at most {MAX_EVENT_BYTES} bytes"
         )));
     }
-    req_attr(m, "id")?;
-    req_attr(m, "source")?;
+    bounded("id", &req_attr(m, "id")?)?;
+    bounded("source", &req_attr(m, "source")?)?;
     if req_attr(m, "specversion")? != "1.0" {
         return Err(EgError::param("specversion must be 1.0"));
     }
-    req_attr(m, "type")?;
+    bounded("type", &req_attr(m, "type")?)?;
     if let Some(ct) = attr(m, "datacontenttype")? {
         if !is_json_media_type(&ct) {
             return Err(EgError::param("datacontenttype must be application/json"));
@@ -378,7 +421,12 @@ fn check_members(m: &Members) -> Result<Vec<u8>, EgError> {
             return Err(EgError::param("dataschema must be a URI reference"));
         }
     }
-    attr(m, "subject")?;
+    if let Some(subject) = attr(m, "subject")? {
+        if subject.is_empty() {
+            return Err(EgError::param("subject must not be empty"));
+        }
+        bounded("subject", &subject)?;
+    }
     if let Some(t) = attr(m, "time")? {
         if !is_rfc3339(&t) {
             return Err(EgError::param("time must be an RFC 3339 timestamp"));
@@ -523,6 +571,7 @@ mod tests {
             ("Bad_Ext", json!("x")),
             ("toolongextensionname1", json!("x")),
             ("nested", json!({"a": 1})),
+            ("subject", json!("")),
         ];
         for (k, v) in cases {
             let mut e = ok_event();
@@ -648,6 +697,12 @@ mod tests {
             ("ext2", json!(true)),
             ("ext3", json!([1])),
             ("data_base64", json!(null)),
+            ("id", json!("i".repeat(257))),
+            ("source", json!("\u{e9}".repeat(257))),
+            ("type", json!("t\u{0}")),
+            ("subject", json!("line\nbreak")),
+            ("subject", json!("\u{e9}".repeat(256))),
+            ("subject", json!("")),
         ] {
             let mut e = ok_event();
             e[k] = v;
@@ -660,5 +715,77 @@ mod tests {
                 assert_eq!(text, serde_json::to_vec(&e).unwrap(), "{e}");
             }
         }
+    }
+
+    #[test]
+    fn attribute_bounds_count_characters_and_refuse_control_characters() {
+        for key in ["id", "source", "type", "subject"] {
+            let ok = vec![
+                "a".to_string(),
+                "x".repeat(MAX_ATTRIBUTE_CHARS),
+                // 256 characters of 2, 3 and 4 bytes: the limit is in characters.
+                "\u{e9}".repeat(MAX_ATTRIBUTE_CHARS),
+                "\u{4e2d}".repeat(MAX_ATTRIBUTE_CHARS),
+                "\u{1f600}".repeat(MAX_ATTRIBUTE_CHARS),
+                // Not control characters (categories Zs and Cf).
+                "no-break\u{a0}space, zero\u{200b}width".into(),
+            ];
+            for v in ok {
+                let mut e = ok_event();
+                e[key] = json!(v);
+                assert_eq!(validate(&e), Ok(()), "{key} = {v:?}");
+            }
+            let mut too_long = ok_event();
+            too_long[key] = json!("\u{e9}".repeat(MAX_ATTRIBUTE_CHARS + 1));
+            let err = validate(&too_long).unwrap_err();
+            assert_eq!(err.code, "EG.00513000");
+            assert_eq!(
+                err.msg,
+                format!("Parameter error: {key} must be at most 256 characters")
+            );
+            for c in [
+                '\u{0}', '\t', '\n', '\r', '\u{1f}', '\u{7f}', '\u{85}', '\u{9f}',
+            ] {
+                let mut e = ok_event();
+                e[key] = json!(format!("a{c}b"));
+                let err = validate(&e).expect_err(&format!("{key} with {c:?}"));
+                assert_eq!(
+                    err.msg,
+                    format!("Parameter error: {key} must not contain control characters")
+                );
+                // The same character sent as a JSON escape is the same character.
+                let text = e.to_string();
+                assert!(check(&text).result.is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn duplicate_members_are_found_in_linear_time() {
+        const N: usize = 50_000;
+        let mut text = String::from(r#"{"id":"e","source":"s","specversion":"1.0","type":"t""#);
+        for i in 0..N {
+            text.push_str(&format!(r#","m{i}":{i}"#));
+        }
+        // Repeats of an early, a middle and the last member, and of a known attribute.
+        text.push_str(r#","m0":"first","m25000":"middle","m49999":"last","id":"e2"}"#);
+        let started = std::time::Instant::now();
+        let m = Members::of(&text).unwrap();
+        let elapsed = started.elapsed();
+        assert_eq!(m.0.len(), N + 4, "a repeated name keeps one position");
+        assert_eq!(m.get("m0").unwrap().get(), r#""first""#);
+        assert_eq!(m.get("m25000").unwrap().get(), r#""middle""#);
+        assert_eq!(m.get("m49999").unwrap().get(), r#""last""#);
+        assert_eq!(m.get("id").unwrap().get(), r#""e2""#);
+        assert_eq!(m.0[0].0, "id", "the first position is kept");
+        // Quadratic comparison takes over a billion string compares here (many seconds even
+        // optimized); linear is milliseconds. The bound leaves room for slow debug builds.
+        assert!(
+            elapsed < std::time::Duration::from_secs(2),
+            "50k members took {elapsed:?}"
+        );
+        // Below the hashing threshold the scan finds repeats too.
+        let c = check(r#"{"id":"a","source":"s","id":"b","specversion":"1.0","type":"t"}"#);
+        assert_eq!(c.id, "b");
     }
 }

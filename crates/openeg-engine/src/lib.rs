@@ -97,6 +97,50 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Why [`Engine::publish_texts`] did not take a batch. No event of it was acknowledged.
+#[derive(Debug)]
+pub enum PublishError {
+    /// The channel's log cannot take appends now (I/O or fsync failure, recovery pending):
+    /// the caller may retry later.
+    LogUnavailable(String),
+    /// The channel's log was deleted while the batch was on its way (channel deleted).
+    ChannelGone,
+    /// Anything else (a batch over the log's size limit, an invalid topic name).
+    Other(String),
+}
+
+impl std::fmt::Display for PublishError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PublishError::LogUnavailable(e) => write!(f, "the channel log is unavailable: {e}"),
+            PublishError::ChannelGone => f.write_str("the channel log was deleted"),
+            PublishError::Other(e) => write!(f, "appending to the channel log: {e}"),
+        }
+    }
+}
+
+impl From<openeg_log::LogError> for PublishError {
+    fn from(e: openeg_log::LogError) -> Self {
+        use openeg_log::LogError as L;
+        match e {
+            L::TopicDeleted(_) => PublishError::ChannelGone,
+            L::BatchTooLarge { .. } | L::InvalidName(_) | L::UnknownPartition { .. } => {
+                PublishError::Other(e.to_string())
+            }
+            other => PublishError::LogUnavailable(other.to_string()),
+        }
+    }
+}
+
+/// A channel log that refuses appends, as health checks report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogFailure {
+    pub project_id: String,
+    pub channel_id: String,
+    /// For operators; may name files, so it is logged, not sent to clients.
+    pub reason: String,
+}
+
 /// Shared by every task of the data plane.
 pub struct Engine {
     pub(crate) meta: Arc<dyn MetaStore>,
@@ -186,17 +230,19 @@ impl Engine {
             .iter()
             .map(|ev| serde_json::to_vec(ev).unwrap_or_else(|_| b"null".to_vec()))
             .collect();
-        self.publish_texts(project_id, channel_id, &texts).await
+        self.publish_texts(project_id, channel_id, &texts)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// [`Engine::publish`] for events already in their logged form: compact JSON texts
-    /// (`openeg_api::event::check`).
+    /// (`openeg_api::event::check`). On error nothing of the batch is acknowledged.
     pub async fn publish_texts(
         &self,
         project_id: &str,
         channel_id: &str,
         events: &[Vec<u8>],
-    ) -> Result<(), String> {
+    ) -> Result<(), PublishError> {
         let received = now_ms();
         // The envelope is written by hand around the event's text: no parse, no re-serialize.
         let head = format!("{{\"received\":{received},\"event\":");
@@ -212,14 +258,27 @@ impl Engine {
             .collect();
         let t = topic(project_id, channel_id);
         let started = std::time::Instant::now();
-        self.log
-            .append(&t, 0, records)
-            .await
-            .map_err(|e| format!("appending to the channel log: {e}"))?;
+        self.log.append(&t, 0, records).await?;
         self.metrics.append_latency.observe(started.elapsed());
         self.metrics.ingested.add(events.len() as u64);
         self.ensure_router(&t);
         Ok(())
+    }
+
+    /// Channel logs that currently refuse appends (storage failure, recovery pending).
+    pub fn log_failures(&self) -> Vec<LogFailure> {
+        self.log
+            .failures()
+            .into_iter()
+            .map(|f| {
+                let (project_id, channel_id) = split_topic(&f.topic).unwrap_or(("", &f.topic));
+                LogFailure {
+                    project_id: project_id.to_string(),
+                    channel_id: channel_id.to_string(),
+                    reason: f.reason,
+                }
+            })
+            .collect()
     }
 
     /// Reads one stored event envelope back (ShowDetailOfEvent, retries).

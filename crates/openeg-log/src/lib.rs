@@ -25,9 +25,19 @@
 //!   reads do not stall appends. A tailing reader waits on [`EventLog::subscribe`].
 //! * **Backpressure** comes from the callers: every appender awaits its acknowledgement, so
 //!   the writer's queue holds at most one batch per in-flight request.
-//! * **Failures.** If a write cannot be undone or an fsync fails, the topic's writer refuses
-//!   further appends ([`LogError::Poisoned`]) until the log is reopened: after a failed fsync
-//!   the page cache can no longer be trusted, and recovery on open re-establishes the truth.
+//! * **Failures and recovery.** If a write cannot be undone, an fsync fails or a new segment
+//!   cannot be made, the topic is *failed*: the append that hit the error and every later one
+//!   fail ([`LogError::Failed`] once failed) and [`SegmentLog::failures`] lists the topic.
+//!   Nothing past the last acknowledged append is trusted: after a failed fsync the kernel may
+//!   have dropped the dirty pages while the page cache still shows them. The writer recovers
+//!   in place, without a restart, with a backoff (50 ms doubling to 1 s; an append arriving
+//!   after the backoff tries at once): it reopens the active segment, cuts it back to the
+//!   acknowledged length (so the failed batch is never visible, and its offsets are reused),
+//!   syncs it, and checks every frame of it as opening the log does; a half-made segment file
+//!   from a failed roll is removed. Recovery succeeds only if that sync succeeds and the
+//!   frames end exactly at the acknowledged end offset; until then the topic stays failed.
+//!   Acknowledged appends were fsynced before they were acknowledged, so none is lost.
+//!   [`FaultInjection`] is a mock that makes syncs fail on demand, for tests.
 //! * **Partitions.** The embedded log has one partition (0) per topic; the trait carries the
 //!   partition so a Kafka implementation can slot in.
 //!
@@ -54,6 +64,7 @@
 //! fails with [`LogError::OffsetOutOfRange`] (carrying the valid range), like Kafka, so a
 //! consumer notices that it lost events instead of silently skipping them.
 
+mod fault;
 mod frame;
 mod names;
 mod offsets;
@@ -72,6 +83,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
+pub use fault::FaultInjection;
 use topic::Topic;
 
 /// One record read back from the log.
@@ -111,10 +123,10 @@ pub enum LogError {
     BatchTooLarge { size: usize, limit: usize },
     #[error("topic {0} is being deleted")]
     TopicDeleted(String),
-    /// The writer hit an error after which durability cannot be promised (e.g. a failed
-    /// fsync). Reopening the log runs recovery.
-    #[error("log writer failed, reopen the log: {0}")]
-    Poisoned(String),
+    /// The topic failed (e.g. a failed fsync) and has not recovered yet; the writer retries
+    /// recovery on its own.
+    #[error("log failed, recovery pending: {0}")]
+    Failed(String),
     #[error("log directory {} is in use by another process", .0.display())]
     Locked(PathBuf),
 }
@@ -196,6 +208,11 @@ pub trait EventLog: Send + Sync {
     /// Deleting a missing topic succeeds. Watches from [`EventLog::subscribe`] on the old
     /// topic close (`changed()` returns an error).
     async fn delete_topic(&self, topic: &str) -> Result<(), LogError>;
+
+    /// Topics that currently refuse appends because of a storage failure, for health checks.
+    fn failures(&self) -> Vec<TopicFailure> {
+        Vec::new()
+    }
 }
 
 /// Configuration of [`SegmentLog`].
@@ -219,6 +236,8 @@ pub struct LogConfig {
     /// committed offset of the topic (none committed: nothing is deleted): events a consumer
     /// has not passed are held, not silently dropped. `None`: age and size alone decide.
     pub retention_hold_group: Option<String>,
+    /// Fault-injection mock for tests (failing syncs); `None` outside tests.
+    pub fault_injection: Option<FaultInjection>,
 }
 
 impl Default for LogConfig {
@@ -230,6 +249,7 @@ impl Default for LogConfig {
             fsync: true,
             max_batch_bytes: 16 << 20,
             retention_hold_group: None,
+            fault_injection: None,
         }
     }
 }
@@ -256,6 +276,16 @@ pub(crate) struct StatsInner {
     bytes: AtomicU64,
     writes: AtomicU64,
     fsyncs: AtomicU64,
+}
+
+/// A topic whose log failed and has not recovered (see [`EventLog::failures`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicFailure {
+    pub topic: String,
+    /// What failed, for operators (may name files).
+    pub reason: String,
+    /// When the topic failed.
+    pub since: SystemTime,
 }
 
 /// What one [`SegmentLog::enforce_retention`] run removed.
@@ -382,6 +412,17 @@ impl SegmentLog {
             writes: s.writes.load(Ordering::Relaxed),
             fsyncs: s.fsyncs.load(Ordering::Relaxed),
         }
+    }
+
+    /// Topics whose log failed and has not recovered yet, by name.
+    pub fn failures(&self) -> Vec<TopicFailure> {
+        let topics: Vec<Arc<Topic>> = lock(&self.topics).values().cloned().collect();
+        let mut out: Vec<TopicFailure> = topics
+            .iter()
+            .filter_map(|t| lock(&t.shared.failure).clone())
+            .collect();
+        out.sort_by(|a, b| a.topic.cmp(&b.topic));
+        out
     }
 
     /// The log's root directory.
@@ -654,6 +695,10 @@ impl EventLog for SegmentLog {
     ) -> Result<Option<u64>, LogError> {
         Self::check_partition(topic, partition)?;
         Ok(self.offsets.committed(group, topic, partition))
+    }
+
+    fn failures(&self) -> Vec<TopicFailure> {
+        SegmentLog::failures(self)
     }
 
     async fn delete_topic(&self, topic: &str) -> Result<(), LogError> {

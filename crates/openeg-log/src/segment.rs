@@ -149,6 +149,18 @@ impl Segment {
         Ok(scan.next_offset)
     }
 
+    /// Verify every frame up to the segment's length without cutting anything (recovery of
+    /// a running writer, whose data is all acknowledged) and index it. Returns the offset
+    /// after the last record.
+    pub(crate) fn check_all(&self) -> Result<u64, LogError> {
+        let scan = self.scan(self.len())?;
+        if let Some((pos, reason)) = scan.error {
+            return Err(self.corrupt(pos, reason));
+        }
+        *self.index.write().unwrap_or_else(PoisonError::into_inner) = Some(scan.index);
+        Ok(scan.next_offset)
+    }
+
     pub(crate) fn len(&self) -> u64 {
         self.len.load(Ordering::Acquire)
     }

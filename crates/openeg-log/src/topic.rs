@@ -5,10 +5,15 @@
 //! write and one `fdatasync` on a blocking thread, then publishes the new end offset and
 //! completes every waiter. Batches that arrive during that fsync form the next group, so the
 //! number of fsyncs tracks disk latency, not request rate.
+//!
+//! Failure: a write that cannot be undone, a failed fsync or a failed roll marks the writer
+//! failed ([`Failure`], mirrored in [`Shared::failure`] for health checks). Appends fail fast
+//! until [`Writer::recover`] succeeds; the writer tries it after a backoff, on its own or when
+//! an append arrives.
 
 use crate::frame;
 use crate::segment::{self, IndexEntry, ReadQuery, Segment, INDEX_INTERVAL};
-use crate::{io_err, lock, LogConfig, LogError, Record, StatsInner};
+use crate::{io_err, lock, LogConfig, LogError, Record, StatsInner, TopicFailure};
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -16,10 +21,15 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// Upper bound on the bytes written by one group commit, to bound memory and latency.
 const MAX_GROUP_BYTES: usize = 8 << 20;
+/// Delay before the first recovery attempt of a failed topic; doubled after each failed
+/// attempt up to [`MAX_RECOVERY_BACKOFF`], so a broken disk is not hammered.
+const FIRST_RECOVERY_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_RECOVERY_BACKOFF: Duration = Duration::from_secs(1);
 
 type AppendReply = oneshot::Sender<Result<Range<u64>, LogError>>;
 
@@ -53,6 +63,8 @@ pub(crate) struct Shared {
     pub dir: PathBuf,
     pub state: Mutex<TopicState>,
     pub end_watch: watch::Sender<u64>,
+    /// Set while the writer is failed (see the module docs).
+    pub failure: Mutex<Option<TopicFailure>>,
 }
 
 pub(crate) struct Topic {
@@ -115,6 +127,7 @@ impl Topic {
             dir: dir.clone(),
             state: Mutex::new(state),
             end_watch: watch::Sender::new(end),
+            failure: Mutex::new(None),
         });
         let (tx, rx) = mpsc::unbounded_channel();
         let writer = active.map(|active| Writer {
@@ -126,7 +139,7 @@ impl Topic {
             next: end,
             cfg,
             stats,
-            poisoned: None,
+            failed: None,
         });
         tokio::spawn(run_writer(writer, shared.clone(), rx));
         Topic {
@@ -148,7 +161,7 @@ impl Topic {
         if self.deleting.load(Ordering::Acquire) {
             LogError::TopicDeleted(self.shared.name.clone())
         } else {
-            LogError::Poisoned("log writer stopped".into())
+            LogError::Failed("log writer stopped".into())
         }
     }
 
@@ -231,8 +244,16 @@ struct Writer {
     stats: Arc<StatsInner>,
     /// Set after a failure that leaves the file in an unknown state (notably a failed
     /// fsync, after which the kernel may have dropped dirty pages): nothing more is
-    /// acknowledged until the log is reopened and recovery has run.
-    poisoned: Option<String>,
+    /// acknowledged until [`Writer::recover`] has succeeded.
+    failed: Option<Failure>,
+}
+
+/// Why a writer failed and when it tries to recover next.
+struct Failure {
+    reason: String,
+    since: SystemTime,
+    retry_at: Instant,
+    backoff: Duration,
 }
 
 struct Written {
@@ -243,10 +264,94 @@ struct Written {
 }
 
 impl Writer {
+    /// Marks the writer failed; recovery is first tried after a short backoff.
+    fn fail(&mut self, reason: String) {
+        tracing::error!(segment = %self.active.path.display(), %reason, "event log failed; appends are refused until it recovers");
+        self.failed = Some(Failure {
+            reason,
+            since: SystemTime::now(),
+            retry_at: Instant::now() + FIRST_RECOVERY_BACKOFF,
+            backoff: FIRST_RECOVERY_BACKOFF,
+        });
+    }
+
+    /// `fdatasync`, unless the fault-injection mock answers first.
+    fn sync_data(&self, file: &std::fs::File) -> std::io::Result<()> {
+        if let Some(faults) = &self.cfg.fault_injection {
+            faults.before_sync()?;
+        }
+        file.sync_data()
+    }
+
+    /// Brings a failed writer back: what was acknowledged is kept, everything after it is cut.
+    ///
+    /// A half-made segment from a failed roll is removed (it never held data). The active
+    /// segment is reopened (a fresh file description, so an error already reported on the old
+    /// one cannot hide a new one), cut back to the acknowledged length, synced, and scanned
+    /// like recovery on open: every frame must check out and end at the acknowledged end
+    /// offset. Returns the reopened segment, which replaces the active one for readers.
+    fn recover(&mut self) -> Result<Arc<Segment>, LogError> {
+        let stray = self.dir.join(segment::segment_file_name(self.next));
+        if self.active.base != self.next {
+            match std::fs::metadata(&stray) {
+                Ok(m) if m.len() == 0 => {
+                    std::fs::remove_file(&stray)
+                        .map_err(io_err(format!("removing {}", stray.display())))?;
+                    if self.cfg.fsync {
+                        segment::sync_dir(&self.dir)?;
+                    }
+                }
+                Ok(_) => {
+                    return Err(LogError::Corrupt {
+                        path: stray,
+                        position: 0,
+                        reason: "a segment that never took an acknowledged append holds data"
+                            .into(),
+                    })
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(format!("stat {}", stray.display()))(e)),
+            }
+        }
+        let seg = Segment::open(self.active.path.clone(), self.active.base)?;
+        let on_disk = seg.len();
+        if on_disk < self.len {
+            return Err(LogError::Corrupt {
+                path: seg.path.clone(),
+                position: on_disk,
+                reason: format!("shorter than its {} acknowledged bytes", self.len),
+            });
+        }
+        let file = seg.file();
+        file.set_len(self.len)
+            .map_err(io_err(format!("truncating {}", seg.path.display())))?;
+        seg.set_len(self.len);
+        if self.cfg.fsync {
+            self.sync_data(file)
+                .map_err(io_err(format!("syncing {}", seg.path.display())))?;
+        }
+        // Only checked, never cut: everything left is acknowledged.
+        let end = seg.check_all()?;
+        if end != self.next {
+            return Err(LogError::Corrupt {
+                path: seg.path.clone(),
+                position: self.len,
+                reason: format!(
+                    "frames end at offset {end}, acknowledged appends at {}",
+                    self.next
+                ),
+            });
+        }
+        let seg = Arc::new(seg);
+        self.active = seg.clone();
+        self.since_index = INDEX_INTERVAL;
+        Ok(seg)
+    }
+
     fn roll(&mut self) -> Result<Arc<Segment>, LogError> {
         let seg = Segment::create(&self.dir, self.next, self.cfg.fsync).inspect_err(|e| {
-            // The new file may exist half-made; recovery on reopen sorts that out.
-            self.poisoned = Some(format!("segment roll failed: {e}"));
+            // The new file may exist half-made; recovery removes it.
+            self.fail(format!("segment roll failed: {e}"));
         })?;
         self.active = seg.clone();
         self.len = 0;
@@ -279,19 +384,22 @@ impl Writer {
             // Cut whatever part landed so the next group starts at a frame boundary.
             let undo = file.set_len(self.len).and_then(|()| {
                 if self.cfg.fsync {
-                    file.sync_data()
+                    self.sync_data(file)
                 } else {
                     Ok(())
                 }
             });
             if let Err(u) = undo {
-                self.poisoned = Some(format!("write failed ({e}) and could not be undone ({u})"));
+                self.fail(format!("write failed ({e}) and could not be undone ({u})"));
             }
             return Err(io_err(format!("writing {}", self.active.path.display()))(e));
         }
         if self.cfg.fsync {
-            if let Err(e) = file.sync_data() {
-                self.poisoned = Some(format!("fsync failed: {e}"));
+            if let Err(e) = self.sync_data(file) {
+                self.fail(format!(
+                    "fsync of {} failed: {e}",
+                    self.active.path.display()
+                ));
                 return Err(io_err(format!("syncing {}", self.active.path.display()))(e));
             }
             self.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
@@ -326,7 +434,59 @@ fn fail_all(pending: &mut VecDeque<(Vec<Bytes>, AppendReply)>, err: impl Fn() ->
 }
 
 fn join_err_msg(msg: &str) -> LogError {
-    LogError::Poisoned(format!("log writer task failed: {msg}"))
+    LogError::Failed(format!("log writer task failed: {msg}"))
+}
+
+/// Mirrors the writer's failure state (or its loss after a panic) for health checks.
+fn publish_failure(shared: &Shared, writer: Option<&Writer>) {
+    let now = match writer {
+        None => Some(TopicFailure {
+            topic: shared.name.clone(),
+            reason: "log writer stopped after a panic".into(),
+            since: SystemTime::now(),
+        }),
+        Some(w) => w.failed.as_ref().map(|f| TopicFailure {
+            topic: shared.name.clone(),
+            reason: f.reason.clone(),
+            since: f.since,
+        }),
+    };
+    let mut slot = lock(&shared.failure);
+    if slot.is_some() && now.is_none() {
+        tracing::info!(topic = %shared.name, "event log recovered");
+    }
+    *slot = now;
+}
+
+/// One recovery attempt of a failed writer. `None` if the blocking thread panicked.
+async fn try_recover(w: Writer, shared: &Shared) -> Option<Writer> {
+    let (mut w, res) = match on_blocking(w, Writer::recover).await {
+        Ok(v) => v,
+        Err(msg) => {
+            tracing::error!(topic = %shared.name, error = %msg, "log recovery panicked");
+            return None;
+        }
+    };
+    match res {
+        Ok(seg) => {
+            {
+                let mut st = lock(&shared.state);
+                match st.segments.last_mut() {
+                    Some(last) if last.base == seg.base => *last = seg,
+                    _ => st.segments.push(seg),
+                }
+            }
+            w.failed = None;
+        }
+        Err(e) => {
+            if let Some(f) = w.failed.as_mut() {
+                f.backoff = (f.backoff * 2).min(MAX_RECOVERY_BACKOFF);
+                f.retry_at = Instant::now() + f.backoff;
+                tracing::warn!(topic = %shared.name, error = %e, retry_in_ms = f.backoff.as_millis() as u64, "log recovery failed");
+            }
+        }
+    }
+    Some(w)
 }
 
 /// Requests the writer has received but not finished.
@@ -384,7 +544,25 @@ async fn run_writer(
                 let _ = ack.send(());
                 return;
             }
-            match rx.recv().await {
+            // A failed writer retries recovery on its own, so the topic heals without traffic.
+            let retry_at = writer
+                .as_ref()
+                .and_then(|w| w.failed.as_ref())
+                .map(|f| f.retry_at);
+            let msg = match retry_at {
+                Some(at) => match tokio::time::timeout_at(at.into(), rx.recv()).await {
+                    Ok(msg) => msg,
+                    Err(_elapsed) => {
+                        if let Some(w) = writer.take() {
+                            writer = try_recover(w, &shared).await;
+                        }
+                        publish_failure(&shared, writer.as_ref());
+                        continue;
+                    }
+                },
+                None => rx.recv().await,
+            };
+            match msg {
                 Some(msg) => inbox.accept(msg),
                 None => return,
             }
@@ -401,14 +579,25 @@ async fn run_writer(
         }
         let Some(mut w) = writer.take() else {
             fail_all(&mut inbox.pending, || {
-                LogError::Poisoned("log writer stopped after a panic".into())
+                LogError::Failed("log writer stopped after a panic".into())
             });
             inbox.rolls.clear();
             continue;
         };
-        if let Some(reason) = &w.poisoned {
-            let reason = reason.clone();
-            fail_all(&mut inbox.pending, || LogError::Poisoned(reason.clone()));
+        if w.failed
+            .as_ref()
+            .is_some_and(|f| f.retry_at <= Instant::now())
+        {
+            let recovered = try_recover(w, &shared).await;
+            publish_failure(&shared, recovered.as_ref());
+            let Some(w2) = recovered else {
+                continue;
+            };
+            w = w2;
+        }
+        if let Some(f) = &w.failed {
+            let reason = f.reason.clone();
+            fail_all(&mut inbox.pending, || LogError::Failed(reason.clone()));
             inbox.rolls.clear();
             writer = Some(w);
             continue;
@@ -426,14 +615,16 @@ async fn run_writer(
                 Err(msg) => {
                     fail_all(&mut inbox.pending, || join_err_msg(&msg));
                     inbox.rolls.clear();
+                    publish_failure(&shared, None);
                     continue;
                 }
                 Ok((w2, Err(e))) => {
                     let msg = e.to_string();
                     fail_all(&mut inbox.pending, || {
-                        LogError::Poisoned(format!("segment roll failed: {msg}"))
+                        LogError::Failed(format!("segment roll failed: {msg}"))
                     });
                     inbox.rolls.clear();
+                    publish_failure(&shared, Some(&w2));
                     writer = Some(w2);
                     continue;
                 }
@@ -475,9 +666,13 @@ async fn run_writer(
                 for reply in replies {
                     let _ = reply.send(Err(join_err_msg(&msg)));
                 }
+                publish_failure(&shared, None);
                 continue;
             }
         };
+        if w2.failed.is_some() {
+            publish_failure(&shared, Some(&w2));
+        }
         writer = Some(w2);
         match res {
             Ok(written) => {

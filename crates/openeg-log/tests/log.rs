@@ -1,7 +1,7 @@
 //! Behaviour of the embedded log through its public API, including crash recovery.
 
 use bytes::Bytes;
-use openeg_log::{EventLog, LogConfig, LogError, Record, SegmentLog};
+use openeg_log::{EventLog, FaultInjection, LogConfig, LogError, Record, SegmentLog};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -841,4 +841,118 @@ async fn retention_holds_what_the_hold_group_has_not_passed() {
 
 fn segment_base(p: &std::path::Path) -> u64 {
     p.file_stem().unwrap().to_str().unwrap().parse().unwrap()
+}
+
+fn with_faults(faults: &FaultInjection, segment_bytes: u64) -> LogConfig {
+    let mut c = small_segments(segment_bytes);
+    c.fault_injection = Some(faults.clone());
+    c
+}
+
+/// Waits until the log lists no failed topic (the writer recovers on its own).
+async fn wait_recovered(log: &SegmentLog) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !log.failures().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the topic did not recover: {:?}",
+            log.failures()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_failed_fsync_fails_the_append_and_the_topic_recovers_in_place() {
+    let dir = TempDir::new("fsync-fail");
+    let faults = FaultInjection::new();
+    let log = SegmentLog::open(dir.path(), with_faults(&faults, 1 << 20))
+        .await
+        .unwrap();
+    fill(&log, T, 3).await;
+    assert!(log.failures().is_empty());
+
+    faults.fail_next_syncs(1);
+    let lost: Vec<Bytes> = (0..4)
+        .map(|i| rec(&format!("never-acknowledged-{i}")))
+        .collect();
+    assert!(log.append(T, 0, lost).await.is_err());
+    let failed = log.failures();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].topic, T);
+    assert!(failed[0].reason.contains("fault-injection"), "{failed:?}");
+    // The failed batch is not visible, not even in part.
+    assert_eq!(log.end_offset(T, 0).await.unwrap(), 3);
+    assert_payloads(&read_all(&log, T).await, 0, 3);
+
+    wait_recovered(&log).await;
+    // Appends resume at the offsets the failed batch would have had.
+    fill(&log, T, 2).await;
+    assert_payloads(&read_all(&log, T).await, 0, 5);
+    let seg = segment_files(dir.path(), T).pop().unwrap();
+    let bytes = std::fs::read(&seg).unwrap();
+    assert!(
+        !bytes.windows(18).any(|w| w == b"never-acknowledged"),
+        "the unacknowledged batch was not cut from the segment"
+    );
+    drop(log);
+
+    // What is on disk is exactly the acknowledged records, and opens cleanly.
+    let log = SegmentLog::open(dir.path(), small_segments(1 << 20))
+        .await
+        .unwrap();
+    assert_payloads(&read_all(&log, T).await, 0, 5);
+    assert!(log.failures().is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_topic_refuses_appends_until_syncs_work_again() {
+    let dir = TempDir::new("fsync-fail-file");
+    let switch = dir.path().join("log-sync");
+    let faults = FaultInjection::syncs_fail_while_exists(&switch);
+    let log = Arc::new(
+        SegmentLog::open(dir.path().join("log"), with_faults(&faults, 300))
+            .await
+            .unwrap(),
+    );
+    fill(&log, T, 4).await; // more than one segment
+    fill(&log, "other", 1).await;
+
+    std::fs::write(&switch, b"").unwrap();
+    // Concurrent appends of one group all fail together.
+    let appends: Vec<_> = (0..5)
+        .map(|i| {
+            let log = log.clone();
+            tokio::spawn(async move { log.append(T, 0, vec![rec(&format!("lost-{i}"))]).await })
+        })
+        .collect();
+    for a in appends {
+        assert!(a.await.unwrap().is_err());
+    }
+    // Recovery keeps failing while syncs fail; appends fail fast meanwhile.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let failed = log.failures();
+    assert_eq!(
+        failed.iter().map(|f| f.topic.as_str()).collect::<Vec<_>>(),
+        [T]
+    );
+    match log.append(T, 0, vec![rec("refused")]).await {
+        Err(LogError::Failed(_)) | Err(LogError::Io { .. }) => {}
+        other => panic!("append on a failed topic: {other:?}"),
+    }
+    // Other topics are not failed by one topic's failure (until they sync themselves).
+    assert!(log.failures().iter().all(|f| f.topic == T));
+    assert_eq!(log.end_offset(T, 0).await.unwrap(), 4);
+
+    std::fs::remove_file(&switch).unwrap();
+    wait_recovered(&log).await;
+    fill(&log, T, 6).await; // rolls to new segments after the recovery
+    fill(&log, "other", 1).await;
+    assert_payloads(&read_all(&log, T).await, 0, 10);
+    drop(log);
+    let log = SegmentLog::open(dir.path().join("log"), small_segments(300))
+        .await
+        .unwrap();
+    assert_payloads(&read_all(&log, T).await, 0, 10);
+    assert_payloads(&read_all(&log, "other").await, 0, 2);
 }

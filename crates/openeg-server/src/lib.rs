@@ -19,8 +19,8 @@ pub mod secrets;
 pub mod state;
 pub mod util;
 
-use axum::extract::Request;
-use axum::http::{header, HeaderValue, Uri};
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -128,12 +128,17 @@ fn own_ops() -> Vec<Op> {
         .body(resources::rules::request_schema())
         .ok(resources::rules::response_schema()),
         Op::get("ShowHealth", "/openeg/v1/health", health)
-            .summary("OpenEG", "Liveness")
+            .summary(
+                "OpenEG",
+                "Health: 200 when serving; 503 (EG.00511001, naming the channel ids) while \
+                 any channel's event log is failed and refuses events",
+            )
             .extension()
             .ok(s::req(
                 s::obj(&[("status", s::one_of(&["ok"]))]),
                 &["status"],
-            )),
+            ))
+            .errors(&[503]),
         Op::get(
             "ShowOpenApiDocument",
             "/openeg/v1/openapi.json",
@@ -158,6 +163,8 @@ fn own_ops() -> Vec<Op> {
 /// The routed application (without the outer layer), built from [`operations`].
 pub fn router(st: AppState) -> Router {
     let ops = operations();
+    // Extractors buffer bodies up to the server's limit, not axum's smaller default.
+    let body_limit = DefaultBodyLimit::max(st.cfg.max_body_bytes);
     let tenant_routes = openapi::routes(&ops, &[Access::Tenant]).route_layer(
         middleware::from_fn_with_state(st.clone(), auth::require_tenant),
     );
@@ -169,11 +176,42 @@ pub fn router(st: AppState) -> Router {
         .merge(tenant_routes)
         .fallback(no_route)
         .method_not_allowed_fallback(no_route)
+        .layer(body_limit)
         .with_state(st)
 }
 
-async fn health() -> Response {
-    util::ok(serde_json::json!({"status": "ok"}))
+/// Most channel ids named by a failing health answer.
+const HEALTH_MAX_NAMED: usize = 20;
+
+/// `GET /openeg/v1/health`. Unauthenticated, so a failure names channel ids only (random,
+/// no tenant data); the reasons, which may name files, are in the server log.
+async fn health(axum::extract::State(st): axum::extract::State<AppState>) -> Response {
+    let failures = st
+        .engine
+        .as_ref()
+        .map(|e| e.log_failures())
+        .unwrap_or_default();
+    if failures.is_empty() {
+        return util::ok(serde_json::json!({"status": "ok"}));
+    }
+    let mut named: Vec<&str> = failures
+        .iter()
+        .take(HEALTH_MAX_NAMED)
+        .map(|f| f.channel_id.as_str())
+        .collect();
+    let more = failures.len().saturating_sub(named.len());
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    named.sort_unstable();
+    ApiError(EgError::unavailable(format!(
+        "the event log of {} channel(s) is failed and refuses events: {}{more}",
+        failures.len(),
+        named.join(", ")
+    )))
+    .into_response()
 }
 
 /// The document, generated once per process.
@@ -279,10 +317,26 @@ async fn outer_service(
             }
         })
         .await;
+    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_eg_error(&resp) {
+        // An extractor (axum's) refused a body over the limit with its own plain-text 413;
+        // size errors are the gateway's, in EG's shape with the request id.
+        resp = REQUEST_ID
+            .scope(id.clone(), async {
+                ApiError(EgError::too_large()).into_response()
+            })
+            .await;
+    }
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
     }
     resp
+}
+
+/// Whether a response is one of ours ([`ApiError`] renders this content type).
+fn is_eg_error(resp: &Response) -> bool {
+    resp.headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == error::JSON_UTF8.as_bytes())
 }
 
 /// Size limits and trailing-slash normalization, before routing.
@@ -320,4 +374,111 @@ fn pre_route(mut req: Request, max_body: usize) -> Result<Request, ApiError> {
         }
     }
     Ok(req)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A real server (hyper, outer layer, router) on a loopback port.
+    async fn running() -> std::net::SocketAddr {
+        let store = std::sync::Arc::new(openeg_store::SqliteStore::open_in_memory().await.unwrap());
+        let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        let st = AppState::new(
+            store,
+            openeg_store::secrets::SecretBox::from_key_base64(&key).unwrap(),
+            ServerConfig::default(),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve(listener, st, std::future::pending()));
+        addr
+    }
+
+    /// Sends a POST with `len` body bytes (chunked without Content-Length, or with it) while
+    /// reading the answer; returns status, X-Request-Id and the JSON body.
+    async fn post(
+        addr: std::net::SocketAddr,
+        path: &str,
+        len: usize,
+        chunked: bool,
+    ) -> (u16, String, serde_json::Value) {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut rd, mut wr) = stream.into_split();
+        let framing = if chunked {
+            "Transfer-Encoding: chunked".to_string()
+        } else {
+            format!("Content-Length: {len}")
+        };
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{framing}\r\n\r\n"
+        );
+        let writer = tokio::spawn(async move {
+            wr.write_all(head.as_bytes()).await?;
+            let chunk = vec![b' '; 64 * 1024];
+            let mut left = len;
+            while left > 0 {
+                let n = left.min(chunk.len());
+                if chunked {
+                    wr.write_all(format!("{n:x}\r\n").as_bytes()).await?;
+                }
+                wr.write_all(&chunk[..n]).await?;
+                if chunked {
+                    wr.write_all(b"\r\n").await?;
+                }
+                left -= n;
+            }
+            if chunked {
+                wr.write_all(b"0\r\n\r\n").await?;
+            }
+            Ok::<_, std::io::Error>(wr)
+        });
+        let mut buf = Vec::new();
+        let mut tmp = vec![0u8; 64 * 1024];
+        let (status, id, body) = loop {
+            let n = rd.read(&mut tmp).await.unwrap();
+            assert!(n > 0, "connection closed before a full answer: {buf:?}");
+            buf.extend_from_slice(&tmp[..n]);
+            let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let header = |name: &str| {
+                head.lines()
+                    .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_string))
+            };
+            let cl: usize = header("content-length").unwrap().parse().unwrap();
+            if buf.len() < end + 4 + cl {
+                continue;
+            }
+            let status: u16 = head[9..12].parse().unwrap();
+            let body: serde_json::Value =
+                serde_json::from_slice(&buf[end + 4..end + 4 + cl]).unwrap();
+            break (status, header("x-request-id").unwrap(), body);
+        };
+        writer.abort();
+        (status, id, body)
+    }
+
+    #[tokio::test]
+    async fn every_body_over_the_limit_gets_the_eg_error_with_the_request_id() {
+        let addr = running().await;
+        let max = ServerConfig::default().max_body_bytes;
+        for chunked in [false, true] {
+            // Over axum's own 2 MiB default, under the server's limit: the handler decides.
+            let (status, _, body) = post(addr, "/v3/auth/tokens", 3 << 20, chunked).await;
+            assert_eq!(status, 400, "chunked={chunked}: {body}");
+            assert_eq!(body["error_code"], "EG.00513000");
+            // Over the server's limit, on a public and on a signed route.
+            for path in ["/v3/auth/tokens", "/v1/p1/channels"] {
+                let (status, id, body) = post(addr, path, max + 1, chunked).await;
+                assert_eq!(status, 413, "{path} chunked={chunked}: {body}");
+                assert_eq!(body["error_code"], "APIGW.0201");
+                assert_eq!(body["request_id"], id.as_str());
+                assert!(!id.is_empty());
+            }
+        }
+    }
 }

@@ -110,9 +110,83 @@ pub type CachedTarget = (std::time::Instant, Arc<PublishTarget>);
 /// this node invalidate the cache at once.
 pub const PUBLISH_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Failed token-issuing attempts per access key, for rate limiting.
-#[derive(Default)]
-pub struct FailedLogins(pub Mutex<HashMap<String, (u32, i64)>>);
+/// Failed token-issuing attempts per access key, for rate limiting: `limit` failures within
+/// a window block the key until the window ends.
+///
+/// The keys come from unauthenticated requests, so the map is bounded: when full, expired
+/// windows are dropped first, then the oldest windows (down to 90 % of the bound, so the
+/// sweep runs once per many inserts, not on each).
+pub struct FailedLogins {
+    /// Access key → (failures in the window, window start in ms).
+    map: Mutex<HashMap<String, (u32, i64)>>,
+    max_keys: usize,
+}
+
+impl Default for FailedLogins {
+    fn default() -> Self {
+        FailedLogins::with_capacity(FailedLogins::MAX_KEYS)
+    }
+}
+
+impl FailedLogins {
+    /// Access keys tracked at most.
+    pub const MAX_KEYS: usize = 10_000;
+    /// Length of a window.
+    pub const WINDOW_MS: i64 = 60_000;
+
+    pub fn with_capacity(max_keys: usize) -> Self {
+        FailedLogins {
+            map: Mutex::new(HashMap::new()),
+            max_keys: max_keys.max(1),
+        }
+    }
+
+    /// Whether `ak` has `limit` or more failures in its current window.
+    pub fn blocked(&self, ak: &str, limit: u32, now: i64) -> bool {
+        let map = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        matches!(map.get(ak), Some((n, since)) if *n >= limit && now - since < Self::WINDOW_MS)
+    }
+
+    /// Counts one failure of `ak`.
+    pub fn record(&self, ak: &str, now: i64) {
+        let mut map = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !map.contains_key(ak) && map.len() >= self.max_keys {
+            map.retain(|_, (_, since)| now - *since < Self::WINDOW_MS);
+            if map.len() >= self.max_keys {
+                let keep = self.max_keys - self.max_keys.div_ceil(10);
+                let mut starts: Vec<i64> = map.values().map(|(_, since)| *since).collect();
+                let cut = starts.len() - keep;
+                // Window starts at or below the cut-th oldest go; ties may take a few more.
+                let (_, oldest_kept, _) = starts.select_nth_unstable(cut - 1);
+                let threshold = *oldest_kept;
+                map.retain(|_, (_, since)| *since > threshold);
+            }
+        }
+        let e = map.entry(ak.to_string()).or_insert((0, now));
+        if now - e.1 >= Self::WINDOW_MS {
+            *e = (0, now);
+        }
+        e.0 += 1;
+    }
+
+    /// Access keys tracked now.
+    pub fn len(&self) -> usize {
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
 
 #[derive(Clone)]
 pub struct AppState(pub Arc<Inner>);
@@ -216,4 +290,53 @@ pub struct Tenant {
     /// Set only on PutEvents into another project's channel (cross-account publishing): the
     /// path's project, whose channel policy decides whether the call is allowed.
     pub foreign_project: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_logins_block_a_key_for_its_window() {
+        let f = FailedLogins::default();
+        for i in 0..10 {
+            assert!(!f.blocked("ak", 10, 1_000 + i));
+            f.record("ak", 1_000 + i);
+        }
+        assert!(f.blocked("ak", 10, 2_000));
+        assert!(!f.blocked("other", 10, 2_000));
+        assert!(!f.blocked("ak", 10, 1_000 + FailedLogins::WINDOW_MS));
+        f.record("ak", 1_000 + FailedLogins::WINDOW_MS);
+        assert!(!f.blocked("ak", 10, 1_000 + FailedLogins::WINDOW_MS));
+    }
+
+    #[test]
+    fn failed_logins_stay_bounded_dropping_expired_then_oldest() {
+        let f = FailedLogins::with_capacity(100);
+        // 60 expired windows, then 40 live ones.
+        for i in 0..60 {
+            f.record(&format!("old{i}"), i);
+        }
+        let now = 10 * FailedLogins::WINDOW_MS;
+        for i in 0..40 {
+            for _ in 0..10 {
+                f.record(&format!("live{i}"), now + i);
+            }
+        }
+        assert_eq!(f.len(), 100);
+        f.record("new0", now + 100);
+        // The expired went first; every live block survives.
+        assert_eq!(f.len(), 41);
+        for i in 0..40 {
+            assert!(f.blocked(&format!("live{i}"), 10, now + 200), "live{i}");
+        }
+        // A flood of distinct keys never grows the map past its bound, and the newest keys
+        // are the ones kept.
+        for i in 0..100_000 {
+            f.record(&format!("flood{i}"), now + 1_000 + i);
+            assert!(f.len() <= 100);
+        }
+        assert!(f.blocked("flood99999", 1, now + 101_000));
+        assert!(!f.blocked("live0", 1, now + 200));
+    }
 }

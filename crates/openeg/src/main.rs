@@ -180,6 +180,13 @@ async fn run_server(cfg: Config) -> anyhow::Result<()> {
     log_cfg.retention_max_bytes = cfg.log_max_bytes_per_channel;
     // Events the router has not passed are kept past retention rather than lost unrouted.
     log_cfg.retention_hold_group = Some(openeg_engine::ROUTER_GROUP.to_string());
+    // Test-only fault-injection mock: while <dir>/log-sync exists, every fsync of appended
+    // events fails.
+    if let Some(dir) = std::env::var_os("OPENEG_FAULT_INJECTION_DIR") {
+        let switch = std::path::Path::new(&dir).join("log-sync");
+        tracing::warn!(switch = %switch.display(), "FAULT INJECTION ENABLED (tests only): log syncs fail while this file exists");
+        log_cfg.fault_injection = Some(openeg_log::FaultInjection::syncs_fail_while_exists(switch));
+    }
     let log = Arc::new(
         openeg_log::SegmentLog::open(cfg.data_dir.join("log"), log_cfg)
             .await

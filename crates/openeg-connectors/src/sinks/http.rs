@@ -7,6 +7,9 @@ use std::time::Duration;
 
 /// Default attempt timeout for HTTP targets.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most bytes of a target's response body read: only the status matters, and a target must
+/// not be able to make an attempt buffer (or wait on) an endless body.
+pub const MAX_RESPONSE_BODY_BYTES: usize = 64 * 1024;
 
 /// One connection-pooling client shared by every HTTP sink (connection reuse across targets).
 #[derive(Clone)]
@@ -64,7 +67,7 @@ impl HttpClient {
             .send()
             .await;
         match resp {
-            Ok(r) => {
+            Ok(mut r) => {
                 let status = r.status().as_u16();
                 let retry_after = r
                     .headers()
@@ -72,8 +75,7 @@ impl HttpClient {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.trim().parse::<u64>().ok())
                     .map(Duration::from_secs);
-                // Drain the body so the connection returns to the pool.
-                let _ = r.bytes().await;
+                drain_bounded(&mut r, MAX_RESPONSE_BODY_BYTES).await;
                 classify(status, retry_after)
             }
             Err(e) => Outcome::Retry {
@@ -89,6 +91,20 @@ impl HttpClient {
             },
         }
     }
+}
+
+/// Reads and discards a response body of at most `max` bytes, so the connection can return
+/// to the pool; a longer body is abandoned (the connection is then closed, not reused).
+/// Returns the bytes read.
+async fn drain_bounded(r: &mut reqwest::Response, max: usize) -> usize {
+    let mut read = 0usize;
+    while let Ok(Some(chunk)) = r.chunk().await {
+        read += chunk.len();
+        if read > max {
+            break;
+        }
+    }
+    read
 }
 
 /// `application/json` when the payload is JSON, else plain text (`docs/transforms.md`).
@@ -163,5 +179,98 @@ mod tests {
         assert_eq!(content_type(br#"{"a":1}"#), "application/json");
         assert_eq!(content_type(b"My name is x"), "text/plain; charset=utf-8");
         assert_eq!(path_segment("urn:fss:x"), "urn%3Afss%3Ax");
+    }
+
+    /// A local server answering every request with status 200 and the given body framing,
+    /// then `body_len` bytes (or an endless body), never closing on its own.
+    async fn server(endless: bool, body_len: usize) -> (String, tokio::task::JoinHandle<()>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    // The request is small: one read holds its head and body.
+                    if sock.read(&mut buf).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let head = if endless {
+                        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_string()
+                    } else {
+                        format!("HTTP/1.1 200 OK\r\nContent-Length: {body_len}\r\n\r\n")
+                    };
+                    if sock.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let block = vec![b'x'; 16 * 1024];
+                    let mut sent = 0usize;
+                    while endless || sent < body_len {
+                        let n = if endless {
+                            block.len()
+                        } else {
+                            block.len().min(body_len - sent)
+                        };
+                        let r = if endless {
+                            let mut c = format!("{n:x}\r\n").into_bytes();
+                            c.extend_from_slice(&block[..n]);
+                            c.extend_from_slice(b"\r\n");
+                            sock.write_all(&c).await
+                        } else {
+                            sock.write_all(&block[..n]).await
+                        };
+                        if r.is_err() {
+                            return;
+                        }
+                        sent += n;
+                    }
+                    // Keep the connection open, as a keep-alive server would.
+                    let _ = sock.read(&mut buf).await;
+                });
+            }
+        });
+        (url, task)
+    }
+
+    #[tokio::test]
+    async fn an_endless_response_body_is_not_read_to_its_end() {
+        let (url, task) = server(true, 0).await;
+        let client = HttpClient::new().unwrap();
+        let started = std::time::Instant::now();
+        let outcome = client
+            .post(
+                &url,
+                &[],
+                Bytes::from_static(b"{}"),
+                Duration::from_secs(20),
+            )
+            .await;
+        // Delivered on the status alone, long before the attempt timeout.
+        assert!(outcome.is_success(), "{outcome:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn response_bodies_are_read_up_to_the_bound_only() {
+        let (url, task) = server(false, 10 << 20).await;
+        let client = reqwest::Client::new();
+        let mut r = client.post(&url).body("{}").send().await.unwrap();
+        let read = drain_bounded(&mut r, MAX_RESPONSE_BODY_BYTES).await;
+        assert!(read > MAX_RESPONSE_BODY_BYTES, "{read}");
+        // One chunk past the bound at most, far from the 10 MiB sent.
+        assert!(read <= MAX_RESPONSE_BODY_BYTES + (1 << 20), "{read}");
+        let (url2, task2) = server(false, 1000).await;
+        let mut r = client.post(&url2).body("{}").send().await.unwrap();
+        assert_eq!(drain_bounded(&mut r, MAX_RESPONSE_BODY_BYTES).await, 1000);
+        task.abort();
+        task2.abort();
     }
 }

@@ -181,21 +181,12 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
 }
 
 fn login_blocked(st: &AppState, ak: &str) -> bool {
-    let Ok(map) = st.failed_logins.0.lock() else {
-        return false;
-    };
-    matches!(map.get(ak), Some((n, since)) if *n >= LOGIN_FAILURES_PER_MINUTE && now_ms() - since < 60_000)
+    st.failed_logins
+        .blocked(ak, LOGIN_FAILURES_PER_MINUTE, now_ms())
 }
 
 fn login_failed(st: &AppState, ak: &str) {
-    if let Ok(mut map) = st.failed_logins.0.lock() {
-        let now = now_ms();
-        let e = map.entry(ak.to_string()).or_insert((0, now));
-        if now - e.1 >= 60_000 {
-            *e = (0, now);
-        }
-        e.0 += 1;
-    }
+    st.failed_logins.record(ak, now_ms());
 }
 
 /// `POST /v3/auth/tokens`: password body with AK as user name and SK as password.

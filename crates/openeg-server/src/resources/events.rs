@@ -5,6 +5,8 @@
 //! (`application/cloudevents-batch+json`, an array) and binary mode (`ce-*` headers, body =
 //! `data`). Per-event failures are reported in the 200 body; accepted events are appended to
 //! the channel's log as one batch and the response is sent only after that append is durable.
+//! If the log cannot take the batch the whole request fails (503 `EG.00511001` with
+//! `Retry-After` while the log is failed) and no event of it is acknowledged.
 
 use super::get_or_404;
 use crate::error::ApiResult;
@@ -18,6 +20,7 @@ use axum::http::{header, HeaderMap};
 use axum::response::Response;
 use axum::Extension;
 use openeg_api::{event, validate, EgError};
+use openeg_engine::PublishError;
 use openeg_store::{Kind, ListQuery};
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
@@ -137,18 +140,25 @@ const MAX_CHECKS: usize = 100;
 fn cloud_event() -> Value {
     s::req(
         s::obj(&[
-            ("id", s::non_empty(256)),
-            ("source", s::non_empty(256)),
+            ("id", attribute()),
+            ("source", attribute()),
             ("specversion", s::one_of(&["1.0"])),
-            ("type", s::non_empty(256)),
+            ("type", attribute()),
             ("datacontenttype", s::one_of(&["application/json"])),
             ("dataschema", s::string()),
             ("data", s::any()),
             ("time", s::doc(s::string(), "RFC 3339")),
-            ("subject", s::string()),
+            ("subject", attribute()),
         ]),
         &["id", "source", "specversion", "type"],
     )
+}
+
+/// `id`, `source`, `type`, `subject`: 1–256 characters, no control characters (Unicode Cc).
+fn attribute() -> Value {
+    let mut v = s::non_empty(event::MAX_ATTRIBUTE_CHARS);
+    v["pattern"] = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$".into();
+    v
 }
 
 /// The events of a PutEvents request, in whichever HTTP binding it came, each checked.
@@ -295,7 +305,9 @@ fn response(events: &[event::Checked], outcomes: &[Outcome]) -> Response {
     json_reply(out)
 }
 
-/// Appends the accepted events as one durable batch; on failure every accepted event fails.
+/// Appends the accepted events as one durable batch. If the log does not take it, the whole
+/// request fails and no event of it is acknowledged: a 200 with per-event errors would let a
+/// client that only checks the status lose events.
 async fn append_accepted(
     st: &AppState,
     project_id: &str,
@@ -312,16 +324,22 @@ async fn append_accepted(
     let Some(engine) = &st.engine else {
         return Err(EgError::unavailable("event publishing is not enabled on this node").into());
     };
-    if let Err(e) = engine
+    let Err(e) = engine
         .publish_texts(project_id, channel_id, &accepted)
         .await
-    {
-        tracing::error!(channel_id, error = %e, "appending events failed");
-        for o in outcomes.iter_mut().filter(|o| o.is_ok()) {
-            *o = Err(EgError::internal());
+    else {
+        return Ok(());
+    };
+    let request_id = crate::error::current_request_id();
+    tracing::error!(%request_id, project_id, channel_id, error = %e, "appending events failed");
+    Err(match e {
+        PublishError::LogUnavailable(_) => {
+            EgError::unavailable("the channel's event log cannot take events now, retry later")
         }
+        PublishError::ChannelGone => EgError::publish_missing("the channel was deleted"),
+        PublishError::Other(_) => EgError::internal(),
     }
-    Ok(())
+    .into())
 }
 
 async fn put_events(
