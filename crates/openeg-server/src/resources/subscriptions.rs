@@ -506,7 +506,7 @@ fn seal_targets(st: &AppState, targets: &mut [Value], old: &[Value]) -> ApiResul
 }
 
 /// Client ids must be unique among the sources and among the targets, within the
-/// subscription and across the whole service (`API.md` §1.5); a clash is 400 `EG.00513001`.
+/// subscription and across the whole service; a clash is 400 `EG.00513001`.
 /// A source and a target may share an id.
 async fn check_client_ids(
     st: &AppState,
