@@ -137,7 +137,6 @@ def test_cluster_projects_isolated(raw_a, raw_b, cluster):
     {"sink_type": "ROCKETMQ"},
     {"vpc_id": None},
     {"subnet_id": ""},
-    {"bss_param": None},
     {"bss_param": {}},
     {"public_access_enabled": None},
     {"public_access_enabled": "true"},

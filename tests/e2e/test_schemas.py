@@ -287,14 +287,54 @@ def test_discover_schema_from_data(eg_a):
 
 
 def test_discover_validation(eg_a, schemas):
-    for body in [{"event": "{not json"}, {}, {"event": {"a": 1}},
+    for body in [{"event": "{not json"}, {"event": {"a": 1}},
                  {"event": json.dumps({"a": "x" * 1100})}, {"event": "{}", "format": "XML"}]:
         e = sdk_err(eg_a.discover_event_schema_from_data,
                     DiscoverEventSchemaFromDataRequest(body=body))
         assert_eg_error(e, 400, "EG.00513000")
+    # Without a sample event there is nothing to discover.
+    d = eg_a.discover_event_schema_from_data(DiscoverEventSchemaFromDataRequest(body={}))
+    assert (d.total, d.size, d.items) == (0, 0, [])
     # A discovered schema can be stored as is.
     d = eg_a.discover_event_schema_from_data(DiscoverEventSchemaFromDataRequest(
         body={"event": '{"id": "1", "list": [1, 2]}'}))
     definition = body_of(d)["items"][0]["definition"]
     c = schemas(definition=definition)
     assert show(eg_a, c.id).definition == definition
+
+
+def test_openapi_format(eg_a, raw_a, schemas):
+    """OPENAPI_3_0 (the format of the reference's examples) is stored and echoed; without a
+    `$schema` its definitions are checked as OpenAPI 3.0 Schema Objects (the draft-04 meta-schema:
+    boolean exclusiveMinimum, no boolean schemas), draft-06 ones as draft-06."""
+    d4 = json.dumps({"type": "number", "minimum": 1, "exclusiveMinimum": True, "nullable": True})
+    d6 = json.dumps({"type": "number", "exclusiveMinimum": 1})
+    c = schemas(definition=d4, format="OPENAPI_3_0")
+    assert c.format == "OPENAPI_3_0" and show(eg_a, c.id).format == "OPENAPI_3_0"
+    for definition, fmt in ((d6, "OPENAPI_3_0"), ("true", "OPENAPI_3_0"),
+                            (d4, "JSON_SCHEMA_DRAFT_6")):
+        r = raw_a.call("POST", "/v1/{p}/schemas", body={
+            "name": uniq("sch"), "compatibility": "NONE", "format": fmt,
+            "definition": definition})
+        assert_eg_error(r, 400, "EG.00513000")
+    # Versions follow the schema's format.
+    r = raw_a.call("POST", f"/v1/{{p}}/schemas/{c.id}/versions", body={"definition": d6})
+    assert_eg_error(r, 400, "EG.00513000")
+    r = raw_a.call("POST", f"/v1/{{p}}/schemas/{c.id}/versions", body={"definition": d4})
+    assert r.status == 200 and r.json()["format"] == "OPENAPI_3_0", r
+
+    # Discovery in OpenAPI form: one type per schema, `nullable` instead of a null type.
+    event = {"id": "e1", "none": None, "mixed": [1, "a"]}
+    r = raw_a.call("POST", "/v1/{p}/schema-discover",
+                   body={"event": json.dumps(event), "format": "OPENAPI_3_0"})
+    assert r.status == 200, r
+    item = r.json()["items"][0]
+    assert item["format"] == "OPENAPI_3_0"
+    inferred = json.loads(item["definition"])
+    assert "$schema" not in inferred
+    assert inferred["properties"]["none"] == {"nullable": True}
+    assert inferred["properties"]["mixed"]["items"] == {
+        "anyOf": [{"type": "integer"}, {"type": "string"}]}
+    s = schemas(definition=item["definition"], format="OPENAPI_3_0")
+    assert s.definition == item["definition"]
+

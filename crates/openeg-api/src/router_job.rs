@@ -48,6 +48,9 @@ fn check_public_access(doc: &Map<String, Value>) -> Result<(), EgError> {
     Ok(())
 }
 
+/// `charging_mode` of a cluster created without `bss_param`.
+pub const CHARGING_PAY_PER_USE: &str = "postPaid";
+
 /// Validates a CreateEventRouterCluster body into the stored document (without `cluster_id`,
 /// `status` and timestamps, which the server adds).
 pub fn cluster_create(v: &Value) -> Result<Map<String, Value>, EgError> {
@@ -85,15 +88,17 @@ pub fn cluster_create(v: &Value) -> Result<Map<String, Value>, EgError> {
         validate::max_len("zone_names", z, 256)?;
         doc.insert("zone_names".into(), z.into());
     }
-    let bss = validate::opt_obj(src, "bss_param")?
-        .ok_or_else(|| EgError::param("bss_param is required"))?;
-    let mode = match validate::opt_str(bss, "charging_mode") {
-        Ok(Some(m)) if !m.is_empty() => m,
-        _ => {
-            return Err(EgError::param(
-                "bss_param.charging_mode is required and must be a non-empty string",
-            ))
-        }
+    // No billing parameters means pay-per-use; when they are given, the mode is required.
+    let mode = match validate::opt_obj(src, "bss_param")? {
+        None => CHARGING_PAY_PER_USE,
+        Some(bss) => match validate::opt_str(bss, "charging_mode") {
+            Ok(Some(m)) if !m.is_empty() => m,
+            _ => {
+                return Err(EgError::param(
+                    "bss_param.charging_mode is required and must be a non-empty string",
+                ))
+            }
+        },
     };
     validate::max_len("bss_param.charging_mode", mode, 64)?;
     doc.insert("charging_mode".into(), mode.into());
@@ -668,6 +673,21 @@ mod tests {
     }
 
     #[test]
+    fn bss_param_is_optional() {
+        let mut g = good();
+        g.as_object_mut().unwrap().remove("bss_param");
+        assert_eq!(cluster_create(&g).unwrap()["charging_mode"], "postPaid");
+        g["bss_param"] = Value::Null;
+        assert_eq!(cluster_create(&g).unwrap()["charging_mode"], "postPaid");
+        g["bss_param"] = json!({"charging_mode": "prePaid"});
+        assert_eq!(cluster_create(&g).unwrap()["charging_mode"], "prePaid");
+        for k in ["zone_names", "flavor", "description", "nat_id", "eip_id"] {
+            g.as_object_mut().unwrap().remove(k);
+        }
+        assert!(cluster_create(&g).is_ok());
+    }
+
+    #[test]
     fn create_rejects() {
         let with = |k: &str, v: Value| {
             let mut g = good();
@@ -687,7 +707,6 @@ mod tests {
         assert!(err(with("sink_type", json!("DCS"))).contains("sink_type"));
         assert!(err(without("vpc_id")).contains("vpc_id"));
         assert!(err(without("subnet_id")).contains("subnet_id"));
-        assert!(err(without("bss_param")).contains("bss_param"));
         assert!(err(with("bss_param", json!({}))).contains("bss_param.charging_mode"));
         assert!(err(without("public_access_enabled")).contains("public_access_enabled"));
         assert!(err(with("public_access_enabled", json!("yes"))).contains("public_access_enabled"));

@@ -8,8 +8,11 @@ use crate::validate::{self, NamePattern};
 use crate::EgError;
 use serde_json::{json, Map, Value};
 
-/// The only schema format OpenEG stores and infers.
+/// Schema formats: JSON Schema draft-06 (the default) and OpenAPI 3.0 Schema Objects (the
+/// format of every example in the EG reference).
 pub const FORMAT_DRAFT_6: &str = "JSON_SCHEMA_DRAFT_6";
+pub const FORMAT_OPENAPI_3_0: &str = "OPENAPI_3_0";
+pub const FORMATS: [&str; 2] = [FORMAT_DRAFT_6, FORMAT_OPENAPI_3_0];
 /// `$schema` of inferred documents.
 pub const DRAFT_6_URI: &str = "http://json-schema.org/draft-06/schema#";
 /// DiscoverEventSchemaFromData: the sample event is at most this many characters.
@@ -64,17 +67,19 @@ fn compatibility(c: &str) -> Result<(), EgError> {
     Ok(())
 }
 
-fn format(src: &Map<String, Value>) -> Result<String, EgError> {
+fn format(src: &Map<String, Value>) -> Result<&'static str, EgError> {
     match validate::opt_str(src, "format")? {
-        None | Some("") => Ok(FORMAT_DRAFT_6.to_string()),
-        Some(FORMAT_DRAFT_6) => Ok(FORMAT_DRAFT_6.to_string()),
-        Some(_) => Err(EgError::param(format!("format must be {FORMAT_DRAFT_6}"))),
+        None | Some("") => Ok(FORMAT_DRAFT_6),
+        Some(f) => FORMATS
+            .into_iter()
+            .find(|k| *k == f)
+            .ok_or_else(|| EgError::param(format!("format must be one of {}", FORMATS.join(", ")))),
     }
 }
 
 /// CreateEventSchema body: name (mixed-case pattern), description (≤ 255), compatibility
 /// (required, 1–32), format (default `JSON_SCHEMA_DRAFT_6`), definition (required, a valid
-/// JSON Schema text).
+/// schema of that format).
 pub fn create(v: &Value) -> Result<CreateSchema, EgError> {
     let src = validate::object(v, "request body")?;
     let name = validate::req_str(src, "name")?;
@@ -84,12 +89,12 @@ pub fn create(v: &Value) -> Result<CreateSchema, EgError> {
     compatibility(compat)?;
     let format = format(src)?;
     let definition = validate::req_str(src, "definition")?;
-    check_definition(definition)?;
+    check_definition(definition, format)?;
     Ok(CreateSchema {
         name: name.to_string(),
         description,
         compatibility: compat.to_string(),
-        format,
+        format: format.to_string(),
         definition: definition.to_string(),
     })
 }
@@ -112,11 +117,12 @@ pub fn update(v: &Value) -> Result<UpdateSchema, EgError> {
     })
 }
 
-/// CreateEventSchemaVersion body: `{definition}` (required, a valid JSON Schema text).
-pub fn create_version(v: &Value) -> Result<String, EgError> {
+/// CreateEventSchemaVersion body: `{definition}` (required, a valid schema of the schema's
+/// `format`).
+pub fn create_version(v: &Value, format: &str) -> Result<String, EgError> {
     let src = validate::object(v, "request body")?;
     let definition = validate::req_str(src, "definition")?;
-    check_definition(definition)?;
+    check_definition(definition, format)?;
     Ok(definition.to_string())
 }
 
@@ -129,10 +135,12 @@ pub fn version_param(s: &str) -> Result<i64, EgError> {
 }
 
 /// A schema definition must parse as JSON and be a valid JSON Schema: an object or boolean
-/// that validates against the meta-schema of its `$schema` draft (draft-06, the stored
-/// `format`, when absent).
+/// that validates against the meta-schema of its `$schema` draft. Without `$schema` the
+/// `format` decides: draft-06 for `JSON_SCHEMA_DRAFT_6`; draft-04 for `OPENAPI_3_0`, whose
+/// Schema Object extends JSON Schema Wright draft 00, the draft described by the draft-04
+/// meta-schema (OpenAPI keywords such as `nullable` are unknown to it and allowed).
 /// Returns the parsed document.
-pub fn check_definition(text: &str) -> Result<Value, EgError> {
+pub fn check_definition(text: &str, format: &str) -> Result<Value, EgError> {
     if text.trim().is_empty() {
         return Err(EgError::param("definition must not be empty"));
     }
@@ -163,6 +171,8 @@ pub fn check_definition(text: &str) -> Result<Value, EgError> {
     let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let checked = if v.get("$schema").is_some() {
             jsonschema::meta::validate(&v)
+        } else if format == FORMAT_OPENAPI_3_0 {
+            jsonschema::draft4::meta::validate(&v)
         } else {
             jsonschema::draft6::meta::validate(&v)
         };
@@ -181,11 +191,29 @@ pub fn check_definition(text: &str) -> Result<Value, EgError> {
     }
 }
 
-/// DiscoverEventSchemaFromData body `{event, format}`: returns the inferred schema text.
-pub fn discover(v: &Value) -> Result<String, EgError> {
+/// What DiscoverEventSchemaFromData found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Discovered {
+    /// The requested format.
+    pub format: &'static str,
+    /// The inferred schema text; `None` when the body holds no sample event (the reference's
+    /// example sends `{}`): nothing to infer from.
+    pub definition: Option<String>,
+}
+
+/// DiscoverEventSchemaFromData body `{event, format}`, both optional.
+pub fn discover(v: &Value) -> Result<Discovered, EgError> {
     let src = validate::object(v, "request body")?;
-    format(src)?;
-    let event = validate::req_str(src, "event")?;
+    let format = format(src)?;
+    let event = match validate::opt_str(src, "event")? {
+        None | Some("") => {
+            return Ok(Discovered {
+                format,
+                definition: None,
+            })
+        }
+        Some(e) => e,
+    };
     if event.chars().count() > MAX_EVENT_CHARS {
         return Err(EgError::param(format!(
             "event must be at most {MAX_EVENT_CHARS} characters long"
@@ -198,7 +226,60 @@ pub fn discover(v: &Value) -> Result<String, EgError> {
             e.column()
         ))
     })?;
-    Ok(infer_document(&data).to_string())
+    let doc = if format == FORMAT_OPENAPI_3_0 {
+        to_openapi(&infer(&data))
+    } else {
+        infer_document(&data)
+    };
+    Ok(Discovered {
+        format,
+        definition: Some(doc.to_string()),
+    })
+}
+
+/// Rewrites an inferred schema as an OpenAPI 3.0 Schema Object, which has one `type` per
+/// schema and no `null` type: `null` becomes `nullable: true`, several types an `anyOf` of
+/// single-type schemas (the object and array members stay beside it and constrain only
+/// values of their type).
+pub fn to_openapi(schema: &Value) -> Value {
+    let Value::Object(m) = schema else {
+        return schema.clone();
+    };
+    let mut out = Map::new();
+    for (k, v) in m {
+        match (k.as_str(), v) {
+            ("type", _) => {}
+            ("properties", Value::Object(props)) => {
+                let p = props
+                    .iter()
+                    .map(|(n, s)| (n.clone(), to_openapi(s)))
+                    .collect();
+                out.insert(k.clone(), Value::Object(p));
+            }
+            ("items", s) => {
+                out.insert(k.clone(), to_openapi(s));
+            }
+            _ => {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    let mut types = types_of(schema);
+    if types.iter().any(|t| t == "null") {
+        types.retain(|t| t != "null");
+        out.insert("nullable".into(), true.into());
+    }
+    match types.as_slice() {
+        [] => {}
+        [one] => {
+            out.insert("type".into(), one.clone().into());
+        }
+        many => {
+            let any: Vec<Value> = many.iter().map(|t| json!({ "type": t })).collect();
+            out.insert("anyOf".into(), Value::Array(any));
+        }
+    }
+    Value::Object(out)
 }
 
 /// The draft-06 document inferred from a sample: [`infer`] plus `$schema`.
@@ -344,8 +425,30 @@ mod tests {
             r#"{"$schema":"http://json-schema.org/draft-07/schema#","if":{"type":"string"}}"#,
             r#"{"$schema":"http://json-schema.org/draft-04/schema#","type":"integer"}"#,
         ] {
-            check_definition(d).unwrap_or_else(|e| panic!("{d}: {e:?}"));
+            for f in FORMATS {
+                // OpenAPI 3.0 Schema Objects are objects: no boolean schemas.
+                if d == "true" && f == FORMAT_OPENAPI_3_0 {
+                    assert!(check_definition(d, f).is_err());
+                    continue;
+                }
+                check_definition(d, f).unwrap_or_else(|e| panic!("{d} {f}: {e:?}"));
+            }
         }
+    }
+
+    #[test]
+    fn formats_pick_the_default_meta_schema() {
+        // Draft-04 (the OpenAPI 3.0 base) has boolean exclusiveMinimum; draft-06 a number.
+        let d4 = r#"{"type":"number","minimum":1,"exclusiveMinimum":true,"nullable":true}"#;
+        let d6 = r#"{"type":"number","exclusiveMinimum":1}"#;
+        check_definition(d4, FORMAT_OPENAPI_3_0).unwrap();
+        assert!(check_definition(d4, FORMAT_DRAFT_6).is_err());
+        check_definition(d6, FORMAT_DRAFT_6).unwrap();
+        assert!(check_definition(d6, FORMAT_OPENAPI_3_0).is_err());
+        // A declared $schema wins over the format.
+        let declared =
+            r#"{"$schema":"http://json-schema.org/draft-06/schema#","exclusiveMinimum":1}"#;
+        check_definition(declared, FORMAT_OPENAPI_3_0).unwrap();
     }
 
     #[test]
@@ -365,7 +468,7 @@ mod tests {
             ),
             (r#"{"$schema":5}"#, "unsupported $schema"),
         ] {
-            let e = check_definition(d).expect_err(d);
+            let e = check_definition(d, FORMAT_DRAFT_6).expect_err(d);
             assert_eq!(e.code, "EG.00513000");
             assert!(code_msg(e.clone()).contains(needle), "{d}: {e:?}");
         }
@@ -376,6 +479,12 @@ mod tests {
         let c = create(&json!({"name":"s1","compatibility":"NONE","definition":"{}"})).unwrap();
         assert_eq!(c.format, FORMAT_DRAFT_6);
         assert_eq!(c.description, "");
+        let c = create(
+            &json!({"name":"s1","compatibility":"NONE","definition":"{}",
+                               "format":"OPENAPI_3_0"}),
+        )
+        .unwrap();
+        assert_eq!(c.format, FORMAT_OPENAPI_3_0);
         for bad in [
             json!({"compatibility":"NONE","definition":"{}"}),
             json!({"name":"-x","compatibility":"NONE","definition":"{}"}),
@@ -397,9 +506,14 @@ mod tests {
         assert_eq!(u.description.as_deref(), Some("x"));
         assert!(u.compatibility.is_none());
         assert!(update(&json!({"compatibility":""})).is_err());
-        assert_eq!(create_version(&json!({"definition":"{}"})).unwrap(), "{}");
-        assert!(create_version(&json!({"definition":"{\"type\":5}"})).is_err());
-        assert!(create_version(&json!({})).is_err());
+        for f in FORMATS {
+            assert_eq!(
+                create_version(&json!({"definition":"{}"}), f).unwrap(),
+                "{}"
+            );
+            assert!(create_version(&json!({"definition":"{\"type\":5}"}), f).is_err());
+            assert!(create_version(&json!({}), f).is_err());
+        }
     }
 
     #[test]
@@ -440,13 +554,41 @@ mod tests {
             json!(["a", "b", "c", "d", "e", "o", "arr", "mixed", "empty"])
         );
         // The inferred document is itself a valid schema the sample satisfies.
-        check_definition(&s.to_string()).unwrap();
+        check_definition(&s.to_string(), FORMAT_DRAFT_6).unwrap();
         assert!(jsonschema::is_valid(
             &s,
             &json!({"a": 1, "b": 1.5, "c": "x", "d": true, "e": null, "o": {"x": []}, "arr": [], "mixed": [], "empty": []})
         ));
         assert_eq!(infer_document(&json!(3))["type"], "integer");
         assert_eq!(infer_document(&json!([]))["items"], json!({}));
+    }
+
+    #[test]
+    fn discover_openapi() {
+        let event =
+            r#"{"a": 1, "n": null, "m": [1, "s"], "o": {"x": null}, "u": [null, {"k": 1}]}"#;
+        let d = discover(&json!({"event": event, "format": "OPENAPI_3_0"})).unwrap();
+        assert_eq!(d.format, FORMAT_OPENAPI_3_0);
+        let text = d.definition.unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert!(v.get("$schema").is_none());
+        assert_eq!(v["type"], "object");
+        let p = &v["properties"];
+        assert_eq!(p["a"], json!({"type": "integer"}));
+        assert_eq!(p["n"], json!({"nullable": true}));
+        assert_eq!(
+            p["m"]["items"]["anyOf"],
+            json!([{"type": "integer"}, {"type": "string"}])
+        );
+        assert_eq!(p["o"]["properties"]["x"], json!({"nullable": true}));
+        let u = &p["u"]["items"];
+        assert_eq!(
+            (u["type"].clone(), u["nullable"].clone()),
+            (json!("object"), json!(true))
+        );
+        assert_eq!(u["properties"]["k"]["type"], "integer");
+        // What discovery returns is accepted as a definition of that format.
+        check_definition(&text, FORMAT_OPENAPI_3_0).unwrap();
     }
 
     #[test]
@@ -458,12 +600,20 @@ mod tests {
 
     #[test]
     fn discover_body() {
-        let t = discover(&json!({"event": "{\"id\":\"x\"}"})).unwrap();
-        let v: Value = serde_json::from_str(&t).unwrap();
+        let d = discover(&json!({"event": "{\"id\":\"x\"}"})).unwrap();
+        assert_eq!(d.format, FORMAT_DRAFT_6);
+        let v: Value = serde_json::from_str(d.definition.as_deref().unwrap()).unwrap();
         assert_eq!(v["properties"]["id"]["type"], "string");
+        // No sample, nothing to discover.
+        for empty in [
+            json!({}),
+            json!({"event": null}),
+            json!({"format": "OPENAPI_3_0"}),
+        ] {
+            assert_eq!(discover(&empty).unwrap().definition, None, "{empty}");
+        }
         for bad in [
             json!({"event": "{nope"}),
-            json!({}),
             json!({"event": {"id": 1}}),
             json!({"event": "{}", "format": "OTHER"}),
             json!({"event": format!("\"{}\"", "x".repeat(1100))}),

@@ -157,7 +157,9 @@ pub fn parse_update(
 
 /// Validates and normalizes `detail` for a source type. The reference's examples show the
 /// detail as JSON text; a string holding a JSON object is accepted as an alias [dec].
-/// Members unknown for the type are dropped.
+/// Members unknown for the type are dropped. `detail` is optional (the reference's
+/// CreateEventSource example creates a RABBITMQ source without one): an MQ source without
+/// it has no broker yet and gets one with UpdateEventSource; a given detail must be complete.
 pub fn parse_detail(t: SourceType, v: Option<&Value>) -> Result<Map<String, Value>, EgError> {
     let parsed;
     let obj = match v {
@@ -183,14 +185,8 @@ pub fn parse_detail(t: SourceType, v: Option<&Value>) -> Result<Map<String, Valu
     }
     match t {
         SourceType::Application => Ok(obj.cloned().unwrap_or_default()),
-        SourceType::Rocketmq => {
-            let m = obj.ok_or_else(|| EgError::param("detail is required for ROCKETMQ sources"))?;
-            rocketmq_detail(m)
-        }
-        SourceType::Rabbitmq => {
-            let m = obj.ok_or_else(|| EgError::param("detail is required for RABBITMQ sources"))?;
-            rabbitmq_detail(m)
-        }
+        SourceType::Rocketmq => obj.map_or(Ok(Map::new()), rocketmq_detail),
+        SourceType::Rabbitmq => obj.map_or(Ok(Map::new()), rabbitmq_detail),
     }
 }
 
@@ -477,8 +473,18 @@ mod tests {
         assert!(param_err(&with(base(), "type", json!("KAFKA"))).contains("type"));
         param_err(&with(base(), "type", json!(1)));
         assert!(parse_create(&with(base(), "type", json!("APPLICATION")), usable).is_ok());
-        assert!(param_err(&with(base(), "type", json!("ROCKETMQ"))).contains("detail is required"));
-        assert!(param_err(&with(base(), "type", json!("RABBITMQ"))).contains("detail is required"));
+        // Without a detail an MQ source has no broker yet; a given one must be complete.
+        for t in ["ROCKETMQ", "RABBITMQ"] {
+            for d in [None, Some(Value::Null), Some(json!(""))] {
+                let mut v = with(base(), "type", json!(t));
+                if let Some(d) = d {
+                    v = with(v, "detail", d);
+                }
+                let s = parse_create(&v, usable).unwrap();
+                assert!(s.detail.is_empty(), "{t} {v}");
+            }
+            param_err(&with(with(base(), "type", json!(t)), "detail", json!({})));
+        }
         param_err(&with(base(), "detail", json!([1])));
         param_err(&with(base(), "detail", json!("not json")));
         param_err(&with(

@@ -628,7 +628,11 @@ pub fn validate_target(t: &Value, path: &str, env: &Env) -> Result<Value, EgErro
                     at(path, member)
                 )));
             }
-            doc.insert(member.into(), Value::Object(d.clone()));
+            let mut d = d.clone();
+            if member == "kafka_detail" {
+                default_key_type(&mut d);
+            }
+            doc.insert(member.into(), Value::Object(d));
         }
     }
     let doc = Value::Object(doc);
@@ -669,6 +673,17 @@ pub fn validate_target(t: &Value, path: &str, env: &Env) -> Result<Value, EgErro
         doc.insert("dead_letter_queue".into(), Value::Object(d.clone()));
     }
     Ok(Value::Object(doc))
+}
+
+/// `kafka_detail.keyTransform.type` is optional: a key transform with neither type nor
+/// value nor template is `NONE` (no record key). A value without a type stays an error.
+fn default_key_type(d: &mut Map<String, Value>) {
+    if let Some(Value::Object(kt)) = d.get_mut("keyTransform") {
+        let unset = |k: &str| matches!(kt.get(k), None | Some(Value::Null));
+        if unset("type") && unset("value") && unset("template") {
+            kt.insert("type".into(), "NONE".into());
+        }
+    }
 }
 
 /// The connection `id` exists and has type `want` (any type when `None`).
@@ -956,11 +971,11 @@ pub fn find_by_id<'a>(set: &'a [Value], id: &str) -> Option<&'a Value> {
         .find(|v| v.get("id").and_then(Value::as_str) == Some(id))
 }
 
-/// Every source and target id of a subscription (client ids must be unique service-wide).
-pub fn client_ids(sources: &[Value], targets: &[Value]) -> Vec<String> {
-    sources
-        .iter()
-        .chain(targets)
+/// The ids of a source or target set. Client ids are unique service-wide among sources and
+/// among targets; a source and a target may share one (the reference's CreateSubscription
+/// example does), their paths (`sources/{id}`, `targets/{id}`) never meet.
+pub fn client_ids(set: &[Value]) -> Vec<String> {
+    set.iter()
         .filter_map(|v| v.get("id").and_then(Value::as_str))
         .filter(|s| !s.is_empty())
         .map(str::to_string)
@@ -1673,6 +1688,24 @@ mod tests {
             "EG.00513000"
         );
         assert!(target(without(kafka(), "/kafka_detail/keyTransform")).is_ok());
+        // keyTransform.type may be left out when there is nothing else: no key.
+        let t = target(with(kafka(), "/kafka_detail/keyTransform", json!({}))).unwrap();
+        assert_eq!(t["kafka_detail"]["keyTransform"], json!({"type": "NONE"}));
+        let t = target(with(
+            kafka(),
+            "/kafka_detail/keyTransform",
+            json!({"type": null}),
+        ))
+        .unwrap();
+        assert_eq!(t["kafka_detail"]["keyTransform"]["type"], "NONE");
+        assert_eq!(
+            code(target(with(
+                kafka(),
+                "/kafka_detail/keyTransform",
+                json!({"value": "k"})
+            ))),
+            "EG.00513000"
+        );
     }
 
     #[test]
@@ -2093,12 +2126,15 @@ mod tests {
 
     #[test]
     fn client_id_helpers() {
-        let ids = client_ids(
-            &[json!({"id": "a"})],
-            &[json!({"id": "b"}), json!({"name": "x"}), json!({"id": "a"})],
-        );
-        assert_eq!(ids, ["a", "b", "a"]);
-        assert_eq!(first_duplicate(&ids), Some("a"));
+        let ids = client_ids(&[
+            json!({"id": "b"}),
+            json!({"name": "x"}),
+            json!({"id": ""}),
+            json!({"id": "a"}),
+            json!({"id": "b"}),
+        ]);
+        assert_eq!(ids, ["b", "a", "b"]);
+        assert_eq!(first_duplicate(&ids), Some("b"));
         assert_eq!(first_duplicate(&ids[..2]), None);
     }
 

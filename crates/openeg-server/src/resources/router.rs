@@ -285,7 +285,6 @@ pub fn ops() -> Vec<Op> {
                     "sink_type",
                     "vpc_id",
                     "subnet_id",
-                    "bss_param",
                     "public_access_enabled",
                 ],
             ))

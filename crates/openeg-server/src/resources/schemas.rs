@@ -16,7 +16,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
 use axum::Extension;
-use openeg_api::schema::{self, FORMAT_DRAFT_6, MAX_SCHEMAS, MAX_VERSIONS};
+use openeg_api::schema::{self, FORMATS, FORMAT_DRAFT_6, MAX_SCHEMAS, MAX_VERSIONS};
 use openeg_api::validate::{NamePattern, SortField};
 use openeg_api::EgError;
 use openeg_store::{Kind, ListQuery, QuotaCheck, Record};
@@ -141,16 +141,16 @@ pub fn ops() -> Vec<Op> {
             discover,
         )
         .summary(T, "Infer a JSON Schema from a sample event")
-        .body(s::req(
-            s::obj(&[
-                (
-                    "event",
-                    s::doc(s::non_empty(schema::MAX_EVENT_CHARS), "event JSON text"),
+        .body(s::obj(&[
+            (
+                "event",
+                s::doc(
+                    s::max(schema::MAX_EVENT_CHARS),
+                    "event JSON text; without one nothing is discovered",
                 ),
-                ("format", s::one_of(&[FORMAT_DRAFT_6])),
-            ]),
-            &["event"],
-        ))
+            ),
+            ("format", s::one_of(&FORMATS)),
+        ]))
         .ok(s::list(item.clone())),
         Op::post("CreateEventSchema", "/v1/{project_id}/schemas", create)
             .summary(T, "Create a schema with its version 1")
@@ -159,7 +159,7 @@ pub fn ops() -> Vec<Op> {
                     ("name", s::name(NamePattern::Mixed)),
                     ("description", s::max(255)),
                     ("compatibility", compatibility()),
-                    ("format", s::one_of(&[FORMAT_DRAFT_6])),
+                    ("format", s::one_of(&FORMATS)),
                     ("definition", definition()),
                 ]),
                 &["name", "compatibility", "definition"],
@@ -296,7 +296,10 @@ async fn refresh_schema(
 
 async fn discover(Extension(_t): Extension<Tenant>, body: Bytes) -> ApiResult<Response> {
     let v = json_body(&body)?;
-    let definition = schema::discover(&v)?;
+    let found = schema::discover(&v)?;
+    let Some(definition) = found.definition else {
+        return Ok(list_reply(0, Vec::new()));
+    };
     let now = fmt_time(now_ms());
     let mut item = json!({
         "id": "",
@@ -304,7 +307,7 @@ async fn discover(Extension(_t): Extension<Tenant>, body: Bytes) -> ApiResult<Re
         "description": "",
         "compatibility": "",
         "provider_type": "CUSTOM",
-        "format": FORMAT_DRAFT_6,
+        "format": found.format,
         "number_of_versions": 0,
         "created_time": now,
         "updated_time": now,
@@ -444,17 +447,25 @@ async fn create_version(
     body: Bytes,
 ) -> ApiResult<Response> {
     let v = json_body(&body)?;
-    let definition = schema::create_version(&v)?;
+    // The definition is checked against the schema's format; an unknown schema is reported
+    // after the body (validation errors come first).
+    let format_of = |rec: &Record| {
+        rec.body
+            .get("format")
+            .and_then(Value::as_str)
+            .unwrap_or(FORMAT_DRAFT_6)
+            .to_string()
+    };
+    let stored = st.store.get(&t.project_id, Kind::Schema, p.at(1)).await?;
+    let format = stored
+        .as_ref()
+        .map_or(FORMAT_DRAFT_6.to_string(), format_of);
+    let definition = schema::create_version(&v, &format)?;
     let _g = VERSIONS.lock().await;
     let rec = get_or_404(&st, &t.project_id, Kind::Schema, p.at(1)).await?;
     let mut vers = versions(&st, &t.project_id, &rec.id).await?;
     let next = vers.last().map(version_of).unwrap_or(0) + 1;
-    let format = rec
-        .body
-        .get("format")
-        .and_then(Value::as_str)
-        .unwrap_or(FORMAT_DRAFT_6)
-        .to_string();
+    let format = format_of(&rec);
     let now = now_ms();
     let ver = version_record(&t.project_id, &rec.id, next, &format, &definition, now);
     st.store.insert(&ver, &[version_quota(&rec.id)]).await?;

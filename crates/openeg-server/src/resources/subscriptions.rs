@@ -236,7 +236,18 @@ fn target_request() -> Value {
             ),
             (
                 "kafka_detail",
-                s::obj(&[("topic", str_()), ("keyTransform", s::transform(key))]),
+                s::obj(&[
+                    ("topic", str_()),
+                    (
+                        "keyTransform",
+                        // `type` may be left out: no type, value or template means NONE.
+                        s::obj(&[
+                            ("type", s::one_of(key)),
+                            ("value", str_()),
+                            ("template", str_()),
+                        ]),
+                    ),
+                ]),
             ),
             (
                 "smn_detail",
@@ -494,8 +505,9 @@ fn seal_targets(st: &AppState, targets: &mut [Value], old: &[Value]) -> ApiResul
     Ok(())
 }
 
-/// Client ids must be unique within the subscription and across the whole service; a clash
-/// is 400 `EG.00513001`.
+/// Client ids must be unique among the sources and among the targets, within the
+/// subscription and across the whole service; a clash is 400 `EG.00513001`.
+/// A source and a target may share an id.
 async fn check_client_ids(
     st: &AppState,
     project_id: &str,
@@ -503,23 +515,33 @@ async fn check_client_ids(
     sources: &[Value],
     targets: &[Value],
 ) -> ApiResult<()> {
-    let ids = subscription::client_ids(sources, targets);
-    if let Some(d) = subscription::first_duplicate(&ids) {
-        return Err(EgError::duplicate(format!("id {d} is used twice in the subscription")).into());
-    }
-    for id in &ids {
-        let hits = st
-            .store
-            .referencing_global(Kind::Subscription, &format!("tid:{id}"))
-            .await?;
-        if hits
-            .iter()
-            .any(|r| !(r.project_id == project_id && Some(r.id.as_str()) == self_id))
-        {
+    for (member, set) in [("sources", sources), ("targets", targets)] {
+        let ids = subscription::client_ids(set);
+        if let Some(d) = subscription::first_duplicate(&ids) {
             return Err(EgError::duplicate(format!(
-                "id {id} is already used by another subscription"
+                "id {d} is used twice in the subscription's {member}"
             ))
             .into());
+        }
+        for id in &ids {
+            // `tid:` refs hold source and target ids alike; the holder's set tells which.
+            let hits = st
+                .store
+                .referencing_global(Kind::Subscription, &format!("tid:{id}"))
+                .await?;
+            let clash = hits.iter().any(|r| {
+                !(r.project_id == project_id && Some(r.id.as_str()) == self_id)
+                    && r.body
+                        .get(member)
+                        .and_then(Value::as_array)
+                        .is_some_and(|a| subscription::find_by_id(a, id).is_some())
+            });
+            if clash {
+                return Err(EgError::duplicate(format!(
+                    "id {id} is already used by another subscription"
+                ))
+                .into());
+            }
         }
     }
     Ok(())
