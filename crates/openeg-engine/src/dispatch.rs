@@ -313,7 +313,7 @@ pub async fn attempt(engine: &Engine, job: Job) {
 /// Sends one rendered message to the target.
 async fn send(engine: &Engine, route: &TargetRoute, event: &Event, msg: &Message) -> Outcome {
     match &route.delivery {
-        Delivery::Sink(sink) => sink.send(&msg).await,
+        Delivery::Sink(sink) => sink.send(msg).await,
         Delivery::Channel {
             from_project,
             project_id,

@@ -2,7 +2,9 @@
 //! `citylots-synth.jlines.gz` in `OPENEG_CITYLOTS_DIR`): the compiled matcher must agree with the
 //! reference evaluator event by event. `cargo test` checks the first 20,000 lines; the full
 //! file runs with `cargo test --release -p openeg-rules --test citylots -- --ignored`.
-//! Skipped (passes) when the data set is not present.
+//! The data set is not part of the repository: without `OPENEG_CITYLOTS_DIR` the sample test
+//! says it is skipped (the property tests in `prop_reference.rs` check the same agreement on
+//! generated rules and events).
 
 mod common;
 
@@ -11,19 +13,19 @@ use openeg_rules::MatcherBuilder;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 
-/// A file of the data set: in `OPENEG_CITYLOTS_DIR`, else where this project's machines keep it.
-fn data_file(name: &str) -> String {
-    let dir = std::env::var("OPENEG_CITYLOTS_DIR").unwrap_or_else(|_| "/work/shared/data".into());
-    format!("{dir}/{name}")
+/// A file of the data set in `OPENEG_CITYLOTS_DIR`, if that is set.
+fn data_file(name: &str) -> Option<String> {
+    let dir = std::env::var("OPENEG_CITYLOTS_DIR").ok()?;
+    Some(format!("{dir}/{name}"))
 }
 
 fn run(limit: usize) -> Option<Vec<u64>> {
-    run_file(&data_file("citylots-rules.json"), limit)
+    run_file(&data_file("citylots-rules.json")?, limit)
 }
 
 fn run_file(rules_path: &str, limit: usize) -> Option<Vec<u64>> {
     let rules: Value = serde_json::from_str(&std::fs::read_to_string(rules_path).ok()?).ok()?;
-    let file = std::fs::File::open(data_file("citylots-synth.jlines.gz")).ok()?;
+    let file = std::fs::File::open(data_file("citylots-synth.jlines.gz")?).ok()?;
     let filters: Vec<Value> = rules["rules"]
         .as_array()?
         .iter()
@@ -58,8 +60,9 @@ fn run_file(rules_path: &str, limit: usize) -> Option<Vec<u64>> {
 
 #[test]
 fn sample_agrees_with_reference() {
-    if let Some(c) = run(20_000) {
-        eprintln!("counts on the first 20000 lines: {c:?}");
+    match run(20_000) {
+        Some(c) => eprintln!("counts on the first 20000 lines: {c:?}"),
+        None => eprintln!("skipped: the CityLots data set is not in OPENEG_CITYLOTS_DIR"),
     }
 }
 
