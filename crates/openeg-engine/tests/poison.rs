@@ -149,6 +149,21 @@ async fn channel_with_webhook(meta: &dyn MetaStore, project: &str, url: &str) ->
     channel_id
 }
 
+/// An engine on `store` with a router for every topic already in `log`.
+async fn start(store: &Arc<PgStore>, log: &Arc<SegmentLog>) -> Arc<Engine> {
+    let key = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+    Engine::start(
+        store.clone(),
+        store.clone(),
+        log.clone(),
+        SecretBox::from_key_base64(key).unwrap(),
+        EngineConfig::default(),
+        log.topics(),
+    )
+    .await
+    .unwrap()
+}
+
 fn event(id: &str) -> Vec<u8> {
     serde_json::to_vec(
         &json!({"id": id, "source": "app", "specversion": "1.0", "type": "t",
@@ -167,17 +182,7 @@ async fn a_record_postgres_rejects_does_not_stall_routing() {
             .await
             .unwrap(),
     );
-    let key = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
-    let engine = Engine::start(
-        store.clone(),
-        store.clone(),
-        log.clone(),
-        SecretBox::from_key_base64(key).unwrap(),
-        EngineConfig::default(),
-        Vec::new(),
-    )
-    .await
-    .unwrap();
+    let engine = start(&store, &log).await;
     let (hook, seen) = receiver().await;
     let (pa, pb) = (format!("pa{}", unique()), format!("pb{}", unique()));
     let cha = channel_with_webhook(&*store, &pa, &hook).await;
@@ -258,16 +263,7 @@ async fn a_record_postgres_rejects_does_not_stall_routing() {
     )
     .await
     .unwrap();
-    let engine = Engine::start(
-        store.clone(),
-        store.clone(),
-        log.clone(),
-        SecretBox::from_key_base64(key).unwrap(),
-        EngineConfig::default(),
-        log.topics(),
-    )
-    .await
-    .unwrap();
+    let engine = start(&store, &log).await;
     wait_for(
         &seen,
         &["a-after".to_string(), "replayed\u{0}bad".to_string()],
