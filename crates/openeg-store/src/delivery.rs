@@ -614,6 +614,15 @@ impl<'a> IdMap<'a> {
     }
 
     pub(crate) fn set(&mut self, row: &InsertedKey) {
+        self.set_row(row, true);
+    }
+
+    /// A row that existed before this call (a replay): its id, not created.
+    pub(crate) fn set_existing(&mut self, row: &InsertedKey) {
+        self.set_row(row, false);
+    }
+
+    fn set_row(&mut self, row: &InsertedKey, created: bool) {
         let key = (
             row.1.as_str(),
             row.2.as_str(),
@@ -623,10 +632,7 @@ impl<'a> IdMap<'a> {
         );
         if let Some(ps) = self.positions.get(&key) {
             for &p in ps {
-                self.ids[p] = Some(Routed {
-                    id: row.0,
-                    created: true,
-                });
+                self.ids[p] = Some(Routed { id: row.0, created });
             }
         }
     }
@@ -641,9 +647,25 @@ impl<'a> IdMap<'a> {
         }
     }
 
-    /// The first input position still without an id (a delivery that already existed).
-    pub(crate) fn next_missing(&self) -> Option<usize> {
-        self.ids.iter().position(Option::is_none)
+    /// The input positions still without an id (deliveries that already existed).
+    pub(crate) fn missing_positions(&self) -> Vec<usize> {
+        (0..self.ids.len())
+            .filter(|&i| self.ids[i].is_none())
+            .collect()
+    }
+
+    pub(crate) fn has(&self, pos: usize) -> bool {
+        self.ids.get(pos).is_some_and(Option::is_some)
+    }
+
+    /// Every input delivery still without an id (they already existed), in input order.
+    pub(crate) fn missing(&self) -> Vec<&'a NewDelivery> {
+        self.ids
+            .iter()
+            .zip(self.deliveries)
+            .filter(|(id, _)| id.is_none())
+            .map(|(_, d)| d)
+            .collect()
     }
 
     pub(crate) fn finish(self) -> Result<Vec<Routed>> {

@@ -161,22 +161,36 @@ impl DeliveryStore for PgStore {
                 ids.set(r);
             }
         }
-        // Deliveries that already existed (replay): look their ids up.
-        while let Some(pos) = ids.next_missing() {
-            let d = &deliveries[pos];
-            let id: i64 = sqlx::query_scalar(
-                "SELECT id FROM deliveries WHERE project_id = $1 AND channel_id = $2 \
-                 AND log_offset = $3 AND subscription_id = $4 AND target_id = $5",
+        // Deliveries that already existed (a replay after a crash): their ids in one
+        // statement. A replayed batch is mostly such rows, and one query per row made a
+        // restart's replay crawl on PostgreSQL.
+        let missing = ids.missing();
+        if !missing.is_empty() {
+            let col =
+                |f: fn(&NewDelivery) -> &str| missing.iter().map(|d| f(d)).collect::<Vec<&str>>();
+            let rows: Vec<InsertedKey> = sqlx::query_as(
+                "SELECT d.id, d.project_id, d.channel_id, d.log_offset, d.subscription_id, \
+                 d.target_id FROM deliveries d JOIN UNNEST($1::text[], $2::text[], $3::int8[], \
+                 $4::text[], $5::text[]) AS u(p, c, o, s, t) ON d.project_id = u.p \
+                 AND d.channel_id = u.c AND d.log_offset = u.o AND d.subscription_id = u.s \
+                 AND d.target_id = u.t",
             )
-            .bind(&d.project_id)
-            .bind(&d.channel_id)
-            .bind(offset_to_i64(d.offset)?)
-            .bind(&d.subscription_id)
-            .bind(&d.target_id)
-            .fetch_one(&mut *tx)
+            .bind(col(|d| &d.project_id))
+            .bind(col(|d| &d.channel_id))
+            .bind(
+                missing
+                    .iter()
+                    .map(|d| offset_to_i64(d.offset))
+                    .collect::<Result<Vec<i64>>>()?,
+            )
+            .bind(col(|d| &d.subscription_id))
+            .bind(col(|d| &d.target_id))
+            .fetch_all(&mut *tx)
             .await
             .map_err(|e| backend(op, e))?;
-            ids.set_at(pos, id);
+            for r in &rows {
+                ids.set_existing(r);
+            }
         }
         tx.commit().await.map_err(|e| backend(op, e))?;
         ids.finish()

@@ -212,8 +212,12 @@ impl DeliveryStore for SqliteStore {
                 ids.set(r);
             }
         }
-        // Deliveries that already existed (replay): look their ids up.
-        while let Some(pos) = ids.next_missing() {
+        // Deliveries that already existed (replay): look their ids up (one indexed lookup
+        // each, in process; positions sharing a key are filled by the first).
+        for pos in ids.missing_positions() {
+            if ids.has(pos) {
+                continue;
+            }
             let d = &deliveries[pos];
             let id: i64 = sqlx::query_scalar(
                 "SELECT id FROM deliveries WHERE project_id = ? AND channel_id = ? \
