@@ -823,7 +823,8 @@ impl Matcher {
         self.field_paths.len()
     }
 
-    /// Rule indices matching the raw JSON event, ascending. Malformed JSON matches nothing.
+    /// Rule indices matching the raw JSON event, ascending. Malformed JSON matches nothing
+    /// (except that bytes after the last key any rule names are not checked).
     pub fn matches(&self, event: &[u8]) -> Vec<usize> {
         let mut scratch = Scratch::default();
         let mut out = Vec::new();
@@ -839,7 +840,8 @@ impl Matcher {
     }
 
     /// The allocation-free entry point: clears `out`, then fills it with the matching rule
-    /// indices (ascending). On malformed JSON `out` stays empty and the error is returned.
+    /// indices (ascending). On malformed JSON `out` stays empty and the error is returned
+    /// (bytes after the last key any rule names are not checked).
     pub fn matches_into(
         &self,
         event: &[u8],

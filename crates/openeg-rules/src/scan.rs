@@ -11,10 +11,10 @@
 //! rest is then not syntax-checked; events are validated at ingestion), and numbers far
 //! outside every numeric test of their field are skipped after a cheap estimate instead of
 //! an exact parse. The early stop is found once per event as a *quiet mark*, the offset after
-//! the last quoted trie key and the last backslash: the scan stops there even in the middle of
-//! skipping an unnamed value (a GeoJSON `data` whose last `"type"` key precedes its bulky
-//! coordinates), but never while an array of a named field is open, whose later elements are
-//! candidates although they are not keys. A named key seen twice in one object is reported so
+//! the last quoted trie key and the last backslash: when the skipped value is a member of the
+//! event itself, the scan stops there even in the middle of skipping it (a GeoJSON `data` whose
+//! last `"type"` key precedes its bulky coordinates). It never stops while an array of a named
+//! field is open, whose later elements are candidates although they are not keys. A named key seen twice in one object is reported so
 //! the caller can fall back to last-occurrence-wins parsing.
 
 use crate::filter::Scalar;
@@ -95,12 +95,18 @@ impl PathTrie {
 
     /// The offset into `rest` from which on it holds no backslash and no trie key in quotes,
     /// so cannot produce another hit nor a duplicate named key; `None` when unknown (keys that
-    /// need escaping, or too many occurrences to be worth finding the last).
-    fn quiet_from(&self, rest: &[u8]) -> Option<usize> {
+    /// need escaping, or too many occurrences to be worth finding the last). Unless
+    /// `find_last`, only offset 0 is looked for, and the first occurrence ends the search.
+    fn quiet_from(&self, rest: &[u8], find_last: bool) -> Option<usize> {
         /// Occurrences of one key looked at before giving up: past that, a stop would come
         /// late anyway and the searches would cost more than the skip they save.
         const MAX_HITS: usize = 8;
         let fs = self.finders.as_ref()?;
+        if !find_last {
+            let quiet =
+                memchr::memchr(b'\\', rest).is_none() && fs.iter().all(|f| f.find(rest).is_none());
+            return quiet.then_some(0);
+        }
         let mut quiet = memchr::memrchr(b'\\', rest).map_or(0, |p| p + 1);
         for f in fs {
             // Only occurrences at or after `quiet` can move it; forward searches are the
@@ -577,7 +583,12 @@ impl<S: Sink> Scanner<'_, '_, S> {
                         && self.b.len() - self.i >= STOP_CHECK_MIN
                     {
                         self.stop_checked = true;
-                        if let Some(q) = self.trie.quiet_from(&self.b[self.i..]) {
+                        // The last named key is worth finding when skipping a member of the
+                        // event itself, usually `data`, the bulk of it, whose inner keys do not
+                        // matter. Deeper down, named keys after the skipped value are usually
+                        // siblings the scan enters anyway: the first one found ends the check.
+                        let find_last = node == 0;
+                        if let Some(q) = self.trie.quiet_from(&self.b[self.i..], find_last) {
                             self.quiet = self.i + q;
                         }
                     }
@@ -905,6 +916,41 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A member of the event is skipped only up to the last named key: named keys inside it
+    /// (`"k"` here) do not end the skip early, and a named key after it, or a duplicate, is
+    /// still seen.
+    #[test]
+    fn root_skip_stops_only_after_the_last_named_key() {
+        let t = trie();
+        let big = format!(r#"{{"k": "in", "n": [{}]}}"#, "1, ".repeat(60) + "1");
+        let cases = [
+            (format!(r#"{{"k": "v", "x": {big}}}"#), Ok(false), true),
+            (format!(r#"{{"x": {big}, "k": "v"}}"#), Ok(false), true),
+            (
+                format!(r#"{{"x": {big}, "y": {big}, "k": "v"}}"#),
+                Ok(false),
+                true,
+            ),
+            (
+                format!(r#"{{"k": "u", "x": {big}, "k": "v"}}"#),
+                Ok(true),
+                true,
+            ),
+            (format!(r#"{{"x": {big}}}"#), Ok(false), false),
+        ];
+        for (text, dup, found) in cases {
+            let (r, seen) = run(&t, &text);
+            assert_eq!(r, dup, "{text}");
+            assert_eq!(seen.strs.contains(&(0, b"v".to_vec())), found, "{text}");
+            assert!(!seen.strs.contains(&(0, b"in".to_vec())), "{text}");
+        }
+        // What follows the quiet mark is not checked (events are validated before they are
+        // matched).
+        let (r, seen) = run(&t, &format!(r#"{{"x": {big}, "k": "v", "y": ["#));
+        assert_eq!(r, Ok(false));
+        assert!(seen.strs.contains(&(0, b"v".to_vec())));
     }
 
     #[test]

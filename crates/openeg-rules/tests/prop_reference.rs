@@ -37,11 +37,12 @@ fn scalar() -> impl Strategy<Value = Value> {
 }
 
 /// An object with a member no rule names, large enough (over 128 bytes) that the scanner
-/// considers stopping early when it meets it; a key rules may name before or after it moves
-/// the point where stopping is allowed.
+/// considers stopping early when it meets it; a key rules may name (at this level or another)
+/// before or after it moves the point where stopping is allowed.
 fn padding() -> impl Strategy<Value = Value> {
+    const NAMED: [&str; 7] = ["a", "b", "c", "and", "type", "subject", "data"];
     (
-        prop::option::of((prop::sample::select(&KEYS[..]), scalar())),
+        prop::option::of((prop::sample::select(&NAMED[..]), scalar())),
         any::<bool>(),
     )
         .prop_map(|(named, first)| {
@@ -82,9 +83,14 @@ fn event() -> impl Strategy<Value = Value> {
         prop::option::of(scalar()),
         prop::collection::vec((prop::sample::select(&KEYS[..]), value()), 0..4),
         0u8..10,
+        // A large attribute no rule names, first or last.
+        prop::option::of((any::<bool>(), padding())),
     )
-        .prop_map(|(src, ty, subj, data, shape)| {
+        .prop_map(|(src, ty, subj, data, shape, ext)| {
             let mut e = Map::new();
+            if let Some((true, v)) = &ext {
+                e.insert("ext".into(), v.clone());
+            }
             e.insert("specversion".into(), json!("1.0"));
             e.insert("source".into(), json!(src));
             if let Some(t) = ty {
@@ -103,6 +109,9 @@ fn event() -> impl Strategy<Value = Value> {
                 _ => {
                     e.insert("data".into(), Value::Object(d));
                 }
+            }
+            if let Some((false, v)) = ext {
+                e.insert("ext".into(), v);
             }
             Value::Object(e)
         })
