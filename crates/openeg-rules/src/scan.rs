@@ -14,8 +14,9 @@
 //! the last quoted trie key and the last backslash: when the skipped value is a member of the
 //! event itself, the scan stops there even in the middle of skipping it (a GeoJSON `data` whose
 //! last `"type"` key precedes its bulky coordinates). It never stops while an array of a named
-//! field is open, whose later elements are candidates although they are not keys. A named key seen twice in one object is reported so
-//! the caller can fall back to last-occurrence-wins parsing.
+//! field is open, whose later elements are candidates although they are not keys. A named key
+//! seen twice in one object is reported so the caller can fall back to last-occurrence-wins
+//! parsing.
 
 use crate::filter::Scalar;
 use crate::number::Num;

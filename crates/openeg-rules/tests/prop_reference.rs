@@ -365,7 +365,8 @@ proptest! {
     ) {
         let rules = [
             json!({"source": [{"op": "StringIn", "values": ["s1"]}], "data": {"a": leaves.0}}),
-            json!({"source": [{"op": "StringIn", "values": ["s1"]}], "data": {"a": {"b": leaves.1}}}),
+            json!({"source": [{"op": "StringIn", "values": ["s1"]}],
+                   "data": {"a": {"b": leaves.1}}}),
         ];
         let mut data = Map::new();
         data.insert("a".into(), Value::Array(elems));
@@ -382,6 +383,32 @@ proptest! {
         if b.add_rule(&r, true).is_ok() {
             let m = b.build();
             let _ = m.matches(&bytes);
+        }
+    }
+
+    /// JSON-like garbage behind a member no rule names, long enough for the scanner to skip
+    /// it word by word and to look for a place to stop early.
+    #[test]
+    fn skipped_garbage_never_panics(
+        bytes in prop::collection::vec(
+            prop::sample::select(&b"{}[]\",:\\ a1\"source\"\"a\""[..]),
+            0..400,
+        ),
+        r in rule(),
+    ) {
+        let mut b = MatcherBuilder::new();
+        if b.add_rule(&r, true).is_ok() {
+            let m = b.build();
+            let heads: [&[u8]; 2] = [
+                br#"{"source": "s1", "x": {"#,
+                br#"{"source": "s1", "data": {"a": [1, {"#,
+            ];
+            for head in heads {
+                let mut event = head.to_vec();
+                event.extend_from_slice(&[b' '; 130]);
+                event.extend_from_slice(&bytes);
+                let _ = m.matches(&event);
+            }
         }
     }
 }
