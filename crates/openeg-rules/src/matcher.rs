@@ -823,7 +823,8 @@ impl Matcher {
         self.field_paths.len()
     }
 
-    /// Rule indices matching the raw JSON event, ascending. Malformed JSON matches nothing.
+    /// Rule indices matching the raw JSON event, ascending. Malformed JSON matches nothing
+    /// (except that bytes after the last key any rule names are not checked).
     pub fn matches(&self, event: &[u8]) -> Vec<usize> {
         let mut scratch = Scratch::default();
         let mut out = Vec::new();
@@ -839,7 +840,8 @@ impl Matcher {
     }
 
     /// The allocation-free entry point: clears `out`, then fills it with the matching rule
-    /// indices (ascending). On malformed JSON `out` stays empty and the error is returned.
+    /// indices (ascending). On malformed JSON `out` stays empty and the error is returned
+    /// (bytes after the last key any rule names are not checked).
     pub fn matches_into(
         &self,
         event: &[u8],
@@ -955,5 +957,98 @@ impl Matcher {
         self.filters
             .get(rule)
             .and_then(|f| eval_filter(f, event).err())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn build(rules: &[Value]) -> Matcher {
+        let mut b = MatcherBuilder::new();
+        for r in rules {
+            b.add_rule(r, true).expect("valid rule");
+        }
+        b.build()
+    }
+
+    /// Specs evaluated for the last event: the work `collect` did.
+    fn specs_evaluated(s: &Scratch) -> usize {
+        s.spec_stamp.iter().filter(|&&e| e == s.epoch).count()
+    }
+
+    /// 1,000 rules sharing `source` and differing in `type`: each is anchored at its `type`,
+    /// so an event evaluates the specs of the rules its `type` hits, not all 1,000.
+    #[test]
+    fn shared_first_condition_is_not_a_candidate_list() {
+        let mut rules: Vec<Value> = (0..1000)
+            .map(|k| {
+                json!({"source": [{"op": "StringIn", "values": ["orders-app"]}],
+                       "type": [{"op": "StringIn", "values": [format!("order.v{k}")]}]})
+            })
+            .collect();
+        // Identical to rule 7: both are reported.
+        rules.push(rules[7].clone());
+        let m = build(&rules);
+        let mut s = Scratch::default();
+        let mut out = Vec::new();
+        let cases = [
+            ("orders-app", "order.v7", vec![7, 1000]),
+            ("orders-app", "order.v999", vec![999]),
+            ("orders-app", "order.v1000", vec![]),
+            ("billing-app", "order.v7", vec![]),
+        ];
+        for (source, ty, expect) in cases {
+            let ev = json!({"specversion": "1.0", "id": "1", "source": source, "type": ty,
+                            "data": {"type": "Feature", "n": [1, 2, 3]}});
+            m.matches_into(ev.to_string().as_bytes(), &mut s, &mut out)
+                .expect("well-formed event");
+            assert_eq!(out, expect, "{source} {ty}");
+            assert!(
+                specs_evaluated(&s) <= 2,
+                "{source} {ty}: {}",
+                specs_evaluated(&s)
+            );
+        }
+    }
+
+    /// The anchor is the spec fewest rules share, whatever order the fields are written in.
+    #[test]
+    fn anchors_avoid_specs_shared_by_many_rules() {
+        let rules: Vec<Value> = (0..200)
+            .map(|k| {
+                json!({"source": [{"op": "StringIn", "values": ["s"]}],
+                       "type": [{"op": "StringIn", "values": ["t"]}],
+                       "data": {"id": [{"op": "NumberIn", "values": [k]}]}})
+            })
+            .collect();
+        let m = build(&rules);
+        for g in &m.groups {
+            let field = m.conds[m.specs[g.anchor as usize].conds[0] as usize].field;
+            assert_eq!(m.field_paths[field as usize], ["data", "id"]);
+        }
+        let mut s = Scratch::default();
+        let mut out = Vec::new();
+        let ev = json!({"source": "s", "type": "t", "data": {"id": 42}});
+        m.matches_into(ev.to_string().as_bytes(), &mut s, &mut out)
+            .expect("well-formed event");
+        assert_eq!(out, [42]);
+        assert!(specs_evaluated(&s) <= 3);
+    }
+
+    /// Regression: the scanner stopped early inside an array of a named field (`data.a`, also
+    /// the prefix of `data.a.b`) once no named key followed, losing the later candidate "x".
+    #[test]
+    fn early_stop_keeps_candidates_of_an_open_field_array() {
+        let m = build(&[
+            json!({"source": [{"op": "StringIn", "values": ["s"]}],
+                   "data": {"a": [{"op": "StringIn", "values": ["x"]}]}}),
+            json!({"source": [{"op": "StringIn", "values": ["s"]}],
+                   "data": {"a": {"b": [{"op": "StringIn", "values": ["y"]}]}}}),
+        ]);
+        let big: Vec<u32> = (0..100).collect();
+        let ev = json!({"source": "s", "data": {"a": [{"z": big}, "x"]}});
+        assert_eq!(m.matches(ev.to_string().as_bytes()), [0]);
     }
 }

@@ -10,8 +10,13 @@
 //! event provably holds no named key (no backslash and no quoted trie key in it; the skipped
 //! rest is then not syntax-checked; events are validated at ingestion), and numbers far
 //! outside every numeric test of their field are skipped after a cheap estimate instead of
-//! an exact parse. A named key seen twice in one object is reported so the caller can fall
-//! back to last-occurrence-wins parsing.
+//! an exact parse. The early stop is found once per event as a *quiet mark*, the offset after
+//! the last quoted trie key and the last backslash: when the skipped value is a member of the
+//! event itself, the scan stops there even in the middle of skipping it (a GeoJSON `data` whose
+//! last `"type"` key precedes its bulky coordinates). It never stops while an array of a named
+//! field is open, whose later elements are candidates although they are not keys. A named key
+//! seen twice in one object is reported so the caller can fall back to last-occurrence-wins
+//! parsing.
 
 use crate::filter::Scalar;
 use crate::number::Num;
@@ -90,15 +95,36 @@ impl PathTrie {
         });
     }
 
-    /// True when `rest` cannot produce another hit nor a duplicate named key: it holds no
-    /// backslash and no trie key in quotes. Scanning may then stop (the rest is not checked).
-    fn quiet_after(&self, rest: &[u8]) -> bool {
-        match &self.finders {
-            None => false,
-            Some(fs) => {
-                memchr::memchr(b'\\', rest).is_none() && fs.iter().all(|f| f.find(rest).is_none())
+    /// The offset into `rest` from which on it holds no backslash and no trie key in quotes,
+    /// so cannot produce another hit nor a duplicate named key; `None` when unknown (keys that
+    /// need escaping, or too many occurrences to be worth finding the last). Unless
+    /// `find_last`, only offset 0 is looked for, and the first occurrence ends the search.
+    fn quiet_from(&self, rest: &[u8], find_last: bool) -> Option<usize> {
+        /// Occurrences of one key looked at before giving up: past that, a stop would come
+        /// late anyway and the searches would cost more than the skip they save.
+        const MAX_HITS: usize = 8;
+        let fs = self.finders.as_ref()?;
+        if !find_last {
+            let quiet =
+                memchr::memchr(b'\\', rest).is_none() && fs.iter().all(|f| f.find(rest).is_none());
+            return quiet.then_some(0);
+        }
+        let mut quiet = memchr::memrchr(b'\\', rest).map_or(0, |p| p + 1);
+        for f in fs {
+            // Only occurrences at or after `quiet` can move it; forward searches are the
+            // vectorised ones.
+            let mut from = quiet;
+            let mut hits = 0;
+            while let Some(k) = rest.get(from..).and_then(|r| f.find(r)) {
+                hits += 1;
+                if hits > MAX_HITS {
+                    return None;
+                }
+                from += k + 1;
+                quiet = from;
             }
         }
+        Some(quiet)
     }
 
     /// Inserts a path and returns its leaf node index.
@@ -170,6 +196,8 @@ pub fn scan<S: Sink>(trie: &PathTrie, input: &[u8], sink: &mut S, buf: &mut Vec<
         buf,
         dup: false,
         stop_checked: false,
+        quiet: usize::MAX,
+        field_arrays: 0,
         stop: false,
     };
     s.ws();
@@ -198,7 +226,31 @@ struct Scanner<'a, 'b, S> {
     dup: bool,
     /// Early stop: checked once per event, when a large unnamed value is about to be skipped.
     stop_checked: bool,
+    /// The quiet mark (absolute; `usize::MAX` until found, or when there is none).
+    quiet: usize,
+    /// Open arrays whose scalars are candidates of a field: no early stop inside them.
+    field_arrays: u32,
     stop: bool,
+}
+
+/// SWAR helpers: `LO`/`HI` are the low and high bit of every byte of a word.
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// Flags (high bit) the zero bytes of `v`. The lowest flag is exact; a borrow may also flag
+/// bytes above a zero byte, so of several masks OR-ed together the lowest flag is still exact.
+#[inline]
+fn zero_bytes(v: u64) -> u64 {
+    v.wrapping_sub(LO) & !v & HI
+}
+
+/// Flags (high bit) exactly the bytes of `v` equal to the byte repeated in `pattern`.
+#[inline]
+fn eq_bytes(v: u64, pattern: u64) -> u64 {
+    let x = v ^ pattern;
+    // A byte's high bit survives iff the byte is zero: adding 0x7F sets it for any nonzero
+    // low seven bits (no carry leaves the byte), OR-ing `x` for a set high bit.
+    !(((x & !HI).wrapping_add(!HI)) | x) & HI
 }
 
 /// Bytes worth an early-stop check before skipping.
@@ -241,20 +293,29 @@ impl<S: Sink> Scanner<'_, '_, S> {
         let start = self.i + 1;
         let mut j = start;
         let mut esc = false;
-        // Most keys and values are short: a plain loop beats a memchr call for them.
-        let fast_end = (start + 24).min(self.b.len());
+        // Most keys and values are short: eight bytes at a time beats a memchr call on them,
+        // and a byte loop on anything but the shortest. Long strings go on to memchr.
+        let fast_end = start + 32;
         while j < fast_end {
-            match self.b[j] {
-                b'"' => {
-                    self.i = j + 1;
-                    return Ok((start, j, esc));
-                }
-                b'\\' => {
-                    esc = true;
-                    j += 2;
-                }
-                _ => j += 1,
+            let Some(chunk) = self.b.get(j..j + 8) else {
+                break;
+            };
+            let mut w = [0u8; 8];
+            w.copy_from_slice(chunk);
+            let v = u64::from_le_bytes(w);
+            let m = zero_bytes(v ^ (0x22 * LO)) | zero_bytes(v ^ (0x5C * LO));
+            if m == 0 {
+                j += 8;
+                continue;
             }
+            j += (m.trailing_zeros() / 8) as usize;
+            if self.b.get(j) == Some(&b'"') {
+                self.i = j + 1;
+                return Ok((start, j, esc));
+            }
+            // A backslash: the escaped byte cannot end the string.
+            esc = true;
+            j += 2;
         }
         loop {
             let rest = self.b.get(j..).ok_or(self.err())?;
@@ -370,58 +431,110 @@ impl<S: Sink> Scanner<'_, '_, S> {
         }
     }
 
-    /// Skips a whole object or array by bracket counting (strings skipped as units). Eight
-    /// bytes at a time: `c | 0x20` maps `[`/`{` to 0x7B and `]`/`}` to 0x7D, so three
-    /// zero-byte tests find every structural byte (and a few harmless false positives).
+    /// Skips a whole object or array by bracket counting outside strings, eight bytes at a
+    /// time: per word, exact flags for quotes and brackets (`c | 0x20` maps `[`/`{` to 0x7B
+    /// and `]`/`}` to 0x7D), the in-string state of every byte as the running XOR of the quote
+    /// flags, then only the brackets outside strings are counted. Dense short strings cost no
+    /// more than any other bytes. Words holding a backslash, and the last bytes, go one byte at
+    /// a time. Stops at the quiet mark when allowed (see [`Self::stop_mark`]).
     fn skip_container(&mut self) -> R<()> {
-        const LO: u64 = 0x0101_0101_0101_0101;
-        const HI: u64 = 0x8080_8080_8080_8080;
-        #[inline]
-        fn zero_bytes(v: u64) -> u64 {
-            v.wrapping_sub(LO) & !v & HI
-        }
+        let stop_at = self.stop_mark();
         let mut depth = 0u32;
+        let mut in_str = false;
+        let mut i = self.i;
         loop {
-            // Fast-forward to the next possibly structural byte.
-            while let Some(chunk) = self.b.get(self.i..self.i + 8) {
+            if i >= stop_at {
+                self.i = i;
+                self.stop = true;
+                return Ok(());
+            }
+            if let Some(chunk) = self.b.get(i..i + 8) {
                 let mut w = [0u8; 8];
                 w.copy_from_slice(chunk);
-                let v = u64::from_le_bytes(w) | 0x2020_2020_2020_2020;
-                let m = zero_bytes(v ^ (0x22 * LO))
-                    | zero_bytes(v ^ (0x7B * LO))
-                    | zero_bytes(v ^ (0x7D * LO));
-                if m == 0 {
-                    self.i += 8;
-                } else {
-                    // The lowest flagged byte is exact (borrows only flag higher bytes).
-                    self.i += (m.trailing_zeros() / 8) as usize;
-                    break;
-                }
-            }
-            let Some(&c) = self.b.get(self.i) else {
-                return Err(self.err());
-            };
-            match c {
-                b'"' => {
-                    self.string_raw()?;
+                let v = u64::from_le_bytes(w);
+                if eq_bytes(v, 0x5C * LO) == 0 {
+                    let quotes = eq_bytes(v, 0x22 * LO);
+                    let folded = v | (0x20 * LO);
+                    let open = eq_bytes(folded, 0x7B * LO);
+                    let close = eq_bytes(folded, 0x7D * LO);
+                    // Flag of byte k: odd number of quotes in bytes 0..=k.
+                    let mut inside = quotes;
+                    inside ^= inside << 8;
+                    inside ^= inside << 16;
+                    inside ^= inside << 32;
+                    if in_str {
+                        inside ^= HI;
+                    }
+                    in_str = inside >> 63 != 0;
+                    let mut brackets = (open | close) & !inside;
+                    while brackets != 0 {
+                        let k = i + (brackets.trailing_zeros() / 8) as usize;
+                        let bit = brackets & brackets.wrapping_neg();
+                        if open & bit != 0 {
+                            depth += 1;
+                            if depth > MAX_DEPTH {
+                                self.i = k;
+                                return Err(self.err());
+                            }
+                        } else {
+                            depth = depth.checked_sub(1).ok_or(ScanError { offset: k })?;
+                            if depth == 0 {
+                                self.i = k + 1;
+                                return Ok(());
+                            }
+                        }
+                        brackets &= brackets - 1;
+                    }
+                    i += 8;
                     continue;
                 }
-                b'{' | b'[' => {
-                    depth += 1;
-                    if depth > MAX_DEPTH {
-                        return Err(self.err());
-                    }
-                }
-                b'}' | b']' => {
-                    depth = depth.checked_sub(1).ok_or(self.err())?;
-                    if depth == 0 {
-                        self.i += 1;
-                        return Ok(());
-                    }
-                }
-                _ => {}
             }
-            self.i += 1;
+            let end = (i + 8).min(self.b.len());
+            if i >= end {
+                self.i = self.b.len();
+                return Err(self.err());
+            }
+            while i < end {
+                let c = self.b[i];
+                if in_str {
+                    match c {
+                        // The escaped byte (possibly in the next word) cannot end the string.
+                        b'\\' => i += 1,
+                        b'"' => in_str = false,
+                        _ => {}
+                    }
+                } else {
+                    match c {
+                        b'"' => in_str = true,
+                        b'{' | b'[' => {
+                            depth += 1;
+                            if depth > MAX_DEPTH {
+                                self.i = i;
+                                return Err(self.err());
+                            }
+                        }
+                        b'}' | b']' => {
+                            depth = depth.checked_sub(1).ok_or(ScanError { offset: i })?;
+                            if depth == 0 {
+                                self.i = i + 1;
+                                return Ok(());
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                i += 1;
+            }
+        }
+    }
+
+    /// Where the scan may stop: the quiet mark, unless a field's array is open.
+    #[inline]
+    fn stop_mark(&self) -> usize {
+        if self.field_arrays == 0 {
+            self.quiet
+        } else {
+            usize::MAX
         }
     }
 
@@ -472,11 +585,18 @@ impl<S: Sink> Scanner<'_, '_, S> {
                         && self.b.len() - self.i >= STOP_CHECK_MIN
                     {
                         self.stop_checked = true;
-                        if self.trie.quiet_after(&self.b[self.i..]) {
-                            self.stop = true;
+                        // The last named key is worth finding when skipping a member of the
+                        // event itself, usually `data`, the bulk of it, whose inner keys do not
+                        // matter. Deeper down, named keys after the skipped value are usually
+                        // siblings the scan enters anyway: the first one found ends the check.
+                        let find_last = node == 0;
+                        if let Some(q) = self.trie.quiet_from(&self.b[self.i..], find_last) {
+                            self.quiet = self.i + q;
                         }
                     }
-                    if !self.stop {
+                    if self.i >= self.stop_mark() {
+                        self.stop = true;
+                    } else {
                         self.skip_value()?
                     }
                 }
@@ -516,6 +636,11 @@ impl<S: Sink> Scanner<'_, '_, S> {
             b'[' => {
                 if n.objects_only || (field == NO_FIELD && n.keys.is_empty()) {
                     self.skip_container()
+                } else if field != NO_FIELD {
+                    self.field_arrays += 1;
+                    let r = self.array(node, depth + 1);
+                    self.field_arrays -= 1;
+                    r
                 } else {
                     self.array(node, depth + 1)
                 }
@@ -715,7 +840,144 @@ fn hex4(h: &[u8]) -> Option<u32> {
 
 #[cfg(test)]
 mod tests {
-    use super::approx_number;
+    use super::*;
+
+    /// Records what the scanner reports.
+    #[derive(Default)]
+    struct Seen {
+        hits: Vec<(u32, bool)>,
+        strs: Vec<(u32, Vec<u8>)>,
+    }
+
+    impl Sink for Seen {
+        fn hit(&mut self, field: u32, nonnull: bool) {
+            self.hits.push((field, nonnull));
+        }
+        fn scalar(&mut self, field: u32, value: Scalar<'_>) {
+            if let Scalar::Str(s) = value {
+                self.strs.push((field, s.to_vec()));
+            }
+        }
+    }
+
+    /// A trie naming `k` and `data.k` (fields 0 and 1), as a compiled matcher would.
+    fn trie() -> PathTrie {
+        let mut t = PathTrie::default();
+        for (f, path) in [vec!["k"], vec!["data", "k"]].into_iter().enumerate() {
+            let path: Vec<String> = path.into_iter().map(String::from).collect();
+            let n = t.insert(&path);
+            t.nodes[n].field = f as u32;
+            t.nodes[n].wants = WANT_STR;
+        }
+        t.finish();
+        t
+    }
+
+    fn run(t: &PathTrie, text: &str) -> (R<bool>, Seen) {
+        let mut seen = Seen::default();
+        let r = scan(t, text.as_bytes(), &mut seen, &mut Vec::new());
+        (r, seen)
+    }
+
+    /// Skipped values holding strings with brackets, quotes and backslashes, at every offset
+    /// within an eight-byte word: the member after them is still found, with its value.
+    #[test]
+    fn skip_honours_strings_at_every_alignment() {
+        let tricky = [
+            r#"]"#,
+            r#"}}]]"#,
+            r#"{["#,
+            r#"\""#,
+            r#"\\"#,
+            r#"\\\"]"#,
+            r#"a\"}b"#,
+            r#"\u005d\u0022"#,
+            r#"é]"#,
+        ];
+        let t = trie();
+        for s in tricky {
+            for pad in 0..17 {
+                let pad = " ".repeat(pad);
+                let skipped = format!(
+                    r#"{{"a": "{pad}{s}", "b": [1, {{"c": "{s}"}}, [[]], {{}}], "d": "{s}{pad}"}}"#
+                );
+                for text in [
+                    format!(r#"{{"x": {skipped}, "k": "v"}}"#),
+                    format!(r#"{{"data": {{"x": [{skipped}, "{s}"], "k": "w"}}, "k": "v"}}"#),
+                ] {
+                    assert!(
+                        serde_json::from_str::<serde_json::Value>(&text).is_ok(),
+                        "test input {text}"
+                    );
+                    let (r, seen) = run(&t, &text);
+                    assert_eq!(r, Ok(false), "{text}");
+                    assert!(seen.strs.contains(&(0, b"v".to_vec())), "{text}");
+                    if text.contains("\"w\"") {
+                        assert!(seen.strs.contains(&(1, b"w".to_vec())), "{text}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// A member of the event is skipped only up to the last named key: named keys inside it
+    /// (`"k"` here) do not end the skip early, and a named key after it, or a duplicate, is
+    /// still seen.
+    #[test]
+    fn root_skip_stops_only_after_the_last_named_key() {
+        let t = trie();
+        let big = format!(r#"{{"k": "in", "n": [{}]}}"#, "1, ".repeat(60) + "1");
+        let cases = [
+            (format!(r#"{{"k": "v", "x": {big}}}"#), Ok(false), true),
+            (format!(r#"{{"x": {big}, "k": "v"}}"#), Ok(false), true),
+            (
+                format!(r#"{{"x": {big}, "y": {big}, "k": "v"}}"#),
+                Ok(false),
+                true,
+            ),
+            (
+                format!(r#"{{"k": "u", "x": {big}, "k": "v"}}"#),
+                Ok(true),
+                true,
+            ),
+            (format!(r#"{{"x": {big}}}"#), Ok(false), false),
+        ];
+        for (text, dup, found) in cases {
+            let (r, seen) = run(&t, &text);
+            assert_eq!(r, dup, "{text}");
+            assert_eq!(seen.strs.contains(&(0, b"v".to_vec())), found, "{text}");
+            assert!(!seen.strs.contains(&(0, b"in".to_vec())), "{text}");
+        }
+        // What follows the quiet mark is not checked (events are validated before they are
+        // matched).
+        let (r, seen) = run(&t, &format!(r#"{{"x": {big}, "k": "v", "y": ["#));
+        assert_eq!(r, Ok(false));
+        assert!(seen.strs.contains(&(0, b"v".to_vec())));
+    }
+
+    #[test]
+    fn skip_rejects_malformed_values() {
+        let t = trie();
+        let deep = format!(
+            r#"{{"x": {}{}, "k": "v"}}"#,
+            "[".repeat(300),
+            "]".repeat(300)
+        );
+        let long = "y".repeat(40);
+        for text in [
+            r#"{"x": {"a": "unterminated}, "k": "v"}"#.to_string(),
+            r#"{"x": {"a": [1, 2}"#.to_string(),
+            r#"{"x": ["#.to_string(),
+            r#"{"x": ["\"#.to_string(),
+            format!(r#"{{"x": ["{long}"#),
+            format!(r#"{{"x": ["{long}\"#),
+            deep,
+        ] {
+            let (r, seen) = run(&t, &text);
+            assert!(r.is_err(), "{text}");
+            assert!(seen.strs.is_empty(), "{text}");
+        }
+    }
 
     #[test]
     fn approx_is_close() {

@@ -9,7 +9,10 @@ use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
 const KEYS: [&str; 4] = ["a", "b", "c", "and"];
-const STRS: [&str; 8] = ["", "a", "ab", "ba", "abc", "x\"y", "é", "b"];
+/// Includes strings with brackets, quotes and backslashes, which skipped values must honour.
+const STRS: [&str; 11] = [
+    "", "a", "ab", "ba", "abc", "x\"y", "é", "b", "a{b", "]\\", "\\\"}",
+];
 
 fn num_value() -> impl Strategy<Value = Value> {
     prop_oneof![
@@ -33,8 +36,37 @@ fn scalar() -> impl Strategy<Value = Value> {
     ]
 }
 
+/// An object with a member no rule names, large enough (over 128 bytes) that the scanner
+/// considers stopping early when it meets it; a key rules may name (at this level or another)
+/// before or after it moves the point where stopping is allowed.
+fn padding() -> impl Strategy<Value = Value> {
+    const NAMED: [&str; 7] = ["a", "b", "c", "and", "type", "subject", "data"];
+    (
+        prop::option::of((prop::sample::select(&NAMED[..]), scalar())),
+        any::<bool>(),
+    )
+        .prop_map(|(named, first)| {
+            let mut m = Map::new();
+            let pad = json!((0..60).collect::<Vec<u32>>());
+            match named {
+                Some((k, v)) if first => {
+                    m.insert(k.to_string(), v);
+                    m.insert("p".into(), pad);
+                }
+                Some((k, v)) => {
+                    m.insert("p".into(), pad);
+                    m.insert(k.to_string(), v);
+                }
+                None => {
+                    m.insert("p".into(), pad);
+                }
+            }
+            Value::Object(m)
+        })
+}
+
 fn value() -> impl Strategy<Value = Value> {
-    scalar().prop_recursive(4, 24, 4, |inner| {
+    prop_oneof![4 => scalar(), 1 => padding()].prop_recursive(4, 24, 4, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
             prop::collection::vec((prop::sample::select(&KEYS[..]), inner), 0..4).prop_map(|kv| {
@@ -51,9 +83,14 @@ fn event() -> impl Strategy<Value = Value> {
         prop::option::of(scalar()),
         prop::collection::vec((prop::sample::select(&KEYS[..]), value()), 0..4),
         0u8..10,
+        // A large attribute no rule names, first or last.
+        prop::option::of((any::<bool>(), padding())),
     )
-        .prop_map(|(src, ty, subj, data, shape)| {
+        .prop_map(|(src, ty, subj, data, shape, ext)| {
             let mut e = Map::new();
+            if let Some((true, v)) = &ext {
+                e.insert("ext".into(), v.clone());
+            }
             e.insert("specversion".into(), json!("1.0"));
             e.insert("source".into(), json!(src));
             if let Some(t) = ty {
@@ -72,6 +109,9 @@ fn event() -> impl Strategy<Value = Value> {
                 _ => {
                     e.insert("data".into(), Value::Object(d));
                 }
+            }
+            if let Some((false, v)) = ext {
+                e.insert("ext".into(), v);
             }
             Value::Object(e)
         })
@@ -195,6 +235,98 @@ fn insert_path(map: &mut Map<String, Value>, path: &[&str], leaf: Value) {
     }
 }
 
+/// A rule's own part, laid over a shared prefix rule: a `type`/`subject` leaf replaces the
+/// prefix's, data leaves are added beside its own.
+type Tail = (
+    Option<Value>,
+    Option<Value>,
+    Vec<(Vec<&'static str>, Value)>,
+);
+
+fn tail() -> impl Strategy<Value = Tail> {
+    (
+        prop::option::of(leaf()),
+        prop::option::of(leaf()),
+        prop::collection::vec(
+            (
+                prop::collection::vec(prop::sample::select(&KEYS[..]), 1..4),
+                leaf(),
+            ),
+            0..3,
+        ),
+    )
+}
+
+/// Many rules built from a few shared prefixes (same `source`, often the same `type`,
+/// `subject` or data conditions) that differ in their tails, so compiled conditions, specs and
+/// anchors are shared by many rules at once.
+fn shared_prefix_rules() -> impl Strategy<Value = Vec<Value>> {
+    (
+        prop::collection::vec(rule(), 1..4),
+        prop::collection::vec((0usize..4, tail()), 8..48),
+    )
+        .prop_map(|(prefixes, tails)| {
+            tails
+                .into_iter()
+                .map(|(p, (ty, subj, fields))| {
+                    let mut r = prefixes[p % prefixes.len()].clone();
+                    if let Some(t) = ty {
+                        r["type"] = t;
+                    }
+                    if let Some(s) = subj {
+                        r["subject"] = s;
+                    }
+                    let mut data = r
+                        .get("data")
+                        .and_then(Value::as_object)
+                        .cloned()
+                        .unwrap_or_default();
+                    for (path, l) in fields {
+                        insert_path(&mut data, &path, l);
+                    }
+                    if !data.is_empty() {
+                        r["data"] = Value::Object(data);
+                    }
+                    r
+                })
+                .collect()
+        })
+}
+
+/// Compiles the valid ones of `rules` and checks every event against the reference, on
+/// compact and pretty bytes.
+fn check_against_reference(rules: &[Value], events: &[Value]) -> Result<(), TestCaseError> {
+    let mut b = MatcherBuilder::new();
+    let mut kept = Vec::new();
+    for r in rules {
+        // Generated rules may break V7 and the like; skip those.
+        if let Ok(f) = parse_filter(r, true) {
+            b.add_filter(f.clone());
+            kept.push((r.clone(), f));
+        }
+    }
+    let m = b.build();
+    for ev in events {
+        let expect: Vec<usize> = kept
+            .iter()
+            .enumerate()
+            .filter(|(_, (r, _))| common::reference::matches(r, ev))
+            .map(|(i, _)| i)
+            .collect();
+        let compact = serde_json::to_vec(ev).unwrap();
+        if std::env::var("PROP_STATS").is_ok() {
+            eprintln!("STAT rules={} matched={}", kept.len(), expect.len());
+        }
+        prop_assert_eq!(&m.matches(&compact), &expect, "compact {}", ev);
+        let pretty = serde_json::to_vec_pretty(ev).unwrap();
+        prop_assert_eq!(&m.matches(&pretty), &expect, "pretty {}", ev);
+        for (i, (_, f)) in kept.iter().enumerate() {
+            prop_assert_eq!(eval_filter(f, ev).is_ok(), expect.contains(&i));
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
@@ -203,34 +335,46 @@ proptest! {
         rules in prop::collection::vec(rule(), 1..8),
         events in prop::collection::vec(event(), 1..10),
     ) {
-        let mut b = MatcherBuilder::new();
-        let mut kept = Vec::new();
-        for r in &rules {
-            // Generated rules may break V7 and the like; skip those.
-            if let Ok(f) = parse_filter(r, true) {
-                b.add_filter(f.clone());
-                kept.push((r.clone(), f));
-            }
+        check_against_reference(&rules, &events)?;
+    }
+
+    #[test]
+    fn shared_prefixes_match_reference(
+        rules in shared_prefix_rules(),
+        events in prop::collection::vec(event(), 1..10),
+    ) {
+        check_against_reference(&rules, &events)?;
+    }
+
+    /// A field that is also a path prefix (`data.a` and `data.a.b`) holding arrays that mix
+    /// scalars, objects with `b`, and large unnamed members after which the scanner may stop
+    /// early: later candidates of `data.a` must still count.
+    #[test]
+    fn early_stop_keeps_later_candidates(
+        leaves in (leaf(), leaf()),
+        elems in prop::collection::vec(
+            prop_oneof![
+                3 => scalar(),
+                2 => padding(),
+                1 => scalar().prop_map(|v| json!({"b": v})),
+                1 => prop::collection::vec(scalar(), 0..3).prop_map(Value::Array),
+            ],
+            0..6,
+        ),
+        after in prop::option::of(scalar()),
+    ) {
+        let rules = [
+            json!({"source": [{"op": "StringIn", "values": ["s1"]}], "data": {"a": leaves.0}}),
+            json!({"source": [{"op": "StringIn", "values": ["s1"]}],
+                   "data": {"a": {"b": leaves.1}}}),
+        ];
+        let mut data = Map::new();
+        data.insert("a".into(), Value::Array(elems));
+        if let Some(v) = after {
+            data.insert("c".into(), v);
         }
-        let m = b.build();
-        for ev in &events {
-            let expect: Vec<usize> = kept
-                .iter()
-                .enumerate()
-                .filter(|(_, (r, _))| common::reference::matches(r, ev))
-                .map(|(i, _)| i)
-                .collect();
-            let compact = serde_json::to_vec(ev).unwrap();
-            if std::env::var("PROP_STATS").is_ok() {
-                eprintln!("STAT rules={} matched={}", kept.len(), expect.len());
-            }
-            prop_assert_eq!(&m.matches(&compact), &expect, "compact {}", ev);
-            let pretty = serde_json::to_vec_pretty(ev).unwrap();
-            prop_assert_eq!(&m.matches(&pretty), &expect, "pretty {}", ev);
-            for (i, (_, f)) in kept.iter().enumerate() {
-                prop_assert_eq!(eval_filter(f, ev).is_ok(), expect.contains(&i));
-            }
-        }
+        let ev = json!({"specversion": "1.0", "source": "s1", "data": data});
+        check_against_reference(&rules, &[ev])?;
     }
 
     #[test]
@@ -239,6 +383,32 @@ proptest! {
         if b.add_rule(&r, true).is_ok() {
             let m = b.build();
             let _ = m.matches(&bytes);
+        }
+    }
+
+    /// JSON-like garbage behind a member no rule names, long enough for the scanner to skip
+    /// it word by word and to look for a place to stop early.
+    #[test]
+    fn skipped_garbage_never_panics(
+        bytes in prop::collection::vec(
+            prop::sample::select(&b"{}[]\",:\\ a1\"source\"\"a\""[..]),
+            0..400,
+        ),
+        r in rule(),
+    ) {
+        let mut b = MatcherBuilder::new();
+        if b.add_rule(&r, true).is_ok() {
+            let m = b.build();
+            let heads: [&[u8]; 2] = [
+                br#"{"source": "s1", "x": {"#,
+                br#"{"source": "s1", "data": {"a": [1, {"#,
+            ];
+            for head in heads {
+                let mut event = head.to_vec();
+                event.extend_from_slice(&[b' '; 130]);
+                event.extend_from_slice(&bytes);
+                let _ = m.matches(&event);
+            }
         }
     }
 }
