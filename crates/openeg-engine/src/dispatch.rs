@@ -66,13 +66,25 @@ pub enum Stored {
 }
 
 /// Log offsets of a router's events whose unrecorded attempts are still running. The router
-/// commits no offset above the lowest of them.
+/// commits no offset above the lowest of them, nor above its replay's progress.
 #[derive(Default)]
-pub struct Inflight(Mutex<BTreeMap<u64, usize>>);
+pub struct Inflight {
+    running: Mutex<BTreeMap<u64, usize>>,
+    /// The next offset the replay of events logged before the start has not finished.
+    pub(crate) replayed: Option<Arc<std::sync::atomic::AtomicU64>>,
+}
 
 impl Inflight {
+    /// In-flight offsets of a router whose replay has reached `replayed` so far.
+    pub(crate) fn with_replay(replayed: Arc<std::sync::atomic::AtomicU64>) -> Self {
+        Inflight {
+            running: Mutex::default(),
+            replayed: Some(replayed),
+        }
+    }
+
     pub fn ticket(self: &Arc<Self>, offset: u64) -> Ticket {
-        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = self.running.lock().unwrap_or_else(|p| p.into_inner());
         *m.entry(offset).or_insert(0) += 1;
         Ticket {
             inflight: self.clone(),
@@ -80,10 +92,14 @@ impl Inflight {
         }
     }
 
-    /// The lowest offset still in flight, or `next` when none is.
+    /// The lowest offset still in flight or not yet replayed, or `next` when none is.
     pub fn low_water(&self, next: u64) -> u64 {
-        let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        m.keys().next().map_or(next, |&o| o.min(next))
+        let replayed = self
+            .replayed
+            .as_ref()
+            .map_or(next, |r| r.load(std::sync::atomic::Ordering::Acquire));
+        let m = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        m.keys().next().map_or(next, |&o| o.min(next)).min(replayed)
     }
 }
 
@@ -95,7 +111,11 @@ pub struct Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        let mut m = self.inflight.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = self
+            .inflight
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if let Some(n) = m.get_mut(&self.offset) {
             *n -= 1;
             if *n == 0 {
@@ -699,9 +719,27 @@ mod tests {
         drop(c);
         assert_eq!(f.low_water(10), 10);
         assert!(
-            f.0.lock().unwrap().is_empty(),
+            f.running.lock().unwrap().is_empty(),
             "released offsets leave no entry"
         );
+    }
+
+    #[test]
+    fn commits_stay_below_the_replay() {
+        let replayed = Arc::new(std::sync::atomic::AtomicU64::new(4));
+        let f = Arc::new(Inflight::with_replay(replayed.clone()));
+        assert_eq!(
+            f.low_water(100),
+            4,
+            "the replay has done offsets below 4 only"
+        );
+        let t = f.ticket(2);
+        assert_eq!(f.low_water(100), 2);
+        drop(t);
+        replayed.store(100, std::sync::atomic::Ordering::Release);
+        assert_eq!(f.low_water(100), 100);
+        let _t = f.ticket(120);
+        assert_eq!(f.low_water(130), 100, "never above the replay's end either");
     }
 
     #[test]

@@ -17,6 +17,7 @@ use openeg_store::delivery::{NewDelivery, TraceRow};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -65,7 +66,7 @@ pub(crate) async fn run(engine: Arc<Engine>, topic: String) {
             return;
         }
     };
-    let mut next = match engine.log.committed(ROUTER_GROUP, &topic, 0).await {
+    let next = match engine.log.committed(ROUTER_GROUP, &topic, 0).await {
         Ok(Some(o)) => o,
         Ok(None) => engine.log.start_offset(&topic, 0).await.unwrap_or(0),
         Err(e) => {
@@ -78,21 +79,40 @@ pub(crate) async fn run(engine: Arc<Engine>, topic: String) {
     // once per COMMIT_INTERVAL, not after every batch.
     let mut committed = next;
     let mut last_commit = Instant::now();
-    // Events below this were in the log before this router started: replay path.
-    let replay_until = *end.borrow();
-    let inflight = Arc::new(Inflight::default());
-    tracing::debug!(%topic, from = next, replay_until, "router started");
+    // Events below this were in the log before this router started (possibly routed before a
+    // crash): a replay task takes them record-first, beside this loop, so that a backlog does
+    // not hold back events published after the start. Commits stay below its progress.
+    let replay_until = (*end.borrow()).max(next);
+    let replayed = Arc::new(AtomicU64::new(next));
+    if next < replay_until {
+        tokio::spawn(replay(
+            engine.clone(),
+            topic.clone(),
+            project.clone(),
+            channel.clone(),
+            next,
+            replay_until,
+            replayed.clone(),
+        ));
+    }
+    let mut next = replay_until;
+    let inflight = Arc::new(Inflight::with_replay(replayed));
+    tracing::debug!(%topic, from = committed, replay_until, "router started");
     loop {
         if *shutdown.borrow() {
             finish(&engine, &topic, &inflight, &mut committed, next).await;
             return;
         }
-        let path = if next < replay_until {
-            Path::Replay
-        } else {
-            Path::Fast(&inflight)
-        };
-        match step(&engine, &topic, &project, &channel, next, path).await {
+        match step(
+            &engine,
+            &topic,
+            &project,
+            &channel,
+            next,
+            Path::Fast(&inflight),
+        )
+        .await
+        {
             Ok(Some(n)) => {
                 next = n;
                 if last_commit.elapsed() >= COMMIT_INTERVAL {
@@ -143,6 +163,56 @@ pub(crate) async fn run(engine: Arc<Engine>, topic: String) {
 }
 
 const COMMIT_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Routes `[from, until)` on the replay path (record first, then attempt only what this call
+/// created), publishing its progress in `replayed`: the router commits nothing above it.
+async fn replay(
+    engine: Arc<Engine>,
+    topic: String,
+    project: String,
+    channel: String,
+    from: u64,
+    until: u64,
+    replayed: Arc<AtomicU64>,
+) {
+    let mut shutdown = engine.shutdown.clone();
+    let started = Instant::now();
+    let mut next = from;
+    while next < until {
+        if *shutdown.borrow() {
+            return;
+        }
+        match step(
+            &engine,
+            &topic,
+            &project,
+            &channel,
+            next,
+            Path::Replay { until },
+        )
+        .await
+        {
+            Ok(Some(n)) => next = n,
+            // Nothing readable below `until` any more: the range is done.
+            Ok(None) => next = until,
+            Err(StepError::OutOfRange { start }) => {
+                let lost = start.min(until).saturating_sub(next);
+                engine.metrics.expired_unrouted.add(lost);
+                tracing::error!(%topic, from = next, to = start, events = lost, "events removed from the log before they were routed");
+                next = start.min(until);
+            }
+            Err(StepError::Other(e)) => {
+                tracing::warn!(%topic, error = %e, "replaying failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {},
+                    _ = shutdown.changed() => return,
+                }
+            }
+        }
+        replayed.store(next, Ordering::Release);
+    }
+    tracing::info!(%topic, events = until - from, seconds = started.elapsed().as_secs_f64(), "replayed the events logged before the start");
+}
 
 /// Cleans the free text of trace rows and deliveries in place (see
 /// [`dispatch::clean_text`]); `true` if anything changed.
@@ -196,7 +266,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 #[derive(Clone, Copy)]
 enum Path<'a> {
     Fast(&'a Arc<Inflight>),
-    Replay,
+    /// Record first, then attempt; offsets from `until` on are left to the fast path.
+    Replay {
+        until: u64,
+    },
 }
 
 enum StepError {
@@ -213,7 +286,7 @@ async fn step(
     from: u64,
     path: Path<'_>,
 ) -> Result<Option<u64>, StepError> {
-    let recs = match engine
+    let mut recs = match engine
         .log
         .read(topic, 0, from, engine.cfg.batch_records, 4 << 20)
         .await
@@ -224,6 +297,9 @@ async fn step(
         }
         Err(e) => return Err(StepError::Other(e.to_string())),
     };
+    if let Path::Replay { until } = path {
+        recs.retain(|r| r.offset < until);
+    }
     let Some(last) = recs.last().map(|r| r.offset) else {
         return Ok(None);
     };
@@ -315,7 +391,7 @@ async fn step(
                         fast.push(job(Stored::Unrecorded(Box::new(d), ticket)));
                     }
                     Path::Fast(_) => deliveries.push(d),
-                    Path::Replay => {
+                    Path::Replay { .. } => {
                         let d_next_at = d.next_at;
                         deliveries.push(d);
                         if dispatch_now {

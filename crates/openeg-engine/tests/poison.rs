@@ -9,145 +9,16 @@
 //! Runs when `OPENEG_TEST_DATABASE_URL` is set (with `OPENEG_REQUIRE_PG=1` a missing URL
 //! fails instead of skipping, as in CI).
 
+mod common;
+
+use common::{channel_with_webhook, drop_pg_schema, event, pg_store, receiver, unique, wait_for};
 use openeg_engine::{Engine, EngineConfig};
 use openeg_log::{EventLog, LogConfig, SegmentLog};
 use openeg_store::delivery::{DeliveryStatus, DeliveryStore};
 use openeg_store::secrets::SecretBox;
 use openeg_store::PgStore;
-use openeg_store::{Kind, MetaStore, Record};
-use serde_json::{json, Value};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn pg_url() -> Option<String> {
-    match std::env::var("OPENEG_TEST_DATABASE_URL") {
-        Ok(u) if !u.trim().is_empty() => Some(u),
-        _ => {
-            assert!(
-                std::env::var("OPENEG_REQUIRE_PG").as_deref() != Ok("1"),
-                "OPENEG_REQUIRE_PG=1 but OPENEG_TEST_DATABASE_URL is not set"
-            );
-            eprintln!("skipped: OPENEG_TEST_DATABASE_URL not set");
-            None
-        }
-    }
-}
-
-fn unique() -> String {
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{:x}{:x}", n, std::process::id())
-}
-
-/// A webhook that answers 200 and counts the event ids it received.
-async fn receiver() -> (String, Arc<Mutex<HashMap<String, u32>>>) {
-    let seen: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", l.local_addr().unwrap());
-    let s = seen.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut c, _)) = l.accept().await else {
-                return;
-            };
-            let s = s.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                loop {
-                    // One request: headers, then Content-Length bytes of body.
-                    let (head_end, len) = loop {
-                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
-                            let len = head
-                                .lines()
-                                .find_map(|l| l.strip_prefix("content-length:"))
-                                .and_then(|v| v.trim().parse::<usize>().ok())
-                                .unwrap_or(0);
-                            break (i + 4, len);
-                        }
-                        let mut chunk = [0u8; 8192];
-                        match c.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    };
-                    while buf.len() < head_end + len {
-                        let mut chunk = [0u8; 8192];
-                        match c.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    let body: Value =
-                        serde_json::from_slice(&buf[head_end..head_end + len]).unwrap_or_default();
-                    if let Some(id) = body.get("id").and_then(Value::as_str) {
-                        *s.lock().unwrap().entry(id.to_string()).or_default() += 1;
-                    }
-                    buf.drain(..head_end + len);
-                    let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
-                    if c.write_all(ok).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (url, seen)
-}
-
-/// A channel with one subscription (source `app`) delivering to `url`; returns the channel id.
-async fn channel_with_webhook(meta: &dyn MetaStore, project: &str, url: &str) -> String {
-    let now = 1_700_000_000_000;
-    let channel_id = format!("ch-{}", unique());
-    let rec = |kind, id: &str, name: &str, parent: Option<&str>, body: Value| Record {
-        project_id: project.into(),
-        kind,
-        id: id.into(),
-        name: name.into(),
-        parent_id: parent.map(str::to_string),
-        created_at: now,
-        updated_at: now,
-        body,
-        refs: Vec::new(),
-    };
-    meta.insert(
-        &rec(
-            Kind::Channel,
-            &channel_id,
-            "orders",
-            None,
-            json!({"id": channel_id, "name": "orders"}),
-        ),
-        &[],
-    )
-    .await
-    .unwrap();
-    let sub = json!({
-        "id": "sub-1", "name": "to-hook", "channel_id": channel_id, "status": "ENABLED",
-        "sources": [{"id": "s1", "name": "app", "provider_type": "CUSTOM",
-                     "filter": {"source": [{"op": "StringIn", "values": ["app"]}]}}],
-        "targets": [{"id": "t1", "name": "WEBHOOK", "provider_type": "CUSTOM",
-                     "retry_times": 3, "detail": {"url": url},
-                     "transform": {"type": "ORIGINAL"}}],
-    });
-    meta.insert(
-        &rec(
-            Kind::Subscription,
-            "sub-1",
-            "to-hook",
-            Some(&channel_id),
-            sub,
-        ),
-        &[],
-    )
-    .await
-    .unwrap();
-    channel_id
-}
 
 /// An engine on `store` with a router for every topic already in `log`.
 async fn start(store: &Arc<PgStore>, log: &Arc<SegmentLog>) -> Arc<Engine> {
@@ -164,18 +35,11 @@ async fn start(store: &Arc<PgStore>, log: &Arc<SegmentLog>) -> Arc<Engine> {
     .unwrap()
 }
 
-fn event(id: &str) -> Vec<u8> {
-    serde_json::to_vec(
-        &json!({"id": id, "source": "app", "specversion": "1.0", "type": "t",
-                               "data": {"k": 1}}),
-    )
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_postgres_rejects_does_not_stall_routing() {
-    let Some(url) = pg_url() else { return };
-    let store = Arc::new(PgStore::connect(&url).await.unwrap());
+    let Some((store, schema)) = pg_store().await else {
+        return;
+    };
     let dir = std::env::temp_dir().join(format!("openeg-poison-{}", unique()));
     let log = Arc::new(
         SegmentLog::open(dir.join("log"), LogConfig::default())
@@ -271,16 +135,5 @@ async fn a_record_postgres_rejects_does_not_stall_routing() {
     .await;
     engine.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-async fn wait_for(seen: &Mutex<HashMap<String, u32>>, ids: &[String]) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ids.iter().all(|id| seen.lock().unwrap().contains_key(id)) {
-        assert!(
-            Instant::now() < deadline,
-            "not delivered: {ids:?}; seen {:?}",
-            seen.lock().unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    drop_pg_schema(&schema).await;
 }

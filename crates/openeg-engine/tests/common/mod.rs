@@ -1,0 +1,203 @@
+//! Helpers of the engine's integration tests: a webhook receiver, stores, a channel with a
+//! webhook subscription, events.
+
+#![allow(dead_code)]
+
+use openeg_store::{Kind, MetaStore, Record};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub fn pg_url() -> Option<String> {
+    match std::env::var("OPENEG_TEST_DATABASE_URL") {
+        Ok(u) if !u.trim().is_empty() => Some(u),
+        _ => {
+            assert!(
+                std::env::var("OPENEG_REQUIRE_PG").as_deref() != Ok("1"),
+                "OPENEG_REQUIRE_PG=1 but OPENEG_TEST_DATABASE_URL is not set"
+            );
+            eprintln!("skipped: OPENEG_TEST_DATABASE_URL not set");
+            None
+        }
+    }
+}
+
+/// A PostgreSQL store in a fresh schema of `OPENEG_TEST_DATABASE_URL` (tests never see each
+/// other's rows, nor rows left by earlier runs: the retry poller and the restart release are
+/// global), or `None` when PostgreSQL is not configured. Drop it with [`drop_pg_schema`].
+pub async fn pg_store() -> Option<(Arc<openeg_store::PgStore>, String)> {
+    use sqlx::Connection;
+    let url = pg_url()?;
+    let schema = format!("openeg_e_{}", unique());
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let scoped = format!("{url}{sep}options=-c%20search_path%3D{schema}");
+    let store = openeg_store::PgStore::connect(&scoped).await.unwrap();
+    Some((Arc::new(store), schema))
+}
+
+pub async fn drop_pg_schema(schema: &str) {
+    use sqlx::Connection;
+    if let Some(url) = pg_url() {
+        if let Ok(mut admin) = sqlx::PgConnection::connect(&url).await {
+            let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                .execute(&mut admin)
+                .await;
+        }
+    }
+}
+
+pub fn unique() -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{:x}{:x}", n, std::process::id())
+}
+
+/// A webhook that answers 200 and counts the event ids it received.
+pub async fn receiver() -> (String, Arc<Mutex<HashMap<String, u32>>>) {
+    let seen: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", l.local_addr().unwrap());
+    let s = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut c, _)) = l.accept().await else {
+                return;
+            };
+            let s = s.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    // One request: headers, then Content-Length bytes of body.
+                    let (head_end, len) = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
+                            let len = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            break (i + 4, len);
+                        }
+                        let mut chunk = [0u8; 8192];
+                        match c.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    while buf.len() < head_end + len {
+                        let mut chunk = [0u8; 8192];
+                        match c.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let body: Value =
+                        serde_json::from_slice(&buf[head_end..head_end + len]).unwrap_or_default();
+                    if let Some(id) = body.get("id").and_then(Value::as_str) {
+                        *s.lock().unwrap().entry(id.to_string()).or_default() += 1;
+                    }
+                    buf.drain(..head_end + len);
+                    let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                    if c.write_all(ok).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, seen)
+}
+
+/// A channel with one subscription (source `app`) delivering to `url`; returns the channel id.
+pub async fn channel_with_webhook(meta: &dyn MetaStore, project: &str, url: &str) -> String {
+    let now = 1_700_000_000_000;
+    let channel_id = format!("ch-{}", unique());
+    let rec = |kind, id: &str, name: &str, parent: Option<&str>, body: Value| Record {
+        project_id: project.into(),
+        kind,
+        id: id.into(),
+        name: name.into(),
+        parent_id: parent.map(str::to_string),
+        created_at: now,
+        updated_at: now,
+        body,
+        refs: Vec::new(),
+    };
+    meta.insert(
+        &rec(
+            Kind::Channel,
+            &channel_id,
+            "orders",
+            None,
+            json!({"id": channel_id, "name": "orders"}),
+        ),
+        &[],
+    )
+    .await
+    .unwrap();
+    // Ids are unique like the server's: a target's concurrency slot is keyed by them.
+    let sub_id = format!("sub-{}", unique());
+    let sub = json!({
+        "id": sub_id, "name": "to-hook", "channel_id": channel_id, "status": "ENABLED",
+        "sources": [{"id": "s1", "name": "app", "provider_type": "CUSTOM",
+                     "filter": {"source": [{"op": "StringIn", "values": ["app"]}]}}],
+        "targets": [{"id": format!("t-{sub_id}"), "name": "WEBHOOK", "provider_type": "CUSTOM",
+                     "retry_times": 3, "detail": {"url": url},
+                     "transform": {"type": "ORIGINAL"}}],
+    });
+    meta.insert(
+        &rec(
+            Kind::Subscription,
+            &sub_id,
+            "to-hook",
+            Some(&channel_id),
+            sub,
+        ),
+        &[],
+    )
+    .await
+    .unwrap();
+    channel_id
+}
+
+pub fn event(id: &str) -> Vec<u8> {
+    serde_json::to_vec(
+        &json!({"id": id, "source": "app", "specversion": "1.0", "type": "t",
+                               "data": {"k": 1}}),
+    )
+    .unwrap()
+}
+
+pub async fn wait_for(seen: &Mutex<HashMap<String, u32>>, ids: &[String]) {
+    wait_for_within(seen, ids, Duration::from_secs(30)).await
+}
+
+pub async fn wait_for_within(seen: &Mutex<HashMap<String, u32>>, ids: &[String], limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let missing: Vec<&String> = {
+            let s = seen.lock().unwrap();
+            ids.iter().filter(|id| !s.contains_key(*id)).collect()
+        };
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} not delivered within {limit:?}, e.g. {:?}",
+            missing.len(),
+            ids.len(),
+            &missing[..missing.len().min(5)]
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
