@@ -57,6 +57,11 @@ pub struct CrashArgs {
     /// Seconds to keep counting (late duplicates) after everything arrived.
     #[arg(long, default_value_t = 2.0)]
     settle: f64,
+    /// Skip the last step: one more SIGKILL and restart once everything arrived, counting
+    /// what the server sends again (deliveries it still holds as pending although they were
+    /// made).
+    #[arg(long)]
+    no_final_restart: bool,
     /// Approximate size of each event's JSON.
     #[arg(long, default_value_t = 500)]
     event_bytes: usize,
@@ -193,9 +198,12 @@ impl FreshDb {
         use sqlx::Connection;
         let mut conn = sqlx::PgConnection::connect(&self.admin).await?;
         // FORCE: sessions of the SIGKILLed server may not have been noticed as gone yet.
-        sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-            .execute(&mut conn)
-            .await?;
+        sqlx::raw_sql(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut conn)
+        .await?;
         conn.close().await?;
         Ok(())
     }
@@ -591,15 +599,28 @@ async fn backlog_phase(
 struct Restart {
     listening: Duration,
     marker: Option<Marker>,
+    /// A marker not delivered when the next kill came: how long after the restart that was
+    /// (a lower bound of its restart → delivery time).
+    missed_at: Option<Duration>,
 }
 
-async fn settle_marker(h: tokio::task::JoinHandle<Option<Marker>>) -> Option<Marker> {
-    if h.is_finished() {
-        h.await.ok().flatten()
+/// The marker of the restart at `restarted`, just before the next kill.
+async fn settle_marker(
+    restarted: Instant,
+    listening: Duration,
+    h: tokio::task::JoinHandle<Option<Marker>>,
+) -> Restart {
+    let (marker, missed_at) = if h.is_finished() {
+        let m = h.await.ok().flatten();
+        (m, m.is_none().then(|| restarted.elapsed()))
     } else {
-        // Killed before its delivery: counted as a miss.
         h.abort();
-        None
+        (None, Some(restarted.elapsed()))
+    };
+    Restart {
+        listening,
+        marker,
+        missed_at,
     }
 }
 
@@ -705,28 +726,28 @@ async fn run_in(
         }
     }
     let mut restarts: Vec<Restart> = Vec::new();
-    let mut pending: Option<(Duration, tokio::task::JoinHandle<Option<Marker>>)> = None;
+    type Pending = (Instant, Duration, tokio::task::JoinHandle<Option<Marker>>);
+    let mut pending: Option<Pending> = None;
     for _ in 0..a.kills {
         let gap = a.min_gap + (a.max_gap - a.min_gap) * rand::random::<f64>();
         tokio::time::sleep(Duration::from_secs_f64(gap)).await;
-        if let Some((listening, h)) = pending.take() {
-            restarts.push(Restart {
-                listening,
-                marker: settle_marker(h).await,
-            });
+        if let Some((restarted, listening, h)) = pending.take() {
+            restarts.push(settle_marker(restarted, listening, h).await);
         }
         server.kill().await?;
         let restarted = Instant::now();
         let at_restart = run.requests_received();
         let listening = server.start().await?;
         let h = tokio::spawn(marker(run.clone(), restarted, at_restart, MARKER_TIMEOUT));
-        pending = Some((listening, h));
+        pending = Some((restarted, listening, h));
     }
-    if let Some((listening, h)) = pending.take() {
+    if let Some((restarted, listening, h)) = pending.take() {
         // No kill follows the last restart: wait for its marker.
+        let marker = h.await.ok().flatten();
         restarts.push(Restart {
             listening,
-            marker: h.await.ok().flatten(),
+            marker,
+            missed_at: marker.is_none().then(|| restarted.elapsed()),
         });
     }
     stop.store(true, Ordering::Relaxed);
@@ -744,24 +765,50 @@ async fn run_in(
 
     // Accounting over every acknowledged id of the run (backlog and markers included).
     let acked = lock(&run.acked).clone();
-    let ib = lock(&run.inbox);
-    let acked_set: HashSet<&str> = acked.iter().map(String::as_str).collect();
-    let (mut lost, mut dups) = (0usize, 0u64);
-    for id in &acked {
-        match ib.counts.get(id) {
-            None => lost += 1,
-            Some(n) => dups += u64::from(n.saturating_sub(1)),
+    let (lost, dups, unacked_received, unacked_dups, requests, unparsed) = {
+        let ib = lock(&run.inbox);
+        let acked_set: HashSet<&str> = acked.iter().map(String::as_str).collect();
+        let (mut lost, mut dups) = (0usize, 0u64);
+        for id in &acked {
+            match ib.counts.get(id) {
+                None => lost += 1,
+                Some(n) => dups += u64::from(n.saturating_sub(1)),
+            }
         }
-    }
-    let (mut unacked_received, mut unacked_dups) = (0u64, 0u64);
-    for (id, n) in &ib.counts {
-        if !acked_set.contains(id.as_str()) {
-            unacked_received += 1;
-            unacked_dups += u64::from(n.saturating_sub(1));
+        let (mut unacked_received, mut unacked_dups) = (0u64, 0u64);
+        for (id, n) in &ib.counts {
+            if !acked_set.contains(id.as_str()) {
+                unacked_received += 1;
+                unacked_dups += u64::from(n.saturating_sub(1));
+            }
         }
-    }
-    let (requests, unparsed) = (ib.requests, ib.unparsed);
-    drop(ib);
+        (
+            lost,
+            dups,
+            unacked_received,
+            unacked_dups,
+            ib.requests,
+            ib.unparsed,
+        )
+    };
+
+    // One more SIGKILL and restart, nothing published: whatever the store still holds as
+    // due although it was delivered is sent again now, and would be by any later restart.
+    let final_restart = if missing.is_empty() && !a.no_final_restart {
+        server.start().await?;
+        let (resent, quiet_after) = wait_quiet(&run, requests, deadline).await;
+        server.kill().await?;
+        Some((resent, quiet_after))
+    } else {
+        None
+    };
+    let resent_pct = |n: u64| {
+        if acked.is_empty() {
+            0.0
+        } else {
+            n as f64 * 100.0 / acked.len() as f64
+        }
+    };
     let dup_pct = if acked.is_empty() {
         0.0
     } else {
@@ -772,6 +819,17 @@ async fn run_in(
         .iter()
         .filter_map(|r| r.marker.map(|m| us(m.restart_to_delivery)))
         .collect();
+    // Misses counted at their kill time: without them a slow restart would improve the p50.
+    let mut first_lb: Vec<u64> = restarts
+        .iter()
+        .filter_map(|r| {
+            r.marker
+                .map(|m| m.restart_to_delivery)
+                .or(r.missed_at)
+                .map(us)
+        })
+        .collect();
+    first_lb.sort_unstable();
     let mut marker_lat: Vec<u64> = restarts
         .iter()
         .filter_map(|r| r.marker.map(|m| us(m.publish_to_delivery)))
@@ -816,14 +874,21 @@ async fn run_in(
         "unacknowledged_events": st.unacked.load(Ordering::Relaxed),
         "drain_s": drain_s,
         "restart_to_listening_ms": {"p50": pct(&listening, 0.5), "max": pct(&listening, 1.0)},
-        "restart_to_first_delivery_ms": {"p50": pct(&first, 0.5), "max": pct(&first, 1.0)},
+        "restart_to_first_delivery_ms": {"p50": pct(&first, 0.5), "max": pct(&first, 1.0),
+            "p50_misses_at_kill_time": pct(&first_lb, 0.5)},
         "marker_publish_to_delivery_ms": {"p50": pct(&marker_lat, 0.5), "max": pct(&marker_lat, 1.0)},
         "markers_missed": missed_markers,
         "restarts": restarts.iter().map(|r| json!({
             "listening_ms": ms(r.listening),
             "first_delivery_ms": r.marker.map(|m| ms(m.restart_to_delivery)),
+            "missed_at_ms": r.missed_at.map(ms),
         })).collect::<Vec<_>>(),
         "backlog": backlog,
+        "final_restart": final_restart.map(|(resent, quiet)| json!({
+            "resent": resent,
+            "resent_pct": resent_pct(resent),
+            "last_resent_s": quiet.as_secs_f64(),
+        })),
         "server_log": log.display().to_string(),
         "server_log_warnings": warns,
         "server_log_errors": errors,
@@ -855,13 +920,17 @@ async fn run_in(
             opt_f(&f("restart_to_all_delivered_s"), 1),
         );
     }
-    let _ = writeln!(
-        t,
-        "  acknowledged          {} ({acked_in_phase} in the kills phase, {:.0} ev/s over {:.1} s)",
-        acked.len(),
-        acked_in_phase as f64 / send_time.as_secs_f64(),
-        send_time.as_secs_f64()
-    );
+    if a.kills > 0 {
+        let _ = writeln!(
+            t,
+            "  acknowledged          {} ({acked_in_phase} in the kills phase, {:.0} ev/s over {:.1} s)",
+            acked.len(),
+            acked_in_phase as f64 / send_time.as_secs_f64(),
+            send_time.as_secs_f64()
+        );
+    } else {
+        let _ = writeln!(t, "  acknowledged          {}", acked.len());
+    }
     let _ = writeln!(t, "  lost                  {lost}");
     let _ = writeln!(
         t,
@@ -885,23 +954,38 @@ async fn run_in(
         opt_f(&json["drain_s"], 2),
         a.deadline
     );
-    let _ = writeln!(
-        t,
-        "  restart→listening     p50 {:.0} ms, max {:.0} ms (first start {:.0} ms)",
-        pct(&listening, 0.5),
-        pct(&listening, 1.0),
-        ms(first_start)
-    );
-    let _ = writeln!(
-        t,
-        "  restart→first new delivery  p50 {:.0} ms, max {:.0} ms; marker publish→delivery p50 {:.1} ms, max {:.1} ms; {} of {} markers not delivered before the next kill",
-        pct(&first, 0.5),
-        pct(&first, 1.0),
-        pct(&marker_lat, 0.5),
-        pct(&marker_lat, 1.0),
-        missed_markers,
-        restarts.len()
-    );
+    if a.kills > 0 {
+        let _ = writeln!(
+            t,
+            "  restart→listening     p50 {:.0} ms, max {:.0} ms (first start {:.0} ms)",
+            pct(&listening, 0.5),
+            pct(&listening, 1.0),
+            ms(first_start)
+        );
+        let _ = writeln!(
+            t,
+            "  restart→first new delivery  p50 {:.0} ms, max {:.0} ms of {} delivered markers; {} not delivered before the next kill (p50 {:.0} ms counting them at their kill time)",
+            pct(&first, 0.5),
+            pct(&first, 1.0),
+            first.len(),
+            missed_markers,
+            pct(&first_lb, 0.5)
+        );
+        let _ = writeln!(
+            t,
+            "  marker publish→delivery     p50 {:.1} ms, max {:.1} ms",
+            pct(&marker_lat, 0.5),
+            pct(&marker_lat, 1.0)
+        );
+    }
+    if let Some((resent, quiet)) = final_restart {
+        let _ = writeln!(
+            t,
+            "  after a final restart {resent} deliveries sent again ({:.2} % of acknowledged), the last {:.1} s after it answered",
+            resent_pct(resent),
+            quiet.as_secs_f64()
+        );
+    }
     let _ = writeln!(
         t,
         "  server log            {} ({warns} WARN, {errors} ERROR, {slow} slow statements)",
@@ -914,6 +998,26 @@ async fn run_in(
         log,
     })
 }
+
+/// Waits until the webhook has been quiet for [`QUIET`] (or `limit` passed); returns the
+/// requests received beyond `before` and when the last of them arrived, from now.
+async fn wait_quiet(run: &Run, before: u64, limit: Duration) -> (u64, Duration) {
+    let t0 = Instant::now();
+    let mut last = (before, Duration::ZERO);
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let n = run.requests_received();
+        if n != last.0 {
+            last = (n, t0.elapsed());
+        } else if t0.elapsed() - last.1 >= QUIET || t0.elapsed() >= limit {
+            return (last.0 - before, last.1);
+        }
+    }
+}
+
+/// Silence of the webhook after which a final restart is taken to have re-sent everything
+/// (the retry poller polls every 200 ms).
+const QUIET: Duration = Duration::from_secs(5);
 
 fn opt_f(v: &Value, decimals: usize) -> String {
     match v.as_f64() {
