@@ -6,9 +6,13 @@
 //!   confirms: a message counts once confirmed, as an event counts once answered 200).
 //! * `deliver`: webhook delivery at a fixed publish rate; reports the sustained delivery rate
 //!   and publish→deliver latency percentiles measured by a local receiver.
+//! * `crash`: starts its own `openeg serve`, SIGKILLs and restarts it under paced load, and
+//!   reports lost and duplicated deliveries and restart→delivery times (`crash.rs`).
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+
+mod crash;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -57,6 +61,9 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         batch: usize,
     },
+    /// SIGKILLs and restarts its own `openeg serve` under paced publishing; reports lost and
+    /// duplicated webhook deliveries (ignores --endpoint and --credentials).
+    Crash(crash::CrashArgs),
 }
 
 #[derive(serde::Deserialize)]
@@ -81,15 +88,29 @@ struct Client {
 
 impl Client {
     fn new(endpoint: &str, cred: Cred, pool: usize) -> anyhow::Result<Self> {
+        Self::with_timeout(endpoint, cred, pool, None)
+    }
+
+    /// A client whose requests fail after `timeout` (the crash harness: a request to a killed
+    /// server must not hang).
+    fn with_timeout(
+        endpoint: &str,
+        cred: Cred,
+        pool: usize,
+        timeout: Option<Duration>,
+    ) -> anyhow::Result<Self> {
         let url: reqwest::Url = endpoint.parse().context("endpoint")?;
         let host = match url.port() {
             Some(p) => format!("{}:{p}", url.host_str().unwrap_or("127.0.0.1")),
             None => url.host_str().unwrap_or("127.0.0.1").to_string(),
         };
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .pool_max_idle_per_host(pool)
-            .tcp_nodelay(true)
-            .build()?;
+            .tcp_nodelay(true);
+        if let Some(t) = timeout {
+            builder = builder.timeout(t).connect_timeout(t);
+        }
+        let http = builder.build()?;
         Ok(Client {
             http,
             base: endpoint.trim_end_matches('/').to_string(),
@@ -207,6 +228,27 @@ impl Client {
             bail!("creating a source: {s} {v}");
         }
         Ok((channel_id, source))
+    }
+
+    /// One subscription of `source`'s events in `channel` with a single WEBHOOK target
+    /// (ORIGINAL payload) at `url`.
+    async fn webhook_subscription(
+        &self,
+        channel: &str,
+        source: &str,
+        url: &str,
+    ) -> anyhow::Result<()> {
+        let p = &self.cred.project_id;
+        let sub = json!({"name": format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]), "channel_id": channel,
+            "sources": [{"name": source, "provider_type": "CUSTOM", "filter": {"source": [{"op": "StringIn", "values": [source]}]}}],
+            "targets": [{"name": "WEBHOOK", "provider_type": "CUSTOM", "detail": {"url": url}, "transform": {"type": "ORIGINAL"}}]});
+        let (s, v) = self
+            .call("POST", &format!("/v1/{p}/subscriptions"), Some(&sub))
+            .await?;
+        if s != 200 {
+            bail!("creating the subscription: {s} {v}");
+        }
+        Ok(())
     }
 }
 
@@ -466,15 +508,8 @@ async fn deliver(c: Client, rate: u64, secs: u64, batch: usize) -> anyhow::Resul
     tokio::spawn(async move { axum::serve(l, app).await });
     let (channel, source) = c.setup_channel("deliver").await?;
     let p = c.cred.project_id.clone();
-    let sub = json!({"name": format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]), "channel_id": channel,
-        "sources": [{"name": source, "provider_type": "CUSTOM", "filter": {"source": [{"op": "StringIn", "values": [source]}]}}],
-        "targets": [{"name": "WEBHOOK", "provider_type": "CUSTOM", "detail": {"url": format!("http://{addr}/hook")}, "transform": {"type": "ORIGINAL"}}]});
-    let (s, v) = c
-        .call("POST", &format!("/v1/{p}/subscriptions"), Some(&sub))
+    c.webhook_subscription(&channel, &source, &format!("http://{addr}/hook"))
         .await?;
-    if s != 200 {
-        bail!("creating the subscription: {s} {v}");
-    }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let path = format!("/v1/{p}/channels/{channel}/events");
     let total = rate * secs;
@@ -541,15 +576,19 @@ async fn deliver(c: Client, rate: u64, secs: u64, batch: usize) -> anyhow::Resul
     Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let text = std::fs::read_to_string(&cli.credentials)
-        .with_context(|| format!("reading {}", cli.credentials.display()))?;
-    let cred = toml::from_str::<CredFile>(&text)?
+/// The first credential of a running server's credentials file.
+fn load_cred(path: &std::path::Path) -> anyhow::Result<Cred> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str::<CredFile>(&text)?
         .credentials
         .into_iter()
         .next()
-        .context("no credential in the file")?;
+        .context("no credential in the file")
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -563,7 +602,7 @@ fn main() -> anyhow::Result<()> {
                 amqp,
                 no_rabbitmq,
             } => {
-                let c = Client::new(&cli.endpoint, cred, connections)?;
+                let c = Client::new(&cli.endpoint, load_cred(&cli.credentials)?, connections)?;
                 ingest(
                     c,
                     connections,
@@ -580,9 +619,10 @@ fn main() -> anyhow::Result<()> {
                 seconds,
                 batch,
             } => {
-                let c = Client::new(&cli.endpoint, cred, 64)?;
+                let c = Client::new(&cli.endpoint, load_cred(&cli.credentials)?, 64)?;
                 deliver(c, rate, seconds, batch).await
             }
+            Cmd::Crash(args) => crash::run(args).await,
         }
     })
 }
