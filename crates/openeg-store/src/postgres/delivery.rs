@@ -245,9 +245,11 @@ impl DeliveryStore for PgStore {
 
     async fn release_pending(&self, now_ms: i64, node: &str) -> Result<u64> {
         let r = sqlx::query(&format!(
+            // Only rows with a future `next_at` can be held: the range scan of the due index,
+            // not a scan of every delivery.
             "UPDATE deliveries SET next_at = $1, claimed_by = '' WHERE \
-             (status = 'PENDING' AND next_at > $1 AND claimed_by IN ('', $2)) \
-             OR (claimed_by = $2 AND status IN {DUE_STATUSES_SQL})"
+             status IN {DUE_STATUSES_SQL} AND next_at > $1 \
+             AND ((status = 'PENDING' AND claimed_by IN ('', $2)) OR claimed_by = $2)"
         ))
         .bind(now_ms)
         .bind(node)

@@ -299,9 +299,11 @@ impl DeliveryStore for SqliteStore {
     async fn release_pending(&self, now_ms: i64, node: &str) -> Result<u64> {
         let _g = self.write.lock().await;
         let r = sqlx::query(&format!(
+            // Only rows with a future `next_at` can be held: the range scan of the due index,
+            // not a scan of every delivery.
             "UPDATE deliveries SET next_at = ?, claimed_by = '' WHERE \
-             (status = 'PENDING' AND next_at > ? AND claimed_by IN ('', ?)) \
-             OR (claimed_by = ? AND status IN {DUE_STATUSES_SQL})"
+             status IN {DUE_STATUSES_SQL} AND next_at > ? \
+             AND ((status = 'PENDING' AND claimed_by IN ('', ?)) OR claimed_by = ?)"
         ))
         .bind(now_ms)
         .bind(now_ms)
