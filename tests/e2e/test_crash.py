@@ -203,6 +203,11 @@ def test_sigkill_during_concurrent_publishing(env):
           f"restart times {restart_times}s, client stats {dict(stats)}, "
           f"duplicates delivered {dups} ({dups / len(want):.2%}), unacked-but-delivered "
           f"{len(set(got) - want)}, drained {drain_s:.1f}s after the last restart")
+    # The duplicate bound (docs/limits.md) is held at 2 % by crates/openeg-bench/tests/crash.rs,
+    # whose Rust receiver answers at once. This receiver shares the interpreter with the
+    # publishers and answers slowly, so more attempts are in flight at each kill; a share far
+    # beyond the window (a restart re-sending what was recorded) still fails here.
+    assert dups <= 0.10 * len(want), f"{dups} duplicates of {len(want)} acknowledged events"
     # acknowledged events are stored (ShowDetailOfEvent) after all the crashes
     for sample in random.sample(acked, min(20, len(acked))):
         assert show_event(env, sample)["id"] == sample

@@ -219,6 +219,8 @@ struct Server {
     child: Option<tokio::process::Child>,
     starts: u32,
     probe: reqwest::Client,
+    /// When each SIGKILL was sent.
+    kills: Vec<Instant>,
 }
 
 impl Server {
@@ -279,6 +281,7 @@ impl Server {
     /// SIGKILL (no shutdown of any kind) and reap.
     async fn kill(&mut self) -> anyhow::Result<()> {
         if let Some(mut c) = self.child.take() {
+            self.kills.push(Instant::now());
             c.start_kill().context("SIGKILL")?;
             c.wait().await?;
         }
@@ -310,6 +313,11 @@ fn scan_log(path: &Path) -> (u64, u64, u64) {
 struct Inbox {
     /// Requests per CloudEvent id.
     counts: HashMap<String, u32>,
+    /// When each id first arrived: a duplicate's first arrival is set against the kill that
+    /// followed it, which tells how wide the window re-sent after a crash is.
+    first_at: HashMap<String, Instant>,
+    /// When a duplicated id arrived the second time.
+    second_at: HashMap<String, Instant>,
     /// Markers awaited: id → who to tell (arrival time, requests received before it).
     waiters: HashMap<String, oneshot::Sender<(Instant, u64)>>,
     requests: u64,
@@ -334,6 +342,11 @@ async fn hook(
         Some(id) => {
             if let Some(tx) = ib.waiters.remove(&id) {
                 let _ = tx.send((now, before));
+            }
+            if ib.first_at.contains_key(&id) {
+                ib.second_at.entry(id.clone()).or_insert(now);
+            } else {
+                ib.first_at.insert(id.clone(), now);
             }
             *ib.counts.entry(id).or_insert(0) += 1;
         }
@@ -674,6 +687,7 @@ async fn run_in(
         base: base.clone(),
         child: None,
         starts: 0,
+        kills: Vec::new(),
         probe: reqwest::Client::builder()
             .timeout(Duration::from_secs(1))
             .build()?,
@@ -765,6 +779,9 @@ async fn run_in(
 
     // Accounting over every acknowledged id of the run (backlog and markers included).
     let acked = lock(&run.acked).clone();
+    // Per duplicated id: from its first arrival to the kill that followed (µs).
+    let mut dup_windows: Vec<u64> = Vec::new();
+    let mut dups_without_kill = 0u64;
     let (lost, dups, unacked_received, unacked_dups, requests, unparsed) = {
         let ib = lock(&run.inbox);
         let acked_set: HashSet<&str> = acked.iter().map(String::as_str).collect();
@@ -772,7 +789,19 @@ async fn run_in(
         for id in &acked {
             match ib.counts.get(id) {
                 None => lost += 1,
-                Some(n) => dups += u64::from(n.saturating_sub(1)),
+                Some(n) => {
+                    dups += u64::from(n.saturating_sub(1));
+                    if let (Some(&first), Some(&second)) =
+                        (ib.first_at.get(id), ib.second_at.get(id))
+                    {
+                        // A kill between the two arrivals: the crash re-sent it; none: sent
+                        // twice by a running server (a retry after a timeout, say).
+                        match server.kills.iter().find(|&&k| k >= first) {
+                            Some(&k) if k <= second => dup_windows.push(us(k - first)),
+                            _ => dups_without_kill += 1,
+                        }
+                    }
+                }
             }
         }
         let (mut unacked_received, mut unacked_dups) = (0u64, 0u64);
@@ -837,6 +866,7 @@ async fn run_in(
     listening.sort_unstable();
     first.sort_unstable();
     marker_lat.sort_unstable();
+    dup_windows.sort_unstable();
     let missed_markers = restarts.iter().filter(|r| r.marker.is_none()).count();
     let (warns, errors, slow) = scan_log(&log);
     let st = &run.stats;
@@ -863,6 +893,9 @@ async fn run_in(
         "lost_examples": missing.iter().take(5).collect::<Vec<_>>(),
         "duplicates": dups,
         "duplicates_pct": dup_pct,
+        "duplicate_first_arrival_before_kill_ms": {"p50": pct(&dup_windows, 0.5),
+            "p90": pct(&dup_windows, 0.9), "max": pct(&dup_windows, 1.0)},
+        "duplicates_without_a_kill_between": dups_without_kill,
         "received_not_acknowledged": unacked_received,
         "duplicates_not_acknowledged": unacked_dups,
         "webhook_requests": requests,
@@ -935,6 +968,13 @@ async fn run_in(
     let _ = writeln!(
         t,
         "  duplicates            {dups} ({dup_pct:.2} % of acknowledged)"
+    );
+    let _ = writeln!(
+        t,
+        "  dup window            first arrival → next kill: p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms; {dups_without_kill} duplicates with no kill between",
+        pct(&dup_windows, 0.5),
+        pct(&dup_windows, 0.9),
+        pct(&dup_windows, 1.0)
     );
     let _ = writeln!(
         t,
