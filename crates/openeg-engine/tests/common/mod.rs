@@ -63,6 +63,15 @@ pub fn unique() -> String {
 
 /// A webhook that answers 200 and counts the event ids it received.
 pub async fn receiver() -> (String, Arc<Mutex<HashMap<String, u32>>>) {
+    scripted_receiver(|_| (200, Duration::ZERO)).await
+}
+
+/// A webhook whose answer to the `n`th request (1-based) for an event id is `script(n)`: a
+/// status and a delay before answering. Counts the requests per event id.
+pub async fn scripted_receiver(
+    script: impl Fn(u32) -> (u16, Duration) + Send + Sync + 'static,
+) -> (String, Arc<Mutex<HashMap<String, u32>>>) {
+    let script = Arc::new(script);
     let seen: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", l.local_addr().unwrap());
@@ -73,6 +82,7 @@ pub async fn receiver() -> (String, Arc<Mutex<HashMap<String, u32>>>) {
                 return;
             };
             let s = s.clone();
+            let script = script.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 loop {
@@ -102,12 +112,20 @@ pub async fn receiver() -> (String, Arc<Mutex<HashMap<String, u32>>>) {
                     }
                     let body: Value =
                         serde_json::from_slice(&buf[head_end..head_end + len]).unwrap_or_default();
-                    if let Some(id) = body.get("id").and_then(Value::as_str) {
-                        *s.lock().unwrap().entry(id.to_string()).or_default() += 1;
-                    }
+                    let n = match body.get("id").and_then(Value::as_str) {
+                        Some(id) => {
+                            let mut s = s.lock().unwrap();
+                            let n = s.entry(id.to_string()).or_default();
+                            *n += 1;
+                            *n
+                        }
+                        None => 1,
+                    };
                     buf.drain(..head_end + len);
-                    let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
-                    if c.write_all(ok).await.is_err() {
+                    let (status, delay) = script(n);
+                    tokio::time::sleep(delay).await;
+                    let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
+                    if c.write_all(reply.as_bytes()).await.is_err() {
                         return;
                     }
                 }
