@@ -19,6 +19,7 @@
 //! transform, dead_letter_queue?, created_time, updated_time}`. Target `name` is kept as sent;
 //! delivery code decides the kind with [`target_kind`], the same function validation uses.
 
+use crate::field::{join, required_array, ErrFn, Fields};
 use crate::validate::{self, NamePattern};
 use crate::EgError;
 use openeg_rules::{validate_filter, validate_transform, TransformUse};
@@ -242,95 +243,38 @@ pub struct Operation {
     pub status: &'static str,
 }
 
-// ------------------------------------------------------------------ small field helpers
-
-type ErrFn = fn(String) -> EgError;
-
-fn param(m: String) -> EgError {
-    EgError::param(m)
-}
-
-fn target_err(m: String) -> EgError {
-    EgError::target(m)
-}
-
-fn at(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
-    }
-}
+// ------------------------------------------------------------------ shared helpers
 
 fn size_of<T: Serialize + ?Sized>(v: &T) -> usize {
     serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX)
 }
 
-fn opt_str<'a>(
-    o: &'a Map<String, Value>,
-    path: &str,
-    key: &str,
-) -> Result<Option<&'a str>, EgError> {
-    match o.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(param(format!("{} must be a string", at(path, key)))),
-    }
-}
-
-/// Required non-empty string; a missing or empty value is reported with `missing`, a wrong
-/// type always with `EG.00513000`.
-fn req_str<'a>(
-    o: &'a Map<String, Value>,
-    path: &str,
-    key: &str,
-    missing: ErrFn,
-) -> Result<&'a str, EgError> {
-    match opt_str(o, path, key)? {
-        Some(s) if !s.is_empty() => Ok(s),
-        Some(_) => Err(missing(format!("{} must not be empty", at(path, key)))),
-        None => Err(missing(format!("{} is required", at(path, key)))),
-    }
-}
-
-fn opt_obj<'a>(
-    o: &'a Map<String, Value>,
-    path: &str,
-    key: &str,
-) -> Result<Option<&'a Map<String, Value>>, EgError> {
-    match o.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(m)) => Ok(Some(m)),
-        Some(_) => Err(param(format!("{} must be a JSON object", at(path, key)))),
-    }
-}
-
-fn opt_bool(o: &Map<String, Value>, path: &str, key: &str) -> Result<Option<bool>, EgError> {
-    match o.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(_) => Err(param(format!("{} must be a boolean", at(path, key)))),
-    }
-}
-
-fn client_id(o: &Map<String, Value>, path: &str) -> Result<Option<String>, EgError> {
-    match opt_str(o, path, "id")? {
+/// The optional client `id` of a source or target.
+fn client_id(f: &Fields) -> Result<Option<String>, EgError> {
+    match f.opt_str("id")? {
         Some(id) if !id.is_empty() => {
-            validate::name(&at(path, "id"), id, NamePattern::ClientId)?;
+            validate::name(&f.at("id"), id, NamePattern::ClientId)?;
             Ok(Some(id.to_string()))
         }
         _ => Ok(None),
     }
 }
 
-fn description(o: &Map<String, Value>) -> Result<Option<String>, EgError> {
-    match opt_str(o, "", "description")? {
-        Some(d) => {
-            validate::max_len("description", d, MAX_DESCRIPTION)?;
-            Ok(Some(d.to_string()))
-        }
-        None => Ok(None),
+/// `provider_type` of a source or target: CUSTOM or OFFICIAL.
+fn provider_type<'a>(f: &Fields<'a>) -> Result<&'a str, EgError> {
+    let pt = f.req_str("provider_type")?;
+    if !PROVIDER_TYPES.contains(&pt) {
+        return Err(EgError::param(format!(
+            "{} must be CUSTOM or OFFICIAL",
+            f.at("provider_type")
+        )));
     }
+    Ok(pt)
+}
+
+fn description(o: &Fields) -> Result<Option<String>, EgError> {
+    Ok(o.opt_str_max("description", MAX_DESCRIPTION)?
+        .map(str::to_string))
 }
 
 /// True for an absolute `http`/`https` URL with a non-empty host (optional userinfo, optional
@@ -395,11 +339,11 @@ pub fn is_http_url(s: &str) -> bool {
 /// exist. The target count is only checked for ≥ 1; the quota is the caller's (after
 /// uniqueness, `docs/errors.md`).
 pub fn validate_create(body: &Value, env: &Env) -> Result<CreateSubscription, EgError> {
-    let o = validate::object(body, "request body")?;
-    let name = validate::req_str(o, "name")?;
+    let o = Fields::body(body)?;
+    let name = o.req_str("name")?;
     validate::name("name", name, NamePattern::Mixed)?;
-    let description = description(o)?.unwrap_or_default();
-    let channel_id = validate::req_str(o, "channel_id")?;
+    let description = description(&o)?.unwrap_or_default();
+    let channel_id = o.req_str("channel_id")?;
     let channel = match &env.channel {
         Some(c) if c.id == channel_id => c.clone(),
         _ => {
@@ -427,24 +371,24 @@ pub fn validate_update(
     current_name: &str,
     old_provider_type: Option<&str>,
 ) -> Result<UpdateSubscription, EgError> {
-    let o = validate::object(body, "request body")?;
-    if let Some(n) = opt_str(o, "", "name")? {
+    let o = Fields::body(body)?;
+    if let Some(n) = o.opt_str("name")? {
         if n != current_name {
             return Err(EgError::param("name cannot be changed"));
         }
     }
-    let description = description(o)?;
-    if let Some(c) = opt_str(o, "", "channel_id")? {
+    let description = description(&o)?;
+    if let Some(c) = o.opt_str("channel_id")? {
         if env.channel.as_ref().is_none_or(|ch| ch.id != c) {
             return Err(EgError::param("channel_id cannot be changed"));
         }
     }
     let sources = match o.get("sources") {
-        None | Some(Value::Null) => None,
+        None => None,
         v => Some(validate_sources(v, env, old_provider_type)?),
     };
     let targets = match o.get("targets") {
-        None | Some(Value::Null) => None,
+        None => None,
         v => Some(validate_targets(v, env)?),
     };
     Ok(UpdateSubscription {
@@ -454,21 +398,13 @@ pub fn validate_update(
     })
 }
 
-fn array<'a>(v: Option<&'a Value>, key: &str) -> Result<&'a Vec<Value>, EgError> {
-    match v {
-        None | Some(Value::Null) => Err(EgError::param(format!("{key} is required"))),
-        Some(Value::Array(a)) => Ok(a),
-        Some(_) => Err(EgError::param(format!("{key} must be an array"))),
-    }
-}
-
 /// `sources`: exactly one SubscriptionSource.
 pub fn validate_sources(
     v: Option<&Value>,
     env: &Env,
     old_provider_type: Option<&str>,
 ) -> Result<Vec<Value>, EgError> {
-    let a = array(v, "sources")?;
+    let a = required_array(v, "sources")?;
     if a.len() != 1 {
         return Err(EgError::param(format!(
             "sources must hold exactly one source, not {}",
@@ -490,31 +426,18 @@ pub fn validate_source(
     env: &Env,
     old_provider_type: Option<&str>,
 ) -> Result<Value, EgError> {
-    let what = if path.is_empty() {
-        "request body"
-    } else {
-        path
-    };
-    let o = s
-        .as_object()
-        .ok_or_else(|| EgError::param(format!("{what} must be a JSON object")))?;
+    let o = Fields::object(s, path)?;
     let mut doc = Map::new();
-    if let Some(id) = client_id(o, path)? {
+    if let Some(id) = client_id(&o)? {
         doc.insert("id".into(), id.into());
     }
-    let name = req_str(o, path, "name", param)?;
-    let pt = req_str(o, path, "provider_type", param)?;
-    if !PROVIDER_TYPES.contains(&pt) {
-        return Err(EgError::param(format!(
-            "{} must be CUSTOM or OFFICIAL",
-            at(path, "provider_type")
-        )));
-    }
+    let name = o.req_str("name")?;
+    let pt = provider_type(&o)?;
     if let Some(old) = old_provider_type {
         if old != pt {
             return Err(EgError::param(format!(
                 "{} cannot change (it is {old})",
-                at(path, "provider_type")
+                o.at("provider_type")
             )));
         }
     }
@@ -522,14 +445,14 @@ pub fn validate_source(
         if !env.custom_sources.contains(name) {
             return Err(EgError::param(format!(
                 "{}: {name} is not a custom event source of the project",
-                at(path, "name")
+                o.at("name")
             )));
         }
     } else {
         if !name.starts_with("HC.") {
             return Err(EgError::param(format!(
                 "{}: official event source names start with HC.",
-                at(path, "name")
+                o.at("name")
             )));
         }
         if !env.channel.as_ref().is_some_and(|c| c.is_default) {
@@ -540,19 +463,19 @@ pub fn validate_source(
     }
     doc.insert("name".into(), name.into());
     doc.insert("provider_type".into(), pt.into());
-    if let Some(d) = opt_obj(o, path, "detail")? {
+    if let Some(d) = o.opt_obj("detail")? {
         let n = size_of(d);
         if n > MAX_DETAIL_BYTES {
             return Err(EgError::param(format!(
                 "{} is {n} bytes compact, more than {MAX_DETAIL_BYTES}",
-                at(path, "detail")
+                o.at("detail")
             )));
         }
         doc.insert("detail".into(), Value::Object(d.clone()));
     }
-    let fpath = at(path, "filter");
+    let fpath = o.at("filter");
     let filter = match o.get("filter") {
-        None | Some(Value::Null) => return Err(EgError::filter(format!("{fpath} is required"))),
+        None => return Err(EgError::filter(format!("{fpath} is required"))),
         Some(f) => f,
     };
     if !filter.is_object() {
@@ -572,7 +495,7 @@ pub fn validate_source(
 /// `targets`: at least one SubscriptionTarget, each valid, and no dead-letter topic equal to a
 /// Kafka target's topic on the same connection.
 pub fn validate_targets(v: Option<&Value>, env: &Env) -> Result<Vec<Value>, EgError> {
-    let a = array(v, "targets")?;
+    let a = required_array(v, "targets")?;
     if a.is_empty() {
         return Err(EgError::param("targets must hold at least one target"));
     }
@@ -589,43 +512,30 @@ pub fn validate_targets(v: Option<&Value>, env: &Env) -> Result<Vec<Value>, EgEr
 /// objects, then the kind's required settings, retry_times, transform, dead_letter_queue).
 /// Returns the normalized document (no timestamps; `retry_times` defaulted).
 pub fn validate_target(t: &Value, path: &str, env: &Env) -> Result<Value, EgError> {
-    let what = if path.is_empty() {
-        "request body"
-    } else {
-        path
-    };
-    let o = t
-        .as_object()
-        .ok_or_else(|| EgError::param(format!("{what} must be a JSON object")))?;
+    let o = Fields::object(t, path)?;
     let mut doc = Map::new();
-    if let Some(id) = client_id(o, path)? {
+    if let Some(id) = client_id(&o)? {
         doc.insert("id".into(), id.into());
     }
-    let name = req_str(o, path, "name", param)?;
+    let name = o.req_str("name")?;
     doc.insert("name".into(), name.into());
-    let pt = req_str(o, path, "provider_type", param)?;
-    if !PROVIDER_TYPES.contains(&pt) {
-        return Err(EgError::param(format!(
-            "{} must be CUSTOM or OFFICIAL",
-            at(path, "provider_type")
-        )));
-    }
+    let pt = provider_type(&o)?;
     doc.insert("provider_type".into(), pt.into());
-    let conn = match opt_str(o, path, "connection_id")? {
+    let conn = match o.opt_str("connection_id")? {
         Some(c) if !c.is_empty() => {
-            validate::max_len(&at(path, "connection_id"), c, 64)?;
+            validate::max_len(&o.at("connection_id"), c, 64)?;
             doc.insert("connection_id".into(), c.into());
             Some(c)
         }
         _ => None,
     };
     for member in DETAIL_MEMBERS {
-        if let Some(d) = opt_obj(o, path, member)? {
+        if let Some(d) = o.opt_obj(member)? {
             let n = size_of(d);
             if n > MAX_DETAIL_BYTES {
                 return Err(EgError::target(format!(
                     "{} is {n} bytes compact, more than {MAX_DETAIL_BYTES}",
-                    at(path, member)
+                    o.at(member)
                 )));
             }
             let mut d = d.clone();
@@ -639,7 +549,7 @@ pub fn validate_target(t: &Value, path: &str, env: &Env) -> Result<Value, EgErro
     let kind = target_kind(&doc).ok_or_else(|| {
         EgError::target(format!(
             "{}: {name} is not a known target kind and the kind cannot be inferred from exactly one detail object",
-            at(path, "name")
+            o.at("name")
         ))
     })?;
     check_kind(kind, &doc, path, env, conn)?;
@@ -647,30 +557,30 @@ pub fn validate_target(t: &Value, path: &str, env: &Env) -> Result<Value, EgErro
         return Err(EgError::internal());
     };
     let retry = match o.get("retry_times") {
-        None | Some(Value::Null) => DEFAULT_RETRY_TIMES,
+        None => DEFAULT_RETRY_TIMES,
         Some(v) => match v.as_i64() {
             Some(n) if (0..=MAX_RETRY_TIMES).contains(&n) => n,
             _ => {
                 return Err(EgError::param(format!(
                     "{} must be an integer between 0 and {MAX_RETRY_TIMES}",
-                    at(path, "retry_times")
+                    o.at("retry_times")
                 )))
             }
         },
     };
     doc.insert("retry_times".into(), retry.into());
-    let tpath = at(path, "transform");
+    let tpath = o.at("transform");
     let transform = match o.get("transform") {
-        None | Some(Value::Null) => return Err(EgError::param(format!("{tpath} is required"))),
+        None => return Err(EgError::param(format!("{tpath} is required"))),
         Some(v) if v.is_object() => v,
         Some(_) => return Err(EgError::param(format!("{tpath} must be a JSON object"))),
     };
     validate_transform(transform, kind.transform_use())
         .map_err(|e| EgError::param(format!("{tpath}: {e}")))?;
     doc.insert("transform".into(), transform.clone());
-    if let Some(d) = opt_obj(o, path, "dead_letter_queue")? {
-        validate_dead_letter_queue(d, &at(path, "dead_letter_queue"), env)?;
-        doc.insert("dead_letter_queue".into(), Value::Object(d.clone()));
+    if let Some(d) = o.nested("dead_letter_queue")? {
+        validate_dead_letter_queue(&d, env)?;
+        doc.insert("dead_letter_queue".into(), Value::Object(d.map().clone()));
     }
     Ok(Value::Object(doc))
 }
@@ -713,18 +623,20 @@ fn check_kind(
     conn: Option<&str>,
 ) -> Result<(), EgError> {
     let member = kind.detail_member();
-    let mpath = at(path, member);
+    let mpath = join(path, member);
     let d = doc.get(member).and_then(Value::as_object).ok_or_else(|| {
         EgError::target(format!(
             "{mpath} is required for {} targets",
             kind.wire_name()
         ))
     })?;
-    let req = |key: &str| req_str(d, &mpath, key, target_err);
-    let cpath = at(path, "connection_id");
+    // A missing or empty required setting makes the target undeliverable.
+    let d = Fields::new(d, mpath).missing_as(EgError::target);
+    let req = |key: &str| d.req_str(key);
+    let cpath = join(path, "connection_id");
     match kind.required_connection() {
         Some(want) => match conn {
-            Some(c) => check_connection(env, &cpath, c, Some(want), target_err)?,
+            Some(c) => check_connection(env, &cpath, c, Some(want), EgError::target)?,
             None => {
                 return Err(EgError::target(format!(
                     "{cpath} (a {want} connection) is required for {} targets",
@@ -735,7 +647,7 @@ fn check_kind(
         None => {
             if let Some(c) = conn {
                 let want = (kind == TargetKind::Webhook).then_some(CONN_WEBHOOK);
-                check_connection(env, &cpath, c, want, target_err)?;
+                check_connection(env, &cpath, c, want, EgError::target)?;
             }
         }
     }
@@ -744,12 +656,12 @@ fn check_kind(
             let url = req("url")?;
             if !is_http_url(url) {
                 return Err(EgError::target(format!(
-                    "{}.url must be an absolute http or https URL with a host",
-                    mpath
+                    "{} must be an absolute http or https URL with a host",
+                    d.at("url")
                 )));
             }
             if kind == TargetKind::Apigw {
-                check_header_parameters(d, &mpath)?;
+                check_header_parameters(&d)?;
             }
         }
         TargetKind::FunctionGraph => {
@@ -757,7 +669,8 @@ fn check_kind(
             let it = req("invoke_type")?;
             if it != "SYNC" && it != "ASYNC" {
                 return Err(EgError::target(format!(
-                    "{mpath}.invoke_type must be SYNC or ASYNC"
+                    "{} must be SYNC or ASYNC",
+                    d.at("invoke_type")
                 )));
             }
             req("agency_name")?;
@@ -769,36 +682,37 @@ fn check_kind(
         TargetKind::Smn => {
             req("urn")?;
             req("agency_name")?;
-            if let Some(st) = opt_obj(d, &mpath, "subject_transform")? {
+            if let Some(st) = d.opt_obj("subject_transform")? {
                 validate_transform(&Value::Object(st.clone()), TransformUse::SmnSubject)
-                    .map_err(|e| EgError::param(format!("{mpath}.subject_transform: {e}")))?;
+                    .map_err(|e| EgError::param(format!("{}: {e}", d.at("subject_transform"))))?;
             }
         }
         TargetKind::Eg => {
             let project = req("target_project_id")?;
             let channel = req("target_channel_id")?;
             req("target_region")?;
-            opt_bool(d, &mpath, "cross_region")?;
-            opt_bool(d, &mpath, "cross_account")?;
+            d.opt_bool("cross_region")?;
+            d.opt_bool("cross_account")?;
             req("agency_name")?;
             if project == env.project_id && env.channel.as_ref().is_some_and(|c| c.id == channel) {
                 return Err(EgError::target(format!(
-                    "{mpath}: an HC.EG target cannot deliver into the subscription's own channel"
+                    "{}: an HC.EG target cannot deliver into the subscription's own channel",
+                    d.path()
                 )));
             }
         }
         TargetKind::Kafka => {
             req("topic")?;
-            if let Some(kt) = opt_obj(d, &mpath, "keyTransform")? {
+            if let Some(kt) = d.opt_obj("keyTransform")? {
                 validate_transform(&Value::Object(kt.clone()), TransformUse::Key)
-                    .map_err(|e| EgError::param(format!("{mpath}.keyTransform: {e}")))?;
+                    .map_err(|e| EgError::param(format!("{}: {e}", d.at("keyTransform"))))?;
             }
         }
         TargetKind::RocketMq => {
             req("topic")?;
-            if let Some(kt) = opt_obj(d, &mpath, "key_transform")? {
+            if let Some(kt) = d.opt_obj("key_transform")? {
                 validate_transform(&Value::Object(kt.clone()), TransformUse::Key)
-                    .map_err(|e| EgError::param(format!("{mpath}.key_transform: {e}")))?;
+                    .map_err(|e| EgError::param(format!("{}: {e}", d.at("key_transform"))))?;
             }
         }
     }
@@ -806,35 +720,30 @@ fn check_kind(
 }
 
 /// `invocation_http_parameters.header_parameters`: objects with a header-name `key`, a string
-/// `value` without CR/LF and an optional boolean `is_value_secret`.
-fn check_header_parameters(d: &Map<String, Value>, mpath: &str) -> Result<(), EgError> {
-    let ipath = format!("{mpath}.invocation_http_parameters");
-    let Some(ihp) = opt_obj(d, mpath, "invocation_http_parameters")? else {
+/// `value` without CR/LF and an optional boolean `is_value_secret`. `d` is the detail object.
+fn check_header_parameters(d: &Fields) -> Result<(), EgError> {
+    let Some(ihp) = d.nested("invocation_http_parameters")? else {
         return Ok(());
     };
-    let hpath = format!("{ipath}.header_parameters");
-    let headers = match ihp.get("header_parameters") {
-        None | Some(Value::Null) => return Ok(()),
-        Some(Value::Array(a)) => a,
-        Some(_) => return Err(EgError::param(format!("{hpath} must be an array"))),
+    let Some(headers) = ihp.opt_array("header_parameters")? else {
+        return Ok(());
     };
     for (i, h) in headers.iter().enumerate() {
-        let p = format!("{hpath}[{i}]");
-        let h = h
-            .as_object()
-            .ok_or_else(|| EgError::param(format!("{p} must be a JSON object")))?;
-        opt_bool(h, &p, "is_value_secret")?;
-        let key = req_str(h, &p, "key", param)?;
+        let h = Fields::object(h, format!("{}[{i}]", ihp.at("header_parameters")))?;
+        h.opt_bool("is_value_secret")?;
+        let key = h.req_str("key")?;
         let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
         if !key.chars().all(token) {
             return Err(EgError::param(format!(
-                "{p}.key must be an HTTP header name"
+                "{} must be an HTTP header name",
+                h.at("key")
             )));
         }
-        if let Some(v) = opt_str(h, &p, "value")? {
+        if let Some(v) = h.opt_str("value")? {
             if v.contains(['\r', '\n', '\0']) {
                 return Err(EgError::param(format!(
-                    "{p}.value must not contain line breaks"
+                    "{} must not contain line breaks",
+                    h.at("value")
                 )));
             }
         }
@@ -843,25 +752,21 @@ fn check_header_parameters(d: &Map<String, Value>, mpath: &str) -> Result<(), Eg
 }
 
 /// DeadLetterQueue (table order: type, instance_id, connection_id, topic).
-fn validate_dead_letter_queue(
-    d: &Map<String, Value>,
-    path: &str,
-    env: &Env,
-) -> Result<(), EgError> {
-    let ty = req_str(d, path, "type", param)?;
+fn validate_dead_letter_queue(d: &Fields, env: &Env) -> Result<(), EgError> {
+    let ty = d.req_str("type")?;
     if ty != "KAFKA" {
-        return Err(EgError::param(format!("{path}.type must be KAFKA")));
+        return Err(EgError::param(format!("{} must be KAFKA", d.at("type"))));
     }
-    req_str(d, path, "instance_id", param)?;
-    let conn = req_str(d, path, "connection_id", param)?;
+    d.req_str("instance_id")?;
+    let conn = d.req_str("connection_id")?;
     check_connection(
         env,
-        &format!("{path}.connection_id"),
+        &d.at("connection_id"),
         conn,
         Some(CONN_KAFKA),
-        param,
+        EgError::param,
     )?;
-    req_str(d, path, "topic", param)?;
+    d.req_str("topic")?;
     Ok(())
 }
 
@@ -897,8 +802,8 @@ pub fn check_dead_letter_topics(targets: &[Value]) -> Result<(), EgError> {
 /// Validates an ExecuteSubscriptionOperation body: `subscription_ids` 1–10 non-empty strings
 /// (duplicates kept once, first-seen order), `operation` `ENABLE` | `DISABLE`.
 pub fn validate_operation(body: &Value) -> Result<Operation, EgError> {
-    let o = validate::object(body, "request body")?;
-    let a = array(o.get("subscription_ids"), "subscription_ids")?;
+    let o = Fields::body(body)?;
+    let a = o.req_array("subscription_ids")?;
     if a.is_empty() || a.len() > MAX_OPERATION_IDS {
         return Err(EgError::param(format!(
             "subscription_ids must hold 1 to {MAX_OPERATION_IDS} ids"
@@ -919,7 +824,7 @@ pub fn validate_operation(body: &Value) -> Result<Operation, EgError> {
             }
         }
     }
-    let op = validate::req_str(o, "operation")?;
+    let op = o.req_str("operation")?;
     let Some(&(_, status)) = OPERATIONS.iter().find(|(o, _)| *o == op) else {
         return Err(EgError::param("operation must be ENABLE or DISABLE"));
     };
