@@ -322,13 +322,12 @@ pub fn parse_update(
         out.description = Some(d.to_string());
     }
     match src.get("type") {
-        None | Some(Value::Null) => {}
+        None => {}
         Some(Value::Object(m)) if m.is_empty() => {}
-        Some(v) => {
-            if v.as_str() != Some(stored_type.as_str()) {
-                return Err(EgError::param("type cannot be changed"));
-            }
+        Some(v) if v.as_str() != Some(stored_type.as_str()) => {
+            return Err(EgError::param("type cannot be changed"));
         }
+        Some(_) => {}
     }
     for key in ["vpc_id", "subnet_id"] {
         // Immutable too; accepted when unchanged.

@@ -148,8 +148,8 @@ pub fn parse_update(
     if let Some(d) = src.opt_str_max("description", DESCRIPTION_MAX)? {
         out.description = Some(d.to_string());
     }
-    if !matches!(src.get("detail"), None | Some(Value::Null)) {
-        out.detail = Some(parse_detail(stored_type, src.get("detail"))?);
+    if let Some(d) = src.get("detail") {
+        out.detail = Some(parse_detail(stored_type, Some(d))?);
     }
     Ok(out)
 }
