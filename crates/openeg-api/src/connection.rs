@@ -5,6 +5,8 @@
 //! Nothing here does I/O. Secrets (`password`) are validated for presence only; the server
 //! seals them before storing.
 
+pub use crate::field::flag_value;
+use crate::field::Fields;
 use crate::validate::{self, NamePattern};
 use crate::EgError;
 use serde_json::{Map, Value};
@@ -105,30 +107,30 @@ pub fn check_name(name: &str) -> Result<(), EgError> {
 /// Validates a CreateConnection body; fields in the order EG documents them, first
 /// violation wins.
 pub fn parse_create(body: &Value) -> Result<CreateConnection, EgError> {
-    let src = validate::object(body, "request body")?;
-    let name = validate::req_str(src, "name")?;
+    let src = Fields::body(body)?;
+    let name = src.req_str("name")?;
     check_name(name)?;
-    let description = validate::opt_str(src, "description")?.unwrap_or("");
-    validate::max_len("description", description, DESCRIPTION_MAX)?;
-    let vpc_id = validate::req_str(src, "vpc_id")?;
-    validate::max_len("vpc_id", vpc_id, VPC_MAX)?;
-    let subnet_id = validate::req_str(src, "subnet_id")?;
-    validate::max_len("subnet_id", subnet_id, VPC_MAX)?;
+    let description = src
+        .opt_str_max("description", DESCRIPTION_MAX)?
+        .unwrap_or("");
+    let vpc_id = src.req_str_max("vpc_id", VPC_MAX)?;
+    let subnet_id = src.req_str_max("subnet_id", VPC_MAX)?;
     let conn_type = parse_type(src.get("type"))?;
     let mut kafka_detail = None;
     let mut rocketmq_detail = None;
     match conn_type {
         ConnectionType::Webhook => {}
         ConnectionType::Kafka => {
-            let d = validate::opt_obj(src, "kafka_detail")?
+            let d = src
+                .nested("kafka_detail")?
                 .ok_or_else(|| EgError::param("kafka_detail is required for KAFKA connections"))?;
-            kafka_detail = Some(kafka_detail_create(d)?);
+            kafka_detail = Some(kafka_detail_create(&d)?);
         }
         ConnectionType::Rocketmq => {
-            let d = validate::opt_obj(src, "rocketmq_detail")?.ok_or_else(|| {
+            let d = src.nested("rocketmq_detail")?.ok_or_else(|| {
                 EgError::param("rocketmq_detail is required for ROCKETMQ connections")
             })?;
-            rocketmq_detail = Some(rocketmq_detail_create(d)?);
+            rocketmq_detail = Some(rocketmq_detail_create(&d)?);
         }
     }
     Ok(CreateConnection {
@@ -155,76 +157,7 @@ fn parse_type(v: Option<&Value>) -> Result<ConnectionType, EgError> {
     }
 }
 
-// ---------------------------------------------------------------- detail field helpers
-
-/// Optional string member of a detail object, named `<prefix>.<key>` in errors.
-pub(crate) fn dstr<'a>(
-    o: &'a Map<String, Value>,
-    prefix: &str,
-    key: &str,
-    max: usize,
-) -> Result<Option<&'a str>, EgError> {
-    match o.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => {
-            if s.chars().count() > max {
-                return Err(EgError::param(format!(
-                    "{prefix}.{key} must be at most {max} characters long"
-                )));
-            }
-            Ok(Some(s.as_str()))
-        }
-        Some(_) => Err(EgError::param(format!("{prefix}.{key} must be a string"))),
-    }
-}
-
-/// Required non-empty string member of a detail object.
-pub(crate) fn dreq<'a>(
-    o: &'a Map<String, Value>,
-    prefix: &str,
-    key: &str,
-    max: usize,
-) -> Result<&'a str, EgError> {
-    match dstr(o, prefix, key, max)? {
-        Some(s) if !s.is_empty() => Ok(s),
-        Some(_) => Err(EgError::param(format!("{prefix}.{key} must not be empty"))),
-        None => Err(EgError::param(format!("{prefix}.{key} is required"))),
-    }
-}
-
-/// Optional boolean member of a detail object.
-pub(crate) fn dbool(
-    o: &Map<String, Value>,
-    prefix: &str,
-    key: &str,
-) -> Result<Option<bool>, EgError> {
-    match o.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(_) => Err(EgError::param(format!("{prefix}.{key} must be a boolean"))),
-    }
-}
-
-/// A boolean that the reference types as a string: `true`, `false`, `"true"`, `"false"`
-/// (ASCII case-insensitive).
-fn dflag(o: &Map<String, Value>, prefix: &str, key: &str) -> Result<Option<bool>, EgError> {
-    match o.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => flag_value(v)
-            .map(Some)
-            .ok_or_else(|| EgError::param(format!("{prefix}.{key} must be true or false"))),
-    }
-}
-
-/// Reads a stored or submitted boolean-or-string flag.
-pub fn flag_value(v: &Value) -> Option<bool> {
-    match v {
-        Value::Bool(b) => Some(*b),
-        Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
-        Value::String(s) if s.eq_ignore_ascii_case("false") => Some(false),
-        _ => None,
-    }
-}
+// ---------------------------------------------------------------- detail helpers
 
 fn non_empty(o: &Map<String, Value>, key: &str) -> bool {
     o.get(key)
@@ -240,34 +173,39 @@ fn copy_str(out: &mut Map<String, Value>, key: &str, v: Option<&str>) {
 
 // ---------------------------------------------------------------- Kafka
 
-fn kafka_detail_create(d: &Map<String, Value>) -> Result<Map<String, Value>, EgError> {
-    const P: &str = "kafka_detail";
-    let instance_id = dreq(d, P, "instance_id", FIELD_MAX)?;
-    let addr = dreq(d, P, "addr", ADDRESS_MAX)?;
-    parse_addr_list(addr).map_err(|e| EgError::param(format!("{P}.addr: {e}")))?;
-    let protocol = dstr(d, P, "security_protocol", 32)?.filter(|s| !s.is_empty());
+/// `d` is the `kafka_detail` object.
+fn kafka_detail_create(d: &Fields) -> Result<Map<String, Value>, EgError> {
+    let instance_id = d.req_str_max("instance_id", FIELD_MAX)?;
+    let addr = d.req_str_max("addr", ADDRESS_MAX)?;
+    parse_addr_list(addr).map_err(|e| EgError::param(format!("{}: {e}", d.at("addr"))))?;
+    let protocol = d
+        .opt_str_max("security_protocol", 32)?
+        .filter(|s| !s.is_empty());
     if let Some(p) = protocol {
         if !SECURITY_PROTOCOLS.contains(&p) {
             return Err(EgError::param(format!(
-                "{P}.security_protocol must be one of {}",
+                "{} must be one of {}",
+                d.at("security_protocol"),
                 SECURITY_PROTOCOLS.join(", ")
             )));
         }
     }
-    let sasl = dbool(d, P, "enable_sasl_ssl")?.unwrap_or(false);
-    let user_name = dstr(d, P, "user_name", FIELD_MAX)?;
-    let password = dstr(d, P, "password", FIELD_MAX)?;
-    let acks = kafka_acks(d.get("acks"))?;
+    let sasl = d.opt_bool("enable_sasl_ssl")?.unwrap_or(false);
+    let user_name = d.opt_str_max("user_name", FIELD_MAX)?;
+    let password = d.opt_str_max("password", FIELD_MAX)?;
+    let acks = kafka_acks(d.map().get("acks"))?;
     let protocol = protocol.unwrap_or(if sasl { "SASL_SSL" } else { "PLAINTEXT" });
     if kafka_needs_credentials(sasl, protocol) {
         if user_name.is_none_or(str::is_empty) {
             return Err(EgError::param(format!(
-                "{P}.user_name is required when SASL is enabled"
+                "{} is required when SASL is enabled",
+                d.at("user_name")
             )));
         }
         if password.is_none_or(str::is_empty) {
             return Err(EgError::param(format!(
-                "{P}.password is required when SASL is enabled"
+                "{} is required when SASL is enabled",
+                d.at("password")
             )));
         }
     }
@@ -306,16 +244,15 @@ fn kafka_acks(v: Option<&Value>) -> Result<&'static str, EgError> {
 
 // ---------------------------------------------------------------- RocketMQ
 
-fn rocketmq_detail_create(d: &Map<String, Value>) -> Result<Map<String, Value>, EgError> {
-    const P: &str = "rocketmq_detail";
-    let instance_id = dreq(d, P, "instance_id", FIELD_MAX)?;
-    let addr = dreq(d, P, "addr", ADDRESS_MAX)?;
-    parse_addr_list(addr).map_err(|e| EgError::param(format!("{P}.addr: {e}")))?;
-    let use_tls = dbool(d, P, "use_tls")?
-        .ok_or_else(|| EgError::param(format!("{P}.use_tls is required")))?;
-    let acl = dflag(d, P, "enable_acl")?.unwrap_or(false);
-    let user_name = dstr(d, P, "user_name", FIELD_MAX)?;
-    let password = dstr(d, P, "password", FIELD_MAX)?;
+/// `d` is the `rocketmq_detail` object.
+fn rocketmq_detail_create(d: &Fields) -> Result<Map<String, Value>, EgError> {
+    let instance_id = d.req_str_max("instance_id", FIELD_MAX)?;
+    let addr = d.req_str_max("addr", ADDRESS_MAX)?;
+    parse_addr_list(addr).map_err(|e| EgError::param(format!("{}: {e}", d.at("addr"))))?;
+    let use_tls = d.req_bool("use_tls")?;
+    let acl = d.opt_flag("enable_acl")?.unwrap_or(false);
+    let user_name = d.opt_str_max("user_name", FIELD_MAX)?;
+    let password = d.opt_str_max("password", FIELD_MAX)?;
     rocketmq_acl_credentials(acl, user_name, password)?;
     let mut out = Map::new();
     copy_str(&mut out, "instance_id", Some(instance_id));
@@ -324,10 +261,7 @@ fn rocketmq_detail_create(d: &Map<String, Value>) -> Result<Map<String, Value>, 
     // Echo the submitted form (bool or string: the reference types it as a string).
     out.insert(
         "enable_acl".into(),
-        d.get("enable_acl")
-            .filter(|v| !v.is_null())
-            .cloned()
-            .unwrap_or(Value::Bool(false)),
+        d.get("enable_acl").cloned().unwrap_or(Value::Bool(false)),
     );
     copy_str(&mut out, "user_name", user_name);
     copy_str(&mut out, "password", password);
@@ -377,64 +311,57 @@ pub fn parse_update(
     stored_type: ConnectionType,
     stored_detail: Option<&Map<String, Value>>,
 ) -> Result<UpdateConnection, EgError> {
-    let src = validate::object(body, "request body")?;
+    let src = Fields::body(body)?;
     let mut out = UpdateConnection::default();
-    if let Some(n) = validate::opt_str(src, "name")? {
+    if let Some(n) = src.opt_str("name")? {
         if n != stored_name {
             return Err(EgError::param("name cannot be changed"));
         }
     }
-    if let Some(d) = validate::opt_str(src, "description")? {
-        validate::max_len("description", d, DESCRIPTION_MAX)?;
+    if let Some(d) = src.opt_str_max("description", DESCRIPTION_MAX)? {
         out.description = Some(d.to_string());
     }
     match src.get("type") {
-        None | Some(Value::Null) => {}
+        None => {}
         Some(Value::Object(m)) if m.is_empty() => {}
-        Some(v) => {
-            if v.as_str() != Some(stored_type.as_str()) {
-                return Err(EgError::param("type cannot be changed"));
-            }
+        Some(v) if v.as_str() != Some(stored_type.as_str()) => {
+            return Err(EgError::param("type cannot be changed"));
         }
+        Some(_) => {}
     }
     for key in ["vpc_id", "subnet_id"] {
         // Immutable too; accepted when unchanged.
-        validate::opt_str(src, key)?;
+        src.opt_str(key)?;
     }
     let empty = Map::new();
     let stored = stored_detail.unwrap_or(&empty);
-    if let Some(d) = validate::opt_obj(src, "kafka_detail")? {
+    if let Some(d) = src.nested("kafka_detail")? {
         if stored_type != ConnectionType::Kafka {
             return Err(EgError::param(
                 "kafka_detail applies to KAFKA connections only",
             ));
         }
-        out.kafka_patch = Some(kafka_patch(d, stored)?);
+        out.kafka_patch = Some(kafka_patch(&d, stored)?);
     }
-    if let Some(d) = validate::opt_obj(src, "rocketmq_detail")? {
+    if let Some(d) = src.nested("rocketmq_detail")? {
         if stored_type != ConnectionType::Rocketmq {
             return Err(EgError::param(
                 "rocketmq_detail applies to ROCKETMQ connections only",
             ));
         }
-        out.rocketmq_patch = Some(rocketmq_patch(d, stored)?);
+        out.rocketmq_patch = Some(rocketmq_patch(&d, stored)?);
     }
     Ok(out)
 }
 
 /// Fails when `key` is present in `d` with a value other than the stored one.
-fn immutable(
-    d: &Map<String, Value>,
-    stored: &Map<String, Value>,
-    prefix: &str,
-    key: &str,
-) -> Result<(), EgError> {
+fn immutable(d: &Fields, stored: &Map<String, Value>, key: &str) -> Result<(), EgError> {
     match d.get(key) {
-        None | Some(Value::Null) => Ok(()),
+        None => Ok(()),
         Some(v) if Some(v) == stored.get(key) => Ok(()),
         // An empty string is the SDK's way of leaving some members unset.
         Some(Value::String(s)) if s.is_empty() => Ok(()),
-        Some(_) => Err(EgError::param(format!("{prefix}.{key} cannot be changed"))),
+        Some(_) => Err(EgError::param(format!("{} cannot be changed", d.at(key)))),
     }
 }
 
@@ -447,11 +374,8 @@ fn effective<'a>(patch: &'a Map<String, Value>, stored: &'a Map<String, Value>, 
     }
 }
 
-fn kafka_patch(
-    d: &Map<String, Value>,
-    stored: &Map<String, Value>,
-) -> Result<Map<String, Value>, EgError> {
-    const P: &str = "kafka_detail";
+/// `d` is the `kafka_detail` object.
+fn kafka_patch(d: &Fields, stored: &Map<String, Value>) -> Result<Map<String, Value>, EgError> {
     for key in [
         "instance_id",
         "addr",
@@ -459,13 +383,13 @@ fn kafka_patch(
         "enable_sasl_ssl",
         "acks",
     ] {
-        immutable(d, stored, P, key)?;
+        immutable(d, stored, key)?;
     }
     let mut patch = Map::new();
-    if let Some(u) = dstr(d, P, "user_name", FIELD_MAX)? {
+    if let Some(u) = d.opt_str_max("user_name", FIELD_MAX)? {
         patch.insert("user_name".into(), u.into());
     }
-    if let Some(p) = dstr(d, P, "password", FIELD_MAX)? {
+    if let Some(p) = d.opt_str_max("password", FIELD_MAX)? {
         patch.insert("password".into(), p.into());
     }
     let sasl = stored
@@ -479,39 +403,38 @@ fn kafka_patch(
     if kafka_needs_credentials(sasl, protocol) {
         if !effective(&patch, stored, "user_name") {
             return Err(EgError::param(format!(
-                "{P}.user_name is required when SASL is enabled"
+                "{} is required when SASL is enabled",
+                d.at("user_name")
             )));
         }
         if !effective(&patch, stored, "password") {
             return Err(EgError::param(format!(
-                "{P}.password is required when SASL is enabled"
+                "{} is required when SASL is enabled",
+                d.at("password")
             )));
         }
     }
     Ok(patch)
 }
 
-fn rocketmq_patch(
-    d: &Map<String, Value>,
-    stored: &Map<String, Value>,
-) -> Result<Map<String, Value>, EgError> {
-    const P: &str = "rocketmq_detail";
+/// `d` is the `rocketmq_detail` object.
+fn rocketmq_patch(d: &Fields, stored: &Map<String, Value>) -> Result<Map<String, Value>, EgError> {
     for key in ["instance_id", "addr"] {
-        immutable(d, stored, P, key)?;
+        immutable(d, stored, key)?;
     }
     let mut patch = Map::new();
-    if let Some(t) = dbool(d, P, "use_tls")? {
+    if let Some(t) = d.opt_bool("use_tls")? {
         patch.insert("use_tls".into(), t.into());
     }
-    if dflag(d, P, "enable_acl")?.is_some() {
+    if d.opt_flag("enable_acl")?.is_some() {
         if let Some(v) = d.get("enable_acl") {
             patch.insert("enable_acl".into(), v.clone());
         }
     }
-    if let Some(u) = dstr(d, P, "user_name", FIELD_MAX)? {
+    if let Some(u) = d.opt_str_max("user_name", FIELD_MAX)? {
         patch.insert("user_name".into(), u.into());
     }
-    if let Some(p) = dstr(d, P, "password", FIELD_MAX)? {
+    if let Some(p) = d.opt_str_max("password", FIELD_MAX)? {
         patch.insert("password".into(), p.into());
     }
     let acl = patch
@@ -522,12 +445,14 @@ fn rocketmq_patch(
     if acl {
         if !effective(&patch, stored, "user_name") {
             return Err(EgError::param(format!(
-                "{P}.user_name is required when enable_acl is true"
+                "{} is required when enable_acl is true",
+                d.at("user_name")
             )));
         }
         if !effective(&patch, stored, "password") {
             return Err(EgError::param(format!(
-                "{P}.password is required when enable_acl is true"
+                "{} is required when enable_acl is true",
+                d.at("password")
             )));
         }
     }

@@ -1,6 +1,7 @@
 //! Access endpoints and the OBS-trigger refurbish body: pure request
 //! validation. The server stores the result in the wire shape.
 
+use crate::field::Fields;
 use crate::validate::{self, NamePattern};
 use crate::EgError;
 use openeg_rules::{validate_transform, TransformUse};
@@ -21,13 +22,8 @@ pub struct EndpointCreate {
     pub description: String,
 }
 
-fn net_id(o: &serde_json::Map<String, Value>, key: &str) -> Result<String, EgError> {
-    let v = validate::req_str(o, key)?;
-    if v.chars().count() > MAX_NET_ID_LEN {
-        return Err(EgError::param(format!(
-            "{key} must be at most {MAX_NET_ID_LEN} characters long"
-        )));
-    }
+fn net_id(o: &Fields, key: &str) -> Result<String, EgError> {
+    let v = o.req_str_max(key, MAX_NET_ID_LEN)?;
     if v.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(EgError::param(format!(
             "{key} must not contain whitespace or control characters"
@@ -36,25 +32,20 @@ fn net_id(o: &serde_json::Map<String, Value>, key: &str) -> Result<String, EgErr
     Ok(v.to_string())
 }
 
-fn description(o: &serde_json::Map<String, Value>) -> Result<Option<String>, EgError> {
-    match validate::opt_str(o, "description")? {
-        Some(d) => {
-            validate::max_len("description", d, MAX_DESCRIPTION_LEN)?;
-            Ok(Some(d.to_string()))
-        }
-        None => Ok(None),
-    }
+fn description(o: &Fields) -> Result<Option<String>, EgError> {
+    Ok(o.opt_str_max("description", MAX_DESCRIPTION_LEN)?
+        .map(str::to_string))
 }
 
 /// Validates a CreateEndpoint body: `name` (mixed-case pattern), `vpc_id`, `subnet_id` (required),
 /// `description` (optional, ≤ 255). Unknown members are ignored.
 pub fn validate_create(v: &Value) -> Result<EndpointCreate, EgError> {
-    let o = validate::object(v, "request body")?;
-    let name = validate::req_str(o, "name")?;
+    let o = Fields::body(v)?;
+    let name = o.req_str("name")?;
     validate::name("name", name, NamePattern::Mixed)?;
-    let vpc_id = net_id(o, "vpc_id")?;
-    let subnet_id = net_id(o, "subnet_id")?;
-    let description = description(o)?.unwrap_or_default();
+    let vpc_id = net_id(&o, "vpc_id")?;
+    let subnet_id = net_id(&o, "subnet_id")?;
+    let description = description(&o)?.unwrap_or_default();
     Ok(EndpointCreate {
         name: name.to_string(),
         vpc_id,
@@ -65,20 +56,17 @@ pub fn validate_create(v: &Value) -> Result<EndpointCreate, EgError> {
 
 /// Validates an UpdateEndpoint body (`description` only); `None` = leave it unchanged.
 pub fn validate_update(v: &Value) -> Result<Option<String>, EgError> {
-    let o = validate::object(v, "request body")?;
-    description(o)
+    description(&Fields::body(v)?)
 }
 
 /// Validates a Refurbishobs body: `agency_name`, `id` (required strings) and `transform`
 /// (required, a valid payload transform → otherwise 400 `EG.00513000`). Returns the trigger id.
 pub fn validate_refurbish(v: &Value) -> Result<String, EgError> {
-    let o = validate::object(v, "request body")?;
-    let agency = validate::req_str(o, "agency_name")?;
-    validate::max_len("agency_name", agency, 64)?;
-    let id = validate::req_str(o, "id")?;
-    validate::max_len("id", id, 128)?;
+    let o = Fields::body(v)?;
+    o.req_str_max("agency_name", 64)?;
+    let id = o.req_str_max("id", 128)?;
     let transform = match o.get("transform") {
-        None | Some(Value::Null) => return Err(EgError::param("transform is required")),
+        None => return Err(EgError::param("transform is required")),
         Some(t) if t.is_object() => t,
         Some(_) => return Err(EgError::param("transform must be a JSON object")),
     };

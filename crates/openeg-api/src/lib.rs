@@ -8,6 +8,7 @@ pub mod connection;
 pub mod endpoint;
 pub mod error;
 pub mod event;
+pub mod field;
 pub mod router_job;
 pub mod schema;
 pub mod source;

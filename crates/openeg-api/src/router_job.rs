@@ -1,6 +1,7 @@
 //! Professional event-router clusters and jobs (`docs/limits.md`): pure
 //! validation of create and update bodies into the stored wire documents.
 
+use crate::field::Fields;
 use crate::validate::{self, NamePattern};
 use crate::EgError;
 use serde_json::{Map, Value};
@@ -12,21 +13,15 @@ pub const CLUSTER_TYPES: &[&str] = &["KAFKA", "ROCKETMQ", "DCS"];
 pub const MAX_CLUSTERS: u64 = 50;
 pub const MAX_JOBS_PER_CLUSTER: u64 = 100;
 
-fn description(src: &Map<String, Value>, doc: &mut Map<String, Value>) -> Result<(), EgError> {
-    if let Some(d) = validate::opt_str(src, "description")? {
-        validate::max_len("description", d, 256)?;
+fn description(src: &Fields, doc: &mut Map<String, Value>) -> Result<(), EgError> {
+    if let Some(d) = src.opt_str_max("description", 256)? {
         doc.insert("description".into(), d.into());
     }
     Ok(())
 }
 
-fn opt_id(
-    src: &Map<String, Value>,
-    key: &str,
-    doc: &mut Map<String, Value>,
-) -> Result<(), EgError> {
-    if let Some(s) = validate::opt_str(src, key)? {
-        validate::max_len(key, s, 64)?;
+fn opt_id(src: &Fields, key: &str, doc: &mut Map<String, Value>) -> Result<(), EgError> {
+    if let Some(s) = src.opt_str_max(key, 64)? {
         if s.is_empty() {
             doc.remove(key);
         } else {
@@ -54,20 +49,20 @@ pub const CHARGING_PAY_PER_USE: &str = "postPaid";
 /// Validates a CreateEventRouterCluster body into the stored document (without `cluster_id`,
 /// `status` and timestamps, which the server adds).
 pub fn cluster_create(v: &Value) -> Result<Map<String, Value>, EgError> {
-    let src = validate::object(v, "request body")?;
+    let src = Fields::body(v)?;
     let mut doc = Map::new();
-    let name = validate::req_str(src, "name")?;
+    let name = src.req_str("name")?;
     validate::name("name", name, NamePattern::Mixed)?;
     doc.insert("name".into(), name.into());
-    description(src, &mut doc)?;
-    let source_type = validate::req_str(src, "source_type")?;
+    description(&src, &mut doc)?;
+    let source_type = src.req_str("source_type")?;
     if !CLUSTER_TYPES.contains(&source_type) {
         return Err(EgError::param(format!(
             "source_type must be one of {}",
             CLUSTER_TYPES.join(", ")
         )));
     }
-    let sink_type = validate::req_str(src, "sink_type")?;
+    let sink_type = src.req_str("sink_type")?;
     if !CLUSTER_TYPES.contains(&sink_type) {
         return Err(EgError::param(format!(
             "sink_type must be one of {}",
@@ -80,18 +75,16 @@ pub fn cluster_create(v: &Value) -> Result<Map<String, Value>, EgError> {
     doc.insert("source_type".into(), source_type.into());
     doc.insert("sink_type".into(), sink_type.into());
     for key in ["vpc_id", "subnet_id"] {
-        let s = validate::req_str(src, key)?;
-        validate::max_len(key, s, 64)?;
+        let s = src.req_str_max(key, 64)?;
         doc.insert(key.into(), s.into());
     }
-    if let Some(z) = validate::opt_str(src, "zone_names")? {
-        validate::max_len("zone_names", z, 256)?;
+    if let Some(z) = src.opt_str_max("zone_names", 256)? {
         doc.insert("zone_names".into(), z.into());
     }
     // No billing parameters means pay-per-use; when they are given, the mode is required.
-    let mode = match validate::opt_obj(src, "bss_param")? {
+    let mode = match src.nested("bss_param")? {
         None => CHARGING_PAY_PER_USE,
-        Some(bss) => match validate::opt_str(bss, "charging_mode") {
+        Some(bss) => match bss.opt_str("charging_mode") {
             Ok(Some(m)) if !m.is_empty() => m,
             _ => {
                 return Err(EgError::param(
@@ -102,15 +95,13 @@ pub fn cluster_create(v: &Value) -> Result<Map<String, Value>, EgError> {
     };
     validate::max_len("bss_param.charging_mode", mode, 64)?;
     doc.insert("charging_mode".into(), mode.into());
-    if let Some(f) = validate::opt_str(src, "flavor")? {
-        validate::max_len("flavor", f, 64)?;
+    if let Some(f) = src.opt_str_max("flavor", 64)? {
         doc.insert("flavor".into(), f.into());
     }
-    let public = validate::opt_bool(src, "public_access_enabled")?
-        .ok_or_else(|| EgError::param("public_access_enabled is required"))?;
+    let public = src.req_bool("public_access_enabled")?;
     doc.insert("public_access_enabled".into(), public.into());
-    opt_id(src, "nat_id", &mut doc)?;
-    opt_id(src, "eip_id", &mut doc)?;
+    opt_id(&src, "nat_id", &mut doc)?;
+    opt_id(&src, "eip_id", &mut doc)?;
     check_public_access(&doc)?;
     Ok(doc)
 }
@@ -118,103 +109,32 @@ pub fn cluster_create(v: &Value) -> Result<Map<String, Value>, EgError> {
 /// Applies an UpdateEventRouterCluster body (every member optional) to a copy of the stored
 /// document; nothing is changed when it fails.
 pub fn cluster_update(v: &Value, old: &Map<String, Value>) -> Result<Map<String, Value>, EgError> {
-    let src = validate::object(v, "request body")?;
+    let src = Fields::body(v)?;
     let mut doc = old.clone();
-    if let Some(n) = validate::opt_str(src, "name")? {
+    if let Some(n) = src.opt_str("name")? {
         validate::name("name", n, NamePattern::Mixed)?;
         doc.insert("name".into(), n.into());
     }
-    description(src, &mut doc)?;
-    if let Some(p) = validate::opt_bool(src, "public_access_enabled")? {
+    description(&src, &mut doc)?;
+    if let Some(p) = src.opt_bool("public_access_enabled")? {
         doc.insert("public_access_enabled".into(), p.into());
     }
-    opt_id(src, "nat_id", &mut doc)?;
-    opt_id(src, "eip_id", &mut doc)?;
+    opt_id(&src, "nat_id", &mut doc)?;
+    opt_id(&src, "eip_id", &mut doc)?;
     check_public_access(&doc)?;
     Ok(doc)
 }
 
 // ------------------------------------------------------------------------------------ jobs
 
-/// A member that may be wrapped in a one-element array (the reference's examples do so);
-/// absent, `null` and `""` mean "not set" [dec].
-fn unwrap1<'a>(
-    o: &'a Map<String, Value>,
-    key: &str,
-    path: &str,
-) -> Result<Option<&'a Value>, EgError> {
-    match o.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::Array(a)) if a.is_empty() => Ok(None),
-        Some(Value::Array(a)) if a.len() == 1 => match &a[0] {
-            Value::Null => Ok(None),
-            v => Ok(Some(v)),
-        },
-        Some(Value::Array(_)) => Err(EgError::param(format!(
-            "{path}{key} must be an object (or a one-element array)"
-        ))),
-        Some(v) => Ok(Some(v)),
-    }
-}
+/// Longest string member of a job's endpoint, advance and condition objects.
+const JOB_TEXT_MAX: usize = 1024;
 
-fn unwrap_obj<'a>(
-    o: &'a Map<String, Value>,
-    key: &str,
-    path: &str,
-) -> Result<Option<&'a Map<String, Value>>, EgError> {
-    match unwrap1(o, key, path)? {
-        None => Ok(None),
-        Some(Value::Object(m)) => Ok(Some(m)),
-        Some(_) => Err(EgError::param(format!("{path}{key} must be a JSON object"))),
-    }
-}
-
-/// Optional string; `""`/`null` = not set.
-fn s_opt<'a>(o: &'a Map<String, Value>, key: &str, path: &str) -> Result<Option<&'a str>, EgError> {
-    match o.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) => {
-            if s.chars().count() > 1024 {
-                return Err(EgError::param(format!("{path}{key} is too long")));
-            }
-            Ok(Some(s))
-        }
-        Some(_) => Err(EgError::param(format!("{path}{key} must be a string"))),
-    }
-}
-
-fn s_req<'a>(o: &'a Map<String, Value>, key: &str, path: &str) -> Result<&'a str, EgError> {
-    s_opt(o, key, path)?.ok_or_else(|| EgError::param(format!("{path}{key} is required")))
-}
-
-fn b_opt(o: &Map<String, Value>, key: &str, path: &str) -> Result<Option<bool>, EgError> {
-    match o.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(_) => Err(EgError::param(format!("{path}{key} must be a boolean"))),
-    }
-}
-
-fn b_req(o: &Map<String, Value>, key: &str, path: &str) -> Result<bool, EgError> {
-    b_opt(o, key, path)?.ok_or_else(|| EgError::param(format!("{path}{key} is required")))
-}
-
-/// A non-negative integer given as a number or a digit string (stored as given).
-fn num_opt(o: &Map<String, Value>, key: &str, path: &str) -> Result<Option<Value>, EgError> {
-    match o.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) if s.len() <= 18 && s.bytes().all(|b| b.is_ascii_digit()) => {
-            Ok(Some(Value::String(s.clone())))
-        }
-        Some(Value::Number(n)) if n.as_u64().is_some() => Ok(Some(Value::Number(n.clone()))),
-        Some(_) => Err(EgError::param(format!(
-            "{path}{key} must be a non-negative integer"
-        ))),
-    }
+/// The members of a job's endpoint, advance or condition object: `""` means "not set" (like
+/// absent and `null`) and strings are at most [`JOB_TEXT_MAX`] characters [dec]. Objects may be
+/// wrapped in a one-element array ([`Fields::single_obj`]; the reference's examples do so).
+fn job_fields(f: Fields) -> Fields {
+    f.blank_is_absent().cap(JOB_TEXT_MAX)
 }
 
 fn put(doc: &mut Map<String, Value>, key: &str, v: Option<impl Into<Value>>) {
@@ -235,61 +155,55 @@ fn family_of(member: &str) -> &'static str {
 }
 
 /// KafkaParameters / RocketmqParameters / DcsParameters.
-fn endpoint(
-    p: &Map<String, Value>,
-    family: &str,
-    path: &str,
-) -> Result<Map<String, Value>, EgError> {
+fn endpoint(p: &Fields, family: &str) -> Result<Map<String, Value>, EgError> {
     let mut d = Map::new();
-    let config_type = s_req(p, "config_type", path)?;
+    let config_type = p.req_str("config_type")?;
     d.insert("config_type".into(), config_type.into());
     for k in ["region", "project_id"] {
-        d.insert(k.into(), s_req(p, k, path)?.into());
+        d.insert(k.into(), p.req_str(k)?.into());
     }
-    let instance = s_opt(p, "instance_id", path)?;
+    let instance = p.opt_str("instance_id")?;
     if config_type == "CLOUD" && instance.is_none() && family != "DCS" {
         return Err(EgError::param(format!(
-            "{path}instance_id is required when config_type is CLOUD"
+            "{} is required when config_type is CLOUD",
+            p.at("instance_id")
         )));
     }
     put(&mut d, "instance_id", instance);
-    put(&mut d, "address", s_opt(p, "address", path)?);
-    put(&mut d, "password", s_opt(p, "password", path)?);
+    put(&mut d, "address", p.opt_str("address")?);
+    put(&mut d, "password", p.opt_str("password")?);
     match family {
         "KAFKA" => {
-            d.insert(
-                "cluster_alias".into(),
-                s_req(p, "cluster_alias", path)?.into(),
-            );
-            let mode = s_opt(p, "authenticate_mode", path)?;
+            d.insert("cluster_alias".into(), p.req_str("cluster_alias")?.into());
+            let mode = p.opt_str("authenticate_mode")?;
             put(&mut d, "authenticate_mode", mode);
-            put(&mut d, "sasl_mechanism", s_opt(p, "sasl_mechanism", path)?);
-            put(&mut d, "user_name", s_opt(p, "user_name", path)?);
+            put(&mut d, "sasl_mechanism", p.opt_str("sasl_mechanism")?);
+            put(&mut d, "user_name", p.opt_str("user_name")?);
             if mode == Some("SASL_SSL") && !d.contains_key("password") {
                 return Err(EgError::param(format!(
-                    "{path}password is required when authenticate_mode is SASL_SSL"
+                    "{} is required when authenticate_mode is SASL_SSL",
+                    p.at("password")
                 )));
             }
         }
         "ROCKETMQ" => {
-            d.insert(
-                "cluster_alias".into(),
-                s_req(p, "cluster_alias", path)?.into(),
-            );
-            if let Some(ssl) = s_opt(p, "ssl_open", path)? {
+            d.insert("cluster_alias".into(), p.req_str("cluster_alias")?.into());
+            if let Some(ssl) = p.opt_str("ssl_open")? {
                 if ssl != "true" && ssl != "false" {
                     return Err(EgError::param(format!(
-                        "{path}ssl_open must be \"true\" or \"false\""
+                        "{} must be \"true\" or \"false\"",
+                        p.at("ssl_open")
                     )));
                 }
                 d.insert("ssl_open".into(), ssl.into());
             }
-            let acl = b_opt(p, "acl_open", path)?;
+            let acl = p.opt_bool("acl_open")?;
             put(&mut d, "acl_open", acl);
-            put(&mut d, "user_name", s_opt(p, "user_name", path)?);
+            put(&mut d, "user_name", p.opt_str("user_name")?);
             if acl == Some(true) && !d.contains_key("password") {
                 return Err(EgError::param(format!(
-                    "{path}password is required when acl_open is true"
+                    "{} is required when acl_open is true",
+                    p.at("password")
                 )));
             }
         }
@@ -300,11 +214,11 @@ fn endpoint(
 
 /// `source_config` / `sink_config`: exactly one member; returns (family, stored object).
 fn side(
-    src: &Map<String, Value>,
+    src: &Fields,
     key: &str,
     cluster_type: &str,
 ) -> Result<Option<(&'static str, Value)>, EgError> {
-    let Some(cfg) = unwrap_obj(src, key, "")? else {
+    let Some(cfg) = src.single_obj(key)? else {
         return Ok(None);
     };
     let prefix = if key == "source_config" {
@@ -315,8 +229,7 @@ fn side(
     let mut found = None;
     for fam in ["kafka", "rocketmq", "dcs"] {
         let member = format!("{prefix}_{fam}");
-        let path = format!("{key}.{member}.");
-        if let Some(p) = unwrap_obj(cfg, &member, &format!("{key}."))? {
+        if let Some(p) = cfg.single_obj(&member)? {
             if found.is_some() {
                 return Err(EgError::param(format!(
                     "{key} must have exactly one of {prefix}_kafka, {prefix}_rocketmq, {prefix}_dcs"
@@ -328,13 +241,13 @@ fn side(
                     "{key}.{member} does not match the cluster type {cluster_type}"
                 )));
             }
-            let d = endpoint(p, family, &path)?;
+            let d = endpoint(&job_fields(p), family)?;
             let mut o = Map::new();
             o.insert(member, Value::Object(d));
             found = Some((family, Value::Object(o)));
         }
     }
-    if let Some(other) = cfg.keys().find(|k| {
+    if let Some(other) = cfg.map().keys().find(|k| {
         !["kafka", "rocketmq", "dcs"]
             .iter()
             .any(|f| **k == format!("{prefix}_{f}"))
@@ -346,15 +259,19 @@ fn side(
     Ok(found)
 }
 
-fn topics(a: &Map<String, Value>, path: &str, d: &mut Map<String, Value>) -> Result<(), EgError> {
-    let t = s_opt(a, "topics", path)?;
-    let r = s_opt(a, "topic_regex", path)?;
+fn topics(a: &Fields, d: &mut Map<String, Value>) -> Result<(), EgError> {
+    let t = a.opt_str("topics")?;
+    let r = a.opt_str("topic_regex")?;
     match (t, r) {
         (Some(_), Some(_)) => Err(EgError::param(format!(
-            "{path}topics and {path}topic_regex are mutually exclusive"
+            "{} and {} are mutually exclusive",
+            a.at("topics"),
+            a.at("topic_regex")
         ))),
         (None, None) => Err(EgError::param(format!(
-            "{path}topics or {path}topic_regex is required"
+            "{} or {} is required",
+            a.at("topics"),
+            a.at("topic_regex")
         ))),
         _ => {
             put(d, "topics", t);
@@ -375,11 +292,11 @@ fn one_of(v: &str, allowed: &[&str], field: &str) -> Result<(), EgError> {
     }
 }
 
-fn advance(src: &Map<String, Value>, family: &str) -> Result<Option<Value>, EgError> {
-    let Some(cfg) = unwrap_obj(src, "advance_config", "")? else {
+fn advance(src: &Fields, family: &str) -> Result<Option<Value>, EgError> {
+    let Some(cfg) = src.single_obj("advance_config")? else {
         return Ok(None);
     };
-    for k in cfg.keys() {
+    for k in cfg.map().keys() {
         if !["kafka2kafka", "rocketmq2rocketmq", "dcs2dcs", "dc2dc"].contains(&k.as_str()) {
             return Err(EgError::param(format!(
                 "advance_config.{k} is not a known member"
@@ -392,7 +309,7 @@ fn advance(src: &Map<String, Value>, family: &str) -> Result<Option<Value>, EgEr
         _ => ("dcs2dcs", &["dcs2dcs", "dc2dc"]),
     };
     for k in ["kafka2kafka", "rocketmq2rocketmq", "dcs2dcs", "dc2dc"] {
-        if !aliases.contains(&k) && unwrap1(cfg, k, "advance_config.")?.is_some() {
+        if !aliases.contains(&k) && cfg.single(k)?.is_some() {
             return Err(EgError::param(format!(
                 "advance_config.{k} does not match the cluster type {family}"
             )));
@@ -400,102 +317,103 @@ fn advance(src: &Map<String, Value>, family: &str) -> Result<Option<Value>, EgEr
     }
     let mut a = None;
     for k in aliases {
-        if let Some(m) = unwrap_obj(cfg, k, "advance_config.")? {
-            a = Some(m);
+        if let Some(m) = cfg.single_obj(k)? {
+            a = Some(m.map());
         }
     }
     let Some(a) = a else { return Ok(None) };
-    let path = format!("advance_config.{canon}.");
-    let path = path.as_str();
+    // Reported under the canonical name whichever alias was sent.
+    let a = job_fields(Fields::new(a, format!("advance_config.{canon}")));
     let mut d = Map::new();
     match family {
         "KAFKA" => {
-            topics(a, path, &mut d)?;
-            match num_opt(a, "replica_cnt", path)? {
+            topics(&a, &mut d)?;
+            match a.opt_count("replica_cnt")? {
                 Some(v) if v.as_u64() != Some(0) && v.as_str() != Some("0") => {
                     d.insert("replica_cnt".into(), v);
                 }
-                Some(_) => return Err(EgError::param(format!("{path}replica_cnt must be >= 1"))),
-                None => return Err(EgError::param(format!("{path}replica_cnt is required"))),
+                Some(_) => {
+                    return Err(EgError::param(format!(
+                        "{} must be >= 1",
+                        a.at("replica_cnt")
+                    )))
+                }
+                None => return Err(a.missing("replica_cnt")),
             }
-            let seek = s_req(a, "seek_to", path)?;
-            one_of(seek, &["earliest", "latest"], &format!("{path}seek_to"))?;
+            let seek = a.req_str("seek_to")?;
+            one_of(seek, &["earliest", "latest"], &a.at("seek_to"))?;
             d.insert("seek_to".into(), seek.into());
-            let c = s_req(a, "compress_alg", path)?;
+            let c = a.req_str("compress_alg")?;
             one_of(
                 c,
                 &["none", "gzip", "snappy", "lz4", "zstd"],
-                &format!("{path}compress_alg"),
+                &a.at("compress_alg"),
             )?;
             d.insert("compress_alg".into(), c.into());
             d.insert(
                 "is_sync_progress".into(),
-                b_req(a, "is_sync_progress", path)?.into(),
+                a.req_bool("is_sync_progress")?.into(),
             );
-            d.insert(
-                "is_add_header".into(),
-                b_req(a, "is_add_header", path)?.into(),
-            );
-            put(&mut d, "rename_topic", b_opt(a, "rename_topic", path)?);
-            match a.get("topic_mappings") {
+            d.insert("is_add_header".into(), a.req_bool("is_add_header")?.into());
+            put(&mut d, "rename_topic", a.opt_bool("rename_topic")?);
+            // Not subject to the `""` = unset rule: only absent and `null` skip it.
+            match a.map().get("topic_mappings") {
                 None | Some(Value::Null) => {}
                 Some(Value::Array(items)) => {
                     let mut out = Vec::new();
                     for (i, m) in items.iter().enumerate() {
-                        let p = format!("{path}topic_mappings[{i}].");
-                        let m = m.as_object().ok_or_else(|| {
-                            EgError::param(format!("{path}topic_mappings[{i}] must be an object"))
-                        })?;
+                        let p = format!("{}[{i}]", a.at("topic_mappings"));
+                        let m = m
+                            .as_object()
+                            .ok_or_else(|| EgError::param(format!("{p} must be an object")))?;
+                        let m = a.child(m, p);
                         let mut o = Map::new();
-                        o.insert("source_topic".into(), s_req(m, "source_topic", &p)?.into());
-                        o.insert("sink_topic".into(), s_req(m, "sink_topic", &p)?.into());
+                        o.insert("source_topic".into(), m.req_str("source_topic")?.into());
+                        o.insert("sink_topic".into(), m.req_str("sink_topic")?.into());
                         out.push(Value::Object(o));
                     }
                     d.insert("topic_mappings".into(), Value::Array(out));
                 }
                 Some(_) => {
                     return Err(EgError::param(format!(
-                        "{path}topic_mappings must be an array"
+                        "{} must be an array",
+                        a.at("topic_mappings")
                     )))
                 }
             }
         }
         "ROCKETMQ" => {
-            topics(a, path, &mut d)?;
+            topics(&a, &mut d)?;
             d.insert(
                 "is_sync_progress".into(),
-                b_req(a, "is_sync_progress", path)?.into(),
+                a.req_bool("is_sync_progress")?.into(),
             );
-            let seek = s_req(a, "seek_to", path)?;
+            let seek = a.req_str("seek_to")?;
             if seek != "first" && seek != "last" && !seek.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(EgError::param(format!(
-                    "{path}seek_to must be first, last or an epoch-ms timestamp"
+                    "{} must be first, last or an epoch-ms timestamp",
+                    a.at("seek_to")
                 )));
             }
             d.insert("seek_to".into(), seek.into());
-            let c = s_req(a, "compress_alg", path)?;
-            one_of(
-                c,
-                &["none", "gzip", "lz4", "zstd"],
-                &format!("{path}compress_alg"),
-            )?;
+            let c = a.req_str("compress_alg")?;
+            one_of(c, &["none", "gzip", "lz4", "zstd"], &a.at("compress_alg"))?;
             d.insert("compress_alg".into(), c.into());
         }
         _ => {
             d.insert(
                 "synchronize_type".into(),
-                s_req(a, "synchronize_type", path)?.into(),
+                a.req_str("synchronize_type")?.into(),
             );
             for k in ["connect_retry_time", "other_retry_time"] {
-                let v = num_opt(a, k, path)?
-                    .ok_or_else(|| EgError::param(format!("{path}{k} is required")))?;
+                let v = a.opt_count(k)?.ok_or_else(|| a.missing(k))?;
                 d.insert(k.into(), v);
             }
-            put(&mut d, "use_rate_limit", b_opt(a, "use_rate_limit", path)?);
-            put(&mut d, "rate_limit", num_opt(a, "rate_limit", path)?);
-            let salve = match b_opt(a, "use_salve_node", path)? {
+            put(&mut d, "use_rate_limit", a.opt_bool("use_rate_limit")?);
+            put(&mut d, "rate_limit", a.opt_count("rate_limit")?);
+            let salve = match a.opt_bool("use_salve_node")? {
                 Some(b) => Some(b),
-                None => b_opt(a, "use_slave_node", path)?,
+                None => a.opt_bool("use_slave_node")?,
             };
             put(&mut d, "use_salve_node", salve);
             for k in [
@@ -506,27 +424,30 @@ fn advance(src: &Map<String, Value>, family: &str) -> Result<Option<Value>, EgEr
                 "block_key_prefix",
                 "block_key_suffix",
             ] {
-                put(&mut d, k, s_opt(a, k, path)?);
+                put(&mut d, k, a.opt_str(k)?);
             }
-            match a.get("allow_db") {
+            // Neither of these two is subject to the `""` = unset rule.
+            match a.map().get("allow_db") {
                 None | Some(Value::Null) => {}
                 Some(Value::Array(xs)) if xs.iter().all(|x| x.as_u64().is_some()) => {
                     d.insert("allow_db".into(), Value::Array(xs.clone()));
                 }
                 Some(_) => {
                     return Err(EgError::param(format!(
-                        "{path}allow_db must be an array of non-negative integers"
+                        "{} must be an array of non-negative integers",
+                        a.at("allow_db")
                     )))
                 }
             }
-            match a.get("db_mapping") {
+            match a.map().get("db_mapping") {
                 None | Some(Value::Null) => {}
                 Some(Value::Object(m)) if m.values().all(Value::is_string) => {
                     d.insert("db_mapping".into(), Value::Object(m.clone()));
                 }
                 Some(_) => {
                     return Err(EgError::param(format!(
-                        "{path}db_mapping must be an object of strings"
+                        "{} must be an object of strings",
+                        a.at("db_mapping")
                     )))
                 }
             }
@@ -539,8 +460,7 @@ fn advance(src: &Map<String, Value>, family: &str) -> Result<Option<Value>, EgEr
 
 /// The `cluster_id` of a job body (checked before the cluster is loaded).
 pub fn job_cluster_id(v: &Value) -> Result<&str, EgError> {
-    let src = validate::object(v, "request body")?;
-    validate::req_str(src, "cluster_id")
+    Fields::body(v)?.req_str("cluster_id")
 }
 
 /// Validates a CreateEventRouterJob / UpdateEventRouterJob body (full replacement) against its
@@ -548,25 +468,21 @@ pub fn job_cluster_id(v: &Value) -> Result<&str, EgError> {
 /// `scene_type`, `source_type`, `sink_type`, `source_config`, `sink_config`, `advance_config`
 /// (absent configs are `null`). Status and timestamps are the server's.
 pub fn job_body(v: &Value, cluster_type: &str) -> Result<Map<String, Value>, EgError> {
-    let src = validate::object(v, "request body")?;
+    let src = Fields::body(v)?;
     let mut doc = Map::new();
-    doc.insert(
-        "cluster_id".into(),
-        validate::req_str(src, "cluster_id")?.into(),
-    );
-    let name = validate::req_str(src, "name")?;
+    doc.insert("cluster_id".into(), src.req_str("cluster_id")?.into());
+    let name = src.req_str("name")?;
     validate::name("name", name, NamePattern::Mixed)?;
     doc.insert("name".into(), name.into());
-    let d = validate::opt_str(src, "description")?.unwrap_or("");
-    validate::max_len("description", d, 256)?;
+    let d = src.opt_str_max("description", 256)?.unwrap_or("");
     doc.insert("description".into(), d.into());
-    let scene = validate::req_str(src, "scene_type")?;
+    let scene = src.req_str("scene_type")?;
     if scene != "DISASTER_BACKUP" {
         return Err(EgError::param("scene_type must be DISASTER_BACKUP"));
     }
     doc.insert("scene_type".into(), scene.into());
-    let source = side(src, "source_config", cluster_type)?;
-    let sink = side(src, "sink_config", cluster_type)?;
+    let source = side(&src, "source_config", cluster_type)?;
+    let sink = side(&src, "sink_config", cluster_type)?;
     doc.insert("source_type".into(), cluster_type.into());
     doc.insert("sink_type".into(), cluster_type.into());
     doc.insert(
@@ -579,7 +495,7 @@ pub fn job_body(v: &Value, cluster_type: &str) -> Result<Map<String, Value>, EgE
     );
     doc.insert(
         "advance_config".into(),
-        advance(src, cluster_type)?.unwrap_or(Value::Null),
+        advance(&src, cluster_type)?.unwrap_or(Value::Null),
     );
     Ok(doc)
 }
@@ -587,11 +503,11 @@ pub fn job_body(v: &Value, cluster_type: &str) -> Result<Map<String, Value>, EgE
 /// ValidateEventRouterJob body: `cluster_id` (checked by the caller), `source_config`,
 /// `sink_config`; returns the normalized `{source_config, sink_config}` members.
 pub fn validation_body(v: &Value, cluster_type: &str) -> Result<Map<String, Value>, EgError> {
-    let src = validate::object(v, "request body")?;
-    validate::req_str(src, "cluster_id")?;
+    let src = Fields::body(v)?;
+    src.req_str("cluster_id")?;
     let mut doc = Map::new();
     for k in ["source_config", "sink_config"] {
-        if let Some((_, c)) = side(src, k, cluster_type)? {
+        if let Some((_, c)) = side(&src, k, cluster_type)? {
             doc.insert(k.into(), c);
         }
     }
@@ -621,28 +537,23 @@ pub fn endpoint_address<'a>(doc: &'a Value, side: &str) -> Option<&'a str> {
 /// ShowEventRouterTaskSyncDetail body: `offset` 0–10000, `limit` 10–1000 (both required),
 /// `conditions` [{key: topic, operate: EQUAL|LIKE, value}].
 pub fn sync_detail_body(v: &Value) -> Result<(), EgError> {
-    let src = validate::object(v, "request body")?;
-    validate::opt_int(src, "offset", 0, 10000)?
-        .ok_or_else(|| EgError::param("offset is required"))?;
-    validate::opt_int(src, "limit", 10, 1000)?
-        .ok_or_else(|| EgError::param("limit is required"))?;
-    match src.get("conditions") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(cs)) => {
-            for (i, c) in cs.iter().enumerate() {
-                let p = format!("conditions[{i}].");
-                let c = c
-                    .as_object()
-                    .ok_or_else(|| EgError::param(format!("conditions[{i}] must be an object")))?;
-                if s_req(c, "key", &p)? != "topic" {
-                    return Err(EgError::param(format!("{p}key must be topic")));
-                }
-                let op = s_req(c, "operate", &p)?;
-                one_of(op, &["EQUAL", "LIKE"], &format!("{p}operate"))?;
-                s_opt(c, "value", &p)?;
+    let src = Fields::body(v)?;
+    src.req_int("offset", 0, 10000)?;
+    src.req_int("limit", 10, 1000)?;
+    if let Some(cs) = src.opt_array("conditions")? {
+        for (i, c) in cs.iter().enumerate() {
+            let p = format!("conditions[{i}]");
+            let c = c
+                .as_object()
+                .ok_or_else(|| EgError::param(format!("{p} must be an object")))?;
+            let c = job_fields(Fields::new(c, p));
+            if c.req_str("key")? != "topic" {
+                return Err(EgError::param(format!("{} must be topic", c.at("key"))));
             }
+            let op = c.req_str("operate")?;
+            one_of(op, &["EQUAL", "LIKE"], &c.at("operate"))?;
+            c.opt_str("value")?;
         }
-        Some(_) => return Err(EgError::param("conditions must be an array")),
     }
     Ok(())
 }

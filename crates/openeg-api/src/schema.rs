@@ -4,6 +4,7 @@
 //!
 //! Pure: no I/O. Every error is 400 `EG.00513000` naming the field and the problem.
 
+use crate::field::Fields;
 use crate::validate::{self, NamePattern};
 use crate::EgError;
 use serde_json::{json, Map, Value};
@@ -47,14 +48,8 @@ pub struct UpdateSchema {
     pub compatibility: Option<String>,
 }
 
-fn description(src: &Map<String, Value>) -> Result<Option<String>, EgError> {
-    match validate::opt_str(src, "description")? {
-        Some(d) => {
-            validate::max_len("description", d, 255)?;
-            Ok(Some(d.to_string()))
-        }
-        None => Ok(None),
-    }
+fn description(src: &Fields) -> Result<Option<String>, EgError> {
+    Ok(src.opt_str_max("description", 255)?.map(str::to_string))
 }
 
 fn compatibility(c: &str) -> Result<(), EgError> {
@@ -67,8 +62,8 @@ fn compatibility(c: &str) -> Result<(), EgError> {
     Ok(())
 }
 
-fn format(src: &Map<String, Value>) -> Result<&'static str, EgError> {
-    match validate::opt_str(src, "format")? {
+fn format(src: &Fields) -> Result<&'static str, EgError> {
+    match src.opt_str("format")? {
         None | Some("") => Ok(FORMAT_DRAFT_6),
         Some(f) => FORMATS
             .into_iter()
@@ -81,14 +76,14 @@ fn format(src: &Map<String, Value>) -> Result<&'static str, EgError> {
 /// (required, 1–32), format (default `JSON_SCHEMA_DRAFT_6`), definition (required, a valid
 /// schema of that format).
 pub fn create(v: &Value) -> Result<CreateSchema, EgError> {
-    let src = validate::object(v, "request body")?;
-    let name = validate::req_str(src, "name")?;
+    let src = Fields::body(v)?;
+    let name = src.req_str("name")?;
     validate::name("name", name, NamePattern::Mixed)?;
-    let description = description(src)?.unwrap_or_default();
-    let compat = validate::req_str(src, "compatibility")?;
+    let description = description(&src)?.unwrap_or_default();
+    let compat = src.req_str("compatibility")?;
     compatibility(compat)?;
-    let format = format(src)?;
-    let definition = validate::req_str(src, "definition")?;
+    let format = format(&src)?;
+    let definition = src.req_str("definition")?;
     check_definition(definition, format)?;
     Ok(CreateSchema {
         name: name.to_string(),
@@ -102,9 +97,9 @@ pub fn create(v: &Value) -> Result<CreateSchema, EgError> {
 /// UpdateEventSchema body: description, compatibility. `name` is not updatable: a different
 /// name is rejected by the caller, which knows the current one.
 pub fn update(v: &Value) -> Result<UpdateSchema, EgError> {
-    let src = validate::object(v, "request body")?;
-    let description = description(src)?;
-    let compat = match validate::opt_str(src, "compatibility")? {
+    let src = Fields::body(v)?;
+    let description = description(&src)?;
+    let compat = match src.opt_str("compatibility")? {
         Some(c) => {
             compatibility(c)?;
             Some(c.to_string())
@@ -120,8 +115,8 @@ pub fn update(v: &Value) -> Result<UpdateSchema, EgError> {
 /// CreateEventSchemaVersion body: `{definition}` (required, a valid schema of the schema's
 /// `format`).
 pub fn create_version(v: &Value, format: &str) -> Result<String, EgError> {
-    let src = validate::object(v, "request body")?;
-    let definition = validate::req_str(src, "definition")?;
+    let src = Fields::body(v)?;
+    let definition = src.req_str("definition")?;
     check_definition(definition, format)?;
     Ok(definition.to_string())
 }
@@ -203,9 +198,9 @@ pub struct Discovered {
 
 /// DiscoverEventSchemaFromData body `{event, format}`, both optional.
 pub fn discover(v: &Value) -> Result<Discovered, EgError> {
-    let src = validate::object(v, "request body")?;
-    let format = format(src)?;
-    let event = match validate::opt_str(src, "event")? {
+    let src = Fields::body(v)?;
+    let format = format(&src)?;
+    let event = match src.opt_str("event")? {
         None | Some("") => {
             return Ok(Discovered {
                 format,

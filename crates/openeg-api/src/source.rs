@@ -5,9 +5,8 @@
 //! Nothing here does I/O: the caller looks the channel up first and says whether it is usable.
 //! Secrets (`secret_key`, `password`) are validated for presence only; the server seals them.
 
-use crate::connection::{
-    dbool, dreq, dstr, parse_addr_list, parse_host_port, ADDRESS_MAX, FIELD_MAX,
-};
+use crate::connection::{parse_addr_list, parse_host_port, ADDRESS_MAX, FIELD_MAX};
+use crate::field::Fields;
 use crate::validate::{self, NamePattern};
 use crate::EgError;
 use serde_json::{Map, Value};
@@ -91,12 +90,13 @@ pub fn parse_create(
     body: &Value,
     channel_usable: impl Fn(&str) -> bool,
 ) -> Result<CreateSource, EgError> {
-    let src = validate::object(body, "request body")?;
-    let name = validate::req_str(src, "name")?;
+    let src = Fields::body(body)?;
+    let name = src.req_str("name")?;
     check_name(name)?;
-    let description = validate::opt_str(src, "description")?.unwrap_or("");
-    validate::max_len("description", description, DESCRIPTION_MAX)?;
-    let channel_id = match validate::opt_str(src, "channel_id")? {
+    let description = src
+        .opt_str_max("description", DESCRIPTION_MAX)?
+        .unwrap_or("");
+    let channel_id = match src.opt_str("channel_id")? {
         Some(c) if !c.is_empty() => c,
         _ => {
             return Err(EgError::channel(
@@ -109,7 +109,7 @@ pub fn parse_create(
             "channel {channel_id} is not a custom channel of this project"
         )));
     }
-    let source_type = match validate::opt_str(src, "type")? {
+    let source_type = match src.opt_str("type")? {
         None | Some("") => SourceType::Application,
         Some(t) => SourceType::parse(t)
             .ok_or_else(|| EgError::param("type must be one of APPLICATION, RABBITMQ, ROCKETMQ"))?,
@@ -132,25 +132,24 @@ pub fn parse_update(
     stored_channel_id: &str,
     stored_type: SourceType,
 ) -> Result<UpdateSource, EgError> {
-    let src = validate::object(body, "request body")?;
+    let src = Fields::body(body)?;
     let mut out = UpdateSource::default();
     for (key, stored) in [
         ("name", stored_name),
         ("channel_id", stored_channel_id),
         ("type", stored_type.as_str()),
     ] {
-        if let Some(v) = validate::opt_str(src, key)? {
+        if let Some(v) = src.opt_str(key)? {
             if !v.is_empty() && v != stored {
                 return Err(EgError::param(format!("{key} cannot be changed")));
             }
         }
     }
-    if let Some(d) = validate::opt_str(src, "description")? {
-        validate::max_len("description", d, DESCRIPTION_MAX)?;
+    if let Some(d) = src.opt_str_max("description", DESCRIPTION_MAX)? {
         out.description = Some(d.to_string());
     }
-    if !matches!(src.get("detail"), None | Some(Value::Null)) {
-        out.detail = Some(parse_detail(stored_type, src.get("detail"))?);
+    if let Some(d) = src.get("detail") {
+        out.detail = Some(parse_detail(stored_type, Some(d))?);
     }
     Ok(out)
 }
@@ -194,26 +193,32 @@ pub fn parse_detail(t: SourceType, v: Option<&Value>) -> Result<Map<String, Valu
 /// `access_key`/`secret_key` required only when `enable_acl` is true [dec].
 fn rocketmq_detail(d: &Map<String, Value>) -> Result<Map<String, Value>, EgError> {
     const P: &str = "detail";
+    let f = Fields::new(d, P);
     let mut out = Map::new();
-    let instance_id = dstr(d, P, "instance_id", FIELD_MAX)?;
+    let instance_id = f.opt_str_max("instance_id", FIELD_MAX)?;
     put(&mut out, "instance_id", instance_id);
-    put(&mut out, "group", Some(dreq(d, P, "group", FIELD_MAX)?));
-    put(&mut out, "topic", Some(dreq(d, P, "topic", FIELD_MAX)?));
-    let ak = dstr(d, P, "access_key", FIELD_MAX)?;
+    put(&mut out, "group", Some(f.req_str_max("group", FIELD_MAX)?));
+    put(&mut out, "topic", Some(f.req_str_max("topic", FIELD_MAX)?));
+    let ak = f.opt_str_max("access_key", FIELD_MAX)?;
     put(&mut out, "access_key", ak);
-    let sk = dstr(d, P, "secret_key", FIELD_MAX)?;
+    let sk = f.opt_str_max("secret_key", FIELD_MAX)?;
     put(&mut out, "secret_key", sk);
-    put(&mut out, "vpc_id", dstr(d, P, "vpc_id", FIELD_MAX)?);
-    put(&mut out, "subnet_id", dstr(d, P, "subnet_id", FIELD_MAX)?);
-    let addr = dreq(d, P, "namesrv_address", ADDRESS_MAX)
+    put(&mut out, "vpc_id", f.opt_str_max("vpc_id", FIELD_MAX)?);
+    put(
+        &mut out,
+        "subnet_id",
+        f.opt_str_max("subnet_id", FIELD_MAX)?,
+    );
+    let addr = f
+        .req_str_max("namesrv_address", ADDRESS_MAX)
         .map_err(|e| EgError::param(format!("{} (the RocketMQ name server address)", e.msg)))?;
     parse_addr_list(strip_http(addr))
         .map_err(|e| EgError::param(format!("{P}.namesrv_address: {e}")))?;
     put(&mut out, "namesrv_address", Some(addr));
-    if let Some(b) = dbool(d, P, "ssl_enable")? {
+    if let Some(b) = f.opt_bool("ssl_enable")? {
         out.insert("ssl_enable".into(), b.into());
     }
-    let acl = dbool(d, P, "enable_acl")?;
+    let acl = f.opt_bool("enable_acl")?;
     if let Some(b) = acl {
         out.insert("enable_acl".into(), b.into());
     }
@@ -244,22 +249,36 @@ fn strip_http(s: &str) -> &str {
 /// (`amqp[s]://host[:port][/vhost]` or `host:port`) [dec: OpenEG has no instance registry].
 fn rabbitmq_detail(d: &Map<String, Value>) -> Result<Map<String, Value>, EgError> {
     const P: &str = "detail";
+    let f = Fields::new(d, P);
     let mut out = Map::new();
-    let instance_id = dreq(d, P, "instance_id", ADDRESS_MAX)
+    let instance_id = f
+        .req_str_max("instance_id", ADDRESS_MAX)
         .map_err(|e| EgError::param(format!("{} (the RabbitMQ broker address)", e.msg)))?;
     rabbitmq_broker(instance_id).map_err(|e| EgError::param(format!("{P}.instance_id: {e}")))?;
     put(&mut out, "instance_id", Some(instance_id));
-    put(&mut out, "vhost_name", dstr(d, P, "vhost_name", FIELD_MAX)?);
+    put(
+        &mut out,
+        "vhost_name",
+        f.opt_str_max("vhost_name", FIELD_MAX)?,
+    );
     put(
         &mut out,
         "queue_name",
-        Some(dreq(d, P, "queue_name", FIELD_MAX)?),
+        Some(f.req_str_max("queue_name", FIELD_MAX)?),
     );
-    put(&mut out, "user_name", dstr(d, P, "user_name", FIELD_MAX)?);
-    put(&mut out, "password", dstr(d, P, "password", FIELD_MAX)?);
-    put(&mut out, "vpc_id", dstr(d, P, "vpc_id", FIELD_MAX)?);
-    put(&mut out, "subnet_id", dstr(d, P, "subnet_id", FIELD_MAX)?);
-    if let Some(b) = dbool(d, P, "ssl_enable")? {
+    put(
+        &mut out,
+        "user_name",
+        f.opt_str_max("user_name", FIELD_MAX)?,
+    );
+    put(&mut out, "password", f.opt_str_max("password", FIELD_MAX)?);
+    put(&mut out, "vpc_id", f.opt_str_max("vpc_id", FIELD_MAX)?);
+    put(
+        &mut out,
+        "subnet_id",
+        f.opt_str_max("subnet_id", FIELD_MAX)?,
+    );
+    if let Some(b) = f.opt_bool("ssl_enable")? {
         out.insert("ssl_enable".into(), b.into());
     }
     Ok(out)

@@ -9,6 +9,7 @@
 //! `"ssl_certificate_pwd": null` and `"password": ""`) and are not stored. Unknown members of a
 //! detail object are dropped.
 
+use crate::field::Fields;
 use crate::validate::{self, NamePattern};
 use crate::EgError;
 use openeg_rules::{validate_filter, validate_transform, TransformUse};
@@ -314,9 +315,7 @@ fn endpoint(
             cleaned.insert("keyTransform".into(), kt.clone());
         }
     }
-    if let Some(n) = validate::opt_str(o, "name")
-        .map_err(|_| EgError::param(format!("{what}.name must be a string")))?
-    {
+    if let Some(n) = Fields::new(o, what).opt_str("name")? {
         if !n.is_empty() && n != canonical {
             return Err(EgError::param(format!(
                 "{what}.name must be {canonical} for {member}"
@@ -401,17 +400,18 @@ fn run_option(o: &Map<String, Value>) -> Result<Map<String, Value>, EgError> {
 
 /// Validates a create/update body (`EventStreamingCreateReq` / `EventStreamingUpdateReq`).
 pub fn parse(v: &Value) -> Result<StreamSpec, EgError> {
-    let src = validate::object(v, "request body")?;
-    let name = validate::req_str(src, "name")?;
+    let src = Fields::body(v)?;
+    let name = src.req_str("name")?;
     validate::name("name", name, NamePattern::Mixed)?;
     let mut doc = Map::new();
     doc.insert("name".into(), name.into());
-    let desc = validate::opt_str(src, "description")?.unwrap_or("");
-    validate::max_len("description", desc, DESCRIPTION_MAX)?;
+    let desc = src
+        .opt_str_max("description", DESCRIPTION_MAX)?
+        .unwrap_or("");
     doc.insert("description".into(), desc.into());
-    let (source, _) = endpoint(src, "source", SOURCES)?;
+    let (source, _) = endpoint(src.map(), "source", SOURCES)?;
     doc.insert("source".into(), Value::Object(source));
-    let (sink, member) = endpoint(src, "sink", SINKS)?;
+    let (sink, member) = endpoint(src.map(), "sink", SINKS)?;
     let kafka_connection_id = if member == "sink_kafka" {
         sink.get("sink_kafka")
             .and_then(|k| k.get("connectionId"))
@@ -421,12 +421,12 @@ pub fn parse(v: &Value) -> Result<StreamSpec, EgError> {
         None
     };
     doc.insert("sink".into(), Value::Object(sink));
-    let rc = match validate::opt_obj(src, "rule_config")? {
+    let rc = match src.opt_obj("rule_config")? {
         Some(rc) => rule_config(rc)?,
         None => Map::new(),
     };
     doc.insert("rule_config".into(), Value::Object(rc));
-    let opt = match validate::opt_obj(src, "option")? {
+    let opt = match src.opt_obj("option")? {
         Some(o) => run_option(o)?,
         None => run_option(&Map::new())?,
     };

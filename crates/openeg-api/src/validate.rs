@@ -1,10 +1,11 @@
-//! Common validation: names, descriptions, paging, JSON field access with EG errors.
+//! Common validation: names, descriptions, paging, compact sizes. Typed access to the members
+//! of a request body is [`crate::field`].
 //!
 //! Every function returns an [`EgError`] whose detail names the offending field, so the
 //! server can answer "one error per response, first violation" (`docs/errors.md`).
 
 use crate::EgError;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// Name patterns of resources and client ids (`docs/limits.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,70 +76,6 @@ pub fn max_len(field: &str, v: &str, max: usize) -> Result<(), EgError> {
         )));
     }
     Ok(())
-}
-
-/// The body must be a JSON object.
-pub fn object<'a>(v: &'a Value, what: &str) -> Result<&'a Map<String, Value>, EgError> {
-    v.as_object()
-        .ok_or_else(|| EgError::param(format!("{what} must be a JSON object")))
-}
-
-/// Optional string member: absent or `null` → `None`; wrong type → 400.
-pub fn opt_str<'a>(o: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, EgError> {
-    match o.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(EgError::param(format!("{key} must be a string"))),
-    }
-}
-
-/// Required non-empty string member.
-pub fn req_str<'a>(o: &'a Map<String, Value>, key: &str) -> Result<&'a str, EgError> {
-    match opt_str(o, key)? {
-        Some(s) if !s.is_empty() => Ok(s),
-        Some(_) => Err(EgError::param(format!("{key} must not be empty"))),
-        None => Err(EgError::param(format!("{key} is required"))),
-    }
-}
-
-/// Optional boolean member.
-pub fn opt_bool(o: &Map<String, Value>, key: &str) -> Result<Option<bool>, EgError> {
-    match o.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(_) => Err(EgError::param(format!("{key} must be a boolean"))),
-    }
-}
-
-/// Optional integer member within bounds.
-pub fn opt_int(
-    o: &Map<String, Value>,
-    key: &str,
-    min: i64,
-    max: i64,
-) -> Result<Option<i64>, EgError> {
-    match o.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => match n.as_i64() {
-            Some(i) if (min..=max).contains(&i) => Ok(Some(i)),
-            _ => Err(EgError::param(format!(
-                "{key} must be an integer between {min} and {max}"
-            ))),
-        },
-        Some(_) => Err(EgError::param(format!("{key} must be an integer"))),
-    }
-}
-
-/// Optional object member.
-pub fn opt_obj<'a>(
-    o: &'a Map<String, Value>,
-    key: &str,
-) -> Result<Option<&'a Map<String, Value>>, EgError> {
-    match o.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(m)) => Ok(Some(m)),
-        Some(_) => Err(EgError::param(format!("{key} must be a JSON object"))),
-    }
 }
 
 /// Compact-serialized size of a JSON value in bytes.
@@ -299,20 +236,5 @@ mod tests {
         let v: Value = serde_json::from_str("{ \"a\" : [1, 2],  \"b\": \"é\" }").unwrap();
         assert_eq!(compact_len(&v), serde_json::to_vec(&v).unwrap().len());
         assert_eq!(compact_len(&v), r#"{"a":[1,2],"b":"é"}"#.len());
-    }
-
-    #[test]
-    fn typed_members() {
-        let v: Value = serde_json::json!({"s": "x", "n": 3, "b": true, "e": "", "z": null});
-        let o = object(&v, "body").unwrap();
-        assert_eq!(req_str(o, "s").unwrap(), "x");
-        assert!(req_str(o, "e").is_err());
-        assert!(req_str(o, "missing").is_err());
-        assert!(req_str(o, "n").is_err());
-        assert_eq!(opt_str(o, "z").unwrap(), None);
-        assert_eq!(opt_int(o, "n", 0, 5).unwrap(), Some(3));
-        assert!(opt_int(o, "n", 4, 5).is_err());
-        assert_eq!(opt_bool(o, "b").unwrap(), Some(true));
-        assert!(opt_bool(o, "s").is_err());
     }
 }

@@ -12,7 +12,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
 use axum::Extension;
-use openeg_api::{validate, EgError};
+use openeg_api::field::Fields;
+use openeg_api::EgError;
 use openeg_store::{Kind, ListQuery, Record, SortKey, StoreError};
 use serde_json::json;
 
@@ -88,8 +89,8 @@ async fn create(
     body: Bytes,
 ) -> ApiResult<Response> {
     let v = json_body(&body)?;
-    let src = validate::object(&v, "request body")?;
-    let scenario = validate::req_str(src, "type")?;
+    let src = Fields::body(&v)?;
+    let scenario = src.req_str("type")?;
     let agency = agency_for(scenario)?;
     if st
         .store

@@ -12,6 +12,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
 use axum::Extension;
+use openeg_api::field::Fields;
 use openeg_api::validate::{self, NamePattern};
 use openeg_api::EgError;
 use openeg_store::{Kind, QuotaCheck, Record};
@@ -119,20 +120,20 @@ fn info_schema() -> Value {
 }
 
 /// Members shared by create and update: description, enterprise project, policy, cross_account.
-fn apply_mutable(src: &Map<String, Value>, doc: &mut Map<String, Value>) -> ApiResult<()> {
-    if let Some(d) = validate::opt_str(src, "description")? {
+fn apply_mutable(src: &Fields, doc: &mut Map<String, Value>) -> ApiResult<()> {
+    if let Some(d) = src.opt_str("description")? {
         validate::max_len("description", d, DESCRIPTION_MAX)?;
         doc.insert("description".into(), d.into());
     }
-    if let Some(e) = validate::opt_str(src, "enterprise_project_id")? {
+    if let Some(e) = src.opt_str("enterprise_project_id")? {
         validate::max_len("enterprise_project_id", e, 64)?;
         doc.insert("enterprise_project_id".into(), e.into());
     }
-    if let Some(p) = validate::opt_obj(src, "policy")? {
+    if let Some(p) = src.opt_obj("policy")? {
         validate_policy(p)?;
         doc.insert("policy".into(), Value::Object(p.clone()));
     }
-    if let Some(c) = validate::opt_bool(src, "cross_account")? {
+    if let Some(c) = src.opt_bool("cross_account")? {
         doc.insert("cross_account".into(), c.into());
     }
     Ok(())
@@ -144,18 +145,19 @@ fn validate_policy(p: &Map<String, Value>) -> ApiResult<()> {
         let st = st
             .as_object()
             .ok_or_else(|| EgError::param(format!("policy.{name} must be an object")))?;
+        let st = Fields::root(st);
         for k in ["Sid", "Effect", "Action", "Resource"] {
-            validate::opt_str(st, k)
+            st.opt_str(k)
                 .map_err(|_| EgError::param(format!("policy.{name}.{k} must be a string")))?;
         }
-        if let Some(e) = validate::opt_str(st, "Effect")? {
+        if let Some(e) = st.opt_str("Effect")? {
             if e != "Allow" && e != "Deny" {
                 return Err(
                     EgError::param(format!("policy.{name}.Effect must be Allow or Deny")).into(),
                 );
             }
         }
-        if let Some(pr) = validate::opt_obj(st, "Principal")? {
+        if let Some(pr) = st.opt_obj("Principal")? {
             for (pn, pv) in pr {
                 let ok = pv
                     .get("IAM")
@@ -182,13 +184,13 @@ async fn create(
     body: Bytes,
 ) -> ApiResult<Response> {
     let v = json_body(&body)?;
-    let src = validate::object(&v, "request body")?;
-    let name = validate::req_str(src, "name")?;
+    let src = Fields::body(&v)?;
+    let name = src.req_str("name")?;
     validate::name("name", name, NamePattern::Mixed)?;
     if name == DEFAULT_CHANNEL {
         return Err(EgError::param("name must not be default").into());
     }
-    if let Some(pt) = validate::opt_str(src, "provider_type")? {
+    if let Some(pt) = src.opt_str("provider_type")? {
         if pt != "CUSTOM" && pt != "INTERNAL" {
             return Err(EgError::param("provider_type must be CUSTOM or INTERNAL").into());
         }
@@ -200,7 +202,7 @@ async fn create(
     doc.insert("name".into(), name.into());
     doc.insert("description".into(), "".into());
     doc.insert("provider_type".into(), "CUSTOM".into());
-    apply_mutable(src, &mut doc)?;
+    apply_mutable(&src, &mut doc)?;
     doc.insert("created_time".into(), fmt_time(now).into());
     doc.insert("updated_time".into(), fmt_time(now).into());
     let rec = Record {
@@ -266,8 +268,8 @@ async fn update(
         return Err(EgError::not_modifiable("the default channel cannot be updated").into());
     }
     let v = json_body(&body)?;
-    let src = validate::object(&v, "request body")?;
-    if let Some(n) = validate::opt_str(src, "name")? {
+    let src = Fields::body(&v)?;
+    if let Some(n) = src.opt_str("name")? {
         if n != rec.name {
             return Err(EgError::param("name cannot be changed").into());
         }
@@ -275,7 +277,7 @@ async fn update(
     let Value::Object(mut doc) = rec.body.clone() else {
         return Err(EgError::internal().into());
     };
-    apply_mutable(src, &mut doc)?;
+    apply_mutable(&src, &mut doc)?;
     let now = now_ms();
     save_update(&st, &mut rec, doc, now, "channel").await?;
     // The policy and cross_account switch decide cross-account publishing at once.

@@ -19,7 +19,8 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::Response;
 use axum::Extension;
-use openeg_api::{event, validate, EgError};
+use openeg_api::field::Fields;
+use openeg_api::{event, EgError};
 use openeg_engine::PublishError;
 use openeg_store::{Kind, ListQuery};
 use serde_json::value::RawValue;
@@ -444,7 +445,7 @@ async fn check_put_events(
     body: Bytes,
 ) -> ApiResult<Response> {
     let v = json_body(&body)?;
-    let o = validate::object(&v, "request body")?;
+    let o = Fields::body(&v)?.map();
     let items = match o.get("sources") {
         Some(Value::Array(a)) if !a.is_empty() && a.len() <= MAX_CHECKS => a,
         Some(Value::Array(_)) => {
@@ -461,8 +462,9 @@ async fn check_put_events(
         let m = item
             .as_object()
             .ok_or_else(|| EgError::param(format!("sources[{i}] must be an object")))?;
-        let channel_id = validate::req_str(m, "channel_id")?;
-        let source_name = validate::req_str(m, "source_name")?;
+        let m = Fields::root(m);
+        let channel_id = m.req_str("channel_id")?;
+        let source_name = m.req_str("source_name")?;
         let detail = check_one(&st, &t.project_id, channel_id, source_name).await?;
         if detail.is_some() {
             failed += 1;

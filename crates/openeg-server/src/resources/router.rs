@@ -16,8 +16,9 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
 use axum::Extension;
+use openeg_api::field::Fields;
 use openeg_api::router_job::{self, MAX_CLUSTERS, MAX_JOBS_PER_CLUSTER};
-use openeg_api::validate::{self, NamePattern};
+use openeg_api::validate::NamePattern;
 use openeg_api::EgError;
 use openeg_store::{Kind, QuotaCheck, Record};
 use serde_json::{json, Map, Value};
@@ -789,8 +790,8 @@ async fn job_action(
 ) -> ApiResult<Response> {
     let mut rec = get_or_404(&st, &t.project_id, Kind::RouterJob, p.at(1)).await?;
     let v = json_body(&body)?;
-    let src = validate::object(&v, "request body")?;
-    let op = validate::req_str(src, "operation")?;
+    let src = Fields::body(&v)?;
+    let op = src.req_str("operation")?;
     // START is remembered (`_desired`) for the replication runtime, but this build has none:
     // a started job copies nothing, so it shows ERROR with the reason, never RUNNING.
     let (desired, status) = match op {
@@ -804,11 +805,9 @@ async fn job_action(
     if doc.get("status").and_then(Value::as_str) == Some("NO_CONFIGURATION") {
         return Err(EgError::param("the job has no source_config and sink_config yet").into());
     }
-    if let Some(cfg) = validate::opt_obj(src, "config")? {
-        validate::opt_bool(cfg, "switch_now")
-            .map_err(|_| EgError::param("config.switch_now must be a boolean"))?;
-        let addr = validate::opt_str(cfg, "sink_address")
-            .map_err(|_| EgError::param("config.sink_address must be a string"))?;
+    if let Some(cfg) = src.nested("config")? {
+        cfg.opt_bool("switch_now")?;
+        let addr = cfg.opt_str("sink_address")?;
         if let Some(a) = addr.filter(|a| !a.trim().is_empty()) {
             let want = addr_set(a);
             let cur = Value::Object(doc.clone());

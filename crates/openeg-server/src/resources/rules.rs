@@ -7,6 +7,7 @@ use crate::openapi::s;
 use crate::util::{json_body, ok};
 use axum::body::Bytes;
 use axum::response::Response;
+use openeg_api::field::Fields;
 use openeg_api::{validate, EgError};
 use serde_json::Value;
 
@@ -15,7 +16,7 @@ const MAX_EVENTS: usize = 100;
 
 pub async fn test_rules(body: Bytes) -> ApiResult<Response> {
     let v = json_body(&body)?;
-    let o = validate::object(&v, "request body")?;
+    let o = Fields::body(&v)?.map();
     let filter = o
         .get("filter")
         .ok_or_else(|| EgError::param("filter is required"))?;

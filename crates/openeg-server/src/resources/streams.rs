@@ -17,6 +17,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
 use axum::Extension;
+use openeg_api::field::Fields;
 use openeg_api::stream::{self, StreamSpec};
 use openeg_api::validate::{self, NamePattern};
 use openeg_api::EgError;
@@ -321,7 +322,7 @@ async fn resume(
 ) -> ApiResult<Response> {
     let mut rec = get_or_404(&st, &t.project_id, Kind::EventStream, p.at(1)).await?;
     let v = json_body(&body)?;
-    let src = validate::object(&v, "request body")?;
+    let src = Fields::body(&v)?.map();
     let desired = stream::operation_status(src.get("operation"))?;
     // START is remembered (`_desired`) for the stream runtime, but this build has none: a
     // started stream moves no data, so its status says ERROR rather than RUNNING.
