@@ -14,6 +14,7 @@ pub mod schema;
 pub mod source;
 pub mod stream;
 pub mod subscription;
+pub mod target_spec;
 pub mod validate;
 
 pub use error::EgError;

@@ -1,5 +1,6 @@
 //! Connectors: where events leave OpenEG. Each sink kind is one module under [`sinks`] with
-//! its configuration type next to it, behind the small [`Sink`] trait (Vector's model).
+//! its configuration type and its build from a typed target spec next to it, behind the small
+//! [`Sink`] trait (Vector's model); [`sinks::build`] dispatches a spec to its module.
 //!
 //! A sink sends one already-transformed payload and classifies the result as success,
 //! retryable failure or permanent failure (`docs/limits.md`); retry scheduling and traces are

@@ -188,3 +188,48 @@ async fn functiongraph_and_smn_paths() {
         serde_json::json!({"subject": "subj", "message": "{\"k\":1}"})
     );
 }
+
+/// Sinks built from typed target specs through the registration point reach the same URLs,
+/// with APIGW header parameters sent.
+#[tokio::test]
+async fn sinks_built_from_specs() {
+    use openeg_api::target_spec::TargetSpec;
+    use serde_json::json;
+    let (base, seen) = receiver().await;
+    let c = HttpClient::new().unwrap();
+    let ctx = BuildContext {
+        http: &c,
+        project_id: "p1",
+        functiongraph_endpoint: Some(&base),
+        smn_endpoint: Some(&base),
+        connection: None,
+    };
+    let specs = [
+        json!({"name": "WEBHOOK", "detail": {"url": format!("{base}/hook")}}),
+        json!({"name": "HC.APIGW", "apigw_detail": {"url": format!("{base}/api"),
+            "invocation_http_parameters": {"header_parameters": [
+                {"key": "X-Extra", "value": "revealed", "is_value_secret": true}]}}}),
+        json!({"name": "HC.FunctionGraph", "detail": {"urn": "urn:fss:f", "invoke_type": "ASYNC"}}),
+        json!({"name": "HC.FunctionFlow", "detail": {"workflow_id": "wf-1"}}),
+        json!({"name": "HC.SMN", "smn_detail": {"urn": "urn:smn:t"}}),
+    ];
+    for s in &specs {
+        let spec = TargetSpec::parse(s).unwrap();
+        let sink = build(&spec, &ctx).unwrap_or_else(|e| panic!("{s}: {e}"));
+        assert!(sink.send(&msg(br#"{"a":1}"#)).await.is_success(), "{s}");
+    }
+    let s = seen.lock().unwrap();
+    let paths: Vec<&str> = s.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/hook",
+            "/api",
+            "/v2/p1/fgs/functions/urn:fss:f/invocations-async",
+            "/v2/p1/fgs/workflows/wf-1/executions",
+            "/v2/p1/notifications/topics/urn:smn:t/publish",
+        ]
+    );
+    assert_eq!(s[0].3, None);
+    assert_eq!(s[1].3.as_deref(), Some("revealed"));
+}

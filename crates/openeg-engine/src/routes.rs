@@ -1,15 +1,18 @@
 //! A channel's subscriptions compiled for routing: one matcher over every enabled
 //! subscription's filter, and per target its compiled transforms and sink.
 //!
+//! Each stored target is parsed once into a typed [`TargetSpec`] (secrets revealed first); a
+//! target that does not parse is skipped with a warning. The connection it names, if any, is
+//! loaded from the store (secrets revealed) and handed to its sink's build
+//! ([`openeg_connectors::sinks::build`]); a target whose sink cannot be built (endpoint not
+//! configured, kind not supported yet, connection missing) becomes [`Delivery::Unavailable`].
+//!
 //! Disabled subscriptions stay in [`ChannelRoutes::targets`] (their pending retries still
 //! deliver, `docs/limits.md`) but not in the matcher (they match nothing new).
 
 use crate::Engine;
-use openeg_api::subscription::{target_kind, TargetKind};
-use openeg_connectors::sinks::{
-    FunctionGraphConfig, FunctionGraphSink, InvokeType, SmnConfig, SmnSink, WebhookConfig,
-    WebhookSink,
-};
+use openeg_api::target_spec::{TargetDetail, TargetSpec};
+use openeg_connectors::sinks::{self, BuildContext, BuildError};
 use openeg_connectors::Sink;
 use openeg_rules::{CompiledTransform, Matcher, MatcherBuilder, TransformUse};
 use openeg_store::{Kind, ListQuery};
@@ -124,6 +127,9 @@ impl RouteCache {
 /// Compiles that may be outdated by concurrent changes before the last one is used uncached.
 const COMPILE_TRIES: usize = 5;
 
+/// Connections resolved during one compile, by id (`None`: it does not exist).
+type Connections = HashMap<String, Option<Value>>;
+
 fn str_at<'a>(v: &'a Value, ptr: &str) -> Option<&'a str> {
     v.pointer(ptr).and_then(Value::as_str)
 }
@@ -169,6 +175,7 @@ impl Engine {
         let mut builder = MatcherBuilder::new();
         let mut matched = Vec::new();
         let mut targets = HashMap::new();
+        let mut connections = Connections::new();
         for rec in &subs {
             let body = &rec.body;
             let enabled = !matches!(
@@ -183,7 +190,21 @@ impl Engine {
                 .into_iter()
                 .flatten()
             {
-                match self.compile_target(project_id, &rec.id, &name, t) {
+                let mut t = t.clone();
+                // Secrets (APIGW header values) are decrypted only here, for sending.
+                self.secrets.reveal_json(&mut t);
+                let spec = match TargetSpec::parse(&t) {
+                    Ok(spec) => spec,
+                    Err(e) => {
+                        tracing::warn!(subscription_id = %rec.id, error = %e, "target skipped");
+                        continue;
+                    }
+                };
+                if let Some(c) = &spec.connection_id {
+                    self.resolve_connection(project_id, c, &mut connections)
+                        .await?;
+                }
+                match self.compile_target(project_id, &rec.id, &name, &spec, &connections) {
                     Ok(tr) => {
                         let tr = Arc::new(tr);
                         targets.insert((rec.id.clone(), tr.target_id.clone()), tr.clone());
@@ -221,166 +242,96 @@ impl Engine {
         })
     }
 
+    /// Loads a connection into `cache` (secrets revealed, for the sink) unless it is there.
+    async fn resolve_connection(
+        &self,
+        project_id: &str,
+        id: &str,
+        cache: &mut Connections,
+    ) -> Result<(), String> {
+        if cache.contains_key(id) {
+            return Ok(());
+        }
+        let doc = self
+            .meta
+            .get(project_id, Kind::Connection, id)
+            .await
+            .map_err(|e| format!("loading connection {id}: {e}"))?
+            .map(|rec| {
+                let mut body = rec.body;
+                self.secrets.reveal_json(&mut body);
+                body
+            });
+        cache.insert(id.to_string(), doc);
+        Ok(())
+    }
+
     fn compile_target(
         &self,
         project_id: &str,
         sub_id: &str,
         sub_name: &str,
-        t: &Value,
+        spec: &TargetSpec,
+        connections: &Connections,
     ) -> Result<TargetRoute, String> {
-        let kind = target_kind(t).ok_or("unknown target kind")?;
-        let mut t = t.clone();
-        // Secrets (APIGW header values) are decrypted only here, for sending.
-        self.secrets.reveal_json(&mut t);
-        let payload_use = match kind {
-            TargetKind::FunctionGraph | TargetKind::Workflow => TransformUse::FunctionGraphPayload,
-            _ => TransformUse::Payload,
-        };
-        let default_transform = serde_json::json!({"type": "ORIGINAL"});
-        let payload = CompiledTransform::compile(
-            t.get("transform").unwrap_or(&default_transform),
-            payload_use,
-        )
-        .map_err(|e| e.to_string())?;
-        let subject = match t.pointer("/smn_detail/subject_transform") {
-            Some(st) if !st.is_null() => Some(
-                CompiledTransform::compile(st, TransformUse::SmnSubject)
-                    .map_err(|e| e.to_string())?,
-            ),
-            _ => None,
-        };
-        let key = match t
-            .pointer("/kafka_detail/keyTransform")
-            .or_else(|| t.pointer("/rocketmq_detail/key_transform"))
-        {
-            Some(k) if !k.is_null() => {
-                Some(CompiledTransform::compile(k, TransformUse::Key).map_err(|e| e.to_string())?)
-            }
-            _ => None,
-        };
-        let delivery = self.delivery_for(project_id, kind, &t);
-        let target_id = str_at(&t, "/id").unwrap_or_default().to_string();
+        let compile = |t: &Value, usage| CompiledTransform::compile(t, usage);
+        let payload =
+            compile(&spec.transform, spec.kind().transform_use()).map_err(|e| e.to_string())?;
+        let subject = spec
+            .subject_transform()
+            .map(|t| compile(t, TransformUse::SmnSubject))
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        let key = spec
+            .key_transform()
+            .map(|t| compile(t, TransformUse::Key))
+            .transpose()
+            .map_err(|e| e.to_string())?;
         Ok(TargetRoute {
             subscription_id: sub_id.to_string(),
             subscription_name: sub_name.to_string(),
-            slot_key: format!("{sub_id}/{target_id}"),
-            target_id,
-            target_name: str_at(&t, "/name").unwrap_or_default().to_string(),
-            retry_times: t
-                .get("retry_times")
-                .and_then(Value::as_u64)
-                .unwrap_or(16)
-                .min(100) as u32,
+            slot_key: format!("{sub_id}/{}", spec.id),
+            target_id: spec.id.clone(),
+            target_name: spec.name.clone(),
+            retry_times: spec.retry_times,
             payload,
             key,
             subject,
-            delivery,
+            delivery: self.delivery_for(project_id, spec, connections),
         })
     }
 
-    fn delivery_for(&self, project_id: &str, kind: TargetKind, t: &Value) -> Delivery {
-        let http = self.http.clone();
-        match kind {
-            TargetKind::Webhook => match str_at(t, "/detail/url") {
-                Some(url) => Delivery::Sink(Box::new(WebhookSink::new(
-                    http,
-                    WebhookConfig {
-                        url: url.to_string(),
-                        headers: vec![],
-                    },
-                ))),
-                None => Delivery::Unavailable("webhook url missing".into()),
-            },
-            TargetKind::Apigw => match str_at(t, "/apigw_detail/url") {
-                Some(url) => {
-                    let headers = t
-                        .pointer("/apigw_detail/invocation_http_parameters/header_parameters")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|h| {
-                            Some((
-                                str_at(h, "/key")?.to_string(),
-                                str_at(h, "/value").unwrap_or("").to_string(),
-                            ))
-                        })
-                        .collect();
-                    Delivery::Sink(Box::new(WebhookSink::new(
-                        http,
-                        WebhookConfig {
-                            url: url.to_string(),
-                            headers,
-                        },
-                    )))
+    /// How a target is reached: HC.EG republishes here; every other kind is the sink its
+    /// connector module builds, or `Unavailable` with the reason it cannot be built.
+    fn delivery_for(&self, project_id: &str, spec: &TargetSpec, conns: &Connections) -> Delivery {
+        let connection = match &spec.connection_id {
+            Some(id) => match conns.get(id) {
+                Some(Some(doc)) => Some(doc),
+                _ => {
+                    return Delivery::Unavailable(
+                        BuildError::MissingConnection(id.clone()).to_string(),
+                    )
                 }
-                None => Delivery::Unavailable("apigw url missing".into()),
             },
-            TargetKind::FunctionGraph => {
-                let Some(endpoint) = self.cfg.functiongraph_endpoint.clone() else {
-                    return Delivery::Unavailable(
-                        "functiongraph_endpoint is not configured".into(),
-                    );
-                };
-                let invoke_type = if str_at(t, "/detail/invoke_type") == Some("ASYNC") {
-                    InvokeType::Async
-                } else {
-                    InvokeType::Sync
-                };
-                let cfg = FunctionGraphConfig {
-                    endpoint,
-                    project_id: project_id.to_string(),
-                    urn: str_at(t, "/detail/urn").unwrap_or_default().to_string(),
-                    invoke_type,
-                };
-                Delivery::Sink(Box::new(FunctionGraphSink::new(http, &cfg)))
-            }
-            TargetKind::Workflow => {
-                // FunctionGraph workflows are started through the FunctionGraph endpoint:
-                // POST {endpoint}/v2/{project}/fgs/workflows/{workflow_id}/executions.
-                let Some(endpoint) = self.cfg.functiongraph_endpoint.clone() else {
-                    return Delivery::Unavailable(
-                        "functiongraph_endpoint is not configured".into(),
-                    );
-                };
-                let wf = str_at(t, "/detail/workflow_id").unwrap_or_default();
-                let url = format!(
-                    "{}/v2/{}/fgs/workflows/{}/executions",
-                    endpoint.trim_end_matches('/'),
-                    openeg_connectors::sinks::http::path_segment(project_id),
-                    openeg_connectors::sinks::http::path_segment(wf)
-                );
-                Delivery::Sink(Box::new(WebhookSink::new(
-                    http,
-                    WebhookConfig {
-                        url,
-                        headers: vec![],
-                    },
-                )))
-            }
-            TargetKind::Smn => {
-                let Some(endpoint) = self.cfg.smn_endpoint.clone() else {
-                    return Delivery::Unavailable("smn_endpoint is not configured".into());
-                };
-                let cfg = SmnConfig {
-                    endpoint,
-                    project_id: project_id.to_string(),
-                    urn: str_at(t, "/smn_detail/urn").unwrap_or_default().to_string(),
-                };
-                Delivery::Sink(Box::new(SmnSink::new(http, &cfg)))
-            }
-            TargetKind::Eg => Delivery::Channel {
+            None => None,
+        };
+        if let TargetDetail::Eg(d) = &spec.detail {
+            return Delivery::Channel {
                 from_project: project_id.to_string(),
-                project_id: str_at(t, "/eg_detail/target_project_id")
-                    .unwrap_or_default()
-                    .to_string(),
-                channel_id: str_at(t, "/eg_detail/target_channel_id")
-                    .unwrap_or_default()
-                    .to_string(),
-            },
-            TargetKind::Kafka | TargetKind::RocketMq => Delivery::Unavailable(format!(
-                "{} targets are not supported by this build yet",
-                kind.wire_name()
-            )),
+                project_id: d.target_project_id.clone(),
+                channel_id: d.target_channel_id.clone(),
+            };
+        }
+        let ctx = BuildContext {
+            http: &self.http,
+            project_id,
+            functiongraph_endpoint: self.cfg.functiongraph_endpoint.as_deref(),
+            smn_endpoint: self.cfg.smn_endpoint.as_deref(),
+            connection,
+        };
+        match sinks::build(spec, &ctx) {
+            Ok(sink) => Delivery::Sink(sink),
+            Err(e) => Delivery::Unavailable(e.to_string()),
         }
     }
 }
@@ -388,6 +339,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use openeg_store::MetaStore;
 
     fn miss_of(c: &RouteCache, topic: &str) -> Miss {
         match c.get(topic) {
@@ -440,5 +392,203 @@ mod tests {
         };
         assert!(!cache.offer("t", first, routes()));
         assert!(cache.get("t").is_ok_and(|c| Arc::ptr_eq(&c, &newer)));
+    }
+
+    /// An engine on an in-memory SQLite store and a log in a fresh temporary directory.
+    async fn engine(
+        cfg: crate::EngineConfig,
+    ) -> (
+        Arc<Engine>,
+        Arc<openeg_store::SqliteStore>,
+        std::path::PathBuf,
+    ) {
+        let store = Arc::new(openeg_store::SqliteStore::open_in_memory().await.unwrap());
+        let dir = std::env::temp_dir().join(format!(
+            "openeg-routes-{}-{:?}",
+            std::process::id(),
+            std::time::SystemTime::now()
+        ));
+        let log = Arc::new(
+            openeg_log::SegmentLog::open(dir.join("log"), openeg_log::LogConfig::default())
+                .await
+                .unwrap(),
+        );
+        let secrets = openeg_store::secrets::SecretBox::from_key_base64(
+            "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=",
+        )
+        .unwrap();
+        let engine = Engine::start(store.clone(), store.clone(), log, secrets, cfg, vec![])
+            .await
+            .unwrap();
+        (engine, store, dir)
+    }
+
+    fn record(kind: Kind, id: &str, parent: Option<&str>, body: Value) -> openeg_store::Record {
+        openeg_store::Record {
+            project_id: "p1".into(),
+            kind,
+            id: id.into(),
+            name: id.into(),
+            parent_id: parent.map(str::to_string),
+            created_at: 1,
+            updated_at: 1,
+            body,
+            refs: Vec::new(),
+        }
+    }
+
+    fn reason(r: &ChannelRoutes, target: &str) -> String {
+        match &r.targets[&("sub-1".to_string(), target.to_string())].delivery {
+            Delivery::Unavailable(reason) => reason.clone(),
+            Delivery::Sink(_) => "sink".into(),
+            Delivery::Channel {
+                from_project,
+                project_id,
+                channel_id,
+            } => format!("channel {from_project}->{project_id}/{channel_id}"),
+        }
+    }
+
+    /// Every kind compiles from its typed spec: sinks, HC.EG republishing, and the reasons of
+    /// targets that cannot be delivered; connections are loaded and their secrets revealed.
+    #[tokio::test]
+    async fn targets_compile_from_typed_specs() {
+        use serde_json::json;
+        let (engine, store, dir) = engine(crate::EngineConfig::default()).await;
+        let sealed = engine.secrets.encrypt("kafka-pass");
+        let conns = [
+            json!({"id": "conn-w", "name": "w", "type": "WEBHOOK"}),
+            json!({"id": "conn-k", "name": "k", "type": "KAFKA",
+                   "kafka_detail": {"instance_id": "i", "addr": "127.0.0.1:9092",
+                                    "user_name": "u", "password": sealed}}),
+        ];
+        for c in conns {
+            let id = c["id"].as_str().unwrap().to_string();
+            store
+                .insert(&record(Kind::Connection, &id, None, c), &[])
+                .await
+                .unwrap();
+        }
+        let o = json!({"type": "ORIGINAL", "value": ""});
+        let sub = json!({"id": "sub-1", "name": "s1", "channel_id": "ch", "status": "ENABLED",
+        "sources": [{"id": "s", "name": "app", "provider_type": "CUSTOM",
+                     "filter": {"source": [{"op": "StringIn", "values": ["app"]}]}}],
+        "targets": [
+            // The reference's example: a WEBHOOK target carrying every detail object.
+            {"id": "ref", "name": "WEBHOOK", "provider_type": "CUSTOM", "connection_id": "conn-w",
+             "detail": {"url": "http://127.0.0.1:9/hook", "urn": "urn:fss:f", "invoke_type": "ASYNC"},
+             "kafka_detail": {"topic": "t", "keyTransform": {"type": "NONE", "value": "string"}},
+             "smn_detail": {"urn": "u", "subject_transform": {"type": "CONSTANT", "value": "s"}},
+             "retry_times": 1000, "transform": o},
+            {"id": "kafka", "name": "HC.Kafka", "connection_id": "conn-k",
+             "kafka_detail": {"topic": "orders", "keyTransform": {"type": "CONSTANT", "value": "k"}},
+             "retry_times": 2, "transform": o},
+            {"id": "rmq", "name": "HC.RocketMQ", "connection_id": "conn-k",
+             "rocketmq_detail": {"topic": "t"}, "transform": o},
+            {"id": "gone", "name": "WEBHOOK", "connection_id": "conn-deleted",
+             "detail": {"url": "http://127.0.0.1:9/hook"}, "transform": o},
+            {"id": "fg", "name": "HC.FunctionGraph", "detail": {"urn": "urn:fss:f",
+             "invoke_type": "SYNC", "agency_name": "a"}, "transform": o},
+            {"id": "wf", "name": "HC.FunctionFlow", "detail": {"workflow_id": "w"}, "transform": o},
+            {"id": "smn", "name": "HC.SMN", "smn_detail": {"urn": "u",
+             "subject_transform": {"type": "CONSTANT", "value": "s"}}, "transform": o},
+            {"id": "eg", "name": "HC.EG", "eg_detail": {"target_project_id": "p2",
+             "target_channel_id": "ch2", "target_region": "r"}, "transform": o},
+            {"id": "apigw", "name": "HC.APIGW", "apigw_detail": {"url": "http://127.0.0.1:9/a"},
+             "transform": o},
+            // Skipped: a kind this version does not know, and a webhook without its URL.
+            {"id": "future", "name": "HC.Pulsar", "pulsar_detail": {}, "transform": o},
+            {"id": "no-url", "name": "WEBHOOK", "detail": {}, "transform": o},
+        ]});
+        store
+            .insert(&record(Kind::Subscription, "sub-1", Some("ch"), sub), &[])
+            .await
+            .unwrap();
+
+        let r = engine.compile_routes("p1", "ch").await.unwrap();
+        assert_eq!(r.matched.len(), 1);
+        assert_eq!(r.matched[0].targets.len(), 9);
+        assert!(!r
+            .targets
+            .contains_key(&("sub-1".to_string(), "future".to_string())));
+        assert!(!r
+            .targets
+            .contains_key(&("sub-1".to_string(), "no-url".to_string())));
+        assert_eq!(reason(&r, "ref"), "sink");
+        assert_eq!(reason(&r, "apigw"), "sink");
+        let by = |id: &str| r.targets[&("sub-1".to_string(), id.to_string())].clone();
+        let reference = by("ref");
+        assert_eq!(reference.retry_times, 100);
+        assert_eq!(reference.target_name, "WEBHOOK");
+        assert_eq!(reference.slot_key, "sub-1/ref");
+        assert!(reference.key.is_none() && reference.subject.is_none());
+        assert!(reference.payload.is_original());
+        assert_eq!(
+            reason(&r, "kafka"),
+            "HC.Kafka targets are not supported by this build yet"
+        );
+        assert!(by("kafka").key.is_some());
+        assert_eq!(by("kafka").retry_times, 2);
+        assert_eq!(
+            reason(&r, "rmq"),
+            "HC.RocketMQ targets are not supported by this build yet"
+        );
+        assert_eq!(reason(&r, "gone"), "connection conn-deleted does not exist");
+        assert_eq!(reason(&r, "fg"), "functiongraph_endpoint is not configured");
+        assert_eq!(reason(&r, "wf"), "functiongraph_endpoint is not configured");
+        assert_eq!(reason(&r, "smn"), "smn_endpoint is not configured");
+        assert!(by("smn").subject.is_some());
+        assert_eq!(reason(&r, "eg"), "channel p1->p2/ch2");
+
+        // Connections are loaded once per compile, with their secrets revealed for the sink.
+        let mut cache = Connections::new();
+        engine
+            .resolve_connection("p1", "conn-k", &mut cache)
+            .await
+            .unwrap();
+        engine
+            .resolve_connection("p1", "conn-deleted", &mut cache)
+            .await
+            .unwrap();
+        assert_eq!(
+            cache["conn-k"].as_ref().unwrap()["kafka_detail"]["password"],
+            "kafka-pass"
+        );
+        assert!(cache["conn-deleted"].is_none());
+        engine.shutdown().await;
+
+        // With the endpoints configured, FunctionGraph, workflow and SMN targets are sinks.
+        let (engine, store2, dir2) = engine_with_endpoints().await;
+        let sub = json!({"id": "sub-1", "name": "s1", "status": "ENABLED",
+        "sources": [{"filter": {"source": [{"op": "StringIn", "values": ["app"]}]}}],
+        "targets": [
+            {"id": "fg", "name": "HC.FunctionGraph", "detail": {"urn": "urn:fss:f"}, "transform": o},
+            {"id": "wf", "name": "HC.FunctionFlow", "detail": {"workflow_id": "w"}, "transform": o},
+            {"id": "smn", "name": "HC.SMN", "smn_detail": {"urn": "u"}, "transform": o},
+        ]});
+        store2
+            .insert(&record(Kind::Subscription, "sub-1", Some("ch"), sub), &[])
+            .await
+            .unwrap();
+        let r = engine.compile_routes("p1", "ch").await.unwrap();
+        for t in ["fg", "wf", "smn"] {
+            assert_eq!(reason(&r, t), "sink", "{t}");
+        }
+        engine.shutdown().await;
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&dir2);
+    }
+
+    async fn engine_with_endpoints() -> (
+        Arc<Engine>,
+        Arc<openeg_store::SqliteStore>,
+        std::path::PathBuf,
+    ) {
+        engine(crate::EngineConfig {
+            functiongraph_endpoint: Some("http://127.0.0.1:9/fg".into()),
+            smn_endpoint: Some("http://127.0.0.1:9/smn".into()),
+            ..Default::default()
+        })
+        .await
     }
 }

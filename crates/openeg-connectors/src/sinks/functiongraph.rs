@@ -3,14 +3,11 @@
 //! (`docs/transforms.md`). A payload that is not JSON fails without retry.
 
 use super::http::{path_segment, HttpClient, ATTEMPT_TIMEOUT};
+use super::{BuildContext, BuildError};
 use crate::{Message, Outcome, Sink};
+use openeg_api::target_spec::FunctionGraphDetail;
+pub use openeg_api::target_spec::InvokeType;
 use std::time::Duration;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InvokeType {
-    Sync,
-    Async,
-}
 
 #[derive(Debug, Clone)]
 pub struct FunctionGraphConfig {
@@ -52,6 +49,20 @@ impl FunctionGraphSink {
     pub fn url(&self) -> &str {
         &self.url
     }
+}
+
+/// An HC.FunctionGraph target, through the configured `functiongraph_endpoint`.
+pub fn build(d: &FunctionGraphDetail, ctx: &BuildContext) -> Result<Box<dyn Sink>, BuildError> {
+    let endpoint = ctx
+        .functiongraph_endpoint
+        .ok_or(BuildError::NotConfigured("functiongraph_endpoint"))?;
+    let cfg = FunctionGraphConfig {
+        endpoint: endpoint.to_string(),
+        project_id: ctx.project_id.to_string(),
+        urn: d.urn.clone(),
+        invoke_type: d.invoke_type,
+    };
+    Ok(Box::new(FunctionGraphSink::new(ctx.http.clone(), &cfg)))
 }
 
 #[async_trait::async_trait]

@@ -3,8 +3,10 @@
 //! characters and omitted when absent (`docs/transforms.md`).
 
 use super::http::{path_segment, HttpClient, ATTEMPT_TIMEOUT};
+use super::{BuildContext, BuildError};
 use crate::{Message, Outcome, Sink};
 use bytes::Bytes;
+use openeg_api::target_spec::SmnDetail;
 use serde_json::{json, Map, Value};
 
 #[derive(Debug, Clone)]
@@ -45,6 +47,20 @@ impl SmnSink {
         );
         Bytes::from(json!(m).to_string())
     }
+}
+
+/// An HC.SMN target, through the configured `smn_endpoint` (the subject transform is the
+/// engine's: it renders [`Message::subject`]).
+pub fn build(d: &SmnDetail, ctx: &BuildContext) -> Result<Box<dyn Sink>, BuildError> {
+    let endpoint = ctx
+        .smn_endpoint
+        .ok_or(BuildError::NotConfigured("smn_endpoint"))?;
+    let cfg = SmnConfig {
+        endpoint: endpoint.to_string(),
+        project_id: ctx.project_id.to_string(),
+        urn: d.urn.clone(),
+    };
+    Ok(Box::new(SmnSink::new(ctx.http.clone(), &cfg)))
 }
 
 #[async_trait::async_trait]
