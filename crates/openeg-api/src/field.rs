@@ -5,14 +5,15 @@
 //! `advance_config.kafka2kafka`); member `key` is reported as `<path>.<key>` (just `key` at the
 //! root), e.g. `targets[0].detail.url is required`.
 //!
-//! Error shape: a member of the wrong type is always `400 EG.00513000` (`<path> must be a
-//! string`, `… a boolean`, `… a JSON object`, …). A required member that is missing (or an empty
-//! string) is reported with the context's `missing` constructor, [`EgError::param`] unless
-//! [`Fields::missing_as`] picks another one (subscription targets use [`EgError::target`]).
-//! Absent and `null` members are "not set" everywhere; [`Fields::blank_is_absent`] makes `""`
-//! "not set" too, and [`Fields::cap`] bounds every string of the context (router jobs).
+//! Error shape: a member of the wrong type (or too long) is reported with the context's
+//! `invalid` constructor, `400 EG.00513000` ([`EgError::param`]: `<path> must be a string`,
+//! `… a boolean`, `… a JSON object`, …) unless [`Fields::invalid_as`] picks another one. A
+//! required member that is missing (or an empty string) is reported with the context's `missing`
+//! constructor, [`EgError::param`] unless [`Fields::missing_as`] picks another one (subscription
+//! targets use [`EgError::target`]). Absent and `null` members are "not set" everywhere;
+//! [`Fields::blank_is_absent`] makes `""` "not set" too, and [`Fields::cap`] bounds every string
+//! of the context (router jobs). [`Fields::lenient_str`] reads stored documents without errors.
 
-use crate::validate;
 use crate::EgError;
 use serde_json::{Map, Value};
 
@@ -25,6 +26,7 @@ pub struct Fields<'a> {
     obj: &'a Map<String, Value>,
     path: String,
     on_missing: ErrFn,
+    on_invalid: ErrFn,
     blank_is_absent: bool,
     cap: Option<usize>,
 }
@@ -55,6 +57,7 @@ impl<'a> Fields<'a> {
             obj,
             path: path.into(),
             on_missing: EgError::param,
+            on_invalid: EgError::param,
             blank_is_absent: false,
             cap: None,
         }
@@ -90,6 +93,13 @@ impl<'a> Fields<'a> {
     /// Reports missing or empty required members with `f` instead of [`EgError::param`].
     pub fn missing_as(mut self, f: ErrFn) -> Self {
         self.on_missing = f;
+        self
+    }
+
+    /// Reports members of the wrong type (and strings that are too long) with `f` instead of
+    /// [`EgError::param`].
+    pub fn invalid_as(mut self, f: ErrFn) -> Self {
+        self.on_invalid = f;
         self
     }
 
@@ -132,7 +142,7 @@ impl<'a> Fields<'a> {
     }
 
     fn type_err(&self, key: &str, what: &str) -> EgError {
-        EgError::param(format!("{} must be {what}", self.at(key)))
+        (self.on_invalid)(format!("{} must be {what}", self.at(key)))
     }
 
     /// The context's error for a required member that is missing (`<path> is required`), for
@@ -152,7 +162,7 @@ impl<'a> Fields<'a> {
             Some(Value::String(s)) => {
                 if let Some(max) = self.cap {
                     if s.chars().count() > max {
-                        return Err(EgError::param(format!("{} is too long", self.at(key))));
+                        return Err((self.on_invalid)(format!("{} is too long", self.at(key))));
                     }
                 }
                 Ok(Some(s))
@@ -171,14 +181,22 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// Required string that may be empty, for stored documents whose emptiness validation
+    /// already ruled on: missing → `<path> is required` (with the `missing` constructor); `""`
+    /// is a value unless [`Self::blank_is_absent`].
+    pub fn present_str(&self, key: &str) -> Result<&'a str, EgError> {
+        self.opt_str(key)?.ok_or_else(|| self.missing(key))
+    }
+
     /// Optional string of at most `max` characters (`<path> must be at most <max> characters
     /// long`).
     pub fn opt_str_max(&self, key: &str, max: usize) -> Result<Option<&'a str>, EgError> {
-        let s = self.opt_str(key)?;
-        if let Some(s) = s {
-            validate::max_len(&self.at(key), s, max)?;
+        match self.opt_str(key)? {
+            Some(s) if s.chars().count() > max => {
+                Err(self.type_err(key, &format!("at most {max} characters long")))
+            }
+            s => Ok(s),
         }
-        Ok(s)
     }
 
     /// Required non-empty string of at most `max` characters; the length is checked before
@@ -189,6 +207,15 @@ impl<'a> Fields<'a> {
             Some(_) => Err(self.empty(key)),
             None => Err(self.missing(key)),
         }
+    }
+
+    /// String member `key` read leniently, for stored documents: `""` when absent or not a
+    /// string; never an error (the context's settings do not apply).
+    pub fn lenient_str(&self, key: &str) -> &'a str {
+        self.obj
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
     }
 
     /// Optional boolean.
@@ -509,6 +536,60 @@ mod tests {
         let v = json!({"b": ""});
         let f = Fields::body(&v).unwrap();
         assert_eq!(msg(f.opt_bool("b")), param("b must be a boolean"));
+    }
+
+    #[test]
+    fn invalid_constructor_applies_to_wrong_types_and_lengths() {
+        fn bare(detail: String) -> EgError {
+            EgError::new(500, "X", detail)
+        }
+        let v = json!({"n": 1, "s": "abcd", "o": {"b": "x"}});
+        let f = Fields::new(v.as_object().unwrap(), "p").invalid_as(bare);
+        assert_eq!(
+            msg(f.opt_str("n")),
+            (500, "X", "p.n must be a string".into())
+        );
+        assert_eq!(
+            msg(f.opt_str_max("s", 3)),
+            (500, "X", "p.s must be at most 3 characters long".into())
+        );
+        assert_eq!(
+            msg(f.clone().cap(2).opt_str("s")),
+            (500, "X", "p.s is too long".into())
+        );
+        // Nested contexts inherit the constructor; missing members keep theirs.
+        let o = f.nested("o").unwrap().unwrap();
+        assert_eq!(
+            msg(o.opt_bool("b")),
+            (500, "X", "p.o.b must be a boolean".into())
+        );
+        assert_eq!(msg(o.req_str("k")), param("p.o.k is required"));
+        let f = f.missing_as(bare);
+        assert_eq!(msg(f.req_str("k")), (500, "X", "p.k is required".into()));
+    }
+
+    #[test]
+    fn present_strings() {
+        let v = json!({"s": "x", "e": "", "n": 5, "z": null});
+        let f = Fields::new(v.as_object().unwrap(), "p");
+        assert_eq!(f.present_str("s").unwrap(), "x");
+        assert_eq!(f.present_str("e").unwrap(), "");
+        assert_eq!(msg(f.present_str("z")), param("p.z is required"));
+        assert_eq!(msg(f.present_str("absent")), param("p.absent is required"));
+        assert_eq!(msg(f.present_str("n")), param("p.n must be a string"));
+        let f = f.blank_is_absent();
+        assert_eq!(msg(f.present_str("e")), param("p.e is required"));
+    }
+
+    #[test]
+    fn lenient_strings() {
+        let v = json!({"s": "x", "e": "", "n": 5, "z": null, "long": "abcd"});
+        let f = Fields::body(&v).unwrap().blank_is_absent().cap(1);
+        assert_eq!(f.lenient_str("s"), "x");
+        assert_eq!(f.lenient_str("long"), "abcd");
+        for k in ["e", "n", "z", "absent"] {
+            assert_eq!(f.lenient_str(k), "", "{k}");
+        }
     }
 
     #[test]

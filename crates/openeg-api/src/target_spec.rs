@@ -4,10 +4,11 @@
 //!
 //! The kind comes from [`target_kind`], the function validation uses; only that kind's detail
 //! member is read (a stored target may carry other kinds' detail objects too, as the
-//! reference's examples do). Members are type-checked when present (validation guaranteed
-//! their types); only the identifiers a delivery needs (URL, URN, workflow id, target channel,
-//! topic, the dead-letter connection and topic) are required, and `retry_times` and
-//! `transform` keep the defaults delivery always applied. A document whose kind cannot be
+//! reference's examples do). Members are read with [`Fields`] and type-checked when present
+//! (validation guaranteed their types); only the identifiers a delivery needs (URL, URN,
+//! workflow id, target channel, topic, the dead-letter connection and topic) are required (an
+//! empty one is kept as stored), and `retry_times` and `transform` keep the defaults delivery
+//! always applied. A document whose kind cannot be
 //! determined, or that fails these checks, is a [`SpecError`] (the engine skips that target
 //! with a warning). Nothing here panics on any JSON.
 //!
@@ -15,8 +16,10 @@
 //! `Debug` output of a spec never shows a secret header value, and error messages name members,
 //! never values.
 
+use crate::field::Fields;
 use crate::subscription::{target_kind, TargetKind, DEFAULT_RETRY_TIMES, MAX_RETRY_TIMES};
-use serde_json::{Map, Value};
+use crate::EgError;
+use serde_json::Value;
 use std::fmt;
 
 /// Why a stored target document cannot be parsed into a [`TargetSpec`].
@@ -26,8 +29,16 @@ pub enum SpecError {
     NotAnObject,
     /// Neither the name nor exactly one detail object tells the kind.
     UnknownKind,
-    /// A member the kind needs is missing or has the wrong type (`path` names the member).
-    Invalid { path: String, message: String },
+    /// A member the kind needs is missing or has the wrong type; the message starts with the
+    /// member's full path (`detail.url is required`).
+    Invalid(String),
+}
+
+impl From<EgError> for SpecError {
+    /// The message of a [`Fields`] error of a spec context, whose errors carry the bare detail.
+    fn from(e: EgError) -> Self {
+        SpecError::Invalid(e.msg)
+    }
 }
 
 impl fmt::Display for SpecError {
@@ -35,7 +46,7 @@ impl fmt::Display for SpecError {
         match self {
             SpecError::NotAnObject => f.write_str("a target must be a JSON object"),
             SpecError::UnknownKind => f.write_str("unknown target kind"),
-            SpecError::Invalid { path, message } => write!(f, "{path} {message}"),
+            SpecError::Invalid(message) => f.write_str(message),
         }
     }
 }
@@ -203,23 +214,28 @@ impl TargetSpec {
     pub fn parse(t: &Value) -> Result<TargetSpec, SpecError> {
         let o = t.as_object().ok_or(SpecError::NotAnObject)?;
         let kind = target_kind(t).ok_or(SpecError::UnknownKind)?;
-        let detail = parse_detail(kind, o)?;
-        let retry_times = o
+        let f = Fields::root(o)
+            .missing_as(spec_error)
+            .invalid_as(spec_error);
+        let detail = parse_detail(kind, &f)?;
+        let retry_times = f
             .get("retry_times")
             .and_then(Value::as_u64)
             .unwrap_or(DEFAULT_RETRY_TIMES as u64)
             .min(MAX_RETRY_TIMES as u64) as u32;
-        let dead_letter_queue = match o.get("dead_letter_queue") {
-            None | Some(Value::Null) => None,
-            Some(d) => Some(parse_dead_letter_queue(d)?),
+        let dead_letter_queue = match f.nested("dead_letter_queue")? {
+            None => None,
+            Some(d) => Some(parse_dead_letter_queue(&d)?),
         };
         Ok(TargetSpec {
-            id: lenient_str(o, "id"),
-            name: lenient_str(o, "name"),
-            connection_id: opt_str(o, "", "connection_id")?
+            id: f.lenient_str("id").to_string(),
+            name: f.lenient_str("name").to_string(),
+            connection_id: f
+                .opt_str("connection_id")?
                 .filter(|c| !c.is_empty())
                 .map(str::to_string),
             retry_times,
+            // A stored `null` is kept (and refused when the transform is compiled).
             transform: o
                 .get("transform")
                 .cloned()
@@ -251,166 +267,95 @@ impl TargetSpec {
     }
 }
 
-// ------------------------------------------------------------------ parsing helpers
+// ------------------------------------------------------------------ parsing
 
-fn invalid(path: &str, message: &str) -> SpecError {
-    SpecError::Invalid {
-        path: path.to_string(),
-        message: message.to_string(),
-    }
+/// The error constructor of spec contexts: spec errors are log lines, not wire errors, so the
+/// message is the bare detail (`detail.url must be a string`); see [`SpecError::Invalid`].
+fn spec_error(detail: String) -> EgError {
+    EgError::new(400, "EG.00513000", detail)
 }
 
-fn join(member: &str, key: &str) -> String {
-    if member.is_empty() {
-        key.to_string()
-    } else {
-        format!("{member}.{key}")
-    }
-}
-
-/// A string member, empty when absent or not a string.
-fn lenient_str(o: &Map<String, Value>, key: &str) -> String {
-    o.get(key)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// An optional string member: absent or null → `None`, another type → error.
-fn opt_str<'a>(
-    o: &'a Map<String, Value>,
-    member: &str,
-    key: &str,
-) -> Result<Option<&'a str>, SpecError> {
-    match o.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(invalid(&join(member, key), "must be a string")),
-    }
-}
-
-/// A required string member.
-fn req_str(o: &Map<String, Value>, member: &str, key: &str) -> Result<String, SpecError> {
-    opt_str(o, member, key)?
-        .map(str::to_string)
-        .ok_or_else(|| invalid(&join(member, key), "is required"))
-}
-
-fn opt_string(
-    o: &Map<String, Value>,
-    member: &str,
-    key: &str,
-) -> Result<Option<String>, SpecError> {
-    Ok(opt_str(o, member, key)?.map(str::to_string))
-}
-
-/// An optional boolean member, `false` when absent.
-fn flag(o: &Map<String, Value>, member: &str, key: &str) -> Result<bool, SpecError> {
-    match o.get(key) {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(_) => Err(invalid(&join(member, key), "must be a boolean")),
-    }
-}
-
-/// An optional transform object: absent or null → `None`.
-fn transform(o: &Map<String, Value>, member: &str, key: &str) -> Result<Option<Value>, SpecError> {
-    match o.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v @ Value::Object(_)) => Ok(Some(v.clone())),
-        Some(_) => Err(invalid(&join(member, key), "must be a JSON object")),
-    }
-}
-
-fn parse_detail(kind: TargetKind, o: &Map<String, Value>) -> Result<TargetDetail, SpecError> {
+fn parse_detail(kind: TargetKind, f: &Fields) -> Result<TargetDetail, SpecError> {
     let member = kind.detail_member();
-    let d = match o.get(member) {
-        Some(Value::Object(d)) => d,
-        Some(Value::Null) | None => {
-            return Err(invalid(
-                member,
-                &format!("is required for {} targets", kind.wire_name()),
-            ))
-        }
-        Some(_) => return Err(invalid(member, "must be a JSON object")),
+    let Some(d) = f.nested(member)? else {
+        return Err(SpecError::Invalid(format!(
+            "{} is required for {} targets",
+            f.at(member),
+            kind.wire_name()
+        )));
     };
-    let m = member;
+    let d = &d;
     Ok(match kind {
         TargetKind::Webhook => TargetDetail::Webhook(WebhookDetail {
-            url: req_str(d, m, "url")?,
+            url: d.present_str("url")?.to_string(),
         }),
         TargetKind::Apigw => TargetDetail::Apigw(ApigwDetail {
-            url: req_str(d, m, "url")?,
+            url: d.present_str("url")?.to_string(),
             headers: header_parameters(d),
         }),
         TargetKind::FunctionGraph => TargetDetail::FunctionGraph(FunctionGraphDetail {
-            urn: req_str(d, m, "urn")?,
-            invoke_type: match opt_str(d, m, "invoke_type")? {
+            urn: d.present_str("urn")?.to_string(),
+            invoke_type: match d.opt_str("invoke_type")? {
                 Some("ASYNC") => InvokeType::Async,
                 _ => InvokeType::Sync,
             },
-            agency_name: opt_string(d, m, "agency_name")?,
+            agency_name: d.opt_str("agency_name")?.map(str::to_string),
         }),
         TargetKind::Workflow => TargetDetail::Workflow(WorkflowDetail {
-            workflow_id: req_str(d, m, "workflow_id")?,
-            agency_name: opt_string(d, m, "agency_name")?,
+            workflow_id: d.present_str("workflow_id")?.to_string(),
+            agency_name: d.opt_str("agency_name")?.map(str::to_string),
         }),
         TargetKind::Smn => TargetDetail::Smn(SmnDetail {
-            urn: req_str(d, m, "urn")?,
-            agency_name: opt_string(d, m, "agency_name")?,
-            subject_transform: transform(d, m, "subject_transform")?,
+            urn: d.present_str("urn")?.to_string(),
+            agency_name: d.opt_str("agency_name")?.map(str::to_string),
+            subject_transform: d.opt_obj("subject_transform")?.cloned().map(Value::Object),
         }),
         TargetKind::Eg => TargetDetail::Eg(EgDetail {
-            target_project_id: req_str(d, m, "target_project_id")?,
-            target_channel_id: req_str(d, m, "target_channel_id")?,
-            target_region: opt_string(d, m, "target_region")?,
-            cross_region: flag(d, m, "cross_region")?,
-            cross_account: flag(d, m, "cross_account")?,
-            agency_name: opt_string(d, m, "agency_name")?,
+            target_project_id: d.present_str("target_project_id")?.to_string(),
+            target_channel_id: d.present_str("target_channel_id")?.to_string(),
+            target_region: d.opt_str("target_region")?.map(str::to_string),
+            cross_region: d.opt_bool("cross_region")?.unwrap_or(false),
+            cross_account: d.opt_bool("cross_account")?.unwrap_or(false),
+            agency_name: d.opt_str("agency_name")?.map(str::to_string),
         }),
         TargetKind::Kafka => TargetDetail::Kafka(KafkaDetail {
-            topic: req_str(d, m, "topic")?,
-            key_transform: transform(d, m, "keyTransform")?,
+            topic: d.present_str("topic")?.to_string(),
+            key_transform: d.opt_obj("keyTransform")?.cloned().map(Value::Object),
         }),
         TargetKind::RocketMq => TargetDetail::RocketMq(RocketMqDetail {
-            topic: req_str(d, m, "topic")?,
-            key_transform: transform(d, m, "key_transform")?,
+            topic: d.present_str("topic")?.to_string(),
+            key_transform: d.opt_obj("key_transform")?.cloned().map(Value::Object),
         }),
     })
 }
 
 /// `invocation_http_parameters.header_parameters`, leniently: entries without a string `key`
 /// are left out, a value that is not a string is empty.
-fn header_parameters(d: &Map<String, Value>) -> Vec<HeaderParameter> {
+fn header_parameters(d: &Fields) -> Vec<HeaderParameter> {
     d.get("invocation_http_parameters")
         .and_then(|p| p.get("header_parameters"))
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
+        .filter_map(Value::as_object)
+        .map(Fields::root)
         .filter_map(|h| {
             Some(HeaderParameter {
                 key: h.get("key")?.as_str()?.to_string(),
-                value: h
-                    .get("value")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string(),
+                value: h.lenient_str("value").to_string(),
                 is_value_secret: h.get("is_value_secret") == Some(&Value::Bool(true)),
             })
         })
         .collect()
 }
 
-fn parse_dead_letter_queue(d: &Value) -> Result<DeadLetterQueue, SpecError> {
-    const M: &str = "dead_letter_queue";
-    let d = d
-        .as_object()
-        .ok_or_else(|| invalid(M, "must be a JSON object"))?;
+/// `dead_letter_queue`.
+fn parse_dead_letter_queue(d: &Fields) -> Result<DeadLetterQueue, EgError> {
     Ok(DeadLetterQueue {
-        queue_type: opt_string(d, M, "type")?.unwrap_or_else(|| "KAFKA".to_string()),
-        instance_id: opt_string(d, M, "instance_id")?,
-        connection_id: req_str(d, M, "connection_id")?,
-        topic: req_str(d, M, "topic")?,
+        queue_type: d.opt_str("type")?.unwrap_or("KAFKA").to_string(),
+        instance_id: d.opt_str("instance_id")?.map(str::to_string),
+        connection_id: d.present_str("connection_id")?.to_string(),
+        topic: d.present_str("topic")?.to_string(),
     })
 }
 
@@ -708,6 +653,47 @@ mod tests {
         let s = parse(json!({"name": "HC.FunctionGraph", "detail": {"urn": "u"}}));
         assert!(
             matches!(&s.detail, TargetDetail::FunctionGraph(d) if d.invoke_type == InvokeType::Sync && d.agency_name.is_none())
+        );
+    }
+
+    /// Stored documents are read as they are: an empty identifier is a value, a `null`
+    /// transform is kept (compiling it refuses the target), `""` connection ids are none.
+    #[test]
+    fn stored_values_are_not_second_guessed() {
+        let s = parse(
+            json!({"name": "WEBHOOK", "detail": {"url": ""}, "transform": null,
+            "dead_letter_queue": {"type": "", "connection_id": "", "topic": ""}}),
+        );
+        assert_eq!(
+            s.detail,
+            TargetDetail::Webhook(WebhookDetail { url: "".into() })
+        );
+        assert_eq!(s.transform, Value::Null);
+        let d = s.dead_letter_queue.unwrap();
+        assert_eq!((d.queue_type.as_str(), d.topic.as_str()), ("", ""));
+        // Header entries that are not objects or lack a string key are left out.
+        let s = parse(json!({"name": "HC.APIGW", "apigw_detail": {"url": "u",
+            "invocation_http_parameters": {"header_parameters": [
+                5, {"key": 1}, {"key": "k", "value": 2, "is_value_secret": "true"}]}}}));
+        let TargetDetail::Apigw(d) = &s.detail else {
+            panic!("{s:?}")
+        };
+        assert_eq!(
+            d.headers,
+            [HeaderParameter {
+                key: "k".into(),
+                value: "".into(),
+                is_value_secret: false
+            }]
+        );
+        assert_eq!(
+            err(json!({"name": "WEBHOOK", "detail": {"url": "u"}, "dead_letter_queue": 5}))
+                .to_string(),
+            "dead_letter_queue must be a JSON object"
+        );
+        assert_eq!(
+            err(json!({"name": "HC.EG", "eg_detail": {"target_project_id": "p"}})),
+            SpecError::Invalid("eg_detail.target_channel_id is required".into())
         );
     }
 
