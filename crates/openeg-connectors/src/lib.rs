@@ -1,6 +1,7 @@
-//! Connectors: where events leave OpenEG. Each sink kind is one module under [`sinks`] with
-//! its configuration type and its build from a typed target spec next to it, behind the small
-//! [`Sink`] trait (Vector's model); [`sinks::build`] dispatches a spec to its module.
+//! Connectors: where events leave OpenEG and where they come in. Each sink kind is one module
+//! under [`sinks`] with its configuration type and its build from a typed target spec next to
+//! it, behind the small [`Sink`] trait (Vector's model); [`sinks::build`] dispatches a spec to
+//! its module. Sources are the [`sources::Source`] trait and its registry.
 //!
 //! A sink sends one already-transformed payload and classifies the result as success,
 //! retryable failure or permanent failure (`docs/limits.md`); retry scheduling and traces are
@@ -8,6 +9,7 @@
 
 pub mod backoff;
 pub mod sinks;
+pub mod sources;
 
 use bytes::Bytes;
 use std::time::Duration;

@@ -15,6 +15,9 @@
 //! * The retry poller ([`retry`]) claims due deliveries (leases make claims exclusive) and
 //!   attempts them again, re-reading the event from the log. A crashed attempt is retried when
 //!   its lease expires: delivery is at-least-once.
+//! * Long-running work (custom event sources, event streams, router jobs) runs under the
+//!   [`supervisor`], keyed by resource; [`runtimes`] decides from each resource document what
+//!   should run. [`Engine::resource_changed`] is the one change hook of the control plane.
 //!
 //! Log topics are named `<project_id>.<channel_id>` (a `.` cannot occur in a project id), so
 //! a router can find its project from the topic alone.
@@ -24,18 +27,22 @@ pub mod metrics;
 pub mod retry;
 pub mod router;
 pub mod routes;
+pub mod runtimes;
+pub mod supervisor;
 
 use bytes::Bytes;
 use openeg_log::EventLog;
 use openeg_store::delivery::DeliveryStore;
 use openeg_store::secrets::SecretBox;
-use openeg_store::MetaStore;
+use openeg_store::{Kind, MetaStore, Record};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::watch;
 
 pub use metrics::Metrics;
+pub use supervisor::{RunState, RuntimeStatus, TaskKind};
 
 /// Consumer group of the routers in the log.
 pub const ROUTER_GROUP: &str = "router";
@@ -62,6 +69,8 @@ pub struct EngineConfig {
     /// into another project's channel publish as this account, which that channel's policy
     /// must allow.
     pub project_domains: HashMap<String, String>,
+    /// Restart delays of supervised work that failed.
+    pub restart_backoff: supervisor::Backoff,
 }
 
 impl Default for EngineConfig {
@@ -76,6 +85,7 @@ impl Default for EngineConfig {
             batch_records: 4096,
             node_name: "openeg-0".into(),
             project_domains: HashMap::new(),
+            restart_backoff: supervisor::Backoff::default(),
         }
     }
 }
@@ -132,6 +142,32 @@ impl From<openeg_log::LogError> for PublishError {
     }
 }
 
+/// A resource the control plane changed, for [`Engine::resource_changed`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResourceKind {
+    /// A subscription of channel `channel_id`.
+    Subscription {
+        channel_id: String,
+    },
+    /// A custom event source.
+    EventSource,
+    EventStream,
+    /// An event-router job.
+    RouterJob,
+}
+
+impl ResourceKind {
+    /// The supervised kind, for resources that may have long-running work.
+    pub fn task_kind(&self) -> Option<TaskKind> {
+        match self {
+            ResourceKind::Subscription { .. } => None,
+            ResourceKind::EventSource => Some(TaskKind::EventSource),
+            ResourceKind::EventStream => Some(TaskKind::EventStream),
+            ResourceKind::RouterJob => Some(TaskKind::RouterJob),
+        }
+    }
+}
+
 /// A channel log that refuses appends, as health checks report it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogFailure {
@@ -161,6 +197,10 @@ pub struct Engine {
     shutdown_tx: watch::Sender<bool>,
     /// Attempt outcomes on their way to the store, batched by [`dispatch::run_recorder`].
     pub(crate) recorder: tokio::sync::mpsc::Sender<dispatch::Record>,
+    /// Long-running work: sources, streams, router jobs.
+    supervisor: supervisor::Supervisor,
+    /// Serializes "re-read a resource, then apply it" so a stale read never wins.
+    supervising: tokio::sync::Mutex<()>,
     me: Weak<Engine>,
 }
 
@@ -190,6 +230,11 @@ impl Engine {
         }
         let (recorder, rx) = tokio::sync::mpsc::channel(65_536);
         let metrics = Metrics::default();
+        let supervisor = supervisor::Supervisor::new(
+            &cfg.node_name,
+            cfg.restart_backoff,
+            Duration::from_secs(5),
+        );
         tokio::spawn(dispatch::run_recorder(
             delivery.clone(),
             rx,
@@ -210,12 +255,15 @@ impl Engine {
             shutdown,
             shutdown_tx,
             recorder,
+            supervisor,
+            supervising: tokio::sync::Mutex::new(()),
             me: me.clone(),
         });
         for t in existing_topics {
             engine.ensure_router(&t);
         }
         tokio::spawn(retry::run(engine.clone()));
+        engine.supervise_all().await?;
         Ok(engine)
     }
 
@@ -299,25 +347,152 @@ impl Engine {
         }
     }
 
-    /// Subscriptions of a channel changed: the next batch uses freshly compiled routes.
-    pub fn subscriptions_changed(&self, project_id: &str, channel_id: &str) {
-        self.routes.invalidate(&topic(project_id, channel_id));
+    /// The control plane changed (created, updated, operated or deleted) a resource: the
+    /// engine re-reads it from the MetaStore and acts.
+    ///
+    /// * A subscription: its channel's next batch uses freshly compiled routes; if it is gone,
+    ///   its pending deliveries go with it (traces stay).
+    /// * A source, stream or router job: the supervisor starts, restarts or stops its work
+    ///   according to the document's desired state ([`runtimes::plan`]); a deleted one is
+    ///   stopped and forgotten. Returns once that is done, so the status it reports
+    ///   ([`Engine::runtime_status`]) already reflects the change.
+    pub async fn resource_changed(&self, kind: ResourceKind, project_id: &str, id: &str) {
+        match kind {
+            ResourceKind::Subscription { channel_id } => {
+                self.routes.invalidate(&topic(project_id, &channel_id));
+                match self.meta.get(project_id, Kind::Subscription, id).await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => {
+                        if let Err(e) = self
+                            .delivery
+                            .drop_pending_for_subscription(project_id, id)
+                            .await
+                        {
+                            tracing::warn!(error = %e, subscription_id = id, "dropping pending deliveries failed");
+                        }
+                    }
+                    Err(e) => tracing::warn!(
+                        error = %e,
+                        subscription_id = id,
+                        "reading a changed subscription failed: pending deliveries of a deleted one are kept"
+                    ),
+                }
+            }
+            ResourceKind::EventSource | ResourceKind::EventStream | ResourceKind::RouterJob => {
+                let Some(task) = kind.task_kind() else {
+                    return;
+                };
+                let _one = self.supervising.lock().await;
+                let key = supervisor::TaskKey::new(task, project_id, id);
+                match self.meta.get(project_id, task.store_kind(), id).await {
+                    Ok(Some(rec)) => {
+                        let desired = self.desired(task, &rec);
+                        self.supervisor.apply(key, desired).await;
+                    }
+                    Ok(None) => {
+                        self.supervisor
+                            .apply(key, supervisor::Desired::Absent)
+                            .await
+                    }
+                    Err(e) => tracing::warn!(
+                        error = %e,
+                        kind = task.as_str(),
+                        id,
+                        "reading a changed resource failed: its work is left as it was"
+                    ),
+                }
+            }
+        }
     }
 
-    /// A subscription was deleted: its pending deliveries go with it (traces stay).
-    pub async fn subscription_deleted(
+    /// The runtime status of a resource's work on this node; `None` when it is not
+    /// supervised here (APPLICATION and official sources, unknown resources).
+    pub fn runtime_status(
         &self,
+        kind: TaskKind,
         project_id: &str,
-        channel_id: &str,
-        subscription_id: &str,
-    ) {
-        self.subscriptions_changed(project_id, channel_id);
-        if let Err(e) = self
-            .delivery
-            .drop_pending_for_subscription(project_id, subscription_id)
-            .await
-        {
-            tracing::warn!(error = %e, subscription_id, "dropping pending deliveries failed");
+        id: &str,
+    ) -> Option<RuntimeStatus> {
+        self.supervisor
+            .status(&supervisor::TaskKey::new(kind, project_id, id))
+    }
+
+    /// At start: every source, stream and router job that should run is started (and every
+    /// other supervised one gets its status).
+    async fn supervise_all(&self) -> Result<(), String> {
+        let _one = self.supervising.lock().await;
+        for task in TaskKind::ALL {
+            let recs = self
+                .meta
+                .list_global(task.store_kind())
+                .await
+                .map_err(|e| format!("listing {} resources to supervise: {e}", task.as_str()))?;
+            for rec in recs {
+                let desired = self.desired(task, &rec);
+                if !matches!(desired, supervisor::Desired::Absent) {
+                    let key = supervisor::TaskKey::new(task, &rec.project_id, &rec.id);
+                    self.supervisor.apply(key, desired).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What the supervisor should do with a resource's work.
+    fn desired(&self, kind: TaskKind, rec: &Record) -> supervisor::Desired {
+        use supervisor::Desired;
+        match runtimes::plan(kind, &rec.body) {
+            runtimes::Plan::Unsupervised => Desired::Absent,
+            runtimes::Plan::Stopped => Desired::Stopped,
+            runtimes::Plan::Unrunnable(e) => Desired::Unrunnable(e),
+            runtimes::Plan::Run => match self.build_runtime(kind, rec) {
+                Ok(runtime) => Desired::Run {
+                    revision: runtimes::revision(kind, &rec.body),
+                    runtime,
+                },
+                Err(e) => Desired::Unrunnable(e),
+            },
+        }
+    }
+
+    /// The runtime of a resource whose plan is to run.
+    fn build_runtime(
+        &self,
+        kind: TaskKind,
+        rec: &Record,
+    ) -> Result<Arc<dyn supervisor::Runtime>, supervisor::ErrorInfo> {
+        match kind {
+            TaskKind::EventSource => {
+                let mut detail = rec.body.get("detail").cloned().unwrap_or(Value::Null);
+                self.secrets.reveal_json(&mut detail);
+                let spec = openeg_connectors::sources::SourceSpec {
+                    kind: rec
+                        .body
+                        .get("type")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                    detail,
+                };
+                let ctx = openeg_connectors::sources::BuildContext {
+                    resource_id: rec.id.clone(),
+                    node_name: self.cfg.node_name.clone(),
+                };
+                // Building does no I/O: a spec that cannot be built is reported at once.
+                openeg_connectors::sources::build(&spec, &ctx)
+                    .map_err(|e| runtimes::build_error_info(&e))?;
+                Ok(Arc::new(runtimes::SourcePump {
+                    engine: self.me.clone(),
+                    project_id: rec.project_id.clone(),
+                    channel_id: rec.parent_id.clone().unwrap_or_default(),
+                    spec,
+                    ctx,
+                    build: openeg_connectors::sources::build,
+                }))
+            }
+            TaskKind::EventStream | TaskKind::RouterJob => Err(supervisor::ErrorInfo::not_run(
+                format!("no {} runtime in this build", kind.as_str()),
+            )),
         }
     }
 
@@ -340,6 +515,8 @@ impl Engine {
     /// commit what is recorded; attempts still running after that are abandoned (they are
     /// made again after the restart: at-least-once).
     pub async fn shutdown(&self) {
+        // Sources first: nothing appends to a channel once its router stops.
+        self.supervisor.shutdown().await;
         let _ = self.shutdown_tx.send(true);
         let handles: Vec<_> = match self.routers.lock() {
             Ok(mut r) => r.drain().map(|(_, h)| h).collect(),

@@ -260,24 +260,40 @@ impl AppState {
         }
     }
 
-    /// Subscriptions of a channel changed: the router recompiles before its next batch.
-    pub fn subscriptions_changed(&self, project_id: &str, channel_id: &str) {
+    /// The control plane changed a resource (subscription, custom source, event stream,
+    /// router job): the engine re-reads it and acts (routes recompiled, pending deliveries of
+    /// a deleted subscription dropped, long-running work started or stopped). Call after the
+    /// store write; it returns once the runtime status reflects the change.
+    pub async fn resource_changed(
+        &self,
+        kind: openeg_engine::ResourceKind,
+        project_id: &str,
+        id: &str,
+    ) {
         if let Some(e) = &self.engine {
-            e.subscriptions_changed(project_id, channel_id);
+            e.resource_changed(kind, project_id, id).await;
         }
     }
 
-    /// A subscription was deleted: its pending deliveries are dropped.
-    pub async fn subscription_deleted(
+    /// The runtime status of a supervised resource's work: this node's supervisor's. A node
+    /// without a data plane, or whose supervisor has not seen the resource, reports what
+    /// would be reported without running anything (`runtimes::status_without_data_plane`).
+    /// `None`: not supervised (APPLICATION and official sources).
+    pub fn runtime_status(
         &self,
-        project_id: &str,
-        channel_id: &str,
-        subscription_id: &str,
-    ) {
-        if let Some(e) = &self.engine {
-            e.subscription_deleted(project_id, channel_id, subscription_id)
-                .await;
-        }
+        kind: openeg_engine::TaskKind,
+        rec: &openeg_store::Record,
+    ) -> Option<openeg_engine::RuntimeStatus> {
+        self.engine
+            .as_ref()
+            .and_then(|e| e.runtime_status(kind, &rec.project_id, &rec.id))
+            .or_else(|| {
+                openeg_engine::runtimes::status_without_data_plane(
+                    kind,
+                    &rec.body,
+                    &self.cfg.node_name,
+                )
+            })
     }
 }
 

@@ -180,6 +180,10 @@ pub trait MetaStore: Send + Sync + 'static {
     /// ordered by (project, id).
     async fn referencing_global(&self, kind: Kind, key: &str) -> Result<Vec<Record>>;
 
+    /// Every record of `kind` in **any** project, ordered by (project, id): what the engine's
+    /// supervisor scans at start (sources, streams, router jobs).
+    async fn list_global(&self, kind: Kind) -> Result<Vec<Record>>;
+
     /// Stores (or replaces) an API token by the hex SHA-256 of the token; the token itself is
     /// never stored.
     async fn put_token(

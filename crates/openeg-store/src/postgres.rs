@@ -506,6 +506,17 @@ impl MetaStore for PgStore {
         rows_to_records(&rows)
     }
 
+    async fn list_global(&self, kind: Kind) -> Result<Vec<Record>> {
+        let sql =
+            format!("SELECT {COLS} FROM records r WHERE r.kind = $1 ORDER BY r.project_id, r.id");
+        let rows = sqlx::query(&sql)
+            .bind(kind.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| backend("list_global", e))?;
+        rows_to_records(&rows)
+    }
+
     async fn put_token(
         &self,
         token_sha256_hex: &str,

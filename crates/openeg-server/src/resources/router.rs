@@ -3,9 +3,12 @@
 //! OpenEG provisions nothing for a cluster: it is `RUNNING` from its creation [dec]. Clusters
 //! are stored in their wire shape (`EventRouterClusterInfo` without `job_count`, which is
 //! counted from the cluster's jobs on every render). Jobs are stored as `EventRouterJobInfo`
-//! with `parent_id` = cluster id. OpenEG runs no replication yet and says so: START records
-//! the wish to run (`_desired`) and shows `ERROR` with `err_message`, STOP shows `STOPPED`, and
-//! syncDetail answers `state: NOT_RUNNING` with no figures [dec].
+//! with `parent_id` = cluster id. START/STOP record the desired state (`_desired`) and tell the
+//! engine, whose supervisor runs or stops the job; from then on `status`, `err_code` and
+//! `err_message` are the supervisor's runtime status ([`job_view`]); before the first START or
+//! STOP the stored status shows (`WAIT_START`, `NO_CONFIGURATION`). OpenEG has no replication
+//! runtime yet and says so: a started job shows `ERROR` with `err_message`, a stopped one
+//! `STOPPED`, and syncDetail answers `state: NOT_RUNNING` with no figures [dec].
 
 use super::{get_or_404, pick, render, save_update};
 use crate::error::ApiResult;
@@ -20,7 +23,9 @@ use openeg_api::field::Fields;
 use openeg_api::router_job::{self, MAX_CLUSTERS, MAX_JOBS_PER_CLUSTER};
 use openeg_api::validate::NamePattern;
 use openeg_api::EgError;
-use openeg_store::{Kind, QuotaCheck, Record};
+use openeg_engine::runtimes::ROUTER_JOB_NOT_RUN;
+use openeg_engine::{ResourceKind, RunState, TaskKind};
+use openeg_store::{Kind, ListQuery, QuotaCheck, Record};
 use serde_json::{json, Map, Value};
 use std::time::Duration;
 
@@ -586,6 +591,32 @@ fn index_sink(doc: &mut Map<String, Value>) {
     }
 }
 
+/// A job as the API shows it: the stored document, with `status`, `err_code` and
+/// `err_message` from the supervisor once the job was started or stopped.
+fn job_view(st: &AppState, rec: &Record) -> Value {
+    let mut body = rec.body.clone();
+    if rec.body.get("_desired").is_some() {
+        // Set in the stored document (members keep their place), then rendered.
+        if let (Some(rs), Value::Object(m)) =
+            (st.runtime_status(TaskKind::RouterJob, rec), &mut body)
+        {
+            let status = match rs.state {
+                RunState::Running => "RUNNING",
+                RunState::Error => "ERROR",
+                RunState::Stopped => "STOPPED",
+            };
+            let (code, message) = match rs.error {
+                Some(e) => (e.code.into(), e.message.into()),
+                None => (Value::Null, Value::Null),
+            };
+            m.insert("status".into(), status.into());
+            m.insert("err_code".into(), code);
+            m.insert("err_message".into(), message);
+        }
+    }
+    render(&body)
+}
+
 /// Loads the cluster a job body names (404 when it is not the caller's).
 async fn cluster_of(st: &AppState, project_id: &str, v: &Value) -> ApiResult<(Record, String)> {
     let cid = router_job::job_cluster_id(v)?;
@@ -656,7 +687,9 @@ async fn create_job(
         max: MAX_JOBS_PER_CLUSTER,
     };
     st.store.insert(&rec, &[quota]).await?;
-    Ok(ok(render(&rec.body)))
+    st.resource_changed(ResourceKind::RouterJob, &rec.project_id, &rec.id)
+        .await;
+    Ok(ok(job_view(&st, &rec)))
 }
 
 async fn list_jobs(
@@ -671,17 +704,38 @@ async fn list_jobs(
         ("sink_region", "_sink_region"),
         ("sink_instance_id", "_sink_instance_id"),
         ("sink_address", "_sink_address"),
-        ("status", "status"),
     ] {
         if let Some(v) = q.get(param) {
             lq.body_eq.push((key.into(), v.to_string()));
         }
     }
-    let (total, recs) = st.store.list(&t.project_id, Kind::RouterJob, &lq).await?;
-    Ok(list_reply(
-        total,
-        recs.iter().map(|r| render(&r.body)).collect(),
-    ))
+    let Some(want) = q.get("status") else {
+        let (total, recs) = st.store.list(&t.project_id, Kind::RouterJob, &lq).await?;
+        return Ok(list_reply(
+            total,
+            recs.iter().map(|r| job_view(&st, r)).collect(),
+        ));
+    };
+    // The status shown is the runtime's, not a stored member: filter the rendered jobs, then
+    // page (a project has at most MAX_CLUSTERS × MAX_JOBS_PER_CLUSTER jobs).
+    let all = ListQuery {
+        offset: 0,
+        limit: None,
+        ..lq
+    };
+    let (_, recs) = st.store.list(&t.project_id, Kind::RouterJob, &all).await?;
+    let matching: Vec<Value> = recs
+        .iter()
+        .map(|r| job_view(&st, r))
+        .filter(|v| v.get("status").and_then(Value::as_str) == Some(want))
+        .collect();
+    let total = matching.len() as u64;
+    let items = matching
+        .into_iter()
+        .skip(usize::try_from(paging.offset).unwrap_or(usize::MAX))
+        .take(usize::try_from(paging.limit).unwrap_or(usize::MAX))
+        .collect();
+    Ok(list_reply(total, items))
 }
 
 async fn show_job(
@@ -690,7 +744,7 @@ async fn show_job(
     p: Params,
 ) -> ApiResult<Response> {
     let rec = get_or_404(&st, &t.project_id, Kind::RouterJob, p.at(1)).await?;
-    Ok(ok(render(&rec.body)))
+    Ok(ok(job_view(&st, &rec)))
 }
 
 async fn update_job(
@@ -710,18 +764,12 @@ async fn update_job(
     let Value::Object(mut doc) = rec.body.clone() else {
         return Err(EgError::internal().into());
     };
-    let old_status = doc
-        .get("status")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let status = match router_job::initial_status(&new) {
-        // A started (ERROR: not run) or stopped job keeps its state across a reconfiguration.
-        "WAIT_START" if matches!(old_status.as_str(), "RUNNING" | "STOPPED" | "ERROR") => {
-            old_status
-        }
-        s => s.to_string(),
-    };
+    // A started or stopped job keeps its desired state (`_desired`) across a
+    // reconfiguration; one left without source or sink must be started again.
+    let status = router_job::initial_status(&new);
+    if status == "NO_CONFIGURATION" {
+        doc.remove("_desired");
+    }
     for (k, v) in new {
         doc.insert(k, v);
     }
@@ -737,7 +785,9 @@ async fn update_job(
     if !st.store.update(&rec).await? {
         return Err(EgError::not_found("router_job does not exist").into());
     }
-    Ok(ok(render(&rec.body)))
+    st.resource_changed(ResourceKind::RouterJob, &rec.project_id, &rec.id)
+        .await;
+    Ok(ok(job_view(&st, &rec)))
 }
 
 async fn delete_job(
@@ -749,6 +799,8 @@ async fn delete_job(
     st.store
         .delete(&t.project_id, Kind::RouterJob, &rec.id)
         .await?;
+    st.resource_changed(ResourceKind::RouterJob, &rec.project_id, &rec.id)
+        .await;
     Ok(ok(json!({ "job_id": rec.id })))
 }
 
@@ -792,11 +844,10 @@ async fn job_action(
     let v = json_body(&body)?;
     let src = Fields::body(&v)?;
     let op = src.req_str("operation")?;
-    // START is remembered (`_desired`) for the replication runtime, but this build has none:
-    // a started job copies nothing, so it shows ERROR with the reason, never RUNNING.
-    let (desired, status) = match op {
-        "START" => ("RUNNING", "ERROR"),
-        "STOP" => ("STOPPED", "STOPPED"),
+    // The desired state is stored; the status shown is the supervisor's (`job_view`).
+    let desired = match op {
+        "START" => "RUNNING",
+        "STOP" => "STOPPED",
         _ => return Err(EgError::param("operation must be START or STOP").into()),
     };
     let Value::Object(mut doc) = rec.body.clone() else {
@@ -825,16 +876,10 @@ async fn job_action(
         }
     }
     let now = now_ms();
-    doc.insert("status".into(), status.into());
     doc.insert("_desired".into(), desired.into());
-    let (code, message) = if status == "ERROR" {
-        (JOB_NOT_RUN_CODE.into(), JOB_NOT_RUN.into())
-    } else {
-        (Value::Null, Value::Null)
-    };
-    doc.insert("err_code".into(), code);
-    doc.insert("err_message".into(), message);
     save_update(&st, &mut rec, doc, now, "router_job").await?;
+    st.resource_changed(ResourceKind::RouterJob, &rec.project_id, &rec.id)
+        .await;
     Ok(ok(json!({ "job_id": rec.id })))
 }
 
@@ -895,7 +940,12 @@ async fn sync_detail(
     router_job::sync_detail_body(&v)?;
     let ty = rec.body.get("source_type").cloned().unwrap_or(Value::Null);
     // No replication runs, so there are no positions to report: no items and no invented
-    // figures in `metadata`; `state` says why (an OpenEG member beside the EG ones).
+    // figures in `metadata`; `state` says why (an OpenEG member beside the EG ones): the
+    // supervisor's reason when a started job does not run.
+    let detail = st
+        .runtime_status(TaskKind::RouterJob, &rec)
+        .and_then(|s| s.error)
+        .map_or_else(|| ROUTER_JOB_NOT_RUN.to_string(), |e| e.message);
     Ok(ok(json!({
         "metadata": {},
         "total": 0,
@@ -903,11 +953,6 @@ async fn sync_detail(
         "type": ty,
         "items": [],
         "state": "NOT_RUNNING",
-        "state_detail": JOB_NOT_RUN,
+        "state_detail": detail,
     })))
 }
-
-/// Why a job shows `ERROR` after START, and why syncDetail has no figures.
-const JOB_NOT_RUN: &str = "event-router jobs are stored but not run: this OpenEG build has no \
-                           replication runtime yet, so nothing is copied";
-const JOB_NOT_RUN_CODE: &str = "EG.00511000";

@@ -25,6 +25,8 @@ use axum::Extension;
 use openeg_api::source::{self, SourceType};
 use openeg_api::validate::{NamePattern, Paging, SortField};
 use openeg_api::EgError;
+use openeg_engine::supervisor::NOT_RUN_CODE;
+use openeg_engine::{ResourceKind, RunState, TaskKind};
 use openeg_store::{Kind, ListQuery, QuotaCheck, Record, StoreError};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -308,43 +310,40 @@ fn official_doc(name: &str, created_ms: i64, default_channel_id: &str) -> Value 
     })
 }
 
-/// `status` and `error_info` of a custom source as they are now. Application sources run
-/// whenever the server does (PutEvents is their runtime). RabbitMQ and RocketMQ sources
-/// would need a consumer of the user's broker, which this build does not have: they are
-/// stored but consume nothing, so they say so instead of claiming `RUNNING`.
-fn runtime_status(ty: SourceType) -> (&'static str, Value) {
-    match ty {
-        SourceType::Application => ("RUNNING", json!({})),
-        SourceType::Rabbitmq | SourceType::Rocketmq => (
-            "ERROR",
-            json!({
-                "error_code": NOT_RUN_CODE,
-                "error_msg": NOT_RUN_MSG,
-                "error_detail": format!(
-                    "{} event sources are stored but not run: this OpenEG build has no \
-                     broker consumer yet, so no message is read from the broker",
-                    ty.as_str()
-                ),
-            }),
-        ),
+/// `error_msg` of a source's `error_info`: EG's fixed message of `EG.00511000`, the code the
+/// supervisor reports for work that does not run (an infrastructure condition, not a
+/// configuration error); the reason is `error_detail`.
+const NOT_RUN_MSG: &str = "internal server error";
+
+/// `status` and `error_info` of a custom source as they are now, from the engine's
+/// supervisor ([`AppState::runtime_status`]). APPLICATION sources are not supervised: PutEvents
+/// is their runtime, so they are `RUNNING` whenever the server is. Broker sources (RabbitMQ,
+/// RocketMQ) need a consumer of the user's broker; the supervisor says `ERROR` with the
+/// reason while none runs (this build has none), never `RUNNING`.
+fn runtime_view(st: &AppState, rec: &Record) -> (&'static str, Value) {
+    let Some(rs) = st.runtime_status(TaskKind::EventSource, rec) else {
+        return ("RUNNING", json!({}));
+    };
+    let info = |code: &str, detail: &str| json!({"error_code": code, "error_msg": NOT_RUN_MSG, "error_detail": detail});
+    match (rs.state, rs.error) {
+        (RunState::Running, _) => ("RUNNING", json!({})),
+        (RunState::Error, Some(e)) => ("ERROR", info(&e.code, &e.message)),
+        (RunState::Error, None) => ("ERROR", info(NOT_RUN_CODE, "the source is not running")),
+        (RunState::Stopped, _) => ("ERROR", info(NOT_RUN_CODE, "the source is stopped")),
     }
 }
 
-/// `error_info` code and fixed message of a runtime that does not run (an infrastructure
-/// condition, not a configuration error).
-const NOT_RUN_CODE: &str = "EG.00511000";
-const NOT_RUN_MSG: &str = "internal server error";
-
-/// A custom source as the API shows it: the stored document with the status computed now
+/// A custom source as the API shows it: the stored document with the status of now
 /// (documents stored by older versions said `RUNNING` for every type).
-fn source_view(body: &Value) -> Value {
-    let mut v = pick(body, INFO);
-    let ty = body
+fn source_view(st: &AppState, rec: &Record) -> Value {
+    let mut v = pick(&rec.body, INFO);
+    let ty = rec
+        .body
         .get("type")
         .and_then(Value::as_str)
         .and_then(SourceType::parse);
-    if let (Some(ty), Value::Object(m)) = (ty, &mut v) {
-        let (status, error_info) = runtime_status(ty);
+    if let (Some(_), Value::Object(m)) = (ty, &mut v) {
+        let (status, error_info) = runtime_view(st, rec);
         m.insert("status".into(), status.into());
         m.insert("error_info".into(), error_info);
     }
@@ -444,7 +443,8 @@ async fn create(
     }
     let now = now_ms();
     let id = new_id();
-    let mut doc = json!({
+    // `status` and `error_info` are not stored: they are the runtime's (see `source_view`).
+    let doc = json!({
         "id": id,
         "name": req.name,
         "label": req.name,
@@ -458,11 +458,6 @@ async fn create(
         "type": req.source_type.as_str(),
         "detail": detail,
     });
-    if let Value::Object(m) = &mut doc {
-        let (status, error_info) = runtime_status(req.source_type);
-        m.insert("status".into(), status.into());
-        m.insert("error_info".into(), error_info);
-    }
     let rec = Record {
         project_id: t.project_id.clone(),
         kind: Kind::Source,
@@ -495,7 +490,9 @@ async fn create(
     }
     st.store.insert(&rec, &quotas).await?;
     st.invalidate_publish_cache(&t.project_id);
-    Ok(ok(source_view(&rec.body)))
+    st.resource_changed(ResourceKind::EventSource, &rec.project_id, &rec.id)
+        .await;
+    Ok(ok(source_view(&st, &rec)))
 }
 
 /// Total order of listing entries: the sort key, ties by id, both in the requested direction.
@@ -538,7 +535,7 @@ async fn list(
             let (total, recs) = st.store.list(&t.project_id, Kind::Source, &lq).await?;
             return Ok(list_reply(
                 total,
-                recs.iter().map(|r| source_view(&r.body)).collect(),
+                recs.iter().map(|r| source_view(&st, r)).collect(),
             ));
         }
         Some("PARTNER") => return Ok(list_reply(0, Vec::new())),
@@ -556,8 +553,8 @@ async fn list(
         entries.extend(recs.into_iter().map(|r| Entry {
             created: r.created_at,
             updated: r.updated_at,
+            doc: source_view(&st, &r),
             id: r.id,
-            doc: source_view(&r.body),
             name: r.name,
         }));
     }
@@ -600,7 +597,7 @@ async fn show(
                 return Ok(ok(doc));
             }
         }
-        return Ok(ok(source_view(&rec.body)));
+        return Ok(ok(source_view(&st, &rec)));
     }
     match official_by_id(&st, &t.project_id, id).await? {
         Some(doc) => Ok(ok(doc)),
@@ -662,7 +659,9 @@ async fn update(
     }
     let now = now_ms();
     save_update(&st, &mut rec, doc, now, "source").await?;
-    Ok(ok(source_view(&rec.body)))
+    st.resource_changed(ResourceKind::EventSource, &rec.project_id, &rec.id)
+        .await;
+    Ok(ok(source_view(&st, &rec)))
 }
 
 async fn delete(
@@ -688,6 +687,8 @@ async fn delete(
         .delete(&t.project_id, Kind::Source, &rec.id)
         .await?;
     st.invalidate_publish_cache(&t.project_id);
+    st.resource_changed(ResourceKind::EventSource, &rec.project_id, &rec.id)
+        .await;
     Ok(no_content())
 }
 
@@ -932,6 +933,38 @@ pub(crate) mod tests {
         )
         .await;
         assert_eq!((s, code(&e)), (400, "EG.00513000"));
+    }
+
+    #[tokio::test]
+    async fn broker_sources_say_they_do_not_run() {
+        // No data plane here: the status is what the supervisor reports for work that
+        // cannot run in this build.
+        let (r, _) = app(ServerConfig::default()).await;
+        let ch = channel(&r, "ch1").await;
+        let (s, v) = call(
+            &r,
+            "POST",
+            "/v1/{p}/sources",
+            Some(json!({"name": "rmq", "channel_id": ch, "type": "ROCKETMQ", "detail": rocket()})),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["status"], "ERROR");
+        assert_eq!(
+            v["error_info"],
+            json!({
+                "error_code": "EG.00511000",
+                "error_msg": "internal server error",
+                "error_detail": "ROCKETMQ event sources are stored but not run: this OpenEG \
+                                 build has no broker consumer yet, so no message is read from \
+                                 the broker",
+            })
+        );
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, INFO);
+        let id = v["id"].as_str().unwrap();
+        let (_, g) = call(&r, "GET", &format!("/v1/{{p}}/sources/{id}"), None).await;
+        assert_eq!(g, v);
     }
 
     #[tokio::test]

@@ -5,8 +5,11 @@
 //! `openeg_api::stream`; this module adds the project checks (unique name, KAFKA connection of
 //! `sink_kafka.connectionId`, the fixed ceiling of 100 streams).
 //!
-//! No runtime moves data yet, and status says so: START records the wish to run (`_desired`)
-//! and shows `ERROR` (nothing runs it), PAUSE shows `STOPPED`; delete needs nothing to stop.
+//! START/PAUSE record the desired state (`_desired`: `RUNNING` / `STOPPED`) and tell the
+//! engine, whose supervisor starts or stops the stream's work; from then on `status` is the
+//! supervisor's runtime status ([`stream_view`]). The stored `status` (`CREATED`) is shown until
+//! the first operation. No stream runtime exists in this build, so a started stream shows
+//! `ERROR` (nothing moves data), a paused one `STOPPED`.
 
 use super::{get_or_404, render};
 use crate::error::ApiResult;
@@ -21,6 +24,7 @@ use openeg_api::field::Fields;
 use openeg_api::stream::{self, StreamSpec};
 use openeg_api::validate::{self, NamePattern};
 use openeg_api::EgError;
+use openeg_engine::{ResourceKind, RunState, TaskKind};
 use openeg_rules::TransformUse;
 use openeg_store::{Kind, ListQuery, QuotaCheck, Record, SortKey};
 use serde_json::{json, Map, Value};
@@ -175,6 +179,25 @@ fn request_schema() -> Value {
     )
 }
 
+/// A stream as the API shows it: the stored document, with `status` from the supervisor once
+/// the stream was started or paused.
+fn stream_view(st: &AppState, rec: &Record) -> Value {
+    let mut v = render(&rec.body);
+    if rec.body.get("_desired").is_some() {
+        if let (Some(rs), Value::Object(m)) =
+            (st.runtime_status(TaskKind::EventStream, rec), &mut v)
+        {
+            let status = match rs.state {
+                RunState::Running => "RUNNING",
+                RunState::Error => "ERROR",
+                RunState::Stopped => "STOPPED",
+            };
+            m.insert("status".into(), status.into());
+        }
+    }
+    v
+}
+
 fn id_reply(id: &str) -> Response {
     ok(json!({ "eventStreamingID": id }))
 }
@@ -241,6 +264,8 @@ async fn create(
         max: MAX_STREAMS,
     };
     st.store.insert(&rec, &[quota]).await?;
+    st.resource_changed(ResourceKind::EventStream, &rec.project_id, &id)
+        .await;
     Ok(id_reply(&id))
 }
 
@@ -260,7 +285,7 @@ async fn list(
     let (total, recs) = st.store.list(&t.project_id, Kind::EventStream, &lq).await?;
     Ok(list_reply(
         total,
-        recs.iter().map(|r| render(&r.body)).collect(),
+        recs.iter().map(|r| stream_view(&st, r)).collect(),
     ))
 }
 
@@ -270,7 +295,7 @@ async fn show(
     p: Params,
 ) -> ApiResult<Response> {
     let rec = get_or_404(&st, &t.project_id, Kind::EventStream, p.at(1)).await?;
-    Ok(ok(render(&rec.body)))
+    Ok(ok(stream_view(&st, &rec)))
 }
 
 async fn update(
@@ -283,7 +308,7 @@ async fn update(
     let spec = parse_body(&st, &t.project_id, &body).await?;
     let now = now_ms();
     let mut doc: Map<String, Value> = spec.doc.clone();
-    for k in ["status", "id", "created_time"] {
+    for k in ["status", "_desired", "id", "created_time"] {
         if let Some(v) = rec.body.get(k) {
             doc.insert(k.into(), v.clone());
         }
@@ -298,6 +323,8 @@ async fn update(
     if !st.store.update(&rec).await? {
         return Err(EgError::not_found("event stream does not exist").into());
     }
+    st.resource_changed(ResourceKind::EventStream, &rec.project_id, &rec.id)
+        .await;
     Ok(id_reply(&rec.id))
 }
 
@@ -307,10 +334,12 @@ async fn delete(
     p: Params,
 ) -> ApiResult<Response> {
     let rec = get_or_404(&st, &t.project_id, Kind::EventStream, p.at(1)).await?;
-    // A running stream is stopped first; without a runtime there is nothing to stop.
     st.store
         .delete(&t.project_id, Kind::EventStream, &rec.id)
         .await?;
+    // Stops the stream's work, if any.
+    st.resource_changed(ResourceKind::EventStream, &rec.project_id, &rec.id)
+        .await;
     Ok(no_content())
 }
 
@@ -324,17 +353,11 @@ async fn resume(
     let v = json_body(&body)?;
     let src = Fields::body(&v)?.map();
     let desired = stream::operation_status(src.get("operation"))?;
-    // START is remembered (`_desired`) for the stream runtime, but this build has none: a
-    // started stream moves no data, so its status says ERROR rather than RUNNING.
-    let status = if desired == "RUNNING" {
-        "ERROR"
-    } else {
-        desired
-    };
-    if rec.body.get("status").and_then(Value::as_str) != Some(status) {
+    // The desired state is stored; the status shown is the supervisor's (`stream_view`).
+    // Repeating the current operation changes nothing (not even `updated_time`).
+    if rec.body.get("_desired").and_then(Value::as_str) != Some(desired) {
         let now = now_ms();
         if let Value::Object(doc) = &mut rec.body {
-            doc.insert("status".into(), status.into());
             doc.insert("_desired".into(), desired.into());
             doc.insert("updated_time".into(), fmt_time(now).into());
         }
@@ -342,6 +365,8 @@ async fn resume(
         if !st.store.update(&rec).await? {
             return Err(EgError::not_found("event stream does not exist").into());
         }
+        st.resource_changed(ResourceKind::EventStream, &rec.project_id, &rec.id)
+            .await;
     }
     Ok(id_reply(&rec.id))
 }

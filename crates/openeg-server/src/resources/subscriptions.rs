@@ -558,6 +558,15 @@ fn check_target_quota(st: &AppState, n: usize) -> ApiResult<()> {
     Ok(())
 }
 
+/// Tells the engine a subscription was written or deleted: its channel's routes are
+/// recompiled, and a deleted one's pending deliveries dropped.
+async fn subscription_changed(st: &AppState, rec: &Record) {
+    let kind = openeg_engine::ResourceKind::Subscription {
+        channel_id: rec.parent_id.clone().unwrap_or_default(),
+    };
+    st.resource_changed(kind, &rec.project_id, &rec.id).await;
+}
+
 /// Writes the new sets, refs and `updated_time` into a loaded record and stores it.
 async fn store_update(
     st: &AppState,
@@ -577,7 +586,7 @@ async fn store_update(
     if !st.store.update(rec).await? {
         return Err(EgError::not_found(format!("subscription {} does not exist", rec.id)).into());
     }
-    st.subscriptions_changed(&rec.project_id, rec.parent_id.as_deref().unwrap_or(""));
+    subscription_changed(st, rec).await;
     Ok(())
 }
 
@@ -680,7 +689,7 @@ async fn create(
         },
     ];
     st.store.insert(&rec, &quotas).await?;
-    st.subscriptions_changed(&rec.project_id, rec.parent_id.as_deref().unwrap_or(""));
+    subscription_changed(&st, &rec).await;
     Ok(ok(info(&rec.body)))
 }
 
@@ -781,12 +790,7 @@ async fn delete(
     {
         return Err(EgError::not_found(format!("subscription {} does not exist", rec.id)).into());
     }
-    st.subscription_deleted(
-        &rec.project_id,
-        rec.parent_id.as_deref().unwrap_or(""),
-        &rec.id,
-    )
-    .await;
+    subscription_changed(&st, &rec).await;
     Ok(no_content())
 }
 
@@ -987,7 +991,7 @@ async fn set_status(
     doc.insert("updated_time".into(), fmt_time(now).into());
     rec.updated_at = now;
     if st.store.update(&rec).await.map_err(internal)? {
-        st.subscriptions_changed(project_id, rec.parent_id.as_deref().unwrap_or(""));
+        subscription_changed(st, &rec).await;
         Ok(())
     } else {
         Err(not_found())

@@ -702,6 +702,22 @@ async fn references(s: &dyn MetaStore) {
         .unwrap()
         .is_empty());
 
+    // Every record of a kind, across projects, in (project, id) order.
+    let all = s.list_global(Kind::Source).await.unwrap();
+    let mut gids: Vec<(&str, &str)> = all
+        .iter()
+        .map(|r| (r.project_id.as_str(), r.id.as_str()))
+        .collect();
+    gids.retain(|(proj, _)| proj.starts_with("refs"));
+    assert_eq!(
+        gids,
+        [("refs", "s-a"), ("refs", "s-b"), ("refs-other", "s-o")]
+    );
+    assert_eq!(all.iter().find(|r| r.id == "s-b"), Some(&b));
+    let subs = s.list_global(Kind::Subscription).await.unwrap();
+    assert!(subs.iter().all(|r| r.kind == Kind::Subscription));
+    assert!(subs.iter().any(|r| r.id == "sub-o"));
+
     // Refs are replaced as a whole on update.
     let mut a2 = a.clone();
     a2.refs = vec!["fn:2".into()];
