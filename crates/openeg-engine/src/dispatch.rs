@@ -264,7 +264,7 @@ async fn forward(
         Ok(()) => Outcome::Delivered { code: "200".into() },
         Err(e) => Outcome::Retry {
             code: String::new(),
-            detail: e,
+            detail: e.to_string(),
             retry_after: None,
         },
     }

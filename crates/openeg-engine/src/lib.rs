@@ -23,6 +23,8 @@
 //! a router can find its project from the topic alone.
 
 pub mod dispatch;
+pub mod envelope;
+mod error;
 pub mod metrics;
 pub mod retry;
 pub mod router;
@@ -41,6 +43,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::watch;
 
+pub use error::EngineError;
 pub use metrics::Metrics;
 pub use supervisor::{RunState, RuntimeStatus, TaskKind};
 
@@ -214,8 +217,8 @@ impl Engine {
         secrets: SecretBox,
         cfg: EngineConfig,
         existing_topics: Vec<String>,
-    ) -> Result<Arc<Engine>, String> {
-        let http = openeg_connectors::sinks::HttpClient::new()?;
+    ) -> Result<Arc<Engine>, EngineError> {
+        let http = openeg_connectors::sinks::HttpClient::new().map_err(EngineError::HttpClient)?;
         let (shutdown_tx, shutdown) = watch::channel(false);
         // This node owns the embedded log, so leases of never-attempted deliveries, and its
         // own unanswered claims, were held by the process that stopped: make them due now
@@ -226,7 +229,7 @@ impl Engine {
                 deliveries = n,
                 "resuming deliveries left pending by the last run"
             ),
-            Err(e) => return Err(format!("releasing pending deliveries: {e}")),
+            Err(e) => return Err(EngineError::store("releasing pending deliveries")(e)),
         }
         let (recorder, rx) = tokio::sync::mpsc::channel(65_536);
         let metrics = Metrics::default();
@@ -273,14 +276,12 @@ impl Engine {
         project_id: &str,
         channel_id: &str,
         events: &[&serde_json::Value],
-    ) -> Result<(), String> {
+    ) -> Result<(), PublishError> {
         let texts: Vec<Vec<u8>> = events
             .iter()
             .map(|ev| serde_json::to_vec(ev).unwrap_or_else(|_| b"null".to_vec()))
             .collect();
-        self.publish_texts(project_id, channel_id, &texts)
-            .await
-            .map_err(|e| e.to_string())
+        self.publish_texts(project_id, channel_id, &texts).await
     }
 
     /// [`Engine::publish`] for events already in their logged form: compact JSON texts
@@ -291,19 +292,8 @@ impl Engine {
         channel_id: &str,
         events: &[Vec<u8>],
     ) -> Result<(), PublishError> {
-        let received = now_ms();
-        // The envelope is written by hand around the event's text: no parse, no re-serialize.
-        let head = format!("{{\"received\":{received},\"event\":");
-        let records: Vec<Bytes> = events
-            .iter()
-            .map(|ev| {
-                let mut out = Vec::with_capacity(head.len() + ev.len() + 1);
-                out.extend_from_slice(head.as_bytes());
-                out.extend_from_slice(ev);
-                out.push(b'}');
-                Bytes::from(out)
-            })
-            .collect();
+        let enc = envelope::Encoder::new(now_ms());
+        let records: Vec<Bytes> = events.iter().map(|ev| enc.encode(ev)).collect();
         let t = topic(project_id, channel_id);
         let started = std::time::Instant::now();
         self.log.append(&t, 0, records).await?;
@@ -329,22 +319,30 @@ impl Engine {
             .collect()
     }
 
-    /// Reads one stored event envelope back (ShowDetailOfEvent, retries).
+    /// Reads one logged event back (ShowDetailOfEvent, retries): its JSON text as logged, or
+    /// `None` when the log no longer holds it.
     pub async fn read_event(
         &self,
         project_id: &str,
         channel_id: &str,
         offset: u64,
-    ) -> Result<Option<Bytes>, String> {
+    ) -> Result<Option<Bytes>, EngineError> {
         let t = topic(project_id, channel_id);
-        match self.log.read(&t, 0, offset, 1, 1).await {
-            Ok(recs) => Ok(recs
-                .into_iter()
-                .find(|r| r.offset == offset)
-                .map(|r| r.payload)),
-            Err(openeg_log::LogError::OffsetOutOfRange { .. }) => Ok(None),
-            Err(e) => Err(format!("reading the channel log: {e}")),
-        }
+        let record = match self.log.read(&t, 0, offset, 1, 1).await {
+            Ok(recs) => recs.into_iter().find(|r| r.offset == offset),
+            Err(openeg_log::LogError::OffsetOutOfRange { .. }) => None,
+            Err(e) => return Err(EngineError::log("reading the channel log")(e)),
+        };
+        let Some(record) = record else {
+            return Ok(None);
+        };
+        envelope::event_of(&record.payload)
+            .map(Some)
+            .map_err(|error| EngineError::UnreadableRecord {
+                topic: t,
+                offset,
+                error,
+            })
     }
 
     /// The control plane changed (created, updated, operated or deleted) a resource: the

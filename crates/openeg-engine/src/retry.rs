@@ -2,8 +2,7 @@
 //! by a full target queue) and attempts them again.
 
 use crate::dispatch::{self, Event, Job, Stored};
-use crate::router::Envelope;
-use crate::{now_ms, Engine};
+use crate::{now_ms, Engine, EngineError};
 use openeg_store::delivery::{Attempt, DeliveryStatus};
 use std::sync::Arc;
 
@@ -29,7 +28,7 @@ pub(crate) async fn run(engine: Arc<Engine>) {
 }
 
 /// One claim round; returns how many deliveries were claimed.
-pub async fn poll_once(engine: &Arc<Engine>) -> Result<usize, String> {
+pub async fn poll_once(engine: &Arc<Engine>) -> Result<usize, EngineError> {
     let now = now_ms();
     let claimed = engine
         .delivery
@@ -40,7 +39,7 @@ pub async fn poll_once(engine: &Arc<Engine>) -> Result<usize, String> {
             &engine.cfg.node_name,
         )
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(EngineError::store("claiming due deliveries"))?;
     let n = claimed.len();
     let mut no_room = Vec::new();
     for d in claimed {
@@ -63,10 +62,19 @@ pub async fn poll_once(engine: &Arc<Engine>) -> Result<usize, String> {
                 .await;
             continue;
         };
-        let Some(raw) = engine
+        let raw = match engine
             .read_event(&d.project_id, &d.channel_id, d.offset)
-            .await?
-        else {
+            .await
+        {
+            Ok(raw) => raw,
+            // Left claimed: it is claimed again when its lease has run out.
+            Err(e @ EngineError::UnreadableRecord { .. }) => {
+                tracing::debug!(delivery_id = d.id, error = %e, "the event cannot be read");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let Some(raw) = raw else {
             tracing::warn!(
                 delivery_id = d.id,
                 "the event is no longer in the log; giving up"
@@ -83,10 +91,7 @@ pub async fn poll_once(engine: &Arc<Engine>) -> Result<usize, String> {
                 .await;
             continue;
         };
-        let Ok(env) = serde_json::from_slice::<Envelope>(&raw) else {
-            continue;
-        };
-        let event = Event::new(crate::router::event_bytes(&raw, env.event.get().as_bytes()));
+        let event = Event::new(raw);
         if !dispatch::has_room(engine, &route) {
             no_room.push(d.id);
             continue;

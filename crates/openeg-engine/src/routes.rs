@@ -10,11 +10,11 @@
 //! Disabled subscriptions stay in [`ChannelRoutes::targets`] (their pending retries still
 //! deliver, `docs/limits.md`) but not in the matcher (they match nothing new).
 
-use crate::Engine;
+use crate::{Engine, EngineError};
 use openeg_api::target_spec::{TargetDetail, TargetSpec};
 use openeg_connectors::sinks::{self, BuildContext, BuildError};
 use openeg_connectors::Sink;
-use openeg_rules::{CompiledTransform, Matcher, MatcherBuilder, TransformUse};
+use openeg_rules::{CompiledTransform, Matcher, MatcherBuilder, RuleError, TransformUse};
 use openeg_store::{Kind, ListQuery};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -140,7 +140,7 @@ impl Engine {
         &self,
         project_id: &str,
         channel_id: &str,
-    ) -> Result<Arc<ChannelRoutes>, String> {
+    ) -> Result<Arc<ChannelRoutes>, EngineError> {
         let t = crate::topic(project_id, channel_id);
         let mut tries = 0;
         loop {
@@ -162,7 +162,7 @@ impl Engine {
         &self,
         project_id: &str,
         channel_id: &str,
-    ) -> Result<ChannelRoutes, String> {
+    ) -> Result<ChannelRoutes, EngineError> {
         let q = ListQuery {
             parent_id: Some(channel_id.to_string()),
             ..Default::default()
@@ -171,7 +171,7 @@ impl Engine {
             .meta
             .list(project_id, Kind::Subscription, &q)
             .await
-            .map_err(|e| format!("loading subscriptions: {e}"))?;
+            .map_err(EngineError::store("loading subscriptions"))?;
         let mut builder = MatcherBuilder::new();
         let mut matched = Vec::new();
         let mut targets = HashMap::new();
@@ -248,7 +248,7 @@ impl Engine {
         project_id: &str,
         id: &str,
         cache: &mut Connections,
-    ) -> Result<(), String> {
+    ) -> Result<(), EngineError> {
         if cache.contains_key(id) {
             return Ok(());
         }
@@ -256,7 +256,7 @@ impl Engine {
             .meta
             .get(project_id, Kind::Connection, id)
             .await
-            .map_err(|e| format!("loading connection {id}: {e}"))?
+            .map_err(EngineError::store(format!("loading connection {id}")))?
             .map(|rec| {
                 let mut body = rec.body;
                 self.secrets.reveal_json(&mut body);
@@ -273,20 +273,17 @@ impl Engine {
         sub_name: &str,
         spec: &TargetSpec,
         connections: &Connections,
-    ) -> Result<TargetRoute, String> {
+    ) -> Result<TargetRoute, RuleError> {
         let compile = |t: &Value, usage| CompiledTransform::compile(t, usage);
-        let payload =
-            compile(&spec.transform, spec.kind().transform_use()).map_err(|e| e.to_string())?;
+        let payload = compile(&spec.transform, spec.kind().transform_use())?;
         let subject = spec
             .subject_transform()
             .map(|t| compile(t, TransformUse::SmnSubject))
-            .transpose()
-            .map_err(|e| e.to_string())?;
+            .transpose()?;
         let key = spec
             .key_transform()
             .map(|t| compile(t, TransformUse::Key))
-            .transpose()
-            .map_err(|e| e.to_string())?;
+            .transpose()?;
         Ok(TargetRoute {
             subscription_id: sub_id.to_string(),
             subscription_name: sub_name.to_string(),
@@ -337,7 +334,7 @@ impl Engine {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use openeg_store::MetaStore;
 
@@ -395,7 +392,7 @@ mod tests {
     }
 
     /// An engine on an in-memory SQLite store and a log in a fresh temporary directory.
-    async fn engine(
+    pub(crate) async fn engine(
         cfg: crate::EngineConfig,
     ) -> (
         Arc<Engine>,

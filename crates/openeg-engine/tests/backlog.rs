@@ -44,10 +44,7 @@ where
         let recs = chunk
             .iter()
             .map(|i| {
-                let mut b = br#"{"received":1700000000000,"event":"#.to_vec();
-                b.extend_from_slice(&event(&format!("old-{i}")));
-                b.push(b'}');
-                bytes::Bytes::from(b)
+                openeg_engine::envelope::encode(1_700_000_000_000, &event(&format!("old-{i}")))
             })
             .collect();
         log.append(&topic, 0, recs).await.unwrap();

@@ -114,12 +114,7 @@ async fn a_record_postgres_rejects_does_not_stall_routing() {
     // The replay path (events already in the log when a router starts, e.g. after a crash)
     // records before it dispatches: a poisoned event there must not stall the channel either.
     let topic = openeg_engine::topic(&pa, &cha);
-    let envelope = |id: &str| {
-        let mut b = br#"{"received":1700000000000,"event":"#.to_vec();
-        b.extend_from_slice(&event(id));
-        b.push(b'}');
-        bytes::Bytes::from(b)
-    };
+    let envelope = |id: &str| openeg_engine::envelope::encode(1_700_000_000_000, &event(id));
     log.append(
         &topic,
         0,

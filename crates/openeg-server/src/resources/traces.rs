@@ -351,7 +351,7 @@ async fn show_event(
     let Some(engine) = &st.engine else {
         return Err(EgError::unavailable("the data plane is not enabled on this node").into());
     };
-    let raw = engine
+    let event = engine
         .read_event(&t.project_id, &first.channel_id, first.offset)
         .await
         .map_err(|e| {
@@ -359,8 +359,8 @@ async fn show_event(
             EgError::internal()
         })?
         .ok_or_else(not_found)?;
-    let env: Value = serde_json::from_slice(&raw).map_err(|_| EgError::internal())?;
-    Ok(ok(env.get("event").cloned().unwrap_or(Value::Null)))
+    let event: Value = serde_json::from_slice(&event).map_err(|_| EgError::internal())?;
+    Ok(ok(event))
 }
 
 /// `filter` (sum|avg|max|min) and `period` (minutes, 1–1440) of the metrics APIs.
