@@ -417,14 +417,17 @@ impl Engine {
 
     /// At start: every source, stream and router job that should run is started (and every
     /// other supervised one gets its status).
-    async fn supervise_all(&self) -> Result<(), String> {
+    async fn supervise_all(&self) -> Result<(), EngineError> {
         let _one = self.supervising.lock().await;
         for task in TaskKind::ALL {
-            let recs = self
-                .meta
-                .list_global(task.store_kind())
-                .await
-                .map_err(|e| format!("listing {} resources to supervise: {e}", task.as_str()))?;
+            let recs =
+                self.meta
+                    .list_global(task.store_kind())
+                    .await
+                    .map_err(EngineError::store(format!(
+                        "listing {} resources to supervise",
+                        task.as_str()
+                    )))?;
             for rec in recs {
                 let desired = self.desired(task, &rec);
                 if !matches!(desired, supervisor::Desired::Absent) {
