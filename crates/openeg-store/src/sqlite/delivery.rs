@@ -1,4 +1,12 @@
-//! [`DeliveryStore`] on SQLite: schema version 2 and the queue / trace / metrics queries.
+//! [`DeliveryStore`] on SQLite: the queue / trace / metrics queries and their schema
+//! (versions 2–4).
+//!
+//! Trace rows, one per routed event, are the store's hottest write. They live in a compact
+//! `traces` table keyed by an integer channel key (`trace_topics`, cached in the store),
+//! clustered on (topic, offset, subscription) without a rowid; their event ids are indexed in
+//! sorted runs behind them (`trace_ids`; rows above a channel's `indexed_to` watermark are
+//! scanned), so an index page is written once per run, not once per event (version 3). A
+//! claim records its node (`claimed_by`, version 4); an outcome clears it.
 //!
 //! Every write takes the store's write mutex and runs in `BEGIN IMMEDIATE` (or is a single
 //! statement), exactly like the metadata writes, so claims never race: a claim's SELECT and
