@@ -1,4 +1,6 @@
-//! One router per channel: tail the log, match, dispatch, record, commit.
+//! The channel router: one task per channel tails its log, matches, dispatches, records and
+//! commits. (Not EG's professional event-router resource, which is `event_router` in the
+//! server and API crates.)
 //!
 //! Two paths (`ARCHITECTURE.md`, "The event's path"):
 //! * **Fast path** (steady state): matched events are attempted at once, before anything is

@@ -11,10 +11,10 @@ pub mod catalog;
 pub mod channels;
 pub mod connections;
 pub mod endpoints;
+pub mod event_router;
 pub mod events;
 pub mod obs;
 pub mod quotas;
-pub mod router;
 pub mod rules;
 pub mod samples;
 pub mod schemas;
@@ -51,7 +51,7 @@ pub fn ops() -> Vec<Op> {
         obs::ops(),
         streams::ops(),
         samples::ops(),
-        router::ops(),
+        event_router::ops(),
     ]
     .into_iter()
     .flatten()
