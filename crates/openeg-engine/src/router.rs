@@ -321,7 +321,7 @@ async fn read(
     topic: &str,
     from: u64,
     path: Path<'_>,
-) -> Result<Vec<openeg_log::Record>, StepError> {
+) -> Result<Vec<openeg_log::LogRecord>, StepError> {
     let mut recs = match engine
         .log
         .read(topic, 0, from, engine.cfg.batch_records, 4 << 20)
@@ -392,7 +392,7 @@ impl FastJob {
 /// now when `has_room(target)` (leased for `lease_ms` from `now`) or else left to the retry
 /// poller (due `now`). Records that are not envelopes are skipped.
 fn plan(
-    recs: &[openeg_log::Record],
+    recs: &[openeg_log::LogRecord],
     routes: &ChannelRoutes,
     mode: Mode,
     now: i64,
@@ -641,13 +641,13 @@ mod tests {
         .unwrap()
     }
 
-    fn rec(offset: u64, payload: Bytes) -> openeg_log::Record {
-        openeg_log::Record { offset, payload }
+    fn rec(offset: u64, payload: Bytes) -> openeg_log::LogRecord {
+        openeg_log::LogRecord { offset, payload }
     }
 
     /// e1 matches both subscriptions, offset 11 is not an envelope, e2 matches nothing, 13's
     /// event is not an object, e3 matches `sub-a` only.
-    fn batch() -> Vec<openeg_log::Record> {
+    fn batch() -> Vec<openeg_log::LogRecord> {
         let enc = crate::envelope::Encoder::new(RECEIVED);
         vec![
             rec(10, enc.encode(&event("e1", "app", "order.created"))),
