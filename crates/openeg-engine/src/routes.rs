@@ -420,8 +420,8 @@ pub(crate) mod tests {
         (engine, store, dir)
     }
 
-    fn record(kind: Kind, id: &str, parent: Option<&str>, body: Value) -> openeg_store::Record {
-        openeg_store::Record {
+    fn record(kind: Kind, id: &str, parent: Option<&str>, body: Value) -> openeg_store::Document {
+        openeg_store::Document {
             project_id: "p1".into(),
             kind,
             id: id.into(),

@@ -15,7 +15,7 @@ use axum::Extension;
 use openeg_api::field::Fields;
 use openeg_api::validate::{self, NamePattern};
 use openeg_api::EgError;
-use openeg_store::{Kind, QuotaCheck, Record};
+use openeg_store::{Document, Kind, QuotaCheck};
 use serde_json::{Map, Value};
 
 const DESCRIPTION_MAX: usize = 255;
@@ -205,7 +205,7 @@ async fn create(
     apply_mutable(&src, &mut doc)?;
     doc.insert("created_time".into(), fmt_time(now).into());
     doc.insert("updated_time".into(), fmt_time(now).into());
-    let rec = Record {
+    let rec = Document {
         project_id: t.project_id.clone(),
         kind: Kind::Channel,
         id,

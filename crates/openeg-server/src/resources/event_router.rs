@@ -25,7 +25,7 @@ use openeg_api::validate::NamePattern;
 use openeg_api::EgError;
 use openeg_engine::runtimes::ROUTER_JOB_NOT_RUN;
 use openeg_engine::{ResourceKind, RunState, TaskKind};
-use openeg_store::{Kind, ListQuery, QuotaCheck, Record};
+use openeg_store::{Document, Kind, ListQuery, QuotaCheck};
 use serde_json::{json, Map, Value};
 use std::time::Duration;
 
@@ -440,7 +440,7 @@ async fn zones() -> ApiResult<Response> {
 }
 
 /// The wire `EventRouterClusterInfo` with its current job count.
-async fn render_cluster(st: &AppState, rec: &Record) -> ApiResult<Value> {
+async fn render_cluster(st: &AppState, rec: &Document) -> ApiResult<Value> {
     let jobs = st
         .store
         .count(&rec.project_id, Kind::RouterJob, Some(&rec.id))
@@ -472,7 +472,7 @@ async fn create_cluster(
     doc.insert("updated_time".into(), fmt_time(now).into());
     let mut body = Value::Object(doc);
     crate::secrets::seal(&mut body, None, &st.secrets)?;
-    let rec = Record {
+    let rec = Document {
         project_id: t.project_id.clone(),
         kind: Kind::RouterCluster,
         id,
@@ -593,7 +593,7 @@ fn index_sink(doc: &mut Map<String, Value>) {
 
 /// A job as the API shows it: the stored document, with `status`, `err_code` and
 /// `err_message` from the supervisor once the job was started or stopped.
-fn job_view(st: &AppState, rec: &Record) -> Value {
+fn job_view(st: &AppState, rec: &Document) -> Value {
     let mut body = rec.body.clone();
     if rec.body.get("_desired").is_some() {
         // Set in the stored document (members keep their place), then rendered.
@@ -618,7 +618,7 @@ fn job_view(st: &AppState, rec: &Record) -> Value {
 }
 
 /// Loads the cluster a job body names (404 when it is not the caller's).
-async fn cluster_of(st: &AppState, project_id: &str, v: &Value) -> ApiResult<(Record, String)> {
+async fn cluster_of(st: &AppState, project_id: &str, v: &Value) -> ApiResult<(Document, String)> {
     let cid = event_router::job_cluster_id(v)?;
     let c = get_or_404(st, project_id, Kind::RouterCluster, cid).await?;
     let ty = c
@@ -668,7 +668,7 @@ async fn create_job(
     index_sink(&mut doc);
     let mut body = Value::Object(doc);
     crate::secrets::seal(&mut body, None, &st.secrets)?;
-    let rec = Record {
+    let rec = Document {
         project_id: t.project_id.clone(),
         kind: Kind::RouterJob,
         id,

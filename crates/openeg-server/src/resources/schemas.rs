@@ -19,7 +19,7 @@ use axum::Extension;
 use openeg_api::schema::{self, FORMATS, FORMAT_DRAFT_6, MAX_SCHEMAS, MAX_VERSIONS};
 use openeg_api::validate::{NamePattern, SortField};
 use openeg_api::EgError;
-use openeg_store::{Kind, ListQuery, QuotaCheck, Record};
+use openeg_store::{Document, Kind, ListQuery, QuotaCheck};
 use serde_json::{json, Map, Value};
 
 /// Serializes version numbering and the schema document's version cache (one process).
@@ -215,12 +215,12 @@ pub fn ops() -> Vec<Op> {
     ]
 }
 
-fn version_of(r: &Record) -> i64 {
+fn version_of(r: &Document) -> i64 {
     r.body.get("version").and_then(Value::as_i64).unwrap_or(0)
 }
 
 /// All versions of a schema, ascending by version number (at most `MAX_VERSIONS`).
-async fn versions(st: &AppState, project_id: &str, schema_id: &str) -> ApiResult<Vec<Record>> {
+async fn versions(st: &AppState, project_id: &str, schema_id: &str) -> ApiResult<Vec<Document>> {
     let q = ListQuery {
         parent_id: Some(schema_id.to_string()),
         ..Default::default()
@@ -237,7 +237,7 @@ fn version_record(
     format: &str,
     definition: &str,
     now: i64,
-) -> Record {
+) -> Document {
     let id = new_id();
     let body = json!({
         "id": id,
@@ -248,7 +248,7 @@ fn version_record(
         "updated_time": fmt_time(now),
         "definition": definition,
     });
-    Record {
+    Document {
         project_id: project_id.to_string(),
         kind: Kind::SchemaVersion,
         id,
@@ -275,10 +275,10 @@ fn version_quota(schema_id: &str) -> QuotaCheck {
 /// `vers` (ascending, non-empty) and stores it.
 async fn refresh_schema(
     st: &AppState,
-    mut rec: Record,
-    vers: &[Record],
+    mut rec: Document,
+    vers: &[Document],
     now: i64,
-) -> ApiResult<Record> {
+) -> ApiResult<Document> {
     let Value::Object(mut doc) = rec.body.clone() else {
         return Err(EgError::internal().into());
     };
@@ -343,7 +343,7 @@ async fn create(
     doc.insert("updated_time".into(), fmt_time(now).into());
     doc.insert("version".into(), 1.into());
     doc.insert("definition".into(), req.definition.clone().into());
-    let rec = Record {
+    let rec = Document {
         project_id: t.project_id.clone(),
         kind: Kind::Schema,
         id: id.clone(),
@@ -449,7 +449,7 @@ async fn create_version(
     let v = json_body(&body)?;
     // The definition is checked against the schema's format; an unknown schema is reported
     // after the body (validation errors come first).
-    let format_of = |rec: &Record| {
+    let format_of = |rec: &Document| {
         rec.body
             .get("format")
             .and_then(Value::as_str)
@@ -514,7 +514,7 @@ async fn find_version(
     st: &AppState,
     project_id: &str,
     p: &Params,
-) -> ApiResult<(Record, Vec<Record>, Record)> {
+) -> ApiResult<(Document, Vec<Document>, Document)> {
     let n = schema::version_param(p.at(2))?;
     let rec = get_or_404(st, project_id, Kind::Schema, p.at(1)).await?;
     let vers = versions(st, project_id, &rec.id).await?;

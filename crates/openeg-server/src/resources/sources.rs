@@ -27,7 +27,7 @@ use openeg_api::validate::{NamePattern, Paging, SortField};
 use openeg_api::EgError;
 use openeg_engine::supervisor::NOT_RUN_CODE;
 use openeg_engine::{ResourceKind, RunState, TaskKind};
-use openeg_store::{Kind, ListQuery, QuotaCheck, Record, StoreError};
+use openeg_store::{Document, Kind, ListQuery, QuotaCheck, StoreError};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::cmp::Ordering;
@@ -257,7 +257,7 @@ pub async fn record_official_source(st: &AppState, project_id: &str, name: &str)
     let default_id = default_channel_id(st, project_id).await?;
     let now = now_ms();
     let id = official_source_id(name);
-    let rec = Record {
+    let rec = Document {
         project_id: project_id.to_string(),
         kind: Kind::Source,
         id: id.clone(),
@@ -320,7 +320,7 @@ const NOT_RUN_MSG: &str = "internal server error";
 /// is their runtime, so they are `RUNNING` whenever the server is. Broker sources (RabbitMQ,
 /// RocketMQ) need a consumer of the user's broker; the supervisor says `ERROR` with the
 /// reason while none runs (this build has none), never `RUNNING`.
-fn runtime_view(st: &AppState, rec: &Record) -> (&'static str, Value) {
+fn runtime_view(st: &AppState, rec: &Document) -> (&'static str, Value) {
     let Some(rs) = st.runtime_status(TaskKind::EventSource, rec) else {
         return ("RUNNING", json!({}));
     };
@@ -335,7 +335,7 @@ fn runtime_view(st: &AppState, rec: &Record) -> (&'static str, Value) {
 
 /// A custom source as the API shows it: the stored document with the status of now
 /// (documents stored by older versions said `RUNNING` for every type).
-fn source_view(st: &AppState, rec: &Record) -> Value {
+fn source_view(st: &AppState, rec: &Document) -> Value {
     let mut v = pick(&rec.body, INFO);
     let ty = rec
         .body
@@ -407,7 +407,7 @@ async fn official_by_id(st: &AppState, project_id: &str, id: &str) -> ApiResult<
         .map(|e| e.doc))
 }
 
-fn is_official(rec: &Record) -> bool {
+fn is_official(rec: &Document) -> bool {
     rec.body.get("provider_type").and_then(Value::as_str) == Some("OFFICIAL")
 }
 
@@ -458,7 +458,7 @@ async fn create(
         "type": req.source_type.as_str(),
         "detail": detail,
     });
-    let rec = Record {
+    let rec = Document {
         project_id: t.project_id.clone(),
         kind: Kind::Source,
         id,
@@ -611,7 +611,7 @@ async fn custom_or_error(
     project_id: &str,
     id: &str,
     what: &str,
-) -> ApiResult<Record> {
+) -> ApiResult<Document> {
     match st.store.get(project_id, Kind::Source, id).await? {
         Some(rec) if is_official(&rec) => {
             Err(EgError::not_modifiable(format!("official sources cannot be {what}")).into())
@@ -1008,7 +1008,7 @@ pub(crate) mod tests {
         }
         // A subscription using an official source outside the catalogue, and one using a custom source.
         let now = now_ms();
-        let sub = Record {
+        let sub = Document {
             project_id: PROJECT.into(),
             kind: Kind::Subscription,
             id: new_id(),

@@ -26,7 +26,7 @@ use openeg_api::validate::{self, NamePattern};
 use openeg_api::EgError;
 use openeg_engine::{ResourceKind, RunState, TaskKind};
 use openeg_rules::TransformUse;
-use openeg_store::{Kind, ListQuery, QuotaCheck, Record, SortKey};
+use openeg_store::{Document, Kind, ListQuery, QuotaCheck, SortKey};
 use serde_json::{json, Map, Value};
 
 /// Fixed ceiling of event streams per project (`docs/limits.md`).
@@ -181,7 +181,7 @@ fn request_schema() -> Value {
 
 /// A stream as the API shows it: the stored document, with `status` from the supervisor once
 /// the stream was started or paused.
-fn stream_view(st: &AppState, rec: &Record) -> Value {
+fn stream_view(st: &AppState, rec: &Document) -> Value {
     let mut v = render(&rec.body);
     if rec.body.get("_desired").is_some() {
         if let (Some(rs), Value::Object(m)) =
@@ -245,7 +245,7 @@ async fn create(
     doc.insert("updated_time".into(), fmt_time(now).into());
     let mut body = Value::Object(doc);
     crate::secrets::seal(&mut body, None, &st.secrets)?;
-    let rec = Record {
+    let rec = Document {
         project_id: t.project_id.clone(),
         kind: Kind::EventStream,
         id: id.clone(),

@@ -26,7 +26,7 @@ use openeg_api::subscription::{self, ChannelFacts, Env};
 use openeg_api::validate::NamePattern;
 use openeg_api::{validate, EgError};
 use openeg_rules::TransformUse;
-use openeg_store::{Kind, ListQuery, QuotaCheck, Record};
+use openeg_store::{Document, Kind, ListQuery, QuotaCheck};
 use serde_json::{json, Map, Value};
 use std::sync::LazyLock;
 
@@ -407,7 +407,7 @@ pub(crate) async fn list_by_ref(
     ))
 }
 
-fn channel_facts(rec: &Record) -> ChannelFacts {
+fn channel_facts(rec: &Document) -> ChannelFacts {
     ChannelFacts {
         id: rec.id.clone(),
         name: rec.name.clone(),
@@ -416,7 +416,7 @@ fn channel_facts(rec: &Record) -> ChannelFacts {
 }
 
 /// The channel of a stored subscription.
-fn sub_channel(rec: &Record) -> ChannelFacts {
+fn sub_channel(rec: &Document) -> ChannelFacts {
     let name = str_of(&rec.body, "channel_name").to_string();
     ChannelFacts {
         id: rec
@@ -560,7 +560,7 @@ fn check_target_quota(st: &AppState, n: usize) -> ApiResult<()> {
 
 /// Tells the engine a subscription was written or deleted: its channel's routes are
 /// recompiled, and a deleted one's pending deliveries dropped.
-async fn subscription_changed(st: &AppState, rec: &Record) {
+async fn subscription_changed(st: &AppState, rec: &Document) {
     let kind = openeg_engine::ResourceKind::Subscription {
         channel_id: rec.parent_id.clone().unwrap_or_default(),
     };
@@ -570,7 +570,7 @@ async fn subscription_changed(st: &AppState, rec: &Record) {
 /// Writes the new sets, refs and `updated_time` into a loaded record and stores it.
 async fn store_update(
     st: &AppState,
-    rec: &mut Record,
+    rec: &mut Document,
     sources: Vec<Value>,
     targets: Vec<Value>,
     now: i64,
@@ -661,7 +661,7 @@ async fn create(
     }
     doc.insert("created_time".into(), ts.clone().into());
     doc.insert("updated_time".into(), ts.into());
-    let rec = Record {
+    let rec = Document {
         project_id: t.project_id.clone(),
         kind: Kind::Subscription,
         id,
@@ -813,7 +813,7 @@ async fn member_update(
     body: &[u8],
     set: &str,
     what: &str,
-) -> ApiResult<(Record, Vec<Value>, usize, Value)> {
+) -> ApiResult<(Document, Vec<Value>, usize, Value)> {
     let rec = get_or_404(st, &t.project_id, Kind::Subscription, p.at(1)).await?;
     let members = set_of(&rec.body, set);
     let idx = position(&members, p.at(2), what)?;
