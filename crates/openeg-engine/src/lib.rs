@@ -199,7 +199,7 @@ pub struct Engine {
     pub(crate) shutdown: watch::Receiver<bool>,
     shutdown_tx: watch::Sender<bool>,
     /// Attempt outcomes on their way to the store, batched by [`dispatch::run_recorder`].
-    pub(crate) recorder: tokio::sync::mpsc::Sender<dispatch::Record>,
+    pub(crate) recorder: tokio::sync::mpsc::Sender<dispatch::RecorderMsg>,
     /// Long-running work: sources, streams, router jobs.
     supervisor: supervisor::Supervisor,
     /// Serializes "re-read a resource, then apply it" so a stale read never wins.

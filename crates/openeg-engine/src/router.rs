@@ -17,7 +17,7 @@
 //! room), then `hand_off` the plan (fast path: start the attempts, send the rest to the
 //! recorder; replay path: record, then start what the recording created).
 
-use crate::dispatch::{self, Event, Inflight, Job, Record, Stored, Ticket};
+use crate::dispatch::{self, Event, Inflight, Job, RecorderMsg, Stored, Ticket};
 use crate::envelope::Envelope;
 use crate::routes::{ChannelRoutes, TargetRoute};
 use crate::{now_ms, split_topic, Engine, EngineError, ROUTER_GROUP};
@@ -528,7 +528,7 @@ async fn hand_off(
         // The log offset is committed by the caller (see `run`) after a recorder flush.
         return engine
             .recorder
-            .send(Record::Routed {
+            .send(RecorderMsg::Routed {
                 traces,
                 pending: deliveries,
             })
