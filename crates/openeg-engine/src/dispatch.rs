@@ -1,7 +1,7 @@
 //! One delivery attempt: render the transforms, send, and record the outcome durably.
 
 use crate::metrics::Counter;
-use crate::routes::{Delivery, TargetRoute};
+use crate::routes::{Destination, TargetRoute};
 use crate::{now_ms, Engine, MAX_HOPS};
 use bytes::Bytes;
 use openeg_connectors::backoff;
@@ -332,9 +332,9 @@ pub async fn attempt(engine: &Engine, job: Job) {
 
 /// Sends one rendered message to the target.
 async fn send(engine: &Engine, route: &TargetRoute, event: &Event, msg: &Message) -> Outcome {
-    match &route.delivery {
-        Delivery::Sink(sink) => sink.send(msg).await,
-        Delivery::Channel {
+    match &route.destination {
+        Destination::Sink(sink) => sink.send(msg).await,
+        Destination::Channel {
             from_project,
             project_id,
             channel_id,
@@ -349,7 +349,7 @@ async fn send(engine: &Engine, route: &TargetRoute, event: &Event, msg: &Message
             )
             .await
         }
-        Delivery::Unavailable(reason) => Outcome::GiveUp {
+        Destination::Unavailable(reason) => Outcome::GiveUp {
             code: String::new(),
             detail: reason.clone(),
         },

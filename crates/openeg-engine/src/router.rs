@@ -569,7 +569,7 @@ async fn hand_off(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::routes::{Delivery, SubscriptionRoute};
+    use crate::routes::{Destination, SubscriptionRoute};
     use bytes::Bytes;
     use openeg_rules::{CompiledTransform, MatcherBuilder, TransformUse};
     use openeg_store::delivery::DeliveryStatus;
@@ -591,7 +591,7 @@ mod tests {
             payload: CompiledTransform::compile(&original, TransformUse::Payload).unwrap(),
             key: None,
             subject: None,
-            delivery: Delivery::Unavailable("not sent in tests".into()),
+            destination: Destination::Unavailable("not sent in tests".into()),
             slot_key: format!("{sub}/{id}"),
         })
     }
