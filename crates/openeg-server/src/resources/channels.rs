@@ -253,7 +253,7 @@ async fn show(
     Extension(t): Extension<Tenant>,
     p: Params,
 ) -> ApiResult<Response> {
-    let rec = get_or_404(&st, &t.project_id, Kind::Channel, p.at(1)).await?;
+    let rec = get_or_404(&st, &t.project_id, Kind::Channel, p.get("channel_id")).await?;
     Ok(ok(pick(&rec.body, INFO)))
 }
 
@@ -263,7 +263,7 @@ async fn update(
     p: Params,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let mut rec = get_or_404(&st, &t.project_id, Kind::Channel, p.at(1)).await?;
+    let mut rec = get_or_404(&st, &t.project_id, Kind::Channel, p.get("channel_id")).await?;
     if rec.name == DEFAULT_CHANNEL {
         return Err(EgError::not_modifiable("the default channel cannot be updated").into());
     }
@@ -290,7 +290,7 @@ async fn delete(
     Extension(t): Extension<Tenant>,
     p: Params,
 ) -> ApiResult<Response> {
-    let rec = get_or_404(&st, &t.project_id, Kind::Channel, p.at(1)).await?;
+    let rec = get_or_404(&st, &t.project_id, Kind::Channel, p.get("channel_id")).await?;
     if rec.name == DEFAULT_CHANNEL {
         return Err(EgError::not_modifiable("the default channel cannot be deleted").into());
     }

@@ -373,7 +373,7 @@ async fn show(
     Extension(t): Extension<Tenant>,
     p: Params,
 ) -> ApiResult<Response> {
-    let rec = get_or_404(&st, &t.project_id, Kind::Connection, p.at(1)).await?;
+    let rec = get_or_404(&st, &t.project_id, Kind::Connection, p.get("connection_id")).await?;
     revive(&st, &rec);
     Ok(ok(pick(&rec.body, INFO)))
 }
@@ -385,7 +385,7 @@ async fn update(
     body: Bytes,
 ) -> ApiResult<Response> {
     let _guard = WRITE_LOCK.lock().await;
-    let mut rec = get_or_404(&st, &t.project_id, Kind::Connection, p.at(1)).await?;
+    let mut rec = get_or_404(&st, &t.project_id, Kind::Connection, p.get("connection_id")).await?;
     let v = json_body(&body)?;
     let ctype = conn_type(&rec);
     let detail_key = ctype.detail_key();
@@ -424,7 +424,7 @@ async fn delete(
     Extension(t): Extension<Tenant>,
     p: Params,
 ) -> ApiResult<Response> {
-    let rec = get_or_404(&st, &t.project_id, Kind::Connection, p.at(1)).await?;
+    let rec = get_or_404(&st, &t.project_id, Kind::Connection, p.get("connection_id")).await?;
     if body_str(&rec, "status") == CREATING {
         revive(&st, &rec);
         return Err(EgError::cannot_delete("the connection is still being created").into());

@@ -309,7 +309,7 @@ async fn update(
     p: Params,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let mut rec = load_private(&st, &t.project_id, p.at(1), "updated").await?;
+    let mut rec = load_private(&st, &t.project_id, p.get("endpoint_id"), "updated").await?;
     let v = json_body(&body)?;
     let description = validate_update(&v)?;
     let Value::Object(mut doc) = rec.body.clone() else {
@@ -328,7 +328,7 @@ async fn delete(
     Extension(t): Extension<Tenant>,
     p: Params,
 ) -> ApiResult<Response> {
-    let rec = load_private(&st, &t.project_id, p.at(1), "deleted").await?;
+    let rec = load_private(&st, &t.project_id, p.get("endpoint_id"), "deleted").await?;
     if !st
         .store
         .delete(&t.project_id, Kind::Endpoint, &rec.id)

@@ -517,7 +517,7 @@ async fn show_cluster(
     Extension(t): Extension<Tenant>,
     p: Params,
 ) -> ApiResult<Response> {
-    let rec = get_or_404(&st, &t.project_id, Kind::RouterCluster, p.at(1)).await?;
+    let rec = get_or_404(&st, &t.project_id, Kind::RouterCluster, p.get("cluster_id")).await?;
     Ok(ok(render_cluster(&st, &rec).await?))
 }
 
@@ -527,7 +527,7 @@ async fn update_cluster(
     p: Params,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let mut rec = get_or_404(&st, &t.project_id, Kind::RouterCluster, p.at(1)).await?;
+    let mut rec = get_or_404(&st, &t.project_id, Kind::RouterCluster, p.get("cluster_id")).await?;
     let v = json_body(&body)?;
     let Value::Object(old) = &rec.body else {
         return Err(EgError::internal().into());
@@ -555,7 +555,7 @@ async fn delete_cluster(
     Extension(t): Extension<Tenant>,
     p: Params,
 ) -> ApiResult<Response> {
-    let rec = get_or_404(&st, &t.project_id, Kind::RouterCluster, p.at(1)).await?;
+    let rec = get_or_404(&st, &t.project_id, Kind::RouterCluster, p.get("cluster_id")).await?;
     let jobs = st
         .store
         .count(&t.project_id, Kind::RouterJob, Some(&rec.id))
@@ -743,7 +743,7 @@ async fn show_job(
     Extension(t): Extension<Tenant>,
     p: Params,
 ) -> ApiResult<Response> {
-    let rec = get_or_404(&st, &t.project_id, Kind::RouterJob, p.at(1)).await?;
+    let rec = get_or_404(&st, &t.project_id, Kind::RouterJob, p.get("job_id")).await?;
     Ok(ok(job_view(&st, &rec)))
 }
 
@@ -753,7 +753,7 @@ async fn update_job(
     p: Params,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let mut rec = get_or_404(&st, &t.project_id, Kind::RouterJob, p.at(1)).await?;
+    let mut rec = get_or_404(&st, &t.project_id, Kind::RouterJob, p.get("job_id")).await?;
     let v = json_body(&body)?;
     let cid = event_router::job_cluster_id(&v)?;
     if Some(cid) != rec.parent_id.as_deref() {
@@ -795,7 +795,7 @@ async fn delete_job(
     Extension(t): Extension<Tenant>,
     p: Params,
 ) -> ApiResult<Response> {
-    let rec = get_or_404(&st, &t.project_id, Kind::RouterJob, p.at(1)).await?;
+    let rec = get_or_404(&st, &t.project_id, Kind::RouterJob, p.get("job_id")).await?;
     st.store
         .delete(&t.project_id, Kind::RouterJob, &rec.id)
         .await?;
@@ -840,7 +840,7 @@ async fn job_action(
     p: Params,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let mut rec = get_or_404(&st, &t.project_id, Kind::RouterJob, p.at(1)).await?;
+    let mut rec = get_or_404(&st, &t.project_id, Kind::RouterJob, p.get("job_id")).await?;
     let v = json_body(&body)?;
     let src = Fields::body(&v)?;
     let op = src.req_str("operation")?;
@@ -935,7 +935,7 @@ async fn sync_detail(
     p: Params,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let rec = get_or_404(&st, &t.project_id, Kind::RouterJob, p.at(1)).await?;
+    let rec = get_or_404(&st, &t.project_id, Kind::RouterJob, p.get("job_id")).await?;
     let v = json_body(&body)?;
     event_router::sync_detail_body(&v)?;
     let ty = rec.body.get("source_type").cloned().unwrap_or(Value::Null);

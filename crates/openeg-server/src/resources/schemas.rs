@@ -394,7 +394,7 @@ async fn show(
     Extension(t): Extension<Tenant>,
     p: Params,
 ) -> ApiResult<Response> {
-    let rec = get_or_404(&st, &t.project_id, Kind::Schema, p.at(1)).await?;
+    let rec = get_or_404(&st, &t.project_id, Kind::Schema, p.get("schema_id")).await?;
     Ok(ok(pick(&rec.body, DETAIL)))
 }
 
@@ -407,7 +407,7 @@ async fn update(
     let v = json_body(&body)?;
     let req = schema::update(&v)?;
     let _g = VERSIONS.lock().await;
-    let mut rec = get_or_404(&st, &t.project_id, Kind::Schema, p.at(1)).await?;
+    let mut rec = get_or_404(&st, &t.project_id, Kind::Schema, p.get("schema_id")).await?;
     let Value::Object(mut doc) = rec.body.clone() else {
         return Err(EgError::internal().into());
     };
@@ -428,7 +428,7 @@ async fn delete(
     p: Params,
 ) -> ApiResult<Response> {
     let _g = VERSIONS.lock().await;
-    let rec = get_or_404(&st, &t.project_id, Kind::Schema, p.at(1)).await?;
+    let rec = get_or_404(&st, &t.project_id, Kind::Schema, p.get("schema_id")).await?;
     for v in versions(&st, &t.project_id, &rec.id).await? {
         st.store
             .delete(&t.project_id, Kind::SchemaVersion, &v.id)
@@ -456,13 +456,16 @@ async fn create_version(
             .unwrap_or(FORMAT_DRAFT_6)
             .to_string()
     };
-    let stored = st.store.get(&t.project_id, Kind::Schema, p.at(1)).await?;
+    let stored = st
+        .store
+        .get(&t.project_id, Kind::Schema, p.get("schema_id"))
+        .await?;
     let format = stored
         .as_ref()
         .map_or(FORMAT_DRAFT_6.to_string(), format_of);
     let definition = schema::create_version(&v, &format)?;
     let _g = VERSIONS.lock().await;
-    let rec = get_or_404(&st, &t.project_id, Kind::Schema, p.at(1)).await?;
+    let rec = get_or_404(&st, &t.project_id, Kind::Schema, p.get("schema_id")).await?;
     let mut vers = versions(&st, &t.project_id, &rec.id).await?;
     let next = vers.last().map(version_of).unwrap_or(0) + 1;
     let format = format_of(&rec);
@@ -485,7 +488,7 @@ async fn list_versions(
         Some(s) => Some(schema::version_param(s)?),
         None => None,
     };
-    let rec = get_or_404(&st, &t.project_id, Kind::Schema, p.at(1)).await?;
+    let rec = get_or_404(&st, &t.project_id, Kind::Schema, p.get("schema_id")).await?;
     let mut vers = versions(&st, &t.project_id, &rec.id).await?;
     if let Some(n) = exact {
         vers.retain(|v| version_of(v) == n);
@@ -509,14 +512,14 @@ async fn list_versions(
     Ok(list_reply(total, items))
 }
 
-/// The version record `p.at(2)` of schema `p.at(1)`: 400 for a non-integer, 404 if absent.
+/// The version record `{version}` of schema `{schema_id}`: 400 for a non-integer, 404 if absent.
 async fn find_version(
     st: &AppState,
     project_id: &str,
     p: &Params,
 ) -> ApiResult<(Document, Vec<Document>, Document)> {
-    let n = schema::version_param(p.at(2))?;
-    let rec = get_or_404(st, project_id, Kind::Schema, p.at(1)).await?;
+    let n = schema::version_param(p.get("version"))?;
+    let rec = get_or_404(st, project_id, Kind::Schema, p.get("schema_id")).await?;
     let vers = versions(st, project_id, &rec.id).await?;
     match vers.iter().find(|v| version_of(v) == n).cloned() {
         Some(v) => Ok((rec, vers, v)),

@@ -589,7 +589,7 @@ async fn show(
     Extension(t): Extension<Tenant>,
     p: Params,
 ) -> ApiResult<Response> {
-    let id = p.at(1);
+    let id = p.get("source_id");
     if let Some(rec) = st.store.get(&t.project_id, Kind::Source, id).await? {
         if is_official(&rec) {
             // Render through the catalogue so the document stays current.
@@ -635,7 +635,7 @@ async fn update(
     p: Params,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let mut rec = custom_or_error(&st, &t.project_id, p.at(1), "updated").await?;
+    let mut rec = custom_or_error(&st, &t.project_id, p.get("source_id"), "updated").await?;
     let v = json_body(&body)?;
     let str_of = |k: &str| {
         rec.body
@@ -669,7 +669,7 @@ async fn delete(
     Extension(t): Extension<Tenant>,
     p: Params,
 ) -> ApiResult<Response> {
-    let rec = custom_or_error(&st, &t.project_id, p.at(1), "deleted").await?;
+    let rec = custom_or_error(&st, &t.project_id, p.get("source_id"), "deleted").await?;
     let users = st
         .store
         .referencing(&t.project_id, &format!("source:{}", rec.name))

@@ -294,7 +294,8 @@ async fn show(
     Extension(t): Extension<Tenant>,
     p: Params,
 ) -> ApiResult<Response> {
-    let rec = get_or_404(&st, &t.project_id, Kind::EventStream, p.at(1)).await?;
+    let eventstreaming_id = p.get("eventstreaming_id");
+    let rec = get_or_404(&st, &t.project_id, Kind::EventStream, eventstreaming_id).await?;
     Ok(ok(stream_view(&st, &rec)))
 }
 
@@ -304,7 +305,8 @@ async fn update(
     p: Params,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let mut rec = get_or_404(&st, &t.project_id, Kind::EventStream, p.at(1)).await?;
+    let eventstreaming_id = p.get("eventstreaming_id");
+    let mut rec = get_or_404(&st, &t.project_id, Kind::EventStream, eventstreaming_id).await?;
     let spec = parse_body(&st, &t.project_id, &body).await?;
     let now = now_ms();
     let mut doc: Map<String, Value> = spec.doc.clone();
@@ -333,7 +335,8 @@ async fn delete(
     Extension(t): Extension<Tenant>,
     p: Params,
 ) -> ApiResult<Response> {
-    let rec = get_or_404(&st, &t.project_id, Kind::EventStream, p.at(1)).await?;
+    let eventstreaming_id = p.get("eventstreaming_id");
+    let rec = get_or_404(&st, &t.project_id, Kind::EventStream, eventstreaming_id).await?;
     st.store
         .delete(&t.project_id, Kind::EventStream, &rec.id)
         .await?;
@@ -349,7 +352,8 @@ async fn resume(
     p: Params,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let mut rec = get_or_404(&st, &t.project_id, Kind::EventStream, p.at(1)).await?;
+    let eventstreaming_id = p.get("eventstreaming_id");
+    let mut rec = get_or_404(&st, &t.project_id, Kind::EventStream, eventstreaming_id).await?;
     let v = json_body(&body)?;
     let src = Fields::body(&v)?.map();
     let desired = stream::operation_status(src.get("operation"))?;
