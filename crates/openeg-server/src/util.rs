@@ -256,7 +256,7 @@ mod tests {
     #[tokio::test]
     async fn every_route_parameter_is_readable() {
         use crate::openapi::{path_names, Access, Verb};
-        use crate::resources::sources::tests::{app, call};
+        use crate::testing::{app, call};
         use axum::body::Body;
         use axum::http::Request;
         use tower::ServiceExt;
@@ -326,7 +326,7 @@ mod tests {
     /// A path parameter that does not decode to UTF-8 is the EG parameter error.
     #[tokio::test]
     async fn undecodable_path_parameter() {
-        use crate::resources::sources::tests::{app, call, code};
+        use crate::testing::{app, call, code};
         let (r, _) = app(crate::ServerConfig::default()).await;
         for path in [
             "/v1/{p}/channels/%FF",

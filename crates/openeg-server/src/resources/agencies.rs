@@ -120,8 +120,8 @@ async fn create(
 
 #[cfg(test)]
 mod tests {
-    use super::super::sources::tests::{app, call, code};
     use crate::state::ServerConfig;
+    use crate::testing::{app, call, code};
     use serde_json::json;
 
     #[tokio::test]

@@ -450,9 +450,9 @@ async fn delete(
 
 #[cfg(test)]
 mod tests {
-    use super::super::sources::tests::{app, call, code, PROJECT};
     use super::*;
     use crate::state::ServerConfig;
+    use crate::testing::{app, call, code, PROJECT};
     use openeg_store::secrets::SecretBox;
 
     fn kafka(addr: &str) -> Value {
