@@ -1,7 +1,7 @@
 //! One delivery attempt: render the transforms, send, and record the outcome durably.
 
 use crate::metrics::Counter;
-use crate::routes::{Delivery, TargetRoute};
+use crate::routes::{Destination, TargetRoute};
 use crate::{now_ms, Engine, MAX_HOPS};
 use bytes::Bytes;
 use openeg_connectors::backoff;
@@ -332,9 +332,9 @@ pub async fn attempt(engine: &Engine, job: Job) {
 
 /// Sends one rendered message to the target.
 async fn send(engine: &Engine, route: &TargetRoute, event: &Event, msg: &Message) -> Outcome {
-    match &route.delivery {
-        Delivery::Sink(sink) => sink.send(msg).await,
-        Delivery::Channel {
+    match &route.destination {
+        Destination::Sink(sink) => sink.send(msg).await,
+        Destination::Channel {
             from_project,
             project_id,
             channel_id,
@@ -349,7 +349,7 @@ async fn send(engine: &Engine, route: &TargetRoute, event: &Event, msg: &Message
             )
             .await
         }
-        Delivery::Unavailable(reason) => Outcome::GiveUp {
+        Destination::Unavailable(reason) => Outcome::GiveUp {
             code: String::new(),
             detail: reason.clone(),
         },
@@ -390,14 +390,14 @@ async fn finish(engine: &Engine, job: Job, outcome: Outcome, started: i64, laten
         code: outcome.code().to_string(),
     };
     let record = match job.stored {
-        Stored::Claimed { id, .. } => Record::Update(AttemptUpdate {
+        Stored::Claimed { id, .. } => RecorderMsg::Update(AttemptUpdate {
             id,
             status,
             attempts: n,
             next_at,
             attempt,
         }),
-        Stored::Unrecorded(d, ticket) => Record::Created(
+        Stored::Unrecorded(d, ticket) => RecorderMsg::Created(
             CreatedDelivery {
                 delivery: NewDelivery { next_at, ..*d },
                 status,
@@ -473,7 +473,7 @@ impl FailureLog {
 }
 
 /// What the router and the attempts hand to the recorder.
-pub(crate) enum Record {
+pub(crate) enum RecorderMsg {
     /// Trace rows of a routed batch and the deliveries left to the retry poller.
     Routed {
         traces: Vec<TraceRow>,
@@ -492,7 +492,7 @@ pub(crate) enum Record {
 /// (their sends block) instead.
 pub(crate) async fn run_recorder(
     delivery: Arc<dyn DeliveryStore>,
-    mut rx: mpsc::Receiver<Record>,
+    mut rx: mpsc::Receiver<RecorderMsg>,
     rejected: Arc<Counter>,
 ) {
     let mut batch = RecordBatch::default();
@@ -503,7 +503,7 @@ pub(crate) async fn run_recorder(
         let mut next = Some(first);
         while let Some(r) = next.take() {
             match r {
-                Record::Routed { traces, pending } => {
+                RecorderMsg::Routed { traces, pending } => {
                     batch.traces.extend(traces);
                     batch
                         .created
@@ -514,12 +514,12 @@ pub(crate) async fn run_recorder(
                             attempt: None,
                         }));
                 }
-                Record::Created(c, t) => {
+                RecorderMsg::Created(c, t) => {
                     batch.created.push(c);
                     tickets.push(t);
                 }
-                Record::Update(u) => batch.updates.push(u),
-                Record::Flush(tx) => flushes.push(tx),
+                RecorderMsg::Update(u) => batch.updates.push(u),
+                RecorderMsg::Flush(tx) => flushes.push(tx),
             }
             if batch.len() >= RECORD_BATCH {
                 break;
@@ -688,7 +688,7 @@ fn quarantine(one: &RecordBatch, reason: &str) -> RecordBatch {
 /// Waits until everything handed to the recorder so far is in the store.
 pub(crate) async fn flush(engine: &Engine) -> bool {
     let (tx, rx) = oneshot::channel();
-    engine.recorder.send(Record::Flush(tx)).await.is_ok() && rx.await.is_ok()
+    engine.recorder.send(RecorderMsg::Flush(tx)).await.is_ok() && rx.await.is_ok()
 }
 
 const RECORD_BATCH: usize = 4096;

@@ -36,7 +36,7 @@ use bytes::Bytes;
 use openeg_log::EventLog;
 use openeg_store::delivery::DeliveryStore;
 use openeg_store::secrets::SecretBox;
-use openeg_store::{Kind, MetaStore, Record};
+use openeg_store::{Document, Kind, MetaStore};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -199,7 +199,7 @@ pub struct Engine {
     pub(crate) shutdown: watch::Receiver<bool>,
     shutdown_tx: watch::Sender<bool>,
     /// Attempt outcomes on their way to the store, batched by [`dispatch::run_recorder`].
-    pub(crate) recorder: tokio::sync::mpsc::Sender<dispatch::Record>,
+    pub(crate) recorder: tokio::sync::mpsc::Sender<dispatch::RecorderMsg>,
     /// Long-running work: sources, streams, router jobs.
     supervisor: supervisor::Supervisor,
     /// Serializes "re-read a resource, then apply it" so a stale read never wins.
@@ -440,7 +440,7 @@ impl Engine {
     }
 
     /// What the supervisor should do with a resource's work.
-    fn desired(&self, kind: TaskKind, rec: &Record) -> supervisor::Desired {
+    fn desired(&self, kind: TaskKind, rec: &Document) -> supervisor::Desired {
         use supervisor::Desired;
         match runtimes::plan(kind, &rec.body) {
             runtimes::Plan::Unsupervised => Desired::Absent,
@@ -460,7 +460,7 @@ impl Engine {
     fn build_runtime(
         &self,
         kind: TaskKind,
-        rec: &Record,
+        rec: &Document,
     ) -> Result<Arc<dyn supervisor::Runtime>, supervisor::ErrorInfo> {
         match kind {
             TaskKind::EventSource => {

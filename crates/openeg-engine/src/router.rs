@@ -1,4 +1,6 @@
-//! One router per channel: tail the log, match, dispatch, record, commit.
+//! The channel router: one task per channel tails its log, matches, dispatches, records and
+//! commits. (Not EG's professional event-router resource, which is `event_router` in the
+//! server and API crates.)
 //!
 //! Two paths (`ARCHITECTURE.md`, "The event's path"):
 //! * **Fast path** (steady state): matched events are attempted at once, before anything is
@@ -15,7 +17,7 @@
 //! room), then `hand_off` the plan (fast path: start the attempts, send the rest to the
 //! recorder; replay path: record, then start what the recording created).
 
-use crate::dispatch::{self, Event, Inflight, Job, Record, Stored, Ticket};
+use crate::dispatch::{self, Event, Inflight, Job, RecorderMsg, Stored, Ticket};
 use crate::envelope::Envelope;
 use crate::routes::{ChannelRoutes, TargetRoute};
 use crate::{now_ms, split_topic, Engine, EngineError, ROUTER_GROUP};
@@ -319,7 +321,7 @@ async fn read(
     topic: &str,
     from: u64,
     path: Path<'_>,
-) -> Result<Vec<openeg_log::Record>, StepError> {
+) -> Result<Vec<openeg_log::LogRecord>, StepError> {
     let mut recs = match engine
         .log
         .read(topic, 0, from, engine.cfg.batch_records, 4 << 20)
@@ -390,7 +392,7 @@ impl FastJob {
 /// now when `has_room(target)` (leased for `lease_ms` from `now`) or else left to the retry
 /// poller (due `now`). Records that are not envelopes are skipped.
 fn plan(
-    recs: &[openeg_log::Record],
+    recs: &[openeg_log::LogRecord],
     routes: &ChannelRoutes,
     mode: Mode,
     now: i64,
@@ -526,7 +528,7 @@ async fn hand_off(
         // The log offset is committed by the caller (see `run`) after a recorder flush.
         return engine
             .recorder
-            .send(Record::Routed {
+            .send(RecorderMsg::Routed {
                 traces,
                 pending: deliveries,
             })
@@ -567,7 +569,7 @@ async fn hand_off(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::routes::{Delivery, SubscriptionRoute};
+    use crate::routes::{Destination, SubscriptionRoute};
     use bytes::Bytes;
     use openeg_rules::{CompiledTransform, MatcherBuilder, TransformUse};
     use openeg_store::delivery::DeliveryStatus;
@@ -589,7 +591,7 @@ mod tests {
             payload: CompiledTransform::compile(&original, TransformUse::Payload).unwrap(),
             key: None,
             subject: None,
-            delivery: Delivery::Unavailable("not sent in tests".into()),
+            destination: Destination::Unavailable("not sent in tests".into()),
             slot_key: format!("{sub}/{id}"),
         })
     }
@@ -639,13 +641,13 @@ mod tests {
         .unwrap()
     }
 
-    fn rec(offset: u64, payload: Bytes) -> openeg_log::Record {
-        openeg_log::Record { offset, payload }
+    fn rec(offset: u64, payload: Bytes) -> openeg_log::LogRecord {
+        openeg_log::LogRecord { offset, payload }
     }
 
     /// e1 matches both subscriptions, offset 11 is not an envelope, e2 matches nothing, 13's
     /// event is not an object, e3 matches `sub-a` only.
-    fn batch() -> Vec<openeg_log::Record> {
+    fn batch() -> Vec<openeg_log::LogRecord> {
         let enc = crate::envelope::Encoder::new(RECEIVED);
         vec![
             rec(10, enc.encode(&event("e1", "app", "order.created"))),

@@ -5,7 +5,8 @@
 //! target that does not parse is skipped with a warning. The connection it names, if any, is
 //! loaded from the store (secrets revealed) and handed to its sink's build
 //! ([`openeg_connectors::sinks::build`]); a target whose sink cannot be built (endpoint not
-//! configured, kind not supported yet, connection missing) becomes [`Delivery::Unavailable`].
+//! configured, kind not supported yet, connection missing) becomes
+//! [`Destination::Unavailable`].
 //!
 //! Disabled subscriptions stay in [`ChannelRoutes::targets`] (their pending retries still
 //! deliver, `docs/limits.md`) but not in the matcher (they match nothing new).
@@ -20,8 +21,8 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// How a target is reached.
-pub enum Delivery {
+/// How a target is reached: a sink, another channel of this OpenEG (HC.EG), or not at all.
+pub enum Destination {
     /// An HTTP-family sink.
     Sink(Box<dyn Sink>),
     /// HC.EG: republish into another channel of this OpenEG.
@@ -47,7 +48,7 @@ pub struct TargetRoute {
     /// Kafka/RocketMQ key or SMN subject.
     pub key: Option<CompiledTransform>,
     pub subject: Option<CompiledTransform>,
-    pub delivery: Delivery,
+    pub destination: Destination,
     /// Key of the concurrency slot (`<subscription>/<target>`).
     pub slot_key: String,
 }
@@ -294,18 +295,23 @@ impl Engine {
             payload,
             key,
             subject,
-            delivery: self.delivery_for(project_id, spec, connections),
+            destination: self.destination_for(project_id, spec, connections),
         })
     }
 
     /// How a target is reached: HC.EG republishes here; every other kind is the sink its
     /// connector module builds, or `Unavailable` with the reason it cannot be built.
-    fn delivery_for(&self, project_id: &str, spec: &TargetSpec, conns: &Connections) -> Delivery {
+    fn destination_for(
+        &self,
+        project_id: &str,
+        spec: &TargetSpec,
+        conns: &Connections,
+    ) -> Destination {
         let connection = match &spec.connection_id {
             Some(id) => match conns.get(id) {
                 Some(Some(doc)) => Some(doc),
                 _ => {
-                    return Delivery::Unavailable(
+                    return Destination::Unavailable(
                         BuildError::MissingConnection(id.clone()).to_string(),
                     )
                 }
@@ -313,7 +319,7 @@ impl Engine {
             None => None,
         };
         if let TargetDetail::Eg(d) = &spec.detail {
-            return Delivery::Channel {
+            return Destination::Channel {
                 from_project: project_id.to_string(),
                 project_id: d.target_project_id.clone(),
                 channel_id: d.target_channel_id.clone(),
@@ -327,8 +333,8 @@ impl Engine {
             connection,
         };
         match sinks::build(spec, &ctx) {
-            Ok(sink) => Delivery::Sink(sink),
-            Err(e) => Delivery::Unavailable(e.to_string()),
+            Ok(sink) => Destination::Sink(sink),
+            Err(e) => Destination::Unavailable(e.to_string()),
         }
     }
 }
@@ -420,8 +426,8 @@ pub(crate) mod tests {
         (engine, store, dir)
     }
 
-    fn record(kind: Kind, id: &str, parent: Option<&str>, body: Value) -> openeg_store::Record {
-        openeg_store::Record {
+    fn record(kind: Kind, id: &str, parent: Option<&str>, body: Value) -> openeg_store::Document {
+        openeg_store::Document {
             project_id: "p1".into(),
             kind,
             id: id.into(),
@@ -435,10 +441,10 @@ pub(crate) mod tests {
     }
 
     fn reason(r: &ChannelRoutes, target: &str) -> String {
-        match &r.targets[&("sub-1".to_string(), target.to_string())].delivery {
-            Delivery::Unavailable(reason) => reason.clone(),
-            Delivery::Sink(_) => "sink".into(),
-            Delivery::Channel {
+        match &r.targets[&("sub-1".to_string(), target.to_string())].destination {
+            Destination::Unavailable(reason) => reason.clone(),
+            Destination::Sink(_) => "sink".into(),
+            Destination::Channel {
                 from_project,
                 project_id,
                 channel_id,

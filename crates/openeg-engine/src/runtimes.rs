@@ -340,7 +340,7 @@ mod tests {
                 .unwrap()
                 .unwrap();
             let v: Value = serde_json::from_slice(&raw).unwrap();
-            assert_eq!(v["event"]["id"], id);
+            assert_eq!(v["id"], id);
         }
         assert_eq!(engine.read_event("p1", "c1", 2).await.unwrap(), None);
         assert_eq!(

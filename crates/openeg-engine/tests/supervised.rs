@@ -9,15 +9,15 @@ use openeg_engine::{Engine, EngineConfig, ResourceKind, RunState, RuntimeStatus,
 use openeg_log::{LogConfig, SegmentLog};
 use openeg_store::delivery::{DeliveryStore, NewDelivery};
 use openeg_store::secrets::SecretBox;
-use openeg_store::{Kind, MetaStore, Record, SqliteStore};
+use openeg_store::{Document, Kind, MetaStore, SqliteStore};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
 const P: &str = "p1";
 const NODE: &str = "node-x";
 
-fn record(kind: Kind, id: &str, parent: Option<&str>, body: Value) -> Record {
-    Record {
+fn record(kind: Kind, id: &str, parent: Option<&str>, body: Value) -> Document {
+    Document {
         project_id: P.into(),
         kind,
         id: id.into(),

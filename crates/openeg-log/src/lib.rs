@@ -88,7 +88,7 @@ use topic::Topic;
 
 /// One record read back from the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
+pub struct LogRecord {
     pub offset: u64,
     pub payload: Bytes,
 }
@@ -167,7 +167,7 @@ pub trait EventLog: Send + Sync {
         from: u64,
         max_records: usize,
         max_bytes: usize,
-    ) -> Result<Vec<Record>, LogError>;
+    ) -> Result<Vec<LogRecord>, LogError>;
 
     /// First offset still stored (moves forward with retention).
     async fn start_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError>;
@@ -624,7 +624,7 @@ impl EventLog for SegmentLog {
         from: u64,
         max_records: usize,
         max_bytes: usize,
-    ) -> Result<Vec<Record>, LogError> {
+    ) -> Result<Vec<LogRecord>, LogError> {
         Self::check_partition(topic, partition)?;
         let Some(t) = self.existing(topic) else {
             return if from == 0 {

@@ -4,7 +4,7 @@
 //! anyone (positioned reads below `len`), so one `File` is shared without seeking or locking.
 
 use crate::frame::{self, Parse};
-use crate::{io_err, LogError, Record};
+use crate::{io_err, LogError, LogRecord};
 use bytes::Bytes;
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -295,7 +295,7 @@ impl Segment {
         q: &mut ReadQuery,
         len: u64,
         next_base: Option<u64>,
-        out: &mut Vec<Record>,
+        out: &mut Vec<LogRecord>,
     ) -> Result<bool, LogError> {
         let mut pos = if q.next > self.base {
             self.lookup(q.next, next_base)?
@@ -352,7 +352,7 @@ impl Segment {
                             return Ok(true);
                         }
                         q.bytes += r.len();
-                        out.push(Record {
+                        out.push(LogRecord {
                             offset,
                             payload: frame_bytes.slice(r),
                         });

@@ -13,7 +13,7 @@
 
 use crate::frame;
 use crate::segment::{self, IndexEntry, ReadQuery, Segment, INDEX_INTERVAL};
-use crate::{io_err, lock, LogConfig, LogError, Record, StatsInner, TopicFailure};
+use crate::{io_err, lock, LogConfig, LogError, LogRecord, StatsInner, TopicFailure};
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -188,7 +188,7 @@ impl Topic {
         from: u64,
         max_records: usize,
         max_bytes: usize,
-    ) -> Result<Vec<Record>, LogError> {
+    ) -> Result<Vec<LogRecord>, LogError> {
         let (segs, end) = {
             let st = lock(&shared.state);
             let start = st.start();

@@ -1,7 +1,7 @@
 //! Behaviour of the embedded log through its public API, including crash recovery.
 
 use bytes::Bytes;
-use openeg_log::{EventLog, FaultInjection, LogConfig, LogError, Record, SegmentLog};
+use openeg_log::{EventLog, FaultInjection, LogConfig, LogError, LogRecord, SegmentLog};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -53,7 +53,7 @@ fn payload(i: u64) -> String {
     format!("record-{i:06}-{}", "p".repeat((i % 17) as usize))
 }
 
-async fn read_all(log: &SegmentLog, topic: &str) -> Vec<Record> {
+async fn read_all(log: &SegmentLog, topic: &str) -> Vec<LogRecord> {
     let start = log.start_offset(topic, 0).await.unwrap();
     let mut out = Vec::new();
     let mut next = start;
@@ -88,7 +88,7 @@ async fn fill(log: &SegmentLog, topic: &str, n: u64) {
     }
 }
 
-fn assert_payloads(records: &[Record], from: u64, to: u64) {
+fn assert_payloads(records: &[LogRecord], from: u64, to: u64) {
     let offsets: Vec<u64> = records.iter().map(|r| r.offset).collect();
     assert_eq!(offsets, (from..to).collect::<Vec<_>>());
     for r in records {

@@ -19,6 +19,9 @@ pub mod secrets;
 pub mod state;
 pub mod util;
 
+#[cfg(test)]
+pub(crate) mod testing;
+
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::middleware;

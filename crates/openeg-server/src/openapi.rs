@@ -310,7 +310,8 @@ impl Op {
     }
 }
 
-fn path_names(path: &str) -> Vec<&str> {
+/// The `{name}` segments of a route template, in order.
+pub(crate) fn path_names(path: &str) -> Vec<&str> {
     path.split('/')
         .filter_map(|seg| seg.strip_prefix('{').and_then(|x| x.strip_suffix('}')))
         .collect()

@@ -4,7 +4,7 @@
 use crate::error::ApiResult;
 use crate::state::AppState;
 use crate::util::{fmt_time, new_id, now_ms};
-use openeg_store::{Kind, Record, StoreError};
+use openeg_store::{Document, Kind, StoreError};
 use serde_json::json;
 
 pub const DEFAULT_CHANNEL: &str = "default";
@@ -29,7 +29,7 @@ pub async fn ensure(st: &AppState, project_id: &str) -> ApiResult<()> {
     {
         let now = now_ms();
         let id = new_id();
-        let rec = Record {
+        let rec = Document {
             project_id: project_id.to_string(),
             kind: Kind::Channel,
             id: id.clone(),

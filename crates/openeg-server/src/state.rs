@@ -282,7 +282,7 @@ impl AppState {
     pub fn runtime_status(
         &self,
         kind: openeg_engine::TaskKind,
-        rec: &openeg_store::Record,
+        rec: &openeg_store::Document,
     ) -> Option<openeg_engine::RuntimeStatus> {
         self.engine
             .as_ref()

@@ -76,20 +76,38 @@ impl<S: Send + Sync> FromRequestParts<S> for Query {
     }
 }
 
-/// Path parameters, percent-decoded, in route order; the first is always `project_id`.
-#[derive(Debug)]
-pub struct Params(pub Vec<String>);
+/// Path parameters by name, percent-decoded: the `{name}` segments of the route template of
+/// the operation being served (`/v1/{project_id}/channels/{channel_id}` →
+/// `p.get("channel_id")`).
+#[derive(Debug, Default, Clone)]
+pub struct Params(Vec<(String, String)>);
 
 impl Params {
-    pub fn at(&self, i: usize) -> &str {
-        self.0.get(i).map(String::as_str).unwrap_or("")
+    /// The value of path parameter `name`. Reading a name the route template does not have is
+    /// a programming error: it panics in debug builds (the test walking the operation table
+    /// drives every route's handler) and reads as `""` otherwise.
+    pub fn get(&self, name: &str) -> &str {
+        #[cfg(test)]
+        tests::READS.with(|r| r.borrow_mut().push(name.to_string()));
+        match self.0.iter().find(|(k, _)| k == name) {
+            Some((_, v)) => v,
+            None => {
+                debug_assert!(false, "no path parameter {{{name}}} in this route");
+                ""
+            }
+        }
+    }
+
+    /// Every parameter as (name, value), in route order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Params {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match Path::<Vec<String>>::from_request_parts(parts, state).await {
+        match Path::<Vec<(String, String)>>::from_request_parts(parts, state).await {
             Ok(Path(v)) => Ok(Params(v)),
             Err(_) => Err(EgError::param("invalid path parameter").into()),
         }
@@ -199,6 +217,12 @@ pub fn list_query(q: &Query, paging: &Paging) -> ListQuery {
 mod tests {
     use super::*;
 
+    thread_local! {
+        /// Names read through [`Params::get`] on this thread, for the route walk.
+        pub(super) static READS: std::cell::RefCell<Vec<String>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+
     #[test]
     fn query_parsing() {
         let q = Query::parse(Some("a=1&b=x%20y&a=2&t=A,B&e=&plus=a+b"));
@@ -222,6 +246,97 @@ mod tests {
     #[test]
     fn time_format() {
         assert_eq!(fmt_time(1_704_164_645_123), "2024-01-02T03:04:05Z");
+    }
+
+    /// Every `{name}` of every route template reads back through [`Params`] by that name,
+    /// percent-decoded, and nothing else besides. Then every tenant operation's handler runs
+    /// once with its parameters filled in and an empty body: it must read each of its path
+    /// parameters (handlers read them before anything can fail), and reading a name its route
+    /// lacks fails here (`Params::get` panics on it in debug builds).
+    #[tokio::test]
+    async fn every_route_parameter_is_readable() {
+        use crate::openapi::{path_names, Access, Verb};
+        use crate::testing::{app, call};
+        use axum::body::Body;
+        use axum::http::Request;
+        use tower::ServiceExt;
+
+        async fn echo(p: Params) -> axum::Json<Vec<(String, String)>> {
+            axum::Json(p.iter().map(|(k, v)| (k.into(), v.into())).collect())
+        }
+        let fill = |path: &str, value: &dyn Fn(&str) -> String| {
+            path_names(path).iter().fold(path.to_string(), |u, n| {
+                u.replace(&format!("{{{n}}}"), &value(n))
+            })
+        };
+
+        let ops = crate::operations();
+        for op in ops.iter().filter(|op| !path_names(op.path).is_empty()) {
+            let uri = fill(op.path, &|n| format!("v%20{n}%3A"));
+            let r = axum::Router::new().route(op.path, axum::routing::any(echo));
+            let req = Request::builder().uri(uri).body(Body::empty()).unwrap();
+            let resp = r.oneshot(req).await.unwrap();
+            assert_eq!(resp.status(), 200, "{} {}", op.id, op.path);
+            let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let got: Vec<(String, String)> = serde_json::from_slice(&bytes).unwrap();
+            let want: Vec<(String, String)> = path_names(op.path)
+                .iter()
+                .map(|n| (n.to_string(), format!("v {n}:")))
+                .collect();
+            assert_eq!(got, want, "{} {}", op.id, op.path);
+        }
+
+        // Served without extracting `Params`: the bucket name is not looked up.
+        const NO_PARAMS: &[&str] = &["Refurbishobs"];
+        let (r, _) = app(crate::ServerConfig::default()).await;
+        for op in ops.iter().filter(|op| op.access == Access::Tenant) {
+            let uri = fill(op.path, &|n| {
+                if n == "project_id" { "{p}" } else { "1" }.to_string()
+            });
+            let body = matches!(op.verb, Verb::Post | Verb::Put).then(|| json!({}));
+            READS.with(|r| r.borrow_mut().clear());
+            let verb = op.verb.as_str().to_uppercase();
+            let (status, v) = call(&r, &verb, &uri, body).await;
+            assert!(
+                status != 405 && v.is_object(),
+                "{} {}: {status} {v}",
+                op.id,
+                op.path
+            );
+            if NO_PARAMS.contains(&op.id) {
+                continue;
+            }
+            let read = READS.with(|r| r.borrow().clone());
+            for n in path_names(op.path)
+                .into_iter()
+                .filter(|n| *n != "project_id")
+            {
+                assert!(
+                    read.iter().any(|r| r == n),
+                    "{} {}: {{{n}}} not read",
+                    op.id,
+                    op.path
+                );
+            }
+        }
+    }
+
+    /// A path parameter that does not decode to UTF-8 is the EG parameter error.
+    #[tokio::test]
+    async fn undecodable_path_parameter() {
+        use crate::testing::{app, call, code};
+        let (r, _) = app(crate::ServerConfig::default()).await;
+        for path in [
+            "/v1/{p}/channels/%FF",
+            "/v1/{p}/subscriptions/s/targets/%C3%28",
+        ] {
+            let (status, v) = call(&r, "GET", path, None).await;
+            assert_eq!(status, 400, "{path}: {v}");
+            assert_eq!(code(&v), "EG.00513000", "{path}: {v}");
+            assert_eq!(v["error_msg"], "Parameter error: invalid path parameter");
+        }
     }
 
     #[test]

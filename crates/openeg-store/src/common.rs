@@ -3,7 +3,7 @@
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::{Kind, QuotaCheck, Record, SortKey, StoreError};
+use crate::{Document, Kind, QuotaCheck, SortKey, StoreError};
 
 const ALL_KINDS: [Kind; 11] = [
     Kind::Channel,
@@ -82,7 +82,7 @@ pub(crate) fn build_record(
     updated_at: i64,
     body: String,
     refs: Option<String>,
-) -> Result<Record, StoreError> {
+) -> Result<Document, StoreError> {
     // serde_json's messages give only line/column, never the content.
     let body: Value = serde_json::from_str(&body)
         .map_err(|e| StoreError::Backend(format!("stored body is not JSON: {e}")))?;
@@ -91,7 +91,7 @@ pub(crate) fn build_record(
             .map_err(|e| StoreError::Backend(format!("stored refs are not JSON: {e}")))?,
         None => Vec::new(),
     };
-    Ok(Record {
+    Ok(Document {
         project_id,
         kind: parse_kind(&kind)?,
         id,
@@ -105,7 +105,7 @@ pub(crate) fn build_record(
 }
 
 /// Whether inserting `rec` raises the count that `q` limits.
-pub(crate) fn counts_toward(rec: &Record, q: &QuotaCheck) -> bool {
+pub(crate) fn counts_toward(rec: &Document, q: &QuotaCheck) -> bool {
     if rec.kind != q.kind {
         return false;
     }

@@ -67,9 +67,9 @@ impl Kind {
     }
 }
 
-/// One stored resource.
+/// One stored resource: its JSON document (`body`) and the row around it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Record {
+pub struct Document {
     pub project_id: String,
     pub kind: Kind,
     pub id: String,
@@ -151,38 +151,46 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn ensure_project(&self, project_id: &str) -> Result<bool>;
 
     /// Inserts after checking every quota, atomically.
-    async fn insert(&self, rec: &Record, quotas: &[QuotaCheck]) -> Result<()>;
+    async fn insert(&self, rec: &Document, quotas: &[QuotaCheck]) -> Result<()>;
 
-    async fn get(&self, project_id: &str, kind: Kind, id: &str) -> Result<Option<Record>>;
+    async fn get(&self, project_id: &str, kind: Kind, id: &str) -> Result<Option<Document>>;
 
     /// Look-up by exact name; an empty name never matches (unnamed kinds).
-    async fn get_by_name(&self, project_id: &str, kind: Kind, name: &str)
-        -> Result<Option<Record>>;
+    async fn get_by_name(
+        &self,
+        project_id: &str,
+        kind: Kind,
+        name: &str,
+    ) -> Result<Option<Document>>;
 
     /// Replaces name, parent, body, refs and `updated_at` of an existing record; false if absent.
     /// Renaming onto another record's name → [`StoreError::Duplicate`].
-    async fn update(&self, rec: &Record) -> Result<bool>;
+    async fn update(&self, rec: &Document) -> Result<bool>;
 
     /// Deletes; false if absent.
     async fn delete(&self, project_id: &str, kind: Kind, id: &str) -> Result<bool>;
 
     /// Returns (total matches ignoring offset/limit, the page).
-    async fn list(&self, project_id: &str, kind: Kind, q: &ListQuery)
-        -> Result<(u64, Vec<Record>)>;
+    async fn list(
+        &self,
+        project_id: &str,
+        kind: Kind,
+        q: &ListQuery,
+    ) -> Result<(u64, Vec<Document>)>;
 
     /// Number of records of `kind` in the project, optionally under one parent.
     async fn count(&self, project_id: &str, kind: Kind, parent_id: Option<&str>) -> Result<u64>;
 
     /// Records of any kind in the project that hold reference `key`, ordered by (kind, id).
-    async fn referencing(&self, project_id: &str, key: &str) -> Result<Vec<Record>>;
+    async fn referencing(&self, project_id: &str, key: &str) -> Result<Vec<Document>>;
 
     /// Records of `kind` in **any** project that hold reference `key` (global uniqueness checks),
     /// ordered by (project, id).
-    async fn referencing_global(&self, kind: Kind, key: &str) -> Result<Vec<Record>>;
+    async fn referencing_global(&self, kind: Kind, key: &str) -> Result<Vec<Document>>;
 
     /// Every record of `kind` in **any** project, ordered by (project, id): what the engine's
     /// supervisor scans at start (sources, streams, router jobs).
-    async fn list_global(&self, kind: Kind) -> Result<Vec<Record>>;
+    async fn list_global(&self, kind: Kind) -> Result<Vec<Document>>;
 
     /// Stores (or replaces) an API token by the hex SHA-256 of the token; the token itself is
     /// never stored.

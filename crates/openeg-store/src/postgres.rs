@@ -19,7 +19,7 @@ use crate::common::{
     backend, body_text, build_record, counts_toward, lock_key, map_write_err, now_ms, sort_column,
     to_i64, to_u64,
 };
-use crate::{Kind, ListQuery, MetaStore, QuotaCheck, Record, Result, StoreError};
+use crate::{Document, Kind, ListQuery, MetaStore, QuotaCheck, Result, StoreError};
 
 /// Serialises concurrent migrations from several nodes starting at once.
 const MIGRATION_LOCK: i64 = 0x6f70_656e_6567_0001;
@@ -152,7 +152,7 @@ impl PgStore {
     }
 }
 
-fn row_to_record(row: &PgRow) -> Result<Record> {
+fn row_to_document(row: &PgRow) -> Result<Document> {
     let g = |e| backend("decode row", e);
     build_record(
         row.try_get(0).map_err(g)?,
@@ -167,8 +167,8 @@ fn row_to_record(row: &PgRow) -> Result<Record> {
     )
 }
 
-fn rows_to_records(rows: &[PgRow]) -> Result<Vec<Record>> {
-    rows.iter().map(row_to_record).collect()
+fn rows_to_documents(rows: &[PgRow]) -> Result<Vec<Document>> {
+    rows.iter().map(row_to_document).collect()
 }
 
 /// `AND <body member k is a string equal to v>`; key and value are bound parameters.
@@ -227,7 +227,7 @@ fn push_filters<'a>(
     }
 }
 
-async fn insert_refs(conn: &mut sqlx::PgConnection, rec: &Record, op: &str) -> Result<()> {
+async fn insert_refs(conn: &mut sqlx::PgConnection, rec: &Document, op: &str) -> Result<()> {
     if rec.refs.is_empty() {
         return Ok(());
     }
@@ -265,7 +265,7 @@ impl MetaStore for PgStore {
         Ok(r.rows_affected() == 1)
     }
 
-    async fn insert(&self, rec: &Record, quotas: &[QuotaCheck]) -> Result<()> {
+    async fn insert(&self, rec: &Document, quotas: &[QuotaCheck]) -> Result<()> {
         let op = "insert";
         let body = body_text(&rec.body)?;
         let mut keys: Vec<i64> = std::iter::once(rec.kind)
@@ -327,7 +327,7 @@ impl MetaStore for PgStore {
         tx.commit().await.map_err(|e| backend(op, e))
     }
 
-    async fn get(&self, project_id: &str, kind: Kind, id: &str) -> Result<Option<Record>> {
+    async fn get(&self, project_id: &str, kind: Kind, id: &str) -> Result<Option<Document>> {
         let sql = format!(
             "SELECT {COLS} FROM records r WHERE r.project_id = $1 AND r.kind = $2 AND r.id = $3"
         );
@@ -338,7 +338,7 @@ impl MetaStore for PgStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(|e| backend("get", e))?;
-        row.as_ref().map(row_to_record).transpose()
+        row.as_ref().map(row_to_document).transpose()
     }
 
     async fn get_by_name(
@@ -346,7 +346,7 @@ impl MetaStore for PgStore {
         project_id: &str,
         kind: Kind,
         name: &str,
-    ) -> Result<Option<Record>> {
+    ) -> Result<Option<Document>> {
         if name.is_empty() {
             return Ok(None);
         }
@@ -360,10 +360,10 @@ impl MetaStore for PgStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(|e| backend("get_by_name", e))?;
-        row.as_ref().map(row_to_record).transpose()
+        row.as_ref().map(row_to_document).transpose()
     }
 
-    async fn update(&self, rec: &Record) -> Result<bool> {
+    async fn update(&self, rec: &Document) -> Result<bool> {
         let op = "update";
         let body = body_text(&rec.body)?;
         let mut tx = self.pool.begin().await.map_err(|e| backend(op, e))?;
@@ -399,7 +399,7 @@ impl MetaStore for PgStore {
     async fn delete(&self, project_id: &str, kind: Kind, id: &str) -> Result<bool> {
         let op = "delete";
         let mut tx = self.pool.begin().await.map_err(|e| backend(op, e))?;
-        // Record row first, like update does: the same lock order in both means a concurrent
+        // Document row first, like update does: the same lock order in both means a concurrent
         // update and delete of one record never deadlock. The foreign key cascades to the
         // refs; the explicit delete keeps that true without relying on it.
         let r = sqlx::query("DELETE FROM records WHERE project_id = $1 AND kind = $2 AND id = $3")
@@ -425,7 +425,7 @@ impl MetaStore for PgStore {
         project_id: &str,
         kind: Kind,
         q: &ListQuery,
-    ) -> Result<(u64, Vec<Record>)> {
+    ) -> Result<(u64, Vec<Document>)> {
         let op = "list";
         // One snapshot for total and page.
         let mut tx = self
@@ -459,7 +459,7 @@ impl MetaStore for PgStore {
             .await
             .map_err(|e| backend(op, e))?;
         tx.commit().await.map_err(|e| backend(op, e))?;
-        Ok((to_u64(total), rows_to_records(&rows)?))
+        Ok((to_u64(total), rows_to_documents(&rows)?))
     }
 
     async fn count(&self, project_id: &str, kind: Kind, parent_id: Option<&str>) -> Result<u64> {
@@ -476,7 +476,7 @@ impl MetaStore for PgStore {
         Ok(to_u64(n))
     }
 
-    async fn referencing(&self, project_id: &str, key: &str) -> Result<Vec<Record>> {
+    async fn referencing(&self, project_id: &str, key: &str) -> Result<Vec<Document>> {
         let sql = format!(
             "SELECT {COLS} FROM records r WHERE r.project_id = $1 AND EXISTS (SELECT 1 FROM \
              record_refs f WHERE f.project_id = r.project_id AND f.kind = r.kind \
@@ -488,10 +488,10 @@ impl MetaStore for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| backend("referencing", e))?;
-        rows_to_records(&rows)
+        rows_to_documents(&rows)
     }
 
-    async fn referencing_global(&self, kind: Kind, key: &str) -> Result<Vec<Record>> {
+    async fn referencing_global(&self, kind: Kind, key: &str) -> Result<Vec<Document>> {
         let sql = format!(
             "SELECT {COLS} FROM records r WHERE r.kind = $1 AND EXISTS (SELECT 1 FROM \
              record_refs f WHERE f.project_id = r.project_id AND f.kind = r.kind \
@@ -503,10 +503,10 @@ impl MetaStore for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| backend("referencing_global", e))?;
-        rows_to_records(&rows)
+        rows_to_documents(&rows)
     }
 
-    async fn list_global(&self, kind: Kind) -> Result<Vec<Record>> {
+    async fn list_global(&self, kind: Kind) -> Result<Vec<Document>> {
         let sql =
             format!("SELECT {COLS} FROM records r WHERE r.kind = $1 ORDER BY r.project_id, r.id");
         let rows = sqlx::query(&sql)
@@ -514,7 +514,7 @@ impl MetaStore for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| backend("list_global", e))?;
-        rows_to_records(&rows)
+        rows_to_documents(&rows)
     }
 
     async fn put_token(

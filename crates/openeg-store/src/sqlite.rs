@@ -24,7 +24,7 @@ use crate::common::{
     backend, body_text, build_record, counts_toward, map_write_err, now_ms, sort_column, to_i64,
     to_u64,
 };
-use crate::{Kind, ListQuery, MetaStore, QuotaCheck, Record, Result, StoreError};
+use crate::{Document, Kind, ListQuery, MetaStore, QuotaCheck, Result, StoreError};
 
 mod delivery;
 
@@ -197,7 +197,7 @@ async fn memory_pool() -> Result<SqlitePool> {
         .map_err(|e| backend("open sqlite", e))
 }
 
-fn row_to_record(row: &SqliteRow) -> Result<Record> {
+fn row_to_document(row: &SqliteRow) -> Result<Document> {
     let g = |e| backend("decode row", e);
     build_record(
         row.try_get(0).map_err(g)?,
@@ -212,8 +212,8 @@ fn row_to_record(row: &SqliteRow) -> Result<Record> {
     )
 }
 
-fn rows_to_records(rows: &[SqliteRow]) -> Result<Vec<Record>> {
-    rows.iter().map(row_to_record).collect()
+fn rows_to_documents(rows: &[SqliteRow]) -> Result<Vec<Document>> {
+    rows.iter().map(row_to_document).collect()
 }
 
 /// Appends the WHERE clause of a listing; every user value is a bound parameter.
@@ -266,7 +266,7 @@ fn push_filters<'a>(
     }
 }
 
-async fn insert_refs(conn: &mut sqlx::SqliteConnection, rec: &Record, op: &str) -> Result<()> {
+async fn insert_refs(conn: &mut sqlx::SqliteConnection, rec: &Document, op: &str) -> Result<()> {
     // Batches stay far below SQLite's 32766 bound-parameter limit.
     for (chunk_no, chunk) in rec.refs.chunks(500).enumerate() {
         let mut qb: QueryBuilder<Sqlite> =
@@ -303,7 +303,7 @@ impl MetaStore for SqliteStore {
         Ok(r.rows_affected() == 1)
     }
 
-    async fn insert(&self, rec: &Record, quotas: &[QuotaCheck]) -> Result<()> {
+    async fn insert(&self, rec: &Document, quotas: &[QuotaCheck]) -> Result<()> {
         let op = "insert";
         let body = body_text(&rec.body)?;
         let _g = self.write.lock().await;
@@ -358,7 +358,7 @@ impl MetaStore for SqliteStore {
         tx.commit().await.map_err(|e| backend(op, e))
     }
 
-    async fn get(&self, project_id: &str, kind: Kind, id: &str) -> Result<Option<Record>> {
+    async fn get(&self, project_id: &str, kind: Kind, id: &str) -> Result<Option<Document>> {
         let sql = format!(
             "SELECT {COLS} FROM records r WHERE r.project_id = ? AND r.kind = ? AND r.id = ?"
         );
@@ -369,7 +369,7 @@ impl MetaStore for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(|e| backend("get", e))?;
-        row.as_ref().map(row_to_record).transpose()
+        row.as_ref().map(row_to_document).transpose()
     }
 
     async fn get_by_name(
@@ -377,7 +377,7 @@ impl MetaStore for SqliteStore {
         project_id: &str,
         kind: Kind,
         name: &str,
-    ) -> Result<Option<Record>> {
+    ) -> Result<Option<Document>> {
         if name.is_empty() {
             return Ok(None);
         }
@@ -391,10 +391,10 @@ impl MetaStore for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(|e| backend("get_by_name", e))?;
-        row.as_ref().map(row_to_record).transpose()
+        row.as_ref().map(row_to_document).transpose()
     }
 
-    async fn update(&self, rec: &Record) -> Result<bool> {
+    async fn update(&self, rec: &Document) -> Result<bool> {
         let op = "update";
         let body = body_text(&rec.body)?;
         let _g = self.write.lock().await;
@@ -440,7 +440,7 @@ impl MetaStore for SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(|e| backend(op, e))?;
-        // Record first, then refs (same order as update). The foreign key cascades too; the
+        // Document row first, then refs (same order as update). The foreign key cascades too; the
         // explicit delete keeps refs consistent even without the foreign_keys pragma.
         let r = sqlx::query("DELETE FROM records WHERE project_id = ? AND kind = ? AND id = ?")
             .bind(project_id)
@@ -465,7 +465,7 @@ impl MetaStore for SqliteStore {
         project_id: &str,
         kind: Kind,
         q: &ListQuery,
-    ) -> Result<(u64, Vec<Record>)> {
+    ) -> Result<(u64, Vec<Document>)> {
         let op = "list";
         // One read transaction: total and page come from the same WAL snapshot.
         let mut tx = self.pool.begin().await.map_err(|e| backend(op, e))?;
@@ -495,7 +495,7 @@ impl MetaStore for SqliteStore {
             .await
             .map_err(|e| backend(op, e))?;
         tx.commit().await.map_err(|e| backend(op, e))?;
-        Ok((to_u64(total), rows_to_records(&rows)?))
+        Ok((to_u64(total), rows_to_documents(&rows)?))
     }
 
     async fn count(&self, project_id: &str, kind: Kind, parent_id: Option<&str>) -> Result<u64> {
@@ -513,7 +513,7 @@ impl MetaStore for SqliteStore {
         Ok(to_u64(n))
     }
 
-    async fn referencing(&self, project_id: &str, key: &str) -> Result<Vec<Record>> {
+    async fn referencing(&self, project_id: &str, key: &str) -> Result<Vec<Document>> {
         let sql = format!(
             "SELECT {COLS} FROM records r WHERE r.project_id = ? AND EXISTS (SELECT 1 FROM \
              record_refs f WHERE f.project_id = r.project_id AND f.kind = r.kind \
@@ -525,10 +525,10 @@ impl MetaStore for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| backend("referencing", e))?;
-        rows_to_records(&rows)
+        rows_to_documents(&rows)
     }
 
-    async fn referencing_global(&self, kind: Kind, key: &str) -> Result<Vec<Record>> {
+    async fn referencing_global(&self, kind: Kind, key: &str) -> Result<Vec<Document>> {
         let sql = format!(
             "SELECT {COLS} FROM records r WHERE r.kind = ? AND EXISTS (SELECT 1 FROM \
              record_refs f WHERE f.project_id = r.project_id AND f.kind = r.kind \
@@ -540,10 +540,10 @@ impl MetaStore for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| backend("referencing_global", e))?;
-        rows_to_records(&rows)
+        rows_to_documents(&rows)
     }
 
-    async fn list_global(&self, kind: Kind) -> Result<Vec<Record>> {
+    async fn list_global(&self, kind: Kind) -> Result<Vec<Document>> {
         let sql =
             format!("SELECT {COLS} FROM records r WHERE r.kind = ? ORDER BY r.project_id, r.id");
         let rows = sqlx::query(&sql)
@@ -551,7 +551,7 @@ impl MetaStore for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| backend("list_global", e))?;
-        rows_to_records(&rows)
+        rows_to_documents(&rows)
     }
 
     async fn put_token(

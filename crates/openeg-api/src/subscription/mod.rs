@@ -245,7 +245,7 @@ pub fn first_duplicate(ids: &[String]) -> Option<&str> {
         .map(String::as_str)
 }
 
-/// Reference keys of a subscription (`openeg_store::Record::refs`), deduplicated in order:
+/// Reference keys of a subscription (`openeg_store::Document::refs`), deduplicated in order:
 /// `source:<name>` (CUSTOM) / `official:<name>` (OFFICIAL) per source, `tid:<id>` per source
 /// and target id, `connection:<id>` per target and dead-letter connection, `fn:<urn>` per
 /// FunctionGraph target, `workflow:<id>` per workflow target.

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use openeg_store::{Kind, MetaStore, Record};
+use openeg_store::{Document, Kind, MetaStore};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -139,7 +139,7 @@ pub async fn scripted_receiver(
 pub async fn channel_with_webhook(meta: &dyn MetaStore, project: &str, url: &str) -> String {
     let now = 1_700_000_000_000;
     let channel_id = format!("ch-{}", unique());
-    let rec = |kind, id: &str, name: &str, parent: Option<&str>, body: Value| Record {
+    let rec = |kind, id: &str, name: &str, parent: Option<&str>, body: Value| Document {
         project_id: project.into(),
         kind,
         id: id.into(),

@@ -14,7 +14,7 @@ use axum::response::Response;
 use axum::Extension;
 use openeg_api::field::Fields;
 use openeg_api::EgError;
-use openeg_store::{Kind, ListQuery, Record, SortKey, StoreError};
+use openeg_store::{Document, Kind, ListQuery, SortKey, StoreError};
 use serde_json::json;
 
 /// Scenario → the agency name OpenEG records for it.
@@ -99,7 +99,7 @@ async fn create(
         .is_none()
     {
         let now = now_ms();
-        let rec = Record {
+        let rec = Document {
             project_id: t.project_id.clone(),
             kind: Kind::Agency,
             id: new_id(),
@@ -120,8 +120,8 @@ async fn create(
 
 #[cfg(test)]
 mod tests {
-    use super::super::sources::tests::{app, call, code};
     use crate::state::ServerConfig;
+    use crate::testing::{app, call, code};
     use serde_json::json;
 
     #[tokio::test]

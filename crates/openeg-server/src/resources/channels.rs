@@ -15,7 +15,7 @@ use axum::Extension;
 use openeg_api::field::Fields;
 use openeg_api::validate::{self, NamePattern};
 use openeg_api::EgError;
-use openeg_store::{Kind, QuotaCheck, Record};
+use openeg_store::{Document, Kind, QuotaCheck};
 use serde_json::{Map, Value};
 
 const DESCRIPTION_MAX: usize = 255;
@@ -205,7 +205,7 @@ async fn create(
     apply_mutable(&src, &mut doc)?;
     doc.insert("created_time".into(), fmt_time(now).into());
     doc.insert("updated_time".into(), fmt_time(now).into());
-    let rec = Record {
+    let rec = Document {
         project_id: t.project_id.clone(),
         kind: Kind::Channel,
         id,
@@ -253,7 +253,7 @@ async fn show(
     Extension(t): Extension<Tenant>,
     p: Params,
 ) -> ApiResult<Response> {
-    let rec = get_or_404(&st, &t.project_id, Kind::Channel, p.at(1)).await?;
+    let rec = get_or_404(&st, &t.project_id, Kind::Channel, p.get("channel_id")).await?;
     Ok(ok(pick(&rec.body, INFO)))
 }
 
@@ -263,7 +263,7 @@ async fn update(
     p: Params,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let mut rec = get_or_404(&st, &t.project_id, Kind::Channel, p.at(1)).await?;
+    let mut rec = get_or_404(&st, &t.project_id, Kind::Channel, p.get("channel_id")).await?;
     if rec.name == DEFAULT_CHANNEL {
         return Err(EgError::not_modifiable("the default channel cannot be updated").into());
     }
@@ -290,7 +290,7 @@ async fn delete(
     Extension(t): Extension<Tenant>,
     p: Params,
 ) -> ApiResult<Response> {
-    let rec = get_or_404(&st, &t.project_id, Kind::Channel, p.at(1)).await?;
+    let rec = get_or_404(&st, &t.project_id, Kind::Channel, p.get("channel_id")).await?;
     if rec.name == DEFAULT_CHANNEL {
         return Err(EgError::not_modifiable("the default channel cannot be deleted").into());
     }

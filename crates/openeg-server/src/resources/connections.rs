@@ -21,7 +21,7 @@ use axum::Extension;
 use openeg_api::connection::{self, ConnectionType};
 use openeg_api::validate::NamePattern;
 use openeg_api::EgError;
-use openeg_store::{Kind, QuotaCheck, Record, StoreError};
+use openeg_store::{Document, Kind, QuotaCheck, StoreError};
 use serde_json::{json, Map, Value};
 use std::collections::HashSet;
 use std::sync::{LazyLock, Mutex};
@@ -176,11 +176,11 @@ fn info_schema() -> Value {
     )
 }
 
-fn body_str<'a>(rec: &'a Record, key: &str) -> &'a str {
+fn body_str<'a>(rec: &'a Document, key: &str) -> &'a str {
     rec.body.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
-fn conn_type(rec: &Record) -> ConnectionType {
+fn conn_type(rec: &Document) -> ConnectionType {
     ConnectionType::parse(body_str(rec, "type")).unwrap_or(ConnectionType::Webhook)
 }
 
@@ -234,7 +234,7 @@ async fn create(
     {
         return Err(StoreError::Duplicate.into());
     }
-    let rec = Record {
+    let rec = Document {
         project_id: t.project_id.clone(),
         kind: Kind::Connection,
         id,
@@ -344,7 +344,7 @@ async fn probe(st: &AppState, project_id: &str, id: &str) {
 }
 
 /// Restarts lost probes of connections stuck in `CREATING`.
-fn revive(st: &AppState, rec: &Record) {
+fn revive(st: &AppState, rec: &Document) {
     if body_str(rec, "status") == CREATING && now_ms() - rec.updated_at > STALE_CREATING_MS {
         spawn_probe(st, &rec.project_id, &rec.id);
     }
@@ -373,7 +373,7 @@ async fn show(
     Extension(t): Extension<Tenant>,
     p: Params,
 ) -> ApiResult<Response> {
-    let rec = get_or_404(&st, &t.project_id, Kind::Connection, p.at(1)).await?;
+    let rec = get_or_404(&st, &t.project_id, Kind::Connection, p.get("connection_id")).await?;
     revive(&st, &rec);
     Ok(ok(pick(&rec.body, INFO)))
 }
@@ -385,7 +385,7 @@ async fn update(
     body: Bytes,
 ) -> ApiResult<Response> {
     let _guard = WRITE_LOCK.lock().await;
-    let mut rec = get_or_404(&st, &t.project_id, Kind::Connection, p.at(1)).await?;
+    let mut rec = get_or_404(&st, &t.project_id, Kind::Connection, p.get("connection_id")).await?;
     let v = json_body(&body)?;
     let ctype = conn_type(&rec);
     let detail_key = ctype.detail_key();
@@ -424,7 +424,7 @@ async fn delete(
     Extension(t): Extension<Tenant>,
     p: Params,
 ) -> ApiResult<Response> {
-    let rec = get_or_404(&st, &t.project_id, Kind::Connection, p.at(1)).await?;
+    let rec = get_or_404(&st, &t.project_id, Kind::Connection, p.get("connection_id")).await?;
     if body_str(&rec, "status") == CREATING {
         revive(&st, &rec);
         return Err(EgError::cannot_delete("the connection is still being created").into());
@@ -450,9 +450,9 @@ async fn delete(
 
 #[cfg(test)]
 mod tests {
-    use super::super::sources::tests::{app, call, code, PROJECT};
     use super::*;
     use crate::state::ServerConfig;
+    use crate::testing::{app, call, code, PROJECT};
     use openeg_store::secrets::SecretBox;
 
     fn kafka(addr: &str) -> Value {
@@ -633,7 +633,7 @@ mod tests {
         .await;
         assert_eq!((s, code(&e)), (400, "EG.00513000"));
         // Used by a subscription → 409.
-        let sub = Record {
+        let sub = Document {
             project_id: PROJECT.into(),
             kind: Kind::Subscription,
             id: crate::util::new_id(),

@@ -26,7 +26,7 @@ use axum::Extension;
 use openeg_api::endpoint::{validate_create, validate_update, MAX_DESCRIPTION_LEN, MAX_NET_ID_LEN};
 use openeg_api::validate::NamePattern;
 use openeg_api::EgError;
-use openeg_store::{Kind, QuotaCheck, Record, StoreError};
+use openeg_store::{Document, Kind, QuotaCheck, StoreError};
 use serde_json::{json, Map, Value};
 
 const INFO: &[&str] = &[
@@ -192,7 +192,7 @@ async fn create(
     doc.insert("created_time".into(), fmt_time(now).into());
     doc.insert("updated_time".into(), fmt_time(now).into());
     doc.insert("endpoints".into(), json!([]));
-    let rec = Record {
+    let rec = Document {
         project_id: t.project_id.clone(),
         kind: Kind::Endpoint,
         id,
@@ -288,7 +288,12 @@ async fn list(
 }
 
 /// Rejects the synthetic public endpoint (403) and loads a private one (404 if absent).
-async fn load_private(st: &AppState, project_id: &str, id: &str, what: &str) -> ApiResult<Record> {
+async fn load_private(
+    st: &AppState,
+    project_id: &str,
+    id: &str,
+    what: &str,
+) -> ApiResult<Document> {
     if id == public_id(project_id) {
         return Err(
             EgError::not_modifiable(format!("the public endpoint cannot be {what}")).into(),
@@ -304,7 +309,7 @@ async fn update(
     p: Params,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let mut rec = load_private(&st, &t.project_id, p.at(1), "updated").await?;
+    let mut rec = load_private(&st, &t.project_id, p.get("endpoint_id"), "updated").await?;
     let v = json_body(&body)?;
     let description = validate_update(&v)?;
     let Value::Object(mut doc) = rec.body.clone() else {
@@ -323,7 +328,7 @@ async fn delete(
     Extension(t): Extension<Tenant>,
     p: Params,
 ) -> ApiResult<Response> {
-    let rec = load_private(&st, &t.project_id, p.at(1), "deleted").await?;
+    let rec = load_private(&st, &t.project_id, p.get("endpoint_id"), "deleted").await?;
     if !st
         .store
         .delete(&t.project_id, Kind::Endpoint, &rec.id)

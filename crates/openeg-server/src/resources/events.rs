@@ -352,7 +352,7 @@ async fn put_events(
 ) -> ApiResult<Response> {
     let owner = t.foreign_project.as_deref().unwrap_or(&t.project_id);
     let channel = match (
-        publish_target(&st, owner, p.at(1)).await,
+        publish_target(&st, owner, p.get("channel_id")).await,
         &t.foreign_project,
     ) {
         (Ok(c), None) => c,
@@ -405,7 +405,7 @@ async fn put_official_events(
     p: Params,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let source_name = p.at(1);
+    let source_name = p.get("source_name");
     if !source_name.starts_with("HC.") {
         return Err(EgError::param("source_name must start with HC.").into());
     }

@@ -11,10 +11,10 @@ pub mod catalog;
 pub mod channels;
 pub mod connections;
 pub mod endpoints;
+pub mod event_router;
 pub mod events;
 pub mod obs;
 pub mod quotas;
-pub mod router;
 pub mod rules;
 pub mod samples;
 pub mod schemas;
@@ -29,7 +29,7 @@ use crate::error::ApiResult;
 use crate::openapi::Op;
 use crate::state::AppState;
 use openeg_api::EgError;
-use openeg_store::{Kind, Record};
+use openeg_store::{Document, Kind};
 use serde_json::Value;
 
 /// The operations of every resource family, in EG's order of families.
@@ -51,7 +51,7 @@ pub fn ops() -> Vec<Op> {
         obs::ops(),
         streams::ops(),
         samples::ops(),
-        router::ops(),
+        event_router::ops(),
     ]
     .into_iter()
     .flatten()
@@ -64,7 +64,7 @@ pub async fn get_or_404(
     project_id: &str,
     kind: Kind,
     id: &str,
-) -> ApiResult<Record> {
+) -> ApiResult<Document> {
     match st.store.get(project_id, kind, id).await? {
         Some(r) => Ok(r),
         None => Err(EgError::not_found(format!("{} {id} does not exist", kind.as_str())).into()),
@@ -75,7 +75,7 @@ pub async fn get_or_404(
 /// `EG.00514001` ("<what> does not exist") if the resource was deleted meanwhile.
 pub async fn save_update(
     st: &AppState,
-    rec: &mut Record,
+    rec: &mut Document,
     mut doc: serde_json::Map<String, Value>,
     now: i64,
     what: &str,

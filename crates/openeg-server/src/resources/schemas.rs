@@ -19,7 +19,7 @@ use axum::Extension;
 use openeg_api::schema::{self, FORMATS, FORMAT_DRAFT_6, MAX_SCHEMAS, MAX_VERSIONS};
 use openeg_api::validate::{NamePattern, SortField};
 use openeg_api::EgError;
-use openeg_store::{Kind, ListQuery, QuotaCheck, Record};
+use openeg_store::{Document, Kind, ListQuery, QuotaCheck};
 use serde_json::{json, Map, Value};
 
 /// Serializes version numbering and the schema document's version cache (one process).
@@ -215,12 +215,12 @@ pub fn ops() -> Vec<Op> {
     ]
 }
 
-fn version_of(r: &Record) -> i64 {
+fn version_of(r: &Document) -> i64 {
     r.body.get("version").and_then(Value::as_i64).unwrap_or(0)
 }
 
 /// All versions of a schema, ascending by version number (at most `MAX_VERSIONS`).
-async fn versions(st: &AppState, project_id: &str, schema_id: &str) -> ApiResult<Vec<Record>> {
+async fn versions(st: &AppState, project_id: &str, schema_id: &str) -> ApiResult<Vec<Document>> {
     let q = ListQuery {
         parent_id: Some(schema_id.to_string()),
         ..Default::default()
@@ -237,7 +237,7 @@ fn version_record(
     format: &str,
     definition: &str,
     now: i64,
-) -> Record {
+) -> Document {
     let id = new_id();
     let body = json!({
         "id": id,
@@ -248,7 +248,7 @@ fn version_record(
         "updated_time": fmt_time(now),
         "definition": definition,
     });
-    Record {
+    Document {
         project_id: project_id.to_string(),
         kind: Kind::SchemaVersion,
         id,
@@ -275,10 +275,10 @@ fn version_quota(schema_id: &str) -> QuotaCheck {
 /// `vers` (ascending, non-empty) and stores it.
 async fn refresh_schema(
     st: &AppState,
-    mut rec: Record,
-    vers: &[Record],
+    mut rec: Document,
+    vers: &[Document],
     now: i64,
-) -> ApiResult<Record> {
+) -> ApiResult<Document> {
     let Value::Object(mut doc) = rec.body.clone() else {
         return Err(EgError::internal().into());
     };
@@ -343,7 +343,7 @@ async fn create(
     doc.insert("updated_time".into(), fmt_time(now).into());
     doc.insert("version".into(), 1.into());
     doc.insert("definition".into(), req.definition.clone().into());
-    let rec = Record {
+    let rec = Document {
         project_id: t.project_id.clone(),
         kind: Kind::Schema,
         id: id.clone(),
@@ -394,7 +394,7 @@ async fn show(
     Extension(t): Extension<Tenant>,
     p: Params,
 ) -> ApiResult<Response> {
-    let rec = get_or_404(&st, &t.project_id, Kind::Schema, p.at(1)).await?;
+    let rec = get_or_404(&st, &t.project_id, Kind::Schema, p.get("schema_id")).await?;
     Ok(ok(pick(&rec.body, DETAIL)))
 }
 
@@ -407,7 +407,7 @@ async fn update(
     let v = json_body(&body)?;
     let req = schema::update(&v)?;
     let _g = VERSIONS.lock().await;
-    let mut rec = get_or_404(&st, &t.project_id, Kind::Schema, p.at(1)).await?;
+    let mut rec = get_or_404(&st, &t.project_id, Kind::Schema, p.get("schema_id")).await?;
     let Value::Object(mut doc) = rec.body.clone() else {
         return Err(EgError::internal().into());
     };
@@ -428,7 +428,7 @@ async fn delete(
     p: Params,
 ) -> ApiResult<Response> {
     let _g = VERSIONS.lock().await;
-    let rec = get_or_404(&st, &t.project_id, Kind::Schema, p.at(1)).await?;
+    let rec = get_or_404(&st, &t.project_id, Kind::Schema, p.get("schema_id")).await?;
     for v in versions(&st, &t.project_id, &rec.id).await? {
         st.store
             .delete(&t.project_id, Kind::SchemaVersion, &v.id)
@@ -449,20 +449,23 @@ async fn create_version(
     let v = json_body(&body)?;
     // The definition is checked against the schema's format; an unknown schema is reported
     // after the body (validation errors come first).
-    let format_of = |rec: &Record| {
+    let format_of = |rec: &Document| {
         rec.body
             .get("format")
             .and_then(Value::as_str)
             .unwrap_or(FORMAT_DRAFT_6)
             .to_string()
     };
-    let stored = st.store.get(&t.project_id, Kind::Schema, p.at(1)).await?;
+    let stored = st
+        .store
+        .get(&t.project_id, Kind::Schema, p.get("schema_id"))
+        .await?;
     let format = stored
         .as_ref()
         .map_or(FORMAT_DRAFT_6.to_string(), format_of);
     let definition = schema::create_version(&v, &format)?;
     let _g = VERSIONS.lock().await;
-    let rec = get_or_404(&st, &t.project_id, Kind::Schema, p.at(1)).await?;
+    let rec = get_or_404(&st, &t.project_id, Kind::Schema, p.get("schema_id")).await?;
     let mut vers = versions(&st, &t.project_id, &rec.id).await?;
     let next = vers.last().map(version_of).unwrap_or(0) + 1;
     let format = format_of(&rec);
@@ -485,7 +488,7 @@ async fn list_versions(
         Some(s) => Some(schema::version_param(s)?),
         None => None,
     };
-    let rec = get_or_404(&st, &t.project_id, Kind::Schema, p.at(1)).await?;
+    let rec = get_or_404(&st, &t.project_id, Kind::Schema, p.get("schema_id")).await?;
     let mut vers = versions(&st, &t.project_id, &rec.id).await?;
     if let Some(n) = exact {
         vers.retain(|v| version_of(v) == n);
@@ -509,14 +512,14 @@ async fn list_versions(
     Ok(list_reply(total, items))
 }
 
-/// The version record `p.at(2)` of schema `p.at(1)`: 400 for a non-integer, 404 if absent.
+/// The version record `{version}` of schema `{schema_id}`: 400 for a non-integer, 404 if absent.
 async fn find_version(
     st: &AppState,
     project_id: &str,
     p: &Params,
-) -> ApiResult<(Record, Vec<Record>, Record)> {
-    let n = schema::version_param(p.at(2))?;
-    let rec = get_or_404(st, project_id, Kind::Schema, p.at(1)).await?;
+) -> ApiResult<(Document, Vec<Document>, Document)> {
+    let n = schema::version_param(p.get("version"))?;
+    let rec = get_or_404(st, project_id, Kind::Schema, p.get("schema_id")).await?;
     let vers = versions(st, project_id, &rec.id).await?;
     match vers.iter().find(|v| version_of(v) == n).cloned() {
         Some(v) => Ok((rec, vers, v)),

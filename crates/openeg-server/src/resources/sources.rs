@@ -27,7 +27,7 @@ use openeg_api::validate::{NamePattern, Paging, SortField};
 use openeg_api::EgError;
 use openeg_engine::supervisor::NOT_RUN_CODE;
 use openeg_engine::{ResourceKind, RunState, TaskKind};
-use openeg_store::{Kind, ListQuery, QuotaCheck, Record, StoreError};
+use openeg_store::{Document, Kind, ListQuery, QuotaCheck, StoreError};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::cmp::Ordering;
@@ -257,7 +257,7 @@ pub async fn record_official_source(st: &AppState, project_id: &str, name: &str)
     let default_id = default_channel_id(st, project_id).await?;
     let now = now_ms();
     let id = official_source_id(name);
-    let rec = Record {
+    let rec = Document {
         project_id: project_id.to_string(),
         kind: Kind::Source,
         id: id.clone(),
@@ -320,7 +320,7 @@ const NOT_RUN_MSG: &str = "internal server error";
 /// is their runtime, so they are `RUNNING` whenever the server is. Broker sources (RabbitMQ,
 /// RocketMQ) need a consumer of the user's broker; the supervisor says `ERROR` with the
 /// reason while none runs (this build has none), never `RUNNING`.
-fn runtime_view(st: &AppState, rec: &Record) -> (&'static str, Value) {
+fn runtime_view(st: &AppState, rec: &Document) -> (&'static str, Value) {
     let Some(rs) = st.runtime_status(TaskKind::EventSource, rec) else {
         return ("RUNNING", json!({}));
     };
@@ -335,7 +335,7 @@ fn runtime_view(st: &AppState, rec: &Record) -> (&'static str, Value) {
 
 /// A custom source as the API shows it: the stored document with the status of now
 /// (documents stored by older versions said `RUNNING` for every type).
-fn source_view(st: &AppState, rec: &Record) -> Value {
+fn source_view(st: &AppState, rec: &Document) -> Value {
     let mut v = pick(&rec.body, INFO);
     let ty = rec
         .body
@@ -407,7 +407,7 @@ async fn official_by_id(st: &AppState, project_id: &str, id: &str) -> ApiResult<
         .map(|e| e.doc))
 }
 
-fn is_official(rec: &Record) -> bool {
+fn is_official(rec: &Document) -> bool {
     rec.body.get("provider_type").and_then(Value::as_str) == Some("OFFICIAL")
 }
 
@@ -458,7 +458,7 @@ async fn create(
         "type": req.source_type.as_str(),
         "detail": detail,
     });
-    let rec = Record {
+    let rec = Document {
         project_id: t.project_id.clone(),
         kind: Kind::Source,
         id,
@@ -589,7 +589,7 @@ async fn show(
     Extension(t): Extension<Tenant>,
     p: Params,
 ) -> ApiResult<Response> {
-    let id = p.at(1);
+    let id = p.get("source_id");
     if let Some(rec) = st.store.get(&t.project_id, Kind::Source, id).await? {
         if is_official(&rec) {
             // Render through the catalogue so the document stays current.
@@ -611,7 +611,7 @@ async fn custom_or_error(
     project_id: &str,
     id: &str,
     what: &str,
-) -> ApiResult<Record> {
+) -> ApiResult<Document> {
     match st.store.get(project_id, Kind::Source, id).await? {
         Some(rec) if is_official(&rec) => {
             Err(EgError::not_modifiable(format!("official sources cannot be {what}")).into())
@@ -635,7 +635,7 @@ async fn update(
     p: Params,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let mut rec = custom_or_error(&st, &t.project_id, p.at(1), "updated").await?;
+    let mut rec = custom_or_error(&st, &t.project_id, p.get("source_id"), "updated").await?;
     let v = json_body(&body)?;
     let str_of = |k: &str| {
         rec.body
@@ -669,7 +669,7 @@ async fn delete(
     Extension(t): Extension<Tenant>,
     p: Params,
 ) -> ApiResult<Response> {
-    let rec = custom_or_error(&st, &t.project_id, p.at(1), "deleted").await?;
+    let rec = custom_or_error(&st, &t.project_id, p.get("source_id"), "deleted").await?;
     let users = st
         .store
         .referencing(&t.project_id, &format!("source:{}", rec.name))
@@ -693,62 +693,12 @@ async fn delete(
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use crate::state::ServerConfig;
-    use axum::body::Body;
-    use axum::http::Request;
+    use crate::testing::{app, call, code, PROJECT};
     use axum::Router;
-    use base64::Engine;
     use openeg_store::secrets::SecretBox;
-    use openeg_store::SqliteStore;
-    use std::sync::Arc;
-    use tower::ServiceExt;
-
-    pub(crate) const PROJECT: &str = "p1";
-
-    /// Every resource route of the crate for project [`PROJECT`], without authentication.
-    pub(crate) async fn app(cfg: ServerConfig) -> (Router, AppState) {
-        let store = Arc::new(SqliteStore::open_in_memory().await.unwrap());
-        let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
-        let st = AppState::new(store, SecretBox::from_key_base64(&key).unwrap(), cfg);
-        crate::projects::ensure(&st, PROJECT).await.unwrap();
-        let tenant = Tenant {
-            project_id: PROJECT.into(),
-            access_key: "ak".into(),
-            foreign_project: None,
-        };
-        let ops = super::super::ops();
-        let r = crate::openapi::routes(&ops, &[crate::openapi::Access::Tenant])
-            .layer(Extension(tenant))
-            .with_state(st.clone());
-        (r, st)
-    }
-
-    pub(crate) async fn call(
-        r: &Router,
-        method: &str,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let req = Request::builder()
-            .method(method)
-            .uri(path.replace("{p}", PROJECT))
-            .header("content-type", "application/json")
-            .body(body.map(|b| Body::from(b.to_string())).unwrap_or_default())
-            .unwrap();
-        let resp = r.clone().oneshot(req).await.unwrap();
-        let status = resp.status().as_u16();
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        (status, v)
-    }
-
-    pub(crate) fn code(v: &Value) -> &str {
-        v["error_code"].as_str().unwrap_or("")
-    }
 
     async fn channel(r: &Router, name: &str) -> String {
         let (s, v) = call(r, "POST", "/v1/{p}/channels", Some(json!({"name": name}))).await;
@@ -1008,7 +958,7 @@ pub(crate) mod tests {
         }
         // A subscription using an official source outside the catalogue, and one using a custom source.
         let now = now_ms();
-        let sub = Record {
+        let sub = Document {
             project_id: PROJECT.into(),
             kind: Kind::Subscription,
             id: new_id(),

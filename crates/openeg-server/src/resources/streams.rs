@@ -26,7 +26,7 @@ use openeg_api::validate::{self, NamePattern};
 use openeg_api::EgError;
 use openeg_engine::{ResourceKind, RunState, TaskKind};
 use openeg_rules::TransformUse;
-use openeg_store::{Kind, ListQuery, QuotaCheck, Record, SortKey};
+use openeg_store::{Document, Kind, ListQuery, QuotaCheck, SortKey};
 use serde_json::{json, Map, Value};
 
 /// Fixed ceiling of event streams per project (`docs/limits.md`).
@@ -181,7 +181,7 @@ fn request_schema() -> Value {
 
 /// A stream as the API shows it: the stored document, with `status` from the supervisor once
 /// the stream was started or paused.
-fn stream_view(st: &AppState, rec: &Record) -> Value {
+fn stream_view(st: &AppState, rec: &Document) -> Value {
     let mut v = render(&rec.body);
     if rec.body.get("_desired").is_some() {
         if let (Some(rs), Value::Object(m)) =
@@ -245,7 +245,7 @@ async fn create(
     doc.insert("updated_time".into(), fmt_time(now).into());
     let mut body = Value::Object(doc);
     crate::secrets::seal(&mut body, None, &st.secrets)?;
-    let rec = Record {
+    let rec = Document {
         project_id: t.project_id.clone(),
         kind: Kind::EventStream,
         id: id.clone(),
@@ -294,7 +294,8 @@ async fn show(
     Extension(t): Extension<Tenant>,
     p: Params,
 ) -> ApiResult<Response> {
-    let rec = get_or_404(&st, &t.project_id, Kind::EventStream, p.at(1)).await?;
+    let eventstreaming_id = p.get("eventstreaming_id");
+    let rec = get_or_404(&st, &t.project_id, Kind::EventStream, eventstreaming_id).await?;
     Ok(ok(stream_view(&st, &rec)))
 }
 
@@ -304,7 +305,8 @@ async fn update(
     p: Params,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let mut rec = get_or_404(&st, &t.project_id, Kind::EventStream, p.at(1)).await?;
+    let eventstreaming_id = p.get("eventstreaming_id");
+    let mut rec = get_or_404(&st, &t.project_id, Kind::EventStream, eventstreaming_id).await?;
     let spec = parse_body(&st, &t.project_id, &body).await?;
     let now = now_ms();
     let mut doc: Map<String, Value> = spec.doc.clone();
@@ -333,7 +335,8 @@ async fn delete(
     Extension(t): Extension<Tenant>,
     p: Params,
 ) -> ApiResult<Response> {
-    let rec = get_or_404(&st, &t.project_id, Kind::EventStream, p.at(1)).await?;
+    let eventstreaming_id = p.get("eventstreaming_id");
+    let rec = get_or_404(&st, &t.project_id, Kind::EventStream, eventstreaming_id).await?;
     st.store
         .delete(&t.project_id, Kind::EventStream, &rec.id)
         .await?;
@@ -349,7 +352,8 @@ async fn resume(
     p: Params,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let mut rec = get_or_404(&st, &t.project_id, Kind::EventStream, p.at(1)).await?;
+    let eventstreaming_id = p.get("eventstreaming_id");
+    let mut rec = get_or_404(&st, &t.project_id, Kind::EventStream, eventstreaming_id).await?;
     let v = json_body(&body)?;
     let src = Fields::body(&v)?.map();
     let desired = stream::operation_status(src.get("operation"))?;

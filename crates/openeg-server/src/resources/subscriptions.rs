@@ -26,7 +26,7 @@ use openeg_api::subscription::{self, ChannelFacts, Env};
 use openeg_api::validate::NamePattern;
 use openeg_api::{validate, EgError};
 use openeg_rules::TransformUse;
-use openeg_store::{Kind, ListQuery, QuotaCheck, Record};
+use openeg_store::{Document, Kind, ListQuery, QuotaCheck};
 use serde_json::{json, Map, Value};
 use std::sync::LazyLock;
 
@@ -407,7 +407,7 @@ pub(crate) async fn list_by_ref(
     ))
 }
 
-fn channel_facts(rec: &Record) -> ChannelFacts {
+fn channel_facts(rec: &Document) -> ChannelFacts {
     ChannelFacts {
         id: rec.id.clone(),
         name: rec.name.clone(),
@@ -416,7 +416,7 @@ fn channel_facts(rec: &Record) -> ChannelFacts {
 }
 
 /// The channel of a stored subscription.
-fn sub_channel(rec: &Record) -> ChannelFacts {
+fn sub_channel(rec: &Document) -> ChannelFacts {
     let name = str_of(&rec.body, "channel_name").to_string();
     ChannelFacts {
         id: rec
@@ -560,7 +560,7 @@ fn check_target_quota(st: &AppState, n: usize) -> ApiResult<()> {
 
 /// Tells the engine a subscription was written or deleted: its channel's routes are
 /// recompiled, and a deleted one's pending deliveries dropped.
-async fn subscription_changed(st: &AppState, rec: &Record) {
+async fn subscription_changed(st: &AppState, rec: &Document) {
     let kind = openeg_engine::ResourceKind::Subscription {
         channel_id: rec.parent_id.clone().unwrap_or_default(),
     };
@@ -570,7 +570,7 @@ async fn subscription_changed(st: &AppState, rec: &Record) {
 /// Writes the new sets, refs and `updated_time` into a loaded record and stores it.
 async fn store_update(
     st: &AppState,
-    rec: &mut Record,
+    rec: &mut Document,
     sources: Vec<Value>,
     targets: Vec<Value>,
     now: i64,
@@ -661,7 +661,7 @@ async fn create(
     }
     doc.insert("created_time".into(), ts.clone().into());
     doc.insert("updated_time".into(), ts.into());
-    let rec = Record {
+    let rec = Document {
         project_id: t.project_id.clone(),
         kind: Kind::Subscription,
         id,
@@ -726,7 +726,8 @@ async fn show(
     Extension(t): Extension<Tenant>,
     p: Params,
 ) -> ApiResult<Response> {
-    let rec = get_or_404(&st, &t.project_id, Kind::Subscription, p.at(1)).await?;
+    let subscription_id = p.get("subscription_id");
+    let rec = get_or_404(&st, &t.project_id, Kind::Subscription, subscription_id).await?;
     Ok(ok(info(&rec.body)))
 }
 
@@ -737,7 +738,8 @@ async fn update(
     body: Bytes,
 ) -> ApiResult<Response> {
     let _guard = WRITE.lock().await;
-    let mut rec = get_or_404(&st, &t.project_id, Kind::Subscription, p.at(1)).await?;
+    let subscription_id = p.get("subscription_id");
+    let mut rec = get_or_404(&st, &t.project_id, Kind::Subscription, subscription_id).await?;
     let v = json_body(&body)?;
     let env = load_env(
         &st,
@@ -782,7 +784,8 @@ async fn delete(
     p: Params,
 ) -> ApiResult<Response> {
     let _guard = WRITE.lock().await;
-    let rec = get_or_404(&st, &t.project_id, Kind::Subscription, p.at(1)).await?;
+    let subscription_id = p.get("subscription_id");
+    let rec = get_or_404(&st, &t.project_id, Kind::Subscription, subscription_id).await?;
     if !st
         .store
         .delete(&t.project_id, Kind::Subscription, &rec.id)
@@ -809,14 +812,15 @@ fn position(set: &[Value], id: &str, what: &str) -> ApiResult<usize> {
 async fn member_update(
     st: &AppState,
     t: &Tenant,
-    p: &Params,
+    subscription_id: &str,
+    member_id: &str,
     body: &[u8],
     set: &str,
     what: &str,
-) -> ApiResult<(Record, Vec<Value>, usize, Value)> {
-    let rec = get_or_404(st, &t.project_id, Kind::Subscription, p.at(1)).await?;
+) -> ApiResult<(Document, Vec<Value>, usize, Value)> {
+    let rec = get_or_404(st, &t.project_id, Kind::Subscription, subscription_id).await?;
     let members = set_of(&rec.body, set);
-    let idx = position(&members, p.at(2), what)?;
+    let idx = position(&members, member_id, what)?;
     let mut v = json_body(body)?;
     if let Value::Object(m) = &mut v {
         m.remove("id");
@@ -830,9 +834,18 @@ async fn update_source(
     p: Params,
     body: Bytes,
 ) -> ApiResult<Response> {
+    let source_id = p.get("source_id");
     let _guard = WRITE.lock().await;
-    let (mut rec, mut sources, idx, v) =
-        member_update(&st, &t, &p, &body, "sources", "source").await?;
+    let (mut rec, mut sources, idx, v) = member_update(
+        &st,
+        &t,
+        p.get("subscription_id"),
+        source_id,
+        &body,
+        "sources",
+        "source",
+    )
+    .await?;
     let env = load_env(&st, &t.project_id, Some(sub_channel(&rec)), true, false).await?;
     let old_pt = sources[idx]
         .get("provider_type")
@@ -840,7 +853,7 @@ async fn update_source(
         .map(str::to_string);
     let mut doc = subscription::validate_source(&v, "", &env, old_pt.as_deref())?;
     if let Value::Object(m) = &mut doc {
-        m.insert("id".into(), p.at(2).into());
+        m.insert("id".into(), source_id.into());
     }
     let now = now_ms();
     let merged = subscription::merge_entries(&sources, vec![doc], &fmt_time(now), new_id);
@@ -860,7 +873,8 @@ async fn create_target(
     body: Bytes,
 ) -> ApiResult<Response> {
     let _guard = WRITE.lock().await;
-    let mut rec = get_or_404(&st, &t.project_id, Kind::Subscription, p.at(1)).await?;
+    let subscription_id = p.get("subscription_id");
+    let mut rec = get_or_404(&st, &t.project_id, Kind::Subscription, subscription_id).await?;
     let v = json_body(&body)?;
     let env = load_env(&st, &t.project_id, Some(sub_channel(&rec)), false, true).await?;
     let doc = subscription::validate_target(&v, "", &env)?;
@@ -886,9 +900,11 @@ async fn show_target(
     Extension(t): Extension<Tenant>,
     p: Params,
 ) -> ApiResult<Response> {
-    let rec = get_or_404(&st, &t.project_id, Kind::Subscription, p.at(1)).await?;
+    let target_id = p.get("target_id");
+    let subscription_id = p.get("subscription_id");
+    let rec = get_or_404(&st, &t.project_id, Kind::Subscription, subscription_id).await?;
     let targets = set_of(&rec.body, "targets");
-    let idx = position(&targets, p.at(2), "target")?;
+    let idx = position(&targets, target_id, "target")?;
     Ok(ok(render(&targets[idx])))
 }
 
@@ -898,13 +914,22 @@ async fn update_target(
     p: Params,
     body: Bytes,
 ) -> ApiResult<Response> {
+    let target_id = p.get("target_id");
     let _guard = WRITE.lock().await;
-    let (mut rec, mut targets, idx, v) =
-        member_update(&st, &t, &p, &body, "targets", "target").await?;
+    let (mut rec, mut targets, idx, v) = member_update(
+        &st,
+        &t,
+        p.get("subscription_id"),
+        target_id,
+        &body,
+        "targets",
+        "target",
+    )
+    .await?;
     let env = load_env(&st, &t.project_id, Some(sub_channel(&rec)), false, true).await?;
     let mut doc = subscription::validate_target(&v, "", &env)?;
     if let Value::Object(m) = &mut doc {
-        m.insert("id".into(), p.at(2).into());
+        m.insert("id".into(), target_id.into());
     }
     let mut new = vec![doc];
     seal_targets(&st, &mut new, &targets)?;
@@ -925,10 +950,12 @@ async fn delete_target(
     Extension(t): Extension<Tenant>,
     p: Params,
 ) -> ApiResult<Response> {
+    let target_id = p.get("target_id");
     let _guard = WRITE.lock().await;
-    let mut rec = get_or_404(&st, &t.project_id, Kind::Subscription, p.at(1)).await?;
+    let subscription_id = p.get("subscription_id");
+    let mut rec = get_or_404(&st, &t.project_id, Kind::Subscription, subscription_id).await?;
     let mut targets = set_of(&rec.body, "targets");
-    let idx = position(&targets, p.at(2), "target")?;
+    let idx = position(&targets, target_id, "target")?;
     if targets.len() <= 1 {
         return Err(EgError::param("the last target of a subscription cannot be deleted").into());
     }

@@ -267,17 +267,18 @@ async fn show_event_trace(
     p: Params,
     q: Query,
 ) -> ApiResult<Response> {
+    let trace_id = p.get("trace_id");
     let ds = delivery_store(&st)?;
     let channel_id = q
         .get("channel_id")
         .ok_or_else(|| EgError::param("channel_id is required"))?;
     let channel = get_or_404(&st, &t.project_id, Kind::Channel, channel_id).await?;
     let rows = ds
-        .event_traces(&t.project_id, Some(channel_id), p.at(1))
+        .event_traces(&t.project_id, Some(channel_id), trace_id)
         .await?;
     let Some(first) = rows.first() else {
         return Err(
-            EgError::not_found(format!("event {} has no trace in this channel", p.at(1))).into(),
+            EgError::not_found(format!("event {trace_id} has no trace in this channel")).into(),
         );
     };
     let deliveries = ds
@@ -344,9 +345,10 @@ async fn show_event(
     Extension(t): Extension<Tenant>,
     p: Params,
 ) -> ApiResult<Response> {
+    let trace_id = p.get("trace_id");
     let ds = delivery_store(&st)?;
-    let rows = ds.event_traces(&t.project_id, None, p.at(1)).await?;
-    let not_found = || EgError::not_found(format!("event {} does not exist", p.at(1)));
+    let rows = ds.event_traces(&t.project_id, None, trace_id).await?;
+    let not_found = || EgError::not_found(format!("event {trace_id} does not exist"));
     let first = rows.first().ok_or_else(not_found)?;
     let Some(engine) = &st.engine else {
         return Err(EgError::unavailable("the data plane is not enabled on this node").into());

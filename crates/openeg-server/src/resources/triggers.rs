@@ -45,7 +45,7 @@ async fn list_triggers(
     p: Params,
     q: Query,
 ) -> ApiResult<Response> {
-    list_by_ref(&st, &t.project_id, &q, format!("fn:{}", p.at(1))).await
+    list_by_ref(&st, &t.project_id, &q, format!("fn:{}", p.get("func_urn"))).await
 }
 
 async fn list_workflow_triggers(
@@ -54,5 +54,11 @@ async fn list_workflow_triggers(
     p: Params,
     q: Query,
 ) -> ApiResult<Response> {
-    list_by_ref(&st, &t.project_id, &q, format!("workflow:{}", p.at(1))).await
+    list_by_ref(
+        &st,
+        &t.project_id,
+        &q,
+        format!("workflow:{}", p.get("workflow_id")),
+    )
+    .await
 }

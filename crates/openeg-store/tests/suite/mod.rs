@@ -5,7 +5,7 @@ pub mod delivery;
 
 use std::sync::Arc;
 
-use openeg_store::{Kind, ListQuery, MetaStore, QuotaCheck, Record, SortKey, StoreError};
+use openeg_store::{Document, Kind, ListQuery, MetaStore, QuotaCheck, SortKey, StoreError};
 use serde_json::{json, Value};
 
 #[allow(clippy::too_many_arguments)]
@@ -19,8 +19,8 @@ fn rec(
     updated: i64,
     body: Value,
     refs: &[&str],
-) -> Record {
-    Record {
+) -> Document {
+    Document {
         project_id: project.into(),
         kind,
         id: id.into(),
@@ -33,11 +33,11 @@ fn rec(
     }
 }
 
-fn simple(project: &str, kind: Kind, id: &str, name: &str) -> Record {
+fn simple(project: &str, kind: Kind, id: &str, name: &str) -> Document {
     rec(project, kind, id, name, None, 1, 1, json!({}), &[])
 }
 
-fn ids(v: &[Record]) -> Vec<&str> {
+fn ids(v: &[Document]) -> Vec<&str> {
     v.iter().map(|r| r.id.as_str()).collect()
 }
 

@@ -19,13 +19,13 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
 use axum::Extension;
+use openeg_api::event_router::{self, MAX_CLUSTERS, MAX_JOBS_PER_CLUSTER};
 use openeg_api::field::Fields;
-use openeg_api::router_job::{self, MAX_CLUSTERS, MAX_JOBS_PER_CLUSTER};
 use openeg_api::validate::NamePattern;
 use openeg_api::EgError;
 use openeg_engine::runtimes::ROUTER_JOB_NOT_RUN;
 use openeg_engine::{ResourceKind, RunState, TaskKind};
-use openeg_store::{Kind, ListQuery, QuotaCheck, Record};
+use openeg_store::{Document, Kind, ListQuery, QuotaCheck};
 use serde_json::{json, Map, Value};
 use std::time::Duration;
 
@@ -68,8 +68,8 @@ pub fn ops() -> Vec<Op> {
             ("cluster_id", st()),
             ("name", st()),
             ("description", st()),
-            ("source_type", s::one_of(router_job::CLUSTER_TYPES)),
-            ("sink_type", s::one_of(router_job::CLUSTER_TYPES)),
+            ("source_type", s::one_of(event_router::CLUSTER_TYPES)),
+            ("sink_type", s::one_of(event_router::CLUSTER_TYPES)),
             ("subnet_id", st()),
             ("vpc_id", st()),
             ("zone_names", st()),
@@ -268,8 +268,8 @@ pub fn ops() -> Vec<Op> {
                 s::obj(&[
                     ("name", name()),
                     ("description", description()),
-                    ("source_type", s::one_of(router_job::CLUSTER_TYPES)),
-                    ("sink_type", s::one_of(router_job::CLUSTER_TYPES)),
+                    ("source_type", s::one_of(event_router::CLUSTER_TYPES)),
+                    ("sink_type", s::one_of(event_router::CLUSTER_TYPES)),
                     ("vpc_id", s::non_empty(64)),
                     ("subnet_id", s::non_empty(64)),
                     ("zone_names", s::max(256)),
@@ -440,7 +440,7 @@ async fn zones() -> ApiResult<Response> {
 }
 
 /// The wire `EventRouterClusterInfo` with its current job count.
-async fn render_cluster(st: &AppState, rec: &Record) -> ApiResult<Value> {
+async fn render_cluster(st: &AppState, rec: &Document) -> ApiResult<Value> {
     let jobs = st
         .store
         .count(&rec.project_id, Kind::RouterJob, Some(&rec.id))
@@ -458,7 +458,7 @@ async fn create_cluster(
     body: Bytes,
 ) -> ApiResult<Response> {
     let v = json_body(&body)?;
-    let mut doc = router_job::cluster_create(&v)?;
+    let mut doc = event_router::cluster_create(&v)?;
     let now = now_ms();
     let id = new_id();
     let name = doc
@@ -472,7 +472,7 @@ async fn create_cluster(
     doc.insert("updated_time".into(), fmt_time(now).into());
     let mut body = Value::Object(doc);
     crate::secrets::seal(&mut body, None, &st.secrets)?;
-    let rec = Record {
+    let rec = Document {
         project_id: t.project_id.clone(),
         kind: Kind::RouterCluster,
         id,
@@ -517,7 +517,7 @@ async fn show_cluster(
     Extension(t): Extension<Tenant>,
     p: Params,
 ) -> ApiResult<Response> {
-    let rec = get_or_404(&st, &t.project_id, Kind::RouterCluster, p.at(1)).await?;
+    let rec = get_or_404(&st, &t.project_id, Kind::RouterCluster, p.get("cluster_id")).await?;
     Ok(ok(render_cluster(&st, &rec).await?))
 }
 
@@ -527,12 +527,12 @@ async fn update_cluster(
     p: Params,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let mut rec = get_or_404(&st, &t.project_id, Kind::RouterCluster, p.at(1)).await?;
+    let mut rec = get_or_404(&st, &t.project_id, Kind::RouterCluster, p.get("cluster_id")).await?;
     let v = json_body(&body)?;
     let Value::Object(old) = &rec.body else {
         return Err(EgError::internal().into());
     };
-    let mut doc = router_job::cluster_update(&v, old)?;
+    let mut doc = event_router::cluster_update(&v, old)?;
     let now = now_ms();
     doc.insert("updated_time".into(), fmt_time(now).into());
     rec.name = doc
@@ -555,7 +555,7 @@ async fn delete_cluster(
     Extension(t): Extension<Tenant>,
     p: Params,
 ) -> ApiResult<Response> {
-    let rec = get_or_404(&st, &t.project_id, Kind::RouterCluster, p.at(1)).await?;
+    let rec = get_or_404(&st, &t.project_id, Kind::RouterCluster, p.get("cluster_id")).await?;
     let jobs = st
         .store
         .count(&t.project_id, Kind::RouterJob, Some(&rec.id))
@@ -593,7 +593,7 @@ fn index_sink(doc: &mut Map<String, Value>) {
 
 /// A job as the API shows it: the stored document, with `status`, `err_code` and
 /// `err_message` from the supervisor once the job was started or stopped.
-fn job_view(st: &AppState, rec: &Record) -> Value {
+fn job_view(st: &AppState, rec: &Document) -> Value {
     let mut body = rec.body.clone();
     if rec.body.get("_desired").is_some() {
         // Set in the stored document (members keep their place), then rendered.
@@ -618,8 +618,8 @@ fn job_view(st: &AppState, rec: &Record) -> Value {
 }
 
 /// Loads the cluster a job body names (404 when it is not the caller's).
-async fn cluster_of(st: &AppState, project_id: &str, v: &Value) -> ApiResult<(Record, String)> {
-    let cid = router_job::job_cluster_id(v)?;
+async fn cluster_of(st: &AppState, project_id: &str, v: &Value) -> ApiResult<(Document, String)> {
+    let cid = event_router::job_cluster_id(v)?;
     let c = get_or_404(st, project_id, Kind::RouterCluster, cid).await?;
     let ty = c
         .body
@@ -637,11 +637,11 @@ async fn create_job(
 ) -> ApiResult<Response> {
     let v = json_body(&body)?;
     let (cluster, ty) = cluster_of(&st, &t.project_id, &v).await?;
-    let mut doc = router_job::job_body(&v, &ty)?;
+    let mut doc = event_router::job_body(&v, &ty)?;
     let now = now_ms();
     let id = new_id();
     let name = doc["name"].as_str().unwrap_or_default().to_string();
-    let status = router_job::initial_status(&doc);
+    let status = event_router::initial_status(&doc);
     doc.insert("job_id".into(), id.clone().into());
     for k in ["vpc_id", "subnet_id"] {
         doc.insert(
@@ -668,7 +668,7 @@ async fn create_job(
     index_sink(&mut doc);
     let mut body = Value::Object(doc);
     crate::secrets::seal(&mut body, None, &st.secrets)?;
-    let rec = Record {
+    let rec = Document {
         project_id: t.project_id.clone(),
         kind: Kind::RouterJob,
         id,
@@ -743,7 +743,7 @@ async fn show_job(
     Extension(t): Extension<Tenant>,
     p: Params,
 ) -> ApiResult<Response> {
-    let rec = get_or_404(&st, &t.project_id, Kind::RouterJob, p.at(1)).await?;
+    let rec = get_or_404(&st, &t.project_id, Kind::RouterJob, p.get("job_id")).await?;
     Ok(ok(job_view(&st, &rec)))
 }
 
@@ -753,20 +753,20 @@ async fn update_job(
     p: Params,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let mut rec = get_or_404(&st, &t.project_id, Kind::RouterJob, p.at(1)).await?;
+    let mut rec = get_or_404(&st, &t.project_id, Kind::RouterJob, p.get("job_id")).await?;
     let v = json_body(&body)?;
-    let cid = router_job::job_cluster_id(&v)?;
+    let cid = event_router::job_cluster_id(&v)?;
     if Some(cid) != rec.parent_id.as_deref() {
         return Err(EgError::param("cluster_id cannot be changed").into());
     }
     let (_, ty) = cluster_of(&st, &t.project_id, &v).await?;
-    let new = router_job::job_body(&v, &ty)?;
+    let new = event_router::job_body(&v, &ty)?;
     let Value::Object(mut doc) = rec.body.clone() else {
         return Err(EgError::internal().into());
     };
     // A started or stopped job keeps its desired state (`_desired`) across a
     // reconfiguration; one left without source or sink must be started again.
-    let status = router_job::initial_status(&new);
+    let status = event_router::initial_status(&new);
     if status == "NO_CONFIGURATION" {
         doc.remove("_desired");
     }
@@ -795,7 +795,7 @@ async fn delete_job(
     Extension(t): Extension<Tenant>,
     p: Params,
 ) -> ApiResult<Response> {
-    let rec = get_or_404(&st, &t.project_id, Kind::RouterJob, p.at(1)).await?;
+    let rec = get_or_404(&st, &t.project_id, Kind::RouterJob, p.get("job_id")).await?;
     st.store
         .delete(&t.project_id, Kind::RouterJob, &rec.id)
         .await?;
@@ -840,7 +840,7 @@ async fn job_action(
     p: Params,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let mut rec = get_or_404(&st, &t.project_id, Kind::RouterJob, p.at(1)).await?;
+    let mut rec = get_or_404(&st, &t.project_id, Kind::RouterJob, p.get("job_id")).await?;
     let v = json_body(&body)?;
     let src = Fields::body(&v)?;
     let op = src.req_str("operation")?;
@@ -862,8 +862,8 @@ async fn job_action(
         if let Some(a) = addr.filter(|a| !a.trim().is_empty()) {
             let want = addr_set(a);
             let cur = Value::Object(doc.clone());
-            let sink = router_job::endpoint_address(&cur, "sink").map(addr_set);
-            let source = router_job::endpoint_address(&cur, "source").map(addr_set);
+            let sink = event_router::endpoint_address(&cur, "sink").map(addr_set);
+            let source = event_router::endpoint_address(&cur, "source").map(addr_set);
             if source.as_ref() == Some(&want) {
                 swap_roles(&mut doc);
                 index_sink(&mut doc);
@@ -919,11 +919,11 @@ async fn validate_job(
     let vt = q.one_of("validate_type", &VALIDATE_TYPES)?;
     let v = json_body(&body)?;
     let (_, ty) = cluster_of(&st, &t.project_id, &v).await?;
-    let doc = Value::Object(router_job::validation_body(&v, &ty)?);
+    let doc = Value::Object(event_router::validation_body(&v, &ty)?);
     let mut results = Vec::new();
     for (item, side) in [("SOURCE_NETWORK", "source"), ("SINK_NETWORK", "sink")] {
         if vt.as_deref().is_none_or(|x| x == item) {
-            results.push(probe(item, router_job::endpoint_address(&doc, side)).await);
+            results.push(probe(item, event_router::endpoint_address(&doc, side)).await);
         }
     }
     Ok(ok(json!({ "results": results })))
@@ -935,9 +935,9 @@ async fn sync_detail(
     p: Params,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let rec = get_or_404(&st, &t.project_id, Kind::RouterJob, p.at(1)).await?;
+    let rec = get_or_404(&st, &t.project_id, Kind::RouterJob, p.get("job_id")).await?;
     let v = json_body(&body)?;
-    router_job::sync_detail_body(&v)?;
+    event_router::sync_detail_body(&v)?;
     let ty = rec.body.get("source_type").cloned().unwrap_or(Value::Null);
     // No replication runs, so there are no positions to report: no items and no invented
     // figures in `metadata`; `state` says why (an OpenEG member beside the EG ones): the
