@@ -691,7 +691,7 @@ pub(crate) async fn flush(engine: &Engine) -> bool {
     engine.recorder.send(RecorderMsg::Flush(tx)).await.is_ok() && rx.await.is_ok()
 }
 
-const RECORD_BATCH: usize = 4096;
+pub(crate) const RECORD_BATCH: usize = 4096;
 /// How long the recorder waits for more work before writing a partial batch.
 const RECORD_LINGER: Duration = Duration::from_millis(10);
 

@@ -47,6 +47,9 @@ pub use error::EngineError;
 pub use metrics::Metrics;
 pub use supervisor::{RunState, RuntimeStatus, TaskKind};
 
+/// Messages (attempt outcomes, routed batches) waiting for the recorder.
+const RECORDER_QUEUE: usize = 2 * dispatch::RECORD_BATCH;
+
 /// Consumer group of the routers in the log.
 pub const ROUTER_GROUP: &str = "router";
 /// An event may cross at most this many channel hops (`docs/transforms.md`).
@@ -231,7 +234,12 @@ impl Engine {
             ),
             Err(e) => return Err(EngineError::store("releasing pending deliveries")(e)),
         }
-        let (recorder, rx) = tokio::sync::mpsc::channel(65_536);
+        // The recorder's queue bounds the write-behind window, and with it what a crash can
+        // re-send: when outcomes arrive faster than the store writes them, attempts wait to
+        // hand theirs over (holding their target slot), so routers leave new deliveries to the
+        // poller, recorded first, instead of running ahead of the store. Two full batches, so
+        // the recorder always has its next batch waiting.
+        let (recorder, rx) = tokio::sync::mpsc::channel(RECORDER_QUEUE);
         let metrics = Metrics::default();
         let supervisor = supervisor::Supervisor::new(
             &cfg.node_name,

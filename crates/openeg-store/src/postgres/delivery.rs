@@ -10,6 +10,7 @@
 
 use async_trait::async_trait;
 use sqlx::{PgConnection, Postgres, QueryBuilder};
+use std::collections::HashMap;
 
 use super::PgStore;
 use crate::common::{backend, now_ms, to_i64, to_u64};
@@ -631,31 +632,65 @@ async fn apply_updates(
     op: &str,
 ) -> Result<Vec<bool>> {
     let now = now_ms();
-    let mut found = Vec::with_capacity(updates.len());
-    for u in updates {
+    let mut found = vec![false; updates.len()];
+    // One statement per round: a round holds each delivery at most once (an UPDATE … FROM
+    // applies one source row per target row), and a delivery's later outcomes go to later
+    // rounds, so they are applied in order. Almost every batch is one round: one round trip
+    // for thousands of outcomes instead of one per outcome (a replayed backlog's outcomes
+    // otherwise fell seconds behind its deliveries).
+    let mut round_of: HashMap<i64, usize> = HashMap::with_capacity(updates.len());
+    let mut rounds: Vec<Vec<usize>> = Vec::new();
+    for (i, u) in updates.iter().enumerate() {
+        let r = round_of.entry(u.id).and_modify(|r| *r += 1).or_insert(0);
+        if rounds.len() <= *r {
+            rounds.push(Vec::new());
+        }
+        rounds[*r].push(i);
+    }
+    for round in rounds {
+        let mut ids = Vec::with_capacity(round.len());
+        let mut statuses = Vec::with_capacity(round.len());
+        let mut attempts = Vec::with_capacity(round.len());
+        let mut next_ats = Vec::with_capacity(round.len());
+        let mut latencies = Vec::with_capacity(round.len());
+        let mut recents = Vec::with_capacity(round.len());
+        for &i in &round {
+            let u = &updates[i];
+            ids.push(u.id);
+            statuses.push(u.status.as_str());
+            attempts.push(i64::from(u.attempts));
+            next_ats.push(u.next_at);
+            latencies.push(u.attempt.latency_ms);
+            recents.push(attempt_json(&u.attempt).to_string());
+        }
         // The new attempt first (ordinality 0), then the stored ones (1, 2, …), newest first.
-        let r = sqlx::query(
-                "UPDATE deliveries SET status = $2, attempts = $3, next_at = $4, \
-                 last_latency_ms = $5, updated_at = $6, claimed_by = '', \
-                 recent = (SELECT json_agg(x.e ORDER BY x.o)::text FROM ( \
-                    SELECT e, o FROM (SELECT $7::json AS e, 0::bigint AS o \
-                        UNION ALL SELECT t.e, t.o \
-                        FROM json_array_elements(deliveries.recent::json) WITH ORDINALITY AS t(e, o)) s \
-                    ORDER BY o LIMIT $8) x) \
-                 WHERE id = $1",
-            )
-            .bind(u.id)
-            .bind(u.status.as_str())
-            .bind(i64::from(u.attempts))
-            .bind(u.next_at)
-            .bind(u.attempt.latency_ms)
-            .bind(now)
-            .bind(attempt_json(&u.attempt).to_string())
-            .bind(to_i64(KEPT_ATTEMPTS as u64))
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| backend(op, e))?;
-        found.push(r.rows_affected() > 0);
+        let updated: Vec<(i64,)> = sqlx::query_as(
+            "UPDATE deliveries d SET status = u.status, attempts = u.attempts, \
+             next_at = u.next_at, last_latency_ms = u.latency, updated_at = $7, claimed_by = '', \
+             recent = (SELECT json_agg(x.e ORDER BY x.o)::text FROM ( \
+                SELECT e, o FROM (SELECT u.attempt::json AS e, 0::bigint AS o \
+                    UNION ALL SELECT t.e, t.o \
+                    FROM json_array_elements(d.recent::json) WITH ORDINALITY AS t(e, o)) s \
+                ORDER BY o LIMIT $8) x) \
+             FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], \
+                         $6::text[]) AS u(id, status, attempts, next_at, latency, attempt) \
+             WHERE d.id = u.id RETURNING d.id",
+        )
+        .bind(&ids)
+        .bind(&statuses)
+        .bind(&attempts)
+        .bind(&next_ats)
+        .bind(&latencies)
+        .bind(&recents)
+        .bind(now)
+        .bind(to_i64(KEPT_ATTEMPTS as u64))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| backend(op, e))?;
+        let hit: std::collections::HashSet<i64> = updated.into_iter().map(|(id,)| id).collect();
+        for &i in &round {
+            found[i] = hit.contains(&updates[i].id);
+        }
     }
     Ok(found)
 }
