@@ -1,4 +1,6 @@
 """Custom event sources (ops 23–27)."""
+import time
+
 import pytest
 from huaweicloudsdkeg.v1 import (
     CreateEventSourceRequest, CustomizeSourceCreateReq, CustomizeSourceUpdateReq,
@@ -31,6 +33,24 @@ def assert_not_running(src):
     assert src.status == "ERROR", src.status
     assert src.error_info.error_code == "EG.00511000"
     assert "not run" in src.error_info.error_detail and src.type in src.error_info.error_detail
+
+
+def assert_broker_unreachable(eg, src, broker, secret):
+    """A RABBITMQ source whose broker refuses connections: ERROR from the start, and soon with
+    the connection failure (naming the broker, never the password) as the last failure."""
+    assert src.status == "ERROR", src.status
+    assert src.error_info.error_code == "EG.00511000"
+    deadline = time.monotonic() + 10
+    while True:
+        g = eg.show_detail_of_event_source(ShowDetailOfEventSourceRequest(source_id=src.id))
+        assert g.status == "ERROR", g.status
+        assert g.error_info.error_code == "EG.00511000"
+        if broker in g.error_info.error_detail:
+            break
+        assert time.monotonic() < deadline, g.error_info.error_detail
+        time.sleep(0.1)
+    assert secret not in g.error_info.error_detail
+    assert secret.encode() not in g.raw_content
 
 
 def test_application_source_crud(eg_a, res_a):
@@ -75,8 +95,8 @@ def test_rabbitmq_source_masks_password(eg_a, res_a):
     ch = res_a.channel()
     s = res_a.source(ch.id, type="RABBITMQ", detail=rabbit_detail())
     assert s.type == "RABBITMQ"
-    # nothing consumes from the broker yet: the status says so instead of RUNNING
-    assert_not_running(s)
+    # the broker (127.0.0.1:9) refuses connections: ERROR with that failure, never RUNNING
+    assert_broker_unreachable(eg_a, s, "127.0.0.1:9", "rabbit-pass-e2e")
     assert s.detail["password"] == MASK
     assert s.detail["queue_name"] == "q1" and s.detail["user_name"] == "ruser"
     g = eg_a.show_detail_of_event_source(ShowDetailOfEventSourceRequest(source_id=s.id))

@@ -486,6 +486,12 @@ impl Engine {
                 let ctx = openeg_connectors::sources::BuildContext {
                     resource_id: rec.id.clone(),
                     node_name: self.cfg.node_name.clone(),
+                    resource_name: rec
+                        .body
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or(&rec.name)
+                        .to_string(),
                 };
                 // Building does no I/O: a spec that cannot be built is reported at once.
                 openeg_connectors::sources::build(&spec, &ctx)

@@ -3,13 +3,13 @@
 //! * Custom event sources: APPLICATION sources (and official ones) are not supervised: PutEvents
 //!   is their runtime, so they are `RUNNING` whenever the server is (the API shows that
 //!   statically). Broker sources always want to run; they run a [`SourcePump`] over the
-//!   `openeg_connectors::sources` registry when it has their `type`, and otherwise are
-//!   `ERROR` with the reason. This build registers no broker source.
+//!   `openeg_connectors::sources` registry when it has their `type` (RABBITMQ), and otherwise
+//!   are `ERROR` with the reason. A pump is `RUNNING` once its source connected.
 //! * Event streams and router jobs run when their stored `_desired` state is `RUNNING`
 //!   (START), and are stopped otherwise (before the first operation, and after PAUSE/STOP).
 //!   This build has no stream or replication runtime: a started one is `ERROR` with the reason.
 
-use crate::supervisor::{ErrorInfo, RunState, Runtime, RuntimeStatus, StopSignal, TaskKind};
+use crate::supervisor::{ErrorInfo, Ready, RunState, Runtime, RuntimeStatus, StopSignal, TaskKind};
 use crate::Engine;
 use openeg_connectors::sources::{
     self, AppendError, BuildContext, BuildError, DurableLog, SourceRecord, SourceSpec,
@@ -132,9 +132,9 @@ pub(crate) fn build_error_info(e: &BuildError) -> ErrorInfo {
     }
 }
 
-/// A custom source's work: read batches from the broker, append them durably to the
-/// source's channel, then acknowledge them upstream (the commit rule of
-/// `openeg_connectors::sources`).
+/// A custom source's work: connect (then report ready), read batches from the broker,
+/// append them durably to the source's channel, then acknowledge them upstream (the commit
+/// rule of `openeg_connectors::sources`).
 pub(crate) struct SourcePump {
     pub(crate) engine: Weak<Engine>,
     pub(crate) project_id: String,
@@ -148,8 +148,15 @@ pub(crate) struct SourcePump {
 
 #[async_trait::async_trait]
 impl Runtime for SourcePump {
-    async fn run(&self, mut stop: StopSignal) -> Result<(), ErrorInfo> {
+    async fn run(&self, mut stop: StopSignal, ready: Ready) -> Result<(), ErrorInfo> {
         let mut source = (self.build)(&self.spec, &self.ctx).map_err(|e| build_error_info(&e))?;
+        tokio::select! {
+            _ = stop.stopped() => return Ok(()),
+            c = source.connect() => c.map_err(|e| {
+                ErrorInfo::not_run(format!("connecting to the broker failed: {e}"))
+            })?,
+        }
+        ready.ready();
         let log = ChannelAppender {
             engine: self.engine.clone(),
             project_id: self.project_id.clone(),
@@ -375,13 +382,14 @@ mod tests {
             ),
             Plan::Unsupervised
         );
-        let Plan::Unrunnable(e) = plan(TaskKind::EventSource, &src("RABBITMQ")) else {
-            panic!("RABBITMQ sources have no runtime in this build");
+        assert_eq!(plan(TaskKind::EventSource, &src("RABBITMQ")), Plan::Run);
+        let Plan::Unrunnable(e) = plan(TaskKind::EventSource, &src("ROCKETMQ")) else {
+            panic!("ROCKETMQ sources have no runtime in this build");
         };
         assert_eq!(e.code, "EG.00511000");
         assert_eq!(
             e.message,
-            "RABBITMQ event sources are stored but not run: this OpenEG build has no broker \
+            "ROCKETMQ event sources are stored but not run: this OpenEG build has no broker \
              consumer yet, so no message is read from the broker"
         );
         for kind in [TaskKind::EventStream, TaskKind::RouterJob] {

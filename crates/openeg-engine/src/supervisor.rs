@@ -7,10 +7,13 @@
 //! ([`crate::runtimes`] reads the resource documents); the supervisor is told the desired
 //! state of a resource ([`Desired`]) and makes it so:
 //!
-//! * `Run`: the task runs; status `Running` while a run is under way. A run that fails (or
-//!   ends on its own) sets `Error` with its [`ErrorInfo`] and is restarted after an
-//!   exponential backoff (capped; a run that lasted at least the cap starts the series over).
-//!   The same revision as the running task's leaves it alone; another replaces it.
+//! * `Run`: the task runs. Its status is observed, not declared: `Running` only once the run
+//!   said it is ready ([`Ready::ready`]: connected and doing its work); until then it is
+//!   `Error` with [`STARTING`] on the first run, or with the last failure on a restart. A run
+//!   that fails (or ends on its own) sets `Error` with its [`ErrorInfo`] and is restarted
+//!   after an exponential backoff (capped; a run that lasted at least the cap starts the
+//!   series over). The same revision as the running task's leaves it alone; another
+//!   replaces it.
 //! * `Unrunnable`: it should run, but no runtime could be built (not supported by this
 //!   build, invalid settings): `Error` with the reason, nothing runs.
 //! * `Stopped`: the task is stopped (its stop signal, then aborted after a grace period);
@@ -28,6 +31,9 @@ use tokio::task::JoinHandle;
 /// `error_info` code of work that does not run: an infrastructure condition, not a request
 /// error (EG's internal error code).
 pub const NOT_RUN_CODE: &str = "EG.00511000";
+
+/// Why work that should run is not `Running` yet: its first run has not said it is ready.
+pub const STARTING: &str = "starting: not ready yet";
 
 /// The kinds of supervised work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -103,10 +109,11 @@ impl ErrorInfo {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunState {
-    /// A run is under way.
+    /// A run is under way and said it is ready ([`Ready::ready`]).
     Running,
-    /// It should run but does not: the last run failed (a restart is scheduled) or no
-    /// runtime could be built. `RuntimeStatus::error` says why.
+    /// It should run but does not: the last run failed (a restart is scheduled, or the
+    /// restarted run is not ready yet), the first run is not ready yet, or no runtime could
+    /// be built. `RuntimeStatus::error` says why.
     Error,
     /// The desired state is stopped (paused); nothing runs.
     Stopped,
@@ -140,12 +147,32 @@ impl StopSignal {
     }
 }
 
+/// Lets a run report that it is ready (connected, doing its work): the status becomes
+/// `Running` then, not when the run starts.
+#[derive(Debug, Clone)]
+pub struct Ready {
+    status: Arc<Mutex<RuntimeStatus>>,
+}
+
+impl Ready {
+    /// The run is ready: status `Running` (unless the task is being stopped).
+    pub fn ready(&self) {
+        let mut st = lock(&self.status);
+        if st.state != RunState::Stopped {
+            st.state = RunState::Running;
+            st.error = None;
+        }
+    }
+}
+
 /// The long-running work of one resource.
 #[async_trait::async_trait]
 pub trait Runtime: Send + Sync + 'static {
     /// One run from scratch until `stop` fires (then `Ok(())`) or it fails (`Err`, restarted
-    /// with backoff). Returning `Ok(())` without being stopped counts as a failure.
-    async fn run(&self, stop: StopSignal) -> Result<(), ErrorInfo>;
+    /// with backoff). Returning `Ok(())` without being stopped counts as a failure. The run
+    /// calls [`Ready::ready`] once it is connected and working; the status says `Running`
+    /// from then on.
+    async fn run(&self, stop: StopSignal, ready: Ready) -> Result<(), ErrorInfo>;
 }
 
 /// What a resource's work should be doing.
@@ -286,7 +313,7 @@ impl Supervisor {
                 }
             }
             Desired::Run { revision, runtime } => {
-                let st = status(RunState::Running, None);
+                let st = status(RunState::Error, Some(ErrorInfo::not_run(STARTING)));
                 let (stop, rx) = watch::channel(false);
                 let join = tokio::spawn(drive(key.clone(), runtime, st.clone(), rx, self.backoff));
                 Slot {
@@ -367,13 +394,12 @@ async fn drive(
         if *stop.borrow() {
             return;
         }
-        {
-            let mut st = lock(&status);
-            st.state = RunState::Running;
-            st.error = None;
-        }
+        // The status stays as it is (starting, or the last failure) until the run is ready.
+        let ready = Ready {
+            status: status.clone(),
+        };
         let started = tokio::time::Instant::now();
-        let result = runtime.run(StopSignal(stop.clone())).await;
+        let result = runtime.run(StopSignal(stop.clone()), ready).await;
         if *stop.borrow() {
             return;
         }
@@ -439,21 +465,25 @@ mod tests {
         }
     }
 
-    /// Test double: a runtime that runs until stopped (or, with `ignore_stop`, forever),
-    /// counting its runs and the live ones.
+    /// Test double: a runtime that says it is ready (unless `never_ready`) and runs until
+    /// stopped (or, with `ignore_stop`, forever), counting its runs and the live ones.
     #[derive(Default)]
     struct ParkedRuntime {
         starts: AtomicUsize,
         live: Arc<AtomicUsize>,
         ignore_stop: bool,
+        never_ready: bool,
     }
 
     #[async_trait::async_trait]
     impl Runtime for ParkedRuntime {
-        async fn run(&self, mut stop: StopSignal) -> Result<(), ErrorInfo> {
+        async fn run(&self, mut stop: StopSignal, ready: Ready) -> Result<(), ErrorInfo> {
             self.starts.fetch_add(1, Ordering::SeqCst);
             self.live.fetch_add(1, Ordering::SeqCst);
             let _guard = LiveGuard(self.live.clone());
+            if !self.never_ready {
+                ready.ready();
+            }
             if self.ignore_stop {
                 std::future::pending::<()>().await;
             }
@@ -470,7 +500,7 @@ mod tests {
 
     #[async_trait::async_trait]
     impl Runtime for FailingRuntime {
-        async fn run(&self, _stop: StopSignal) -> Result<(), ErrorInfo> {
+        async fn run(&self, _stop: StopSignal, _ready: Ready) -> Result<(), ErrorInfo> {
             let n = {
                 let mut s = lock(&self.starts);
                 s.push(Instant::now());
@@ -674,5 +704,81 @@ mod tests {
         .await;
         assert_eq!(rt.live.load(Ordering::SeqCst), 0);
         assert_eq!(sup.status(&key("s2")).unwrap().state, RunState::Error);
+    }
+
+    /// Test double: the first run fails at once; later runs wait `connect` (in paused time)
+    /// before saying they are ready, then park until stopped.
+    struct SlowConnect {
+        starts: AtomicUsize,
+        connect: Duration,
+    }
+
+    #[async_trait::async_trait]
+    impl Runtime for SlowConnect {
+        async fn run(&self, mut stop: StopSignal, ready: Ready) -> Result<(), ErrorInfo> {
+            if self.starts.fetch_add(1, Ordering::SeqCst) == 0 {
+                return Err(ErrorInfo::not_run("wrong password"));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.connect) => ready.ready(),
+                _ = stop.stopped() => return Ok(()),
+            }
+            stop.stopped().await;
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn running_only_once_the_run_is_ready() {
+        let sup = supervisor(100, 1000);
+        // A run that never says it is ready is not reported running.
+        let rt = Arc::new(ParkedRuntime {
+            never_ready: true,
+            ..Default::default()
+        });
+        sup.apply(
+            key("s1"),
+            Desired::Run {
+                revision: 1,
+                runtime: rt.clone(),
+            },
+        )
+        .await;
+        until(|| rt.live.load(Ordering::SeqCst) == 1).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let st = sup.status(&key("s1")).unwrap();
+        assert_eq!(
+            (st.state, st.error),
+            (RunState::Error, Some(ErrorInfo::not_run(STARTING)))
+        );
+
+        // A restarted run keeps showing the last failure until it is ready.
+        let slow = Arc::new(SlowConnect {
+            starts: AtomicUsize::new(0),
+            connect: Duration::from_millis(300),
+        });
+        sup.apply(
+            key("s2"),
+            Desired::Run {
+                revision: 1,
+                runtime: slow.clone(),
+            },
+        )
+        .await;
+        until(|| slow.starts.load(Ordering::SeqCst) == 2).await;
+        let st = sup.status(&key("s2")).unwrap();
+        assert_eq!(
+            (st.state, st.error, st.restarts),
+            (
+                RunState::Error,
+                Some(ErrorInfo::not_run("wrong password")),
+                1
+            )
+        );
+        tokio::time::sleep(Duration::from_millis(301)).await;
+        let st = sup.status(&key("s2")).unwrap();
+        assert_eq!((st.state, st.error), (RunState::Running, None));
+        sup.shutdown().await;
+        assert_eq!(sup.status(&key("s2")).unwrap().state, RunState::Stopped);
     }
 }

@@ -108,9 +108,13 @@ async fn start_and_changes_set_the_runtime_status() {
     // At start, every supervised resource gets its status.
     let engine = engine(store.clone(), &dir).await;
     let status = |kind, id: &str| engine.runtime_status(kind, P, id);
+    // RABBITMQ sources run; one without broker settings cannot, and says why.
     assert_eq!(
         status(TaskKind::EventSource, "rmq"),
-        error(&source_not_run("RABBITMQ"))
+        error(
+            "invalid RABBITMQ source settings: detail.instance_id (the broker address) is \
+             required"
+        )
     );
     // APPLICATION sources are not supervised: PutEvents is their runtime.
     assert_eq!(status(TaskKind::EventSource, "app"), None);

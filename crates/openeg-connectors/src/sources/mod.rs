@@ -8,8 +8,10 @@
 //! append and the ack re-reads the batch from upstream: at-least-once, never lost.
 //!
 //! Source kinds are registered in [`REGISTRY`] (one line per kind, one module each under
-//! `sources/`); [`build`] makes a source from a resource's spec or says why it cannot. This
-//! build registers none: every kind is [`BuildError::Unsupported`].
+//! `sources/`); [`build`] makes a source from a resource's spec or says why it cannot. Kinds
+//! not registered are [`BuildError::Unsupported`].
+
+pub mod rabbitmq;
 
 use bytes::Bytes;
 
@@ -111,6 +113,13 @@ pub struct SourceError(pub String);
 /// Where events come from.
 #[async_trait::async_trait]
 pub trait Source: Send {
+    /// Connects upstream and starts consuming; the runner reports the source running only
+    /// once this returned `Ok`. A source that connects lazily in [`Source::next_batch`] may
+    /// keep this default.
+    async fn connect(&mut self) -> Result<(), SourceError> {
+        Ok(())
+    }
+
     /// Waits for the next batch of 1 to `max` records. Dropping the future loses nothing:
     /// records not acknowledged are read again (after a restart at the latest).
     async fn next_batch(&mut self, max: usize) -> Result<Batch, SourceError>;
@@ -147,10 +156,12 @@ pub struct BuildContext {
     pub resource_id: String,
     /// This node's name.
     pub node_name: String,
+    /// The resource's `name`: the CloudEvents `source` of the events a custom source reads.
+    pub resource_name: String,
 }
 
-/// Why no source could be built. Building does no I/O: connecting is the source's first
-/// [`Source::next_batch`].
+/// Why no source could be built. Building does no I/O: connecting is [`Source::connect`]
+/// (or the source's first [`Source::next_batch`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BuildError {
     #[error("{kind} sources are not supported by this build")]
@@ -162,9 +173,8 @@ pub enum BuildError {
 /// Makes a source of one kind.
 pub type BuildFn = fn(&SourceSpec, &BuildContext) -> Result<Box<dyn Source>, BuildError>;
 
-/// The source kinds this build can run: `(kind, build function)`, one line per kind
-/// (e.g. `("RABBITMQ", rabbitmq::build)`). Empty: no broker source is built in yet.
-pub const REGISTRY: &[(&str, BuildFn)] = &[];
+/// The source kinds this build can run: `(kind, build function)`, one line per kind.
+pub const REGISTRY: &[(&str, BuildFn)] = &[("RABBITMQ", rabbitmq::build)];
 
 /// Whether this build has a source of `kind`.
 pub fn is_supported(kind: &str) -> bool {
@@ -269,8 +279,9 @@ mod tests {
     }
 
     #[test]
-    fn every_kind_is_unsupported_in_this_build() {
-        for kind in ["RABBITMQ", "ROCKETMQ", "HC.Kafka"] {
+    fn unregistered_kinds_are_unsupported() {
+        assert!(is_supported("RABBITMQ"));
+        for kind in ["ROCKETMQ", "HC.Kafka"] {
             assert!(!is_supported(kind));
             let spec = SourceSpec {
                 kind: kind.into(),

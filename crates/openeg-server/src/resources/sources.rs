@@ -318,8 +318,8 @@ const NOT_RUN_MSG: &str = "internal server error";
 /// `status` and `error_info` of a custom source as they are now, from the engine's
 /// supervisor ([`AppState::runtime_status`]). APPLICATION sources are not supervised: PutEvents
 /// is their runtime, so they are `RUNNING` whenever the server is. Broker sources (RabbitMQ,
-/// RocketMQ) need a consumer of the user's broker; the supervisor says `ERROR` with the
-/// reason while none runs (this build has none), never `RUNNING`.
+/// RocketMQ) need a consumer of the user's broker: `RUNNING` only while it is connected and
+/// consuming (RabbitMQ), else `ERROR` with the last failure or the reason none runs.
 fn runtime_view(st: &AppState, rec: &Document) -> (&'static str, Value) {
     let Some(rs) = st.runtime_status(TaskKind::EventSource, rec) else {
         return ("RUNNING", json!({}));
