@@ -160,13 +160,15 @@ pub enum ResourceKind {
     EventStream,
     /// An event-router job.
     RouterJob,
+    /// A connection (KAFKA, ROCKETMQ, WEBHOOK): the targets using it are built anew.
+    Connection,
 }
 
 impl ResourceKind {
     /// The supervised kind, for resources that may have long-running work.
     pub fn task_kind(&self) -> Option<TaskKind> {
         match self {
-            ResourceKind::Subscription { .. } => None,
+            ResourceKind::Subscription { .. } | ResourceKind::Connection => None,
             ResourceKind::EventSource => Some(TaskKind::EventSource),
             ResourceKind::EventStream => Some(TaskKind::EventStream),
             ResourceKind::RouterJob => Some(TaskKind::RouterJob),
@@ -384,6 +386,9 @@ impl Engine {
                     ),
                 }
             }
+            // Which channels' targets use it is in their documents; connections change
+            // rarely, so every channel of the project compiles again.
+            ResourceKind::Connection => self.routes.invalidate_project(project_id),
             ResourceKind::EventSource | ResourceKind::EventStream | ResourceKind::RouterJob => {
                 let Some(task) = kind.task_kind() else {
                     return;

@@ -73,7 +73,15 @@ pub struct ChannelRoutes {
 /// raced with a subscription change is never cached: the change bumps the generation, and a
 /// compile started under an older one is thrown away and redone.
 #[derive(Default)]
-pub struct RouteCache(Mutex<HashMap<String, CacheEntry>>);
+pub struct RouteCache(Mutex<Cache>);
+
+#[derive(Default)]
+struct Cache {
+    topics: HashMap<String, CacheEntry>,
+    /// Bumped when routes of many channels go stale at once (a connection changed): a compile
+    /// started before it is not cached, whatever its topic.
+    epoch: u64,
+}
 
 #[derive(Default)]
 struct CacheEntry {
@@ -85,21 +93,23 @@ struct CacheEntry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Miss {
     generation: u64,
+    epoch: u64,
 }
 
 impl RouteCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CacheEntry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The cached routes, or the generation a compile must start from.
     pub fn get(&self, topic: &str) -> Result<Arc<ChannelRoutes>, Miss> {
         let m = self.lock();
-        let e = m.get(topic);
+        let e = m.topics.get(topic);
         match e.and_then(|e| e.routes.clone()) {
             Some(r) => Ok(r),
             None => Err(Miss {
                 generation: e.map_or(0, |e| e.generation),
+                epoch: m.epoch,
             }),
         }
     }
@@ -108,7 +118,10 @@ impl RouteCache {
     /// compile (then they may be stale: `false`, compile again).
     pub fn offer(&self, topic: &str, miss: Miss, routes: Arc<ChannelRoutes>) -> bool {
         let mut m = self.lock();
-        let e = m.entry(topic.to_string()).or_default();
+        if m.epoch != miss.epoch {
+            return false;
+        }
+        let e = m.topics.entry(topic.to_string()).or_default();
         if e.generation != miss.generation {
             return false;
         }
@@ -119,9 +132,23 @@ impl RouteCache {
     /// The topic's subscriptions changed: drop its routes and outdate running compiles.
     pub fn invalidate(&self, topic: &str) {
         let mut m = self.lock();
-        let e = m.entry(topic.to_string()).or_default();
+        let e = m.topics.entry(topic.to_string()).or_default();
         e.generation += 1;
         e.routes = None;
+    }
+
+    /// Everything of a project may be stale (a connection its targets use changed): drop its
+    /// channels' routes and outdate every running compile.
+    pub fn invalidate_project(&self, project_id: &str) {
+        let mut m = self.lock();
+        m.epoch += 1;
+        let prefix = format!("{project_id}.");
+        for (t, e) in m.topics.iter_mut() {
+            if t.starts_with(&prefix) {
+                e.generation += 1;
+                e.routes = None;
+            }
+        }
     }
 }
 
@@ -380,6 +407,26 @@ pub(crate) mod tests {
         cache.invalidate("t");
         assert!(cache.get("t").is_err());
         assert!(cache.get("u").is_ok());
+    }
+
+    #[test]
+    fn a_connection_change_drops_the_projects_routes_and_outdates_compiles() {
+        let cache = RouteCache::default();
+        for t in ["p.a", "p.b", "q.a"] {
+            let m = miss_of(&cache, t);
+            assert!(cache.offer(t, m, routes()));
+        }
+        // A compile of a channel never cached yet is running when the connection changes.
+        let racing = miss_of(&cache, "p.c");
+        cache.invalidate_project("p");
+        assert!(cache.get("p.a").is_err() && cache.get("p.b").is_err());
+        assert!(cache.get("q.a").is_ok(), "another project keeps its routes");
+        assert!(
+            !cache.offer("p.c", racing, routes()),
+            "stale compile cached"
+        );
+        let fresh = miss_of(&cache, "p.c");
+        assert!(cache.offer("p.c", fresh, routes()));
     }
 
     #[test]

@@ -21,6 +21,7 @@ use axum::Extension;
 use openeg_api::connection::{self, ConnectionType};
 use openeg_api::validate::NamePattern;
 use openeg_api::EgError;
+use openeg_engine::ResourceKind;
 use openeg_store::{Document, Kind, QuotaCheck, StoreError};
 use serde_json::{json, Map, Value};
 use std::collections::HashSet;
@@ -416,6 +417,9 @@ async fn update(
     if !st.store.update(&rec).await? {
         return Err(EgError::not_found("connection does not exist").into());
     }
+    // Targets using it are built with its settings and secrets: they are built anew.
+    st.resource_changed(ResourceKind::Connection, &rec.project_id, &rec.id)
+        .await;
     Ok(ok(pick(&rec.body, INFO)))
 }
 
