@@ -55,7 +55,10 @@ impl std::fmt::Debug for ProducerSettings {
 
 impl ProducerSettings {
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     fn cache_key(&self) -> String {
@@ -195,7 +198,8 @@ pub fn build(d: &KafkaDetail, ctx: &BuildContext) -> Result<Box<dyn Sink>, Build
         .connection
         .ok_or_else(|| BuildError::Invalid("HC.Kafka targets need a connection_id".into()))?;
     let id = conn.get("id").and_then(Value::as_str).unwrap_or("?");
-    let settings = settings(conn).map_err(|e| BuildError::Invalid(format!("connection {id}: {e}")))?;
+    let settings =
+        settings(conn).map_err(|e| BuildError::Invalid(format!("connection {id}: {e}")))?;
     let producer = shared_producer(&settings)
         .map_err(|e| BuildError::Invalid(format!("connection {id}: {e}")))?;
     Ok(Box::new(KafkaSink {
@@ -348,8 +352,10 @@ mod tests {
         }
         assert!(settings(&conn(json!({"addr": "a:1", "acks": "2"}))).is_err());
 
-        let s = settings(&conn(json!({"addr": "a:1", "security_protocol": "SASL_PLAINTEXT",
-            "user_name": "u", "password": "secret-pw"})))
+        let s = settings(&conn(
+            json!({"addr": "a:1", "security_protocol": "SASL_PLAINTEXT",
+            "user_name": "u", "password": "secret-pw"}),
+        ))
         .unwrap();
         assert_eq!(s.get("security.protocol"), Some("sasl_plaintext"));
         assert_eq!(s.get("sasl.mechanism"), Some("PLAIN"));
@@ -361,8 +367,10 @@ mod tests {
         .unwrap();
         assert_eq!(s.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
 
-        let e = settings(&conn(json!({"addr": "a:1", "security_protocol": "SASL_PLAINTEXT",
-            "user_name": "u"})))
+        let e = settings(&conn(
+            json!({"addr": "a:1", "security_protocol": "SASL_PLAINTEXT",
+            "user_name": "u"}),
+        ))
         .unwrap_err();
         assert!(e.contains("password is required"), "{e}");
         // enable_sasl_ssl without a protocol means SASL_SSL: TLS is not supported.
@@ -425,7 +433,10 @@ mod tests {
             RDKafkaErrorCode::RequestTimedOut,
             RDKafkaErrorCode::QueueFull,
         ] {
-            assert!(matches!(classify(&e(c), "t"), Outcome::Retry { .. }), "{c:?}");
+            assert!(
+                matches!(classify(&e(c), "t"), Outcome::Retry { .. }),
+                "{c:?}"
+            );
         }
         for c in [
             RDKafkaErrorCode::MessageSizeTooLarge,
@@ -433,7 +444,10 @@ mod tests {
             RDKafkaErrorCode::SaslAuthenticationFailed,
             RDKafkaErrorCode::InvalidConfig,
         ] {
-            assert!(matches!(classify(&e(c), "t"), Outcome::GiveUp { .. }), "{c:?}");
+            assert!(
+                matches!(classify(&e(c), "t"), Outcome::GiveUp { .. }),
+                "{c:?}"
+            );
         }
         match classify(&e(RDKafkaErrorCode::UnknownTopic), "orders") {
             Outcome::Retry { code, detail, .. } => {
