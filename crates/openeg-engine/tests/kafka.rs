@@ -160,7 +160,7 @@ async fn channel_to_kafka(
 fn event(i: usize) -> Vec<u8> {
     let mut e = json!({"id": format!("e-{i}"), "source": "app", "specversion": "1.0",
                        "type": "order.created", "data": {"n": i}});
-    if i.is_multiple_of(2) {
+    if i & 1 == 0 {
         e["subject"] = json!(format!("s-{i}"));
     } else {
         e["time"] = json!("2024-05-01T10:00:00Z");
@@ -271,7 +271,7 @@ async fn kafka_targets_deliver_records_and_retry_a_missing_topic() {
         assert_eq!(r.headers["ce_specversion"], "1.0");
         assert_eq!(r.headers["ce_source"], "app");
         assert_eq!(r.headers["ce_type"], "order.created");
-        if i.is_multiple_of(2) {
+        if i & 1 == 0 {
             assert_eq!(r.headers["ce_subject"], format!("s-{i}"));
             assert!(!r.headers.contains_key("ce_time"), "{r:?}");
         } else {
