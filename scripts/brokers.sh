@@ -17,6 +17,8 @@ if [ ! -x "$tansu" ]; then
   # dynostore: without a storage feature the broker accepts and silently discards records.
   CARGO_TARGET_DIR="$dir/target" CARGO_PROFILE_DEV_DEBUG=0 \
     cargo install tansu --version 0.6.0 --locked --debug --features dynostore --root "$dir"
+  # Only the binary is cached: the build tree is over 1 GB.
+  rm -rf "$dir/target"
 fi
 [ "${1:-}" = build ] && exit 0
 
