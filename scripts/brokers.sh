@@ -25,7 +25,8 @@ fi
 kafka_up() { (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; }
 if ! kafka_up; then
   echo "== starting tansu on $host:$port (log: $dir/tansu.log)"
-  nohup "$tansu" broker \
+  # Its own session: it outlives the shell (and process group) that started it.
+  setsid nohup "$tansu" broker \
     --listener-url "tcp://$host:$port" \
     --advertised-listener-url "tcp://$host:$port" \
     --storage-engine memory://tansu/ >"$dir/tansu.log" 2>&1 </dev/null &
