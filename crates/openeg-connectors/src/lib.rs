@@ -22,6 +22,37 @@ pub struct Message {
     pub key: Option<String>,
     /// SMN subject.
     pub subject: Option<String>,
+    /// The original event's CloudEvents attributes, for sinks that carry them beside the
+    /// payload (Kafka headers); filled only when the sink asks ([`Sink::wants_event`]).
+    pub event: Option<EventAttributes>,
+}
+
+/// The context attributes of the event a message was rendered from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventAttributes {
+    pub id: String,
+    pub source: String,
+    pub specversion: String,
+    /// `type`.
+    pub ty: String,
+    pub subject: Option<String>,
+    pub time: Option<String>,
+}
+
+impl EventAttributes {
+    /// The attributes of a (validated) CloudEvent; absent text attributes are empty.
+    pub fn of(event: &serde_json::Value) -> EventAttributes {
+        let text = |k: &str| event.get(k).and_then(serde_json::Value::as_str);
+        let req = |k: &str| text(k).unwrap_or_default().to_string();
+        EventAttributes {
+            id: req("id"),
+            source: req("source"),
+            specversion: req("specversion"),
+            ty: req("type"),
+            subject: text("subject").map(str::to_string),
+            time: text("time").map(str::to_string),
+        }
+    }
 }
 
 /// The result of one delivery attempt.
@@ -56,5 +87,9 @@ impl Outcome {
 /// A delivery target.
 #[async_trait::async_trait]
 pub trait Sink: Send + Sync {
+    /// Whether messages for this sink need [`Message::event`].
+    fn wants_event(&self) -> bool {
+        false
+    }
     async fn send(&self, msg: &Message) -> Outcome;
 }

@@ -5,7 +5,7 @@ use crate::routes::{Destination, TargetRoute};
 use crate::{now_ms, Engine, MAX_HOPS};
 use bytes::Bytes;
 use openeg_connectors::backoff;
-use openeg_connectors::{Message, Outcome};
+use openeg_connectors::{EventAttributes, Message, Outcome};
 use openeg_rules::Rendered;
 use openeg_store::delivery::{
     Attempt, AttemptUpdate, CreatedDelivery, DeliveryStatus, DeliveryStore, NewDelivery,
@@ -167,6 +167,9 @@ pub fn spawn(engine: Arc<Engine>, job: Job) {
 }
 
 fn render(route: &TargetRoute, ev: &Event) -> Message {
+    // Kafka records carry the event's attributes as headers besides the payload.
+    let wants_event = matches!(&route.destination, Destination::Sink(s) if s.wants_event());
+    let attributes = || wants_event.then(|| EventAttributes::of(ev.value()));
     // ORIGINAL sends the logged text as it is: the event as published, with insignificant
     // whitespace removed (`openeg_api::event::check`), so the same JSON value as rendering
     // the parsed event would give, without a parse and a serialization.
@@ -175,6 +178,7 @@ fn render(route: &TargetRoute, ev: &Event) -> Message {
             payload: ev.raw().clone(),
             key: None,
             subject: None,
+            event: attributes(),
         };
     }
     let event = ev.value();
@@ -186,6 +190,7 @@ fn render(route: &TargetRoute, ev: &Event) -> Message {
         payload,
         key: route.key.as_ref().and_then(|k| k.render_text(event)),
         subject: route.subject.as_ref().and_then(|s| s.render_text(event)),
+        event: attributes(),
     }
 }
 

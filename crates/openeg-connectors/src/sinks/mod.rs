@@ -5,6 +5,7 @@
 
 pub mod functiongraph;
 pub mod http;
+pub mod kafka;
 pub mod smn;
 pub mod webhook;
 pub mod workflow;
@@ -50,6 +51,9 @@ pub enum BuildError {
     /// The target names a connection the sink needs, and none was resolved.
     #[error("connection {0} does not exist")]
     MissingConnection(String),
+    /// The target's settings (or its connection's) cannot be used; the text says why.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Builds the sink of a target: the single registration point, one line per kind. A new sink
@@ -62,7 +66,7 @@ pub fn build(spec: &TargetSpec, ctx: &BuildContext) -> Result<Box<dyn Sink>, Bui
         TargetDetail::Workflow(d) => workflow::build(d, ctx),
         TargetDetail::Smn(d) => smn::build(d, ctx),
         TargetDetail::Eg(_) => Err(BuildError::NotASink(TargetKind::Eg)),
-        TargetDetail::Kafka(_) => Err(BuildError::Unsupported(TargetKind::Kafka)),
+        TargetDetail::Kafka(d) => kafka::build(d, ctx),
         TargetDetail::RocketMq(_) => Err(BuildError::Unsupported(TargetKind::RocketMq)),
     }
 }
@@ -105,10 +109,7 @@ mod tests {
         assert_eq!(err(&fg, &bare), "functiongraph_endpoint is not configured");
         assert_eq!(err(&wf, &bare), "functiongraph_endpoint is not configured");
         assert_eq!(err(&smn, &bare), "smn_endpoint is not configured");
-        assert_eq!(
-            err(&kafka, &bare),
-            "HC.Kafka targets are not supported by this build yet"
-        );
+        assert_eq!(err(&kafka, &bare), "HC.Kafka targets need a connection_id");
         assert_eq!(
             err(&rmq, &bare),
             "HC.RocketMQ targets are not supported by this build yet"
