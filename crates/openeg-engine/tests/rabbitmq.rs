@@ -19,7 +19,6 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const P: &str = "p-rabbit";
 const KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
@@ -202,52 +201,14 @@ async fn wait_status(
 /// A webhook answering 200 that keeps every request body by event id.
 async fn body_receiver() -> (String, Arc<Mutex<HashMap<String, Value>>>) {
     let seen: Arc<Mutex<HashMap<String, Value>>> = Arc::default();
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", l.local_addr().unwrap());
     let s = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((mut c, _)) = l.accept().await {
-            let s = s.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                loop {
-                    let (head_end, len) = loop {
-                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
-                            let len = head
-                                .lines()
-                                .find_map(|l| l.strip_prefix("content-length:"))
-                                .and_then(|v| v.trim().parse::<usize>().ok())
-                                .unwrap_or(0);
-                            break (i + 4, len);
-                        }
-                        let mut chunk = [0u8; 8192];
-                        match c.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    };
-                    while buf.len() < head_end + len {
-                        let mut chunk = [0u8; 8192];
-                        match c.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    let body: Value =
-                        serde_json::from_slice(&buf[head_end..head_end + len]).unwrap_or_default();
-                    if let Some(id) = body.get("id").and_then(Value::as_str) {
-                        s.lock().unwrap().insert(id.to_string(), body.clone());
-                    }
-                    buf.drain(..head_end + len);
-                    let reply = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
-                    if c.write_all(reply.as_bytes()).await.is_err() {
-                        return;
-                    }
-                }
-            });
+    let url = common::http_receiver(move |body| {
+        if let Some(id) = body.get("id").and_then(Value::as_str) {
+            s.lock().unwrap().insert(id.to_string(), body.clone());
         }
-    });
+        (200, Duration::ZERO)
+    })
+    .await;
     (url, seen)
 }
 

@@ -71,18 +71,38 @@ pub async fn receiver() -> (String, Arc<Mutex<HashMap<String, u32>>>) {
 pub async fn scripted_receiver(
     script: impl Fn(u32) -> (u16, Duration) + Send + Sync + 'static,
 ) -> (String, Arc<Mutex<HashMap<String, u32>>>) {
-    let script = Arc::new(script);
     let seen: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+    let s = seen.clone();
+    let url = http_receiver(move |body| {
+        let n = match body.get("id").and_then(Value::as_str) {
+            Some(id) => {
+                let mut s = s.lock().unwrap();
+                let n = s.entry(id.to_string()).or_default();
+                *n += 1;
+                *n
+            }
+            None => 1,
+        };
+        script(n)
+    })
+    .await;
+    (url, seen)
+}
+
+/// A webhook on a free local port (its URL is returned) that hands every request's JSON body
+/// to `handle` and answers with the status it returns, after the delay it returns.
+pub async fn http_receiver(
+    handle: impl Fn(&Value) -> (u16, Duration) + Send + Sync + 'static,
+) -> String {
+    let handle = Arc::new(handle);
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", l.local_addr().unwrap());
-    let s = seen.clone();
     tokio::spawn(async move {
         loop {
             let Ok((mut c, _)) = l.accept().await else {
                 return;
             };
-            let s = s.clone();
-            let script = script.clone();
+            let handle = handle.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 loop {
@@ -112,17 +132,8 @@ pub async fn scripted_receiver(
                     }
                     let body: Value =
                         serde_json::from_slice(&buf[head_end..head_end + len]).unwrap_or_default();
-                    let n = match body.get("id").and_then(Value::as_str) {
-                        Some(id) => {
-                            let mut s = s.lock().unwrap();
-                            let n = s.entry(id.to_string()).or_default();
-                            *n += 1;
-                            *n
-                        }
-                        None => 1,
-                    };
                     buf.drain(..head_end + len);
-                    let (status, delay) = script(n);
+                    let (status, delay) = handle(&body);
                     tokio::time::sleep(delay).await;
                     let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
                     if c.write_all(reply.as_bytes()).await.is_err() {
@@ -132,7 +143,7 @@ pub async fn scripted_receiver(
             });
         }
     });
-    (url, seen)
+    url
 }
 
 /// A channel with one subscription (source `app`) delivering to `url`; returns the channel id.
