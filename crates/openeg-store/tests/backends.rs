@@ -199,6 +199,20 @@ async fn postgres() {
             let store = PgStore::connect(&scoped).await.unwrap();
             suite::run_suite(Arc::new(store.clone())).await;
             suite::delivery::run_delivery_suite(Arc::new(store.clone()), "postgres").await;
+            // The retention pass leaves the planner fresh statistics (autovacuum may be off).
+            store.purge_before(0).await.unwrap();
+            let analyzed: Vec<(String,)> = sqlx::query_as(
+                "SELECT relname::text FROM pg_stat_user_tables \
+                 WHERE schemaname = current_schema() AND last_analyze IS NOT NULL \
+                 AND relname IN ('event_traces', 'deliveries') ORDER BY relname",
+            )
+            .fetch_all(&mut sqlx::PgConnection::connect(&scoped).await.unwrap())
+            .await
+            .unwrap();
+            assert_eq!(
+                analyzed,
+                vec![("deliveries".to_string(),), ("event_traces".to_string(),)]
+            );
             store.close().await;
 
             // Concurrent connects migrate once; reconnecting sees the data.

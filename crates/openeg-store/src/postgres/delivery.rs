@@ -431,6 +431,13 @@ impl DeliveryStore for PgStore {
                 .map_err(|e| backend("purge_before", e))?;
             removed += r.rows_affected();
         }
+        // Fresh planner statistics after the retention pass: where autovacuum is off (some
+        // installations turn it off) the planner would otherwise judge the queue's and the
+        // traces' indexes by the empty tables it saw at creation.
+        sqlx::query("ANALYZE event_traces, deliveries")
+            .execute(&self.pool)
+            .await
+            .map_err(|e| backend("purge_before", e))?;
         Ok(removed)
     }
 
