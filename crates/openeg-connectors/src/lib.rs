@@ -8,6 +8,7 @@
 //! the engine's business, not the sink's.
 
 pub mod backoff;
+pub mod check;
 pub mod sinks;
 pub mod sources;
 

@@ -8,8 +8,8 @@ use openeg_connectors::backoff;
 use openeg_connectors::{EventAttributes, Message, Outcome};
 use openeg_rules::Rendered;
 use openeg_store::delivery::{
-    Attempt, AttemptUpdate, CreatedDelivery, DeliveryStatus, DeliveryStore, NewDelivery,
-    RecordBatch, TraceRow,
+    Attempt, AttemptUpdate, CreatedDelivery, DeadLetterUpdate, DeliveryStatus, DeliveryStore,
+    NewDelivery, RecordBatch, TraceRow,
 };
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -374,6 +374,8 @@ async fn finish(engine: &Engine, job: Job, outcome: Outcome, started: i64, laten
             let d = backoff::delay(n, *retry_after);
             (DeliveryStatus::Retrying, now + d.as_millis() as i64)
         }
+        // Given up: its dead-letter record is published by the retry poller, at once.
+        _ if route.dead_letter.is_some() => (DeliveryStatus::DeadLetter, now),
         _ => (DeliveryStatus::Failed, 0),
     };
     engine.metrics.record_attempt(
@@ -487,6 +489,7 @@ pub(crate) enum RecorderMsg {
     /// The first attempt of an unrecorded delivery; its ticket is released once written.
     Created(CreatedDelivery, Ticket),
     Update(AttemptUpdate),
+    DeadLetter(DeadLetterUpdate),
     /// Answered once everything sent before it is committed to the store.
     Flush(oneshot::Sender<()>),
 }
@@ -524,6 +527,7 @@ pub(crate) async fn run_recorder(
                     tickets.push(t);
                 }
                 RecorderMsg::Update(u) => batch.updates.push(u),
+                RecorderMsg::DeadLetter(u) => batch.dead_letters.push(u),
                 RecorderMsg::Flush(tx) => flushes.push(tx),
             }
             if batch.len() >= RECORD_BATCH {
@@ -604,6 +608,7 @@ async fn isolate(
                     batch.traces.extend(rest.traces);
                     batch.created.extend(rest.created);
                     batch.updates.extend(rest.updates);
+                    batch.dead_letters.extend(rest.dead_letters);
                 }
                 return false;
             }
@@ -618,8 +623,10 @@ fn split(batch: RecordBatch) -> Vec<RecordBatch> {
         traces,
         created,
         updates,
+        dead_letters,
     } = batch;
-    let mut out = Vec::with_capacity(traces.len() + created.len() + updates.len());
+    let mut out =
+        Vec::with_capacity(traces.len() + created.len() + updates.len() + dead_letters.len());
     out.extend(traces.into_iter().map(|t| RecordBatch {
         traces: vec![t],
         ..Default::default()
@@ -630,6 +637,10 @@ fn split(batch: RecordBatch) -> Vec<RecordBatch> {
     }));
     out.extend(updates.into_iter().map(|u| RecordBatch {
         updates: vec![u],
+        ..Default::default()
+    }));
+    out.extend(dead_letters.into_iter().map(|u| RecordBatch {
+        dead_letters: vec![u],
         ..Default::default()
     }));
     out
@@ -687,6 +698,8 @@ fn quarantine(one: &RecordBatch, reason: &str) -> RecordBatch {
                 ..u.clone()
             })
             .collect(),
+        // No free text: what a store rejects here is not the record's content.
+        dead_letters: one.dead_letters.clone(),
     }
 }
 
@@ -819,6 +832,7 @@ mod tests {
                 attempt: None,
             }],
             updates: vec![],
+            dead_letters: vec![],
         };
         let singles = split(batch);
         assert_eq!(singles.len(), 1);

@@ -22,6 +22,7 @@
 //! Log topics are named `<project_id>.<channel_id>` (a `.` cannot occur in a project id), so
 //! a router can find its project from the topic alone.
 
+mod dead_letter;
 pub mod dispatch;
 pub mod envelope;
 mod error;
@@ -195,6 +196,8 @@ pub struct Engine {
     pub(crate) http: openeg_connectors::sinks::HttpClient,
     pub metrics: Metrics,
     pub(crate) failure_log: dispatch::FailureLog,
+    /// Dead-letter publishes in flight (over every target).
+    pub(crate) dead_letter_slots: Arc<tokio::sync::Semaphore>,
     /// Compiled routes per topic, recompiled after subscription changes.
     pub(crate) routes: routes::RouteCache,
     /// Topics with a running router.
@@ -262,6 +265,7 @@ impl Engine {
             http,
             metrics,
             failure_log: dispatch::FailureLog::default(),
+            dead_letter_slots: Arc::new(tokio::sync::Semaphore::new(dead_letter::CONCURRENCY)),
             routes: routes::RouteCache::default(),
             routers: Mutex::new(HashMap::new()),
             slots: Mutex::new(HashMap::new()),

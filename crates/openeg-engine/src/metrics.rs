@@ -93,6 +93,11 @@ pub struct Metrics {
     /// Records the store rejected for their content, written sanitized and marked failed
     /// (shared with the recorder, which starts before the engine).
     pub store_rejected: std::sync::Arc<Counter>,
+    /// Dead-letter records published, publishes that failed (retried), records dropped at
+    /// the end of the dead-letter window.
+    pub dead_letters_sent: Counter,
+    pub dead_letter_failures: Counter,
+    pub dead_letters_dropped: Counter,
 }
 
 impl Metrics {
@@ -117,7 +122,7 @@ impl Metrics {
                         .observe(Duration::from_millis(age_ms.max(0) as u64));
                 }
             }
-            DeliveryStatus::Failed => self.failed.add(1),
+            DeliveryStatus::Failed | DeliveryStatus::DeadLetter => self.failed.add(1),
             _ => {}
         }
     }
@@ -125,7 +130,7 @@ impl Metrics {
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &Counter); 9] = [
+        let counters: [(&str, &str, &Counter); 12] = [
             (
                 "openeg_events_ingested_total",
                 "Events accepted and durably appended",
@@ -170,6 +175,21 @@ impl Metrics {
                 "openeg_store_rejected_records_total",
                 "Delivery records the store rejected for their content (written sanitized, marked failed)",
                 &*self.store_rejected,
+            ),
+            (
+                "openeg_dead_letters_sent_total",
+                "Dead-letter records published to their topic",
+                &self.dead_letters_sent,
+            ),
+            (
+                "openeg_dead_letter_failures_total",
+                "Dead-letter publishes that failed and will be retried",
+                &self.dead_letter_failures,
+            ),
+            (
+                "openeg_dead_letters_dropped_total",
+                "Dead-letter records dropped after the dead-letter window",
+                &self.dead_letters_dropped,
             ),
         ];
         for (name, help, c) in counters {

@@ -1,6 +1,8 @@
 //! The retry poller: claims due deliveries (retries, deliveries left over by a restart or
-//! by a full target queue) and attempts them again.
+//! by a full target queue) and attempts them again, or publishes their dead-letter record
+//! (`DEAD_LETTER`).
 
+use crate::dead_letter;
 use crate::dispatch::{self, Event, Job, Stored};
 use crate::{now_ms, Engine, EngineError};
 use openeg_store::delivery::{Attempt, DeliveryStatus};
@@ -91,6 +93,22 @@ pub async fn poll_once(engine: &Arc<Engine>) -> Result<usize, EngineError> {
                 .await;
             continue;
         };
+        if d.status == DeliveryStatus::DeadLetter {
+            let Ok(permit) = engine.dead_letter_slots.clone().try_acquire_owned() else {
+                no_room.push(d.id);
+                continue;
+            };
+            let lease_until = now + engine.cfg.lease.as_millis() as i64;
+            tokio::spawn(dead_letter::publish(
+                engine.clone(),
+                d,
+                route,
+                raw,
+                lease_until,
+                permit,
+            ));
+            continue;
+        }
         let event = Event::new(raw);
         if !dispatch::has_room(engine, &route) {
             no_room.push(d.id);

@@ -591,6 +591,7 @@ mod tests {
             payload: CompiledTransform::compile(&original, TransformUse::Payload).unwrap(),
             key: None,
             subject: None,
+            dead_letter: None,
             destination: Destination::Unavailable("not sent in tests".into()),
             slot_key: format!("{sub}/{id}"),
         })

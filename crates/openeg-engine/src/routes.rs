@@ -13,6 +13,7 @@
 
 use crate::{Engine, EngineError};
 use openeg_api::target_spec::{TargetDetail, TargetSpec};
+use openeg_connectors::sinks::dead_letter::{self, DeadLetterSink};
 use openeg_connectors::sinks::{self, BuildContext, BuildError};
 use openeg_connectors::Sink;
 use openeg_rules::{CompiledTransform, Matcher, MatcherBuilder, RuleError, TransformUse};
@@ -20,6 +21,14 @@ use openeg_store::{Kind, ListQuery};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+
+/// Where a target's failed events go when it has a `dead_letter_queue`.
+pub enum DeadLetterRoute {
+    Topic(DeadLetterSink),
+    /// The queue's connection is missing or unusable: publishes fail (and are retried
+    /// through the dead-letter window: the connection may be fixed) with this reason.
+    Unavailable(String),
+}
 
 /// How a target is reached: a sink, another channel of this OpenEG (HC.EG), or not at all.
 pub enum Destination {
@@ -49,6 +58,7 @@ pub struct TargetRoute {
     pub key: Option<CompiledTransform>,
     pub subject: Option<CompiledTransform>,
     pub destination: Destination,
+    pub dead_letter: Option<DeadLetterRoute>,
     /// Key of the concurrency slot (`<subscription>/<target>`).
     pub slot_key: String,
 }
@@ -228,7 +238,11 @@ impl Engine {
                         continue;
                     }
                 };
-                if let Some(c) = &spec.connection_id {
+                for c in spec
+                    .connection_id
+                    .iter()
+                    .chain(spec.dead_letter_queue.iter().map(|d| &d.connection_id))
+                {
                     self.resolve_connection(project_id, c, &mut connections)
                         .await?;
                 }
@@ -323,6 +337,13 @@ impl Engine {
             key,
             subject,
             destination: self.destination_for(project_id, spec, connections),
+            dead_letter: spec.dead_letter_queue.as_ref().map(|d| {
+                let conn = connections.get(&d.connection_id).and_then(Option::as_ref);
+                match dead_letter::build(d, conn) {
+                    Ok(sink) => DeadLetterRoute::Topic(sink),
+                    Err(e) => DeadLetterRoute::Unavailable(e.to_string()),
+                }
+            }),
         })
     }
 

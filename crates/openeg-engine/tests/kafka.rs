@@ -9,7 +9,7 @@ mod common;
 use common::unique;
 use openeg_engine::{Engine, EngineConfig};
 use openeg_log::{LogConfig, SegmentLog};
-use openeg_store::delivery::{DeliveryStatus, DeliveryStore};
+use openeg_store::delivery::{DeadLetterState, DeliveryStatus, DeliveryStore};
 use openeg_store::secrets::SecretBox;
 use openeg_store::{Document, Kind, MetaStore, SqliteStore};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -322,6 +322,191 @@ async fn kafka_targets_deliver_records_and_retry_a_missing_topic() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    engine.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Waits until every delivery of `ch` (one per event offset in `0..n`) has the dead-letter
+/// state `state`; returns them.
+async fn wait_dead_letters(
+    store: &SqliteStore,
+    ch: &str,
+    n: u64,
+    state: DeadLetterState,
+    limit: Duration,
+) -> Vec<openeg_store::delivery::Delivery> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let mut all = Vec::new();
+        for off in 0..n {
+            all.extend(store.event_deliveries(P, ch, off).await.unwrap());
+        }
+        if all.len() as u64 == n && all.iter().all(|d| d.dead_letter.state == state) {
+            return all;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not all {state:?} within {limit:?}: {all:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A webhook target that fails for good lands each event in its Kafka dead-letter topic:
+/// value = the original event, key = its id, the `eg-*` headers. While the dead-letter topic
+/// is missing, the record waits (`DEAD_LETTER`, publishes retried), and is published once the
+/// topic exists: nothing is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_events_go_to_the_dead_letter_topic() {
+    let Some(brokers) = brokers() else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("openeg-dlq-{}", unique()));
+    let store = Arc::new(SqliteStore::open_in_memory().await.unwrap());
+    let secrets = SecretBox::from_key_base64(KEY).unwrap();
+    let conn = format!("conn-{}", unique());
+    let body = json!({"id": conn, "name": "k", "type": "KAFKA", "vpc_id": "v", "subnet_id": "s",
+        "kafka_detail": {"instance_id": "i", "addr": brokers, "security_protocol": "PLAINTEXT",
+                         "acks": "all"}});
+    store
+        .insert(&doc(Kind::Connection, &conn, None, body), &[])
+        .await
+        .unwrap();
+    // 503 then 503: retried once (retry_times 1), then given up. 400: not retried.
+    let (url_503, _) = common::scripted_receiver(|_| (503, Duration::ZERO)).await;
+    let (url_400, _) = common::scripted_receiver(|_| (400, Duration::ZERO)).await;
+    let u = unique();
+    let (dlq_ok, dlq_late) = (format!("openeg-dlq-{u}"), format!("openeg-dlq-late-{u}"));
+    create_topic(&brokers, &dlq_ok).await;
+
+    let mut channels = Vec::new();
+    for (url, topic, retry_times) in [(&url_503, &dlq_ok, 1), (&url_400, &dlq_late, 5)] {
+        let ch = format!("ch-{}", unique());
+        store
+            .insert(
+                &doc(Kind::Channel, &ch, None, json!({"id": ch, "name": ch})),
+                &[],
+            )
+            .await
+            .unwrap();
+        let sub = format!("sub-{}", unique());
+        let body = json!({
+            "id": sub, "name": sub, "channel_id": ch, "status": "ENABLED",
+            "sources": [{"id": "s1", "name": "app", "provider_type": "CUSTOM",
+                         "filter": {"source": [{"op": "StringIn", "values": ["app"]}]}}],
+            "targets": [{"id": format!("t-{sub}"), "name": "WEBHOOK",
+                         "provider_type": "CUSTOM", "retry_times": retry_times,
+                         "detail": {"url": url, "protocol": "HTTP"},
+                         "dead_letter_queue": {"type": "KAFKA", "connection_id": conn,
+                                               "topic": topic},
+                         "transform": {"type": "VARIABLE", "value": "{\"n\":\"$.data.n\"}",
+                                       "template": "{\"n\":${n}}"}}],
+        });
+        store
+            .insert(&doc(Kind::Subscription, &sub, Some(&ch), body), &[])
+            .await
+            .unwrap();
+        channels.push((ch, sub));
+    }
+
+    let log = Arc::new(
+        SegmentLog::open(dir.join("log"), LogConfig::default())
+            .await
+            .unwrap(),
+    );
+    let engine = Engine::start(
+        store.clone(),
+        store.clone(),
+        log.clone(),
+        secrets,
+        EngineConfig {
+            poll_interval: Duration::from_millis(100),
+            ..EngineConfig::default()
+        },
+        log.topics(),
+    )
+    .await
+    .unwrap();
+    const N: usize = 20;
+    let events: Vec<Vec<u8>> = (0..N).map(event).collect();
+    for (ch, _) in &channels {
+        engine.publish_texts(P, ch, &events).await.unwrap();
+    }
+
+    // Retried once (about 1 s), then the record is published.
+    let (ch, sub) = &channels[0];
+    let sent = wait_dead_letters(
+        &store,
+        ch,
+        N as u64,
+        DeadLetterState::Sent,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(sent
+        .iter()
+        .all(|d| d.status == DeliveryStatus::Failed && d.attempts == 2));
+    let (b, t) = (brokers.clone(), dlq_ok.clone());
+    let recs = tokio::task::spawn_blocking(move || consume(&b, &t, N, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for r in &recs {
+        let id = r.key.clone().expect("keyed by the event id");
+        let i: usize = id.trim_start_matches("e-").parse().unwrap();
+        let original: Value = serde_json::from_slice(&event(i)).unwrap();
+        assert_eq!(r.value, original, "the untransformed event");
+        assert_eq!(r.headers["eg-subscription-id"], *sub);
+        assert_eq!(r.headers["eg-target-id"], format!("t-{sub}"));
+        assert_eq!(r.headers["eg-attempts"], "2");
+        assert_eq!(r.headers["eg-last-status"], "503");
+        let t = chrono::DateTime::parse_from_rfc3339(&r.headers["eg-failed-time"]).unwrap();
+        assert!(r.headers["eg-failed-time"].ends_with('Z'));
+        assert!((chrono::Utc::now() - t.to_utc()).num_seconds() < 120);
+        seen.insert(id);
+    }
+    assert_eq!(seen.len(), N);
+
+    // 400 is not retried; the dead-letter topic does not exist yet: publishes fail and wait.
+    let (ch, _) = &channels[1];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ds = store.event_deliveries(P, ch, 0).await.unwrap();
+        if let Some(d) = ds.first().filter(|d| d.dead_letter.tries >= 2) {
+            assert_eq!(d.status, DeliveryStatus::DeadLetter);
+            assert_eq!(d.dead_letter.state, DeadLetterState::Pending);
+            assert_eq!(d.attempts, 1, "400 is not retried");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no failed dead-letter publish: {ds:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    create_topic(&brokers, &dlq_late).await;
+    wait_dead_letters(
+        &store,
+        ch,
+        N as u64,
+        DeadLetterState::Sent,
+        Duration::from_secs(90),
+    )
+    .await;
+    let (b, t) = (brokers.clone(), dlq_late.clone());
+    let recs = tokio::task::spawn_blocking(move || consume(&b, &t, N, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert!(recs
+        .iter()
+        .all(|r| r.headers["eg-last-status"] == "400" && r.headers["eg-attempts"] == "1"));
+    let metrics = engine.metrics.render();
+    assert!(
+        metrics.contains(&format!("openeg_dead_letters_sent_total {}", 2 * N)),
+        "{metrics}"
+    );
+    assert!(metrics.contains("openeg_dead_letters_dropped_total 0"));
 
     engine.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);

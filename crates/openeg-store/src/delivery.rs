@@ -39,6 +39,10 @@ pub enum DeliveryStatus {
     Succeeded,
     /// Given up (not retriable, retries exhausted, or too old).
     Failed,
+    /// Given up at the target, and its dead-letter record is not published yet: due like a
+    /// retry (the claimer publishes the record instead of attempting the target). Ends as
+    /// `Failed` with [`DeadLetterState::Sent`] or [`DeadLetterState::Dropped`].
+    DeadLetter,
 }
 
 impl DeliveryStatus {
@@ -48,6 +52,7 @@ impl DeliveryStatus {
             DeliveryStatus::Retrying => "RETRYING",
             DeliveryStatus::Succeeded => "SUCCEEDED",
             DeliveryStatus::Failed => "FAILED",
+            DeliveryStatus::DeadLetter => "DEAD_LETTER",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -56,9 +61,78 @@ impl DeliveryStatus {
             "RETRYING" => Some(DeliveryStatus::Retrying),
             "SUCCEEDED" => Some(DeliveryStatus::Succeeded),
             "FAILED" => Some(DeliveryStatus::Failed),
+            "DEAD_LETTER" => Some(DeliveryStatus::DeadLetter),
             _ => None,
         }
     }
+}
+
+/// Where a delivery's dead-letter record stands. Stored in one text column (`dead_letter`):
+/// `''` when none was due, else `STATE/tries`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum DeadLetterState {
+    /// The target succeeded, is still being retried, or has no dead-letter queue.
+    #[default]
+    None,
+    /// Due (the delivery is [`DeliveryStatus::DeadLetter`]).
+    Pending,
+    /// Published to the dead-letter topic.
+    Sent,
+    /// Not published within the dead-letter window (`docs/limits.md`): dropped and logged.
+    Dropped,
+}
+
+impl DeadLetterState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterState::None => "",
+            DeadLetterState::Pending => "PENDING",
+            DeadLetterState::Sent => "SENT",
+            DeadLetterState::Dropped => "DROPPED",
+        }
+    }
+}
+
+/// A delivery's dead-letter state and how many publishes of its record failed so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DeadLetter {
+    pub state: DeadLetterState,
+    pub tries: u32,
+}
+
+impl DeadLetter {
+    pub(crate) fn encode(self) -> String {
+        match self.state {
+            DeadLetterState::None => String::new(),
+            s => format!("{}/{}", s.as_str(), self.tries),
+        }
+    }
+
+    pub(crate) fn decode(text: &str) -> DeadLetter {
+        let (state, tries) = text.split_once('/').unwrap_or((text, "0"));
+        let state = match state {
+            "PENDING" => DeadLetterState::Pending,
+            "SENT" => DeadLetterState::Sent,
+            "DROPPED" => DeadLetterState::Dropped,
+            _ => DeadLetterState::None,
+        };
+        DeadLetter {
+            state,
+            tries: tries.parse().unwrap_or(0),
+        }
+    }
+}
+
+/// One publish of a delivery's dead-letter record, to record with
+/// [`RecordBatch::dead_letters`]. Leaves `attempts` and the target's attempts (`recent`) as
+/// they were: they are what the record reports (`eg-attempts`, `eg-last-status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetterUpdate {
+    pub id: i64,
+    /// `DeadLetter` (try again at `next_at`) or `Failed` (sent or dropped).
+    pub status: DeliveryStatus,
+    pub next_at: i64,
+    pub dead_letter: DeadLetter,
 }
 
 /// One (event, subscription) row of ListTracedEvents; `subscription_id == ""` when the event
@@ -138,19 +212,22 @@ pub struct RecordBatch {
     pub traces: Vec<TraceRow>,
     pub created: Vec<CreatedDelivery>,
     pub updates: Vec<AttemptUpdate>,
+    /// Applied after `updates` (an update of a missing delivery is ignored).
+    pub dead_letters: Vec<DeadLetterUpdate>,
 }
 
 impl RecordBatch {
     pub fn is_empty(&self) -> bool {
-        self.traces.is_empty() && self.created.is_empty() && self.updates.is_empty()
+        self.len() == 0
     }
     pub fn len(&self) -> usize {
-        self.traces.len() + self.created.len() + self.updates.len()
+        self.traces.len() + self.created.len() + self.updates.len() + self.dead_letters.len()
     }
     pub fn clear(&mut self) {
         self.traces.clear();
         self.created.clear();
         self.updates.clear();
+        self.dead_letters.clear();
     }
 }
 
@@ -186,6 +263,7 @@ pub struct Delivery {
     /// The newest attempts, newest first, at most [`KEPT_ATTEMPTS`].
     pub recent: Vec<Attempt>,
     pub updated_at: i64,
+    pub dead_letter: DeadLetter,
 }
 
 /// Attempts kept per delivery for ShowDetailOfEventTrace (`docs/limits.md`).
@@ -373,12 +451,12 @@ pub trait DeliveryStore: Send + Sync + 'static {
 // Helpers shared by both backends.
 
 /// Statuses a claimer may pick up; written as a literal in SQL so the partial index applies.
-pub(crate) const DUE_STATUSES_SQL: &str = "('PENDING', 'RETRYING')";
+pub(crate) const DUE_STATUSES_SQL: &str = "('PENDING', 'RETRYING', 'DEAD_LETTER')";
 
 /// Columns of a delivery, in the order of [`DeliveryTuple`].
 pub(crate) const DELIVERY_COLS: &str = "id, project_id, channel_id, log_offset, event_id, \
     received_at, subscription_id, subscription_name, target_id, target_name, status, attempts, \
-    next_at, recent, updated_at";
+    next_at, recent, updated_at, dead_letter";
 
 /// Columns of a trace row, in the order of [`TraceTuple`].
 pub(crate) const TRACE_COLS: &str = "project_id, channel_id, log_offset, event_id, source_name, \
@@ -401,6 +479,7 @@ pub(crate) type DeliveryTuple = (
     i64,
     String,
     i64,
+    String,
 );
 
 pub(crate) type TraceTuple = (
@@ -440,6 +519,14 @@ pub(crate) fn delivery_from_tuple(t: DeliveryTuple) -> Result<Delivery> {
         next_at: t.12,
         recent: decode_recent(&t.13)?,
         updated_at: t.14,
+        dead_letter: match DeadLetter::decode(&t.15) {
+            // Entered by an attempt's outcome, which does not write the column.
+            d if status == DeliveryStatus::DeadLetter => DeadLetter {
+                state: DeadLetterState::Pending,
+                tries: d.tries,
+            },
+            d => d,
+        },
     })
 }
 
@@ -490,10 +577,12 @@ pub(crate) fn check_period(q: &MetricsQuery) -> Result<()> {
 /// casts keep PostgreSQL's `SUM(bigint)` from returning `numeric`).
 pub(crate) const SUB_AGGREGATES: &str = " AS bucket, COUNT(*), \
     CAST(COALESCE(SUM(CASE WHEN status = 'SUCCEEDED' THEN 1 ELSE 0 END), 0) AS BIGINT), \
-    CAST(COALESCE(SUM(CASE WHEN status = 'FAILED' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+    CAST(COALESCE(SUM(CASE WHEN status IN ('FAILED', 'DEAD_LETTER') THEN 1 ELSE 0 END), 0) \
+        AS BIGINT), \
     CAST(COALESCE(SUM(CASE WHEN status = 'SUCCEEDED' AND attempts > 1 THEN 1 ELSE 0 END), 0) \
         AS BIGINT), \
-    CAST(COALESCE(SUM(CASE WHEN status = 'FAILED' AND attempts > 1 THEN 1 ELSE 0 END), 0) \
+    CAST(COALESCE(SUM(CASE WHEN status IN ('FAILED', 'DEAD_LETTER') AND attempts > 1 \
+        THEN 1 ELSE 0 END), 0) \
         AS BIGINT), \
     CAST(COALESCE(SUM(CASE WHEN attempts > 1 THEN attempts - 1 ELSE 0 END), 0) AS BIGINT), \
     CAST(COALESCE(SUM(last_latency_ms), 0) AS BIGINT), \

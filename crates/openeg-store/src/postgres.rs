@@ -72,6 +72,7 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
     (2, delivery::MIGRATION_2),
     (3, delivery::MIGRATION_3),
     (4, delivery::MIGRATION_4),
+    (5, delivery::MIGRATION_5),
 ];
 
 const COLS: &str = "r.project_id, r.kind, r.id, r.name, r.parent_id, r.created_at, r.updated_at, \

@@ -155,7 +155,7 @@ async fn sqlite_upgrades_from_version_1() {
             .await
             .unwrap()
     };
-    assert_eq!(v, 4);
+    assert_eq!(v, 5);
     store.close().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -163,7 +163,7 @@ pub fn settings(connection: &Value) -> Result<ProducerSettings, String> {
 }
 
 /// One producer per distinct settings, alive as long as a sink uses it.
-fn shared_producer(s: &ProducerSettings) -> Result<Arc<FutureProducer>, String> {
+pub(crate) fn shared_producer(s: &ProducerSettings) -> Result<Arc<FutureProducer>, String> {
     static PRODUCERS: OnceLock<Mutex<HashMap<String, Weak<FutureProducer>>>> = OnceLock::new();
     let key = s.cache_key();
     let mut map = PRODUCERS

@@ -3,6 +3,7 @@
 //! function (Vector's `SinkConfig::build`); [`build`] is the one registration point that
 //! dispatches a spec to its module by kind.
 
+pub mod dead_letter;
 pub mod functiongraph;
 pub mod http;
 pub mod kafka;

@@ -26,7 +26,6 @@ use openeg_store::{Document, Kind, QuotaCheck, StoreError};
 use serde_json::{json, Map, Value};
 use std::collections::HashSet;
 use std::sync::{LazyLock, Mutex};
-use std::time::Duration;
 
 /// Members of `ConnectionInfo` (plus the reference's `rocketmq_detail`), in wire order.
 const INFO: &[&str] = &[
@@ -50,8 +49,6 @@ pub const CREATING: &str = "CREATING";
 pub const CREATED: &str = "CREATED";
 pub const CREATE_FAILED: &str = "CREATE_FAILED";
 
-/// Reachability probe timeout.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// A connection still `CREATING` this long after its last change has lost its probe (e.g. a
 /// restart); reading it starts a new one.
 const STALE_CREATING_MS: i64 = 10_000;
@@ -280,7 +277,8 @@ fn spawn_probe(st: &AppState, project_id: &str, id: &str) {
     });
 }
 
-/// Tries a TCP connection to the first broker address and records the outcome.
+/// Checks the connection against its broker (a real request of that broker's protocol, see
+/// `openeg_connectors::check`) and records the outcome.
 async fn probe(st: &AppState, project_id: &str, id: &str) {
     let rec = match st.store.get(project_id, Kind::Connection, id).await {
         Ok(Some(r)) => r,
@@ -290,31 +288,9 @@ async fn probe(st: &AppState, project_id: &str, id: &str) {
             return;
         }
     };
-    let addr = conn_type(&rec)
-        .detail_key()
-        .and_then(|k| rec.body.get(k))
-        .and_then(|d| d.get("addr"))
-        .and_then(Value::as_str)
-        .and_then(connection::first_addr);
-    let failure = match addr {
-        None => Some("no broker address".to_string()),
-        Some((host, port)) => {
-            let target = if host.contains(':') {
-                format!("[{host}]:{port}")
-            } else {
-                format!("{host}:{port}")
-            };
-            match tokio::time::timeout(
-                CONNECT_TIMEOUT,
-                tokio::net::TcpStream::connect((host.as_str(), port)),
-            )
-            .await
-            {
-                Ok(Ok(_stream)) => None,
-                Ok(Err(_)) | Err(_) => Some(format!("{target} unreachable")),
-            }
-        }
-    };
+    let mut doc = rec.body.clone();
+    st.secrets.reveal_json(&mut doc);
+    let failure = openeg_connectors::check::check_connection(&doc).await.err();
     let _guard = WRITE_LOCK.lock().await;
     let mut rec = match st.store.get(project_id, Kind::Connection, id).await {
         Ok(Some(r)) if body_str(&r, "status") == CREATING => r,
@@ -461,17 +437,17 @@ mod tests {
 
     fn kafka(addr: &str) -> Value {
         json!({"name": "k1", "vpc_id": "v", "subnet_id": "s", "type": "KAFKA",
-               "kafka_detail": {"instance_id": "kafka-inst", "addr": addr, "enable_sasl_ssl": true,
-                                "security_protocol": "SASL_SSL", "user_name": "u", "password": "kafka-pw"}})
+               "kafka_detail": {"instance_id": "kafka-inst", "addr": addr, "enable_sasl_ssl": false,
+                                "security_protocol": "SASL_PLAINTEXT", "user_name": "u", "password": "kafka-pw"}})
     }
 
     async fn settle(r: &axum::Router, id: &str) -> Value {
-        for _ in 0..100 {
+        for _ in 0..300 {
             let (_, v) = call(r, "GET", &format!("/v1/{{p}}/connections/{id}"), None).await;
             if v["status"] != CREATING {
                 return v;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         panic!("connection {id} still CREATING");
     }
@@ -564,7 +540,12 @@ mod tests {
         let g = settle(&r, &id).await;
         assert_eq!(g["status"], CREATE_FAILED);
         assert_eq!(g["error_info"]["error_code"], "EG.00511000");
-        assert_eq!(g["error_info"]["error_detail"], "127.0.0.1:9 unreachable");
+        let detail = g["error_info"]["error_detail"].as_str().unwrap();
+        assert!(
+            detail.starts_with("no metadata from 127.0.0.1:9"),
+            "{detail}"
+        );
+        assert!(!detail.contains("kafka-pw"), "{detail}");
         let stored = st
             .store
             .get(PROJECT, Kind::Connection, &id)
@@ -653,13 +634,34 @@ mod tests {
         assert_eq!((s, code(&e)), (409, "EG.00514002"));
     }
 
+    /// A port that accepts TCP but does not speak Kafka is not a Kafka connection.
     #[tokio::test]
-    async fn kafka_reachable_is_created() {
+    async fn kafka_tcp_only_is_not_created() {
         let (r, _) = app(ServerConfig::default()).await;
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap().to_string();
         tokio::spawn(async move { while let Ok((_s, _)) = l.accept().await {} });
         let (s, v) = call(&r, "POST", "/v1/{p}/connections", Some(kafka(&addr))).await;
+        assert_eq!(s, 200, "{v}");
+        let g = settle(&r, v["id"].as_str().unwrap()).await;
+        assert_eq!(g["status"], CREATE_FAILED, "{g}");
+    }
+
+    /// Against the test broker (`OPENEG_TEST_KAFKA_BROKERS`): its metadata answers.
+    #[tokio::test]
+    async fn kafka_broker_is_created() {
+        let Ok(brokers) = std::env::var("OPENEG_TEST_KAFKA_BROKERS") else {
+            assert!(
+                std::env::var("OPENEG_REQUIRE_KAFKA").as_deref() != Ok("1"),
+                "OPENEG_REQUIRE_KAFKA=1 but OPENEG_TEST_KAFKA_BROKERS is not set"
+            );
+            eprintln!("skipped: OPENEG_TEST_KAFKA_BROKERS not set");
+            return;
+        };
+        let (r, _) = app(ServerConfig::default()).await;
+        let body = json!({"name": "k2", "vpc_id": "v", "subnet_id": "s", "type": "KAFKA",
+            "kafka_detail": {"instance_id": "i", "addr": brokers, "security_protocol": "PLAINTEXT"}});
+        let (s, v) = call(&r, "POST", "/v1/{p}/connections", Some(body)).await;
         assert_eq!(s, 200, "{v}");
         let g = settle(&r, v["id"].as_str().unwrap()).await;
         assert_eq!(

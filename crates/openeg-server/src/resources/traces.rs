@@ -10,7 +10,9 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::Extension;
 use openeg_api::EgError;
-use openeg_store::delivery::{DeliveryStatus, DeliveryStore, MetricsQuery, TraceQuery};
+use openeg_store::delivery::{
+    DeadLetterState, DeliveryStatus, DeliveryStore, MetricsQuery, TraceQuery,
+};
 use openeg_store::Kind;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -296,7 +298,12 @@ async fn show_event_trace(
             .count();
         let failed = mine
             .iter()
-            .filter(|d| d.status == DeliveryStatus::Failed)
+            .filter(|d| {
+                matches!(
+                    d.status,
+                    DeliveryStatus::Failed | DeliveryStatus::DeadLetter
+                )
+            })
             .count();
         let attempts: u32 = mine.iter().map(|d| d.attempts).sum();
         let targets: Vec<Value> = mine
@@ -307,7 +314,7 @@ async fn show_event_trace(
                 } else {
                     "FAILED"
                 };
-                json!({
+                let mut target = json!({
                     "deliverTargetId": d.target_id,
                     "deliverTargetName": d.target_name,
                     "deliverStatus": status,
@@ -317,7 +324,13 @@ async fn show_event_trace(
                         "deliverConsuming": a.latency_ms,
                         "deliverRspCode": a.code,
                     })).collect::<Vec<_>>(),
-                })
+                });
+                // OpenEG's addition: where the failed event's dead-letter record stands.
+                if d.dead_letter.state != DeadLetterState::None {
+                    target["deadLetterStatus"] = d.dead_letter.state.as_str().into();
+                    target["deadLetterFailedTimes"] = d.dead_letter.tries.into();
+                }
+                target
             })
             .collect();
         deliver_list.push(json!({

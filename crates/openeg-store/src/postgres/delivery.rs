@@ -16,17 +16,27 @@ use super::PgStore;
 use crate::common::{backend, now_ms, to_i64, to_u64};
 use crate::delivery::{
     attempt_json, check_offsets, check_period, delivery_from_tuple, offset_to_i64, pub_bucket,
-    sub_bucket, trace_from_tuple, Attempt, AttemptUpdate, CreatedDelivery, Delivery,
-    DeliveryStatus, DeliveryStore, DeliveryTuple, IdMap, InsertedKey, MetricsQuery, NewDelivery,
-    PubBucket, PubTuple, RecordBatch, Routed, SubBucket, SubTuple, TraceQuery, TraceRow,
-    TraceTuple, DELIVERY_COLS, DUE_STATUSES_SQL, KEPT_ATTEMPTS, PUB_AGGREGATES, SUB_AGGREGATES,
-    TRACE_COLS,
+    sub_bucket, trace_from_tuple, Attempt, AttemptUpdate, CreatedDelivery, DeadLetterUpdate,
+    Delivery, DeliveryStatus, DeliveryStore, DeliveryTuple, IdMap, InsertedKey, MetricsQuery,
+    NewDelivery, PubBucket, PubTuple, RecordBatch, Routed, SubBucket, SubTuple, TraceQuery,
+    TraceRow, TraceTuple, DELIVERY_COLS, DUE_STATUSES_SQL, KEPT_ATTEMPTS, PUB_AGGREGATES,
+    SUB_AGGREGATES, TRACE_COLS,
 };
 use crate::Result;
 
 /// Schema version 3: per-event size and routing time on trace rows (ListPubMetrics).
 /// Version 4: the node holding a claim (`''` when none), so a restarted node releases its own
 /// unanswered claims at once instead of waiting out their lease.
+/// Version 5: dead letters. A target's failure whose record waits for the dead-letter topic
+/// is due like a retry (`DEAD_LETTER` joins the claimable statuses of the due index), and
+/// `dead_letter` holds where the record stands (`STATE/tries`, see `DeadLetter`).
+pub(super) const MIGRATION_5: &[&str] = &[
+    "ALTER TABLE deliveries ADD COLUMN dead_letter TEXT NOT NULL DEFAULT ''",
+    "DROP INDEX deliveries_due",
+    "CREATE INDEX deliveries_due ON deliveries (next_at, id)
+        WHERE status IN ('PENDING', 'RETRYING', 'DEAD_LETTER')",
+];
+
 pub(super) const MIGRATION_4: &[&str] =
     &["ALTER TABLE deliveries ADD COLUMN claimed_by TEXT NOT NULL DEFAULT ''"];
 
@@ -83,26 +93,6 @@ pub(super) const MIGRATION_2: &[&str] = &[
     "CREATE INDEX deliveries_subscription ON deliveries (project_id, subscription_id)",
     "CREATE INDEX deliveries_received ON deliveries (received_at)",
 ];
-
-/// A delivery's columns followed by its `next_at` before the claim.
-type ClaimTuple = (
-    i64,
-    String,
-    String,
-    i64,
-    String,
-    i64,
-    String,
-    String,
-    String,
-    String,
-    String,
-    i64,
-    i64,
-    String,
-    i64,
-    i64,
-);
 
 #[async_trait]
 impl DeliveryStore for PgStore {
@@ -210,6 +200,7 @@ impl DeliveryStore for PgStore {
         insert_traces(&mut tx, &batch.traces, op).await?;
         insert_created(&mut tx, &batch.created, op).await?;
         apply_updates(&mut tx, &batch.updates, op).await?;
+        apply_dead_letters(&mut tx, &batch.dead_letters, op).await?;
         tx.commit().await.map_err(|e| backend(op, e))?;
         Ok(())
     }
@@ -278,14 +269,17 @@ impl DeliveryStore for PgStore {
         // A single statement is its own transaction. Rows another claimer has locked are
         // skipped; rows it already committed are re-checked against `next_at <= now` after
         // the lock (READ COMMITTED re-evaluation) and drop out, so nothing is claimed twice.
+        // RETURNING has no order: the outer SELECT restores the claim order (previous
+        // next_at, id).
         let sql = format!(
             "WITH due AS (SELECT id, next_at FROM deliveries \
                 WHERE status IN {DUE_STATUSES_SQL} AND next_at <= $1 \
-                ORDER BY next_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
-             UPDATE deliveries d SET next_at = $2, claimed_by = $4 FROM due WHERE d.id = due.id \
-             RETURNING {cols}, due.next_at"
+                ORDER BY next_at, id LIMIT $3 FOR UPDATE SKIP LOCKED), \
+             claimed AS (UPDATE deliveries d SET next_at = $2, claimed_by = $4 FROM due \
+                WHERE d.id = due.id RETURNING {cols}, due.next_at AS claimed_from) \
+             SELECT {DELIVERY_COLS} FROM claimed ORDER BY claimed_from, id"
         );
-        let rows: Vec<ClaimTuple> = sqlx::query_as(&sql)
+        let rows: Vec<DeliveryTuple> = sqlx::query_as(&sql)
             .bind(now_ms)
             .bind(now_ms.saturating_add(lease_ms))
             .bind(i64::from(limit))
@@ -293,23 +287,7 @@ impl DeliveryStore for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| backend("claim_due", e))?;
-        let mut rows: Vec<(i64, DeliveryTuple)> = rows
-            .into_iter()
-            .map(|t| {
-                (
-                    t.15,
-                    (
-                        t.0, t.1, t.2, t.3, t.4, t.5, t.6, t.7, t.8, t.9, t.10, t.11, t.12, t.13,
-                        t.14,
-                    ),
-                )
-            })
-            .collect();
-        // RETURNING has no order: restore the claim order (previous next_at, id).
-        rows.sort_by_key(|(old, t)| (*old, t.0));
-        rows.into_iter()
-            .map(|(_, t)| delivery_from_tuple(t))
-            .collect()
+        rows.into_iter().map(delivery_from_tuple).collect()
     }
 
     async fn list_traces(&self, project_id: &str, q: &TraceQuery) -> Result<(u64, Vec<TraceRow>)> {
@@ -630,6 +608,31 @@ async fn insert_created(
     .execute(&mut *conn)
     .await
     .map_err(|e| backend(op, e))?;
+    Ok(())
+}
+
+/// Dead-letter publishes: status, due time and record state; `attempts` and `recent` stay
+/// the target's. Rare (one per exhausted delivery), so one statement each.
+async fn apply_dead_letters(
+    conn: &mut PgConnection,
+    updates: &[DeadLetterUpdate],
+    op: &str,
+) -> Result<()> {
+    let now = now_ms();
+    for u in updates {
+        sqlx::query(
+            "UPDATE deliveries SET status = $1, next_at = $2, dead_letter = $3, updated_at = $4, \
+             claimed_by = '' WHERE id = $5",
+        )
+        .bind(u.status.as_str())
+        .bind(u.next_at)
+        .bind(u.dead_letter.encode())
+        .bind(now)
+        .bind(u.id)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| backend(op, e))?;
+    }
     Ok(())
 }
 

@@ -19,10 +19,11 @@ use super::SqliteStore;
 use crate::common::{backend, now_ms, to_i64, to_u64};
 use crate::delivery::{
     attempt_json, check_offsets, check_period, delivery_from_tuple, offset_to_i64, prepend_recent,
-    pub_bucket, sub_bucket, trace_from_tuple, Attempt, AttemptUpdate, CreatedDelivery, Delivery,
-    DeliveryStatus, DeliveryStore, DeliveryTuple, IdMap, InsertedKey, MetricsQuery, NewDelivery,
-    PubBucket, PubTuple, RecordBatch, Routed, SubBucket, SubTuple, TraceQuery, TraceRow,
-    TraceTuple, DELIVERY_COLS, DUE_STATUSES_SQL, PUB_AGGREGATES, SUB_AGGREGATES,
+    pub_bucket, sub_bucket, trace_from_tuple, Attempt, AttemptUpdate, CreatedDelivery,
+    DeadLetterUpdate, Delivery, DeliveryStatus, DeliveryStore, DeliveryTuple, IdMap, InsertedKey,
+    MetricsQuery, NewDelivery, PubBucket, PubTuple, RecordBatch, Routed, SubBucket, SubTuple,
+    TraceQuery, TraceRow, TraceTuple, DELIVERY_COLS, DUE_STATUSES_SQL, PUB_AGGREGATES,
+    SUB_AGGREGATES,
 };
 use crate::Result;
 
@@ -86,6 +87,16 @@ pub(super) const MIGRATION_2: &[&str] = &[
 /// and routing time behind ListPubMetrics.
 /// Version 4: the node holding a claim (`''` when none), so a restarted node releases its own
 /// unanswered claims at once instead of waiting out their lease.
+/// Version 5: dead letters. A target's failure whose record waits for the dead-letter topic
+/// is due like a retry (`DEAD_LETTER` joins the claimable statuses of the due index), and
+/// `dead_letter` holds where the record stands (`STATE/tries`, see `DeadLetter`).
+pub(super) const MIGRATION_5: &[&str] = &[
+    "ALTER TABLE deliveries ADD COLUMN dead_letter TEXT NOT NULL DEFAULT ''",
+    "DROP INDEX deliveries_due",
+    "CREATE INDEX deliveries_due ON deliveries (next_at, id)
+        WHERE status IN ('PENDING', 'RETRYING', 'DEAD_LETTER')",
+];
+
 pub(super) const MIGRATION_4: &[&str] =
     &["ALTER TABLE deliveries ADD COLUMN claimed_by TEXT NOT NULL DEFAULT ''"];
 
@@ -264,6 +275,7 @@ impl DeliveryStore for SqliteStore {
         let written = self.insert_traces(&mut tx, &batch.traces, op).await?;
         insert_created(&mut tx, &batch.created, op).await?;
         apply_updates(&mut tx, &batch.updates, op).await?;
+        apply_dead_letters(&mut tx, &batch.dead_letters, op).await?;
         tx.commit().await.map_err(|e| backend(op, e))?;
         self.traces_committed(written);
         Ok(())
@@ -928,6 +940,31 @@ async fn insert_created(
             .execute(&mut *conn)
             .await
             .map_err(|e| backend(op, e))?;
+    }
+    Ok(())
+}
+
+/// Dead-letter publishes: status, due time and record state; `attempts` and `recent` stay
+/// the target's. Rare (one per exhausted delivery), so one statement each.
+async fn apply_dead_letters(
+    conn: &mut SqliteConnection,
+    updates: &[DeadLetterUpdate],
+    op: &str,
+) -> Result<()> {
+    let now = now_ms();
+    for u in updates {
+        sqlx::query(
+            "UPDATE deliveries SET status = ?, next_at = ?, dead_letter = ?, updated_at = ?, \
+             claimed_by = '' WHERE id = ?",
+        )
+        .bind(u.status.as_str())
+        .bind(u.next_at)
+        .bind(u.dead_letter.encode())
+        .bind(now)
+        .bind(u.id)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| backend(op, e))?;
     }
     Ok(())
 }

@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use openeg_store::delivery::{
-    Attempt, AttemptUpdate, CreatedDelivery, Delivery, DeliveryStatus, DeliveryStore, MetricsQuery,
-    NewDelivery, PubBucket, RecordBatch, Routed, SubBucket, TraceQuery, TraceRow, KEPT_ATTEMPTS,
+    Attempt, AttemptUpdate, CreatedDelivery, DeadLetter, DeadLetterState, DeadLetterUpdate,
+    Delivery, DeliveryStatus, DeliveryStore, MetricsQuery, NewDelivery, PubBucket, RecordBatch,
+    Routed, SubBucket, TraceQuery, TraceRow, KEPT_ATTEMPTS,
 };
 
 /// A `next_at` no claim in this suite ever reaches.
@@ -137,6 +138,112 @@ pub async fn run_delivery_suite(store: Arc<dyn DeliveryStore>, label: &str) {
     write_behind_batch(s).await;
     throughput(s, label).await;
     purge(s).await;
+    dead_letters(s).await;
+}
+
+/// A delivery given up with a dead-letter queue is due (`DEAD_LETTER`) until its record is
+/// published; publishes change neither its attempts nor the target's recorded attempts.
+async fn dead_letters(s: &dyn DeliveryStore) {
+    let p = "d-dlq";
+    let d = nd(p, "ch", 1, 100, "s", "t", FAR);
+    let id = ids_of(
+        s.record_routed(&[], std::slice::from_ref(&d))
+            .await
+            .unwrap(),
+    )[0];
+    let last = attempt(40, false, 7, "503");
+    assert!(s
+        .record_attempt(id, DeliveryStatus::DeadLetter, 3, 50, &last)
+        .await
+        .unwrap());
+    let got = find(s, &d, id).await;
+    assert_eq!(got.status, DeliveryStatus::DeadLetter);
+    assert_eq!(
+        got.dead_letter,
+        DeadLetter {
+            state: DeadLetterState::Pending,
+            tries: 0
+        }
+    );
+    let claimed = s.claim_due(60, 1_000, 10_000, "n1").await.unwrap();
+    let c = claimed
+        .iter()
+        .find(|c| c.id == id)
+        .expect("claimed while DEAD_LETTER");
+    assert_eq!((c.status, c.next_at), (DeliveryStatus::DeadLetter, 1_060));
+
+    let update = |status, next_at, state, tries| RecordBatch {
+        dead_letters: vec![DeadLetterUpdate {
+            id,
+            status,
+            next_at,
+            dead_letter: DeadLetter { state, tries },
+        }],
+        ..Default::default()
+    };
+    s.record_batch(&update(
+        DeliveryStatus::DeadLetter,
+        5_000,
+        DeadLetterState::Pending,
+        1,
+    ))
+    .await
+    .unwrap();
+    let got = find(s, &d, id).await;
+    assert_eq!(
+        (got.status, got.next_at, got.attempts, got.dead_letter.tries),
+        (DeliveryStatus::DeadLetter, 5_000, 3, 1)
+    );
+    assert_eq!(got.recent, vec![last.clone()]);
+    // The publish released the claim: a restart of n1 has nothing of it to release.
+    assert!(s
+        .claim_due(4_000, 1_000, 10_000, "n1")
+        .await
+        .unwrap()
+        .iter()
+        .all(|c| c.id != id));
+
+    s.record_batch(&update(DeliveryStatus::Failed, 0, DeadLetterState::Sent, 1))
+        .await
+        .unwrap();
+    let got = find(s, &d, id).await;
+    assert_eq!(
+        (got.status, got.attempts, got.dead_letter),
+        (
+            DeliveryStatus::Failed,
+            3,
+            DeadLetter {
+                state: DeadLetterState::Sent,
+                tries: 1
+            }
+        )
+    );
+    assert_eq!(got.recent, vec![last]);
+    assert!(s
+        .claim_due(i64::MAX / 2, 1, 10_000, "n1")
+        .await
+        .unwrap()
+        .iter()
+        .all(|c| c.id != id));
+    // Dropped is kept apart from sent; a missing delivery is ignored.
+    s.record_batch(&update(
+        DeliveryStatus::Failed,
+        0,
+        DeadLetterState::Dropped,
+        9,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        find(s, &d, id).await.dead_letter,
+        DeadLetter {
+            state: DeadLetterState::Dropped,
+            tries: 9
+        }
+    );
+    let mut missing = update(DeliveryStatus::Failed, 0, DeadLetterState::Sent, 0);
+    missing.dead_letters[0].id = id + 1_000_000;
+    s.record_batch(&missing).await.unwrap();
 }
 
 async fn roundtrip(s: &dyn DeliveryStore) {
@@ -1049,6 +1156,7 @@ async fn write_behind_batch(s: &dyn DeliveryStore) {
                 attempt: attempt(9, false, 6, ""),
             },
         ],
+        dead_letters: vec![],
     };
     assert_eq!(batch.len(), 7);
     s.record_batch(&batch).await.unwrap();
@@ -1102,6 +1210,7 @@ async fn write_behind_batch(s: &dyn DeliveryStore) {
         traces: vec![trace(p, "ch", 5, "e5", "src", "t", 105, "", "")],
         created: vec![created(u64::MAX, "t1", DeliveryStatus::Pending, None, FAR)],
         updates: vec![],
+        dead_letters: vec![],
     };
     assert!(s.record_batch(&bad).await.is_err());
     assert_eq!(s.list_traces(p, &tq("ch", 0, 1000)).await.unwrap().0, 2);
