@@ -28,7 +28,8 @@ if [[ ! -x "$venv/bin/python" ]]; then
     python3 -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-    "huaweicloudsdkeg==3.1.219" pytest requests "schemathesis==4.32.5"
+    "huaweicloudsdkeg==3.1.219" pytest requests "schemathesis==4.32.5" \
+    "confluent-kafka==2.16.2" "pika==1.4.4"
 
 set +e
 "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/e2e "$@"
