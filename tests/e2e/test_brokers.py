@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -82,11 +83,12 @@ def _free_port() -> int:
 
 class Tansu:
     """A private Kafka-API broker (durable SQLite storage) that a test may SIGKILL and restart:
-    same port, same data."""
+    same port, same data. `advertised_port`: the port clients are told to use (a TLS front)."""
 
-    def __init__(self):
+    def __init__(self, advertised_port: int | None = None):
         self.bin = tansu_bin()
         self.port = _free_port()
+        self.advertised_port = advertised_port or self.port
         self.dir = Path(tempfile.mkdtemp(prefix="openeg-tansu-"))
         self.proc = None
 
@@ -96,10 +98,11 @@ class Tansu:
 
     def start(self):
         url = f"tcp://{self.addr}"
+        advertised = f"tcp://127.0.0.1:{self.advertised_port}"
         log = open(self.dir / "tansu.log", "ab")
         # The sqlite path must be relative (tansu drops a leading slash): run in its dir.
         self.proc = subprocess.Popen(
-            [self.bin, "broker", "--listener-url", url, "--advertised-listener-url", url,
+            [self.bin, "broker", "--listener-url", url, "--advertised-listener-url", advertised,
              "--storage-engine", "sqlite://tansu.db"],
             cwd=self.dir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
@@ -127,19 +130,71 @@ def tansu():
     t.stop()
 
 
-def create_topic(brokers: str, topic: str, partitions: int = 1):
+class TlsKafka:
+    """A Kafka-API broker reached over TLS only: tansu behind a socat TLS front whose
+    certificate is signed by a throwaway CA (`ca`); tansu advertises the front's port."""
+
+    def __init__(self):
+        if not shutil.which("socat"):
+            if os.environ.get("OPENEG_REQUIRE_KAFKA") == "1":
+                pytest.fail("OPENEG_REQUIRE_KAFKA=1 but socat is not installed")
+            pytest.skip("socat not installed")
+        self.tls_port = _free_port()
+        self.broker = Tansu(advertised_port=self.tls_port)
+        d = self.broker.dir
+        run = lambda *a: subprocess.run(a, cwd=d, check=True, capture_output=True)  # noqa: E731
+        run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
+            "-out", "ca.pem", "-days", "2", "-subj", "/CN=openeg-e2e-ca")
+        run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "srv.key",
+            "-out", "srv.csr", "-subj", "/CN=127.0.0.1")
+        (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+        run("openssl", "x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "srv.crt", "-days", "2", "-extfile", "san.ext")
+        (d / "srv.pem").write_bytes((d / "srv.crt").read_bytes() + (d / "srv.key").read_bytes())
+        self.ca = str(d / "ca.pem")
+        self.front = None
+
+    @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.tls_port}"
+
+    def client_conf(self) -> dict:
+        return {"security.protocol": "SSL", "ssl.ca.location": self.ca}
+
+    def start(self):
+        self.broker.start()
+        self.front = subprocess.Popen(
+            ["socat", f"OPENSSL-LISTEN:{self.tls_port},bind=127.0.0.1,reuseaddr,fork,"
+             f"cert={self.broker.dir / 'srv.pem'},verify=0", f"TCP:{self.broker.addr}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def up():
+            with socket.socket() as s:
+                s.settimeout(0.5)
+                return s.connect_ex(("127.0.0.1", self.tls_port)) == 0
+        wait_until(up, 10, "the TLS front to listen")
+
+    def stop(self):
+        if self.front and self.front.poll() is None:
+            self.front.kill()
+            self.front.wait(5)
+        self.broker.stop()
+
+
+def create_topic(brokers: str, topic: str, partitions: int = 1, conf: dict | None = None):
     from confluent_kafka.admin import AdminClient, NewTopic
-    a = AdminClient({"bootstrap.servers": brokers})
+    a = AdminClient({"bootstrap.servers": brokers, **(conf or {})})
     for f in a.create_topics([NewTopic(topic, partitions, 1)], operation_timeout=10).values():
         f.result(30)
 
 
-def consume(brokers: str, topic: str, want: int, timeout: float, key=lambda m: None):
+def consume(brokers: str, topic: str, want: int, timeout: float, key=lambda m: None,
+            conf: dict | None = None):
     """Reads `topic` from the beginning until `want` distinct records (by `key(msg)`) arrived
     or `timeout` passed; returns {key: [msg...]}."""
     from confluent_kafka import Consumer
     c = Consumer({"bootstrap.servers": brokers, "group.id": uniq("e2e"),
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False, **(conf or {})})
     c.subscribe([topic])
     got: dict = {}
     deadline = time.monotonic() + timeout
@@ -158,14 +213,15 @@ def headers(m) -> dict:
     return {k: (v or b"").decode() for k, v in (m.headers() or [])}
 
 
-def kafka_connection(res: Resources, addr: str, eg):
-    """A KAFKA connection to `addr`, checked by the server: CREATED."""
+def kafka_connection(res: Resources, addr: str, eg, protocol="PLAINTEXT", want="CREATED"):
+    """A KAFKA connection to `addr`, checked by the server: `want` (CREATED)."""
     c = res.connection(type="KAFKA", kafka_detail=KafkaConnectionDetail(
-        instance_id="kafka-e2e", addr=addr, security_protocol="PLAINTEXT",
+        instance_id="kafka-e2e", addr=addr, security_protocol=protocol,
         enable_sasl_ssl=False, acks="all"))
     g = wait_until(lambda: (lambda g: g if g.status != "CREATING" else None)(
-        eg.show_detail_of_connection(ShowDetailOfConnectionRequest(connection_id=c.id))), 15, "the check")
-    assert g.status == "CREATED", (g.status, g.error_info)
+        eg.show_detail_of_connection(ShowDetailOfConnectionRequest(connection_id=c.id))),
+        15, "the check")
+    assert g.status == want, (g.status, g.error_info)
     return c
 
 
@@ -306,6 +362,38 @@ def test_kafka_broker_killed_30s_during_delivery_loses_nothing(eg_a, res_a, raw_
     got = consume(tansu.addr, topic, n, 240, key=lambda m: headers(m).get("ce_id"))
     missing = {e["id"] for e in evs} - set(got)
     assert not missing, f"{len(missing)} lost, e.g. {sorted(missing)[:5]}"
+
+
+def test_kafka_target_over_tls(eg_a, res_a):
+    """An SSL connection to a TLS-only broker: the server that trusts the broker's CA
+    (`kafka_ca_file`) checks it CREATED and delivers through it; the session server, which does
+    not trust that CA, fails the check (the certificate is verified)."""
+    tls = TlsKafka()
+    tls.start()
+    srv = DataServer(extra={"kafka_ca_file": tls.ca})
+    try:
+        bad = kafka_connection(res_a, tls.addr, eg_a, protocol="SSL", want="CREATE_FAILED")
+        detail = eg_a.show_detail_of_connection(
+            ShowDetailOfConnectionRequest(connection_id=bad.id)).error_info.error_detail
+        assert tls.addr in detail, detail
+        topic = uniq("e2e-tls")
+        create_topic(tls.addr, topic, conf=tls.client_conf())
+        srv.start()
+        eg, raw = srv.sdk(), srv.raw()
+        res = Resources(eg, raw)
+        conn = kafka_connection(res, tls.addr, eg, protocol="SSL")
+        ch, src = res.app_setup()
+        res.subscription(ch.id, [custom_source(src.name)], [SubscriptionTarget(
+            name="HC.Kafka", provider_type="OFFICIAL", connection_id=conn.id,
+            kafka_detail=KafkaTargetDetail(topic=topic), transform=ORIGINAL, retry_times=16)])
+        evs = [event(src.name, id=f"t-{i}") for i in range(100)]
+        publish(raw, ch.id, evs, threads=1)
+        got = consume(tls.addr, topic, len(evs), 60, key=lambda m: headers(m).get("ce_id"),
+                      conf=tls.client_conf())
+        assert set(got) == {e["id"] for e in evs}
+    finally:
+        srv.stop()
+        tls.stop()
 
 
 # --------------------------------------------------------------------------- RabbitMQ sources

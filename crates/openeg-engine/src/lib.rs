@@ -78,6 +78,9 @@ pub struct EngineConfig {
     pub project_domains: HashMap<String, String>,
     /// Restart delays of supervised work that failed.
     pub restart_backoff: supervisor::Backoff,
+    /// CA bundle (PEM) trusted by Kafka TLS connections; `None`: the system's CA store.
+    /// Process-wide: the first engine started sets it.
+    pub kafka_ca_file: Option<String>,
 }
 
 impl Default for EngineConfig {
@@ -93,6 +96,7 @@ impl Default for EngineConfig {
             node_name: "openeg-0".into(),
             project_domains: HashMap::new(),
             restart_backoff: supervisor::Backoff::default(),
+            kafka_ca_file: None,
         }
     }
 }
@@ -227,6 +231,7 @@ impl Engine {
         existing_topics: Vec<String>,
     ) -> Result<Arc<Engine>, EngineError> {
         let http = openeg_connectors::sinks::HttpClient::new().map_err(EngineError::HttpClient)?;
+        openeg_connectors::sinks::kafka::set_trusted_ca_file(cfg.kafka_ca_file.clone());
         let (shutdown_tx, shutdown) = watch::channel(false);
         // This node owns the embedded log, so leases of never-attempted deliveries, and its
         // own unanswered claims, were held by the process that stopped: make them due now

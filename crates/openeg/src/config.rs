@@ -40,6 +40,8 @@ pub struct Config {
     pub database_url: Option<String>,
     pub functiongraph_endpoint: Option<String>,
     pub smn_endpoint: Option<String>,
+    /// CA bundle (PEM file) Kafka TLS connections trust; default: the system's CA store.
+    pub kafka_ca_file: Option<String>,
     #[serde(default = "default_node")]
     pub node_name: String,
     /// Base64 of a 32-byte key for secrets at rest; default: `data_dir/secret.key`.
@@ -85,6 +87,7 @@ pub const ENV_KEYS: &[(Option<&str>, &str, EnvKind)] = &[
     (None, "database_url", EnvKind::Text),
     (None, "functiongraph_endpoint", EnvKind::Text),
     (None, "smn_endpoint", EnvKind::Text),
+    (None, "kafka_ca_file", EnvKind::Text),
     (None, "node_name", EnvKind::Text),
     (None, "encryption_key", EnvKind::Text),
     (None, "retention_hours", EnvKind::Count),
@@ -354,6 +357,7 @@ mod tests {
                 "OPENEG_DATABASE_URL" => "postgres://x/y",
                 "OPENEG_FUNCTIONGRAPH_ENDPOINT" => "http://fg",
                 "OPENEG_SMN_ENDPOINT" => "http://smn",
+                "OPENEG_KAFKA_CA_FILE" => "/ca.pem",
                 "OPENEG_NODE_NAME" => "n1",
                 "OPENEG_ENCRYPTION_KEY" => "k",
                 "OPENEG_RETENTION_HOURS" => "2",
@@ -383,6 +387,7 @@ mod tests {
             database_url,
             functiongraph_endpoint,
             smn_endpoint,
+            kafka_ca_file,
             node_name,
             encryption_key,
             retention_hours,
@@ -405,6 +410,7 @@ mod tests {
         assert_eq!(database_url.as_deref(), Some("postgres://x/y"));
         assert_eq!(functiongraph_endpoint.as_deref(), Some("http://fg"));
         assert_eq!(smn_endpoint.as_deref(), Some("http://smn"));
+        assert_eq!(kafka_ca_file.as_deref(), Some("/ca.pem"));
         assert_eq!(node_name, "n1");
         assert_eq!(encryption_key.as_deref(), Some("k"));
         assert_eq!(retention_hours, 2);

@@ -195,6 +195,7 @@ async fn run_server(cfg: Config) -> anyhow::Result<()> {
     let engine_cfg = openeg_engine::EngineConfig {
         functiongraph_endpoint: cfg.functiongraph_endpoint.clone(),
         smn_endpoint: cfg.smn_endpoint.clone(),
+        kafka_ca_file: cfg.kafka_ca_file.clone(),
         node_name: cfg.node_name.clone(),
         project_domains: creds
             .iter()

@@ -9,8 +9,10 @@
 //!
 //! Producers are shared by every target whose connection settings are the same (a process-wide
 //! map of weak references), so a connection used by many targets holds one set of broker
-//! sockets. PLAINTEXT and SASL_PLAINTEXT are supported; SSL needs CA settings a connection
-//! cannot carry, so such a connection fails the build with that reason.
+//! sockets. PLAINTEXT, SASL_PLAINTEXT, SSL and SASL_SSL are supported. TLS verifies the
+//! broker's certificate (and host name) against the operator's CA file when one is set
+//! ([`set_trusted_ca_file`], the `kafka_ca_file` setting), else the system's CA store: a
+//! connection cannot turn verification off.
 
 use super::{BuildContext, BuildError};
 use crate::{EventAttributes, Message, Outcome, Sink};
@@ -36,6 +38,24 @@ pub const UNKNOWN_TOPIC_WAIT_MS: u32 = 5_000;
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 /// SASL mechanisms accepted in `sasl_mechanism` (PLAIN when absent).
 pub const SASL_MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+
+/// The CA bundle (PEM file) TLS connections to Kafka trust, set once at start-up from the
+/// operator's configuration; `None`: the system's CA store.
+static TRUSTED_CA_FILE: OnceLock<Option<String>> = OnceLock::new();
+
+/// Sets the CA file Kafka TLS connections trust (call once, before any connection is used;
+/// later calls are ignored).
+pub fn set_trusted_ca_file(path: Option<String>) {
+    let _ = TRUSTED_CA_FILE.set(path);
+}
+
+fn ca_location() -> String {
+    match TRUSTED_CA_FILE.get() {
+        Some(Some(p)) => p.clone(),
+        // librdkafka looks for the system's CA bundle in the usual places.
+        _ => "probe".to_string(),
+    }
+}
 
 /// Producer settings derived from a connection document: librdkafka properties, in a fixed
 /// order (they are also the key under which producers are shared). Holds the password.
@@ -127,37 +147,36 @@ pub fn settings(connection: &Value) -> Result<ProducerSettings, String> {
             UNKNOWN_TOPIC_WAIT_MS.to_string(),
         ),
     ];
-    match protocol.as_str() {
-        "PLAINTEXT" => out.push(("security.protocol", "plaintext".to_string())),
-        "SASL_PLAINTEXT" => {
-            let mechanism = text("sasl_mechanism")
-                .unwrap_or("PLAIN")
-                .to_ascii_uppercase();
-            if !SASL_MECHANISMS.contains(&mechanism.as_str()) {
-                return Err(format!(
-                    "kafka_detail.sasl_mechanism {mechanism} is not one of {}",
-                    SASL_MECHANISMS.join(", ")
-                ));
-            }
-            let user = text("user_name").ok_or("kafka_detail.user_name is required for SASL")?;
-            let password = d
-                .get("password")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .ok_or("kafka_detail.password is required for SASL")?;
-            out.push(("security.protocol", "sasl_plaintext".to_string()));
-            out.push(("sasl.mechanism", mechanism));
-            out.push(("sasl.username", user.to_string()));
-            out.push(("sasl.password", password.to_string()));
-        }
-        "SSL" | "SASL_SSL" => {
-            return Err(format!(
-                "security_protocol {protocol} is not supported by this build \
-                 (TLS to Kafka needs CA settings a connection cannot carry); \
-                 use PLAINTEXT or SASL_PLAINTEXT"
-            ))
-        }
+    let tls = match protocol.as_str() {
+        "PLAINTEXT" | "SASL_PLAINTEXT" => false,
+        "SSL" | "SASL_SSL" => true,
         other => return Err(format!("security_protocol {other} is not supported")),
+    };
+    out.push(("security.protocol", protocol.to_ascii_lowercase()));
+    if protocol.starts_with("SASL_") {
+        let mechanism = text("sasl_mechanism")
+            .unwrap_or("PLAIN")
+            .to_ascii_uppercase();
+        if !SASL_MECHANISMS.contains(&mechanism.as_str()) {
+            return Err(format!(
+                "kafka_detail.sasl_mechanism {mechanism} is not one of {}",
+                SASL_MECHANISMS.join(", ")
+            ));
+        }
+        let user = text("user_name").ok_or("kafka_detail.user_name is required for SASL")?;
+        let password = d
+            .get("password")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or("kafka_detail.password is required for SASL")?;
+        out.push(("sasl.mechanism", mechanism));
+        out.push(("sasl.username", user.to_string()));
+        out.push(("sasl.password", password.to_string()));
+    }
+    if tls {
+        out.push(("ssl.ca.location", ca_location()));
+        out.push(("enable.ssl.certificate.verification", "true".to_string()));
+        out.push(("ssl.endpoint.identification.algorithm", "https".to_string()));
     }
     Ok(ProducerSettings(out))
 }
@@ -373,14 +392,32 @@ mod tests {
         ))
         .unwrap_err();
         assert!(e.contains("password is required"), "{e}");
-        // enable_sasl_ssl without a protocol means SASL_SSL: TLS is not supported.
-        let e = settings(&conn(json!({"addr": "a:1", "enable_sasl_ssl": true,
+        // enable_sasl_ssl without a protocol means SASL_SSL: TLS, verified, plus SASL.
+        let s = settings(&conn(json!({"addr": "a:1", "enable_sasl_ssl": true,
             "user_name": "u", "password": "p"})))
+        .unwrap();
+        assert_eq!(s.get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(s.get("sasl.username"), Some("u"));
+        assert_eq!(s.get("enable.ssl.certificate.verification"), Some("true"));
+        assert_eq!(
+            s.get("ssl.endpoint.identification.algorithm"),
+            Some("https")
+        );
+        assert_eq!(s.get("ssl.ca.location"), Some("probe"));
+        let s = settings(&conn(json!({"addr": "a:1", "security_protocol": "SSL"}))).unwrap();
+        assert_eq!(s.get("security.protocol"), Some("ssl"));
+        assert_eq!(s.get("sasl.username"), None);
+        let e = settings(&conn(
+            json!({"addr": "a:1", "security_protocol": "SASL_SSL",
+            "user_name": "u"}),
+        ))
         .unwrap_err();
-        assert!(e.contains("SASL_SSL is not supported"), "{e}");
-        assert!(!e.contains('p') || !e.contains("\"p\""));
-        let e = settings(&conn(json!({"addr": "a:1", "security_protocol": "SSL"}))).unwrap_err();
-        assert!(e.contains("SSL is not supported"), "{e}");
+        assert!(e.contains("password is required"), "{e}");
+        let e = settings(&conn(
+            json!({"addr": "a:1", "security_protocol": "KERBEROS"}),
+        ))
+        .unwrap_err();
+        assert!(e.contains("KERBEROS is not supported"), "{e}");
         assert!(settings(&conn(json!({"acks": "1"}))).is_err());
         assert!(settings(&json!({"id": "w", "type": "WEBHOOK"})).is_err());
     }
@@ -478,13 +515,16 @@ mod tests {
         let b = shared_producer(&s1).unwrap();
         assert!(Arc::ptr_eq(&a, &b));
         assert!(build(&d, &ctx).is_ok());
-        let ssl = conn(json!({"addr": "127.0.0.1:9", "security_protocol": "SSL"}));
+        let bad = conn(json!({"addr": "127.0.0.1:9", "security_protocol": "GSSAPI"}));
         let ctx = BuildContext {
-            connection: Some(&ssl),
+            connection: Some(&bad),
             ..ctx
         };
         let e = build(&d, &ctx).err().unwrap().to_string();
-        assert!(e.starts_with("connection c1: security_protocol SSL"), "{e}");
+        assert!(
+            e.starts_with("connection c1: security_protocol GSSAPI"),
+            "{e}"
+        );
         let ctx = BuildContext {
             connection: None,
             ..ctx
