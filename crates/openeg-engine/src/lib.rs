@@ -437,6 +437,76 @@ impl Engine {
             .status(&supervisor::TaskKey::new(kind, project_id, id))
     }
 
+    /// Follows the store's change feed (several nodes on one PostgreSQL): every document
+    /// written by any node is applied here as [`Engine::resource_changed`] would, so a change
+    /// made through another node reaches this one's routes and runtimes within moments. After
+    /// a resync event (the feed may have missed changes), and every `safety_poll` in case a
+    /// notification was lost some other way, everything is reloaded.
+    pub fn follow_changes(
+        self: &Arc<Self>,
+        mut changes: openeg_store::changes::ChangeListener,
+        safety_poll: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        use openeg_store::changes::ChangeEvent;
+        let engine = self.clone();
+        let mut shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            let mut poll = tokio::time::interval(safety_poll);
+            poll.tick().await;
+            loop {
+                tokio::select! {
+                    ev = changes.next() => match ev {
+                        ChangeEvent::Changed(c) => engine.apply_change(c).await,
+                        ChangeEvent::Resync => engine.resync().await,
+                    },
+                    _ = poll.tick() => engine.resync().await,
+                    _ = shutdown.changed() => return,
+                }
+            }
+        })
+    }
+
+    /// A change another node (or this one) committed.
+    async fn apply_change(&self, c: openeg_store::changes::Change) {
+        let kind = match c.kind {
+            Kind::Subscription => match c.parent_id {
+                Some(channel_id) => ResourceKind::Subscription { channel_id },
+                None => return,
+            },
+            Kind::Source => ResourceKind::EventSource,
+            Kind::EventStream => ResourceKind::EventStream,
+            Kind::RouterJob => ResourceKind::RouterJob,
+            Kind::Connection => ResourceKind::Connection,
+            _ => return,
+        };
+        self.resource_changed(kind, &c.project_id, &c.id).await;
+    }
+
+    /// Reloads everything derived from the configuration: routes compile again on next use,
+    /// and supervised work is made what the store says (started, restarted on a new
+    /// revision, stopped when its resource is gone).
+    pub async fn resync(&self) {
+        self.routes.invalidate_all();
+        if let Err(e) = self.supervise_all().await {
+            tracing::warn!(error = %e, "resync: supervised work not reloaded");
+            return;
+        }
+        for key in self.supervisor.keys() {
+            let gone = matches!(
+                self.meta
+                    .get(&key.project_id, key.kind.store_kind(), &key.id)
+                    .await,
+                Ok(None)
+            );
+            if gone {
+                let _one = self.supervising.lock().await;
+                self.supervisor
+                    .apply(key, supervisor::Desired::Absent)
+                    .await;
+            }
+        }
+    }
+
     /// At start: every source, stream and router job that should run is started (and every
     /// other supervised one gets its status).
     async fn supervise_all(&self) -> Result<(), EngineError> {

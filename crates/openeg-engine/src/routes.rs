@@ -147,6 +147,17 @@ impl RouteCache {
         e.routes = None;
     }
 
+    /// Everything may be stale (changes were missed): drop every channel's routes and
+    /// outdate every running compile.
+    pub fn invalidate_all(&self) {
+        let mut m = self.lock();
+        m.epoch += 1;
+        for e in m.topics.values_mut() {
+            e.generation += 1;
+            e.routes = None;
+        }
+    }
+
     /// Everything of a project may be stale (a connection its targets use changed): drop its
     /// channels' routes and outdate every running compile.
     pub fn invalidate_project(&self, project_id: &str) {

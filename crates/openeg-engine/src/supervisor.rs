@@ -257,6 +257,11 @@ impl Supervisor {
         &self.node_name
     }
 
+    /// Every resource supervised here.
+    pub fn keys(&self) -> Vec<TaskKey> {
+        lock(&self.slots).keys().cloned().collect()
+    }
+
     /// The runtime status of a resource's work; `None` when it is not supervised here.
     pub fn status(&self, key: &TaskKey) -> Option<RuntimeStatus> {
         lock(&self.slots).get(key).map(|s| lock(&s.status).clone())

@@ -12,7 +12,10 @@
 
 mod common;
 
-use common::{channel_with_webhook, drop_pg_schema, event, pg_store, scripted_receiver, unique};
+use common::{
+    channel_with_webhook, drop_pg_schema, event, pg_store, scripted_receiver, unique,
+    wait_for_within,
+};
 use openeg_engine::{Engine, EngineConfig};
 use openeg_log::{LogConfig, SegmentLog};
 use openeg_store::delivery::{DeliveryStatus, DeliveryStore};
@@ -153,4 +156,117 @@ async fn postgres_second_node_leaves_the_first_nodes_claim_alone() {
     )
     .await;
     drop_pg_schema(&schema).await;
+}
+
+/// A subscription written through node A reaches node B's routing within a second through
+/// the store's change feed, and still does after B's listening connection was killed
+/// (`pg_terminate_backend`): B reconnects, resyncs, and hears the next change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_config_changes_reach_the_other_node() {
+    use openeg_engine::ResourceKind;
+    use openeg_store::changes::LISTENER_APPLICATION_NAME;
+    use openeg_store::{Document, Kind};
+    use serde_json::json;
+    use sqlx::Connection;
+
+    let Some((store, schema)) = pg_store().await else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("openeg-feed-{}", unique()));
+    let a = engine(store.clone(), &dir, "node-a").await;
+    let b = engine(store.clone(), &dir, "node-b").await;
+    b.follow_changes(
+        store.listen_changes().await.unwrap(),
+        Duration::from_secs(3600),
+    );
+    let (url, seen) = scripted_receiver(|_| (200, Duration::ZERO)).await;
+    // Channels with no subscription yet: B compiles (and caches) their empty routes.
+    let mut channels = Vec::new();
+    for n in 0..2 {
+        let ch = format!("ch-{n}-{}", unique());
+        let doc = Document {
+            project_id: "p-feed".into(),
+            kind: Kind::Channel,
+            id: ch.clone(),
+            name: ch.clone(),
+            parent_id: None,
+            created_at: 1,
+            updated_at: 1,
+            body: json!({"id": ch, "name": ch}),
+            refs: Vec::new(),
+        };
+        store.insert(&doc, &[]).await.unwrap();
+        b.publish_texts("p-feed", &ch, &[event(&format!("before-{n}"))])
+            .await
+            .unwrap();
+        channels.push(ch);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let subscribe = |ch: &str| {
+        let sub = format!("sub-{}", unique());
+        Document {
+            project_id: "p-feed".into(),
+            kind: Kind::Subscription,
+            id: sub.clone(),
+            name: sub.clone(),
+            parent_id: Some(ch.to_string()),
+            created_at: 1,
+            updated_at: 1,
+            body: json!({
+                "id": sub, "name": sub, "channel_id": ch, "status": "ENABLED",
+                "sources": [{"id": "s1", "name": "app", "provider_type": "CUSTOM",
+                             "filter": {"source": [{"op": "StringIn", "values": ["app"]}]}}],
+                "targets": [{"id": format!("t-{sub}"), "name": "WEBHOOK",
+                             "provider_type": "CUSTOM", "retry_times": 3,
+                             "detail": {"url": url}, "transform": {"type": "ORIGINAL"}}],
+            }),
+            refs: Vec::new(),
+        }
+    };
+
+    // Written through node A (which tells only itself); B must hear it from the feed.
+    let sub = subscribe(&channels[0]);
+    store.insert(&sub, &[]).await.unwrap();
+    a.resource_changed(
+        ResourceKind::Subscription {
+            channel_id: channels[0].clone(),
+        },
+        "p-feed",
+        &sub.id,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    b.publish_texts("p-feed", &channels[0], &[event("after-0")])
+        .await
+        .unwrap();
+    wait_for_within(&seen, &["after-0".to_string()], Duration::from_secs(10)).await;
+
+    // Kill B's listener; the next change still arrives (after its reconnect and resync).
+    let mut admin = sqlx::PgConnection::connect(&common::pg_url().unwrap())
+        .await
+        .unwrap();
+    let killed: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind(LISTENER_APPLICATION_NAME)
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert!(!killed.is_empty(), "no listener connection found");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let sub = subscribe(&channels[1]);
+    store.insert(&sub, &[]).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    b.publish_texts("p-feed", &channels[1], &[event("after-1")])
+        .await
+        .unwrap();
+    wait_for_within(&seen, &["after-1".to_string()], Duration::from_secs(10)).await;
+    assert!(
+        !seen.lock().unwrap().contains_key("before-0"),
+        "published before the subscription existed"
+    );
+    b.shutdown().await;
+    a.shutdown().await;
+    drop_pg_schema(&schema).await;
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 
+pub mod changes;
 mod common;
 pub mod delivery;
 mod postgres;
@@ -64,6 +65,25 @@ impl Kind {
             Kind::RouterCluster => "router_cluster",
             Kind::RouterJob => "router_job",
         }
+    }
+
+    pub const ALL: [Kind; 11] = [
+        Kind::Channel,
+        Kind::Source,
+        Kind::Connection,
+        Kind::Subscription,
+        Kind::Agency,
+        Kind::Schema,
+        Kind::SchemaVersion,
+        Kind::Endpoint,
+        Kind::EventStream,
+        Kind::RouterCluster,
+        Kind::RouterJob,
+    ];
+
+    /// The inverse of [`Kind::as_str`].
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
 
@@ -215,6 +235,8 @@ pub trait MetaStore: Send + Sync + 'static {
 pub struct Stores {
     pub meta: Arc<dyn MetaStore>,
     pub delivery: Arc<dyn DeliveryStore>,
+    /// The PostgreSQL store when that is the backend (its change feed: `changes.rs`).
+    pub postgres: Option<Arc<PgStore>>,
 }
 
 /// Opens the configured database: PostgreSQL when `database_url` is given, else SQLite at
@@ -226,7 +248,8 @@ pub async fn open_stores(database_url: Option<&str>, data_dir: &Path) -> Result<
             let s = Arc::new(PgStore::connect(url).await?);
             Ok(Stores {
                 meta: s.clone(),
-                delivery: s,
+                delivery: s.clone(),
+                postgres: Some(s),
             })
         }
         None => {
@@ -236,6 +259,7 @@ pub async fn open_stores(database_url: Option<&str>, data_dir: &Path) -> Result<
             Ok(Stores {
                 meta: s.clone(),
                 delivery: s,
+                postgres: None,
             })
         }
     }

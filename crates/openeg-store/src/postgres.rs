@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 
+use crate::changes::{Change, ChangeListener};
 use crate::common::{
     backend, body_text, build_record, counts_toward, lock_key, map_write_err, now_ms, sort_column,
     to_i64, to_u64,
@@ -84,6 +85,8 @@ const COLS: &str = "r.project_id, r.kind, r.id, r.name, r.parent_id, r.created_a
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// The change feed's notification channel (`changes.rs`), per schema.
+    changes_channel: String,
 }
 
 impl PgStore {
@@ -101,9 +104,33 @@ impl PgStore {
             .connect_with(opts)
             .await
             .map_err(|e| backend("connect postgres", e))?;
-        let store = PgStore { pool };
+        let schema: String = sqlx::query_scalar("SELECT current_schema()::text")
+            .fetch_one(&pool)
+            .await
+            .map_err(|e| backend("connect postgres", e))?;
+        let store = PgStore {
+            pool,
+            changes_channel: format!("openeg_changes_{schema}"),
+        };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// Listens to the change feed: every document write committed by any node on this
+    /// database schema, this one's included (`changes.rs`).
+    pub async fn listen_changes(&self) -> Result<ChangeListener> {
+        ChangeListener::connect(self.pool.clone(), self.changes_channel.clone()).await
+    }
+
+    /// Announces a write inside its transaction (delivered to listeners on commit).
+    async fn notify(&self, conn: &mut sqlx::PgConnection, change: &Change, op: &str) -> Result<()> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(&self.changes_channel)
+            .bind(change.payload())
+            .execute(conn)
+            .await
+            .map_err(|e| backend(op, e))?;
+        Ok(())
     }
 
     /// Closes the pool (waits for checked-out connections).
@@ -325,6 +352,7 @@ impl MetaStore for PgStore {
         .await
         .map_err(|e| map_write_err(op, e))?;
         insert_refs(&mut tx, rec, op).await?;
+        self.notify(&mut tx, &Change::of(rec), op).await?;
         tx.commit().await.map_err(|e| backend(op, e))
     }
 
@@ -393,6 +421,7 @@ impl MetaStore for PgStore {
             .await
             .map_err(|e| backend(op, e))?;
         insert_refs(&mut tx, rec, op).await?;
+        self.notify(&mut tx, &Change::of(rec), op).await?;
         tx.commit().await.map_err(|e| backend(op, e))?;
         Ok(true)
     }
@@ -403,13 +432,16 @@ impl MetaStore for PgStore {
         // Document row first, like update does: the same lock order in both means a concurrent
         // update and delete of one record never deadlock. The foreign key cascades to the
         // refs; the explicit delete keeps that true without relying on it.
-        let r = sqlx::query("DELETE FROM records WHERE project_id = $1 AND kind = $2 AND id = $3")
-            .bind(project_id)
-            .bind(kind.as_str())
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| backend(op, e))?;
+        let deleted: Option<(Option<String>,)> = sqlx::query_as(
+            "DELETE FROM records WHERE project_id = $1 AND kind = $2 AND id = $3 \
+             RETURNING parent_id",
+        )
+        .bind(project_id)
+        .bind(kind.as_str())
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| backend(op, e))?;
         sqlx::query("DELETE FROM record_refs WHERE project_id = $1 AND kind = $2 AND id = $3")
             .bind(project_id)
             .bind(kind.as_str())
@@ -417,8 +449,18 @@ impl MetaStore for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(|e| backend(op, e))?;
+        let Some((parent_id,)) = deleted else {
+            return Ok(false);
+        };
+        let change = Change {
+            project_id: project_id.to_string(),
+            kind,
+            id: id.to_string(),
+            parent_id,
+        };
+        self.notify(&mut tx, &change, op).await?;
         tx.commit().await.map_err(|e| backend(op, e))?;
-        Ok(r.rows_affected() > 0)
+        Ok(true)
     }
 
     async fn list(

@@ -57,6 +57,10 @@ enum LogFormat {
     Json,
 }
 
+/// How often a node on PostgreSQL reloads its configuration even without a change
+/// notification (a lost notification must not leave it stale for long).
+const CONFIG_SAFETY_POLL: std::time::Duration = std::time::Duration::from_secs(30);
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
@@ -214,6 +218,14 @@ async fn run_server(cfg: Config) -> anyhow::Result<()> {
     )
     .await
     .map_err(|e| anyhow::anyhow!(e))?;
+    // Nodes sharing the PostgreSQL store hear each other's configuration changes.
+    if let Some(pg) = &stores.postgres {
+        let changes = pg
+            .listen_changes()
+            .await
+            .context("listening to the store's change feed")?;
+        engine.follow_changes(changes, CONFIG_SAFETY_POLL);
+    }
     let server_cfg = openeg_server::ServerConfig {
         node_name: cfg.node_name.clone(),
         credentials: creds
