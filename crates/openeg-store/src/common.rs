@@ -156,6 +156,17 @@ pub(crate) fn lock_key(project_id: &str, kind: Kind) -> i64 {
     i64::from_be_bytes(b)
 }
 
+/// The advisory-lock key of an exclusive section (never equal to a quota key: other prefix).
+pub(crate) fn section_key(name: &str) -> i64 {
+    let mut h = Sha256::new();
+    h.update(b"openeg:section:");
+    h.update(name.as_bytes());
+    let d = h.finalize();
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[..8]);
+    i64::from_be_bytes(b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -164,6 +164,40 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// Holds an exclusive section of [`MetaStore::exclusive`]; leaving it is dropping it.
+#[must_use = "the section is left when the guard is dropped"]
+pub struct Exclusive {
+    _held: Vec<Box<dyn Send>>,
+}
+
+impl Exclusive {
+    pub(crate) fn new(held: Vec<Box<dyn Send>>) -> Self {
+        Exclusive { _held: held }
+    }
+}
+
+impl std::fmt::Debug for Exclusive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Exclusive")
+    }
+}
+
+/// The process-local part of an exclusive section: one async mutex per name.
+pub(crate) async fn local_section(name: &str) -> tokio::sync::OwnedMutexGuard<()> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static SECTIONS: OnceLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> =
+        OnceLock::new();
+    let m = {
+        let mut map = SECTIONS
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.entry(name.to_string()).or_default().clone()
+    };
+    m.lock_owned().await
+}
+
 #[async_trait]
 pub trait MetaStore: Send + Sync + 'static {
     /// Registers a project; returns true when it did not exist before (the caller then
@@ -211,6 +245,12 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Every record of `kind` in **any** project, ordered by (project, id): what the engine's
     /// supervisor scans at start (sources, streams, router jobs).
     async fn list_global(&self, kind: Kind) -> Result<Vec<Document>>;
+
+    /// Enters the exclusive section `name` for as long as the returned guard lives: no other
+    /// holder of the same name, in this process or (PostgreSQL) any node on the database,
+    /// is inside it meanwhile. For read-check-write sequences a single statement cannot make
+    /// atomic (a name or client id unique across documents, version numbering).
+    async fn exclusive(&self, name: &str) -> Result<Exclusive>;
 
     /// Stores (or replaces) an API token by the hex SHA-256 of the token; the token itself is
     /// never stored.

@@ -16,6 +16,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 
 use crate::changes::{Change, ChangeListener};
+use crate::common::section_key;
 use crate::common::{
     backend, body_text, build_record, counts_toward, lock_key, map_write_err, now_ms, sort_column,
     to_i64, to_u64,
@@ -547,6 +548,26 @@ impl MetaStore for PgStore {
             .await
             .map_err(|e| backend("referencing_global", e))?;
         rows_to_documents(&rows)
+    }
+
+    /// A session-level advisory lock on a connection of its own, which is closed (not returned
+    /// to the pool) when the guard drops: closing the session releases the lock, so no
+    /// unlock can be forgotten. The process-local section is taken first, so waiters of one
+    /// process hold at most one pooled connection between them (the holder's writes need
+    /// the pool too).
+    async fn exclusive(&self, name: &str) -> Result<crate::Exclusive> {
+        let op = "exclusive";
+        let local = crate::local_section(name).await;
+        let mut conn = self.pool.acquire().await.map_err(|e| backend(op, e))?;
+        // Before the wait: if this future is dropped while waiting, the session must end
+        // (and with it a lock granted later), not go back to the pool holding it.
+        conn.close_on_drop();
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(section_key(name))
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| backend(op, e))?;
+        Ok(crate::Exclusive::new(vec![Box::new(conn), Box::new(local)]))
     }
 
     async fn list_global(&self, kind: Kind) -> Result<Vec<Document>> {

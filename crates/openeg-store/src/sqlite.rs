@@ -544,6 +544,13 @@ impl MetaStore for SqliteStore {
         rows_to_documents(&rows)
     }
 
+    /// One process owns the database file: a process-local section is exclusive.
+    async fn exclusive(&self, name: &str) -> Result<crate::Exclusive> {
+        Ok(crate::Exclusive::new(vec![Box::new(
+            crate::local_section(name).await,
+        )]))
+    }
+
     async fn list_global(&self, kind: Kind) -> Result<Vec<Document>> {
         let sql =
             format!("SELECT {COLS} FROM records r WHERE r.kind = ? ORDER BY r.project_id, r.id");

@@ -227,6 +227,42 @@ async fn postgres() {
             a.close().await;
             b.close().await;
 
+            // An exclusive section holds across processes: a session elsewhere holding the
+            // section's advisory lock keeps this store out until it lets go.
+            let store = PgStore::connect(&scoped).await.unwrap();
+            let mut other = sqlx::PgConnection::connect(&scoped).await.unwrap();
+            let key =
+                "('x' || substr(encode(sha256('openeg:section:cross'::bytea), 'hex'), 1, 16))\
+                       ::bit(64)::bigint";
+            sqlx::query(&format!("SELECT pg_advisory_lock({key})"))
+                .execute(&mut other)
+                .await
+                .unwrap();
+            let blocked = tokio::time::timeout(
+                std::time::Duration::from_millis(500),
+                store.exclusive("cross"),
+            )
+            .await;
+            assert!(blocked.is_err(), "entered a section another session holds");
+            sqlx::query(&format!("SELECT pg_advisory_unlock({key})"))
+                .execute(&mut other)
+                .await
+                .unwrap();
+            let held = store.exclusive("cross").await.unwrap();
+            let (taken,): (bool,) = sqlx::query_as(&format!("SELECT pg_try_advisory_lock({key})"))
+                .fetch_one(&mut other)
+                .await
+                .unwrap();
+            assert!(!taken, "the section's lock is not held in PostgreSQL");
+            drop(held);
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let (taken,): (bool,) = sqlx::query_as(&format!("SELECT pg_try_advisory_lock({key})"))
+                .fetch_one(&mut other)
+                .await
+                .unwrap();
+            assert!(taken, "leaving the section releases its lock");
+            store.close().await;
+
             let via_open = open_store(Some(&scoped), std::path::Path::new("/nonexistent"))
                 .await
                 .unwrap();

@@ -53,9 +53,10 @@ pub const CREATE_FAILED: &str = "CREATE_FAILED";
 /// restart); reading it starts a new one.
 const STALE_CREATING_MS: i64 = 10_000;
 
-/// Serializes read-modify-write of connection records between handlers and probes, so a
-/// probe result and a concurrent update never overwrite each other (single node).
-static WRITE_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Read-modify-write of connection records (handlers and probes) runs in the store's
+/// exclusive section of this name, so a probe result and a concurrent update never overwrite
+/// each other, on any node.
+const WRITE_SECTION: &str = "connections";
 /// (project, id) of connections with a probe running.
 static PROBING: LazyLock<Mutex<HashSet<(String, String)>>> =
     LazyLock::new(|| Mutex::new(HashSet::new()));
@@ -291,7 +292,13 @@ async fn probe(st: &AppState, project_id: &str, id: &str) {
     let mut doc = rec.body.clone();
     st.secrets.reveal_json(&mut doc);
     let failure = openeg_connectors::check::check_connection(&doc).await.err();
-    let _guard = WRITE_LOCK.lock().await;
+    let _guard = match st.store.exclusive(WRITE_SECTION).await {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::warn!(connection = id, error = %e, "connection probe: cannot store the result");
+            return;
+        }
+    };
     let mut rec = match st.store.get(project_id, Kind::Connection, id).await {
         Ok(Some(r)) if body_str(&r, "status") == CREATING => r,
         _ => return,
@@ -361,7 +368,7 @@ async fn update(
     p: Params,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let _guard = WRITE_LOCK.lock().await;
+    let _guard = st.store.exclusive(WRITE_SECTION).await?;
     let mut rec = get_or_404(&st, &t.project_id, Kind::Connection, p.get("connection_id")).await?;
     let v = json_body(&body)?;
     let ctype = conn_type(&rec);

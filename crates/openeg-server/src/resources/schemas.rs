@@ -22,8 +22,9 @@ use openeg_api::EgError;
 use openeg_store::{Document, Kind, ListQuery, QuotaCheck};
 use serde_json::{json, Map, Value};
 
-/// Serializes version numbering and the schema document's version cache (one process).
-static VERSIONS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Version numbering and the schema document's version cache run in the store's exclusive
+/// section of this name (one writer at a time across nodes).
+const VERSIONS: &str = "schema-versions";
 
 /// CustomizeSchema (create, update, show).
 const DETAIL: &[&str] = &[
@@ -361,7 +362,7 @@ async fn create(
         body_eq: None,
         max: MAX_SCHEMAS,
     };
-    let _g = VERSIONS.lock().await;
+    let _g = st.store.exclusive(VERSIONS).await?;
     st.store.insert(&rec, &[quota]).await?;
     let ver = version_record(&t.project_id, &id, 1, &req.format, &req.definition, now);
     if let Err(e) = st.store.insert(&ver, &[version_quota(&id)]).await {
@@ -406,7 +407,7 @@ async fn update(
 ) -> ApiResult<Response> {
     let v = json_body(&body)?;
     let req = schema::update(&v)?;
-    let _g = VERSIONS.lock().await;
+    let _g = st.store.exclusive(VERSIONS).await?;
     let mut rec = get_or_404(&st, &t.project_id, Kind::Schema, p.get("schema_id")).await?;
     let Value::Object(mut doc) = rec.body.clone() else {
         return Err(EgError::internal().into());
@@ -427,7 +428,7 @@ async fn delete(
     Extension(t): Extension<Tenant>,
     p: Params,
 ) -> ApiResult<Response> {
-    let _g = VERSIONS.lock().await;
+    let _g = st.store.exclusive(VERSIONS).await?;
     let rec = get_or_404(&st, &t.project_id, Kind::Schema, p.get("schema_id")).await?;
     for v in versions(&st, &t.project_id, &rec.id).await? {
         st.store
@@ -464,7 +465,7 @@ async fn create_version(
         .as_ref()
         .map_or(FORMAT_DRAFT_6.to_string(), format_of);
     let definition = schema::create_version(&v, &format)?;
-    let _g = VERSIONS.lock().await;
+    let _g = st.store.exclusive(VERSIONS).await?;
     let rec = get_or_404(&st, &t.project_id, Kind::Schema, p.get("schema_id")).await?;
     let mut vers = versions(&st, &t.project_id, &rec.id).await?;
     let next = vers.last().map(version_of).unwrap_or(0) + 1;
@@ -543,7 +544,7 @@ async fn delete_version(
     Extension(t): Extension<Tenant>,
     p: Params,
 ) -> ApiResult<Response> {
-    let _g = VERSIONS.lock().await;
+    let _g = st.store.exclusive(VERSIONS).await?;
     let (rec, mut vers, v) = find_version(&st, &t.project_id, &p).await?;
     if vers.len() <= 1 {
         return Err(EgError::conflict(

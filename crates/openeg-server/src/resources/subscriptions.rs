@@ -28,7 +28,6 @@ use openeg_api::{validate, EgError};
 use openeg_rules::TransformUse;
 use openeg_store::{Document, Kind, ListQuery, QuotaCheck};
 use serde_json::{json, Map, Value};
-use std::sync::LazyLock;
 
 /// SubscriptionInfo members (`enterprise_project_id` is stored for filtering only).
 const INFO: &[&str] = &[
@@ -46,8 +45,9 @@ const INFO: &[&str] = &[
     "updated_time",
 ];
 
-/// Serializes subscription read-modify-write sequences within this process.
-static WRITE: LazyLock<tokio::sync::Mutex<()>> = LazyLock::new(|| tokio::sync::Mutex::new(()));
+/// Subscription read-modify-write sequences (names, client-supplied ids unique service-wide)
+/// run in the store's exclusive section of this name: one at a time across nodes.
+const WRITE: &str = "subscriptions";
 
 pub fn ops() -> Vec<Op> {
     const T: &str = "Subscriptions";
@@ -627,7 +627,7 @@ async fn create(
     };
     seal_targets(&st, &mut req.targets, &[])?;
 
-    let _guard = WRITE.lock().await;
+    let _guard = st.store.exclusive(WRITE).await?;
     if st
         .store
         .get_by_name(&t.project_id, Kind::Subscription, &req.name)
@@ -737,7 +737,7 @@ async fn update(
     p: Params,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let _guard = WRITE.lock().await;
+    let _guard = st.store.exclusive(WRITE).await?;
     let subscription_id = p.get("subscription_id");
     let mut rec = get_or_404(&st, &t.project_id, Kind::Subscription, subscription_id).await?;
     let v = json_body(&body)?;
@@ -783,7 +783,7 @@ async fn delete(
     Extension(t): Extension<Tenant>,
     p: Params,
 ) -> ApiResult<Response> {
-    let _guard = WRITE.lock().await;
+    let _guard = st.store.exclusive(WRITE).await?;
     let subscription_id = p.get("subscription_id");
     let rec = get_or_404(&st, &t.project_id, Kind::Subscription, subscription_id).await?;
     if !st
@@ -835,7 +835,7 @@ async fn update_source(
     body: Bytes,
 ) -> ApiResult<Response> {
     let source_id = p.get("source_id");
-    let _guard = WRITE.lock().await;
+    let _guard = st.store.exclusive(WRITE).await?;
     let (mut rec, mut sources, idx, v) = member_update(
         &st,
         &t,
@@ -872,7 +872,7 @@ async fn create_target(
     p: Params,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let _guard = WRITE.lock().await;
+    let _guard = st.store.exclusive(WRITE).await?;
     let subscription_id = p.get("subscription_id");
     let mut rec = get_or_404(&st, &t.project_id, Kind::Subscription, subscription_id).await?;
     let v = json_body(&body)?;
@@ -915,7 +915,7 @@ async fn update_target(
     body: Bytes,
 ) -> ApiResult<Response> {
     let target_id = p.get("target_id");
-    let _guard = WRITE.lock().await;
+    let _guard = st.store.exclusive(WRITE).await?;
     let (mut rec, mut targets, idx, v) = member_update(
         &st,
         &t,
@@ -951,7 +951,7 @@ async fn delete_target(
     p: Params,
 ) -> ApiResult<Response> {
     let target_id = p.get("target_id");
-    let _guard = WRITE.lock().await;
+    let _guard = st.store.exclusive(WRITE).await?;
     let subscription_id = p.get("subscription_id");
     let mut rec = get_or_404(&st, &t.project_id, Kind::Subscription, subscription_id).await?;
     let mut targets = set_of(&rec.body, "targets");
@@ -973,7 +973,7 @@ async fn operate(
 ) -> ApiResult<Response> {
     let v = json_body(&body)?;
     let op = subscription::validate_operation(&v)?;
-    let _guard = WRITE.lock().await;
+    let _guard = st.store.exclusive(WRITE).await?;
     let mut events = Vec::with_capacity(op.ids.len());
     let mut failed = 0u64;
     for id in &op.ids {

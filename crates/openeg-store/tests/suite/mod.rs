@@ -52,6 +52,28 @@ pub async fn run_suite(store: Arc<dyn MetaStore>) {
     concurrent_quota(store.clone()).await;
     concurrent_duplicates(store.clone()).await;
     tokens(s).await;
+    exclusive_sections(store.clone()).await;
+}
+
+/// Holders of one section name take turns; other names are not held up.
+async fn exclusive_sections(store: Arc<dyn MetaStore>) {
+    use std::time::Duration;
+    let held = store.exclusive("suite-a").await.unwrap();
+    let s2 = store.clone();
+    let waiter = tokio::spawn(async move { s2.exclusive("suite-a").await.map(|_| ()) });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiter.is_finished(), "entered a held section");
+    let other = tokio::time::timeout(Duration::from_secs(5), store.exclusive("suite-b"))
+        .await
+        .expect("another name must not wait")
+        .unwrap();
+    drop(other);
+    drop(held);
+    tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("the waiter enters once the section is left")
+        .unwrap()
+        .unwrap();
 }
 
 async fn projects(s: &dyn MetaStore) {
