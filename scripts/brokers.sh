@@ -6,7 +6,7 @@
 # Idempotent: skips a build when the binaries exist and a start when the port answers.
 #   OPENEG_BROKERS_DIR          cache directory (default $HOME/.cache/openeg-brokers)
 #   scripts/brokers.sh build    only build/cache the binaries
-#   scripts/brokers.sh stop     stop what this script started (by PID file)
+#   scripts/brokers.sh stop     stop what this script started (by PID file, never by name)
 #   OPENEG_BROKERS              which brokers (default "kafka rocketmq")
 set -euo pipefail
 
@@ -50,9 +50,12 @@ stop() {
 }
 
 if [ "${1:-}" = stop ]; then
-  stop rocketmq-broker
-  stop rocketmq-namesrv
-  stop tansu
+  for b in $brokers; do
+    case $b in
+      kafka) stop tansu ;;
+      rocketmq) stop rocketmq-broker; stop rocketmq-namesrv ;;
+    esac
+  done
   exit 0
 fi
 
