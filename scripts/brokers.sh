@@ -1,20 +1,73 @@
 #!/usr/bin/env bash
-# Test brokers for the real-service tests: builds (once, cached) and starts tansu, a
-# Kafka-API broker, on 127.0.0.1:19092 with durable storage (a SQLite file: it keeps its
-# topics and offsets through kill -9). Idempotent: skips the build
-# when the binary exists and the start when something already listens on the port.
-#   OPENEG_BROKERS_DIR   cache directory (default $HOME/.cache/openeg-brokers)
-#   scripts/brokers.sh build   only build/cache the binary
+# Test brokers for the real-service tests, built once into a cache and started when nothing
+# listens on their port:
+#   tansu (Kafka API)                        127.0.0.1:19092, durable storage (a SQLite file
+#                                            under tansu-data/: it survives kill -9)
+#   rocketmq-rust name server + one broker   127.0.0.1:19876 (namesrv), 127.0.0.1:20911 (broker)
+# Idempotent: skips a build when the binaries exist and a start when the port answers.
+#   OPENEG_BROKERS_DIR          cache directory (default $HOME/.cache/openeg-brokers)
+#   scripts/brokers.sh build    only build/cache the binaries
+#   scripts/brokers.sh stop     stop what this script started (by PID file, never by name)
+#   OPENEG_BROKERS              which brokers (default "kafka rocketmq")
 set -euo pipefail
 
 dir="${OPENEG_BROKERS_DIR:-$HOME/.cache/openeg-brokers}"
-tansu="$dir/bin/tansu"
+brokers="${OPENEG_BROKERS:-kafka rocketmq}"
 host=127.0.0.1
-port=19092
 mkdir -p "$dir"
 
-# A binary without the libsql engine (an older cache) is rebuilt.
-if [ ! -x "$tansu" ] || ! "$tansu" --help 2>/dev/null | grep -q libsql; then
+# --- shared helpers -----------------------------------------------------------------------
+
+up() { (exec 3<>"/dev/tcp/$host/$1") 2>/dev/null; }
+
+# start NAME CMD...: run CMD in its own session (it outlives the shell and process group that
+# started it), logging to $dir/NAME.log, its PID in $dir/NAME.pid.
+start() {
+  local name=$1
+  shift
+  setsid nohup "$@" >"$dir/$name.log" 2>&1 </dev/null &
+  echo $! >"$dir/$name.pid"
+}
+
+# wait_up NAME PORT: up to 30 s for PORT to accept connections.
+wait_up() {
+  for _ in $(seq 1 60); do up "$2" && return 0; sleep 0.5; done
+  echo "$1 is not listening on $host:$2 (see $dir/$1.log)" >&2
+  return 1
+}
+
+# stop NAME: end the process recorded in $dir/NAME.pid, if it still runs.
+stop() {
+  local pidfile="$dir/$1.pid" pid
+  [ -f "$pidfile" ] || return 0
+  pid=$(cat "$pidfile")
+  if kill -0 "$pid" 2>/dev/null; then
+    echo "== stopping $1 (pid $pid)"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+}
+
+if [ "${1:-}" = stop ]; then
+  for b in $brokers; do
+    case $b in
+      kafka) stop tansu ;;
+      rocketmq) stop rocketmq-broker; stop rocketmq-namesrv ;;
+    esac
+  done
+  exit 0
+fi
+
+# --- tansu (Kafka API) --------------------------------------------------------------------
+
+tansu="$dir/bin/tansu"
+kafka_port=19092
+
+build_tansu() {
+  # A binary without the libsql engine (an older cache) is rebuilt.
+  [ -x "$tansu" ] && "$tansu" --help 2>/dev/null | grep -q libsql && return 0
   echo "== building tansu 0.6.0 into $dir (one-time, a few minutes)"
   # Without a storage feature the broker accepts and silently discards records; libsql is
   # the durable one (sqlite file), dynostore adds memory:// for throwaway runs.
@@ -23,21 +76,103 @@ if [ ! -x "$tansu" ] || ! "$tansu" --help 2>/dev/null | grep -q libsql; then
     --root "$dir" --force
   # Only the binary is cached: the build tree is over 1 GB.
   rm -rf "$dir/target"
-fi
+}
+
+start_tansu() {
+  echo "== starting tansu on $host:$kafka_port (log: $dir/tansu.log)"
+  mkdir -p "$dir/tansu-data"
+  # The sqlite path must be relative (tansu drops a leading slash): run it in its data dir.
+  start tansu env -C "$dir/tansu-data" "$tansu" broker \
+    --listener-url "tcp://$host:$kafka_port" \
+    --advertised-listener-url "tcp://$host:$kafka_port" \
+    --storage-engine sqlite://tansu.db
+}
+
+# --- RocketMQ (rocketmq-rust name server + broker) ---------------------------------------
+
+namesrv="$dir/bin/rocketmq-namesrv-rust"
+broker="$dir/bin/rocketmq-broker-rust"
+namesrv_port=19876
+broker_port=20911
+rmq_home="$dir/rocketmq"
+
+build_rocketmq() {
+  [ -x "$namesrv" ] && [ -x "$broker" ] && return 0
+  echo "== building rocketmq-rust 1.0.0 (namesrv + broker) into $dir (one-time, ~7 min)"
+  # One target dir for both: they share most of their dependency tree.
+  for crate in rocketmq-namesrv rocketmq-broker; do
+    CARGO_TARGET_DIR="$dir/target-rocketmq" CARGO_PROFILE_DEV_DEBUG=0 \
+      cargo install "$crate" --version 1.0.0 --locked --debug --root "$dir"
+  done
+  # Only the binaries are cached: the build tree is several GB.
+  rm -rf "$dir/target-rocketmq"
+}
+
+start_rocketmq() {
+  mkdir -p "$rmq_home/conf" "$rmq_home/store"
+  # Small store files: the defaults take 1.5 GB of real disk. Unknown keys are rejected.
+  cat >"$rmq_home/conf/broker.toml" <<EOF
+[broker]
+namesrvAddr = "$host:$namesrv_port"
+brokerIp1 = "$host"
+listenPort = $broker_port
+storePathRootDir = "$rmq_home/store"
+[broker.brokerServerConfig]
+bindAddress = "$host"
+[broker.brokerIdentity]
+brokerName = "broker-a"
+brokerClusterName = "DefaultCluster"
+brokerId = 0
+[store]
+storeType = "LocalFile"
+brokerRole = "ASYNC_MASTER"
+storePathRootDir = "$rmq_home/store"
+haListenAddress = "$host"
+haListenPort = 20912
+mappedFileSizeCommitLog = 67108864
+mappedFileSizeConsumeQueue = 600000
+maxHashSlotNum = 50000
+maxIndexNum = 200000
+EOF
+  if ! up $namesrv_port; then
+    echo "== starting RocketMQ name server on $host:$namesrv_port (log: $dir/rocketmq-namesrv.log)"
+    ROCKETMQ_HOME="$rmq_home" start rocketmq-namesrv "$namesrv" --rocketmqHome "$rmq_home" \
+      --bindAddress "$host" --listenPort $namesrv_port \
+      --kvConfigPath "$rmq_home/kvConfig.json" --log-filter warn
+    wait_up rocketmq-namesrv $namesrv_port
+  fi
+  if ! up $broker_port; then
+    echo "== starting RocketMQ broker on $host:$broker_port (log: $dir/rocketmq-broker.log)"
+    # The insecure profile allows plain remoting on loopback (no TLS material here).
+    ROCKETMQ_HOME="$rmq_home" ROCKETMQ_SECURITY_PROFILE=development-insecure-loopback \
+      start rocketmq-broker "$broker" -c "$rmq_home/conf/broker.toml" \
+      -n "$host:$namesrv_port" --log-filter warn
+    wait_up rocketmq-broker $broker_port
+    sleep 1 # the broker registers with the name server ~0.25 s after it listens
+  fi
+}
+
+# --- main -------------------------------------------------------------------------------
+
+for b in $brokers; do
+  case $b in
+    kafka) build_tansu ;;
+    rocketmq) build_rocketmq ;;
+    *) echo "unknown broker $b (kafka, rocketmq)" >&2; exit 1 ;;
+  esac
+done
 [ "${1:-}" = build ] && exit 0
 
-kafka_up() { (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; }
-if ! kafka_up; then
-  echo "== starting tansu on $host:$port (log: $dir/tansu.log)"
-  mkdir -p "$dir/tansu-data"
-  # Its own session: it outlives the shell (and process group) that started it. The sqlite
-  # path must be relative (tansu drops a leading slash), hence the working directory.
-  (cd "$dir/tansu-data" && setsid nohup "$tansu" broker \
-    --listener-url "tcp://$host:$port" \
-    --advertised-listener-url "tcp://$host:$port" \
-    --storage-engine sqlite://tansu.db >"$dir/tansu.log" 2>&1 </dev/null &
-    echo $! >"$dir/tansu.pid")
-  for _ in $(seq 1 60); do kafka_up && break; sleep 0.5; done
-fi
-kafka_up || { echo "tansu is not listening on $host:$port (see $dir/tansu.log)" >&2; exit 1; }
-echo "== Kafka API broker on $host:$port"
+for b in $brokers; do
+  case $b in
+    kafka)
+      up $kafka_port || start_tansu
+      wait_up tansu $kafka_port
+      echo "== Kafka API broker on $host:$kafka_port"
+      ;;
+    rocketmq)
+      if ! up $namesrv_port || ! up $broker_port; then start_rocketmq; fi
+      echo "== RocketMQ name server on $host:$namesrv_port, broker on $host:$broker_port"
+      ;;
+  esac
+done

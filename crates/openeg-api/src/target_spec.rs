@@ -176,13 +176,15 @@ pub struct KafkaDetail {
     pub key_transform: Option<Value>,
 }
 
-/// HC.RocketMQ: `rocketmq_detail.{topic, key_transform}` (the connection is
+/// HC.RocketMQ: `rocketmq_detail.{topic, key_transform, tag}` (the connection is
 /// [`TargetSpec::connection_id`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RocketMqDetail {
     pub topic: String,
     /// The message key transform (`key_transform`), if set (not null).
     pub key_transform: Option<Value>,
+    /// The message tag (`tag`), when the target names one (a non-empty string) [dec].
+    pub tag: Option<String>,
 }
 
 /// `dead_letter_queue` (type KAFKA).
@@ -325,6 +327,11 @@ fn parse_detail(kind: TargetKind, f: &Fields) -> Result<TargetDetail, SpecError>
         TargetKind::RocketMq => TargetDetail::RocketMq(RocketMqDetail {
             topic: d.present_str("topic")?.to_string(),
             key_transform: d.opt_obj("key_transform")?.cloned().map(Value::Object),
+            tag: d
+                .get("tag")
+                .and_then(Value::as_str)
+                .filter(|t| !t.is_empty())
+                .map(str::to_string),
         }),
     })
 }
@@ -623,6 +630,7 @@ mod tests {
             TargetDetail::RocketMq(RocketMqDetail {
                 topic: "t1".into(),
                 key_transform: Some(json!({"type": "CONSTANT", "value": "k"})),
+                tag: None,
             })
         );
         assert_eq!(s.connection_id.as_deref(), Some("conn-r"));

@@ -8,11 +8,13 @@
 //!   and publish→deliver latency percentiles measured by a local receiver.
 //! * `crash`: starts its own `openeg serve`, SIGKILLs and restarts it under paced load, and
 //!   reports lost and duplicated deliveries and restart→delivery times (`crash.rs`).
+//! * `rocketmq produce|consume`: a RocketMQ client for the end-to-end suite (`rocketmq.rs`).
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
 mod crash;
+mod rocketmq;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -64,6 +66,9 @@ enum Cmd {
     /// SIGKILLs and restarts its own `openeg serve` under paced publishing; reports lost and
     /// duplicated webhook deliveries (ignores --endpoint and --credentials).
     Crash(crash::CrashArgs),
+    /// A small RocketMQ producer and consumer for the end-to-end suite.
+    #[command(subcommand)]
+    Rocketmq(rocketmq::RocketMqCmd),
 }
 
 #[derive(serde::Deserialize)]
@@ -623,6 +628,7 @@ fn main() -> anyhow::Result<()> {
                 deliver(c, rate, seconds, batch).await
             }
             Cmd::Crash(args) => crash::run(args).await,
+            Cmd::Rocketmq(cmd) => rocketmq::run(cmd).await,
         }
     })
 }

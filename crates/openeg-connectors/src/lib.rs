@@ -7,8 +7,12 @@
 //! retryable failure or permanent failure (`docs/limits.md`); retry scheduling and traces are
 //! the engine's business, not the sink's.
 
+// Proving rocketmq-client-rust's deeply nested futures `Send` needs more than the default 128.
+#![recursion_limit = "256"]
+
 pub mod backoff;
 pub mod check;
+pub mod rocketmq;
 pub mod sinks;
 pub mod sources;
 

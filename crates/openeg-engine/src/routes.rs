@@ -609,9 +609,11 @@ pub(crate) mod tests {
         assert_eq!(reason(&r, "kafka"), "sink");
         assert!(by("kafka").key.is_some());
         assert_eq!(by("kafka").retry_times, 2);
+        // conn-k is a KAFKA connection: no rocketmq_detail.
         assert_eq!(
             reason(&r, "rmq"),
-            "HC.RocketMQ targets are not supported by this build yet"
+            "connection conn-k: the connection has no rocketmq_detail (is it a ROCKETMQ \
+             connection?)"
         );
         assert_eq!(reason(&r, "gone"), "connection conn-deleted does not exist");
         assert_eq!(reason(&r, "fg"), "functiongraph_endpoint is not configured");

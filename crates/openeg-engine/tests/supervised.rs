@@ -4,7 +4,7 @@
 mod common;
 
 use common::unique;
-use openeg_engine::runtimes::{source_not_run, EVENT_STREAM_NOT_RUN, ROUTER_JOB_NOT_RUN};
+use openeg_engine::runtimes::{EVENT_STREAM_NOT_RUN, ROUTER_JOB_NOT_RUN};
 use openeg_engine::{Engine, EngineConfig, ResourceKind, RunState, RuntimeStatus, TaskKind};
 use openeg_log::{LogConfig, SegmentLog};
 use openeg_store::delivery::{DeliveryStore, NewDelivery};
@@ -150,7 +150,10 @@ async fn start_and_changes_set_the_runtime_status() {
         .await;
     assert_eq!(
         status(TaskKind::EventSource, "rocket"),
-        error(&source_not_run("ROCKETMQ"))
+        error(
+            "invalid ROCKETMQ source settings: detail.namesrv_address (the name server) is \
+             required"
+        )
     );
     store.delete(P, Kind::Source, "rocket").await.unwrap();
     engine

@@ -7,6 +7,7 @@ pub mod dead_letter;
 pub mod functiongraph;
 pub mod http;
 pub mod kafka;
+pub mod rocketmq;
 pub mod smn;
 pub mod webhook;
 pub mod workflow;
@@ -68,7 +69,7 @@ pub fn build(spec: &TargetSpec, ctx: &BuildContext) -> Result<Box<dyn Sink>, Bui
         TargetDetail::Smn(d) => smn::build(d, ctx),
         TargetDetail::Eg(_) => Err(BuildError::NotASink(TargetKind::Eg)),
         TargetDetail::Kafka(d) => kafka::build(d, ctx),
-        TargetDetail::RocketMq(_) => Err(BuildError::Unsupported(TargetKind::RocketMq)),
+        TargetDetail::RocketMq(d) => rocketmq::build(d, ctx),
     }
 }
 
@@ -111,10 +112,7 @@ mod tests {
         assert_eq!(err(&wf, &bare), "functiongraph_endpoint is not configured");
         assert_eq!(err(&smn, &bare), "smn_endpoint is not configured");
         assert_eq!(err(&kafka, &bare), "HC.Kafka targets need a connection_id");
-        assert_eq!(
-            err(&rmq, &bare),
-            "HC.RocketMQ targets are not supported by this build yet"
-        );
+        assert_eq!(err(&rmq, &bare), "HC.RocketMQ targets need a connection_id");
         assert_eq!(
             err(&eg, &bare),
             "HC.EG targets are not delivered through a sink"

@@ -12,6 +12,7 @@
 //! not registered are [`BuildError::Unsupported`].
 
 pub mod rabbitmq;
+pub mod rocketmq;
 
 use bytes::Bytes;
 
@@ -174,7 +175,10 @@ pub enum BuildError {
 pub type BuildFn = fn(&SourceSpec, &BuildContext) -> Result<Box<dyn Source>, BuildError>;
 
 /// The source kinds this build can run: `(kind, build function)`, one line per kind.
-pub const REGISTRY: &[(&str, BuildFn)] = &[("RABBITMQ", rabbitmq::build)];
+pub const REGISTRY: &[(&str, BuildFn)] = &[
+    (rabbitmq::KIND, rabbitmq::build),
+    (rocketmq::KIND, rocketmq::build),
+];
 
 /// Whether this build has a source of `kind`.
 pub fn is_supported(kind: &str) -> bool {
@@ -281,7 +285,8 @@ mod tests {
     #[test]
     fn unregistered_kinds_are_unsupported() {
         assert!(is_supported("RABBITMQ"));
-        for kind in ["ROCKETMQ", "HC.Kafka"] {
+        assert!(is_supported("ROCKETMQ"));
+        for kind in ["HC.Kafka", "HC.DMS_ROCKETMQ"] {
             assert!(!is_supported(kind));
             let spec = SourceSpec {
                 kind: kind.into(),

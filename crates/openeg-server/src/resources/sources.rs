@@ -905,9 +905,8 @@ mod tests {
             json!({
                 "error_code": "EG.00511000",
                 "error_msg": "internal server error",
-                "error_detail": "ROCKETMQ event sources are stored but not run: this OpenEG \
-                                 build has no broker consumer yet, so no message is read from \
-                                 the broker",
+                "error_detail": "not run on this node: it has no data plane, or has not \
+                                 picked this resource up",
             })
         );
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
