@@ -5,7 +5,7 @@
 //!
 //! * KAFKA: a metadata request through a client built from the same settings the Kafka target
 //!   uses (addresses, security protocol, SASL credentials); at least one broker must answer.
-//! * ROCKETMQ: a connection to the name server.
+//! * ROCKETMQ: a route query to the name server (`sinks::rocketmq::check_connection`).
 //! * WEBHOOK connections carry no broker: nothing to check.
 //!
 //! The error text is for `error_info.error_detail`: it names addresses and the broker's
@@ -24,7 +24,7 @@ pub const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 pub async fn check_connection(doc: &Value) -> Result<(), String> {
     match doc.get("type").and_then(Value::as_str).unwrap_or("WEBHOOK") {
         "KAFKA" => check_kafka(doc).await,
-        "ROCKETMQ" => check_rocketmq(doc).await,
+        "ROCKETMQ" => crate::sinks::rocketmq::check_connection(doc).await,
         _ => Ok(()),
     }
 }
@@ -59,20 +59,6 @@ pub async fn check_kafka(doc: &Value) -> Result<(), String> {
     match answer {
         Ok(r) => r,
         Err(e) => Err(format!("the Kafka check did not finish: {e}")),
-    }
-}
-
-/// Reaches the first name-server address.
-async fn check_rocketmq(doc: &Value) -> Result<(), String> {
-    let addr = doc
-        .pointer("/rocketmq_detail/addr")
-        .and_then(Value::as_str)
-        .and_then(openeg_api::connection::first_addr)
-        .ok_or("rocketmq_detail.addr has no address")?;
-    let target = format!("{}:{}", addr.0, addr.1);
-    match tokio::time::timeout(CHECK_TIMEOUT, tokio::net::TcpStream::connect(&target)).await {
-        Ok(Ok(_)) => Ok(()),
-        _ => Err(format!("{target} unreachable")),
     }
 }
 
