@@ -13,6 +13,9 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
 mod crash;
+mod harness;
+mod kafka_target;
+mod rabbitmq_source;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -64,6 +67,10 @@ enum Cmd {
     /// SIGKILLs and restarts its own `openeg serve` under paced publishing; reports lost and
     /// duplicated webhook deliveries (ignores --endpoint and --credentials).
     Crash(crash::CrashArgs),
+    /// HC.Kafka target delivery rate vs a bare rdkafka producer (own server).
+    KafkaTarget(kafka_target::KafkaTargetArgs),
+    /// RABBITMQ source drain rate into a channel vs a bare lapin consumer (own server).
+    RabbitmqSource(rabbitmq_source::RabbitmqSourceArgs),
 }
 
 #[derive(serde::Deserialize)]
@@ -623,6 +630,8 @@ fn main() -> anyhow::Result<()> {
                 deliver(c, rate, seconds, batch).await
             }
             Cmd::Crash(args) => crash::run(args).await,
+            Cmd::KafkaTarget(args) => kafka_target::run(args).await,
+            Cmd::RabbitmqSource(args) => rabbitmq_source::run(args).await,
         }
     })
 }
