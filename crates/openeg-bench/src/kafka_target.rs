@@ -64,9 +64,13 @@ pub struct KafkaTargetArgs {
     /// Seconds allowed per phase.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
-    /// Keep the topics and the server's temporary directory.
+    /// Keep the server's temporary directory.
     #[arg(long)]
     keep: bool,
+    /// Delete the run's topics at its end (on tansu's SQLite storage a deletion keeps the
+    /// broker busy for minutes, so they are kept by default).
+    #[arg(long)]
+    delete_topics: bool,
     /// Also read OpenEG's topic back and count distinct event ids (slow on a slow broker);
     /// without it, the high watermark (records in the fresh topic) is what arrived.
     #[arg(long)]
@@ -137,7 +141,7 @@ async fn one_run(a: &KafkaTargetArgs, run: u32) -> anyhow::Result<RunResult> {
     own.finish(kept).await?;
     let ours = outcome?;
     let theirs = baseline_phase(a, &detail, &base_topic, run).await?;
-    if !a.keep {
+    if a.delete_topics {
         let _ = admin
             .delete_topics(&[&ours_topic, &base_topic], &AdminOptions::new())
             .await;
@@ -148,6 +152,8 @@ async fn one_run(a: &KafkaTargetArgs, run: u32) -> anyhow::Result<RunResult> {
     })
 }
 
+/// Creates the topics; a busy broker may time out, so timeouts are retried (a topic created
+/// meanwhile then already exists).
 async fn create_topics(
     admin: &AdminClient<DefaultClientContext>,
     names: &[&str],
@@ -156,11 +162,26 @@ async fn create_topics(
         .iter()
         .map(|n| NewTopic::new(n, 1, TopicReplication::Fixed(1)))
         .collect();
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    for r in admin.create_topics(&topics, &opts).await? {
-        r.map_err(|(t, e)| anyhow::anyhow!("creating topic {t}: {e}"))?;
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(60)))
+        .request_timeout(Some(Duration::from_secs(60)));
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match admin.create_topics(&topics, &opts).await {
+            Ok(results) => {
+                for r in results {
+                    match r {
+                        Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                        Err((t, e)) => bail!("creating topic {t}: {e}"),
+                    }
+                }
+                return Ok(());
+            }
+            Err(e) if tries < 5 => eprintln!("creating topics: {e}; again"),
+            Err(e) => return Err(e.into()),
+        }
     }
-    Ok(())
 }
 
 /// The events of a run: the same ids and JSON on both sides.
