@@ -9,11 +9,11 @@
 //! publishes N events as fast as possible, SIGKILLs right after the last acknowledgement
 //! (leaving most of them unrouted), restarts and times one new event's delivery.
 
+use super::harness::{short_id, Server};
 use super::{event, pct, Client, Cred};
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -75,8 +75,6 @@ pub struct CrashArgs {
 
 /// Per-request timeout: a request to a killed server must fail, not hang.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long `openeg serve` may take to answer after a (re)start.
-const START_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a marker of the kills phase is awaited (the next kill usually comes first).
 const MARKER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Concurrent requests of the backlog phase.
@@ -147,10 +145,6 @@ pub async fn run(a: CrashArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn short_id(n: usize) -> String {
-    uuid::Uuid::new_v4().simple().to_string()[..n].to_string()
-}
-
 /// A poisoned lock only means another task panicked mid-update of counters; keep counting.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -209,85 +203,7 @@ impl FreshDb {
     }
 }
 
-// ------------------------------------------------------------------------ the server
-
-struct Server {
-    bin: PathBuf,
-    config: PathBuf,
-    log: PathBuf,
-    base: String,
-    child: Option<tokio::process::Child>,
-    starts: u32,
-    probe: reqwest::Client,
-    /// When each SIGKILL was sent.
-    kills: Vec<Instant>,
-}
-
-impl Server {
-    /// Spawns `openeg serve` and waits until its health endpoint answers 200; returns the
-    /// time from spawn to that answer.
-    async fn start(&mut self) -> anyhow::Result<Duration> {
-        self.starts += 1;
-        let mut log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .with_context(|| format!("opening {}", self.log.display()))?;
-        writeln!(
-            log,
-            "\n===== openeg-bench crash: start #{} =====",
-            self.starts
-        )?;
-        let mut cmd = tokio::process::Command::new(&self.bin);
-        cmd.arg("serve")
-            .arg("--config")
-            .arg(&self.config)
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .env("NO_COLOR", "1")
-            .kill_on_drop(true);
-        // The config file is the whole configuration: OPENEG_* variables would override it.
-        for (k, _) in std::env::vars_os() {
-            if let Some(k) = k.to_str() {
-                if k.starts_with("OPENEG_") && k != "OPENEG_LOG" {
-                    cmd.env_remove(k);
-                }
-            }
-        }
-        let t0 = Instant::now();
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("starting {}", self.bin.display()))?;
-        let health = format!("{}/openeg/v1/health", self.base);
-        loop {
-            if let Some(status) = child.try_wait()? {
-                bail!("openeg serve exited with {status} during start-up");
-            }
-            if let Ok(r) = self.probe.get(&health).send().await {
-                if r.status().is_success() {
-                    self.child = Some(child);
-                    return Ok(t0.elapsed());
-                }
-            }
-            if t0.elapsed() > START_TIMEOUT {
-                let _ = child.start_kill();
-                bail!("openeg serve did not answer within {START_TIMEOUT:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    /// SIGKILL (no shutdown of any kind) and reap.
-    async fn kill(&mut self) -> anyhow::Result<()> {
-        if let Some(mut c) = self.child.take() {
-            self.kills.push(Instant::now());
-            c.start_kill().context("SIGKILL")?;
-            c.wait().await?;
-        }
-        Ok(())
-    }
-}
+// ------------------------------------------------------------------------ the server log
 
 /// Lines of the server log at WARN / ERROR level and sqlx slow-statement warnings.
 fn scan_log(path: &Path) -> (u64, u64, u64) {
@@ -650,48 +566,9 @@ async fn run_in(
     dir: &Path,
     db: Option<&FreshDb>,
 ) -> anyhow::Result<Outcome> {
-    // A free port, reused by every restart.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let cred = Cred {
-        access_key: format!("CRASH{}", short_id(15).to_ascii_uppercase()),
-        secret_key: format!("{}{}", short_id(32), short_id(32)),
-        project_id: short_id(32),
-    };
-    let mut cfg = toml::Table::new();
-    cfg.insert("listen".into(), format!("127.0.0.1:{port}").into());
-    cfg.insert(
-        "data_dir".into(),
-        dir.join("data").display().to_string().into(),
-    );
-    if let Some(db) = db {
-        cfg.insert("database_url".into(), db.url.clone().into());
-    }
-    let mut c = toml::Table::new();
-    c.insert("access_key".into(), cred.access_key.clone().into());
-    c.insert("secret_key".into(), cred.secret_key.clone().into());
-    c.insert("project_id".into(), cred.project_id.clone().into());
-    cfg.insert(
-        "credentials".into(),
-        toml::Value::Array(vec![toml::Value::Table(c)]),
-    );
-    let config = dir.join("openeg.toml");
-    std::fs::write(&config, toml::to_string(&cfg)?)?;
-    let base = format!("http://127.0.0.1:{port}");
-    let log = dir.join("openeg.log");
-    let mut server = Server {
-        bin: bin.to_path_buf(),
-        config,
-        log: log.clone(),
-        base: base.clone(),
-        child: None,
-        starts: 0,
-        kills: Vec::new(),
-        probe: reqwest::Client::builder()
-            .timeout(Duration::from_secs(1))
-            .build()?,
-    };
+    let (mut server, cred) = Server::configure(bin, dir, db.map(|d| d.url.as_str()))?;
+    let log = server.log.clone();
+    let base = server.base.clone();
     let first_start = server.start().await?;
 
     let inbox = Arc::new(Mutex::new(Inbox::default()));

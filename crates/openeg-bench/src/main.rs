@@ -15,6 +15,9 @@ use clap::{Parser, Subcommand};
 
 mod crash;
 mod rocketmq;
+mod harness;
+mod kafka_target;
+mod rabbitmq_source;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -69,6 +72,10 @@ enum Cmd {
     /// A small RocketMQ producer and consumer for the end-to-end suite.
     #[command(subcommand)]
     Rocketmq(rocketmq::RocketMqCmd),
+    /// HC.Kafka target delivery rate vs a bare rdkafka producer (own server).
+    KafkaTarget(kafka_target::KafkaTargetArgs),
+    /// RABBITMQ source drain rate into a channel vs a bare lapin consumer (own server).
+    RabbitmqSource(rabbitmq_source::RabbitmqSourceArgs),
 }
 
 #[derive(serde::Deserialize)]
@@ -629,6 +636,8 @@ fn main() -> anyhow::Result<()> {
             }
             Cmd::Crash(args) => crash::run(args).await,
             Cmd::Rocketmq(cmd) => rocketmq::run(cmd).await,
+            Cmd::KafkaTarget(args) => kafka_target::run(args).await,
+            Cmd::RabbitmqSource(args) => rabbitmq_source::run(args).await,
         }
     })
 }

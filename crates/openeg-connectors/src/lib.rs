@@ -96,5 +96,11 @@ pub trait Sink: Send + Sync {
     fn wants_event(&self) -> bool {
         false
     }
+    /// Attempts of one target worth having in flight at once, when more than the engine's
+    /// per-target default: a client that batches concurrent sends into one request (Kafka)
+    /// needs them to fill its batches.
+    fn max_in_flight(&self) -> Option<usize> {
+        None
+    }
     async fn send(&self, msg: &Message) -> Outcome;
 }

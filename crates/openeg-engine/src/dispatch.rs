@@ -129,22 +129,43 @@ impl Drop for Ticket {
 pub struct Slot {
     pub sem: Semaphore,
     pub queued: AtomicUsize,
+    /// The permits it was made with.
+    permits: usize,
+}
+
+/// In-flight attempts allowed to a target: the engine's default, or more when its sink
+/// batches concurrent sends (`Sink::max_in_flight`).
+fn permits(engine: &Engine, route: &TargetRoute) -> usize {
+    let default = engine.cfg.target_concurrency;
+    match &route.destination {
+        Destination::Sink(s) => s.max_in_flight().map_or(default, |n| n.max(default)),
+        _ => default,
+    }
 }
 
 fn slot(engine: &Engine, route: &TargetRoute) -> Arc<Slot> {
+    let permits = permits(engine, route);
     let mut slots = match engine.slots.lock() {
         Ok(s) => s,
         Err(p) => p.into_inner(),
     };
-    slots
-        .entry(route.slot_key.clone())
-        .or_insert_with(|| {
-            Arc::new(Slot {
-                sem: Semaphore::new(engine.cfg.target_concurrency),
-                queued: AtomicUsize::new(0),
-            })
+    let slot = slots.entry(route.slot_key.clone()).or_insert_with(|| {
+        Arc::new(Slot {
+            sem: Semaphore::new(permits),
+            queued: AtomicUsize::new(0),
+            permits,
         })
-        .clone()
+    });
+    // A target updated to another kind gets a slot of its size; attempts holding the old one
+    // finish on it.
+    if slot.permits != permits {
+        *slot = Arc::new(Slot {
+            sem: Semaphore::new(permits),
+            queued: AtomicUsize::new(0),
+            permits,
+        });
+    }
+    slot.clone()
 }
 
 /// Whether the target can take one more queued attempt (a slow target never blocks a
@@ -716,6 +737,56 @@ const RECORD_LINGER: Duration = Duration::from_millis(10);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sink that only declares how many attempts it wants in flight.
+    struct Pipelined(Option<usize>);
+
+    #[async_trait::async_trait]
+    impl openeg_connectors::Sink for Pipelined {
+        fn max_in_flight(&self) -> Option<usize> {
+            self.0
+        }
+        async fn send(&self, _: &Message) -> Outcome {
+            Outcome::Delivered { code: "200".into() }
+        }
+    }
+
+    fn route(destination: Destination) -> TargetRoute {
+        let original = serde_json::json!({"type": "ORIGINAL"});
+        TargetRoute {
+            subscription_id: "s".into(),
+            subscription_name: "s".into(),
+            target_id: "t".into(),
+            target_name: "HC.Kafka".into(),
+            retry_times: 0,
+            payload: openeg_rules::CompiledTransform::compile(
+                &original,
+                openeg_rules::TransformUse::Payload,
+            )
+            .unwrap(),
+            key: None,
+            subject: None,
+            dead_letter: None,
+            destination,
+            slot_key: "s/t".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn slots_are_sized_by_the_sink() {
+        let (engine, _, dir) = crate::routes::tests::engine(crate::EngineConfig::default()).await;
+        let default = engine.cfg.target_concurrency;
+        let plain = route(Destination::Unavailable("x".into()));
+        assert_eq!(slot(&engine, &plain).sem.available_permits(), default);
+        // A batching sink gets its own bound; one asking for less keeps the default.
+        let kafka = route(Destination::Sink(Box::new(Pipelined(Some(1024)))));
+        assert_eq!(slot(&engine, &kafka).sem.available_permits(), 1024);
+        let small = route(Destination::Sink(Box::new(Pipelined(Some(2)))));
+        assert_eq!(slot(&engine, &small).sem.available_permits(), default);
+        // The same target kept: the same slot.
+        assert!(Arc::ptr_eq(&slot(&engine, &small), &slot(&engine, &small)));
+        let _ = std::fs::remove_dir_all(dir);
+    }
 
     #[test]
     fn low_water_is_the_lowest_running_offset() {

@@ -36,6 +36,11 @@ pub const MESSAGE_TIMEOUT_MS: u32 = 25_000;
 pub const UNKNOWN_TOPIC_WAIT_MS: u32 = 5_000;
 /// How long `send` may wait for room in the producer's local queue.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Attempts in flight per HC.Kafka target. librdkafka puts the records of concurrent sends
+/// into one ProduceRequest, so this bounds the batch: the engine's default of 16 would cap
+/// every request at 16 records and the rate at 16 per broker round trip. The records wait in
+/// the producer's local queue (100,000 messages by default), not in the engine.
+pub const MAX_IN_FLIGHT: usize = 1024;
 /// SASL mechanisms accepted in `sasl_mechanism` (PLAIN when absent).
 pub const SASL_MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
 
@@ -309,6 +314,10 @@ impl Sink for KafkaSink {
         true
     }
 
+    fn max_in_flight(&self) -> Option<usize> {
+        Some(MAX_IN_FLIGHT)
+    }
+
     async fn send(&self, msg: &Message) -> Outcome {
         let mut headers = OwnedHeaders::new();
         if let Some(e) = &msg.event {
@@ -514,7 +523,8 @@ mod tests {
         let a = shared_producer(&s1).unwrap();
         let b = shared_producer(&s1).unwrap();
         assert!(Arc::ptr_eq(&a, &b));
-        assert!(build(&d, &ctx).is_ok());
+        let sink = build(&d, &ctx).unwrap();
+        assert_eq!(sink.max_in_flight(), Some(MAX_IN_FLIGHT));
         let bad = conn(json!({"addr": "127.0.0.1:9", "security_protocol": "GSSAPI"}));
         let ctx = BuildContext {
             connection: Some(&bad),
