@@ -14,10 +14,10 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
 mod crash;
-mod rocketmq;
 mod harness;
 mod kafka_target;
 mod rabbitmq_source;
+mod rocketmq;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
