@@ -36,6 +36,11 @@ pub async fn check_kafka(doc: &Value) -> Result<(), String> {
         .get("bootstrap.servers")
         .unwrap_or_default()
         .to_string();
+    // No address takes a TCP connection: say so at once (librdkafka would retry until the
+    // timeout).
+    if !any_reachable(&servers).await {
+        return Err(format!("{servers} unreachable"));
+    }
     let mut cfg = ClientConfig::new();
     for (k, v) in &settings.0 {
         cfg.set(*k, v);
@@ -60,6 +65,17 @@ pub async fn check_kafka(doc: &Value) -> Result<(), String> {
         Ok(r) => r,
         Err(e) => Err(format!("the Kafka check did not finish: {e}")),
     }
+}
+
+/// Whether any of the comma-separated `host:port` addresses accepts a TCP connection.
+async fn any_reachable(servers: &str) -> bool {
+    for addr in servers.split(',').filter(|a| !a.is_empty()) {
+        let connect = tokio::net::TcpStream::connect(addr);
+        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(2), connect).await {
+            return true;
+        }
+    }
+    false
 }
 
 #[cfg(test)]
