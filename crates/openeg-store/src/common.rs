@@ -5,26 +5,8 @@ use sha2::{Digest, Sha256};
 
 use crate::{Document, Kind, QuotaCheck, SortKey, StoreError};
 
-const ALL_KINDS: [Kind; 11] = [
-    Kind::Channel,
-    Kind::Source,
-    Kind::Connection,
-    Kind::Subscription,
-    Kind::Agency,
-    Kind::Schema,
-    Kind::SchemaVersion,
-    Kind::Endpoint,
-    Kind::EventStream,
-    Kind::RouterCluster,
-    Kind::RouterJob,
-];
-
 pub(crate) fn parse_kind(s: &str) -> Result<Kind, StoreError> {
-    ALL_KINDS
-        .iter()
-        .copied()
-        .find(|k| k.as_str() == s)
-        .ok_or_else(|| StoreError::Backend(format!("unknown kind {s:?} in database")))
+    Kind::parse(s).ok_or_else(|| StoreError::Backend(format!("unknown kind {s:?} in database")))
 }
 
 /// Maps a sqlx error without leaking bound values: only the operation, the SQLSTATE / SQLite
@@ -145,22 +127,25 @@ pub(crate) fn now_ms() -> i64 {
 
 /// Stable 64-bit advisory-lock key for (project, kind); stable across nodes and versions.
 pub(crate) fn lock_key(project_id: &str, kind: Kind) -> i64 {
-    let mut h = Sha256::new();
-    h.update(b"openeg:quota:");
-    h.update(project_id.as_bytes());
-    h.update([0u8]);
-    h.update(kind.as_str().as_bytes());
-    let d = h.finalize();
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&d[..8]);
-    i64::from_be_bytes(b)
+    advisory_key(&[
+        b"openeg:quota:",
+        project_id.as_bytes(),
+        &[0u8],
+        kind.as_str().as_bytes(),
+    ])
 }
 
 /// The advisory-lock key of an exclusive section (never equal to a quota key: other prefix).
 pub(crate) fn section_key(name: &str) -> i64 {
+    advisory_key(&[b"openeg:section:", name.as_bytes()])
+}
+
+/// A PostgreSQL advisory-lock key: the first 8 bytes of the SHA-256 of `parts`.
+fn advisory_key(parts: &[&[u8]]) -> i64 {
     let mut h = Sha256::new();
-    h.update(b"openeg:section:");
-    h.update(name.as_bytes());
+    for p in parts {
+        h.update(p);
+    }
     let d = h.finalize();
     let mut b = [0u8; 8];
     b.copy_from_slice(&d[..8]);
@@ -173,7 +158,7 @@ mod tests {
 
     #[test]
     fn kinds_roundtrip() {
-        for k in ALL_KINDS {
+        for k in Kind::ALL {
             assert_eq!(parse_kind(k.as_str()).unwrap(), k);
         }
         assert!(parse_kind("nope").is_err());
