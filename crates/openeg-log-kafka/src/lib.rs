@@ -44,11 +44,15 @@
 //!   They live in the cluster (`__consumer_offsets`), so they survive a restart and are shared
 //!   by every process using the same prefix. A commit waits at most `operation_timeout`.
 //! * **Deletion.** `delete_topic` deletes the Kafka topic through the admin API (a missing
-//!   topic is fine), forgets its readers, cached partition count and watches (which close), and
-//!   waits (at most `operation_timeout`) until the cluster's metadata no longer lists it. The
-//!   broker drops the topic's committed offsets as it does for any deleted topic. Kafka has no
-//!   fence against a racing append: an append running concurrently may create the topic anew
-//!   instead of failing with [`LogError::TopicDeleted`].
+//!   topic is fine) after closing its readers, forgets its cached partition count and watches
+//!   (which close), waits (at most `operation_timeout`) until the cluster's metadata no longer
+//!   lists it, and then replaces the producer (its idempotence sequence numbers would not
+//!   match a topic created anew under the same name). The broker drops the topic's committed
+//!   offsets as it does for any deleted topic. Kafka has no fence against a racing append: an
+//!   append running concurrently may create the topic anew instead of failing with
+//!   [`LogError::TopicDeleted`]. Another process's producer may fail one append to a topic
+//!   re-created under it (`OutOfOrderSequenceNumber`, reported as [`LogError::Backend`]); its
+//!   retry succeeds once librdkafka has reset the sequence.
 //! * **Errors.** librdkafka's errors that have no closer variant are [`LogError::Backend`],
 //!   naming what was done and the broker's reason, never a configured property's value. Every
 //!   request to the cluster is bounded (`operation_timeout`, `delivery_timeout`); blocking
@@ -90,7 +94,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -171,7 +175,10 @@ type WatchKey = (String, u32);
 
 struct Inner {
     cfg: KafkaLogConfig,
-    producer: FutureProducer,
+    /// Replaced after a topic deletion (see `delete_topic`); appends hold the one they started
+    /// with.
+    producer: RwLock<Arc<FutureProducer>>,
+    producer_config: ClientConfig,
     admin: AdminClient<DefaultClientContext>,
     /// Metadata and watermark queries: a consumer without a group that never reads.
     meta: Arc<BaseConsumer>,
@@ -239,6 +246,9 @@ impl KafkaLog {
             .set("message.timeout.ms", millis(cfg.delivery_timeout));
         let mut consumer_config = base.clone();
         consumer_config
+            // librdkafka refuses `assign` without a group ("Unknown group"). Readers never
+            // join it (no subscription) and never commit; the group clients replace it.
+            .set("group.id", format!("{}_reader", cfg.topic_prefix))
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
             // Reading below the start offset is an error to report, not a reason to jump.
@@ -269,7 +279,8 @@ impl KafkaLog {
             inner: Arc::new(Inner {
                 readers: reader::Readers::new(cfg.max_cached_readers),
                 cfg,
-                producer,
+                producer: RwLock::new(Arc::new(producer)),
+                producer_config,
                 admin,
                 meta,
                 consumer_config,
@@ -482,6 +493,24 @@ impl Inner {
         Ok(self.watermarks(&k, p).await?.unwrap_or((0, 0)))
     }
 
+    /// Replace the producer. The idempotent producer keeps a sequence number per partition,
+    /// and a topic created anew under a deleted one's name starts from zero: the old
+    /// producer's next append there would fail with `OutOfOrderSequenceNumber`.
+    async fn renew_producer(&self) -> Result<(), LogError> {
+        let fresh: FutureProducer = create(&self.cfg, &self.producer_config, "producer")?;
+        let old = std::mem::replace(
+            &mut *self
+                .producer
+                .write()
+                .unwrap_or_else(PoisonError::into_inner),
+            Arc::new(fresh),
+        );
+        // Appends still running hold their own reference; the last one closes it. Closing
+        // waits for librdkafka's threads, so not on this thread.
+        tokio::task::spawn_blocking(move || drop(old));
+        Ok(())
+    }
+
     fn notify(&self, k: &str, partition: u32, end: u64) {
         if let Some(tx) = lock(&self.watches).get(&(k.to_owned(), partition)) {
             advance(tx, end);
@@ -588,6 +617,11 @@ impl EventLog for KafkaLog {
             let end = inner.watermarks(&k, p).await?.map_or(0, |w| w.1);
             return Ok(end..end);
         }
+        let producer = inner
+            .producer
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let deadline = Instant::now() + inner.cfg.delivery_timeout;
         let mut pending: VecDeque<DeliveryFuture> = VecDeque::with_capacity(records.len());
         let mut done = Deliveries::default();
@@ -596,7 +630,7 @@ impl EventLog for KafkaLog {
                 let record = FutureRecord::<(), [u8]>::to(&k)
                     .partition(p)
                     .payload(&r[..]);
-                match inner.producer.send_result(record) {
+                match producer.send_result(record) {
                     Ok(f) => {
                         pending.push_back(f);
                         break;
@@ -815,7 +849,13 @@ impl EventLog for KafkaLog {
             keys.iter().filter_map(|key| watches.remove(key)).collect()
         };
         drop(closed);
-        reader::drop_readers(inner.readers.remove_topic(&k));
+        // Close the readers before the topic goes, so none is fetching from it meanwhile.
+        let readers = inner.readers.remove_topic(&k);
+        blocking(move || {
+            drop(readers);
+            Ok(())
+        })
+        .await?;
         let timeout = inner.cfg.operation_timeout;
         let opts = AdminOptions::new()
             .operation_timeout(Some(timeout))
@@ -847,6 +887,7 @@ impl EventLog for KafkaLog {
                 .is_none()
             {
                 lock(&inner.topics).remove(&k);
+                inner.renew_producer().await?;
                 return Ok(());
             }
             if Instant::now() >= deadline {
