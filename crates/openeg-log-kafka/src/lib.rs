@@ -27,7 +27,7 @@
 //!   (at least one record when any is there), only what Kafka acknowledged (below the high
 //!   watermark). Empty at the end offset; below the start offset or past the end:
 //!   [`LogError::OffsetOutOfRange`] carrying the watermarks. An unknown topic reads as empty
-//!   (start = end = 0). Each partition has a cached reader (a consumer without a group,
+//!   (start = end = 0). Each partition has a cached reader (a consumer that never joins a group,
 //!   `max_cached_readers` of them, least recently used closed first) that remembers its
 //!   position, so sequential reads do not seek; see `reader.rs`.
 //! * **Offsets.** `start_offset` and `end_offset` are the partition's low and high watermarks
@@ -65,6 +65,8 @@
 //! ```text
 //! log topic <name>, partition p  →  Kafka topic <prefix><escaped name>, partition p
 //! consumer group <g>             →  Kafka consumer group <prefix><g> (offsets only, no members)
+//! readers                        →  group.id <prefix>_reader (required by librdkafka's
+//!                                   `assign`; never joined, never committed to)
 //! ```
 //!
 //! `<prefix>` is `topic_prefix` (`openeg.` by default). In `<escaped name>` the bytes
@@ -180,7 +182,7 @@ struct Inner {
     producer: RwLock<Arc<FutureProducer>>,
     producer_config: ClientConfig,
     admin: AdminClient<DefaultClientContext>,
-    /// Metadata and watermark queries: a consumer without a group that never reads.
+    /// Metadata and watermark queries: a consumer that never reads or joins its group.
     meta: Arc<BaseConsumer>,
     /// Settings of the readers (and, with a `group.id`, of the group clients).
     consumer_config: ClientConfig,

@@ -7,8 +7,9 @@
 //! nothing runs between reads. The price is one thread hand-off per read, small next to a
 //! broker round trip.
 //!
-//! Each reader is a consumer without a group, given its one partition by `assign` at an
-//! explicit offset (`enable.auto.commit=false`, `enable.partition.eof=true`, and
+//! Each reader is a consumer that never joins its group (librdkafka wants a `group.id` for
+//! `assign`; it is `<prefix>_reader` and never committed to), given its one partition by
+//! `assign` at an explicit offset (`enable.auto.commit=false`, `enable.partition.eof=true`, and
 //! `auto.offset.reset=error` so that reading below the start offset is reported instead of
 //! silently skipping to the end). A read past what the caller wanted (the record that would
 //! exceed `max_bytes`) is kept aside for the next read, which is why a reader has a stash.
