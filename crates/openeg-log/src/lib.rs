@@ -129,6 +129,10 @@ pub enum LogError {
     Failed(String),
     #[error("log directory {} is in use by another process", .0.display())]
     Locked(PathBuf),
+    /// A log served by an external system (e.g. Kafka) failed or did not answer; the message
+    /// says what was being done and the backend's reason.
+    #[error("event log backend: {0}")]
+    Backend(String),
 }
 
 pub(crate) fn io_err(context: String) -> impl FnOnce(std::io::Error) -> LogError {
