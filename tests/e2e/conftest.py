@@ -123,6 +123,9 @@ class Server:
             self.pg = _Postgres(db)
             self.pg.create()
             lines.append(f"database_url = {_toml_str(self.pg.url)}")
+        # OPENEG_E2E_LOG_URL (e.g. kafka://127.0.0.1:19092): channel logs on Kafka.
+        if os.environ.get("OPENEG_E2E_LOG_URL"):
+            lines.append(f"log_url = {_toml_str(os.environ['OPENEG_E2E_LOG_URL'])}")
         for c in (self.a, self.b, self.fuzz):
             lines += ["", "[[credentials]]", f"access_key = {_toml_str(c.ak)}",
                       f"secret_key = {_toml_str(c.sk)}", f"project_id = {_toml_str(c.project)}",

@@ -41,6 +41,9 @@ class DataServer(Server):
             self.pg = _Postgres(db)
             self.pg.create()
             lines.append(f"database_url = {_toml_str(self.pg.url)}")
+        # OPENEG_E2E_LOG_URL (e.g. kafka://127.0.0.1:19092): channel logs on Kafka.
+        if os.environ.get("OPENEG_E2E_LOG_URL"):
+            lines.append(f"log_url = {_toml_str(os.environ['OPENEG_E2E_LOG_URL'])}")
         for k, v in self.extra.items():
             lines.append(f"{k} = {_toml_str(v) if isinstance(v, str) else v}")
         for c in (self.a, self.b):

@@ -74,6 +74,30 @@ impl<'a> Envelope<'a> {
     }
 }
 
+/// The key that picks an event's partition: its CloudEvents `partitionkey` extension when it
+/// is a string, else its id (events are checked before they are logged; a text that is not
+/// an object keys on itself).
+pub fn partition_key(event: &[u8]) -> Vec<u8> {
+    #[derive(Deserialize)]
+    struct Keys<'a> {
+        #[serde(borrow, default)]
+        partitionkey: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        id: Option<std::borrow::Cow<'a, str>>,
+    }
+    let Ok(k) = serde_json::from_slice::<Keys>(event) else {
+        return event.to_vec();
+    };
+    if let Some(Ok(pk)) = k
+        .partitionkey
+        .map(|raw| serde_json::from_str::<std::borrow::Cow<str>>(raw.get()))
+    {
+        return pk.into_owned().into_bytes();
+    }
+    k.id.map(|id| id.into_owned().into_bytes())
+        .unwrap_or_else(|| event.to_vec())
+}
+
 /// The event of a record, as a shared slice of it.
 pub fn event_of(record: &Bytes) -> Result<Bytes, EnvelopeError> {
     Ok(Envelope::decode(record)?.event_in(record))
@@ -82,6 +106,19 @@ pub fn event_of(record: &Bytes) -> Result<Bytes, EnvelopeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partition_keys() {
+        assert_eq!(partition_key(br#"{"id":"e1","partitionkey":"k"}"#), b"k");
+        assert_eq!(
+            partition_key(br#"{"partitionkey":"k\u0041","id":"e1"}"#),
+            b"kA"
+        );
+        assert_eq!(partition_key(br#"{"id":"e1","source":"s"}"#), b"e1");
+        // Not a string: the id decides.
+        assert_eq!(partition_key(br#"{"id":"e1","partitionkey":7}"#), b"e1");
+        assert_eq!(partition_key(b"[1]"), b"[1]");
+    }
 
     const EVENT: &[u8] =
         br#"{"id":"1","source":"s","specversion":"1.0","type":"t","data":{"a":[1,"}"]}}"#;

@@ -27,6 +27,7 @@ pub mod dispatch;
 pub mod envelope;
 mod error;
 pub mod metrics;
+pub mod position;
 pub mod retry;
 pub mod router;
 pub mod routes;
@@ -312,10 +313,29 @@ impl Engine {
         events: &[Vec<u8>],
     ) -> Result<(), PublishError> {
         let enc = envelope::Encoder::new(now_ms());
-        let records: Vec<Bytes> = events.iter().map(|ev| enc.encode(ev)).collect();
         let t = topic(project_id, channel_id);
         let started = std::time::Instant::now();
-        self.log.append(&t, 0, records).await?;
+        let partitions = self.log.partitions(&t).await?;
+        if partitions <= 1 {
+            let records: Vec<Bytes> = events.iter().map(|ev| enc.encode(ev)).collect();
+            self.log.append(&t, 0, records).await?;
+        } else {
+            // Each event to its key's partition; the partitions' appends run together and
+            // the request is answered once all are durable (any failure fails it).
+            let mut parts: Vec<Vec<Bytes>> = vec![Vec::new(); partitions as usize];
+            for ev in events {
+                let p = position::partition_for(&envelope::partition_key(ev), partitions);
+                parts[p as usize].push(enc.encode(ev));
+            }
+            let appends = parts
+                .into_iter()
+                .enumerate()
+                .filter(|(_, recs)| !recs.is_empty())
+                .map(|(p, recs)| self.log.append(&t, p as u32, recs));
+            for r in futures_util::future::join_all(appends).await {
+                r?;
+            }
+        }
         self.metrics.append_latency.observe(started.elapsed());
         self.metrics.ingested.add(events.len() as u64);
         self.ensure_router(&t);
@@ -338,16 +358,18 @@ impl Engine {
             .collect()
     }
 
-    /// Reads one logged event back (ShowDetailOfEvent, retries): its JSON text as logged, or
-    /// `None` when the log no longer holds it.
+    /// Reads one logged event back (ShowDetailOfEvent, retries) by its position (the "log
+    /// offset" of trace rows and deliveries, [`position`]): its JSON text as logged, or `None`
+    /// when the log no longer holds it.
     pub async fn read_event(
         &self,
         project_id: &str,
         channel_id: &str,
-        offset: u64,
+        position: u64,
     ) -> Result<Option<Bytes>, EngineError> {
         let t = topic(project_id, channel_id);
-        let record = match self.log.read(&t, 0, offset, 1, 1).await {
+        let (partition, offset) = position::split(position);
+        let record = match self.log.read(&t, partition, offset, 1, 1).await {
             Ok(recs) => recs.into_iter().find(|r| r.offset == offset),
             Err(openeg_log::LogError::OffsetOutOfRange { .. }) => None,
             Err(e) => return Err(EngineError::log("reading the channel log")(e)),

@@ -1,6 +1,10 @@
-//! The channel router: one task per channel tails its log, matches, dispatches, records and
-//! commits. (Not EG's professional event-router resource, which is `event_router` in the
-//! server and API crates.)
+//! The channel router: one task per channel, and in it one loop per partition of the
+//! channel's log, tails the log, matches, dispatches, records and commits. (Not EG's
+//! professional event-router resource, which is `event_router` in the server and API crates.)
+//!
+//! Inside a partition's loop every offset is a *position* (`crate::position`: the partition
+//! in the high bits), the number trace rows and deliveries store; it is turned back into the
+//! partition's own offset only where the log is called (`read`, `commit`, the end watch).
 //!
 //! Two paths (`ARCHITECTURE.md`, "The event's path"):
 //! * **Fast path** (steady state): matched events are attempted at once, before anything is
@@ -19,6 +23,7 @@
 
 use crate::dispatch::{self, Event, Inflight, Job, RecorderMsg, Stored, Ticket};
 use crate::envelope::Envelope;
+use crate::position::{self, position, split};
 use crate::routes::{ChannelRoutes, TargetRoute};
 use crate::{now_ms, split_topic, Engine, EngineError, ROUTER_GROUP};
 use openeg_log::LogError;
@@ -40,25 +45,63 @@ struct Attrs<'a> {
     ty: Option<Cow<'a, str>>,
 }
 
-/// Runs until shutdown. Errors (store or log unavailable) are logged and retried after a pause;
-/// the committed offset only moves after the deliveries of a batch are recorded.
+/// Runs until shutdown: one loop per partition of the channel's log.
 pub(crate) async fn run(engine: Arc<Engine>, topic: String) {
     let Some((project, channel)) = split_topic(&topic).map(|(p, c)| (p.to_string(), c.to_string()))
     else {
         tracing::warn!(%topic, "not a channel topic; no router");
         return;
     };
+    let partitions = match engine.log.partitions(&topic).await {
+        Ok(n) => n.clamp(1, position::MAX_PARTITIONS),
+        Err(e) => {
+            tracing::error!(%topic, error = %e, "cannot read the channel log's partitions");
+            return;
+        }
+    };
+    if partitions == 1 {
+        return run_partition(engine, topic, project, channel, 0).await;
+    }
+    let mut loops = tokio::task::JoinSet::new();
+    for p in 0..partitions {
+        loops.spawn(run_partition(
+            engine.clone(),
+            topic.clone(),
+            project.clone(),
+            channel.clone(),
+            p,
+        ));
+    }
+    while loops.join_next().await.is_some() {}
+}
+
+/// One partition's loop, until shutdown. Errors (store or log unavailable) are logged and
+/// retried after a pause; the committed offset only moves after the deliveries of a batch
+/// are recorded.
+async fn run_partition(
+    engine: Arc<Engine>,
+    topic: String,
+    project: String,
+    channel: String,
+    partition: u32,
+) {
+    let at =
+        |offset: u64| position(partition, offset.min(position::MAX_OFFSET)).unwrap_or(u64::MAX);
     let mut shutdown = engine.shutdown.clone();
-    let mut end = match engine.log.subscribe(&topic, 0).await {
+    let mut end = match engine.log.subscribe(&topic, partition).await {
         Ok(rx) => rx,
         Err(e) => {
             tracing::error!(%topic, error = %e, "cannot watch the channel log");
             return;
         }
     };
-    let next = match engine.log.committed(ROUTER_GROUP, &topic, 0).await {
-        Ok(Some(o)) => o,
-        Ok(None) => engine.log.start_offset(&topic, 0).await.unwrap_or(0),
+    let next = match engine.log.committed(ROUTER_GROUP, &topic, partition).await {
+        Ok(Some(o)) => at(o),
+        Ok(None) => at(engine
+            .log
+            .start_offset(&topic, partition)
+            .await
+            .unwrap_or(0)),
         Err(e) => {
             tracing::error!(%topic, error = %e, "cannot read the router offset");
             return;
@@ -72,7 +115,7 @@ pub(crate) async fn run(engine: Arc<Engine>, topic: String) {
     // Events below this were in the log before this router started (possibly routed before a
     // crash): a replay task takes them record-first, beside this loop, so that a backlog does
     // not hold back events published after the start. Commits stay below its progress.
-    let replay_until = (*end.borrow()).max(next);
+    let replay_until = at(*end.borrow()).max(next);
     let replayed = Arc::new(AtomicU64::new(next));
     if next < replay_until {
         tokio::spawn(replay(
@@ -124,7 +167,7 @@ pub(crate) async fn run(engine: Arc<Engine>, topic: String) {
                 let waiting = committed < next;
                 let due = tokio::time::Instant::from_std(last_commit + COMMIT_INTERVAL);
                 let stop = tokio::select! {
-                    r = end.wait_for(|e| *e > next) => r.is_err(),
+                    r = end.wait_for(|e| at(*e) > next) => r.is_err(),
                     _ = tokio::time::sleep_until(due), if waiting => false,
                     _ = shutdown.changed() => true,
                 };
@@ -134,7 +177,7 @@ pub(crate) async fn run(engine: Arc<Engine>, topic: String) {
                 }
             }
             Err(StepError::OutOfRange { start }) => {
-                next = skip_removed(&engine, &topic, next, start, u64::MAX);
+                next = skip_removed(&engine, &topic, next, at(start), u64::MAX);
             }
             Err(StepError::Failed(e)) => {
                 tracing::warn!(%topic, error = %e, "routing failed; retrying");
@@ -181,6 +224,7 @@ async fn replay(
             // Nothing readable below `until` any more: the range is done.
             Ok(None) => next = until,
             Err(StepError::OutOfRange { start }) => {
+                let start = position(split(next).0, start).unwrap_or(until);
                 next = skip_removed(&engine, &topic, next, start, until);
             }
             Err(StepError::Failed(e)) => {
@@ -239,7 +283,12 @@ async fn commit(engine: &Engine, topic: &str, inflight: &Inflight, committed: &m
     if !dispatch::flush(engine).await {
         return;
     }
-    match engine.log.commit(ROUTER_GROUP, topic, 0, to).await {
+    let (partition, offset) = split(to);
+    match engine
+        .log
+        .commit(ROUTER_GROUP, topic, partition, offset)
+        .await
+    {
         Ok(()) => *committed = to,
         Err(e) => tracing::warn!(topic, error = %e, "committing the router offset failed"),
     }
@@ -315,24 +364,36 @@ async fn step(
     Ok(Some(last + 1))
 }
 
-/// Reads the batch starting at `from` (on the replay path, only offsets below its end).
+/// Reads the batch starting at position `from` (on the replay path, only positions below its
+/// end); the records carry positions.
 async fn read(
     engine: &Engine,
     topic: &str,
     from: u64,
     path: Path<'_>,
 ) -> Result<Vec<openeg_log::LogRecord>, StepError> {
+    let (partition, offset) = split(from);
     let mut recs = match engine
         .log
-        .read(topic, 0, from, engine.cfg.batch_records, 4 << 20)
+        .read(topic, partition, offset, engine.cfg.batch_records, 4 << 20)
         .await
     {
         Ok(r) => r,
-        Err(LogError::OffsetOutOfRange { start, .. }) if from < start => {
+        Err(LogError::OffsetOutOfRange { start, .. }) if offset < start => {
             return Err(StepError::OutOfRange { start })
         }
         Err(e) => return Err(EngineError::log("reading the channel log")(e).into()),
     };
+    for r in &mut recs {
+        r.offset = position(partition, r.offset).ok_or_else(|| {
+            EngineError::log("reading the channel log")(LogError::OffsetOutOfRange {
+                topic: topic.to_string(),
+                requested: r.offset,
+                start: 0,
+                end: position::MAX_OFFSET,
+            })
+        })?;
+    }
     if let Path::Replay { until } = path {
         recs.retain(|r| r.offset < until);
     }

@@ -186,6 +186,8 @@ struct Inner {
     meta: Arc<BaseConsumer>,
     /// Settings of the readers (and, with a `group.id`, of the group clients).
     consumer_config: ClientConfig,
+    /// Settings of the single-record readers.
+    point_consumer_config: ClientConfig,
     /// Kafka topics known to exist → their partition count.
     topics: Mutex<HashMap<String, u32>>,
     readers: reader::Readers,
@@ -259,6 +261,13 @@ impl KafkaLog {
             // librdkafka prefetches up to 64 MB per consumer by default; readers are many.
             .set("queued.max.messages.kbytes", "4096")
             .set("queued.min.messages", "1000");
+        // Single-record readers jump around (retries): small fetches that come back at once,
+        // no prefetch of a megabyte that the next jump throws away.
+        let mut point_consumer_config = consumer_config.clone();
+        point_consumer_config
+            .set("queued.min.messages", "1")
+            .set("max.partition.fetch.bytes", "65536")
+            .set("fetch.wait.max.ms", "10");
 
         let producer: FutureProducer = create(&cfg, &producer_config, "producer")?;
         let admin: AdminClient<DefaultClientContext> = create(&cfg, &base, "admin client")?;
@@ -286,6 +295,7 @@ impl KafkaLog {
                 admin,
                 meta,
                 consumer_config,
+                point_consumer_config,
                 topics: Mutex::default(),
                 watches: Mutex::default(),
                 groups: Mutex::default(),
@@ -702,7 +712,11 @@ impl EventLog for KafkaLog {
             };
         };
         let p = partition_index(topic, partition, count)?;
-        let (reader, evicted) = inner.readers.get(&k, p);
+        // Single-record reads (an event looked up by offset: retries, ShowDetailOfEvent) get a
+        // reader of their own per partition (cache slot -1 - p), so they never move the
+        // sequential reader a router is tailing with away from its position.
+        let slot = if max_records <= 1 { -1 - p } else { p };
+        let (reader, evicted) = inner.readers.get(&k, slot);
         reader::drop_readers(evicted);
         let q = reader::ReadRequest {
             log_topic: topic.to_owned(),
@@ -714,8 +728,15 @@ impl EventLog for KafkaLog {
             timeout: inner.cfg.operation_timeout,
         };
         let me = self.inner.clone();
-        blocking(move || reader::read_blocking(&reader, &me.consumer_config, &me.readers.seeks, &q))
-            .await
+        blocking(move || {
+            let config = if slot < 0 {
+                &me.point_consumer_config
+            } else {
+                &me.consumer_config
+            };
+            reader::read_blocking(&reader, config, &me.readers.seeks, &q)
+        })
+        .await
     }
 
     async fn start_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError> {

@@ -36,8 +36,12 @@ pub(crate) struct Reader {
     next: Option<u64>,
     /// A record already taken from the consumer but not returned (it did not fit).
     stash: Option<LogRecord>,
+    /// The partition's (start, end) offsets when last asked.
+    known: Option<(u64, u64)>,
 }
 
+/// (Kafka topic, cache slot): the partition for sequential readers, `-1 - partition` for a
+/// partition's single-record reader.
 type Key = (String, i32);
 
 /// The cache of readers, least recently used evicted beyond `max`.
@@ -143,6 +147,7 @@ pub(crate) fn read_blocking(
         consumer,
         next,
         stash,
+        known,
     } = &mut *guard;
     let c = match consumer {
         Some(c) => c,
@@ -152,11 +157,22 @@ pub(crate) fn read_blocking(
                 .map_err(|e| backend("creating a Kafka reader", e))?;
             *next = None;
             *stash = None;
+            *known = None;
             consumer.insert(created)
         }
     };
     let k = q.kafka_topic.as_str();
-    let (low, high) = watermarks(c, k, q.partition, q.timeout)?.unwrap_or((0, 0));
+    // The watermarks this reader last asked for answer without a round trip when the offset
+    // lies inside them: a stale start shows as an offset error from the fetch (below), a
+    // stale end only shortens this read. Otherwise: ask the broker.
+    let (low, high) = match *known {
+        Some((low, high)) if low <= q.from && q.from < high => (low, high),
+        _ => {
+            let w = watermarks(c, k, q.partition, q.timeout)?.unwrap_or((0, 0));
+            *known = Some(w);
+            w
+        }
+    };
     let out_of_range = |requested: u64, start: u64, end: u64| LogError::OffsetOutOfRange {
         topic: q.log_topic.clone(),
         requested,
@@ -230,6 +246,7 @@ pub(crate) fn read_blocking(
             Some(Err(KafkaError::PartitionEOF(_))) => {}
             Some(Err(e)) => {
                 *next = None;
+                *known = None;
                 let offset_lost = matches!(
                     e.rdkafka_error_code(),
                     Some(RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange)

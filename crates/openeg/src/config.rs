@@ -51,6 +51,11 @@ pub struct Config {
     pub retention_hours: u64,
     /// Optional cap on each channel's log size.
     pub log_max_bytes_per_channel: Option<u64>,
+    /// Where channel logs live: absent, the embedded log under `data_dir/log`;
+    /// `kafka://host:port[,host:port...]`, one Kafka topic per channel.
+    pub log_url: Option<String>,
+    /// Partitions of the Kafka topics OpenEG creates for channels (`log_url = "kafka://…"`).
+    pub log_partitions: Option<u64>,
     #[serde(default)]
     pub credentials: Vec<CredentialConfig>,
     #[serde(default)]
@@ -92,6 +97,8 @@ pub const ENV_KEYS: &[(Option<&str>, &str, EnvKind)] = &[
     (None, "encryption_key", EnvKind::Text),
     (None, "retention_hours", EnvKind::Count),
     (None, "log_max_bytes_per_channel", EnvKind::Count),
+    (None, "log_url", EnvKind::Text),
+    (None, "log_partitions", EnvKind::Count),
     (Some("quotas"), "channel", EnvKind::Count),
     (Some("quotas"), "channel_subscription", EnvKind::Count),
     (Some("quotas"), "source", EnvKind::Count),
@@ -362,6 +369,8 @@ mod tests {
                 "OPENEG_ENCRYPTION_KEY" => "k",
                 "OPENEG_RETENTION_HOURS" => "2",
                 "OPENEG_LOG_MAX_BYTES_PER_CHANNEL" => "3",
+                "OPENEG_LOG_URL" => "kafka://k1:9092,k2:9092",
+                "OPENEG_LOG_PARTITIONS" => "6",
                 "OPENEG_QUOTAS_CHANNEL" => "11",
                 "OPENEG_QUOTAS_CHANNEL_SUBSCRIPTION" => "12",
                 "OPENEG_QUOTAS_SOURCE" => "13",
@@ -392,6 +401,8 @@ mod tests {
             encryption_key,
             retention_hours,
             log_max_bytes_per_channel,
+            log_url,
+            log_partitions,
             credentials,
             quotas,
         } = Config::from_toml("listen = \"127.0.0.1:1\"\n[quotas]\nchannel = 1\n", env).unwrap();
@@ -415,6 +426,8 @@ mod tests {
         assert_eq!(encryption_key.as_deref(), Some("k"));
         assert_eq!(retention_hours, 2);
         assert_eq!(log_max_bytes_per_channel, Some(3));
+        assert_eq!(log_url.as_deref(), Some("kafka://k1:9092,k2:9092"));
+        assert_eq!(log_partitions, Some(6));
         assert_eq!(credentials.len(), 1);
         let got = [
             channel,

@@ -191,11 +191,53 @@ async fn run_server(cfg: Config) -> anyhow::Result<()> {
         tracing::warn!(switch = %switch.display(), "FAULT INJECTION ENABLED (tests only): log syncs fail while this file exists");
         log_cfg.fault_injection = Some(openeg_log::FaultInjection::syncs_fail_while_exists(switch));
     }
-    let log = Arc::new(
-        openeg_log::SegmentLog::open(cfg.data_dir.join("log"), log_cfg)
-            .await
-            .context("opening the event log")?,
-    );
+    // The embedded log, or a Kafka cluster's topics; routers start for every channel that
+    // may hold events.
+    let mut routing_lock = None;
+    let (log, embedded, topics): (Arc<dyn openeg_log::EventLog>, _, Vec<String>) =
+        match kafka_log_config(&cfg)? {
+            None => {
+                let log = Arc::new(
+                    openeg_log::SegmentLog::open(cfg.data_dir.join("log"), log_cfg)
+                        .await
+                        .context("opening the event log")?,
+                );
+                let topics = log.topics();
+                (log.clone(), Some(log), topics)
+            }
+            Some(kcfg) => {
+                let servers = kcfg.bootstrap_servers.clone();
+                // One node routes a Kafka log at a time (partition ownership across nodes is
+                // not built yet): on a shared PostgreSQL, the others wait here, without
+                // serving, and the first to get the lock takes over when the holder's
+                // session ends (its process died or stopped).
+                if stores.postgres.is_some() {
+                    tracing::info!(%servers, "waiting to become this Kafka log's routing node");
+                    routing_lock = Some(
+                        stores
+                            .meta
+                            .exclusive("kafka-log-routing")
+                            .await
+                            .context("taking the Kafka log's routing lock")?,
+                    );
+                    tracing::info!(%servers, "this node routes the Kafka log");
+                }
+                let log = openeg_log_kafka::KafkaLog::connect(kcfg)
+                    .await
+                    .with_context(|| format!("connecting to the Kafka event log at {servers}"))?;
+                tracing::info!(%servers, "channel logs on Kafka");
+                let channels = stores
+                    .meta
+                    .list_global(openeg_store::Kind::Channel)
+                    .await
+                    .context("listing channels")?;
+                let topics = channels
+                    .iter()
+                    .map(|c| openeg_engine::topic(&c.project_id, &c.id))
+                    .collect();
+                (Arc::new(log), None, topics)
+            }
+        };
     let engine_cfg = openeg_engine::EngineConfig {
         functiongraph_endpoint: cfg.functiongraph_endpoint.clone(),
         smn_endpoint: cfg.smn_endpoint.clone(),
@@ -207,7 +249,6 @@ async fn run_server(cfg: Config) -> anyhow::Result<()> {
             .collect(),
         ..Default::default()
     };
-    let topics = log.topics();
     let engine = openeg_engine::Engine::start(
         stores.meta.clone(),
         stores.delivery.clone(),
@@ -249,7 +290,7 @@ async fn run_server(cfg: Config) -> anyhow::Result<()> {
         engine.clone(),
         stores.delivery.clone(),
     );
-    tokio::spawn(housekeeping(log.clone(), stores.clone(), retention));
+    tokio::spawn(housekeeping(embedded, stores.clone(), retention));
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .with_context(|| format!("binding {}", cfg.listen))?;
@@ -286,21 +327,64 @@ async fn run_server(cfg: Config) -> anyhow::Result<()> {
     );
     openeg_server::serve(listener, state, shutdown).await?;
     engine.shutdown().await;
+    drop(routing_lock);
     tracing::info!("openeg stopped");
     Ok(())
 }
 
-/// Retention: old log segments, traces and finished deliveries, expired tokens.
+/// `log_url = "kafka://host:port[,…]"` as the Kafka log's settings; `None`: the embedded log.
+fn kafka_log_config(cfg: &Config) -> anyhow::Result<Option<openeg_log_kafka::KafkaLogConfig>> {
+    let Some(url) = cfg
+        .log_url
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+    else {
+        return Ok(None);
+    };
+    let Some(servers) = url.strip_prefix("kafka://") else {
+        anyhow::bail!(
+            "log_url must be kafka://host:port[,host:port...] (or absent: the embedded log)"
+        );
+    };
+    let servers: Vec<&str> = servers
+        .trim_end_matches('/')
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if servers.is_empty() || servers.iter().any(|s| !s.contains(':')) {
+        anyhow::bail!("log_url must be kafka://host:port[,host:port...]");
+    }
+    let mut k = openeg_log_kafka::KafkaLogConfig::new(servers.join(","));
+    if let Some(p) = cfg.log_partitions {
+        k.partitions = u32::try_from(p)
+            .ok()
+            .filter(|p| (1..=openeg_engine::position::MAX_PARTITIONS).contains(p))
+            .with_context(|| {
+                format!(
+                    "log_partitions must be 1 to {}",
+                    openeg_engine::position::MAX_PARTITIONS
+                )
+            })?;
+    }
+    Ok(Some(k))
+}
+
+/// Retention: old log segments (the embedded log; a Kafka cluster applies its own topic
+/// retention), traces and finished deliveries, expired tokens.
 async fn housekeeping(
-    log: Arc<openeg_log::SegmentLog>,
+    log: Option<Arc<openeg_log::SegmentLog>>,
     stores: openeg_store::Stores,
     retention: std::time::Duration,
 ) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
     loop {
         tick.tick().await;
-        if let Err(e) = log.enforce_retention(std::time::SystemTime::now()).await {
-            tracing::warn!(error = %e, "log retention failed");
+        if let Some(log) = &log {
+            if let Err(e) = log.enforce_retention(std::time::SystemTime::now()).await {
+                tracing::warn!(error = %e, "log retention failed");
+            }
         }
         let now = chrono_now_ms();
         if let Err(e) = stores
