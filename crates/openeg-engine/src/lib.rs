@@ -22,6 +22,7 @@
 //! Log topics are named `<project_id>.<channel_id>` (a `.` cannot occur in a project id), so
 //! a router can find its project from the topic alone.
 
+pub mod cluster;
 mod dead_letter;
 pub mod dispatch;
 pub mod envelope;
@@ -82,6 +83,9 @@ pub struct EngineConfig {
     /// CA bundle (PEM) trusted by Kafka TLS connections; `None`: the system's CA store.
     /// Process-wide: the first engine started sets it.
     pub kafka_ca_file: Option<String>,
+    /// Several nodes share the channel log (Kafka): partitions are routed under leases
+    /// (`cluster.rs`). `None`: this node routes every partition of its log.
+    pub cluster: Option<cluster::ClusterConfig>,
 }
 
 impl Default for EngineConfig {
@@ -98,6 +102,7 @@ impl Default for EngineConfig {
             project_domains: HashMap::new(),
             restart_backoff: supervisor::Backoff::default(),
             kafka_ca_file: None,
+            cluster: None,
         }
     }
 }
@@ -211,6 +216,10 @@ pub struct Engine {
     pub(crate) slots: Mutex<HashMap<String, Arc<dispatch::Slot>>>,
     pub(crate) shutdown: watch::Receiver<bool>,
     shutdown_tx: watch::Sender<bool>,
+    /// On a shared log: which partitions this node may route (`cluster.rs`).
+    pub(crate) ownership: Option<Arc<cluster::Ownership>>,
+    /// The partition balancer's task, awaited at shutdown (it gives the leases back).
+    balancer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Attempt outcomes on their way to the store, batched by [`dispatch::run_recorder`].
     pub(crate) recorder: tokio::sync::mpsc::Sender<dispatch::RecorderMsg>,
     /// Long-running work: sources, streams, router jobs.
@@ -262,6 +271,10 @@ impl Engine {
             rx,
             metrics.store_rejected.clone(),
         ));
+        let ownership = cfg
+            .cluster
+            .clone()
+            .map(|c| Arc::new(cluster::Ownership::new(c)));
         let engine = Arc::new_cyclic(|me| Engine {
             meta,
             delivery,
@@ -277,6 +290,8 @@ impl Engine {
             slots: Mutex::new(HashMap::new()),
             shutdown,
             shutdown_tx,
+            ownership,
+            balancer: Mutex::new(None),
             recorder,
             supervisor,
             supervising: tokio::sync::Mutex::new(()),
@@ -286,6 +301,12 @@ impl Engine {
             engine.ensure_router(&t);
         }
         tokio::spawn(retry::run(engine.clone()));
+        if let Some(own) = engine.ownership.clone() {
+            let h = tokio::spawn(cluster::run(engine.clone(), own));
+            if let Ok(mut b) = engine.balancer.lock() {
+                *b = Some(h);
+            }
+        }
         engine.supervise_all().await?;
         Ok(engine)
     }
@@ -618,6 +639,33 @@ impl Engine {
     }
 
     /// Starts the router of a topic if none runs.
+    /// The cluster as this node sees it (`GET /openeg/v1/cluster`): nodes, and the
+    /// partitions of `project_id`'s channels with their owner and lag.
+    pub async fn cluster_view(&self, project_id: &str) -> Result<Value, EngineError> {
+        cluster::view(self, project_id).await
+    }
+
+    /// Topics with a router task (on a shared log: every channel this node knows).
+    pub(crate) fn router_topics(&self) -> Vec<String> {
+        match self.routers.lock() {
+            Ok(r) => r.keys().cloned().collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Starts a router for every channel in the store (on a shared log a channel may get its
+    /// first events through another node).
+    pub(crate) async fn ensure_all_routers(&self) {
+        match self.meta.list_global(Kind::Channel).await {
+            Ok(channels) => {
+                for c in channels {
+                    self.ensure_router(&topic(&c.project_id, &c.id));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "listing channels for their routers failed"),
+        }
+    }
+
     pub(crate) fn ensure_router(&self, t: &str) {
         let Ok(mut routers) = self.routers.lock() else {
             return;
@@ -645,6 +693,11 @@ impl Engine {
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         for h in handles {
+            let _ = tokio::time::timeout_at(deadline, h).await;
+        }
+        let balancer = self.balancer.lock().ok().and_then(|mut b| b.take());
+        if let Some(h) = balancer {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
             let _ = tokio::time::timeout_at(deadline, h).await;
         }
     }

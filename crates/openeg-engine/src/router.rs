@@ -33,6 +33,7 @@ use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 /// The CloudEvent attributes a trace row needs; everything else is skipped unparsed.
 #[derive(Deserialize)]
@@ -75,9 +76,8 @@ pub(crate) async fn run(engine: Arc<Engine>, topic: String) {
     while loops.join_next().await.is_some() {}
 }
 
-/// One partition's loop, until shutdown. Errors (store or log unavailable) are logged and
-/// retried after a pause; the committed offset only moves after the deliveries of a batch
-/// are recorded.
+/// One partition's loop, until shutdown. On a shared log (`crate::cluster`) it routes only
+/// while this node holds the partition's lease, and waits for it otherwise.
 async fn run_partition(
     engine: Arc<Engine>,
     topic: String,
@@ -85,9 +85,53 @@ async fn run_partition(
     channel: String,
     partition: u32,
 ) {
+    let Some(own) = engine.ownership.clone() else {
+        let stop = engine.shutdown.clone();
+        return route_partition(engine, topic, project, channel, partition, stop).await;
+    };
+    let mut shutdown = engine.shutdown.clone();
+    let mut grant = own.watch(&topic, partition);
+    loop {
+        let epoch = tokio::select! {
+            r = grant.wait_for(Option::is_some) => match r {
+                Ok(e) => e.unwrap_or_default(),
+                Err(_) => return,
+            },
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        tracing::info!(%topic, partition, epoch, "routing this partition");
+        let stop = crate::cluster::stop_signal(engine.shutdown.clone(), grant.clone(), epoch);
+        own.set_running(&topic, partition, true);
+        route_partition(
+            engine.clone(),
+            topic.clone(),
+            project.clone(),
+            channel.clone(),
+            partition,
+            stop,
+        )
+        .await;
+        own.set_running(&topic, partition, false);
+        tracing::info!(%topic, partition, epoch, "stopped routing this partition");
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
+/// Routes one partition until `shutdown` (the engine's, or the end of this node's lease) is
+/// set. Errors (store or log unavailable) are logged and retried after a pause; the committed
+/// offset only moves after the deliveries of a batch are recorded.
+async fn route_partition(
+    engine: Arc<Engine>,
+    topic: String,
+    project: String,
+    channel: String,
+    partition: u32,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let at =
         |offset: u64| position(partition, offset.min(position::MAX_OFFSET)).unwrap_or(u64::MAX);
-    let mut shutdown = engine.shutdown.clone();
     let mut end = match engine.log.subscribe(&topic, partition).await {
         Ok(rx) => rx,
         Err(e) => {
@@ -120,11 +164,11 @@ async fn run_partition(
     if next < replay_until {
         tokio::spawn(replay(
             engine.clone(),
+            shutdown.clone(),
             topic.clone(),
             project.clone(),
             channel.clone(),
-            next,
-            replay_until,
+            next..replay_until,
             replayed.clone(),
         ));
     }
@@ -192,18 +236,19 @@ async fn run_partition(
 
 const COMMIT_INTERVAL: Duration = Duration::from_millis(200);
 
-/// Routes `[from, until)` on the replay path (record first, then attempt only what this call
-/// created), publishing its progress in `replayed`: the router commits nothing above it.
+/// Routes the positions `range` on the replay path (record first, then attempt only what
+/// this call created), publishing its progress in `replayed`: the router commits nothing
+/// above it.
 async fn replay(
     engine: Arc<Engine>,
+    mut shutdown: watch::Receiver<bool>,
     topic: String,
     project: String,
     channel: String,
-    from: u64,
-    until: u64,
+    range: std::ops::Range<u64>,
     replayed: Arc<AtomicU64>,
 ) {
-    let mut shutdown = engine.shutdown.clone();
+    let (from, until) = (range.start, range.end);
     let started = Instant::now();
     let mut next = from;
     while next < until {

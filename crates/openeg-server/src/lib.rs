@@ -142,6 +142,24 @@ fn own_ops() -> Vec<Op> {
                 &["status"],
             ))
             .errors(&[503]),
+        Op::get("ShowCluster", "/openeg/v1/cluster", show_cluster)
+            .summary(
+                "OpenEG",
+                "The cluster: nodes (live while heartbeating), and each partition of the \
+                 caller's channels with its owner, end offset, committed offset and lag",
+            )
+            .extension()
+            .access(Access::Credential)
+            .ok(s::req(
+                s::obj(&[
+                    ("node", s::string()),
+                    ("log", s::one_of(&["embedded", "shared"])),
+                    ("nodes", s::array(s::any_object())),
+                    ("partitions", s::array(s::any_object())),
+                ]),
+                &["node", "log", "nodes", "partitions"],
+            ))
+            .errors(&[401, 503]),
         Op::get(
             "ShowOpenApiDocument",
             "/openeg/v1/openapi.json",
@@ -215,6 +233,26 @@ async fn health(axum::extract::State(st): axum::extract::State<AppState>) -> Res
         named.join(", ")
     )))
     .into_response()
+}
+
+/// `GET /openeg/v1/cluster` (any credential; partitions of its own project only).
+async fn show_cluster(
+    axum::extract::State(st): axum::extract::State<AppState>,
+    axum::Extension(t): axum::Extension<Tenant>,
+) -> Response {
+    let Some(engine) = st.engine.as_ref() else {
+        return ApiError(EgError::unavailable("this server runs no data plane")).into_response();
+    };
+    match engine.cluster_view(&t.project_id).await {
+        Ok(v) => util::ok(v),
+        Err(e) => {
+            tracing::error!(error = %e, "reading the cluster view failed");
+            ApiError(EgError::unavailable(
+                "the cluster view is unavailable: see the server log",
+            ))
+            .into_response()
+        }
+    }
 }
 
 /// The document, generated once per process.

@@ -24,12 +24,14 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 pub mod changes;
+pub mod cluster;
 mod common;
 pub mod delivery;
 mod postgres;
 pub mod secrets;
 mod sqlite;
 
+pub use cluster::ClusterStore;
 pub use delivery::DeliveryStore;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -275,6 +277,8 @@ pub trait MetaStore: Send + Sync + 'static {
 pub struct Stores {
     pub meta: Arc<dyn MetaStore>,
     pub delivery: Arc<dyn DeliveryStore>,
+    /// Cluster membership and partition leases (`cluster.rs`).
+    pub cluster: Arc<dyn ClusterStore>,
     /// The PostgreSQL store when that is the backend (its change feed: `changes.rs`).
     pub postgres: Option<Arc<PgStore>>,
 }
@@ -289,6 +293,7 @@ pub async fn open_stores(database_url: Option<&str>, data_dir: &Path) -> Result<
             Ok(Stores {
                 meta: s.clone(),
                 delivery: s.clone(),
+                cluster: s.clone(),
                 postgres: Some(s),
             })
         }
@@ -298,7 +303,8 @@ pub async fn open_stores(database_url: Option<&str>, data_dir: &Path) -> Result<
             let s = Arc::new(SqliteStore::open(&data_dir.join("openeg.db")).await?);
             Ok(Stores {
                 meta: s.clone(),
-                delivery: s,
+                delivery: s.clone(),
+                cluster: s,
                 postgres: None,
             })
         }

@@ -75,6 +75,7 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
     (3, delivery::MIGRATION_3),
     (4, delivery::MIGRATION_4),
     (5, delivery::MIGRATION_5),
+    (6, crate::cluster::PG_MIGRATION_6),
 ];
 
 const COLS: &str = "r.project_id, r.kind, r.id, r.name, r.parent_id, r.created_at, r.updated_at, \
@@ -85,7 +86,7 @@ const COLS: &str = "r.project_id, r.kind, r.id, r.name, r.parent_id, r.created_a
 /// PostgreSQL-backed [`MetaStore`].
 #[derive(Debug, Clone)]
 pub struct PgStore {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
     /// The change feed's notification channel (`changes.rs`), per schema.
     changes_channel: String,
 }

@@ -75,6 +75,7 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
     (3, delivery::MIGRATION_3),
     (4, delivery::MIGRATION_4),
     (5, delivery::MIGRATION_5),
+    (6, crate::cluster::SQLITE_MIGRATION_6),
 ];
 
 const COLS: &str = "r.project_id, r.kind, r.id, r.name, r.parent_id, r.created_at, r.updated_at, \
@@ -84,8 +85,8 @@ const COLS: &str = "r.project_id, r.kind, r.id, r.name, r.parent_id, r.created_a
 /// SQLite-backed [`MetaStore`].
 #[derive(Debug)]
 pub struct SqliteStore {
-    pool: SqlitePool,
-    write: Mutex<()>,
+    pub(crate) pool: SqlitePool,
+    pub(crate) write: Mutex<()>,
     /// Trace topic keys by project and channel id (`delivery.rs`, schema version 3).
     topics: std::sync::Mutex<HashMap<String, HashMap<String, i64>>>,
     /// Trace rows written per topic since its last indexing run (approximate across

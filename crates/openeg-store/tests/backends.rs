@@ -33,7 +33,8 @@ async fn sqlite_in_memory() {
     store.set_trace_index_rows(1);
     let store = Arc::new(store);
     suite::run_suite(store.clone()).await;
-    suite::delivery::run_delivery_suite(store, "sqlite in-memory").await;
+    suite::delivery::run_delivery_suite(store.clone(), "sqlite in-memory").await;
+    suite::cluster::run_cluster_suite(store, "sqlite in-memory").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -43,6 +44,7 @@ async fn sqlite_file() {
     let store = Arc::new(SqliteStore::open(&path).await.unwrap());
     suite::run_suite(store.clone()).await;
     suite::delivery::run_delivery_suite(store.clone(), "sqlite file").await;
+    suite::cluster::run_cluster_suite(store.clone(), "sqlite file").await;
     store.close().await;
 
     // Reopening runs migrations again (no-op) and sees the data.
@@ -155,7 +157,7 @@ async fn sqlite_upgrades_from_version_1() {
             .await
             .unwrap()
     };
-    assert_eq!(v, 5);
+    assert_eq!(v, 6);
     store.close().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -199,6 +201,7 @@ async fn postgres() {
             let store = PgStore::connect(&scoped).await.unwrap();
             suite::run_suite(Arc::new(store.clone())).await;
             suite::delivery::run_delivery_suite(Arc::new(store.clone()), "postgres").await;
+            suite::cluster::run_cluster_suite(Arc::new(store.clone()), "postgres").await;
             // The retention pass leaves the planner fresh statistics (autovacuum may be off).
             store.purge_before(0).await.unwrap();
             let analyzed: Vec<(String,)> = sqlx::query_as(

@@ -193,7 +193,6 @@ async fn run_server(cfg: Config) -> anyhow::Result<()> {
     }
     // The embedded log, or a Kafka cluster's topics; routers start for every channel that
     // may hold events.
-    let mut routing_lock = None;
     let (log, embedded, topics): (Arc<dyn openeg_log::EventLog>, _, Vec<String>) =
         match kafka_log_config(&cfg)? {
             None => {
@@ -207,21 +206,7 @@ async fn run_server(cfg: Config) -> anyhow::Result<()> {
             }
             Some(kcfg) => {
                 let servers = kcfg.bootstrap_servers.clone();
-                // One node routes a Kafka log at a time (partition ownership across nodes is
-                // not built yet): on a shared PostgreSQL, the others wait here, without
-                // serving, and the first to get the lock takes over when the holder's
-                // session ends (its process died or stopped).
-                if stores.postgres.is_some() {
-                    tracing::info!(%servers, "waiting to become this Kafka log's routing node");
-                    routing_lock = Some(
-                        stores
-                            .meta
-                            .exclusive("kafka-log-routing")
-                            .await
-                            .context("taking the Kafka log's routing lock")?,
-                    );
-                    tracing::info!(%servers, "this node routes the Kafka log");
-                }
+
                 let log = openeg_log_kafka::KafkaLog::connect(kcfg)
                     .await
                     .with_context(|| format!("connecting to the Kafka event log at {servers}"))?;
@@ -238,11 +223,20 @@ async fn run_server(cfg: Config) -> anyhow::Result<()> {
                 (Arc::new(log), None, topics)
             }
         };
+    // On Kafka the log is shared: nodes on one database route its partitions under leases.
+    let cluster = embedded
+        .is_none()
+        .then(|| openeg_engine::cluster::ClusterConfig {
+            node: cfg.node_name.clone(),
+            address: cfg.listen.clone(),
+            store: stores.cluster.clone(),
+        });
     let engine_cfg = openeg_engine::EngineConfig {
         functiongraph_endpoint: cfg.functiongraph_endpoint.clone(),
         smn_endpoint: cfg.smn_endpoint.clone(),
         kafka_ca_file: cfg.kafka_ca_file.clone(),
         node_name: cfg.node_name.clone(),
+        cluster,
         project_domains: creds
             .iter()
             .map(|c| (c.project_id.clone(), c.domain_id.clone()))
@@ -327,7 +321,7 @@ async fn run_server(cfg: Config) -> anyhow::Result<()> {
     );
     openeg_server::serve(listener, state, shutdown).await?;
     engine.shutdown().await;
-    drop(routing_lock);
+
     tracing::info!("openeg stopped");
     Ok(())
 }

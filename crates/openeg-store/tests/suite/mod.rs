@@ -1,6 +1,7 @@
 //! Behavioural suite every `MetaStore` backend must pass. Each section uses its own project
 //! ids, so sections are independent of each other on one fresh store.
 
+pub mod cluster;
 pub mod delivery;
 
 use std::sync::Arc;

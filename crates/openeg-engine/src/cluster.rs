@@ -1,0 +1,392 @@
+//! Partition ownership when several nodes share one channel log (Kafka): each partition is
+//! routed by one node at a time, under a lease in the store (`openeg_store::cluster`).
+//!
+//! Every node runs a router task for every channel, but a partition's loop only routes while
+//! this node holds the partition's lease (its *grant*, below). The balancer, once a second:
+//! 1. heartbeats this node and reads the live nodes (heartbeat within [`NODE_TTL`]);
+//! 2. renews this node's leases ([`LEASE_TTL`]);
+//! 3. assigns every partition of every channel to one live node: nodes sorted by name,
+//!    partition `p` of topic `t` to node `(hash(t) + p) mod n`, so each channel's partitions
+//!    spread over the nodes and a partition moves only when the set of live nodes changes;
+//! 4. takes the leases assigned to it that are free or expired, and gives back those assigned
+//!    elsewhere once their loop stopped (a stopping loop waits for its attempts a moment and
+//!    commits its offset first, so the next owner replays little).
+//!
+//! A node that dies stops renewing: its leases expire after [`LEASE_TTL`] and the live nodes
+//! take its partitions (within about `LEASE_TTL` + one balance round). A node that cannot
+//! reach the store stops routing before its leases can expire, so two nodes never route a
+//! partition at once as long as clocks agree within a fraction of the lease. What was in
+//! flight on a node that died is attempted again by the next owner (at-least-once).
+
+use crate::{now_ms, position, Engine, EngineError};
+use openeg_store::cluster::ClusterStore;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How long a lease lasts without renewal.
+pub const LEASE_TTL: Duration = Duration::from_secs(6);
+/// A node is live while its last heartbeat is this recent.
+pub const NODE_TTL: Duration = Duration::from_secs(5);
+/// How often the balancer runs.
+pub const BALANCE_EVERY: Duration = Duration::from_secs(1);
+/// Every this many rounds the balancer also starts routers for channels created elsewhere.
+const CHANNEL_SCAN_ROUNDS: u64 = 5;
+
+/// This node in a cluster: its name, where its API listens, and the shared store.
+#[derive(Clone)]
+pub struct ClusterConfig {
+    pub node: String,
+    pub address: String,
+    pub store: Arc<dyn ClusterStore>,
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("node", &self.node)
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+type Key = (String, u32);
+
+/// One partition as this node sees it.
+struct Grant {
+    /// `Some(epoch)` while this node may route the partition.
+    grant: watch::Sender<Option<u64>>,
+    /// Whether its loop is routing now.
+    running: watch::Sender<bool>,
+}
+
+impl Grant {
+    fn new() -> Grant {
+        Grant {
+            grant: watch::channel(None).0,
+            running: watch::channel(false).0,
+        }
+    }
+}
+
+/// The grants of this node (see the module docs).
+pub(crate) struct Ownership {
+    cfg: ClusterConfig,
+    grants: Mutex<HashMap<Key, Grant>>,
+}
+
+impl Ownership {
+    pub(crate) fn new(cfg: ClusterConfig) -> Ownership {
+        Ownership {
+            cfg,
+            grants: Mutex::default(),
+        }
+    }
+
+    fn with<T>(&self, topic: &str, partition: u32, f: impl FnOnce(&Grant) -> T) -> T {
+        let mut g = self.grants.lock().unwrap_or_else(|p| p.into_inner());
+        f(g.entry((topic.to_string(), partition))
+            .or_insert_with(Grant::new))
+    }
+
+    /// The partition's grant, to wait on.
+    pub(crate) fn watch(&self, topic: &str, partition: u32) -> watch::Receiver<Option<u64>> {
+        self.with(topic, partition, |g| g.grant.subscribe())
+    }
+
+    /// The partition's loop started or stopped routing.
+    pub(crate) fn set_running(&self, topic: &str, partition: u32, running: bool) {
+        self.with(topic, partition, |g| {
+            g.running.send_replace(running);
+        });
+    }
+
+    fn set_grant(&self, topic: &str, partition: u32, epoch: Option<u64>) {
+        self.with(topic, partition, |g| {
+            g.grant.send_if_modified(|v| {
+                let changed = *v != epoch;
+                *v = epoch;
+                changed
+            });
+        });
+    }
+
+    fn is_running(&self, topic: &str, partition: u32) -> bool {
+        self.with(topic, partition, |g| *g.running.borrow())
+    }
+
+    fn revoke_all(&self) {
+        let g = self.grants.lock().unwrap_or_else(|p| p.into_inner());
+        for grant in g.values() {
+            grant.grant.send_replace(None);
+        }
+    }
+}
+
+/// A stop signal for one routing run: set when the engine shuts down or the grant moves
+/// away from `epoch`.
+pub(crate) fn stop_signal(
+    mut shutdown: watch::Receiver<bool>,
+    mut grant: watch::Receiver<Option<u64>>,
+    epoch: u64,
+) -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        loop {
+            if *shutdown.borrow() || *grant.borrow() != Some(epoch) {
+                let _ = tx.send(true);
+                return;
+            }
+            tokio::select! {
+                r = shutdown.changed() => if r.is_err() { let _ = tx.send(true); return; },
+                r = grant.changed() => if r.is_err() { let _ = tx.send(true); return; },
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    rx
+}
+
+/// The live node that should route partition `partition` of `topic` (`nodes` sorted).
+pub fn assigned_node<'a>(topic: &str, partition: u32, nodes: &'a [String]) -> Option<&'a str> {
+    if nodes.is_empty() {
+        return None;
+    }
+    let h = u64::from(position::partition_for(topic.as_bytes(), u32::MAX));
+    let i = (h + u64::from(partition)) % nodes.len() as u64;
+    nodes.get(i as usize).map(String::as_str)
+}
+
+/// The balancer (see the module docs); runs until shutdown, then gives back every lease.
+pub(crate) async fn run(engine: Arc<Engine>, own: Arc<Ownership>) {
+    let mut shutdown = engine.shutdown.clone();
+    let mut tick = tokio::time::interval(BALANCE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut round: u64 = 0;
+    // Until when the leases renewed last are certainly ours.
+    let mut valid_until: i64 = 0;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => break,
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+        if round.is_multiple_of(CHANNEL_SCAN_ROUNDS) {
+            engine.ensure_all_routers().await;
+        }
+        round += 1;
+        match balance(&engine, &own).await {
+            Ok(()) => valid_until = now_ms() + (LEASE_TTL.as_millis() as i64) / 2,
+            Err(e) => {
+                tracing::warn!(error = %e, "partition balancing failed");
+                // Stop routing well before the leases could expire and be taken by others.
+                if now_ms() > valid_until {
+                    own.revoke_all();
+                }
+            }
+        }
+    }
+    // Shutdown: the loops stop (and commit); then the leases go back at once, so the other
+    // nodes take the partitions without waiting for them to expire.
+    own.revoke_all();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let running = {
+            let g = own.grants.lock().unwrap_or_else(|p| p.into_inner());
+            g.values().any(|g| *g.running.borrow())
+        };
+        if !running || tokio::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let store = &own.cfg.store;
+    if let Ok(held) = store.renew_leases(&own.cfg.node, now_ms(), 0).await {
+        for l in held {
+            let _ = store
+                .release_lease(&l.topic, l.partition, &own.cfg.node)
+                .await;
+        }
+    }
+}
+
+async fn balance(engine: &Engine, own: &Ownership) -> Result<(), openeg_store::StoreError> {
+    let store = &own.cfg.store;
+    let me = own.cfg.node.as_str();
+    let now = now_ms();
+    store.heartbeat(me, &own.cfg.address, now).await?;
+    let mut nodes: Vec<String> = store
+        .nodes(now - NODE_TTL.as_millis() as i64)
+        .await?
+        .into_iter()
+        .map(|n| n.node)
+        .collect();
+    if !nodes.iter().any(|n| n == me) {
+        nodes.push(me.to_string());
+        nodes.sort();
+    }
+    let ttl = LEASE_TTL.as_millis() as i64;
+    let held: BTreeMap<Key, u64> = store
+        .renew_leases(me, now, ttl)
+        .await?
+        .into_iter()
+        .map(|l| ((l.topic, l.partition), l.epoch))
+        .collect();
+    let mut wanted: Vec<Key> = Vec::new();
+    for topic in engine.router_topics() {
+        let partitions = match engine.log.partitions(&topic).await {
+            Ok(n) => n.clamp(1, position::MAX_PARTITIONS),
+            Err(e) => {
+                tracing::warn!(%topic, error = %e, "cannot read the partitions of a channel log");
+                continue;
+            }
+        };
+        for p in 0..partitions {
+            wanted.push((topic.clone(), p));
+        }
+    }
+    for (topic, p) in &wanted {
+        let mine = assigned_node(topic, *p, &nodes) == Some(me);
+        match (mine, held.get(&(topic.clone(), *p))) {
+            (true, Some(epoch)) => own.set_grant(topic, *p, Some(*epoch)),
+            (true, None) => {
+                let epoch = store.acquire_lease(topic, *p, me, now, ttl).await?;
+                own.set_grant(topic, *p, epoch);
+            }
+            (false, Some(_)) => give_back(own, topic, *p).await?,
+            (false, None) => own.set_grant(topic, *p, None),
+        }
+    }
+    // Leases of channels this node no longer routes.
+    for (topic, p) in held.keys() {
+        if !wanted.iter().any(|(t, q)| t == topic && q == p) {
+            give_back(own, topic, *p).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Stops routing a partition; the lease goes back once its loop stopped (until then it is
+/// renewed, so nobody else routes it meanwhile).
+async fn give_back(own: &Ownership, topic: &str, p: u32) -> Result<(), openeg_store::StoreError> {
+    own.set_grant(topic, p, None);
+    if !own.is_running(topic, p) {
+        own.cfg.store.release_lease(topic, p, &own.cfg.node).await?;
+    }
+    Ok(())
+}
+
+/// `GET /openeg/v1/cluster`: the nodes, and for the caller's channels each partition's
+/// owner and lag (events logged but not yet routed past). On the embedded log: this node
+/// alone, owning every partition.
+pub async fn view(engine: &Engine, project_id: &str) -> Result<serde_json::Value, EngineError> {
+    use serde_json::json;
+    let now = now_ms();
+    let (nodes, leases) = match &engine.ownership {
+        Some(own) => {
+            let store = &own.cfg.store;
+            let nodes = store
+                .nodes(0)
+                .await
+                .map_err(EngineError::store("listing cluster nodes"))?;
+            let leases = store
+                .leases()
+                .await
+                .map_err(EngineError::store("listing partition leases"))?;
+            (nodes, Some(leases))
+        }
+        None => (Vec::new(), None),
+    };
+    let live_since = now - NODE_TTL.as_millis() as i64;
+    let nodes: Vec<serde_json::Value> = if leases.is_some() {
+        nodes
+            .iter()
+            .map(|n| {
+                json!({"name": n.node, "address": n.address, "started_at": n.started_at,
+                       "heartbeat_at": n.heartbeat_at, "live": n.heartbeat_at >= live_since})
+            })
+            .collect()
+    } else {
+        vec![json!({"name": engine.cfg.node_name, "live": true})]
+    };
+    let prefix = format!("{project_id}.");
+    let mut topics: Vec<String> = engine
+        .router_topics()
+        .into_iter()
+        .filter(|t| t.starts_with(&prefix))
+        .collect();
+    topics.sort();
+    let mut partitions = Vec::new();
+    for t in &topics {
+        let channel_id = &t[prefix.len()..];
+        let count = engine
+            .log
+            .partitions(t)
+            .await
+            .map_err(EngineError::log("reading partitions"))?;
+        for p in 0..count.clamp(1, position::MAX_PARTITIONS) {
+            let end = engine
+                .log
+                .end_offset(t, p)
+                .await
+                .map_err(EngineError::log("reading the end offset"))?;
+            let committed = engine
+                .log
+                .committed(crate::ROUTER_GROUP, t, p)
+                .await
+                .map_err(EngineError::log("reading the router offset"))?;
+            let lag = end.saturating_sub(committed.unwrap_or(0));
+            let mut row = json!({"channel_id": channel_id, "partition": p, "end_offset": end,
+                "committed_offset": committed, "lag": lag});
+            match &leases {
+                Some(leases) => {
+                    if let Some(l) = leases
+                        .iter()
+                        .find(|l| l.topic == *t && l.partition == p && l.expires_at >= now)
+                    {
+                        row["owner"] = json!(l.owner);
+                        row["epoch"] = json!(l.epoch);
+                        row["lease_expires_at"] = json!(l.expires_at);
+                    } else {
+                        row["owner"] = serde_json::Value::Null;
+                    }
+                }
+                None => row["owner"] = json!(engine.cfg.node_name),
+            }
+            partitions.push(row);
+        }
+    }
+    Ok(json!({
+        "node": engine.cfg.node_name,
+        "log": if leases.is_some() { "shared" } else { "embedded" },
+        "nodes": nodes,
+        "partitions": partitions,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_spread_over_nodes_and_stay_put() {
+        let nodes: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        for t in ["p.ch1", "p.ch2", "q.other"] {
+            let owners: std::collections::HashSet<&str> = (0..3)
+                .map(|p| assigned_node(t, p, &nodes).unwrap())
+                .collect();
+            assert_eq!(owners.len(), 3, "{t}: one partition per node");
+        }
+        assert_eq!(assigned_node("t", 0, &[]), None);
+        let one = vec!["solo".to_string()];
+        assert!((0..5).all(|p| assigned_node("t", p, &one) == Some("solo")));
+        // Stable: the same inputs give the same owner.
+        assert_eq!(
+            assigned_node("p.ch1", 1, &nodes),
+            assigned_node("p.ch1", 1, &nodes)
+        );
+    }
+}

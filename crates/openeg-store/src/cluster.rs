@@ -1,0 +1,262 @@
+//! Cluster membership and partition leases: which nodes are alive, and which node routes
+//! which partition of a shared (Kafka) channel log.
+//!
+//! * A node is alive while its heartbeat (`heartbeat`, every second or so) is recent; the
+//!   row stays after it stops (the cluster view shows when it was last seen).
+//! * A lease gives one node the right to route one partition until `expires_at`. It is taken
+//!   (`acquire_lease`) only when free, expired or already the caller's; each change of owner
+//!   increases its `epoch`, so a node that lost a lease and got it back can tell. A holder
+//!   renews its leases (`renew_leases`) well inside their lifetime and hands one back
+//!   (`release_lease`) after it stopped routing it; a node that died simply stops renewing,
+//!   and its leases expire.
+//! * Times are the callers' epoch milliseconds: nodes are assumed to have clocks within a
+//!   fraction of a lease's lifetime of each other (NTP).
+//!
+//! Schema (version 6): `cluster_nodes(node, address, started_at, heartbeat_at)` and
+//! `partition_leases(topic, partition, owner, epoch, expires_at)`.
+
+use crate::common::backend;
+use crate::{PgStore, Result, SqliteStore};
+use async_trait::async_trait;
+
+/// A node as last heard from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRow {
+    pub node: String,
+    /// Where its API listens (for the cluster view).
+    pub address: String,
+    pub started_at: i64,
+    pub heartbeat_at: i64,
+}
+
+/// One partition's lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub topic: String,
+    pub partition: u32,
+    pub owner: String,
+    pub epoch: u64,
+    pub expires_at: i64,
+}
+
+#[async_trait]
+pub trait ClusterStore: Send + Sync + 'static {
+    /// Records that `node` (listening at `address`) is alive at `now_ms`.
+    async fn heartbeat(&self, node: &str, address: &str, now_ms: i64) -> Result<()>;
+
+    /// Nodes whose last heartbeat is at or after `since_ms`, ordered by name.
+    async fn nodes(&self, since_ms: i64) -> Result<Vec<NodeRow>>;
+
+    /// Takes (or keeps) the lease of a partition for `node` until `now_ms + ttl_ms`, if it is
+    /// free, expired or already `node`'s; returns its epoch, or `None` if another node holds it.
+    async fn acquire_lease(
+        &self,
+        topic: &str,
+        partition: u32,
+        node: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<Option<u64>>;
+
+    /// Extends every unexpired lease of `node` to `now_ms + ttl_ms`; returns the leases it
+    /// holds now.
+    async fn renew_leases(&self, node: &str, now_ms: i64, ttl_ms: i64) -> Result<Vec<Lease>>;
+
+    /// Hands a lease back (expires it now) if `node` holds it.
+    async fn release_lease(&self, topic: &str, partition: u32, node: &str) -> Result<()>;
+
+    /// Every lease, ordered by (topic, partition).
+    async fn leases(&self) -> Result<Vec<Lease>>;
+}
+
+pub(crate) const PG_MIGRATION_6: &[&str] = &[
+    r#"CREATE TABLE cluster_nodes (
+        node TEXT COLLATE "C" PRIMARY KEY,
+        address TEXT NOT NULL,
+        started_at BIGINT NOT NULL,
+        heartbeat_at BIGINT NOT NULL
+    )"#,
+    r#"CREATE TABLE partition_leases (
+        topic TEXT COLLATE "C" NOT NULL,
+        partition BIGINT NOT NULL,
+        owner TEXT COLLATE "C" NOT NULL,
+        epoch BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        PRIMARY KEY (topic, partition)
+    )"#,
+];
+
+pub(crate) const SQLITE_MIGRATION_6: &[&str] = &[
+    "CREATE TABLE cluster_nodes (
+        node TEXT PRIMARY KEY,
+        address TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        heartbeat_at INTEGER NOT NULL
+    )",
+    "CREATE TABLE partition_leases (
+        topic TEXT NOT NULL,
+        partition INTEGER NOT NULL,
+        owner TEXT NOT NULL,
+        epoch INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        PRIMARY KEY (topic, partition)
+    )",
+];
+
+type NodeTuple = (String, String, i64, i64);
+type LeaseTuple = (String, i64, String, i64, i64);
+
+fn node_row(t: NodeTuple) -> NodeRow {
+    NodeRow {
+        node: t.0,
+        address: t.1,
+        started_at: t.2,
+        heartbeat_at: t.3,
+    }
+}
+
+fn lease(t: LeaseTuple) -> Lease {
+    Lease {
+        topic: t.0,
+        partition: u32::try_from(t.1).unwrap_or(0),
+        owner: t.2,
+        epoch: u64::try_from(t.3).unwrap_or(0),
+        expires_at: t.4,
+    }
+}
+
+// One statement each, written for PostgreSQL (`$n` parameters) and given to SQLite with `?n`
+// (its numbered parameters: SQLite would read `$n` as names, numbered by first use). The
+// upsert's WHERE makes "free, expired or mine" and the epoch bump one atomic step.
+const HEARTBEAT: &str = "INSERT INTO cluster_nodes (node, address, started_at, heartbeat_at) \
+     VALUES ($1, $2, $3, $3) ON CONFLICT (node) DO UPDATE SET address = excluded.address, \
+     heartbeat_at = excluded.heartbeat_at";
+const NODES: &str = "SELECT node, address, started_at, heartbeat_at FROM cluster_nodes \
+     WHERE heartbeat_at >= $1 ORDER BY node";
+const ACQUIRE: &str = "INSERT INTO partition_leases (topic, partition, owner, epoch, expires_at) \
+     VALUES ($1, $2, $3, 1, $5) ON CONFLICT (topic, partition) DO UPDATE SET \
+     epoch = CASE WHEN partition_leases.owner = excluded.owner THEN partition_leases.epoch \
+                  ELSE partition_leases.epoch + 1 END, \
+     owner = excluded.owner, expires_at = excluded.expires_at \
+     WHERE partition_leases.owner = excluded.owner OR partition_leases.expires_at < $4 \
+     RETURNING epoch";
+const RENEW: &str = "UPDATE partition_leases SET expires_at = $3 \
+     WHERE owner = $1 AND expires_at >= $2 \
+     RETURNING topic, partition, owner, epoch, expires_at";
+const RELEASE: &str = "UPDATE partition_leases SET expires_at = 0 \
+     WHERE topic = $1 AND partition = $2 AND owner = $3";
+const LEASES: &str = "SELECT topic, partition, owner, epoch, expires_at FROM partition_leases \
+     ORDER BY topic, partition";
+
+fn pg_sql(sql: &'static str) -> std::borrow::Cow<'static, str> {
+    sql.into()
+}
+
+fn sqlite_sql(sql: &'static str) -> std::borrow::Cow<'static, str> {
+    sql.replace('$', "?").into()
+}
+
+macro_rules! cluster_store {
+    ($store:ty, $lock:ident, $sql:ident) => {
+        #[async_trait]
+        impl ClusterStore for $store {
+            async fn heartbeat(&self, node: &str, address: &str, now_ms: i64) -> Result<()> {
+                let _g = $lock!(self);
+                sqlx::query(&$sql(HEARTBEAT))
+                    .bind(node)
+                    .bind(address)
+                    .bind(now_ms)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| backend("heartbeat", e))?;
+                Ok(())
+            }
+
+            async fn nodes(&self, since_ms: i64) -> Result<Vec<NodeRow>> {
+                let rows: Vec<NodeTuple> = sqlx::query_as(&$sql(NODES))
+                    .bind(since_ms)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| backend("nodes", e))?;
+                Ok(rows.into_iter().map(node_row).collect())
+            }
+
+            async fn acquire_lease(
+                &self,
+                topic: &str,
+                partition: u32,
+                node: &str,
+                now_ms: i64,
+                ttl_ms: i64,
+            ) -> Result<Option<u64>> {
+                let _g = $lock!(self);
+                let epoch: Option<i64> = sqlx::query_scalar(&$sql(ACQUIRE))
+                    .bind(topic)
+                    .bind(i64::from(partition))
+                    .bind(node)
+                    .bind(now_ms)
+                    .bind(now_ms.saturating_add(ttl_ms))
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|e| backend("acquire_lease", e))?;
+                Ok(epoch.map(|e| u64::try_from(e).unwrap_or(0)))
+            }
+
+            async fn renew_leases(
+                &self,
+                node: &str,
+                now_ms: i64,
+                ttl_ms: i64,
+            ) -> Result<Vec<Lease>> {
+                let _g = $lock!(self);
+                let rows: Vec<LeaseTuple> = sqlx::query_as(&$sql(RENEW))
+                    .bind(node)
+                    .bind(now_ms)
+                    .bind(now_ms.saturating_add(ttl_ms))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| backend("renew_leases", e))?;
+                let mut out: Vec<Lease> = rows.into_iter().map(lease).collect();
+                out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+                Ok(out)
+            }
+
+            async fn release_lease(&self, topic: &str, partition: u32, node: &str) -> Result<()> {
+                let _g = $lock!(self);
+                sqlx::query(&$sql(RELEASE))
+                    .bind(topic)
+                    .bind(i64::from(partition))
+                    .bind(node)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| backend("release_lease", e))?;
+                Ok(())
+            }
+
+            async fn leases(&self) -> Result<Vec<Lease>> {
+                let rows: Vec<LeaseTuple> = sqlx::query_as(&$sql(LEASES))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| backend("leases", e))?;
+                Ok(rows.into_iter().map(lease).collect())
+            }
+        }
+    };
+}
+
+/// SQLite has one writer: writes take the store's write lock.
+macro_rules! sqlite_write {
+    ($s:ident) => {
+        $s.write.lock().await
+    };
+}
+
+/// PostgreSQL: each statement is atomic on its own.
+macro_rules! no_lock {
+    ($s:ident) => {
+        std::marker::PhantomData::<()>
+    };
+}
+
+cluster_store!(SqliteStore, sqlite_write, sqlite_sql);
+cluster_store!(PgStore, no_lock, pg_sql);
