@@ -20,7 +20,7 @@ from collections import Counter
 import pytest
 
 from conftest import _Postgres
-from dataplane import DataServer, event, put_raw, wait_until
+from dataplane import DataServer, event, metric_values, put_raw, wait_until
 from eglib import uniq
 from receivers import Receiver
 from sdkx import Resources, custom_source, webhook_target
@@ -114,6 +114,17 @@ def test_every_node_routes_and_the_view_shows_the_cluster(cluster):
     assert v["log"] == "shared"
     for p in v["partitions"]:
         assert p["lag"] >= 0 and p["end_offset"] >= 0, p
+
+    # /metrics of each node: its name, and its share of the partitions (of every channel of
+    # the cluster: this project's, its default channel included).
+    total = len(view(nodes[0])["partitions"])
+
+    def routed():
+        counts = [metric_values(n.metrics_text()).get("openeg_partitions_routed", 0)
+                  for n in nodes]
+        return counts if sum(counts) == total and min(counts) >= 1 else None
+    wait_until(routed, 15, f"the nodes to route the {total} partitions between them")
+    assert 'openeg_node_info{node="node-2"} 1' in nodes[2].metrics_text()
     # The subscription was created through node 0; events come in through every node.
     evs = [event(src.name, id=f"v-{i}-{uniq('e')}") for i in range(60)]
     for i in range(0, len(evs), 10):

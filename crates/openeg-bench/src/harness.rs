@@ -48,18 +48,30 @@ impl Server {
         dir: &Path,
         database_url: Option<&str>,
     ) -> anyhow::Result<(Server, Cred)> {
+        Self::configure_with(bin, dir, database_url, None, toml::Table::new())
+    }
+
+    /// [`Server::configure`] with a given credential (nodes of one cluster share one) and
+    /// extra configuration keys (`log_url`, `node_name`, …).
+    pub fn configure_with(
+        bin: &Path,
+        dir: &Path,
+        database_url: Option<&str>,
+        cred: Option<Cred>,
+        extra: toml::Table,
+    ) -> anyhow::Result<(Server, Cred)> {
         std::fs::create_dir_all(dir.join("data"))
             .with_context(|| format!("creating {}", dir.display()))?;
         // A free port, reused by every restart.
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let cred = Cred {
+        let cred = cred.unwrap_or_else(|| Cred {
             access_key: format!("BENCH{}", short_id(15).to_ascii_uppercase()),
             secret_key: format!("{}{}", short_id(32), short_id(32)),
             project_id: short_id(32),
-        };
-        let mut cfg = toml::Table::new();
+        });
+        let mut cfg = extra;
         cfg.insert("listen".into(), format!("127.0.0.1:{port}").into());
         cfg.insert(
             "data_dir".into(),

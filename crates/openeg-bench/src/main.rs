@@ -13,6 +13,7 @@
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
+mod cluster;
 mod crash;
 mod harness;
 mod kafka_target;
@@ -76,6 +77,9 @@ enum Cmd {
     KafkaTarget(kafka_target::KafkaTargetArgs),
     /// RABBITMQ source drain rate into a channel vs a bare lapin consumer (own server).
     RabbitmqSource(rabbitmq_source::RabbitmqSourceArgs),
+    /// Distributed mode: 3 nodes vs 1 through a slow webhook, and Kafka + PostgreSQL ingest
+    /// vs the embedded default (own servers).
+    Cluster(cluster::ClusterArgs),
 }
 
 #[derive(serde::Deserialize)]
@@ -637,6 +641,7 @@ fn main() -> anyhow::Result<()> {
             Cmd::Crash(args) => crash::run(args).await,
             Cmd::Rocketmq(cmd) => rocketmq::run(cmd).await,
             Cmd::KafkaTarget(args) => kafka_target::run(args).await,
+            Cmd::Cluster(args) => cluster::run(args).await,
             Cmd::RabbitmqSource(args) => rabbitmq_source::run(args).await,
         }
     })

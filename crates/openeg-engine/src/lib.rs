@@ -261,6 +261,7 @@ impl Engine {
         // the recorder always has its next batch waiting.
         let (recorder, rx) = tokio::sync::mpsc::channel(RECORDER_QUEUE);
         let metrics = Metrics::default();
+        let _ = metrics.node.set(cfg.node_name.clone());
         let supervisor = supervisor::Supervisor::new(
             &cfg.node_name,
             cfg.restart_backoff,

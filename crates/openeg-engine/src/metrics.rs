@@ -98,6 +98,40 @@ pub struct Metrics {
     pub dead_letters_sent: Counter,
     pub dead_letter_failures: Counter,
     pub dead_letters_dropped: Counter,
+    /// This node's name (set once at start), for `openeg_node_info`.
+    pub(crate) node: std::sync::OnceLock<String>,
+    /// Per partition this node routes now, keyed (channel id, partition): events in the log
+    /// its router has not passed yet.
+    pub(crate) lag: std::sync::Mutex<std::collections::BTreeMap<(String, u32), u64>>,
+}
+
+/// A partition's entry in [`Metrics::lag`], removed when its router stops.
+pub(crate) struct LagEntry<'a> {
+    metrics: &'a Metrics,
+    key: (String, u32),
+}
+
+impl<'a> LagEntry<'a> {
+    pub(crate) fn new(metrics: &'a Metrics, channel_id: &str, partition: u32) -> Self {
+        LagEntry {
+            metrics,
+            key: (channel_id.to_string(), partition),
+        }
+    }
+
+    pub(crate) fn set(&self, lag: u64) {
+        if let Ok(mut m) = self.metrics.lag.lock() {
+            m.insert(self.key.clone(), lag);
+        }
+    }
+}
+
+impl Drop for LagEntry<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.metrics.lag.lock() {
+            m.remove(&self.key);
+        }
+    }
 }
 
 impl Metrics {
@@ -214,13 +248,70 @@ impl Metrics {
             "openeg_log_append_seconds",
             "Time to append a publish request's events to the channel log durably",
         );
+        if let Some(node) = self.node.get() {
+            let _ = writeln!(
+                out,
+                "# HELP openeg_node_info This node\n# TYPE openeg_node_info gauge\n\
+                 openeg_node_info{{node=\"{}\"}} 1",
+                label(node)
+            );
+        }
+        let lag = self.lag.lock().map(|m| m.clone()).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "# HELP openeg_partitions_routed Channel log partitions this node routes now\n\
+             # TYPE openeg_partitions_routed gauge\nopeneg_partitions_routed {}",
+            lag.len()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP openeg_channel_lag Events in a channel log partition that this node's router has not passed yet\n\
+             # TYPE openeg_channel_lag gauge"
+        );
+        for ((channel, partition), n) in &lag {
+            let _ = writeln!(
+                out,
+                "openeg_channel_lag{{channel_id=\"{}\",partition=\"{partition}\"}} {n}",
+                label(channel)
+            );
+        }
         out
     }
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lag_and_node_are_rendered_while_routed() {
+        let m = Metrics::default();
+        let _ = m.node.set("node-\"1\"".into());
+        {
+            let e = LagEntry::new(&m, "ch-1", 2);
+            e.set(7);
+            let s = m.render();
+            assert!(
+                s.contains("openeg_node_info{node=\"node-\\\"1\\\"\"} 1"),
+                "{s}"
+            );
+            assert!(s.contains("openeg_partitions_routed 1"), "{s}");
+            assert!(
+                s.contains("openeg_channel_lag{channel_id=\"ch-1\",partition=\"2\"} 7"),
+                "{s}"
+            );
+        }
+        let s = m.render();
+        assert!(s.contains("openeg_partitions_routed 0"), "{s}");
+        assert!(!s.contains("openeg_channel_lag{"), "{s}");
+    }
 
     #[test]
     fn histogram_buckets_are_cumulative() {

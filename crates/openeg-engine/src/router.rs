@@ -132,6 +132,7 @@ async fn route_partition(
 ) {
     let at =
         |offset: u64| position(partition, offset.min(position::MAX_OFFSET)).unwrap_or(u64::MAX);
+    let lag = crate::metrics::LagEntry::new(&engine.metrics, &channel, partition);
     let mut end = match engine.log.subscribe(&topic, partition).await {
         Ok(rx) => rx,
         Err(e) => {
@@ -176,6 +177,7 @@ async fn route_partition(
     let inflight = Arc::new(Inflight::with_replay(replayed));
     tracing::debug!(%topic, from = committed, replay_until, "router started");
     loop {
+        lag.set(end.borrow().saturating_sub(split(next).1));
         if *shutdown.borrow() {
             finish(&engine, &topic, &inflight, &mut committed, next).await;
             return;
