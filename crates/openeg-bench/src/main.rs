@@ -332,8 +332,14 @@ async fn openeg_ingest(
                     Ok((200, v)) if v["failed_count"] == 0 => {
                         acked.fetch_add(batch as u64, Ordering::Relaxed);
                     }
-                    _ => {
-                        errors.fetch_add(1, Ordering::Relaxed);
+                    other => {
+                        // The first failure is shown: a run with failures is not a measurement.
+                        if errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                            match other {
+                                Ok((s, v)) => eprintln!("    PutEvents failed: {s} {v}"),
+                                Err(e) => eprintln!("    PutEvents failed: {e}"),
+                            }
+                        }
                     }
                 }
             }

@@ -247,7 +247,11 @@ impl KafkaLog {
         producer_config
             .set("acks", "all")
             .set("enable.idempotence", "true")
-            .set("message.timeout.ms", millis(cfg.delivery_timeout));
+            .set("message.timeout.ms", millis(cfg.delivery_timeout))
+            // Every append is awaited by a PutEvents request: librdkafka's default 5 ms of
+            // lingering would be added to each answer. Concurrent requests still share
+            // produce requests (what is queued while one is in flight goes in the next).
+            .set("linger.ms", "0");
         let mut consumer_config = base.clone();
         consumer_config
             // librdkafka refuses `assign` without a group ("Unknown group"). Readers never
