@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::unique;
+use common::{kafka_brokers, unique, KEY};
 use openeg_engine::{Engine, EngineConfig};
 use openeg_log::{LogConfig, SegmentLog};
 use openeg_store::delivery::{DeadLetterState, DeliveryStatus, DeliveryStore};
@@ -23,21 +23,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const P: &str = "p-kafka";
-const KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
-
-fn brokers() -> Option<String> {
-    match std::env::var("OPENEG_TEST_KAFKA_BROKERS") {
-        Ok(u) if !u.trim().is_empty() => Some(u),
-        _ => {
-            assert!(
-                std::env::var("OPENEG_REQUIRE_KAFKA").as_deref() != Ok("1"),
-                "OPENEG_REQUIRE_KAFKA=1 but OPENEG_TEST_KAFKA_BROKERS is not set"
-            );
-            eprintln!("skipped: OPENEG_TEST_KAFKA_BROKERS not set");
-            None
-        }
-    }
-}
 
 async fn create_topic(brokers: &str, topic: &str) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
@@ -170,7 +155,7 @@ fn event(i: usize) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_targets_deliver_records_and_retry_a_missing_topic() {
-    let Some(brokers) = brokers() else {
+    let Some(brokers) = kafka_brokers() else {
         return;
     };
     let dir = std::env::temp_dir().join(format!("openeg-kafka-{}", unique()));
@@ -359,7 +344,7 @@ async fn wait_dead_letters(
 /// topic exists: nothing is dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_events_go_to_the_dead_letter_topic() {
-    let Some(brokers) = brokers() else {
+    let Some(brokers) = kafka_brokers() else {
         return;
     };
     let dir = std::env::temp_dir().join(format!("openeg-dlq-{}", unique()));

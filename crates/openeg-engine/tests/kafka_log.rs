@@ -11,8 +11,8 @@
 mod common;
 
 use common::{
-    channel_with_webhook, drop_pg_schema, event, http_receiver, pg_store, receiver, unique,
-    wait_for_within,
+    channel_with_webhook, drop_pg_schema, event, http_receiver, kafka_brokers, pg_store, receiver,
+    unique, wait_for_within, KEY,
 };
 use openeg_engine::cluster::ClusterConfig;
 use openeg_engine::{position, Engine, EngineConfig};
@@ -40,22 +40,6 @@ fn expected(id: &str) -> u32 {
     }
 }
 
-const KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
-
-fn brokers() -> Option<String> {
-    match std::env::var("OPENEG_TEST_KAFKA_BROKERS") {
-        Ok(u) if !u.trim().is_empty() => Some(u),
-        _ => {
-            assert!(
-                std::env::var("OPENEG_REQUIRE_KAFKA").as_deref() != Ok("1"),
-                "OPENEG_REQUIRE_KAFKA=1 but OPENEG_TEST_KAFKA_BROKERS is not set"
-            );
-            eprintln!("skipped: OPENEG_TEST_KAFKA_BROKERS not set");
-            None
-        }
-    }
-}
-
 async fn kafka_log(brokers: &str, prefix: &str) -> Arc<KafkaLog> {
     let mut cfg = KafkaLogConfig::new(brokers);
     cfg.topic_prefix = prefix.to_string();
@@ -65,7 +49,9 @@ async fn kafka_log(brokers: &str, prefix: &str) -> Arc<KafkaLog> {
 
 #[tokio::test]
 async fn channel_log_on_kafka_delivers_every_event_across_partitions_and_restarts() {
-    let Some(brokers) = brokers() else { return };
+    let Some(brokers) = kafka_brokers() else {
+        return;
+    };
     // Topics of this run only.
     let prefix = format!("openeg-t{}.", unique());
     let dir = std::env::temp_dir().join(format!("openeg-kafka-log-{}", unique()));
@@ -276,7 +262,9 @@ async fn wait_owners(store: &dyn ClusterStore, topic: &str, nodes: &[&str]) -> V
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_split_the_partitions_and_the_survivor_takes_them_all() {
-    let Some(brokers) = brokers() else { return };
+    let Some(brokers) = kafka_brokers() else {
+        return;
+    };
     let Some((store, schema)) = pg_store().await else {
         return;
     };

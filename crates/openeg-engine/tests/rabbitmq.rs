@@ -6,13 +6,12 @@
 
 mod common;
 
-use common::{channel_with_webhook, unique};
+use common::{channel_with_webhook, open_log, start_engine, unique, KEY};
 use lapin::options::{BasicPublishOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::uri::AMQPUri;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
-use openeg_engine::{Engine, EngineConfig, ResourceKind, RunState, RuntimeStatus, TaskKind};
-use openeg_log::{LogConfig, SegmentLog};
+use openeg_engine::{Engine, ResourceKind, RunState, RuntimeStatus, TaskKind};
 use openeg_store::secrets::SecretBox;
 use openeg_store::{Document, Kind, MetaStore, SqliteStore};
 use serde_json::{json, Value};
@@ -21,7 +20,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const P: &str = "p-rabbit";
-const KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
 
 fn rabbit_url() -> Option<String> {
     match std::env::var("OPENEG_TEST_RABBITMQ_URL") {
@@ -151,30 +149,6 @@ fn named_source_record(id: &str, name: &str, channel_id: &str, detail: Value) ->
     }
 }
 
-async fn open_log(dir: &std::path::Path) -> Arc<SegmentLog> {
-    Arc::new(
-        SegmentLog::open(dir.join("log"), LogConfig::default())
-            .await
-            .unwrap(),
-    )
-}
-
-async fn start(store: &Arc<SqliteStore>, log: &Arc<SegmentLog>) -> Arc<Engine> {
-    Engine::start(
-        store.clone(),
-        store.clone(),
-        log.clone(),
-        SecretBox::from_key_base64(KEY).unwrap(),
-        EngineConfig {
-            node_name: "node-r".into(),
-            ..Default::default()
-        },
-        log.topics(),
-    )
-    .await
-    .unwrap()
-}
-
 fn status(engine: &Engine, id: &str) -> Option<RuntimeStatus> {
     engine.runtime_status(TaskKind::EventSource, P, id)
 }
@@ -254,7 +228,7 @@ async fn a_queue_is_consumed_into_the_channel_and_delivered() {
         .await
         .unwrap();
     let log = open_log(&dir).await;
-    let engine = start(&store, &log).await;
+    let engine = start_engine(&store, &log).await;
     wait_status(&engine, "src-1", Duration::from_secs(10), |s| {
         s.state == RunState::Running
     })
@@ -401,7 +375,7 @@ async fn connection_failures_show_error_until_the_source_is_fixed() {
         .await
         .unwrap();
     let log = open_log(&dir).await;
-    let engine = start(&store, &log).await;
+    let engine = start_engine(&store, &log).await;
 
     let failed = |s: &RuntimeStatus| s.state == RunState::Error && s.restarts >= 1;
     for (id, expect) in [
@@ -516,7 +490,7 @@ async fn nothing_is_lost_when_the_engine_stops_mid_stream() {
         broker.publish(&q, b"{}", props).await;
     }
     let log = open_log(&dir).await;
-    let engine = start(&store, &log).await;
+    let engine = start_engine(&store, &log).await;
     // Keep publishing while the engine consumes, and stop it mid-stream.
     let publisher = {
         let broker = broker.clone();
@@ -544,7 +518,7 @@ async fn nothing_is_lost_when_the_engine_stops_mid_stream() {
 
     // After the restart every message is in the log (repeats allowed: at-least-once), and
     // the queue is drained.
-    let engine = start(&store, &log).await;
+    let engine = start_engine(&store, &log).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let ids = logged_ids(&engine, &ch).await;

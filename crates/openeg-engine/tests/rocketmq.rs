@@ -9,11 +9,9 @@
 
 mod common;
 
-use common::{channel_with_webhook, unique};
+use common::{channel_with_webhook, open_log, start_engine, unique};
 use openeg_connectors::rocketmq::{self as rmq, ClientSettings, Outgoing};
-use openeg_engine::{Engine, EngineConfig, ResourceKind, RunState, RuntimeStatus, TaskKind};
-use openeg_log::{LogConfig, SegmentLog};
-use openeg_store::secrets::SecretBox;
+use openeg_engine::{Engine, ResourceKind, RunState, RuntimeStatus, TaskKind};
 use openeg_store::{Document, Kind, MetaStore, SqliteStore};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
@@ -21,7 +19,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const P: &str = "p-rocket";
-const KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
 /// A new consumer group gets its queues after a rebalance: seconds on a fresh broker.
 const REBALANCE: Duration = Duration::from_secs(60);
 
@@ -55,30 +52,6 @@ fn doc(kind: Kind, id: &str, parent: Option<&str>, body: Value) -> Document {
         body,
         refs: Vec::new(),
     }
-}
-
-async fn open_log(dir: &std::path::Path) -> Arc<SegmentLog> {
-    Arc::new(
-        SegmentLog::open(dir.join("log"), LogConfig::default())
-            .await
-            .unwrap(),
-    )
-}
-
-async fn start(store: &Arc<SqliteStore>, log: &Arc<SegmentLog>) -> Arc<Engine> {
-    Engine::start(
-        store.clone(),
-        store.clone(),
-        log.clone(),
-        SecretBox::from_key_base64(KEY).unwrap(),
-        EngineConfig {
-            node_name: "node-r".into(),
-            ..Default::default()
-        },
-        log.topics(),
-    )
-    .await
-    .unwrap()
 }
 
 fn event(i: usize) -> Vec<u8> {
@@ -142,7 +115,7 @@ async fn rocketmq_targets_deliver_messages() {
             .unwrap();
     }
     let log = open_log(&dir).await;
-    let engine = start(&store, &log).await;
+    let engine = start_engine(&store, &log).await;
 
     const N: usize = 100;
     let events: Vec<Vec<u8>> = (0..N).map(event).collect();
@@ -313,7 +286,7 @@ async fn a_topic_is_consumed_into_the_channel_without_loss_across_restarts() {
         .await
         .unwrap();
     let log = open_log(&dir).await;
-    let engine = start(&store, &log).await;
+    let engine = start_engine(&store, &log).await;
     wait_status(&engine, "src-1", Duration::from_secs(20), |s| {
         s.state == RunState::Running
     })
@@ -344,7 +317,7 @@ async fn a_topic_is_consumed_into_the_channel_without_loss_across_restarts() {
 
     // After the restart every message is in the log (repeats allowed: at-least-once) and
     // delivered to the webhook.
-    let engine = start(&store, &log).await;
+    let engine = start_engine(&store, &log).await;
     let deadline = Instant::now() + REBALANCE;
     loop {
         let logged = logged_ids(&engine, &ch).await;
@@ -416,7 +389,7 @@ async fn an_unreachable_name_server_is_an_error_until_fixed_and_delete_stops() {
         .unwrap();
     let log = open_log(&dir).await;
     let started = Instant::now();
-    let engine = start(&store, &log).await;
+    let engine = start_engine(&store, &log).await;
     // ERROR from a failed run (not the "starting" placeholder before the first one ends).
     let st = wait_status(&engine, "src-bad", Duration::from_secs(5), |s| {
         s.state == RunState::Error && s.restarts >= 1

@@ -10,6 +10,54 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// The secrets key of the engines these tests start.
+pub const KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+
+/// `OPENEG_TEST_KAFKA_BROKERS`, or `None` after printing why Kafka tests are skipped
+/// (`OPENEG_REQUIRE_KAFKA=1`: a missing variable fails instead).
+pub fn kafka_brokers() -> Option<String> {
+    match std::env::var("OPENEG_TEST_KAFKA_BROKERS") {
+        Ok(u) if !u.trim().is_empty() => Some(u),
+        _ => {
+            assert!(
+                std::env::var("OPENEG_REQUIRE_KAFKA").as_deref() != Ok("1"),
+                "OPENEG_REQUIRE_KAFKA=1 but OPENEG_TEST_KAFKA_BROKERS is not set"
+            );
+            eprintln!("skipped: OPENEG_TEST_KAFKA_BROKERS not set");
+            None
+        }
+    }
+}
+
+/// The embedded log under `dir/log`.
+pub async fn open_log(dir: &std::path::Path) -> Arc<openeg_log::SegmentLog> {
+    Arc::new(
+        openeg_log::SegmentLog::open(dir.join("log"), openeg_log::LogConfig::default())
+            .await
+            .unwrap(),
+    )
+}
+
+/// An engine (node `node-r`) on a SQLite store and the embedded log, routing what the log holds.
+pub async fn start_engine(
+    store: &Arc<openeg_store::SqliteStore>,
+    log: &Arc<openeg_log::SegmentLog>,
+) -> Arc<openeg_engine::Engine> {
+    openeg_engine::Engine::start(
+        store.clone(),
+        store.clone(),
+        log.clone(),
+        openeg_store::secrets::SecretBox::from_key_base64(KEY).unwrap(),
+        openeg_engine::EngineConfig {
+            node_name: "node-r".into(),
+            ..Default::default()
+        },
+        log.topics(),
+    )
+    .await
+    .unwrap()
+}
+
 pub fn pg_url() -> Option<String> {
     match std::env::var("OPENEG_TEST_DATABASE_URL") {
         Ok(u) if !u.trim().is_empty() => Some(u),
