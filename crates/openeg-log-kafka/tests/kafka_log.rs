@@ -58,6 +58,10 @@ fn unique(tag: &str) -> String {
 fn config(brokers: &str) -> KafkaLogConfig {
     let mut cfg = KafkaLogConfig::new(brokers);
     cfg.topic_prefix = "openeg-test.".into();
+    // The shared SQLite-backed tansu sometimes stops answering for tens of seconds while it
+    // deletes a topic (seen in CI: the deletion and then every metadata request timed out at
+    // 10 s): the tests wait that out rather than fail on the broker's pause.
+    cfg.operation_timeout = Duration::from_secs(60);
     cfg
 }
 
