@@ -342,7 +342,7 @@ def test_dead_letters_survive_a_dead_letter_broker_down_30s(eg_a, res_a, raw_a, 
         # Publishes fail (each after the producer's 25 s message timeout) and are retried.
         t = wait_until(lambda: (lambda t: t if t.get("deadLetterFailedTimes", 0) >= 1
                                 else None)(trace_target(raw_a, ch.id, "d-0")),
-                       90, "a failed dead-letter publish")
+                       180, "a failed dead-letter publish")
         assert (t["deliverStatus"], t["deadLetterStatus"]) == ("FAILED", "PENDING"), t
         time.sleep(max(0.0, 30 - (time.monotonic() - down_since)))
         tansu.start()
