@@ -4,15 +4,16 @@
 #   tansu (Kafka API)                        127.0.0.1:19092, durable storage (a SQLite file
 #                                            under tansu-data/: it survives kill -9)
 #   rocketmq-rust name server + one broker   127.0.0.1:19876 (namesrv), 127.0.0.1:20911 (broker)
+#   moto (S3 API, in memory)                 127.0.0.1:15000 (keys test/test; any region)
 # Idempotent: skips a build when the binaries exist and a start when the port answers.
 #   OPENEG_BROKERS_DIR          cache directory (default $HOME/.cache/openeg-brokers)
 #   scripts/brokers.sh build    only build/cache the binaries
 #   scripts/brokers.sh stop     stop what this script started (by PID file, never by name)
-#   OPENEG_BROKERS              which brokers (default "kafka rocketmq")
+#   OPENEG_BROKERS              which brokers (default "kafka rocketmq s3")
 set -euo pipefail
 
 dir="${OPENEG_BROKERS_DIR:-$HOME/.cache/openeg-brokers}"
-brokers="${OPENEG_BROKERS:-kafka rocketmq}"
+brokers="${OPENEG_BROKERS:-kafka rocketmq s3}"
 host=127.0.0.1
 mkdir -p "$dir"
 
@@ -55,6 +56,7 @@ if [ "${1:-}" = stop ]; then
     case $b in
       kafka) stop tansu ;;
       rocketmq) stop rocketmq-broker; stop rocketmq-namesrv ;;
+      s3) stop moto ;;
     esac
   done
   exit 0
@@ -80,6 +82,13 @@ build_tansu() {
 
 start_tansu() {
   echo "== starting tansu on $host:$kafka_port (log: $dir/tansu.log)"
+  # Test data only: a store grown past 512 MB (benchmarks fill it) makes every request slow
+  # on SQLite, so it starts empty again.
+  if [ -f "$dir/tansu-data/tansu.db" ] &&
+    [ "$(du -m "$dir/tansu-data" | cut -f1)" -gt 512 ]; then
+    echo "== tansu's test store is over 512 MB: starting it empty"
+    rm -rf "$dir/tansu-data"
+  fi
   mkdir -p "$dir/tansu-data"
   # The sqlite path must be relative (tansu drops a leading slash): run it in its data dir.
   start tansu env -C "$dir/tansu-data" "$tansu" broker \
@@ -110,6 +119,13 @@ build_rocketmq() {
 
 start_rocketmq() {
   mkdir -p "$rmq_home/conf" "$rmq_home/store"
+  # The broker refuses every send (SYSTEM_BUSY, "store_not_writeable") once the disk holding
+  # its store is 90 % used, counting space other programs use: on a shared disk that is full
+  # of build trees, that stops the tests. A small tmpfs of its own keeps the ratio its own.
+  if ! mountpoint -q "$rmq_home/store"; then
+    mount -t tmpfs -o size=2g,mode=0700 openeg-rocketmq "$rmq_home/store" 2>/dev/null ||
+      echo "== note: no tmpfs for the RocketMQ store; it refuses sends once its disk is 90 % full"
+  fi
   # Small store files: the defaults take 1.5 GB of real disk. Unknown keys are rejected.
   cat >"$rmq_home/conf/broker.toml" <<EOF
 [broker]
@@ -152,13 +168,35 @@ EOF
   fi
 }
 
+# --- S3 (moto's server mode) -------------------------------------------------------------
+
+moto_venv="$dir/moto-venv"
+s3_port=15000
+
+build_s3() {
+  [ -x "$moto_venv/bin/moto_server" ] && return 0
+  echo "== installing moto (an S3 API server) into $moto_venv"
+  rm -rf "$moto_venv"
+  python3 -m venv "$moto_venv"
+  "$moto_venv/bin/pip" install -q --disable-pip-version-check 'moto[s3]==5.2.5' flask flask-cors
+}
+
+start_s3() {
+  if ! up $s3_port; then
+    echo "== starting moto (S3) on $host:$s3_port (log: $dir/moto.log)"
+    start moto "$moto_venv/bin/moto_server" -H "$host" -p $s3_port
+    wait_up moto $s3_port
+  fi
+}
+
 # --- main -------------------------------------------------------------------------------
 
 for b in $brokers; do
   case $b in
     kafka) build_tansu ;;
     rocketmq) build_rocketmq ;;
-    *) echo "unknown broker $b (kafka, rocketmq)" >&2; exit 1 ;;
+    s3) build_s3 ;;
+    *) echo "unknown broker $b (kafka, rocketmq, s3)" >&2; exit 1 ;;
   esac
 done
 [ "${1:-}" = build ] && exit 0
@@ -173,6 +211,10 @@ for b in $brokers; do
     rocketmq)
       if ! up $namesrv_port || ! up $broker_port; then start_rocketmq; fi
       echo "== RocketMQ name server on $host:$namesrv_port, broker on $host:$broker_port"
+      ;;
+    s3)
+      start_s3
+      echo "== S3 API (moto) on $host:$s3_port"
       ;;
   esac
 done

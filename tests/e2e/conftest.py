@@ -6,6 +6,12 @@ Environment:
   OPENEG_E2E_DATABASE_URL   if set, a fresh PostgreSQL database is created on that server for the
                             session (and dropped afterwards); otherwise SQLite in the temp dir.
   OPENEG_E2E_KEEP           if set, keep the temp dir (config, data, server log) after the run.
+  OPENEG_E2E_CLUSTER        N (>= 2): the session server is a cluster of N nodes on one fresh
+                            PostgreSQL database (OPENEG_E2E_DATABASE_URL, required) and the Kafka
+                            log at OPENEG_TEST_KAFKA_BROKERS (required), behind a round-robin
+                            HTTP proxy (`cluster_proxy.py`): each request goes to the next node.
+                            Tests that start servers of their own are skipped in that mode (the
+                            single-node passes run them).
 """
 from __future__ import annotations
 
@@ -89,7 +95,7 @@ class _Postgres:
 
 
 class Server:
-    def __init__(self):
+    def __init__(self, extra_lines: list[str] | None = None, db_url: str | None = None):
         self.bin = Path(os.environ.get("OPENEG_BIN", REPO / "target" / "debug" / "openeg"))
         self.port = _free_port()
         self.host = "127.0.0.1"
@@ -102,6 +108,9 @@ class Server:
         self.fuzz = _cred()
         self.proc: subprocess.Popen | None = None
         self.pg: _Postgres | None = None
+        # Cluster nodes: extra config lines, and the cluster's database (made by the cluster).
+        self.extra_lines = list(extra_lines or [])
+        self.db_url = db_url
 
     def log_tail(self, n: int = 60) -> str:
         try:
@@ -119,13 +128,16 @@ class Server:
         lines = [f"listen = {_toml_str(f'{self.host}:{self.port}')}",
                  f"data_dir = {_toml_str(str(data_dir))}"]
         db = os.environ.get("OPENEG_E2E_DATABASE_URL")
-        if db:
+        if self.db_url:
+            lines.append(f"database_url = {_toml_str(self.db_url)}")
+        elif db:
             self.pg = _Postgres(db)
             self.pg.create()
             lines.append(f"database_url = {_toml_str(self.pg.url)}")
         # OPENEG_E2E_LOG_URL (e.g. kafka://127.0.0.1:19092): channel logs on Kafka.
-        if os.environ.get("OPENEG_E2E_LOG_URL"):
+        if os.environ.get("OPENEG_E2E_LOG_URL") and not self.db_url:
             lines.append(f"log_url = {_toml_str(os.environ['OPENEG_E2E_LOG_URL'])}")
+        lines += self.extra_lines
         for c in (self.a, self.b, self.fuzz):
             lines += ["", "[[credentials]]", f"access_key = {_toml_str(c.ak)}",
                       f"secret_key = {_toml_str(c.sk)}", f"project_id = {_toml_str(c.project)}",
@@ -188,13 +200,64 @@ class Server:
         return problem
 
 
+CLUSTER = int(os.environ.get("OPENEG_E2E_CLUSTER", "0") or 0)
+
+
+class ClusterServer(Server):
+    """OPENEG_E2E_CLUSTER nodes sharing one database, one Kafka log, one secrets key and the
+    session's credentials, behind a round-robin proxy listening where a single server would."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        import base64
+        admin = os.environ.get("OPENEG_E2E_DATABASE_URL")
+        brokers = os.environ.get("OPENEG_TEST_KAFKA_BROKERS", "").strip()
+        if not admin or not brokers:
+            pytest.exit("OPENEG_E2E_CLUSTER needs OPENEG_E2E_DATABASE_URL and "
+                        "OPENEG_TEST_KAFKA_BROKERS", returncode=3)
+        self.cluster_pg = _Postgres(admin)
+        key = base64.b64encode(os.urandom(32)).decode()
+        self.nodes = []
+        for i in range(n):
+            node = Server([f"node_name = \"node-{i}\"", f"encryption_key = \"{key}\"",
+                           f"log_url = {_toml_str('kafka://' + brokers)}"],
+                          db_url=self.cluster_pg.url)
+            node.a, node.b, node.fuzz = self.a, self.b, self.fuzz
+            self.nodes.append(node)
+        self.proxy = None
+
+    def start(self):
+        from cluster_proxy import RoundRobinProxy
+        self.cluster_pg.create()
+        for node in self.nodes:
+            node.start()
+        self.proc = self.nodes[0].proc
+        self.log_path = self.nodes[0].log_path
+        self.proxy = RoundRobinProxy(self.host, self.port,
+                                     [(n.host, n.port) for n in self.nodes])
+        self.proxy.start()
+
+    def log_tail(self, n: int = 60) -> str:
+        per = max(10, n // len(self.nodes))
+        return "\n".join(f"--- node-{i} ---\n{node.log_tail(per)}"
+                         for i, node in enumerate(self.nodes))
+
+    def stop(self) -> str | None:
+        if self.proxy:
+            self.proxy.stop()
+        problems = [p for p in (node.stop() for node in self.nodes) if p]
+        self.cluster_pg.drop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        return "; ".join(problems) or None
+
+
 _SERVER: Server | None = None
 
 
 @pytest.fixture(scope="session")
 def server():
     global _SERVER
-    s = Server()
+    s = ClusterServer(CLUSTER) if CLUSTER > 1 else Server()
     _SERVER = s
     s.start()
     yield s
@@ -204,9 +267,23 @@ def server():
         pytest.fail(problem, pytrace=False)
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "single_node: reads the state of one server process "
+                            "(its log, its /metrics): skipped against a cluster")
+
+
 def pytest_collection_modifyitems(config, items):
     """The fuzz run goes last: what it leaves behind (deliveries retrying, probes) then cannot
-    slow down the timing-sensitive tests."""
+    slow down the timing-sensitive tests. Against a cluster, only tests of the session server
+    run (plus those marked `single_node` are skipped: they read one process's state)."""
+    if CLUSTER > 1:
+        for i in items:
+            if "server" not in i.fixturenames:
+                i.add_marker(pytest.mark.skip(
+                    reason="starts servers of its own: run by the single-node passes"))
+            elif i.get_closest_marker("single_node"):
+                i.add_marker(pytest.mark.skip(
+                    reason="reads one process's state: not meaningful behind the proxy"))
     last = [i for i in items
             if getattr(getattr(i, "module", None), "__name__", "") == "test_openapi"
             and "fuzz" in i.name]

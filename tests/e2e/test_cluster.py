@@ -6,12 +6,17 @@
 * 60 s of steady publishing through all nodes with a webhook target; node 1 is SIGKILLed at
   20 s and restarted at 40 s: every acknowledged event is delivered, duplicates stay within
   what was in flight, and node 1's partitions have live owners within 10 s of the kill.
+* A node whose secrets key differs from the cluster's refuses to start.
+* A RABBITMQ source runs on exactly one node (one consumer on the queue); every node reports
+  its status; when its node is SIGKILLed another node takes it over, and messages published
+  before and after the kill all reach the webhook (with `OPENEG_TEST_RABBITMQ_URL`).
 
 Runs on the PostgreSQL pass (`OPENEG_E2E_DATABASE_URL`) with `OPENEG_TEST_KAFKA_BROKERS`;
 skipped without them (a missing broker fails under `OPENEG_REQUIRE_KAFKA=1`).
 """
 from __future__ import annotations
 
+import base64
 import os
 import threading
 import time
@@ -61,10 +66,13 @@ def cluster():
             ids[eid] += 1
     rx.on_request(on_req)
     nodes: list[DataServer] = []
+    # One secrets key for the whole cluster (a node with another key refuses to start).
+    key = base64.b64encode(os.urandom(32)).decode()
     try:
         for i in range(NODES):
             s = DataServer(extra={"database_url": pg.url, "log_url": f"kafka://{brokers}",
-                                  "node_name": f"node-{i}"}, sqlite_only=True)
+                                  "node_name": f"node-{i}", "encryption_key": key},
+                           sqlite_only=True)
             if nodes:
                 # One set of credentials for the whole cluster.
                 s.a, s.b = nodes[0].a, nodes[0].b
@@ -75,7 +83,8 @@ def cluster():
         ch = res.channel()
         src = res.source(ch.id)
         res.subscription(ch.id, [custom_source(src.name)], [webhook_target(rx.url(HOOK))])
-        yield dict(nodes=nodes, rx=rx, ids=ids, lock=lock, ch=ch, src=src, res=res)
+        yield dict(nodes=nodes, rx=rx, ids=ids, lock=lock, ch=ch, src=src, res=res, pg=pg,
+                   brokers=brokers)
     finally:
         problems = [p for p in (n.stop() for n in nodes) if p]
         rx.close()
@@ -98,6 +107,20 @@ def view(node: DataServer) -> dict:
 def owners(v: dict, channel_id: str) -> dict[int, str | None]:
     return {p["partition"]: p.get("owner") for p in v["partitions"]
             if p["channel_id"] == channel_id}
+
+
+def test_a_node_with_another_secrets_key_refuses_to_start(cluster):
+    """Secrets stored through one node are sealed with its key; a node that could not read
+    them must not join."""
+    s = DataServer(extra={"database_url": cluster["pg"].url, "node_name": "node-x",
+                          "log_url": f"kafka://{cluster['brokers']}"}, sqlite_only=True)
+    try:
+        with pytest.raises(RuntimeError):
+            s.start()
+        log = s.log_path.read_text(errors="replace")
+        assert "secrets key differs" in log, log[-2000:]
+    finally:
+        s.stop()
 
 
 def test_every_node_routes_and_the_view_shows_the_cluster(cluster):
@@ -193,3 +216,52 @@ def test_a_node_killed_and_restarted_loses_nothing(cluster):
     assert takeover <= 10, f"partitions reassigned after {takeover:.1f} s"
     # In flight at the kill (about a second of traffic) and moved at the rejoin, no more.
     assert dupes <= 0.1 * len(sent), f"{dupes} duplicates of {len(sent)}"
+
+
+def test_a_rabbitmq_source_runs_on_one_node_and_moves_when_that_node_dies(cluster):
+    from test_brokers import rabbit_delete, rabbit_detail, rabbit_publish, rabbit_url
+    from huaweicloudsdkeg.v1 import ShowDetailOfEventSourceRequest
+    url = rabbit_url()
+    nodes, res, rx = cluster["nodes"], cluster["res"], cluster["rx"]
+    queue = uniq("e2e-cq")
+    rabbit_publish(url, queue, 0, "c")
+    path = "/cluster-source"
+    try:
+        ch = res.channel()
+        src = res.source(ch.id, type="RABBITMQ", detail=rabbit_detail(url, queue))
+        res.subscription(ch.id, [custom_source(src.name)], [webhook_target(rx.url(path))])
+
+        def task(node, not_owner=None):
+            ts = [t for t in view(node)["tasks"] if t["id"] == src.id]
+            if len(ts) != 1 or ts[0].get("state") != "RUNNING" or ts[0]["owner"] == not_owner:
+                return None
+            return ts[0]
+        owner = wait_until(lambda: task(nodes[2]), 30, "the source to run on one node")["owner"]
+        for i, n in enumerate(nodes):
+            eg = n.sdk("a")
+            wait_until(lambda: eg.show_detail_of_event_source(ShowDetailOfEventSourceRequest(
+                source_id=src.id)).status == "RUNNING", 10, f"RUNNING as node-{i} reports it")
+
+        def delivered(prefix, k):
+            got = {r.json()["id"] for r in rx.requests(path)}
+            return all(f"{prefix}-{i}" in got for i in range(k))
+        rabbit_publish(url, queue, 300, "c")
+        wait_until(lambda: delivered("c", 300), 60, "messages before the kill at the webhook")
+        assert task(nodes[0])["owner"] == owner, "it stays on its node"
+
+        dead = int(owner.split("-")[1])
+        other = nodes[(dead + 1) % NODES]
+        nodes[dead].kill()
+        killed = time.monotonic()
+        moved = wait_until(lambda: task(other, not_owner=owner), 30,
+                           "another node to run the source", interval=0.2)
+        takeover = time.monotonic() - killed
+        rabbit_publish(url, queue, 300, "d")
+        wait_until(lambda: delivered("d", 300) and delivered("c", 300), 60,
+                   "messages after the kill at the webhook")
+        print(f"cluster source: ran on {owner}, moved to {moved['owner']} "
+              f"{takeover:.1f} s after the kill")
+        assert takeover <= 15, f"the source moved after {takeover:.1f} s"
+        nodes[dead].start()
+    finally:
+        rabbit_delete(url, queue)

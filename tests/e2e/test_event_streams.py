@@ -1,7 +1,6 @@
-"""Event streams (ops 56–61; docs/limits.md).
-
-No runtime moves data yet: these tests cover the control plane (status transitions are
-persisted only)."""
+"""Event streams (ops 56–61; docs/limits.md): the control plane. The streams here point at
+brokers that do not answer, so a started one is ERROR, never RUNNING; test_stream_runtime.py
+moves data through real brokers."""
 import copy
 
 import pytest
@@ -113,7 +112,7 @@ def test_stream_lifecycle(eg_a, eg_b, pa, streams):
     assert b2["rule_config"] == {} and b2["option"] == {"thread_num": 1}
 
     # START / PAUSE, idempotent
-    # started, but no stream runtime moves data yet: ERROR, never RUNNING
+    # started, but its Kafka (127.0.0.1:9092) does not answer: ERROR, never RUNNING
     r = resume(eg_a, sid, "START")
     assert body_of(r) == {"eventStreamingID": sid}
     assert show(eg_a, sid).status == "ERROR"

@@ -63,9 +63,11 @@ def test_document_served_without_credentials(server):
     ops = [(m, p, o) for p, item in doc["paths"].items() for m, o in item.items()]
     ids = [o["operationId"] for _, _, o in ops]
     assert len(ids) == len(set(ids))
-    # 78 EG operations + token, rules test, health, cluster, the document itself, metrics.
-    assert len(ops) == 84, sorted(ids)
+    # 78 EG operations + token, rules test, health, cluster, stream status, the document
+    # itself, metrics.
+    assert len(ops) == 85, sorted(ids)
     for path in ("/openeg/v1/rules/test", "/openeg/v1/health", "/openeg/v1/openapi.json",
+                 "/openeg/v1/eventstreamings/{eventstreaming_id}/status",
                  "/metrics", "/v3/auth/tokens", "/"):
         assert path in doc["paths"], path
     schemes = doc["components"]["securitySchemes"]
@@ -86,7 +88,7 @@ def test_document_is_valid_openapi(server):
     loaded = schemathesis.openapi.from_dict(served)
     labels = [r.ok().label for r in loaded.get_all_operations()]
     assert "POST /v1/{project_id}/channels" in labels
-    assert len(labels) == 84
+    assert len(labels) == 85
 
 
 # ----------------------------------------------------------------------------- fuzzing

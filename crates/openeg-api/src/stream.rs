@@ -139,6 +139,8 @@ const SOURCE_COMMUNITY_ROCKETMQ: &[Field] = &[
 ];
 
 const SOURCE_DMS_ROCKETMQ: &[Field] = &[
+    // Not in EG's reference: OpenEG reaches a DMS instance through its name server list.
+    ("addr", S, false, None),
     ("instance_name", S, false, None),
     ("instance_id", S, true, None),
     ("group", S, true, None),

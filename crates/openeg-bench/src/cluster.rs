@@ -131,6 +131,9 @@ struct Nodes {
     dirs: Vec<PathBuf>,
 }
 
+/// The secrets key of the benchmark's nodes (base64 of 32 bytes).
+const BENCH_KEY: &str = "YmVuY2gtb25seSBrZXkgZm9yIG9wZW5lZy1iZW5jaCE=";
+
 impl Nodes {
     async fn start(
         bin: &Path,
@@ -146,6 +149,8 @@ impl Nodes {
                 std::env::temp_dir().join(format!("openeg-cluster-{}", harness::short_id(10)));
             let mut extra = toml::Table::new();
             extra.insert("node_name".into(), format!("node-{i}").into());
+            // Nodes on one database share the secrets key (a throwaway one: fresh database).
+            extra.insert("encryption_key".into(), BENCH_KEY.into());
             if let Some(l) = log_url {
                 extra.insert("log_url".into(), l.into());
             }

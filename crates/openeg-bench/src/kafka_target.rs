@@ -128,7 +128,7 @@ async fn one_run(a: &KafkaTargetArgs, run: u32) -> anyhow::Result<RunResult> {
         .context("creating the Kafka admin client")?;
     let ours_topic = format!("openeg-bench-{tag}-openeg");
     let base_topic = format!("openeg-bench-{tag}-baseline");
-    create_topics(&admin, &[&ours_topic, &base_topic]).await?;
+    create_topics(&admin, &[&ours_topic, &base_topic], 1).await?;
     let detail = json!({"instance_id": "openeg-bench", "addr": a.brokers,
         "security_protocol": "PLAINTEXT", "enable_sasl_ssl": false, "acks": a.acks});
 
@@ -152,15 +152,16 @@ async fn one_run(a: &KafkaTargetArgs, run: u32) -> anyhow::Result<RunResult> {
     })
 }
 
-/// Creates the topics; a busy broker may time out, so timeouts are retried (a topic created
-/// meanwhile then already exists).
-async fn create_topics(
+/// Creates the topics with `partitions` each; a busy broker may time out, so timeouts are
+/// retried (a topic created meanwhile then already exists).
+pub(crate) async fn create_topics(
     admin: &AdminClient<DefaultClientContext>,
     names: &[&str],
+    partitions: i32,
 ) -> anyhow::Result<()> {
     let topics: Vec<NewTopic> = names
         .iter()
-        .map(|n| NewTopic::new(n, 1, TopicReplication::Fixed(1)))
+        .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1)))
         .collect();
     let opts = AdminOptions::new()
         .operation_timeout(Some(Duration::from_secs(60)))
@@ -210,21 +211,7 @@ async fn openeg_phase(
         Some(Duration::from_secs(60)),
     )?;
     let p = own.cred.project_id.clone();
-    let (s, conn) = c
-        .call(
-            "POST",
-            &format!("/v1/{p}/connections"),
-            Some(
-                &json!({"name": format!("bench-kafka-{}", harness::short_id(6)),
-                "vpc_id": "vpc-bench", "subnet_id": "subnet-bench", "type": "KAFKA",
-                "kafka_detail": detail}),
-            ),
-        )
-        .await?;
-    if s != 200 {
-        bail!("creating the KAFKA connection: {s} {conn}");
-    }
-    let connection_id = conn["id"].as_str().unwrap_or_default().to_string();
+    let connection_id = c.create_kafka_connection(detail).await?;
     let (channel, source) = c.setup_channel("kafka").await?;
     let sub = json!({"name": format!("bench-{}", harness::short_id(8)), "channel_id": channel,
         "sources": [{"name": source, "provider_type": "CUSTOM",

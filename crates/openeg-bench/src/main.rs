@@ -9,6 +9,7 @@
 //! * `crash`: starts its own `openeg serve`, SIGKILLs and restarts it under paced load, and
 //!   reports lost and duplicated deliveries and restart→delivery times (`crash.rs`).
 //! * `rocketmq produce|consume`: a RocketMQ client for the end-to-end suite (`rocketmq.rs`).
+//! * `stream`: an event stream Kafka → Kafka vs a bare rdkafka loop (`stream.rs`).
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
@@ -19,6 +20,7 @@ mod harness;
 mod kafka_target;
 mod rabbitmq_source;
 mod rocketmq;
+mod stream;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -80,6 +82,9 @@ enum Cmd {
     /// Distributed mode: 3 nodes vs 1 through a slow webhook, and Kafka + PostgreSQL ingest
     /// vs the embedded default (own servers).
     Cluster(cluster::ClusterArgs),
+    /// An event stream Kafka → Kafka vs a bare rdkafka consume → produce → commit loop
+    /// (own server).
+    Stream(stream::StreamArgs),
 }
 
 #[derive(serde::Deserialize)]
@@ -215,6 +220,21 @@ impl Client {
             serde_json::from_slice(&bytes).unwrap_or(Value::Null)
         };
         Ok((status, v))
+    }
+
+    /// A KAFKA connection with `detail` (its `kafka_detail`); returns its id.
+    async fn create_kafka_connection(&self, detail: &Value) -> anyhow::Result<String> {
+        let p = &self.cred.project_id;
+        let body = json!({"name": format!("bench-kafka-{}", harness::short_id(6)),
+            "vpc_id": "vpc-bench", "subnet_id": "subnet-bench", "type": "KAFKA",
+            "kafka_detail": detail});
+        let (s, conn) = self
+            .call("POST", &format!("/v1/{p}/connections"), Some(&body))
+            .await?;
+        if s != 200 {
+            bail!("creating the KAFKA connection: {s} {conn}");
+        }
+        Ok(conn["id"].as_str().unwrap_or_default().to_string())
     }
 
     /// A fresh channel with one custom source; returns (channel id, source name).
@@ -648,6 +668,7 @@ fn main() -> anyhow::Result<()> {
             Cmd::Rocketmq(cmd) => rocketmq::run(cmd).await,
             Cmd::KafkaTarget(args) => kafka_target::run(args).await,
             Cmd::Cluster(args) => cluster::run(args).await,
+            Cmd::Stream(args) => stream::run(args).await,
             Cmd::RabbitmqSource(args) => rabbitmq_source::run(args).await,
         }
     })

@@ -17,6 +17,7 @@ use rocketmq_observability::TelemetryRuntimeGuard;
 use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 /// Worker threads of the RocketMQ client runtime.
 const WORKER_THREADS: usize = 2;
@@ -240,6 +241,9 @@ pub struct Consumed {
     pub properties: std::collections::BTreeMap<String, String>,
 }
 
+/// Tries of one message by [`produce`].
+const PRODUCE_TRIES: u32 = 8;
+
 /// Sends `messages` to `topic` one by one (synchronously: each `SEND_OK` before the next) with
 /// a producer of its own; returns their message ids. For tests and `openeg-bench`.
 pub async fn produce(
@@ -276,18 +280,27 @@ pub async fn produce(
             if let Some(t) = m.tag {
                 msg.set_tags(t.into());
             }
-            match producer.send_with_timeout(msg, 10_000).await {
-                Ok(Some(r)) if r.send_status == rocketmq_client_rust::SendStatus::SendOk => {
-                    ids.push(r.msg_id.map(|i| i.to_string()).unwrap_or_default());
-                }
-                Ok(r) => {
-                    failure = Some(format!("send status {:?}", r.map(|r| r.send_status)));
+            // A loaded broker refuses sends for a moment (SYSTEM_BUSY, flow control): each
+            // message gets a few tries over about 30 s, as RocketMQ's own clients retry.
+            let mut tries = 0u32;
+            loop {
+                tries += 1;
+                let why = match producer.send_with_timeout(msg.clone(), 10_000).await {
+                    Ok(Some(r)) if r.send_status == rocketmq_client_rust::SendStatus::SendOk => {
+                        ids.push(r.msg_id.map(|i| i.to_string()).unwrap_or_default());
+                        break;
+                    }
+                    Ok(r) => format!("send status {:?}", r.map(|r| r.send_status)),
+                    Err(e) => describe(&e),
+                };
+                if tries >= PRODUCE_TRIES {
+                    failure = Some(format!("{why} (after {tries} tries)"));
                     break;
                 }
-                Err(e) => {
-                    failure = Some(describe(&e));
-                    break;
-                }
+                tokio::time::sleep(Duration::from_millis(500 << (tries - 1).min(3))).await;
+            }
+            if failure.is_some() {
+                break;
             }
         }
         producer.shutdown().await;

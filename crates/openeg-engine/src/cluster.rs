@@ -17,9 +17,17 @@
 //! reach the store stops routing before its leases can expire, so two nodes never route a
 //! partition at once as long as clocks agree within a fraction of the lease. What was in
 //! flight on a node that died is attempted again by the next owner (at-least-once).
+//!
+//! **Singleton work.** Supervised work (a RabbitMQ or RocketMQ source) must run on one node
+//! at a time. Every node supervises it, but through [`Leased`]: the run waits for the lease
+//! named [`task_lease_name`] (partition 0), assigned and moved exactly like a partition, and
+//! stops when the grant moves away. The holder publishes the work's status each round,
+//! fenced by the lease's epoch (`ClusterStore::put_task_status`), and every node reads the
+//! published statuses back, so the API shows the owner's status whichever node answers.
 
+use crate::supervisor::{ErrorInfo, Ready, RunState, Runtime, RuntimeStatus, StopSignal, TaskKey};
 use crate::{now_ms, position, Engine, EngineError};
-use openeg_store::cluster::ClusterStore;
+use openeg_store::cluster::{ClusterStore, TaskStatusRow};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -74,6 +82,22 @@ impl Grant {
 pub(crate) struct Ownership {
     cfg: ClusterConfig,
     grants: Mutex<HashMap<Key, Grant>>,
+    /// Singleton work supervised here, by lease name: its task and how many [`Leased`]
+    /// runtimes name it (a new revision is built before the old one is dropped).
+    singletons: Mutex<HashMap<String, (TaskKey, usize)>>,
+    /// The task statuses the cluster published, as of the last balance round.
+    published: Mutex<HashMap<String, TaskStatusRow>>,
+    /// The singleton tasks this node last recorded it can run (`None`: not yet this run).
+    candidacy: Mutex<Option<Vec<String>>>,
+}
+
+/// The lease name of a piece of singleton work (channel log topics never contain `:`).
+pub fn task_lease_name(key: &TaskKey) -> String {
+    format!("task:{}:{}:{}", key.kind.as_str(), key.project_id, key.id)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Ownership {
@@ -81,7 +105,66 @@ impl Ownership {
         Ownership {
             cfg,
             grants: Mutex::default(),
+            singletons: Mutex::default(),
+            published: Mutex::default(),
+            candidacy: Mutex::default(),
         }
+    }
+
+    fn register_singleton(&self, name: &str, key: &TaskKey) {
+        lock(&self.singletons)
+            .entry(name.to_string())
+            .or_insert_with(|| (key.clone(), 0))
+            .1 += 1;
+    }
+
+    fn unregister_singleton(&self, name: &str) {
+        let mut s = lock(&self.singletons);
+        if let Some(e) = s.get_mut(name) {
+            e.1 = e.1.saturating_sub(1);
+            if e.1 == 0 {
+                s.remove(name);
+            }
+        }
+    }
+
+    fn singletons(&self) -> Vec<(String, TaskKey)> {
+        lock(&self.singletons)
+            .iter()
+            .map(|(n, (k, _))| (n.clone(), k.clone()))
+            .collect()
+    }
+
+    /// This node's grant of a lease, now.
+    fn grant_of(&self, name: &str, partition: u32) -> Option<u64> {
+        self.with(name, partition, |g| *g.grant.borrow())
+    }
+
+    /// The status another node published for singleton work `key`, if that node holds its
+    /// lease (published within [`NODE_TTL`]); `None` when this node holds it or nobody does.
+    pub(crate) fn published_status(&self, key: &TaskKey) -> Option<RuntimeStatus> {
+        let name = task_lease_name(key);
+        if self.grant_of(&name, 0).is_some() {
+            return None;
+        }
+        let row = lock(&self.published).get(&name).cloned()?;
+        if row.owner == self.cfg.node || row.updated_at < now_ms() - NODE_TTL.as_millis() as i64 {
+            return None;
+        }
+        let state = match row.state.as_str() {
+            "RUNNING" => RunState::Running,
+            "STOPPED" => RunState::Stopped,
+            _ => RunState::Error,
+        };
+        Some(RuntimeStatus {
+            state,
+            error: (state == RunState::Error).then(|| ErrorInfo {
+                code: row.error_code.clone(),
+                message: row.error_message.clone(),
+            }),
+            node_name: row.owner,
+            restarts: row.restarts,
+        })
     }
 
     fn with<T>(&self, topic: &str, partition: u32, f: impl FnOnce(&Grant) -> T) -> T {
@@ -120,6 +203,87 @@ impl Ownership {
         let g = self.grants.lock().unwrap_or_else(|p| p.into_inner());
         for grant in g.values() {
             grant.grant.send_replace(None);
+        }
+    }
+}
+
+/// Why singleton work does not run on a node that does not hold its lease.
+pub const STANDBY: &str = "standby: this work runs on one node of the cluster at a time, and \
+                           this node does not hold its lease (no node does while the lease \
+                           moves)";
+
+/// Singleton work in a cluster: `inner` runs only while this node holds the work's lease
+/// (see the module docs). Building one registers the work with the balancer; dropping it
+/// (the supervisor replaced or forgot the task) unregisters it, and the lease goes back.
+pub(crate) struct Leased {
+    own: Arc<Ownership>,
+    name: String,
+    inner: Arc<dyn Runtime>,
+}
+
+impl Leased {
+    pub(crate) fn new(own: Arc<Ownership>, key: &TaskKey, inner: Arc<dyn Runtime>) -> Leased {
+        let name = task_lease_name(key);
+        own.register_singleton(&name, key);
+        Leased { own, name, inner }
+    }
+}
+
+impl Drop for Leased {
+    fn drop(&mut self) {
+        self.own.unregister_singleton(&self.name);
+    }
+}
+
+/// Marks a lease's work as running until dropped (the balancer hands a lease back only once
+/// its work stopped).
+struct RunningMark<'a>(&'a Ownership, &'a str);
+
+impl Drop for RunningMark<'_> {
+    fn drop(&mut self) {
+        self.0.set_running(self.1, 0, false);
+    }
+}
+
+#[async_trait::async_trait]
+impl Runtime for Leased {
+    async fn run(&self, mut stop: StopSignal, ready: Ready) -> Result<(), ErrorInfo> {
+        let mut grant = self.own.watch(&self.name, 0);
+        loop {
+            let epoch = loop {
+                if let Some(e) = *grant.borrow_and_update() {
+                    break e;
+                }
+                ready.not_ready(ErrorInfo::not_run(STANDBY));
+                tokio::select! {
+                    _ = stop.stopped() => return Ok(()),
+                    r = grant.changed() => if r.is_err() { return Ok(()) },
+                }
+            };
+            // Running is marked before the grant is checked again, and the balancer revokes
+            // before it checks running (both under the grants lock): either the balancer
+            // sees it running and keeps the lease, or this run sees the grant gone.
+            self.own.set_running(&self.name, 0, true);
+            let mark = RunningMark(&self.own, &self.name);
+            if *grant.borrow() != Some(epoch) {
+                continue;
+            }
+            let moved = stop_signal(stop.0.clone(), grant.clone(), epoch);
+            let result = self
+                .inner
+                .run(StopSignal(moved.clone()), ready.clone())
+                .await;
+            drop(mark);
+            if stop.is_stopped() {
+                return Ok(());
+            }
+            // Told to stop because the grant moved (even if it came back meanwhile): not a
+            // failure, whatever the run returned.
+            if !*moved.borrow() {
+                result?;
+                return Err(ErrorInfo::not_run("the task ended without being stopped"));
+            }
+            tracing::info!(task = %self.name, "singleton work stopped: its lease moved");
         }
     }
 }
@@ -178,7 +342,15 @@ pub(crate) async fn run(engine: Arc<Engine>, own: Arc<Ownership>) {
             engine.ensure_all_routers().await;
         }
         round += 1;
-        match balance(&engine, &own).await {
+        // A round that hangs on the store counts as failed once it takes half a lease.
+        let round_result = tokio::time::timeout(LEASE_TTL / 2, balance(&engine, &own))
+            .await
+            .unwrap_or_else(|_| {
+                Err(openeg_store::StoreError::Backend(
+                    "a balance round outlasted half a lease".into(),
+                ))
+            });
+        match round_result {
             Ok(()) => valid_until = now_ms() + (LEASE_TTL.as_millis() as i64) / 2,
             Err(e) => {
                 tracing::warn!(error = %e, "partition balancing failed");
@@ -203,9 +375,13 @@ pub(crate) async fn run(engine: Arc<Engine>, own: Arc<Ownership>) {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Leases whose work still runs are not handed over: they expire instead.
     let store = &own.cfg.store;
     if let Ok(held) = store.renew_leases(&own.cfg.node, now_ms(), 0).await {
         for l in held {
+            if own.is_running(&l.topic, l.partition) {
+                continue;
+            }
             let _ = store
                 .release_lease(&l.topic, l.partition, &own.cfg.node)
                 .await;
@@ -248,8 +424,18 @@ async fn balance(engine: &Engine, own: &Ownership) -> Result<(), openeg_store::S
             wanted.push((topic.clone(), p));
         }
     }
+    let singletons = own.singletons();
+    for (name, _) in &singletons {
+        wanted.push((name.clone(), 0));
+    }
+    let candidates = candidates(own, &singletons, &nodes).await?;
     for (topic, p) in &wanted {
-        let mine = assigned_node(topic, *p, &nodes) == Some(me);
+        // Singleton work goes to a live node that can run it (a node where the runtime
+        // cannot be built, e.g. an older version during an upgrade, never gets it).
+        let pool = candidates
+            .get(topic)
+            .map_or(nodes.as_slice(), Vec::as_slice);
+        let mine = assigned_node(topic, *p, pool) == Some(me);
         match (mine, held.get(&(topic.clone(), *p))) {
             (true, Some(epoch)) => own.set_grant(topic, *p, Some(*epoch)),
             (true, None) => {
@@ -260,12 +446,101 @@ async fn balance(engine: &Engine, own: &Ownership) -> Result<(), openeg_store::S
             (false, None) => own.set_grant(topic, *p, None),
         }
     }
-    // Leases of channels this node no longer routes.
+    // Leases of channels this node no longer routes, and of work no longer supervised here.
     for (topic, p) in held.keys() {
         if !wanted.iter().any(|(t, q)| t == topic && q == p) {
             give_back(own, topic, *p).await?;
         }
     }
+    publish_statuses(engine, own, &singletons).await
+}
+
+/// Records which singleton tasks this node can run (when that changed), and returns, for
+/// each task this node runs, the live nodes that can run it (sorted).
+async fn candidates(
+    own: &Ownership,
+    singletons: &[(String, TaskKey)],
+    live: &[String],
+) -> Result<HashMap<String, Vec<String>>, openeg_store::StoreError> {
+    let store = &own.cfg.store;
+    let mut mine: Vec<String> = singletons.iter().map(|(n, _)| n.clone()).collect();
+    mine.sort();
+    let recorded = lock(&own.candidacy).clone();
+    if recorded.as_ref() != Some(&mine) {
+        store.replace_task_candidates(&own.cfg.node, &mine).await?;
+        *lock(&own.candidacy) = Some(mine.clone());
+    }
+    if mine.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = store.task_candidates().await?;
+    Ok(candidate_pools(&rows, &mine, live, &own.cfg.node))
+}
+
+/// For each task of `mine`, the nodes of `live` recorded as able to run it, `me` always
+/// among them (sorted, as `assigned_node` wants).
+fn candidate_pools(
+    rows: &[(String, String)],
+    mine: &[String],
+    live: &[String],
+    me: &str,
+) -> HashMap<String, Vec<String>> {
+    let mut pools: HashMap<String, Vec<String>> = mine
+        .iter()
+        .map(|t| (t.clone(), vec![me.to_string()]))
+        .collect();
+    for (task, node) in rows {
+        if let Some(pool) = pools.get_mut(task) {
+            if node != me && live.iter().any(|n| n == node) {
+                pool.push(node.clone());
+            }
+        }
+    }
+    for pool in pools.values_mut() {
+        pool.sort();
+        pool.dedup();
+    }
+    pools
+}
+
+/// Publishes the status of the singleton work this node holds, then reads every node's.
+async fn publish_statuses(
+    engine: &Engine,
+    own: &Ownership,
+    singletons: &[(String, TaskKey)],
+) -> Result<(), openeg_store::StoreError> {
+    let store = &own.cfg.store;
+    for (name, key) in singletons {
+        let (Some(epoch), Some(st)) = (own.grant_of(name, 0), engine.supervisor.status(key)) else {
+            continue;
+        };
+        // The lease came this round and the work has not noticed yet: next round.
+        if st.error.as_ref().is_some_and(|e| e.message == STANDBY) {
+            continue;
+        }
+        let (code, message) = st.error.map(|e| (e.code, e.message)).unwrap_or_default();
+        let row = TaskStatusRow {
+            task: name.clone(),
+            owner: own.cfg.node.clone(),
+            epoch,
+            state: match st.state {
+                RunState::Running => "RUNNING",
+                RunState::Error => "ERROR",
+                RunState::Stopped => "STOPPED",
+            }
+            .to_string(),
+            error_code: code,
+            error_message: message,
+            restarts: st.restarts,
+            updated_at: now_ms(),
+        };
+        if !store.put_task_status(&row).await? {
+            // The lease moved since this round began: the next round sees it.
+            tracing::debug!(task = %name, epoch, "task status fenced out");
+        }
+    }
+    let rows = store.task_statuses().await?;
+    *lock(&own.published) = rows.into_iter().map(|r| (r.task.clone(), r)).collect();
     Ok(())
 }
 
@@ -359,17 +634,73 @@ pub async fn view(engine: &Engine, project_id: &str) -> Result<serde_json::Value
             partitions.push(row);
         }
     }
+    // Singleton work of the project: who holds it and the status it published.
+    let mut tasks = Vec::new();
+    if let (Some(own), Some(leases)) = (&engine.ownership, &leases) {
+        let published = lock(&own.published).clone();
+        for l in leases.iter().filter(|l| l.expires_at >= now) {
+            let Some(rest) = l.topic.strip_prefix("task:") else {
+                continue;
+            };
+            let mut parts = rest.splitn(3, ':');
+            let (Some(kind), Some(project), Some(id)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            if project != project_id {
+                continue;
+            }
+            let mut row = json!({"kind": kind, "id": id, "owner": l.owner, "epoch": l.epoch,
+                "lease_expires_at": l.expires_at});
+            if let Some(p) = published.get(&l.topic).filter(|p| p.epoch == l.epoch) {
+                row["state"] = json!(p.state);
+                row["status_updated_at"] = json!(p.updated_at);
+                if !p.error_message.is_empty() {
+                    row["error_message"] = json!(p.error_message);
+                }
+            }
+            tasks.push(row);
+        }
+    }
     Ok(json!({
         "node": engine.cfg.node_name,
         "log": if leases.is_some() { "shared" } else { "embedded" },
         "nodes": nodes,
         "partitions": partitions,
+        "tasks": tasks,
     }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn singleton_work_goes_only_to_live_nodes_that_can_run_it() {
+        let live: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let rows: Vec<(String, String)> = [
+            ("task:x", "a"),
+            ("task:x", "c"),
+            ("task:x", "gone"),
+            ("task:y", "b"),
+        ]
+        .iter()
+        .map(|(t, n)| (t.to_string(), n.to_string()))
+        .collect();
+        let pools = candidate_pools(&rows, &["task:x".into()], &live, "c");
+        assert_eq!(
+            pools["task:x"],
+            ["a", "c"],
+            "b cannot run it; gone is not live"
+        );
+        assert!(!pools.contains_key("task:y"), "only this node's tasks");
+        // This node is a candidate even before its own row is read back.
+        let pools = candidate_pools(&[], &["task:z".into()], &live, "b");
+        assert_eq!(pools["task:z"], ["b"]);
+        let pool = candidate_pools(&rows, &["task:x".into()], &live, "a")["task:x"].clone();
+        let owner = assigned_node("task:x", 0, &pool).unwrap();
+        assert!(["a", "c"].contains(&owner), "{owner}");
+    }
 
     #[test]
     fn partitions_spread_over_nodes_and_stay_put() {

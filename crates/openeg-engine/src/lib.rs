@@ -29,10 +29,12 @@ pub mod envelope;
 mod error;
 pub mod metrics;
 pub mod position;
+mod recent;
 pub mod retry;
 pub mod router;
 pub mod routes;
 pub mod runtimes;
+pub mod stream;
 pub mod supervisor;
 
 use bytes::Bytes;
@@ -62,6 +64,9 @@ pub const MAX_HOPS: u64 = 3;
 pub struct EngineConfig {
     pub functiongraph_endpoint: Option<String>,
     pub smn_endpoint: Option<String>,
+    /// The S3-compatible store of event streams' OBS sinks, and the region it signs for.
+    pub obs_endpoint: Option<String>,
+    pub obs_region: Option<String>,
     /// In-flight attempts per target.
     pub target_concurrency: usize,
     /// Attempts waiting for a slot per target before new ones are left to the retry poller.
@@ -86,13 +91,21 @@ pub struct EngineConfig {
     /// Several nodes share the channel log (Kafka): partitions are routed under leases
     /// (`cluster.rs`). `None`: this node routes every partition of its log.
     pub cluster: Option<cluster::ClusterConfig>,
+    /// Byte budget of the recently routed events kept for retries (`recent.rs`); 0: none.
+    /// Worth it on a shared log only, where reading an event back is a broker fetch.
+    pub recent_events_bytes: usize,
 }
+
+/// The recent-events budget for a log on a Kafka cluster.
+pub const RECENT_EVENTS_BYTES: usize = recent::DEFAULT_BUDGET;
 
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             functiongraph_endpoint: None,
             smn_endpoint: None,
+            obs_endpoint: None,
+            obs_region: None,
             target_concurrency: 16,
             target_queue: 10_000,
             lease: Duration::from_secs(330),
@@ -103,6 +116,7 @@ impl Default for EngineConfig {
             restart_backoff: supervisor::Backoff::default(),
             kafka_ca_file: None,
             cluster: None,
+            recent_events_bytes: 0,
         }
     }
 }
@@ -208,6 +222,8 @@ pub struct Engine {
     pub(crate) failure_log: dispatch::FailureLog,
     /// Dead-letter publishes in flight (over every target).
     pub(crate) dead_letter_slots: Arc<tokio::sync::Semaphore>,
+    /// Recently routed events, on a shared log only (`recent.rs`).
+    pub(crate) recent: Option<recent::RecentEvents>,
     /// Compiled routes per topic, recompiled after subscription changes.
     pub(crate) routes: routes::RouteCache,
     /// Topics with a running router.
@@ -276,6 +292,8 @@ impl Engine {
             .cluster
             .clone()
             .map(|c| Arc::new(cluster::Ownership::new(c)));
+        let recent = (cfg.recent_events_bytes > 0)
+            .then(|| recent::RecentEvents::new(cfg.recent_events_bytes));
         let engine = Arc::new_cyclic(|me| Engine {
             meta,
             delivery,
@@ -286,6 +304,7 @@ impl Engine {
             metrics,
             failure_log: dispatch::FailureLog::default(),
             dead_letter_slots: Arc::new(tokio::sync::Semaphore::new(dead_letter::CONCURRENCY)),
+            recent,
             routes: routes::RouteCache::default(),
             routers: Mutex::new(HashMap::new()),
             slots: Mutex::new(HashMap::new()),
@@ -390,6 +409,13 @@ impl Engine {
         position: u64,
     ) -> Result<Option<Bytes>, EngineError> {
         let t = topic(project_id, channel_id);
+        if let Some(hit) = self.recent.as_ref().and_then(|c| c.get(&t, position)) {
+            self.metrics.event_cache_hits.add(1);
+            return Ok(Some(hit));
+        }
+        if self.recent.is_some() {
+            self.metrics.event_cache_misses.add(1);
+        }
         let (partition, offset) = position::split(position);
         let record = match self.log.read(&t, partition, offset, 1, 1).await {
             Ok(recs) => recs.into_iter().find(|r| r.offset == offset),
@@ -441,7 +467,10 @@ impl Engine {
             }
             // Which channels' targets use it is in their documents; connections change
             // rarely, so every channel of the project compiles again.
-            ResourceKind::Connection => self.routes.invalidate_project(project_id),
+            ResourceKind::Connection => {
+                self.routes.invalidate_project(project_id);
+                self.restart_streams_using(project_id, id).await;
+            }
             ResourceKind::EventSource | ResourceKind::EventStream | ResourceKind::RouterJob => {
                 let Some(task) = kind.task_kind() else {
                     return;
@@ -456,7 +485,10 @@ impl Engine {
                     Ok(None) => {
                         self.supervisor
                             .apply(key, supervisor::Desired::Absent)
-                            .await
+                            .await;
+                        if task == TaskKind::EventStream {
+                            self.metrics.forget_stream(id);
+                        }
                     }
                     Err(e) => tracing::warn!(
                         error = %e,
@@ -469,16 +501,54 @@ impl Engine {
         }
     }
 
-    /// The runtime status of a resource's work on this node; `None` when it is not
-    /// supervised here (APPLICATION and official sources, unknown resources).
+    /// Restarts the running event streams whose Kafka sink uses connection `id` (they hold a
+    /// `connection:{id}` reference), so they write through its new settings. Stopped and
+    /// unrunnable streams pick the connection up when they next start.
+    async fn restart_streams_using(&self, project_id: &str, id: &str) {
+        let streams = match self
+            .meta
+            .referencing(project_id, &format!("connection:{id}"))
+            .await
+        {
+            Ok(docs) => docs,
+            Err(e) => {
+                tracing::warn!(error = %e, connection_id = id,
+                    "reading the streams of a changed connection failed: they keep its old settings");
+                return;
+            }
+        };
+        let _one = self.supervising.lock().await;
+        for rec in streams.iter().filter(|r| r.kind == Kind::EventStream) {
+            let desired = self.desired(TaskKind::EventStream, rec);
+            if matches!(desired, supervisor::Desired::Run { .. }) {
+                tracing::info!(stream_id = %rec.id, connection_id = id,
+                    "event stream restarted: its sink's connection changed");
+                let key = supervisor::TaskKey::new(TaskKind::EventStream, project_id, &rec.id);
+                self.supervisor.restart(key, desired).await;
+            }
+        }
+    }
+
+    /// The runtime status of a resource's work; `None` when it is not supervised here
+    /// (APPLICATION and official sources, unknown resources). In a cluster, work that runs
+    /// on another node (it holds the work's lease) shows the status that node published.
     pub fn runtime_status(
         &self,
         kind: TaskKind,
         project_id: &str,
         id: &str,
     ) -> Option<RuntimeStatus> {
-        self.supervisor
-            .status(&supervisor::TaskKey::new(kind, project_id, id))
+        let key = supervisor::TaskKey::new(kind, project_id, id);
+        let local = self.supervisor.status(&key)?;
+        if local.state == RunState::Stopped {
+            return Some(local);
+        }
+        Some(
+            self.ownership
+                .as_ref()
+                .and_then(|own| own.published_status(&key))
+                .unwrap_or(local),
+        )
     }
 
     /// Follows the store's change feed (several nodes on one PostgreSQL): every document
@@ -585,7 +655,15 @@ impl Engine {
             runtimes::Plan::Run => match self.build_runtime(kind, rec) {
                 Ok(runtime) => Desired::Run {
                     revision: runtimes::revision(kind, &rec.body),
-                    runtime,
+                    // In a cluster the work runs on one node at a time, under its lease.
+                    runtime: match &self.ownership {
+                        Some(own) => Arc::new(cluster::Leased::new(
+                            own.clone(),
+                            &supervisor::TaskKey::new(kind, &rec.project_id, &rec.id),
+                            runtime,
+                        )),
+                        None => runtime,
+                    },
                 },
                 Err(e) => Desired::Unrunnable(e),
             },
@@ -620,6 +698,8 @@ impl Engine {
                         .and_then(Value::as_str)
                         .unwrap_or(&rec.name)
                         .to_string(),
+                    batch_interval: Duration::ZERO,
+                    lag: None,
                 };
                 // Building does no I/O: a spec that cannot be built is reported at once.
                 openeg_connectors::sources::build(&spec, &ctx)
@@ -633,13 +713,81 @@ impl Engine {
                     build: openeg_connectors::sources::build,
                 }))
             }
-            TaskKind::EventStream | TaskKind::RouterJob => Err(supervisor::ErrorInfo::not_run(
-                format!("no {} runtime in this build", kind.as_str()),
-            )),
+            TaskKind::EventStream => Ok(Arc::new(self.stream_run(rec)?)),
+            TaskKind::RouterJob => Err(supervisor::ErrorInfo::not_run(format!(
+                "no {} runtime in this build",
+                kind.as_str()
+            ))),
         }
     }
 
-    /// Starts the router of a topic if none runs.
+    /// The runtime of an event stream document (whose plan is to run).
+    fn stream_run(&self, rec: &Document) -> Result<stream::StreamRun, supervisor::ErrorInfo> {
+        let body = &rec.body;
+        let empty = Value::Null;
+        let source = body.get("source").unwrap_or(&empty);
+        let kind = source
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        // The detail is the source's one `source_*` member.
+        let mut detail = source
+            .as_object()
+            .and_then(|o| {
+                o.iter()
+                    .find(|(k, v)| k.starts_with("source_") && v.is_object())
+            })
+            .map(|(_, v)| v.clone())
+            .unwrap_or(Value::Null);
+        self.secrets.reveal_json(&mut detail);
+        let option = body.get("option").unwrap_or(&empty);
+        let window = option.get("batch_window").unwrap_or(&empty);
+        let int = |v: &Value, k: &str| v.get(k).and_then(Value::as_i64);
+        let rule = body.get("rule_config").unwrap_or(&empty);
+        let spec = openeg_connectors::sources::SourceSpec { kind, detail };
+        let ctx = openeg_connectors::sources::BuildContext {
+            resource_id: rec.id.clone(),
+            node_name: self.cfg.node_name.clone(),
+            resource_name: body
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or(&rec.name)
+                .to_string(),
+            batch_interval: Duration::from_secs(
+                int(window, "interval").unwrap_or(0).clamp(0, 15) as u64
+            ),
+            // Set by the run (figures exist only where a stream runs).
+            lag: None,
+        };
+        // Building does no I/O: a source that cannot be built is reported at once.
+        openeg_connectors::sources::build(&spec, &ctx)
+            .map_err(|e| runtimes::build_error_info(&e))?;
+        let sink = stream::SinkPlan::of_stored(body.get("sink").unwrap_or(&empty), &self.secrets)
+            .map_err(supervisor::ErrorInfo::not_run)?;
+        if matches!(sink, stream::SinkPlan::Obs(_)) && self.cfg.obs_endpoint.is_none() {
+            return Err(supervisor::ErrorInfo::not_run(
+                stream::STREAM_OBS_NOT_CONFIGURED,
+            ));
+        }
+        Ok(stream::StreamRun {
+            engine: self.me.clone(),
+            project_id: rec.project_id.clone(),
+            stream_id: rec.id.clone(),
+            source: spec,
+            ctx,
+            build: openeg_connectors::sources::build,
+            sink,
+            filter: rule.get("filter").filter(|f| f.is_object()).cloned(),
+            transform: rule.get("transform").filter(|f| f.is_object()).cloned(),
+            count: int(window, "count").unwrap_or(1).clamp(1, 10_000) as usize,
+            threads: int(option, "thread_num").unwrap_or(1).clamp(1, 64) as usize,
+            retries: int(window, "time")
+                .filter(|t| *t > 0)
+                .and_then(|t| u32::try_from(t).ok()),
+        })
+    }
+
     /// The cluster as this node sees it (`GET /openeg/v1/cluster`): nodes, and the
     /// partitions of `project_id`'s channels with their owner and lag.
     pub async fn cluster_view(&self, project_id: &str) -> Result<Value, EngineError> {

@@ -98,11 +98,83 @@ pub struct Metrics {
     pub dead_letters_sent: Counter,
     pub dead_letter_failures: Counter,
     pub dead_letters_dropped: Counter,
+    /// Events read back (retries, ShowDetailOfEvent) from the recent-events cache of a
+    /// shared log, and from the log itself.
+    pub event_cache_hits: Counter,
+    pub event_cache_misses: Counter,
     /// This node's name (set once at start), for `openeg_node_info`.
     pub(crate) node: std::sync::OnceLock<String>,
     /// Per partition this node routes now, keyed (channel id, partition): events in the log
     /// its router has not passed yet.
     pub(crate) lag: std::sync::Mutex<std::collections::BTreeMap<(String, u32), u64>>,
+    /// Per event stream running on this node, keyed by stream id.
+    pub(crate) streams:
+        std::sync::Mutex<std::collections::BTreeMap<String, std::sync::Arc<StreamFigures>>>,
+}
+
+/// One counter of [`StreamFigures`], for rendering.
+type FigureOf = fn(&StreamFigures) -> &Counter;
+
+/// What an event stream did on this node since it was (re)configured here.
+pub struct StreamFigures {
+    /// Records read from the source and handed to the sink side.
+    pub read: Counter,
+    /// Records the filter dropped (committed, not written).
+    pub filtered: Counter,
+    /// Records the sink took.
+    pub written: Counter,
+    /// Records the sink refused for good because of the record itself.
+    pub skipped: Counter,
+    /// Sink calls that failed and are retried.
+    pub sink_failures: Counter,
+    /// The last sink failure, if any (never holds secrets: sinks' texts do not).
+    pub last_error: std::sync::Mutex<Option<String>>,
+    /// Records in the source after the stream's committed position, as its source last
+    /// reported while running ([`openeg_connectors::sources::LAG_UNKNOWN`]: not known).
+    pub lag: openeg_connectors::sources::LagGauge,
+}
+
+impl Default for StreamFigures {
+    fn default() -> Self {
+        StreamFigures {
+            read: Counter::default(),
+            filtered: Counter::default(),
+            written: Counter::default(),
+            skipped: Counter::default(),
+            sink_failures: Counter::default(),
+            last_error: std::sync::Mutex::new(None),
+            lag: std::sync::Arc::new(std::sync::atomic::AtomicI64::new(
+                openeg_connectors::sources::LAG_UNKNOWN,
+            )),
+        }
+    }
+}
+
+impl StreamFigures {
+    /// The consumer lag, if the source reported one.
+    pub fn lag(&self) -> Option<u64> {
+        u64::try_from(self.lag.load(std::sync::atomic::Ordering::Relaxed)).ok()
+    }
+}
+
+impl Metrics {
+    /// The figures of stream `id` (created on first use).
+    pub(crate) fn stream(&self, id: &str) -> std::sync::Arc<StreamFigures> {
+        let mut m = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry(id.to_string()).or_default().clone()
+    }
+
+    /// The figures of stream `id`, if it ran on this node.
+    pub fn stream_figures(&self, id: &str) -> Option<std::sync::Arc<StreamFigures>> {
+        let m = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(id).cloned()
+    }
+
+    /// Forgets a deleted stream's figures.
+    pub(crate) fn forget_stream(&self, id: &str) {
+        let mut m = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        m.remove(id);
+    }
 }
 
 /// A partition's entry in [`Metrics::lag`], removed when its router stops.
@@ -164,7 +236,7 @@ impl Metrics {
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &Counter); 12] = [
+        let counters: [(&str, &str, &Counter); 14] = [
             (
                 "openeg_events_ingested_total",
                 "Events accepted and durably appended",
@@ -221,6 +293,16 @@ impl Metrics {
                 &self.dead_letter_failures,
             ),
             (
+                "openeg_event_cache_hits_total",
+                "Events read back from the recent-events cache (shared log only)",
+                &self.event_cache_hits,
+            ),
+            (
+                "openeg_event_cache_misses_total",
+                "Events read back from the shared log because the cache did not hold them",
+                &self.event_cache_misses,
+            ),
+            (
                 "openeg_dead_letters_dropped_total",
                 "Dead-letter records dropped after the dead-letter window",
                 &self.dead_letters_dropped,
@@ -274,6 +356,55 @@ impl Metrics {
                 "openeg_channel_lag{{channel_id=\"{}\",partition=\"{partition}\"}} {n}",
                 label(channel)
             );
+        }
+        let streams = self.streams.lock().map(|m| m.clone()).unwrap_or_default();
+        let per_stream: [(&str, &str, FigureOf); 5] = [
+            (
+                "openeg_stream_records_read_total",
+                "Records an event stream read from its source",
+                |f| &f.read,
+            ),
+            (
+                "openeg_stream_records_filtered_total",
+                "Records an event stream's filter dropped",
+                |f| &f.filtered,
+            ),
+            (
+                "openeg_stream_records_written_total",
+                "Records an event stream's sink took",
+                |f| &f.written,
+            ),
+            (
+                "openeg_stream_records_skipped_total",
+                "Records an event stream skipped because its sink refused them for good",
+                |f| &f.skipped,
+            ),
+            (
+                "openeg_stream_sink_failures_total",
+                "Failed sink calls of an event stream (retried)",
+                |f| &f.sink_failures,
+            ),
+        ];
+        for (name, help, get) in per_stream {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (id, f) in &streams {
+                let _ = writeln!(
+                    out,
+                    "{name}{{stream_id=\"{}\"}} {}",
+                    label(id),
+                    get(f).get()
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP openeg_stream_lag Records in an event stream's source after its committed position\n\
+             # TYPE openeg_stream_lag gauge"
+        );
+        for (id, f) in &streams {
+            if let Some(n) = f.lag() {
+                let _ = writeln!(out, "openeg_stream_lag{{stream_id=\"{}\"}} {n}", label(id));
+            }
         }
         out
     }

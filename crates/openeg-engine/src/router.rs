@@ -26,6 +26,7 @@ use crate::envelope::Envelope;
 use crate::position::{self, position, split};
 use crate::routes::{ChannelRoutes, TargetRoute};
 use crate::{now_ms, split_topic, Engine, EngineError, ROUTER_GROUP};
+use bytes::Bytes;
 use openeg_log::LogError;
 use openeg_store::delivery::{NewDelivery, TraceRow};
 use serde::Deserialize;
@@ -407,6 +408,11 @@ async fn step(
         tracing::warn!(topic, offset, "unreadable log record skipped");
     }
     engine.metrics.matched.add(plan.matched);
+    if let Some(recent) = &engine.recent {
+        for (position, text) in &plan.matched_events {
+            recent.insert(topic, *position, text.clone());
+        }
+    }
     hand_off(engine, topic, plan, path).await?;
     Ok(Some(last + 1))
 }
@@ -470,6 +476,8 @@ struct Plan {
     replay: Vec<(usize, Job)>,
     /// Events some subscription matched.
     matched: u64,
+    /// Those events' positions and JSON texts (kept for retries on a shared log).
+    matched_events: Vec<(u64, Bytes)>,
     /// Offsets of records that are not event envelopes (skipped).
     unreadable: Vec<u64>,
 }
@@ -550,7 +558,9 @@ fn plan(
             continue;
         }
         plan.matched += 1;
-        let event = Arc::new(Event::new(env.event_in(&rec.payload)));
+        let text = env.event_in(&rec.payload);
+        plan.matched_events.push((rec.offset, text.clone()));
+        let event = Arc::new(Event::new(text));
         for &h in &hits {
             let Some(sub) = routes.matched.get(h) else {
                 continue;

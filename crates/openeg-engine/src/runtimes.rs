@@ -7,7 +7,10 @@
 //!   are `ERROR` with the reason. A pump is `RUNNING` once its source connected.
 //! * Event streams and router jobs run when their stored `_desired` state is `RUNNING`
 //!   (START), and are stopped otherwise (before the first operation, and after PAUSE/STOP).
-//!   This build has no stream or replication runtime: a started one is `ERROR` with the reason.
+//!   A started stream runs a [`crate::stream::StreamRun`] when its source kind is in the
+//!   sources registry (`HC.Kafka`, the RocketMQ kinds) and its sink is one the stream runtime
+//!   has (Kafka, FunctionGraph); otherwise it is `ERROR` with the reason. This build has no replication
+//!   runtime: a started router job is `ERROR` with the reason.
 
 use crate::supervisor::{ErrorInfo, Ready, RunState, Runtime, RuntimeStatus, StopSignal, TaskKind};
 use crate::Engine;
@@ -22,9 +25,10 @@ use std::sync::Weak;
 pub const ROUTER_JOB_NOT_RUN: &str = "event-router jobs are stored but not run: this OpenEG \
                                       build has no replication runtime yet, so nothing is copied";
 
-/// Why a started event stream shows `ERROR`.
-pub const EVENT_STREAM_NOT_RUN: &str = "event streams are stored but not run: this OpenEG build \
-                                        has no stream runtime yet, so no data moves";
+/// Why a started event stream whose source kind has no runtime shows `ERROR`.
+pub fn stream_source_not_run(kind: &str) -> String {
+    format!("{kind} stream sources are not run by this OpenEG build: no data moves")
+}
 
 /// Records per batch a source is asked for.
 const SOURCE_BATCH: usize = 500;
@@ -67,7 +71,15 @@ pub fn plan(kind: TaskKind, body: &Value) -> Plan {
             }
         }
         TaskKind::EventStream if str_of(body, "_desired") == "RUNNING" => {
-            Plan::Unrunnable(ErrorInfo::not_run(EVENT_STREAM_NOT_RUN))
+            let source = body.get("source").unwrap_or(&Value::Null);
+            let kind = str_of(source, "name");
+            if !sources::is_supported(kind) {
+                return Plan::Unrunnable(ErrorInfo::not_run(stream_source_not_run(kind)));
+            }
+            match crate::stream::SinkPlan::of(body.get("sink").unwrap_or(&Value::Null)) {
+                Ok(_) => Plan::Run,
+                Err(why) => Plan::Unrunnable(ErrorInfo::not_run(why)),
+            }
         }
         // A job without source and sink cannot be started (the API refuses START).
         TaskKind::RouterJob
@@ -250,7 +262,7 @@ mod tests {
     fn record(text: &str) -> SourceRecord {
         SourceRecord {
             payload: bytes::Bytes::from(text.to_string()),
-            key: None,
+            ..SourceRecord::default()
         }
     }
 

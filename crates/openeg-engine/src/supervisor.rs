@@ -134,7 +134,7 @@ pub struct RuntimeStatus {
 /// Tells a run to stop. Runs check it between units of work (a batch) and return `Ok(())`;
 /// a run still going after the supervisor's grace period is aborted.
 #[derive(Debug, Clone)]
-pub struct StopSignal(watch::Receiver<bool>);
+pub struct StopSignal(pub(crate) watch::Receiver<bool>);
 
 impl StopSignal {
     pub fn is_stopped(&self) -> bool {
@@ -161,6 +161,16 @@ impl Ready {
         if st.state != RunState::Stopped {
             st.state = RunState::Running;
             st.error = None;
+        }
+    }
+
+    /// The run is not doing its work now (for instance it waits for its cluster lease):
+    /// status `Error` with `why` (unless the task is being stopped).
+    pub fn not_ready(&self, why: ErrorInfo) {
+        let mut st = lock(&self.status);
+        if st.state != RunState::Stopped {
+            st.state = RunState::Error;
+            st.error = Some(why);
         }
     }
 }
@@ -270,8 +280,18 @@ impl Supervisor {
     /// Makes the resource's work what `desired` says (see the module documentation).
     /// Returns once an old task is stopped and a new one is started.
     pub async fn apply(&self, key: TaskKey, desired: Desired) {
+        self.apply_inner(key, desired, false).await
+    }
+
+    /// Like [`Supervisor::apply`], but a running task of the same revision is stopped and
+    /// started again too: what it runs with changed outside its document (a connection).
+    pub async fn restart(&self, key: TaskKey, desired: Desired) {
+        self.apply_inner(key, desired, true).await
+    }
+
+    async fn apply_inner(&self, key: TaskKey, desired: Desired, force: bool) {
         let _one = self.changes.lock().await;
-        if let Desired::Run { revision, .. } = &desired {
+        if let (false, Desired::Run { revision, .. }) = (force, &desired) {
             let slots = lock(&self.slots);
             let unchanged = slots
                 .get(&key)

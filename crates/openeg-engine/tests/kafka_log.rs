@@ -11,13 +11,11 @@
 mod common;
 
 use common::{
-    channel_with_webhook, drop_pg_schema, event, http_receiver, kafka_brokers, pg_store, receiver,
-    unique, wait_for_within, KEY,
+    channel_with_webhook, cluster_node, drop_pg_schema, event, http_receiver, kafka_brokers,
+    kafka_log, pg_store, receiver, unique, wait_for_within, KEY,
 };
-use openeg_engine::cluster::ClusterConfig;
 use openeg_engine::{position, Engine, EngineConfig};
 use openeg_log::EventLog;
-use openeg_log_kafka::{KafkaLog, KafkaLogConfig};
 use openeg_store::delivery::DeliveryStore;
 use openeg_store::secrets::SecretBox;
 use openeg_store::ClusterStore;
@@ -38,13 +36,6 @@ fn expected(id: &str) -> u32 {
     } else {
         1
     }
-}
-
-async fn kafka_log(brokers: &str, prefix: &str) -> Arc<KafkaLog> {
-    let mut cfg = KafkaLogConfig::new(brokers);
-    cfg.topic_prefix = prefix.to_string();
-    cfg.partitions = 3;
-    Arc::new(KafkaLog::connect(cfg).await.unwrap())
 }
 
 #[tokio::test]
@@ -83,7 +74,10 @@ async fn channel_log_on_kafka_delivers_every_event_across_partitions_and_restart
         store.clone(),
         log.clone(),
         SecretBox::from_key_base64(KEY).unwrap(),
-        EngineConfig::default(),
+        EngineConfig {
+            recent_events_bytes: openeg_engine::RECENT_EVENTS_BYTES,
+            ..Default::default()
+        },
         Vec::new(),
     )
     .await
@@ -129,6 +123,15 @@ async fn channel_log_on_kafka_delivers_every_event_across_partitions_and_restart
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The retries read their events from the recent-events cache, not from the broker.
+    let (hits, misses) = (
+        engine.metrics.event_cache_hits.get(),
+        engine.metrics.event_cache_misses.get(),
+    );
+    assert!(
+        hits >= 30 && misses == 0,
+        "cache hits {hits}, misses {misses}"
+    );
     let mut partitions = HashSet::new();
     for id in [
         "a-0", "a-10", "a-20", "a-1", "a-2", "a-3", "a-4", "a-5", "a-6", "a-7",
@@ -205,33 +208,6 @@ async fn channel_log_on_kafka_delivers_every_event_across_partitions_and_restart
     // topic carrying a leader hint, on which librdkafka 2.12.1 crashes (docs/DECISIONS.md).
 }
 
-async fn node(
-    store: &Arc<openeg_store::PgStore>,
-    brokers: &str,
-    prefix: &str,
-    name: &str,
-) -> Arc<Engine> {
-    let cfg = EngineConfig {
-        node_name: name.into(),
-        cluster: Some(ClusterConfig {
-            node: name.into(),
-            address: format!("{name}:8080"),
-            store: store.clone(),
-        }),
-        ..Default::default()
-    };
-    Engine::start(
-        store.clone(),
-        store.clone(),
-        kafka_log(brokers, prefix).await,
-        SecretBox::from_key_base64(KEY).unwrap(),
-        cfg,
-        Vec::new(),
-    )
-    .await
-    .unwrap()
-}
-
 /// The owners of the topic's partitions, once every partition has an unexpired lease held by
 /// one of `nodes` and the owners are exactly `nodes` (bounded wait).
 async fn wait_owners(store: &dyn ClusterStore, topic: &str, nodes: &[&str]) -> Vec<String> {
@@ -274,8 +250,8 @@ async fn two_nodes_split_the_partitions_and_the_survivor_takes_them_all() {
     let channel = channel_with_webhook(&*store, &project, &hook).await;
     let topic = openeg_engine::topic(&project, &channel);
 
-    let a = node(&store, &brokers, &prefix, "node-a").await;
-    let b = node(&store, &brokers, &prefix, "node-b").await;
+    let a = cluster_node(&store, &brokers, &prefix, "node-a").await;
+    let b = cluster_node(&store, &brokers, &prefix, "node-b").await;
     // Both publish (the topic is created on the first event), then both route.
     let ids: Vec<String> = (0..400).map(|i| format!("n-{i}")).collect();
     for (i, chunk) in ids.chunks(20).enumerate() {

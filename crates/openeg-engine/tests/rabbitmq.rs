@@ -1,6 +1,8 @@
 //! RABBITMQ custom event sources against a real broker: consuming into the channel and on to
 //! a webhook, status from the connection (wrong password, fixed by an update), and no loss
-//! across engine restarts. Needs `OPENEG_TEST_RABBITMQ_URL` (e.g.
+//! across engine restarts; in a cluster (two nodes on PostgreSQL and a Kafka log, also
+//! needing `OPENEG_TEST_DATABASE_URL` and `OPENEG_TEST_KAFKA_BROKERS`), one node consumes and
+//! the other takes over when it stops. Needs `OPENEG_TEST_RABBITMQ_URL` (e.g.
 //! `amqp://guest:guest@127.0.0.1:5672/%2f`); skipped without it unless
 //! `OPENEG_REQUIRE_RABBITMQ=1`.
 
@@ -79,9 +81,8 @@ impl Broker {
             .await;
     }
 
-    /// Messages ready in `q` (unacknowledged ones are not counted while their consumer's
-    /// connection is open).
-    async fn ready(&self, q: &str) -> u32 {
+    /// `q` as the broker reports it now (a passive declare).
+    async fn inspect(&self, q: &str) -> lapin::Queue {
         self.ch
             .queue_declare(
                 q.into(),
@@ -93,7 +94,17 @@ impl Broker {
             )
             .await
             .unwrap()
-            .message_count()
+    }
+
+    /// Messages ready in `q` (unacknowledged ones are not counted while their consumer's
+    /// connection is open).
+    async fn ready(&self, q: &str) -> u32 {
+        self.inspect(q).await.message_count()
+    }
+
+    /// Consumers of `q` now.
+    async fn consumers(&self, q: &str) -> u32 {
+        self.inspect(q).await.consumer_count()
     }
 
     async fn publish(&self, q: &str, body: &[u8], props: BasicProperties) {
@@ -548,4 +559,90 @@ async fn nothing_is_lost_when_the_engine_stops_mid_stream() {
     );
     broker.delete(&q).await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_a_cluster_one_node_consumes_and_another_takes_over_when_it_stops() {
+    let Some(url) = rabbit_url() else { return };
+    let Some(brokers) = common::kafka_brokers() else {
+        return;
+    };
+    let Some((store, schema)) = common::pg_store().await else {
+        return;
+    };
+    let broker = Broker::connect(&url).await;
+    let q = broker.queue().await;
+    let (hook, seen) = body_receiver().await;
+    let ch = channel_with_webhook(&*store, P, &hook).await;
+    store
+        .insert(
+            &source_record("src-c", &ch, broker.detail(&q, broker.password())),
+            &[],
+        )
+        .await
+        .unwrap();
+    let prefix = format!("openeg-t{}.", unique());
+    let a = common::cluster_node(&store, &brokers, &prefix, "node-a").await;
+    let b = common::cluster_node(&store, &brokers, &prefix, "node-b").await;
+
+    // One node runs the source, and both report that node's status.
+    let running = |s: &RuntimeStatus| s.state == RunState::Running;
+    let owner = wait_status(&a, "src-c", Duration::from_secs(30), running)
+        .await
+        .node_name;
+    // It may move once when node-b joins; then both agree on the owner.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let owner_a = wait_status(&a, "src-c", Duration::from_secs(10), running)
+        .await
+        .node_name;
+    let owner_b = wait_status(&b, "src-c", Duration::from_secs(10), running)
+        .await
+        .node_name;
+    assert_eq!(
+        owner_a, owner_b,
+        "both nodes show the owner's status (first: {owner})"
+    );
+    assert_eq!(broker.consumers(&q).await, 1, "one node consumes");
+
+    const N: usize = 100;
+    let publish = |from: usize| {
+        let broker = &broker;
+        let q = &q;
+        async move {
+            for i in from..from + N {
+                let props = BasicProperties::default().with_message_id(format!("c-{i}").into());
+                broker
+                    .publish(q, json!({"i": i}).to_string().as_bytes(), props)
+                    .await;
+            }
+        }
+    };
+    publish(0).await;
+    wait_delivered(&seen, N, Duration::from_secs(60)).await;
+    assert_eq!(broker.consumers(&q).await, 1, "still one consumer");
+
+    // The owner stops (its lease goes back): the other node takes the source over.
+    let (gone, survivor, survivor_name) = if owner_a == "node-a" {
+        (a, b, "node-b")
+    } else {
+        (b, a, "node-a")
+    };
+    gone.shutdown().await;
+    let t0 = Instant::now();
+    wait_status(&survivor, "src-c", Duration::from_secs(20), |s| {
+        s.state == RunState::Running && s.node_name == survivor_name
+    })
+    .await;
+    eprintln!("taken over in {:?}", t0.elapsed());
+    publish(N).await;
+    wait_delivered(&seen, 2 * N, Duration::from_secs(60)).await;
+    assert_eq!(broker.consumers(&q).await, 1);
+    let got = seen.lock().unwrap().clone();
+    for i in 0..2 * N {
+        let ev = got.get(&format!("c-{i}")).expect("every message delivered");
+        assert_eq!(ev["data"]["context"], json!({"i": i}));
+    }
+    survivor.shutdown().await;
+    broker.delete(&q).await;
+    common::drop_pg_schema(&schema).await;
 }

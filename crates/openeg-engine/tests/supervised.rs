@@ -4,7 +4,8 @@
 mod common;
 
 use common::unique;
-use openeg_engine::runtimes::{EVENT_STREAM_NOT_RUN, ROUTER_JOB_NOT_RUN};
+use openeg_engine::runtimes::ROUTER_JOB_NOT_RUN;
+use openeg_engine::stream::STREAM_OBS_NOT_CONFIGURED;
 use openeg_engine::{Engine, EngineConfig, ResourceKind, RunState, RuntimeStatus, TaskKind};
 use openeg_log::{LogConfig, SegmentLog};
 use openeg_store::delivery::{DeliveryStore, NewDelivery};
@@ -87,7 +88,18 @@ async fn start_and_changes_set_the_runtime_status() {
             Kind::EventStream,
             "st-run",
             None,
-            json!({"status": "ERROR", "_desired": "RUNNING"}),
+            json!({"status": "ERROR", "_desired": "RUNNING",
+                   "source": {"name": "HC.COMMUNITY_ROCKETMQ", "source_community_rocketmq": {}},
+                   "sink": {"name": "HC.Kafka", "sink_kafka": {"topic": "t", "connectionId": "c"}}}),
+        ),
+        record(
+            Kind::EventStream,
+            "st-obs",
+            None,
+            json!({"status": "ERROR", "_desired": "RUNNING",
+                   "source": {"name": "HC.Kafka", "source_kafka": {"addr": "127.0.0.1:9",
+                              "topic": "t", "group": "g"}},
+                   "sink": {"name": "HC.OBS", "sink_obs": {"obs_bucket": "b"}}}),
         ),
         record(
             Kind::EventStream,
@@ -120,7 +132,15 @@ async fn start_and_changes_set_the_runtime_status() {
     assert_eq!(status(TaskKind::EventSource, "app"), None);
     assert_eq!(
         status(TaskKind::EventStream, "st-run"),
-        error(EVENT_STREAM_NOT_RUN)
+        error(
+            "invalid HC.COMMUNITY_ROCKETMQ source settings: addr (the name server list) is \
+             required to run a stream in OpenEG: an instance_id alone does not say where the \
+             brokers are"
+        )
+    );
+    assert_eq!(
+        status(TaskKind::EventStream, "st-obs"),
+        error(STREAM_OBS_NOT_CONFIGURED)
     );
     assert_eq!(status(TaskKind::EventStream, "st-new"), stopped());
     assert_eq!(

@@ -156,8 +156,9 @@ fn own_ops() -> Vec<Op> {
                     ("log", s::one_of(&["embedded", "shared"])),
                     ("nodes", s::array(s::any_object())),
                     ("partitions", s::array(s::any_object())),
+                    ("tasks", s::array(s::any_object())),
                 ]),
-                &["node", "log", "nodes", "partitions"],
+                &["node", "log", "nodes", "partitions", "tasks"],
             ))
             .errors(&[401, 503]),
         Op::get(

@@ -279,21 +279,26 @@ impl AppState {
     /// without a data plane, or whose supervisor has not seen the resource, reports what
     /// would be reported without running anything (`runtimes::status_without_data_plane`).
     /// `None`: not supervised (APPLICATION and official sources).
+    ///
+    /// Work whose document says it does not run (stopped, or not runnable in this build) is
+    /// answered from the document alone: a change made through another node reaches this
+    /// node's supervisor a moment later, and the answer must not lag the document.
     pub fn runtime_status(
         &self,
         kind: openeg_engine::TaskKind,
         rec: &openeg_store::Document,
     ) -> Option<openeg_engine::RuntimeStatus> {
-        self.engine
-            .as_ref()
-            .and_then(|e| e.runtime_status(kind, &rec.project_id, &rec.id))
-            .or_else(|| {
-                openeg_engine::runtimes::status_without_data_plane(
-                    kind,
-                    &rec.body,
-                    &self.cfg.node_name,
-                )
-            })
+        use openeg_engine::runtimes::{plan, status_without_data_plane, Plan};
+        let from_document = || status_without_data_plane(kind, &rec.body, &self.cfg.node_name);
+        match plan(kind, &rec.body) {
+            Plan::Unsupervised => None,
+            Plan::Stopped | Plan::Unrunnable(_) => from_document(),
+            Plan::Run => self
+                .engine
+                .as_ref()
+                .and_then(|e| e.runtime_status(kind, &rec.project_id, &rec.id))
+                .or_else(from_document),
+        }
     }
 }
 

@@ -12,8 +12,17 @@
 //! * Times are the callers' epoch milliseconds: nodes are assumed to have clocks within a
 //!   fraction of a lease's lifetime of each other (NTP).
 //!
+//! * Singleton work (a broker source) holds a lease too, named by its task (partition 0).
+//!   Its holder publishes the work's status (`put_task_status`) so every node shows the same;
+//!   the write is fenced: it lands only while the writer holds that lease at that epoch, so a
+//!   node that lost the work can never overwrite what the new owner reports.
+//!
 //! Schema (version 6): `cluster_nodes(node, address, started_at, heartbeat_at)` and
-//! `partition_leases(topic, partition, owner, epoch, expires_at)`.
+//! `partition_leases(topic, partition, owner, epoch, expires_at)`; (version 7)
+//! `task_status(task, owner, epoch, state, error_code, error_message, restarts, updated_at)`
+//! and `cluster_settings(name, value)` (what every node must agree on, such as a check value
+//! sealed with the secrets key); (version 8) `task_candidates(task, node)`: which nodes can
+//! run which singleton task.
 
 use crate::common::backend;
 use crate::{PgStore, Result, SqliteStore};
@@ -37,6 +46,21 @@ pub struct Lease {
     pub owner: String,
     pub epoch: u64,
     pub expires_at: i64,
+}
+
+/// The status of a piece of singleton work, as its lease holder last published it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskStatusRow {
+    /// The task's lease name.
+    pub task: String,
+    pub owner: String,
+    pub epoch: u64,
+    /// `RUNNING`, `ERROR` or `STOPPED`.
+    pub state: String,
+    pub error_code: String,
+    pub error_message: String,
+    pub restarts: u32,
+    pub updated_at: i64,
 }
 
 #[async_trait]
@@ -67,6 +91,25 @@ pub trait ClusterStore: Send + Sync + 'static {
 
     /// Every lease, ordered by (topic, partition).
     async fn leases(&self) -> Result<Vec<Lease>>;
+
+    /// Publishes the status of task `row.task`, fenced: written only if `row.owner` holds the
+    /// lease named `row.task` (partition 0) at `row.epoch`, unexpired at `row.updated_at`.
+    /// Returns whether it was written.
+    async fn put_task_status(&self, row: &TaskStatusRow) -> Result<bool>;
+
+    /// Every published task status, ordered by task.
+    async fn task_statuses(&self) -> Result<Vec<TaskStatusRow>>;
+
+    /// Records that `node` can run exactly the singleton tasks `tasks` (replacing what it
+    /// recorded before): a task's lease is assigned among the nodes that can run it.
+    async fn replace_task_candidates(&self, node: &str, tasks: &[String]) -> Result<()>;
+
+    /// Every (task, node) candidate pair, ordered by task then node.
+    async fn task_candidates(&self) -> Result<Vec<(String, String)>>;
+
+    /// The value of setting `name` shared by every node; stores `value` first when it has
+    /// none (the first writer wins: racing callers all get the same value back).
+    async fn setting_or_insert(&self, name: &str, value: &str) -> Result<String>;
 }
 
 pub(crate) const PG_MIGRATION_6: &[&str] = &[
@@ -103,7 +146,67 @@ pub(crate) const SQLITE_MIGRATION_6: &[&str] = &[
     )",
 ];
 
+pub(crate) const PG_MIGRATION_7: &[&str] = &[
+    r#"CREATE TABLE cluster_settings (
+        name TEXT COLLATE "C" PRIMARY KEY,
+        value TEXT NOT NULL
+    )"#,
+    r#"CREATE TABLE task_status (
+        task TEXT COLLATE "C" PRIMARY KEY,
+        owner TEXT COLLATE "C" NOT NULL,
+        epoch BIGINT NOT NULL,
+        state TEXT NOT NULL,
+        error_code TEXT NOT NULL,
+        error_message TEXT NOT NULL,
+        restarts BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    )"#,
+];
+
+pub(crate) const SQLITE_MIGRATION_7: &[&str] = &[
+    "CREATE TABLE cluster_settings (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    )",
+    "CREATE TABLE task_status (
+        task TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        epoch INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        error_code TEXT NOT NULL,
+        error_message TEXT NOT NULL,
+        restarts INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    )",
+];
+
+pub(crate) const PG_MIGRATION_8: &[&str] = &[r#"CREATE TABLE task_candidates (
+        task TEXT COLLATE "C" NOT NULL,
+        node TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (task, node)
+    )"#];
+
+pub(crate) const SQLITE_MIGRATION_8: &[&str] = &["CREATE TABLE task_candidates (
+        task TEXT NOT NULL,
+        node TEXT NOT NULL,
+        PRIMARY KEY (task, node)
+    )"];
+
 type NodeTuple = (String, String, i64, i64);
+type TaskStatusTuple = (String, String, i64, String, String, String, i64, i64);
+
+fn task_status_row(t: TaskStatusTuple) -> TaskStatusRow {
+    TaskStatusRow {
+        task: t.0,
+        owner: t.1,
+        epoch: u64::try_from(t.2).unwrap_or(0),
+        state: t.3,
+        error_code: t.4,
+        error_message: t.5,
+        restarts: u32::try_from(t.6).unwrap_or(u32::MAX),
+        updated_at: t.7,
+    }
+}
 type LeaseTuple = (String, i64, String, i64, i64);
 
 fn node_row(t: NodeTuple) -> NodeRow {
@@ -147,6 +250,27 @@ const RELEASE: &str = "UPDATE partition_leases SET expires_at = 0 \
      WHERE topic = $1 AND partition = $2 AND owner = $3";
 const LEASES: &str = "SELECT topic, partition, owner, epoch, expires_at FROM partition_leases \
      ORDER BY topic, partition";
+
+// The fence: the row is written only by the holder of the task's lease at that epoch.
+const PUT_TASK_STATUS: &str = "INSERT INTO task_status (task, owner, epoch, state, error_code, \
+     error_message, restarts, updated_at) \
+     SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE EXISTS (SELECT 1 FROM partition_leases l \
+     WHERE l.topic = $1 AND l.partition = 0 AND l.owner = $2 AND l.epoch = $3 \
+     AND l.expires_at >= $8) \
+     ON CONFLICT (task) DO UPDATE SET owner = excluded.owner, epoch = excluded.epoch, \
+     state = excluded.state, error_code = excluded.error_code, \
+     error_message = excluded.error_message, restarts = excluded.restarts, \
+     updated_at = excluded.updated_at WHERE task_status.epoch <= excluded.epoch";
+const TASK_STATUSES: &str = "SELECT task, owner, epoch, state, error_code, error_message, \
+     restarts, updated_at FROM task_status ORDER BY task";
+
+const DELETE_CANDIDATES: &str = "DELETE FROM task_candidates WHERE node = $1";
+const INSERT_CANDIDATE: &str = "INSERT INTO task_candidates (task, node) VALUES ($1, $2) \
+     ON CONFLICT (task, node) DO NOTHING";
+const CANDIDATES: &str = "SELECT task, node FROM task_candidates ORDER BY task, node";
+const INSERT_SETTING: &str =
+    "INSERT INTO cluster_settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
+const SETTING: &str = "SELECT value FROM cluster_settings WHERE name = $1";
 
 fn pg_sql(sql: &'static str) -> std::borrow::Cow<'static, str> {
     sql.into()
@@ -239,6 +363,78 @@ macro_rules! cluster_store {
                     .await
                     .map_err(|e| backend("leases", e))?;
                 Ok(rows.into_iter().map(lease).collect())
+            }
+
+            async fn put_task_status(&self, row: &TaskStatusRow) -> Result<bool> {
+                let _g = $lock!(self);
+                let r = sqlx::query(&$sql(PUT_TASK_STATUS))
+                    .bind(&row.task)
+                    .bind(&row.owner)
+                    .bind(i64::try_from(row.epoch).unwrap_or(i64::MAX))
+                    .bind(&row.state)
+                    .bind(&row.error_code)
+                    .bind(&row.error_message)
+                    .bind(i64::from(row.restarts))
+                    .bind(row.updated_at)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| backend("put_task_status", e))?;
+                Ok(r.rows_affected() > 0)
+            }
+
+            async fn task_statuses(&self) -> Result<Vec<TaskStatusRow>> {
+                let rows: Vec<TaskStatusTuple> = sqlx::query_as(&$sql(TASK_STATUSES))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| backend("task_statuses", e))?;
+                Ok(rows.into_iter().map(task_status_row).collect())
+            }
+
+            async fn replace_task_candidates(&self, node: &str, tasks: &[String]) -> Result<()> {
+                let _g = $lock!(self);
+                let mut tx = self
+                    .pool
+                    .begin()
+                    .await
+                    .map_err(|e| backend("replace_task_candidates", e))?;
+                sqlx::query(&$sql(DELETE_CANDIDATES))
+                    .bind(node)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| backend("replace_task_candidates", e))?;
+                for t in tasks {
+                    sqlx::query(&$sql(INSERT_CANDIDATE))
+                        .bind(t)
+                        .bind(node)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| backend("replace_task_candidates", e))?;
+                }
+                tx.commit()
+                    .await
+                    .map_err(|e| backend("replace_task_candidates", e))
+            }
+
+            async fn task_candidates(&self) -> Result<Vec<(String, String)>> {
+                sqlx::query_as(&$sql(CANDIDATES))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| backend("task_candidates", e))
+            }
+
+            async fn setting_or_insert(&self, name: &str, value: &str) -> Result<String> {
+                let _g = $lock!(self);
+                sqlx::query(&$sql(INSERT_SETTING))
+                    .bind(name)
+                    .bind(value)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| backend("setting_or_insert", e))?;
+                sqlx::query_scalar(&$sql(SETTING))
+                    .bind(name)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(|e| backend("setting_or_insert", e))
             }
         }
     };

@@ -76,6 +76,8 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
     (4, delivery::MIGRATION_4),
     (5, delivery::MIGRATION_5),
     (6, crate::cluster::PG_MIGRATION_6),
+    (7, crate::cluster::PG_MIGRATION_7),
+    (8, crate::cluster::PG_MIGRATION_8),
 ];
 
 const COLS: &str = "r.project_id, r.kind, r.id, r.name, r.parent_id, r.created_at, r.updated_at, \

@@ -157,7 +157,7 @@ async fn sqlite_upgrades_from_version_1() {
             .await
             .unwrap()
     };
-    assert_eq!(v, 6);
+    assert_eq!(v, 8);
     store.close().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -40,6 +40,10 @@ pub struct Config {
     pub database_url: Option<String>,
     pub functiongraph_endpoint: Option<String>,
     pub smn_endpoint: Option<String>,
+    /// The S3-compatible store event streams with an OBS sink write to (its base URL).
+    pub obs_endpoint: Option<String>,
+    /// The region OBS uploads are signed for; default `local-1`.
+    pub obs_region: Option<String>,
     /// CA bundle (PEM file) Kafka TLS connections trust; default: the system's CA store.
     pub kafka_ca_file: Option<String>,
     #[serde(default = "default_node")]
@@ -92,6 +96,8 @@ pub const ENV_KEYS: &[(Option<&str>, &str, EnvKind)] = &[
     (None, "database_url", EnvKind::Text),
     (None, "functiongraph_endpoint", EnvKind::Text),
     (None, "smn_endpoint", EnvKind::Text),
+    (None, "obs_endpoint", EnvKind::Text),
+    (None, "obs_region", EnvKind::Text),
     (None, "kafka_ca_file", EnvKind::Text),
     (None, "node_name", EnvKind::Text),
     (None, "encryption_key", EnvKind::Text),
@@ -364,6 +370,8 @@ mod tests {
                 "OPENEG_DATABASE_URL" => "postgres://x/y",
                 "OPENEG_FUNCTIONGRAPH_ENDPOINT" => "http://fg",
                 "OPENEG_SMN_ENDPOINT" => "http://smn",
+                "OPENEG_OBS_ENDPOINT" => "http://obs",
+                "OPENEG_OBS_REGION" => "r1",
                 "OPENEG_KAFKA_CA_FILE" => "/ca.pem",
                 "OPENEG_NODE_NAME" => "n1",
                 "OPENEG_ENCRYPTION_KEY" => "k",
@@ -396,6 +404,8 @@ mod tests {
             database_url,
             functiongraph_endpoint,
             smn_endpoint,
+            obs_endpoint,
+            obs_region,
             kafka_ca_file,
             node_name,
             encryption_key,
@@ -421,6 +431,8 @@ mod tests {
         assert_eq!(database_url.as_deref(), Some("postgres://x/y"));
         assert_eq!(functiongraph_endpoint.as_deref(), Some("http://fg"));
         assert_eq!(smn_endpoint.as_deref(), Some("http://smn"));
+        assert_eq!(obs_endpoint.as_deref(), Some("http://obs"));
+        assert_eq!(obs_region.as_deref(), Some("r1"));
         assert_eq!(kafka_ca_file.as_deref(), Some("/ca.pem"));
         assert_eq!(node_name, "n1");
         assert_eq!(encryption_key.as_deref(), Some("k"));

@@ -164,6 +164,32 @@ fn serve(path: Option<PathBuf>, log_format: LogFormat) -> anyhow::Result<()> {
     rt.block_on(run_server(cfg))
 }
 
+/// Name of the shared check value sealed with the secrets key (`cluster_settings`).
+const KEY_CHECK: &str = "encryption_key_check";
+const KEY_CHECK_TEXT: &str = "openeg: secrets key check";
+
+/// Every process on one database must seal secrets with one key: a secret stored through one
+/// node is read by the others. The first process stores a value sealed with its key; a
+/// process whose key cannot open it refuses to start.
+async fn check_encryption_key(
+    store: &dyn openeg_store::ClusterStore,
+    secrets: &openeg_store::secrets::SecretBox,
+) -> anyhow::Result<()> {
+    let sealed = store
+        .setting_or_insert(KEY_CHECK, &secrets.encrypt(KEY_CHECK_TEXT))
+        .await
+        .context("reading the secrets key check from the database")?;
+    match secrets.decrypt(&sealed) {
+        Ok(t) if t == KEY_CHECK_TEXT => Ok(()),
+        _ => anyhow::bail!(
+            "this node's secrets key differs from the one the database was first used with: \
+             every node on one database must have the same `encryption_key` \
+             (OPENEG_ENCRYPTION_KEY), or secrets stored through one node cannot be read by \
+             another"
+        ),
+    }
+}
+
 async fn run_server(cfg: Config) -> anyhow::Result<()> {
     let (creds, created) = effective_credentials(&cfg)?;
     std::fs::create_dir_all(&cfg.data_dir)
@@ -178,6 +204,9 @@ async fn run_server(cfg: Config) -> anyhow::Result<()> {
     let stores = openeg_store::open_stores(cfg.database_url.as_deref(), &cfg.data_dir)
         .await
         .context("opening the metadata store")?;
+    if cfg.database_url.is_some() {
+        check_encryption_key(&*stores.cluster, &secrets).await?;
+    }
     let retention = std::time::Duration::from_secs(cfg.retention_hours.max(1) * 3600);
     let mut log_cfg = openeg_log::LogConfig::default();
     log_cfg.retention_max_age = Some(retention);
@@ -234,8 +263,16 @@ async fn run_server(cfg: Config) -> anyhow::Result<()> {
     let engine_cfg = openeg_engine::EngineConfig {
         functiongraph_endpoint: cfg.functiongraph_endpoint.clone(),
         smn_endpoint: cfg.smn_endpoint.clone(),
+        obs_endpoint: cfg.obs_endpoint.clone(),
+        obs_region: cfg.obs_region.clone(),
         kafka_ca_file: cfg.kafka_ca_file.clone(),
         node_name: cfg.node_name.clone(),
+        // Reading an event back from Kafka is a broker fetch: keep recent ones for retries.
+        recent_events_bytes: if cluster.is_some() {
+            openeg_engine::RECENT_EVENTS_BYTES
+        } else {
+            0
+        },
         cluster,
         project_domains: creds
             .iter()

@@ -10,6 +10,13 @@
 //!
 //! The producer is the one the Kafka target uses for the same connection settings (shared).
 //! Retrying a failed publish is the engine's job (durably, for the dead-letter window).
+//!
+//! While the queue's broker is down, a publish costs the producer's whole message timeout
+//! (25 s). So after a publish failed for a reason that may pass, the sink is *tripped*: one
+//! publish at a time goes to the broker (a probe) and the others fail at once, counted as
+//! failed publishes and retried on their backoff; an answer from the broker closes it again
+//! (a success, or a refusal of that one record). An outage then shows in every pending
+//! record's trace within one timeout, and the dead-letter slots are not all held waiting.
 
 use super::kafka::{self, shared_producer};
 use super::BuildError;
@@ -19,6 +26,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use serde_json::Value;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,10 +67,26 @@ fn rfc3339_utc(ms: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// `code` of a publish that was not tried because the sink is tripped (module docs).
+pub const NOT_TRIED: &str = "DeadLetterQueueUnavailable";
+
 /// A target's dead-letter topic, ready to publish to.
 pub struct DeadLetterSink {
     producer: Arc<FutureProducer>,
     topic: String,
+    /// The last publish failed (module docs).
+    tripped: AtomicBool,
+    /// A probe publish is under way while tripped.
+    probing: AtomicBool,
+}
+
+/// Ends a probe when dropped (also when the publish future is dropped mid-way).
+struct Probe<'a>(&'a AtomicBool);
+
+impl Drop for Probe<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 impl std::fmt::Debug for DeadLetterSink {
@@ -86,20 +110,56 @@ pub fn build(
         .map_err(|e| BuildError::Invalid(format!("dead-letter connection {id}: {e}")))?;
     let producer = shared_producer(&settings)
         .map_err(|e| BuildError::Invalid(format!("dead-letter connection {id}: {e}")))?;
-    Ok(DeadLetterSink {
-        producer,
-        topic: dlq.topic.clone(),
-    })
+    Ok(DeadLetterSink::new(producer, dlq.topic.clone()))
 }
 
 impl DeadLetterSink {
+    fn new(producer: Arc<FutureProducer>, topic: String) -> DeadLetterSink {
+        DeadLetterSink {
+            producer,
+            topic,
+            tripped: AtomicBool::new(false),
+            probing: AtomicBool::new(false),
+        }
+    }
+
     pub fn topic(&self) -> &str {
         &self.topic
     }
 
     /// Publishes one record; `Delivered` once the broker acknowledged it (per the
-    /// connection's `acks`).
+    /// connection's `acks`). While tripped, only one publish at a time is tried; the others
+    /// return `Retry` with code [`NOT_TRIED`] at once.
     pub async fn publish(&self, r: &DeadLetterRecord<'_>) -> Outcome {
+        let _probe = if self.tripped.load(Ordering::Acquire) {
+            if self
+                .probing
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                return Outcome::Retry {
+                    code: NOT_TRIED.into(),
+                    detail: format!(
+                        "topic {}: not tried: the last publish to this dead-letter queue failed \
+                         and another one is checking the broker",
+                        self.topic
+                    ),
+                    retry_after: None,
+                };
+            }
+            Some(Probe(&self.probing))
+        } else {
+            None
+        };
+        let outcome = self.send(r).await;
+        // Only a failure that may pass (the broker down or busy) trips it; an answer that
+        // refuses this one record (too large, say) shows the broker is there.
+        self.tripped
+            .store(matches!(outcome, Outcome::Retry { .. }), Ordering::Release);
+        outcome
+    }
+
+    async fn send(&self, r: &DeadLetterRecord<'_>) -> Outcome {
         let mut headers = OwnedHeaders::new();
         for (key, value) in r.headers() {
             headers = headers.insert(Header {
@@ -147,6 +207,62 @@ mod tests {
                 ("eg-last-status", "503".to_string()),
                 ("eg-failed-time", "2024-01-02T03:04:05.678Z".to_string()),
             ]
+        );
+    }
+
+    fn record() -> DeadLetterRecord<'static> {
+        DeadLetterRecord {
+            event_id: "e1",
+            event: b"{}",
+            subscription_id: "s1",
+            target_id: "t1",
+            attempts: 1,
+            last_status: "400",
+            failed_at_ms: 0,
+        }
+    }
+
+    /// A broker that is down (nothing listens on port 1), with a 400 ms message timeout.
+    fn down_sink() -> DeadLetterSink {
+        let p: FutureProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:1")
+            .set("message.timeout.ms", "400")
+            .create()
+            .unwrap();
+        DeadLetterSink::new(Arc::new(p), "dlq".into())
+    }
+
+    #[tokio::test]
+    async fn a_failed_publish_trips_the_sink_to_one_probe_at_a_time() {
+        let sink = down_sink();
+        // Not tripped: tried (and timed out by the producer).
+        let first = sink.publish(&record()).await;
+        assert!(
+            matches!(&first, Outcome::Retry { code, .. } if code != NOT_TRIED),
+            "{first:?}"
+        );
+        // Tripped: one probe goes to the producer; publishes meanwhile fail at once.
+        let r = record();
+        let probe = sink.publish(&r);
+        tokio::pin!(probe);
+        let meanwhile = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            sink.publish(&record()).await
+        };
+        let (probe_outcome, o) = tokio::join!(&mut probe, meanwhile);
+        assert!(
+            matches!(&o, Outcome::Retry { code, .. } if code == NOT_TRIED),
+            "{o:?}"
+        );
+        assert!(
+            matches!(&probe_outcome, Outcome::Retry { code, .. } if code != NOT_TRIED),
+            "{probe_outcome:?}"
+        );
+        // The probe ended: the next publish is the next probe.
+        let next = sink.publish(&record()).await;
+        assert!(
+            matches!(&next, Outcome::Retry { code, .. } if code != NOT_TRIED),
+            "{next:?}"
         );
     }
 

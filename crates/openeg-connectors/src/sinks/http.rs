@@ -58,10 +58,31 @@ impl HttpClient {
                 }
             }
         }
-        let resp = self
-            .inner
-            .post(url)
-            .headers(h)
+        self.send(self.inner.post(url), h, body, timeout).await
+    }
+
+    /// PUTs `body` as `content_type` (an object store's upload) and classifies the result.
+    pub async fn put(
+        &self,
+        url: &str,
+        content_type: &'static str,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Outcome {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        self.send(self.inner.put(url), h, body, timeout).await
+    }
+
+    async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+        headers: HeaderMap,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Outcome {
+        let resp = req
+            .headers(headers)
             .body(body)
             .timeout(timeout)
             .send()

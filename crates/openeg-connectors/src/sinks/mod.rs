@@ -7,6 +7,7 @@ pub mod dead_letter;
 pub mod functiongraph;
 pub mod http;
 pub mod kafka;
+pub mod obs;
 pub mod rocketmq;
 pub mod smn;
 pub mod webhook;

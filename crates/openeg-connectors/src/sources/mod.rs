@@ -11,6 +11,7 @@
 //! `sources/`); [`build`] makes a source from a resource's spec or says why it cannot. Kinds
 //! not registered are [`BuildError::Unsupported`].
 
+pub mod kafka;
 pub mod rabbitmq;
 pub mod rocketmq;
 
@@ -24,6 +25,18 @@ pub struct SourceRecord {
     pub payload: Bytes,
     /// The upstream record key, if it has one (Kafka/RocketMQ).
     pub key: Option<String>,
+    /// Where upstream the record is, for sources that can tell (Kafka, RocketMQ): an OBS
+    /// stream sink names its objects after it.
+    pub position: Option<Position>,
+}
+
+/// A record's place upstream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Position {
+    /// The Kafka partition number, or the RocketMQ `{broker}-{queue id}`.
+    pub partition: String,
+    /// The record's offset in it.
+    pub offset: i64,
 }
 
 /// Names a batch to the source that made it; the source maps it to its upstream position
@@ -129,6 +142,14 @@ pub trait Source: Send {
     async fn ack(&mut self, ack: Ack) -> Result<(), SourceError>;
 
     fn health(&self) -> Health;
+
+    /// Batches that may be handed out before the first of them is acknowledged, with their
+    /// acknowledgements arriving in any order. The default, 1, suits a source that commits a
+    /// position covering every batch before it; a source keeping a watermark per partition
+    /// (one batch out per partition) may allow more.
+    fn concurrent_batches(&self) -> usize {
+        1
+    }
 }
 
 /// What a source is built from: its kind and its broker settings, secrets in clear (they
@@ -159,7 +180,18 @@ pub struct BuildContext {
     pub node_name: String,
     /// The resource's `name`: the CloudEvents `source` of the events a custom source reads.
     pub resource_name: String,
+    /// How long a partial batch may wait for more records (an event stream's
+    /// `batch_window.interval`); zero: hand out what is there.
+    pub batch_interval: std::time::Duration,
+    /// Where the source keeps its consumer lag, if it can tell it (an event stream's
+    /// figures): records upstream after its committed position.
+    pub lag: Option<LagGauge>,
 }
+
+/// A source's consumer lag in records; [`LAG_UNKNOWN`] until the source knows it.
+pub type LagGauge = std::sync::Arc<std::sync::atomic::AtomicI64>;
+/// A [`LagGauge`] before the source reported.
+pub const LAG_UNKNOWN: i64 = -1;
 
 /// Why no source could be built. Building does no I/O: connecting is [`Source::connect`]
 /// (or the source's first [`Source::next_batch`]).
@@ -178,6 +210,10 @@ pub type BuildFn = fn(&SourceSpec, &BuildContext) -> Result<Box<dyn Source>, Bui
 pub const REGISTRY: &[(&str, BuildFn)] = &[
     (rabbitmq::KIND, rabbitmq::build),
     (rocketmq::KIND, rocketmq::build),
+    (kafka::KIND, kafka::build),
+    (rocketmq::STREAM_KINDS[0], rocketmq::build_stream),
+    (rocketmq::STREAM_KINDS[1], rocketmq::build_stream),
+    (rocketmq::STREAM_KINDS[2], rocketmq::build_stream),
 ];
 
 /// Whether this build has a source of `kind`.
@@ -221,7 +257,7 @@ mod tests {
                 .take(max)
                 .map(|t| SourceRecord {
                     payload: Bytes::from_static(t.as_bytes()),
-                    key: None,
+                    ..SourceRecord::default()
                 })
                 .collect();
             Ok(Batch::new(BatchToken(self.next_token), records))
@@ -284,9 +320,10 @@ mod tests {
 
     #[test]
     fn unregistered_kinds_are_unsupported() {
-        assert!(is_supported("RABBITMQ"));
-        assert!(is_supported("ROCKETMQ"));
-        for kind in ["HC.Kafka", "HC.DMS_ROCKETMQ"] {
+        for kind in ["RABBITMQ", "ROCKETMQ", "HC.Kafka", "HC.DMS_ROCKETMQ"] {
+            assert!(is_supported(kind));
+        }
+        for kind in ["KAFKA", "HC.Other"] {
             assert!(!is_supported(kind));
             let spec = SourceSpec {
                 kind: kind.into(),

@@ -359,7 +359,7 @@ impl Source for RabbitSource {
             last_tag = d.delivery_tag;
             records.push(SourceRecord {
                 payload: Bytes::from(payload),
-                key: None,
+                ..SourceRecord::default()
             });
         }
         self.next_token += 1;

@@ -7,7 +7,9 @@
 //!   `secret_key` (never in a log line or an error); `ssl_enable` (TLS) is refused.
 //!   `instance_id` (a DMS instance in EG) is not needed: the name server says where brokers
 //!   are.
-//! * Consuming: a lite pull consumer with auto-commit off. A batch is one poll; acknowledging
+//! * Consuming: a lite pull consumer with auto-commit off. A batch is one poll (an event
+//!   stream with a `batch_window.interval` gathers polls up to `count` messages, or fewer once
+//!   the first waited the interval); acknowledging
 //!   it (only with the [`Ack`] of a durable append) commits, per queue, the offset after its
 //!   last message, and persists it to the broker. A crash between the append and the commit
 //!   re-reads the batch from the last committed offset: at-least-once, never lost. A new group
@@ -26,8 +28,8 @@
 //!   offset is committed with its batch).
 
 use super::{
-    Ack, Batch, BatchToken, BuildContext, BuildError, Health, Source, SourceError, SourceRecord,
-    SourceSpec,
+    Ack, Batch, BatchToken, BuildContext, BuildError, Health, LagGauge, Position, Source,
+    SourceError, SourceRecord, SourceSpec,
 };
 use crate::rocketmq::{self as rmq, ClientSettings};
 use base64::Engine as _;
@@ -52,6 +54,8 @@ pub const EVENT_TYPE: &str = "ROCKETMQ:CloudTrace:message";
 const POLL_MS: u64 = 1_000;
 /// How often an idle source asks the name server for the topic's route again.
 pub const ROUTE_CHECK: Duration = Duration::from_secs(10);
+/// How often an event stream's RocketMQ source reads its consumer lag.
+const LAG_EVERY: Duration = Duration::from_secs(5);
 /// Time allowed for starting the consumer and the route query.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// The message property holding the client-generated message id.
@@ -60,19 +64,61 @@ const UNIQ_KEY: &str = "UNIQ_KEY";
 /// Builds a RocketMQ source from its spec (no I/O).
 pub fn build(spec: &SourceSpec, ctx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {
     let settings = Settings::from_detail(&spec.detail)?;
-    Ok(Box::new(RocketSource {
-        subject: subject(&settings.topic),
+    Ok(Box::new(RocketSource::new(
+        Shape::Channel,
         settings,
-        source_name: ctx.resource_name.clone(),
-        consumer: None,
-        polling: None,
-        batches: VecDeque::new(),
-        next_token: 0,
-        last_route_check: Instant::now(),
-        health: Health::Unhealthy {
-            reason: "not connected yet".into(),
+        &ctx.resource_name,
+    )))
+}
+
+/// The event stream source kinds served by this consumer (`source.name`).
+pub const STREAM_KINDS: [&str; 3] = [
+    "HC.COMMUNITY_ROCKETMQ",
+    "HC.DMS_ROCKETMQ",
+    "HC.MOBILE_ROCKETMQ",
+];
+
+/// Builds an event stream's RocketMQ source (any of [`STREAM_KINDS`]) from its
+/// `source_*_rocketmq` detail: `addr` is the name server list (a DMS or mobile instance is
+/// reached through it too: `instance_id` alone does not say where it is), `group` (`group_id`
+/// for the mobile kind) the consumer group; `enable_acl` (`authentication_required`) signs
+/// with `access_key` / `secret_key`.
+pub fn build_stream(spec: &SourceSpec, ctx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {
+    let d = &spec.detail;
+    let text = |k: &str| {
+        d.get(k)
+            .and_then(Value::as_str)
+            .filter(|s| !s.trim().is_empty())
+    };
+    let addr = text("addr").ok_or_else(|| BuildError::Invalid {
+        kind: spec.kind.clone(),
+        reason: "addr (the name server list) is required to run a stream in OpenEG: an \
+                 instance_id alone does not say where the brokers are"
+            .into(),
+    })?;
+    let acl = rmq::flag(d.get("enable_acl")) || rmq::flag(d.get("authentication_required"));
+    let detail = serde_json::json!({
+        "namesrv_address": addr,
+        "topic": text("topic"),
+        "group": text("group").or_else(|| text("group_id")),
+        "enable_acl": acl,
+        "ssl_enable": rmq::flag(d.get("ssl_enable")),
+        "access_key": text("access_key"),
+        "secret_key": d.get("secret_key"),
+    });
+    let settings = Settings::from_detail(&detail).map_err(|e| match e {
+        BuildError::Invalid { reason, .. } => BuildError::Invalid {
+            kind: spec.kind.clone(),
+            reason: reason
+                .replace("detail.namesrv_address", "addr")
+                .replace("detail.", ""),
         },
-    }))
+        other => other,
+    })?;
+    let mut source = RocketSource::new(Shape::Stream, settings, &ctx.resource_name);
+    source.interval = ctx.batch_interval;
+    source.lag = ctx.lag.clone();
+    Ok(Box::new(source))
 }
 
 fn invalid(reason: impl Into<String>) -> BuildError {
@@ -161,7 +207,17 @@ impl Drop for Consumer {
     }
 }
 
+/// Which events a source makes of messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// A custom source's, for its channel ([`to_event`]).
+    Channel,
+    /// An event stream's ([`to_stream_event`]).
+    Stream,
+}
+
 pub struct RocketSource {
+    shape: Shape,
     settings: Settings,
     source_name: String,
     subject: Option<String>,
@@ -175,9 +231,113 @@ pub struct RocketSource {
     next_token: u64,
     last_route_check: Instant,
     health: Health,
+    /// How long a partial batch may gather more messages (an event stream's
+    /// `batch_window.interval`); zero: a batch is what one poll returned.
+    interval: Duration,
+    /// Messages polled and not handed out yet (`None`: skipped, only its offset counts), each
+    /// with its queue and offset, and when the first of them arrived.
+    gathered: VecDeque<(Option<SourceRecord>, MessageQueue, i64)>,
+    gathered_since: Option<Instant>,
+    /// Where the consumer lag goes (an event stream's figures), the reading in progress and
+    /// when the last one started.
+    lag: Option<LagGauge>,
+    lag_reading: Option<JoinHandle<()>>,
+    last_lag_read: Option<Instant>,
 }
 
 impl RocketSource {
+    fn new(shape: Shape, settings: Settings, source_name: &str) -> RocketSource {
+        RocketSource {
+            shape,
+            subject: match shape {
+                Shape::Channel => subject(&settings.topic),
+                Shape::Stream => None,
+            },
+            settings,
+            source_name: source_name.to_string(),
+            consumer: None,
+            polling: None,
+            batches: VecDeque::new(),
+            next_token: 0,
+            last_route_check: Instant::now(),
+            health: Health::Unhealthy {
+                reason: "not connected yet".into(),
+            },
+            interval: Duration::ZERO,
+            gathered: VecDeque::new(),
+            gathered_since: None,
+            lag: None,
+            lag_reading: None,
+            last_lag_read: None,
+        }
+    }
+
+    /// Every [`LAG_EVERY`], reads the lag in the background: per queue of the topic, the
+    /// broker's max offset minus the group's committed one (queues with no commit yet are
+    /// left out), summed.
+    fn read_lag(&mut self) {
+        let Some(gauge) = self.lag.clone() else {
+            return;
+        };
+        if self.lag_reading.as_ref().is_some_and(|h| !h.is_finished())
+            || self.last_lag_read.is_some_and(|t| t.elapsed() < LAG_EVERY)
+        {
+            return;
+        }
+        let Some(c) = self.consumer.as_ref().and_then(|c| c.get().ok()) else {
+            return;
+        };
+        let topic = self.settings.topic.clone();
+        self.last_lag_read = Some(Instant::now());
+        self.lag_reading = rmq::spawn_handle(async move {
+            let read = async {
+                let queues = c.fetch_message_queues(&topic).await.ok()?;
+                let mut total = None;
+                for mq in queues {
+                    let committed = c.committed(&mq).await.ok().filter(|o| *o >= 0);
+                    let max = c.max_offset(&mq).await.ok();
+                    if let (Some(committed), Some(max)) = (committed, max) {
+                        *total.get_or_insert(0) += (max - committed).max(0);
+                    }
+                }
+                total
+            };
+            if let Ok(Some(n)) = tokio::time::timeout(CONNECT_TIMEOUT, read).await {
+                gauge.store(n, std::sync::atomic::Ordering::Relaxed);
+            }
+        })
+        .ok();
+    }
+
+    /// Hands out up to `max` gathered messages (all of them when the interval is zero: one
+    /// poll is one batch) if there are `max`, or the first waited the interval; else when the
+    /// gathered ones will be due.
+    fn gathered_batch(&mut self, max: usize) -> Result<Batch, Option<Instant>> {
+        let Some(since) = self.gathered_since else {
+            return Err(None);
+        };
+        let due = since + self.interval;
+        let n = if self.interval.is_zero() {
+            self.gathered.len()
+        } else if self.gathered.len() >= max || Instant::now() >= due {
+            self.gathered.len().min(max)
+        } else {
+            return Err(Some(due));
+        };
+        let mut offsets: HashMap<MessageQueue, i64> = HashMap::new();
+        let mut records = Vec::with_capacity(n);
+        for (record, mq, offset) in self.gathered.drain(..n) {
+            let e = offsets.entry(mq).or_insert(offset + 1);
+            *e = (*e).max(offset + 1);
+            records.extend(record);
+        }
+        self.gathered_since = (!self.gathered.is_empty()).then(Instant::now);
+        self.next_token += 1;
+        let token = BatchToken(self.next_token);
+        self.batches.push_back((token, offsets));
+        Ok(Batch::new(token, records))
+    }
+
     /// Forgets the consumer after a failure (dropping it shuts it down; what was not
     /// committed is read again) and says why.
     fn fail(&mut self, e: impl std::fmt::Display) -> SourceError {
@@ -186,6 +346,11 @@ impl RocketSource {
             p.abort();
         }
         self.batches.clear();
+        self.gathered.clear();
+        self.gathered_since = None;
+        if let Some(h) = self.lag_reading.take() {
+            h.abort();
+        }
         let reason = format!("{}: {e}", self.settings.describe());
         self.health = Health::Unhealthy {
             reason: reason.clone(),
@@ -282,7 +447,13 @@ impl Source for RocketSource {
 
     async fn next_batch(&mut self, max: usize) -> Result<Batch, SourceError> {
         self.connect().await?;
+        let max = max.max(1);
         loop {
+            self.read_lag();
+            let due = match self.gathered_batch(max) {
+                Ok(batch) => return Ok(batch),
+                Err(due) => due,
+            };
             if self.polling.is_none() {
                 let c = match &self.consumer {
                     Some(c) => c.get()?,
@@ -295,7 +466,14 @@ impl Source for RocketSource {
             let Some(poll) = self.polling.as_mut() else {
                 continue;
             };
-            let polled = poll.await;
+            // Awaiting the handle is cancel safe: an unfinished poll stays in `polling`.
+            let polled = match due {
+                Some(at) => match tokio::time::timeout_at(at.into(), poll).await {
+                    Ok(r) => r,
+                    Err(_) => continue,
+                },
+                None => poll.await,
+            };
             self.polling = None;
             let messages = match polled {
                 Ok(m) => m,
@@ -309,19 +487,23 @@ impl Source for RocketSource {
             }
             self.last_route_check = Instant::now();
             // A poll returns one pull's worth (the client's pull batch size, 32 at most by
-            // default); `max` bounds only what the runner appends at once.
-            let _ = max;
-            let mut offsets: HashMap<MessageQueue, i64> = HashMap::new();
-            let mut records = Vec::with_capacity(messages.len());
+            // default). With a zero interval that is the batch (`max` bounds only what the
+            // runner appends at once); else polls gather up to `max`.
+            self.gathered_since.get_or_insert_with(Instant::now);
             for m in &messages {
                 let mq =
                     MessageQueue::from_parts(m.topic().as_str(), m.broker_name(), m.queue_id());
-                let next = m.queue_offset() + 1;
-                let e = offsets.entry(mq).or_insert(next);
-                *e = (*e).max(next);
-                let event = to_event(m, &self.source_name, self.subject.as_deref(), Utc::now());
+                let event = match self.shape {
+                    Shape::Channel => {
+                        to_event(m, &self.source_name, self.subject.as_deref(), Utc::now())
+                    }
+                    Shape::Stream => to_stream_event(m, &self.source_name, Utc::now()),
+                };
                 let payload = serde_json::to_vec(&event).unwrap_or_default();
-                if payload.len() > openeg_api::event::MAX_EVENT_BYTES {
+                // The event size limit is a channel's; a stream's sink takes what it can.
+                if self.shape == Shape::Channel
+                    && payload.len() > openeg_api::event::MAX_EVENT_BYTES
+                {
                     tracing::warn!(
                         source = %self.source_name,
                         queue_id = m.queue_id(),
@@ -330,17 +512,21 @@ impl Source for RocketSource {
                         limit = openeg_api::event::MAX_EVENT_BYTES,
                         "RocketMQ message too large for an event: skipped"
                     );
+                    // Its offset is committed with the batch it would have been in.
+                    self.gathered.push_back((None, mq, m.queue_offset()));
                     continue;
                 }
-                records.push(SourceRecord {
+                let record = SourceRecord {
                     payload: Bytes::from(payload),
                     key: m.message_inner().keys().map(|k| k.join(" ")),
-                });
+                    position: Some(Position {
+                        partition: format!("{}-{}", m.broker_name(), m.queue_id()),
+                        offset: m.queue_offset(),
+                    }),
+                };
+                self.gathered
+                    .push_back((Some(record), mq, m.queue_offset()));
             }
-            self.next_token += 1;
-            let token = BatchToken(self.next_token);
-            self.batches.push_back((token, offsets));
-            return Ok(Batch::new(token, records));
         }
     }
 
@@ -373,6 +559,56 @@ impl Source for RocketSource {
     }
 }
 
+/// The event id of a message: the client's unique key, else the broker's msgId, else new.
+fn event_id(m: &MessageExt) -> String {
+    m.properties()
+        .iter()
+        .find(|(k, _)| k.as_str() == UNIQ_KEY)
+        .map(|(_, v)| v.as_str())
+        .filter(|id| usable_id(id))
+        .or(Some(m.msg_id().as_str()).filter(|id| usable_id(id)))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// The event time of a message: born, else stored, else `now`.
+fn event_time(m: &MessageExt, now: DateTime<Utc>) -> String {
+    millis(m.born_timestamp())
+        .or_else(|| millis(m.store_timestamp()))
+        .unwrap_or_else(|| now.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+/// The CloudEvent of one message read by an event stream: `source` = the stream's name,
+/// `subject` = the topic, `data` = the body (JSON when it parses, else its text, else base64
+/// in `data_base64`); `id`, `type` and `time` as [`to_event`].
+pub fn to_stream_event(m: &MessageExt, source: &str, now: DateTime<Utc>) -> Value {
+    let mut ev = Map::new();
+    ev.insert("specversion".into(), "1.0".into());
+    ev.insert("id".into(), event_id(m).into());
+    ev.insert("source".into(), source.into());
+    ev.insert("type".into(), EVENT_TYPE.into());
+    ev.insert("subject".into(), m.topic().as_str().into());
+    ev.insert("time".into(), event_time(m, now).into());
+    let body = m.body().unwrap_or_default();
+    match serde_json::from_slice::<Value>(&body) {
+        Ok(v) => {
+            ev.insert("datacontenttype".into(), "application/json".into());
+            ev.insert("data".into(), v);
+        }
+        Err(_) => match std::str::from_utf8(&body) {
+            Ok(text) => {
+                ev.insert("datacontenttype".into(), "text/plain".into());
+                ev.insert("data".into(), text.into());
+            }
+            Err(_) => {
+                let b64 = base64::engine::general_purpose::STANDARD.encode(&body);
+                ev.insert("data_base64".into(), b64.into());
+            }
+        },
+    }
+    Value::Object(ev)
+}
+
 /// A usable CloudEvent `id`: not empty, within the attribute limit, no control characters.
 fn usable_id(id: &str) -> bool {
     !id.is_empty()
@@ -392,17 +628,8 @@ fn millis(ts: i64) -> Option<String> {
 /// used when the message has no timestamp.
 pub fn to_event(m: &MessageExt, source: &str, subject: Option<&str>, now: DateTime<Utc>) -> Value {
     let props = m.properties();
-    let id = props
-        .iter()
-        .find(|(k, _)| k.as_str() == UNIQ_KEY)
-        .map(|(_, v)| v.as_str())
-        .filter(|id| usable_id(id))
-        .or(Some(m.msg_id().as_str()).filter(|id| usable_id(id)))
-        .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let time = millis(m.born_timestamp())
-        .or_else(|| millis(m.store_timestamp()))
-        .unwrap_or_else(|| now.to_rfc3339_opts(SecondsFormat::Millis, true));
+    let id = event_id(m);
+    let time = event_time(m, now);
     let body = m.body().unwrap_or_default();
     let mut data = Map::new();
     match serde_json::from_slice::<Value>(&body) {

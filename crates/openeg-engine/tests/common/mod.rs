@@ -16,14 +16,20 @@ pub const KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
 /// `OPENEG_TEST_KAFKA_BROKERS`, or `None` after printing why Kafka tests are skipped
 /// (`OPENEG_REQUIRE_KAFKA=1`: a missing variable fails instead).
 pub fn kafka_brokers() -> Option<String> {
-    match std::env::var("OPENEG_TEST_KAFKA_BROKERS") {
+    service_env("OPENEG_TEST_KAFKA_BROKERS", "OPENEG_REQUIRE_KAFKA")
+}
+
+/// The test service address in `var`, or `None` after printing why its tests are skipped;
+/// `require=1` makes a missing variable fail instead (CI).
+pub fn service_env(var: &str, require: &str) -> Option<String> {
+    match std::env::var(var) {
         Ok(u) if !u.trim().is_empty() => Some(u),
         _ => {
             assert!(
-                std::env::var("OPENEG_REQUIRE_KAFKA").as_deref() != Ok("1"),
-                "OPENEG_REQUIRE_KAFKA=1 but OPENEG_TEST_KAFKA_BROKERS is not set"
+                std::env::var(require).as_deref() != Ok("1"),
+                "{require}=1 but {var} is not set"
             );
-            eprintln!("skipped: OPENEG_TEST_KAFKA_BROKERS not set");
+            eprintln!("skipped: {var} not set");
             None
         }
     }
@@ -277,4 +283,41 @@ pub async fn wait_for_within(seen: &Mutex<HashMap<String, u32>>, ids: &[String],
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// A channel log on Kafka at `brokers`, topics named with `prefix`, 3 partitions.
+pub async fn kafka_log(brokers: &str, prefix: &str) -> Arc<openeg_log_kafka::KafkaLog> {
+    let mut cfg = openeg_log_kafka::KafkaLogConfig::new(brokers);
+    cfg.topic_prefix = prefix.to_string();
+    cfg.partitions = 3;
+    Arc::new(openeg_log_kafka::KafkaLog::connect(cfg).await.unwrap())
+}
+
+/// A cluster node `name`: an engine on the shared PostgreSQL `store` and a Kafka log.
+pub async fn cluster_node(
+    store: &Arc<openeg_store::PgStore>,
+    brokers: &str,
+    prefix: &str,
+    name: &str,
+) -> Arc<openeg_engine::Engine> {
+    let cfg = openeg_engine::EngineConfig {
+        node_name: name.into(),
+        cluster: Some(openeg_engine::cluster::ClusterConfig {
+            node: name.into(),
+            address: format!("{name}:8080"),
+            store: store.clone(),
+        }),
+        recent_events_bytes: openeg_engine::RECENT_EVENTS_BYTES,
+        ..Default::default()
+    };
+    openeg_engine::Engine::start(
+        store.clone(),
+        store.clone(),
+        kafka_log(brokers, prefix).await,
+        openeg_store::secrets::SecretBox::from_key_base64(KEY).unwrap(),
+        cfg,
+        Vec::new(),
+    )
+    .await
+    .unwrap()
 }

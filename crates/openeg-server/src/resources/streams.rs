@@ -13,7 +13,7 @@
 
 use super::{get_or_404, render};
 use crate::error::ApiResult;
-use crate::openapi::{paging_no_sort, s, Op};
+use crate::openapi::{paging_no_sort, s, Access, Op};
 use crate::state::{AppState, Tenant};
 use crate::util::{fmt_time, json_body, list_reply, new_id, no_content, now_ms, ok, Params, Query};
 use axum::body::Bytes;
@@ -24,6 +24,7 @@ use openeg_api::field::Fields;
 use openeg_api::stream::{self, StreamSpec};
 use openeg_api::validate::{self, NamePattern};
 use openeg_api::EgError;
+use openeg_engine::supervisor::NOT_RUN_CODE;
 use openeg_engine::{ResourceKind, RunState, TaskKind};
 use openeg_rules::TransformUse;
 use openeg_store::{Document, Kind, ListQuery, QuotaCheck, SortKey};
@@ -56,6 +57,7 @@ pub fn ops() -> Vec<Op> {
             ),
             ("created_time", s::time()),
             ("updated_time", s::time()),
+            ("error_info", s::error_info()),
         ]),
         &["id", "name", "status"],
     );
@@ -83,6 +85,40 @@ pub fn ops() -> Vec<Op> {
         Op::get("ShowEventStreaming", one, show)
             .summary(T, "Show an event stream")
             .ok(detail),
+        Op::get(
+            "ShowEventStreamingStatus",
+            "/openeg/v1/eventstreamings/{eventstreaming_id}/status",
+            runtime,
+        )
+        .summary(
+            "OpenEG",
+            "An event stream's runtime: status, error_info, the node running it and its \
+             figures there (records read, filtered, written, skipped; failed sink calls; consumer \
+             lag)",
+        )
+        .extension()
+        .access(Access::Credential)
+        .ok(s::req(
+            s::obj(&[
+                ("id", s::string()),
+                (
+                    "status",
+                    s::one_of(&["CREATED", "RUNNING", "ERROR", "STOPPED"]),
+                ),
+                ("error_info", s::any_object()),
+                ("node", s::string()),
+                ("records_read", s::int()),
+                ("records_filtered", s::int()),
+                ("records_written", s::int()),
+                ("records_skipped", s::int()),
+                ("sink_failures", s::int()),
+                // Records after the committed position; null while not known.
+                ("lag", s::any()),
+                ("last_error", s::any()),
+            ]),
+            &["id", "status", "node"],
+        ))
+        .errors(&[401, 404]),
         Op::delete("DeleteEventStreaming", one, delete).summary(T, "Delete an event stream"),
         Op::post(
             "ResumeEventStreaming",
@@ -183,19 +219,93 @@ fn request_schema() -> Value {
 /// the stream was started or paused.
 fn stream_view(st: &AppState, rec: &Document) -> Value {
     let mut v = render(&rec.body);
-    if rec.body.get("_desired").is_some() {
-        if let (Some(rs), Value::Object(m)) =
-            (st.runtime_status(TaskKind::EventStream, rec), &mut v)
-        {
-            let status = match rs.state {
-                RunState::Running => "RUNNING",
-                RunState::Error => "ERROR",
-                RunState::Stopped => "STOPPED",
-            };
+    if let Value::Object(m) = &mut v {
+        let (status, error_info) = runtime_view(st, rec);
+        if let Some(status) = status {
             m.insert("status".into(), status.into());
+        }
+        if let Some(info) = error_info {
+            m.insert("error_info".into(), info);
         }
     }
     v
+}
+
+/// The status a started or paused stream shows (from the supervisor), and its `error_info`
+/// (an OpenEG extension, present while `ERROR`: the reason in `error_detail`). `None`: the
+/// stored status stands (never operated).
+fn runtime_view(st: &AppState, rec: &Document) -> (Option<&'static str>, Option<Value>) {
+    if rec.body.get("_desired").is_none() {
+        return (None, None);
+    }
+    let Some(rs) = st.runtime_status(TaskKind::EventStream, rec) else {
+        return (None, None);
+    };
+    match rs.state {
+        RunState::Running => (Some("RUNNING"), None),
+        RunState::Stopped => (Some("STOPPED"), None),
+        RunState::Error => {
+            let (code, detail) = rs
+                .error
+                .map(|e| (e.code, e.message))
+                .unwrap_or_else(|| (NOT_RUN_CODE.to_string(), "the stream is not running".into()));
+            (
+                Some("ERROR"),
+                Some(
+                    json!({"error_code": code, "error_msg": "internal server error",
+                            "error_detail": detail}),
+                ),
+            )
+        }
+    }
+}
+
+/// `GET /openeg/v1/eventstreamings/{eventstreaming_id}/status`: the status, the node that
+/// runs the stream and what it did there (figures of this node: zero through another node).
+async fn runtime(
+    State(st): State<AppState>,
+    Extension(t): Extension<Tenant>,
+    p: Params,
+) -> ApiResult<Response> {
+    let id = p.get("eventstreaming_id");
+    let rec = get_or_404(&st, &t.project_id, Kind::EventStream, id).await?;
+    let (status, error_info) = runtime_view(&st, &rec);
+    let status = status
+        .map(str::to_string)
+        .or_else(|| {
+            rec.body
+                .get("status")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "CREATED".into());
+    let node = st
+        .runtime_status(TaskKind::EventStream, &rec)
+        .map(|r| r.node_name)
+        .unwrap_or_default();
+    let figures = st
+        .engine
+        .as_ref()
+        .and_then(|e| e.metrics.stream_figures(&rec.id));
+    let n = |f: fn(&openeg_engine::metrics::StreamFigures) -> u64| {
+        figures.as_deref().map(f).unwrap_or(0)
+    };
+    let last_error = figures
+        .as_deref()
+        .and_then(|f| f.last_error.lock().ok().and_then(|e| e.clone()));
+    Ok(ok(json!({
+        "id": rec.id,
+        "status": status,
+        "error_info": error_info.unwrap_or_else(|| json!({})),
+        "node": node,
+        "records_read": n(|f| f.read.get()),
+        "records_filtered": n(|f| f.filtered.get()),
+        "records_written": n(|f| f.written.get()),
+        "records_skipped": n(|f| f.skipped.get()),
+        "sink_failures": n(|f| f.sink_failures.get()),
+        "lag": figures.as_deref().and_then(|f| f.lag()),
+        "last_error": last_error,
+    })))
 }
 
 fn id_reply(id: &str) -> Response {

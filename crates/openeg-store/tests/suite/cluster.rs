@@ -1,13 +1,17 @@
 //! `ClusterStore`: node heartbeats and partition leases (taken only when free, expired or
-//! one's own; the epoch moves with each change of owner; renewals and releases).
+//! one's own; the epoch moves with each change of owner; renewals and releases), and task
+//! statuses fenced by their lease.
 
-use openeg_store::cluster::{ClusterStore, Lease};
+use openeg_store::cluster::{ClusterStore, Lease, TaskStatusRow};
 use std::sync::Arc;
 
 pub async fn run_cluster_suite(s: Arc<dyn ClusterStore>, label: &str) {
     nodes(&*s).await;
     leases(&*s).await;
-    racing_acquires(s).await;
+    racing_acquires(s.clone()).await;
+    fenced_task_status(&*s).await;
+    settings(&*s).await;
+    candidates(&*s).await;
     eprintln!("{label}: cluster suite passed");
 }
 
@@ -115,4 +119,111 @@ async fn racing_acquires(s: Arc<dyn ClusterStore>) {
         }
     }
     assert_eq!(winners.len(), 1, "one owner: {winners:?}");
+}
+
+async fn fenced_task_status(s: &dyn ClusterStore) {
+    let task = "task:event_source:p:src-1";
+    let row = |owner: &str, epoch: u64, state: &str, at: i64| TaskStatusRow {
+        task: task.into(),
+        owner: owner.into(),
+        epoch,
+        state: state.into(),
+        error_code: if state == "ERROR" {
+            "EG.00511000".into()
+        } else {
+            String::new()
+        },
+        error_message: if state == "ERROR" {
+            "broker down".into()
+        } else {
+            String::new()
+        },
+        restarts: 2,
+        updated_at: at,
+    };
+    // Nobody holds the lease: nothing is written.
+    assert!(!s
+        .put_task_status(&row("a", 1, "RUNNING", 100_000))
+        .await
+        .unwrap());
+    assert!(s
+        .task_statuses()
+        .await
+        .unwrap()
+        .iter()
+        .all(|r| r.task != task));
+    assert_eq!(
+        s.acquire_lease(task, 0, "a", 100_000, 5_000).await.unwrap(),
+        Some(1)
+    );
+    assert!(s
+        .put_task_status(&row("a", 1, "RUNNING", 101_000))
+        .await
+        .unwrap());
+    // Another node, a wrong epoch, or the holder after expiry: fenced out.
+    assert!(!s
+        .put_task_status(&row("b", 1, "ERROR", 101_500))
+        .await
+        .unwrap());
+    assert!(!s
+        .put_task_status(&row("a", 2, "ERROR", 101_500))
+        .await
+        .unwrap());
+    assert!(!s
+        .put_task_status(&row("a", 1, "ERROR", 105_001))
+        .await
+        .unwrap());
+    // b takes the expired lease (epoch 2); a's old epoch stays fenced out.
+    assert_eq!(
+        s.acquire_lease(task, 0, "b", 105_001, 5_000).await.unwrap(),
+        Some(2)
+    );
+    assert!(s
+        .put_task_status(&row("b", 2, "ERROR", 105_100))
+        .await
+        .unwrap());
+    assert!(!s
+        .put_task_status(&row("a", 1, "RUNNING", 105_200))
+        .await
+        .unwrap());
+    let got: Vec<TaskStatusRow> = s
+        .task_statuses()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.task == task)
+        .collect();
+    assert_eq!(got, vec![row("b", 2, "ERROR", 105_100)]);
+}
+
+async fn settings(s: &dyn ClusterStore) {
+    assert_eq!(s.setting_or_insert("k", "first").await.unwrap(), "first");
+    assert_eq!(s.setting_or_insert("k", "second").await.unwrap(), "first");
+    assert_eq!(s.setting_or_insert("other", "x").await.unwrap(), "x");
+}
+
+async fn candidates(s: &dyn ClusterStore) {
+    let t = |x: &str| x.to_string();
+    s.replace_task_candidates("n1", &[t("task:a"), t("task:b")])
+        .await
+        .unwrap();
+    s.replace_task_candidates("n2", &[t("task:b")])
+        .await
+        .unwrap();
+    let got = s.task_candidates().await.unwrap();
+    let pairs: Vec<(&str, &str)> = got.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    assert_eq!(
+        pairs,
+        [("task:a", "n1"), ("task:b", "n1"), ("task:b", "n2")]
+    );
+    // Replacing drops what the node no longer runs.
+    s.replace_task_candidates("n1", &[t("task:c")])
+        .await
+        .unwrap();
+    let got = s.task_candidates().await.unwrap();
+    let pairs: Vec<(&str, &str)> = got.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    assert_eq!(pairs, [("task:b", "n2"), ("task:c", "n1")]);
+    s.replace_task_candidates("n2", &[]).await.unwrap();
+    s.replace_task_candidates("n1", &[]).await.unwrap();
+    assert!(s.task_candidates().await.unwrap().is_empty());
 }
