@@ -285,3 +285,37 @@ def test_kafka_to_obs_every_record_in_batch_objects_through_a_sigkill():
         assert status(eg, sid) == "RUNNING"
     finally:
         srv.stop()
+
+
+def test_sigterm_stops_the_server_while_a_source_waits_on_an_unreachable_cluster():
+    """A stream whose Kafka source is still waiting for a cluster that never answers (a
+    blocking metadata request of up to 15 s) must not hold up a SIGTERM: the server exits
+    within the harness's 10 s, cleanly."""
+    import socket
+    # Accepts connections (the kernel's backlog) and never answers a request.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    addr = f"127.0.0.1:{silent.getsockname()[1]}"
+    srv = DataServer()
+    try:
+        srv.start()
+        eg = srv.sdk()
+        sid = create_stream(
+            eg, uniq("st"),
+            EventStreamingSource(source_kafka=SourceKafkaMQParameters(
+                addr=addr, group=uniq("e2e-g"), topic=uniq("e2e-st-none"),
+                seek_to="earliest")),
+            EventStreamingSink(sink_fg=SinkFGParameters(urn=fn_urn(srv.a.project),
+                                                        invoke_type="SYNC")))
+        operate(eg, sid, "START")
+        time.sleep(2)  # the source is inside its metadata request now
+        assert status(eg, sid) != "RUNNING"
+        t0 = time.monotonic()
+        rc = srv.terminate(timeout=10)
+        took = time.monotonic() - t0
+        assert rc == 0, f"exit {rc} after SIGTERM (None: still running after 10 s, killed)"
+        assert took < 10, took
+    finally:
+        srv.stop()
+        silent.close()

@@ -12,6 +12,7 @@
 
 pub mod backoff;
 pub mod check;
+pub mod mirror;
 pub mod rocketmq;
 pub mod sinks;
 pub mod sources;

@@ -339,8 +339,10 @@ pub struct SubBucket {
     pub latency_min_ms: u64,
 }
 
+/// Every delivery store also keeps the offset pairs of replication jobs ([`crate::MirrorStore`]),
+/// so the engine reaches both through its one delivery handle.
 #[async_trait]
-pub trait DeliveryStore: Send + Sync + 'static {
+pub trait DeliveryStore: crate::mirror::MirrorStore + Send + Sync + 'static {
     /// Writes the trace rows and creates the deliveries of routed events, atomically; returns
     /// the ids of the new deliveries in input order. New deliveries are `Pending` with
     /// `attempts = 0` and an empty `recent`. A trace row or delivery that already exists (a

@@ -27,12 +27,14 @@ pub mod changes;
 pub mod cluster;
 mod common;
 pub mod delivery;
+pub mod mirror;
 mod postgres;
 pub mod secrets;
 mod sqlite;
 
 pub use cluster::ClusterStore;
 pub use delivery::DeliveryStore;
+pub use mirror::MirrorStore;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 

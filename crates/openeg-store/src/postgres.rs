@@ -78,6 +78,7 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
     (6, crate::cluster::PG_MIGRATION_6),
     (7, crate::cluster::PG_MIGRATION_7),
     (8, crate::cluster::PG_MIGRATION_8),
+    (9, crate::mirror::PG_MIGRATION_9),
 ];
 
 const COLS: &str = "r.project_id, r.kind, r.id, r.name, r.parent_id, r.created_at, r.updated_at, \

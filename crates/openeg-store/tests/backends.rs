@@ -34,7 +34,8 @@ async fn sqlite_in_memory() {
     let store = Arc::new(store);
     suite::run_suite(store.clone()).await;
     suite::delivery::run_delivery_suite(store.clone(), "sqlite in-memory").await;
-    suite::cluster::run_cluster_suite(store, "sqlite in-memory").await;
+    suite::cluster::run_cluster_suite(store.clone(), "sqlite in-memory").await;
+    suite::mirror::run_mirror_suite(store, "sqlite in-memory").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -45,6 +46,7 @@ async fn sqlite_file() {
     suite::run_suite(store.clone()).await;
     suite::delivery::run_delivery_suite(store.clone(), "sqlite file").await;
     suite::cluster::run_cluster_suite(store.clone(), "sqlite file").await;
+    suite::mirror::run_mirror_suite(store.clone(), "sqlite file").await;
     store.close().await;
 
     // Reopening runs migrations again (no-op) and sees the data.
@@ -157,7 +159,7 @@ async fn sqlite_upgrades_from_version_1() {
             .await
             .unwrap()
     };
-    assert_eq!(v, 8);
+    assert_eq!(v, 9);
     store.close().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -202,6 +204,7 @@ async fn postgres() {
             suite::run_suite(Arc::new(store.clone())).await;
             suite::delivery::run_delivery_suite(Arc::new(store.clone()), "postgres").await;
             suite::cluster::run_cluster_suite(Arc::new(store.clone()), "postgres").await;
+            suite::mirror::run_mirror_suite(Arc::new(store.clone()), "postgres").await;
             // The retention pass leaves the planner fresh statistics (autovacuum may be off).
             store.purge_before(0).await.unwrap();
             let analyzed: Vec<(String,)> = sqlx::query_as(

@@ -161,8 +161,16 @@ fn serve(path: Option<PathBuf>, log_format: LogFormat) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    rt.block_on(run_server(cfg))
+    let result = rt.block_on(run_server(cfg));
+    // Dropping the runtime would wait for every blocking call still running (a broker request
+    // of a stopped source, a Kafka client closing) however long it takes; a stopped server
+    // must exit promptly.
+    rt.shutdown_timeout(SHUTDOWN_GRACE);
+    result
 }
+
+/// How long a stopped server waits for blocking calls still running before it exits.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Name of the shared check value sealed with the secrets key (`cluster_settings`).
 const KEY_CHECK: &str = "encryption_key_check";
@@ -360,6 +368,10 @@ async fn run_server(cfg: Config) -> anyhow::Result<()> {
     engine.shutdown().await;
 
     tracing::info!("openeg stopped");
+    // Everything acknowledged is durable by now. What is left to drop may hold Kafka
+    // clients, and closing one waits on librdkafka's threads, at times for tens of seconds:
+    // it is closed on the blocking pool, which `serve` does not wait for past its grace.
+    tokio::task::spawn_blocking(move || drop(engine));
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod delivery;
+pub mod mirror;
 
 use std::sync::Arc;
 
