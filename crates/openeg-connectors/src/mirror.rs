@@ -60,16 +60,18 @@ impl Placement {
         }
     }
 
-    /// Whether every record keeps its partition number (so offsets can be translated).
-    pub fn keeps_partitions(&self) -> bool {
-        self.same_number
+    /// Whether the records of `source_partition` keep its number (so that partition's
+    /// offsets can be translated): false for every partition of a topic placed by key, and
+    /// for a partition added to the source beyond the target's count.
+    pub fn keeps_partition(&self, source_partition: i32) -> bool {
+        self.same_number && (0..self.target_partitions).contains(&source_partition)
     }
 
     /// The target partition of a record of `source_partition` with `key`. A partition added
     /// to the source after the start, beyond the target's count, goes by key too.
     pub fn partition(&self, key: Option<&[u8]>, source_partition: i32) -> i32 {
         let n = self.target_partitions;
-        if self.same_number && (0..n).contains(&source_partition) {
+        if self.keeps_partition(source_partition) {
             return source_partition;
         }
         match key {
@@ -108,7 +110,8 @@ mod tests {
     #[test]
     fn same_numbers_when_the_target_has_as_many_partitions() {
         let p = Placement::new(3, 3);
-        assert!(p.keeps_partitions());
+        assert!(p.keeps_partition(2));
+        assert!(!p.keeps_partition(5));
         assert_eq!(p.partition(Some(b"kafka"), 2), 2);
         assert_eq!(p.partition(None, 0), 0);
         assert_eq!(Placement::new(2, 5).partition(Some(b"kafka"), 1), 1);
@@ -119,7 +122,7 @@ mod tests {
     #[test]
     fn by_key_hash_or_source_number_when_the_target_has_fewer() {
         let two = Placement::new(3, 2);
-        assert!(!two.keeps_partitions());
+        assert!(!two.keeps_partition(0));
         // 0xd067cf64 & 0x7fffffff = 1348980580: % 2 = 0, whatever the source partition.
         assert_eq!(two.partition(Some(b"kafka"), 0), 0);
         assert_eq!(two.partition(Some(b"kafka"), 1), 0);

@@ -46,7 +46,7 @@ impl MirrorPair {
             self.target_offset
         } else {
             self.target_offset
-                .saturating_add(committed - self.source_offset)
+                .saturating_add(committed.saturating_sub(self.source_offset))
         }
     }
 }
@@ -54,7 +54,8 @@ impl MirrorPair {
 #[async_trait]
 pub trait MirrorStore: Send + Sync + 'static {
     /// Stores the pairs of job `job` reading source cluster `cluster`, all or none, durable
-    /// on return. A pair for a source record that has one already replaces it.
+    /// on return. A source record has one pair: a pair for a record that has one already
+    /// replaces it (also when the record was copied into another target topic since).
     async fn put_mirror_pairs(&self, job: &str, cluster: &str, pairs: &[MirrorPair]) -> Result<()>;
 
     /// For each (topic, partition) of the job on `cluster`, its pair with the greatest source
@@ -75,7 +76,8 @@ pub trait MirrorStore: Send + Sync + 'static {
     ) -> Result<Option<MirrorPair>>;
 
     /// Deletes the pairs of `topic`/`partition` that no translation at or above `below` can
-    /// need: those under the greatest pair at or below `below`. Returns how many went.
+    /// need: per target topic, those under its greatest pair at or below `below`. Returns
+    /// how many went.
     async fn prune_mirror_pairs(
         &self,
         job: &str,
@@ -147,10 +149,13 @@ const AT_OR_BELOW: &str = "WHERE job_id = $1 AND source_cluster = $2 AND topic =
      ORDER BY source_offset DESC LIMIT 1";
 const LEAST: &str = "WHERE job_id = $1 AND source_cluster = $2 AND topic = $3 \
      AND partition = $4 AND target_topic = $5 ORDER BY source_offset ASC LIMIT 1";
+// Per target topic: a pair is needed while it is the greatest one at or below `below` of the
+// target topic it translates into.
 const PRUNE: &str = "DELETE FROM mirror_pairs WHERE job_id = $1 AND source_cluster = $2 \
      AND topic = $3 AND partition = $4 AND source_offset < \
-     (SELECT MAX(source_offset) FROM mirror_pairs WHERE job_id = $1 AND source_cluster = $2 \
-      AND topic = $3 AND partition = $4 AND source_offset <= $5)";
+     (SELECT MAX(y.source_offset) FROM mirror_pairs y WHERE y.job_id = $1 \
+      AND y.source_cluster = $2 AND y.topic = $3 AND y.partition = $4 \
+      AND y.target_topic = mirror_pairs.target_topic AND y.source_offset <= $5)";
 const DELETE_JOB: &str = "DELETE FROM mirror_pairs WHERE job_id = $1";
 
 fn pg_sql(sql: &str) -> String {

@@ -371,7 +371,7 @@ async fn run_server(cfg: Config) -> anyhow::Result<()> {
     // Everything acknowledged is durable by now. What is left to drop may hold Kafka
     // clients, and closing one waits on librdkafka's threads, at times for tens of seconds:
     // it is closed on the blocking pool, which `serve` does not wait for past its grace.
-    tokio::task::spawn_blocking(move || drop(engine));
+    tokio::task::spawn_blocking(move || drop((engine, log, stores)));
     Ok(())
 }
 

@@ -23,6 +23,29 @@ fn p(topic: &str, partition: i32, source: i64, target_topic: &str, target: i64) 
 }
 
 async fn pairs_and_positions(s: &dyn MirrorStore) {
+    // Target partition and offset differ from the source's: a swapped column shows.
+    let placed = MirrorPair {
+        topic: "t-k".into(),
+        partition: 2,
+        source_offset: 30,
+        target_topic: "t-k.copy".into(),
+        target_partition: 0,
+        target_offset: 7,
+    };
+    s.put_mirror_pairs("job-placed", "c1", std::slice::from_ref(&placed))
+        .await
+        .unwrap();
+    let positions = s.mirror_positions("job-placed", "c1").await.unwrap();
+    assert_eq!(positions.len(), 1);
+    assert_eq!(positions[0], placed);
+    assert_eq!(
+        s.mirror_pair_at("job-placed", "c1", "t-k", 2, "t-k.copy", 31)
+            .await
+            .unwrap(),
+        Some(placed)
+    );
+    assert_eq!(s.delete_mirror_pairs("job-placed").await.unwrap(), 1);
+
     let job = "job-positions";
     assert!(s.mirror_positions(job, "c1").await.unwrap().is_empty());
     s.put_mirror_pairs(job, "c1", &[]).await.unwrap();
@@ -154,6 +177,39 @@ async fn prune_and_delete(s: &dyn MirrorStore) {
         s.mirror_pair_at(job, "c1", "t", 1, "t", 0).await.unwrap(),
         Some(p("t", 1, 0, "t", 0))
     );
+    // Pruning is per target topic: the greatest pair at or below `below` into another topic
+    // (an older mapping) does not let the pairs a translation into this one needs go.
+    let two = "job-prune-two";
+    s.put_mirror_pairs(
+        two,
+        "c1",
+        &[
+            p("t", 0, 10, "t.copy", 0),
+            p("t", 0, 50, "t.copy", 40),
+            p("t", 0, 60, "t.old", 5),
+            p("t", 0, 80, "t.copy", 100),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.prune_mirror_pairs(two, "c1", "t", 0, 70).await.unwrap(),
+        1
+    );
+    let kept = s
+        .mirror_pair_at(two, "c1", "t", 0, "t.copy", 70)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept, p("t", 0, 50, "t.copy", 40));
+    assert_eq!(kept.translate(70), 60);
+    assert_eq!(
+        s.mirror_pair_at(two, "c1", "t", 0, "t.old", 70)
+            .await
+            .unwrap(),
+        Some(p("t", 0, 60, "t.old", 5))
+    );
+    assert_eq!(s.delete_mirror_pairs(two).await.unwrap(), 3);
     assert_eq!(s.delete_mirror_pairs(job).await.unwrap(), 4);
     assert!(s.mirror_positions(job, "c1").await.unwrap().is_empty());
     assert_eq!(s.delete_mirror_pairs(job).await.unwrap(), 0);
