@@ -24,7 +24,7 @@
 //! sealed with the secrets key); (version 8) `task_candidates(task, node)`: which nodes can
 //! run which singleton task.
 
-use crate::common::backend;
+use crate::common::{backend, pg_sql, sqlite_sql};
 use crate::{PgStore, Result, SqliteStore};
 use async_trait::async_trait;
 
@@ -272,14 +272,6 @@ const INSERT_SETTING: &str =
     "INSERT INTO cluster_settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
 const SETTING: &str = "SELECT value FROM cluster_settings WHERE name = $1";
 
-fn pg_sql(sql: &'static str) -> std::borrow::Cow<'static, str> {
-    sql.into()
-}
-
-fn sqlite_sql(sql: &'static str) -> std::borrow::Cow<'static, str> {
-    sql.replace('$', "?").into()
-}
-
 macro_rules! cluster_store {
     ($store:ty, $lock:ident, $sql:ident) => {
         #[async_trait]
@@ -437,20 +429,6 @@ macro_rules! cluster_store {
                     .map_err(|e| backend("setting_or_insert", e))
             }
         }
-    };
-}
-
-/// SQLite has one writer: writes take the store's write lock.
-macro_rules! sqlite_write {
-    ($s:ident) => {
-        $s.write.lock().await
-    };
-}
-
-/// PostgreSQL: each statement is atomic on its own.
-macro_rules! no_lock {
-    ($s:ident) => {
-        std::marker::PhantomData::<()>
     };
 }
 

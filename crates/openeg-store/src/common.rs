@@ -1,5 +1,19 @@
 //! Helpers shared by the SQLite and PostgreSQL implementations.
 
+/// SQLite has one writer: writes take the store's write lock.
+macro_rules! sqlite_write {
+    ($s:ident) => {
+        $s.write.lock().await
+    };
+}
+
+/// PostgreSQL: each statement (or transaction) is atomic on its own.
+macro_rules! no_lock {
+    ($s:ident) => {
+        std::marker::PhantomData::<()>
+    };
+}
+
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -150,6 +164,17 @@ fn advisory_key(parts: &[&[u8]]) -> i64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&d[..8]);
     i64::from_be_bytes(b)
+}
+
+/// A statement written for PostgreSQL (`$n` parameters), as PostgreSQL takes it.
+pub(crate) fn pg_sql(sql: &str) -> String {
+    sql.to_string()
+}
+
+/// The same statement for SQLite: `?n`, its numbered parameters (SQLite would read `$n` as
+/// names, numbered by first use).
+pub(crate) fn sqlite_sql(sql: &str) -> String {
+    sql.replace('$', "?")
 }
 
 #[cfg(test)]

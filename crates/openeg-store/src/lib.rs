@@ -23,9 +23,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 
+#[macro_use]
+mod common;
 pub mod changes;
 pub mod cluster;
-mod common;
 pub mod delivery;
 pub mod mirror;
 mod postgres;

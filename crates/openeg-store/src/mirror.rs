@@ -19,7 +19,7 @@
 //! Schema (version 9): `mirror_pairs(job_id, source_cluster, topic, partition, source_offset,
 //! target_topic, target_partition, target_offset)`, primary key up to `source_offset`.
 
-use crate::common::backend;
+use crate::common::{backend, pg_sql, sqlite_sql};
 use crate::{PgStore, Result, SqliteStore};
 use async_trait::async_trait;
 
@@ -158,14 +158,6 @@ const PRUNE: &str = "DELETE FROM mirror_pairs WHERE job_id = $1 AND source_clust
       AND y.target_topic = mirror_pairs.target_topic AND y.source_offset <= $5)";
 const DELETE_JOB: &str = "DELETE FROM mirror_pairs WHERE job_id = $1";
 
-fn pg_sql(sql: &str) -> String {
-    sql.to_string()
-}
-
-fn sqlite_sql(sql: &str) -> String {
-    sql.replace('$', "?")
-}
-
 macro_rules! mirror_store {
     ($store:ty, $lock:ident, $sql:ident) => {
         #[async_trait]
@@ -282,20 +274,6 @@ macro_rules! mirror_store {
                 Ok(r.rows_affected())
             }
         }
-    };
-}
-
-/// SQLite has one writer: writes take the store's write lock.
-macro_rules! sqlite_write {
-    ($s:ident) => {
-        $s.write.lock().await
-    };
-}
-
-/// PostgreSQL: each statement (or transaction) is atomic on its own.
-macro_rules! no_lock {
-    ($s:ident) => {
-        std::marker::PhantomData::<()>
     };
 }
 
