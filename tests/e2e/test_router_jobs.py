@@ -4,6 +4,7 @@ The SDK has no operations for these: every request is raw and signed.
 """
 import pytest
 
+from dataplane import wait_until
 from eglib import TIME_RE, UUID_RE, assert_eg_error, assert_request_id, uniq
 
 CLUSTERS = "/v1/{p}/eventrouter/clusters"
@@ -343,10 +344,17 @@ def test_job_action(raw_a, job):
     path = f"{JOBS}/{jid}/action"
     r = raw_a.call("POST", path, body={"operation": "START", "config": {"switch_now": False}})
     assert r.status == 200 and r.json() == {"job_id": jid}
-    # started, but nothing replicates yet: ERROR with the reason, never RUNNING
+    # started, and nothing listens at the source's address: ERROR (never RUNNING), and once
+    # the connection attempt gave up, the reason names the side and source_status says it
     g = raw_a.call("GET", f"{JOBS}/{jid}").json()
     assert g["status"] == "ERROR" and g["err_code"] == "EG.00511000", g
-    assert "not run" in g["err_message"]
+
+    def failed():
+        g = raw_a.call("GET", f"{JOBS}/{jid}").json()
+        return g if "source cluster" in (g.get("err_message") or "") else None
+    g = wait_until(failed, 60, "the source connection to fail")
+    assert g["status"] == "ERROR" and g["err_code"] == "EG.00511000", g
+    assert g["source_status"] == "ABNORMAL" and g["source_status_info"], g
     r = raw_a.call("POST", path, body={"operation": "STOP"})
     assert r.status == 200
     g = raw_a.call("GET", f"{JOBS}/{jid}").json()

@@ -536,10 +536,36 @@ pub fn endpoint_address<'a>(doc: &'a Value, side: &str) -> Option<&'a str> {
 
 /// ShowEventRouterTaskSyncDetail body: `offset` 0–10000, `limit` 10–1000 (both required),
 /// `conditions` [{key: topic, operate: EQUAL|LIKE, value}].
-pub fn sync_detail_body(v: &Value) -> Result<(), EgError> {
+/// A ShowEventRouterTaskSyncDetail body: the page and the topic conditions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncDetailQuery {
+    pub offset: usize,
+    pub limit: usize,
+    pub conditions: Vec<TopicCondition>,
+}
+
+/// A `conditions` entry (its key is always `topic`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicCondition {
+    Equal(String),
+    /// ASCII case-insensitive substring.
+    Like(String),
+}
+
+impl TopicCondition {
+    pub fn matches(&self, topic: &str) -> bool {
+        match self {
+            TopicCondition::Equal(v) => topic == v,
+            TopicCondition::Like(v) => topic.to_ascii_lowercase().contains(&v.to_ascii_lowercase()),
+        }
+    }
+}
+
+pub fn sync_detail_body(v: &Value) -> Result<SyncDetailQuery, EgError> {
     let src = Fields::body(v)?;
-    src.req_int("offset", 0, 10000)?;
-    src.req_int("limit", 10, 1000)?;
+    let offset = src.req_int("offset", 0, 10000)? as usize;
+    let limit = src.req_int("limit", 10, 1000)? as usize;
+    let mut conditions = Vec::new();
     if let Some(cs) = src.opt_array("conditions")? {
         for (i, c) in cs.iter().enumerate() {
             let p = format!("conditions[{i}]");
@@ -552,10 +578,19 @@ pub fn sync_detail_body(v: &Value) -> Result<(), EgError> {
             }
             let op = c.req_str("operate")?;
             one_of(op, &["EQUAL", "LIKE"], &c.at("operate"))?;
-            c.opt_str("value")?;
+            let value = c.opt_str("value")?.unwrap_or_default().to_string();
+            conditions.push(if op == "EQUAL" {
+                TopicCondition::Equal(value)
+            } else {
+                TopicCondition::Like(value)
+            });
         }
     }
-    Ok(())
+    Ok(SyncDetailQuery {
+        offset,
+        limit,
+        conditions,
+    })
 }
 
 #[cfg(test)]
@@ -802,9 +837,15 @@ mod tests {
     #[test]
     fn sync_detail() {
         assert!(sync_detail_body(&json!({"offset": 0, "limit": 10})).is_ok());
-        assert!(sync_detail_body(&json!({"offset": 0, "limit": 10,
-            "conditions": [{"key": "topic", "operate": "LIKE", "value": "t"}]}))
-        .is_ok());
+        let q = sync_detail_body(&json!({"offset": 1, "limit": 10,
+            "conditions": [{"key": "topic", "operate": "LIKE", "value": "Ord"},
+                           {"key": "topic", "operate": "EQUAL", "value": "orders"}]}))
+        .unwrap();
+        assert_eq!((q.offset, q.limit), (1, 10));
+        assert!(q.conditions[0].matches("my-orders"));
+        assert!(!q.conditions[0].matches("pay"));
+        assert!(q.conditions[1].matches("orders"));
+        assert!(!q.conditions[1].matches("Orders"));
         assert!(sync_detail_body(&json!({"limit": 10}))
             .unwrap_err()
             .to_string()

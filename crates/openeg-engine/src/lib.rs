@@ -30,6 +30,7 @@ mod error;
 pub mod metrics;
 pub mod position;
 mod recent;
+mod replication;
 pub mod retry;
 pub mod router;
 pub mod routes;
@@ -489,6 +490,14 @@ impl Engine {
                         if task == TaskKind::EventStream {
                             self.metrics.forget_stream(id);
                         }
+                        if task == TaskKind::RouterJob {
+                            self.metrics.forget_job(id);
+                            // A job made again later is another job: its positions go.
+                            if let Err(e) = self.delivery.delete_mirror_pairs(id).await {
+                                tracing::warn!(error = %e, job_id = id,
+                                    "deleting a deleted job's offset pairs failed");
+                            }
+                        }
                     }
                     Err(e) => tracing::warn!(
                         error = %e,
@@ -700,6 +709,7 @@ impl Engine {
                         .to_string(),
                     batch_interval: Duration::ZERO,
                     lag: None,
+                    start_offsets: Default::default(),
                 };
                 // Building does no I/O: a spec that cannot be built is reported at once.
                 openeg_connectors::sources::build(&spec, &ctx)
@@ -714,10 +724,16 @@ impl Engine {
                 }))
             }
             TaskKind::EventStream => Ok(Arc::new(self.stream_run(rec)?)),
-            TaskKind::RouterJob => Err(supervisor::ErrorInfo::not_run(format!(
-                "no {} runtime in this build",
-                kind.as_str()
-            ))),
+            TaskKind::RouterJob => {
+                let plan = replication::KafkaJobPlan::of(&rec.body, &self.secrets)
+                    .map_err(supervisor::ErrorInfo::not_run)?;
+                Ok(Arc::new(replication::KafkaJobRun {
+                    engine: self.me.clone(),
+                    job_id: rec.id.clone(),
+                    node_name: self.cfg.node_name.clone(),
+                    plan,
+                }))
+            }
         }
     }
 
@@ -759,6 +775,7 @@ impl Engine {
             ),
             // Set by the run (figures exist only where a stream runs).
             lag: None,
+            start_offsets: Default::default(),
         };
         // Building does no I/O: a source that cannot be built is reported at once.
         openeg_connectors::sources::build(&spec, &ctx)

@@ -110,6 +110,80 @@ pub struct Metrics {
     /// Per event stream running on this node, keyed by stream id.
     pub(crate) streams:
         std::sync::Mutex<std::collections::BTreeMap<String, std::sync::Arc<StreamFigures>>>,
+    /// Per event-router job running on this node, keyed by job id (removed when its run ends).
+    pub(crate) jobs:
+        std::sync::Mutex<std::collections::BTreeMap<String, std::sync::Arc<JobFigures>>>,
+}
+
+/// A side of a job (source or sink cluster) as `source_status` / `sink_status` show it.
+pub const SIDE_NORMAL: &str = "NORMAL";
+pub const SIDE_ABNORMAL: &str = "ABNORMAL";
+
+/// Live positions of a running event-router job, for syncDetail and the job's side statuses.
+#[derive(Default)]
+pub struct JobFigures {
+    /// `(status, info)` of the source cluster; `None` until the run connected or failed to.
+    pub source: std::sync::Mutex<Option<(&'static str, String)>>,
+    pub sink: std::sync::Mutex<Option<(&'static str, String)>>,
+    /// Per source (topic, partition).
+    pub partitions: std::sync::Mutex<std::collections::BTreeMap<(String, i32), PartitionFigures>>,
+    /// Records copied by this run.
+    pub copied: Counter,
+}
+
+/// One source partition of a running job.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartitionFigures {
+    pub target_topic: String,
+    /// The next source offset to copy: everything before it is copied and committed.
+    pub next: i64,
+    /// The source's high watermark as last read (at least `next`).
+    pub high: i64,
+}
+
+impl JobFigures {
+    pub fn set_source(&self, status: &'static str, info: impl Into<String>) {
+        if let Ok(mut s) = self.source.lock() {
+            *s = Some((status, info.into()));
+        }
+    }
+
+    pub fn set_sink(&self, status: &'static str, info: impl Into<String>) {
+        if let Ok(mut s) = self.sink.lock() {
+            *s = Some((status, info.into()));
+        }
+    }
+
+    /// Sets where `(topic, partition)` stands: `next` only moves forward, `high` is at least it.
+    pub fn advance(
+        &self,
+        topic: &str,
+        partition: i32,
+        target_topic: &str,
+        next: Option<i64>,
+        high: Option<i64>,
+    ) {
+        let mut m = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
+        let f = m.entry((topic.to_string(), partition)).or_default();
+        if f.target_topic.is_empty() {
+            f.target_topic = target_topic.to_string();
+        }
+        if let Some(n) = next {
+            f.next = f.next.max(n);
+        }
+        if let Some(h) = high {
+            f.high = h;
+        }
+        f.high = f.high.max(f.next);
+    }
+
+    /// A copy of the partitions' figures.
+    pub fn snapshot(&self) -> std::collections::BTreeMap<(String, i32), PartitionFigures> {
+        self.partitions
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default()
+    }
 }
 
 /// One counter of [`StreamFigures`], for rendering.
@@ -168,6 +242,48 @@ impl Metrics {
     pub fn stream_figures(&self, id: &str) -> Option<std::sync::Arc<StreamFigures>> {
         let m = self.streams.lock().unwrap_or_else(|p| p.into_inner());
         m.get(id).cloned()
+    }
+
+    /// Fresh figures for a run of job `id` starting now.
+    /// The side statuses of the run before (one that failed) stay until this run finds out.
+    pub(crate) fn start_job(&self, id: &str) -> std::sync::Arc<JobFigures> {
+        let f = std::sync::Arc::new(JobFigures::default());
+        let mut m = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(before) = m.get(id) {
+            let side = |s: &std::sync::Mutex<Option<(&'static str, String)>>| {
+                s.lock().ok().and_then(|g| g.clone())
+            };
+            if let Ok(mut s) = f.source.lock() {
+                *s = side(&before.source);
+            }
+            if let Ok(mut s) = f.sink.lock() {
+                *s = side(&before.sink);
+            }
+        }
+        m.insert(id.to_string(), f.clone());
+        f
+    }
+
+    /// The figures of job `id` while it runs on this node.
+    pub fn job_figures(&self, id: &str) -> Option<std::sync::Arc<JobFigures>> {
+        let m = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(id).cloned()
+    }
+
+    /// Forgets the figures of a job run that ended (unless a newer run replaced them).
+    pub(crate) fn end_job(&self, id: &str, figures: &std::sync::Arc<JobFigures>) {
+        let mut m = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        if m.get(id)
+            .is_some_and(|f| std::sync::Arc::ptr_eq(f, figures))
+        {
+            m.remove(id);
+        }
+    }
+
+    /// Forgets a deleted job's figures.
+    pub(crate) fn forget_job(&self, id: &str) {
+        let mut m = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        m.remove(id);
     }
 
     /// Forgets a deleted stream's figures.

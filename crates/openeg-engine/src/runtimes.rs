@@ -9,8 +9,9 @@
 //!   (START), and are stopped otherwise (before the first operation, and after PAUSE/STOP).
 //!   A started stream runs a [`crate::stream::StreamRun`] when its source kind is in the
 //!   sources registry (`HC.Kafka`, the RocketMQ kinds) and its sink is one the stream runtime
-//!   has (Kafka, FunctionGraph); otherwise it is `ERROR` with the reason. This build has no replication
-//!   runtime: a started router job is `ERROR` with the reason.
+//!   has (Kafka, FunctionGraph); otherwise it is `ERROR` with the reason. A started Kafka
+//!   router job runs a [`crate::replication`] run; RocketMQ and DCS jobs are `ERROR` with
+//!   the reason.
 
 use crate::supervisor::{ErrorInfo, Ready, RunState, Runtime, RuntimeStatus, StopSignal, TaskKind};
 use crate::Engine;
@@ -21,9 +22,11 @@ use serde_json::Value;
 use std::hash::{Hash, Hasher};
 use std::sync::Weak;
 
-/// Why a started event-router job shows `ERROR`, and why syncDetail has no figures.
-pub const ROUTER_JOB_NOT_RUN: &str = "event-router jobs are stored but not run: this OpenEG \
-                                      build has no replication runtime yet, so nothing is copied";
+/// Why a started event-router job of a family without a runtime (RocketMQ, DCS) shows
+/// `ERROR`, and why syncDetail has no figures.
+pub const ROUTER_JOB_NOT_RUN: &str = "RocketMQ and DCS (Redis) event-router jobs are stored but \
+                                      not run by this OpenEG build: nothing is copied (Kafka \
+                                      jobs run)";
 
 /// Why a started event stream whose source kind has no runtime shows `ERROR`.
 pub fn stream_source_not_run(kind: &str) -> String {
@@ -86,7 +89,18 @@ pub fn plan(kind: TaskKind, body: &Value) -> Plan {
             if str_of(body, "_desired") == "RUNNING"
                 && str_of(body, "status") != "NO_CONFIGURATION" =>
         {
-            Plan::Unrunnable(ErrorInfo::not_run(ROUTER_JOB_NOT_RUN))
+            if str_of(body, "source_type") != "KAFKA" {
+                return Plan::Unrunnable(ErrorInfo::not_run(ROUTER_JOB_NOT_RUN));
+            }
+            match body
+                .get("advance_config")
+                .and_then(|a| a.get("kafka2kafka"))
+            {
+                Some(a) if a.is_object() => Plan::Run,
+                _ => Plan::Unrunnable(ErrorInfo::not_run(
+                    "advance_config.kafka2kafka is required to run a Kafka job",
+                )),
+            }
         }
         TaskKind::EventStream | TaskKind::RouterJob => Plan::Stopped,
     }
@@ -430,6 +444,28 @@ mod tests {
                 s.node_name.as_str()
             ),
             (RunState::Error, ROUTER_JOB_NOT_RUN, "n")
+        );
+        // Kafka jobs run; without their kafka2kafka settings they cannot.
+        let kafka = |adv: serde_json::Value| {
+            json!({"_desired": "RUNNING", "status": "WAIT_START", "source_type": "KAFKA",
+                "advance_config": adv})
+        };
+        assert_eq!(
+            plan(
+                TaskKind::RouterJob,
+                &kafka(json!({"kafka2kafka": {"topics": "t"}}))
+            ),
+            Plan::Run
+        );
+        let Plan::Unrunnable(e) = plan(TaskKind::RouterJob, &kafka(Value::Null)) else {
+            panic!("a Kafka job without kafka2kafka cannot run");
+        };
+        assert!(e.message.contains("kafka2kafka"), "{e:?}");
+        let mut dcs = kafka(json!({"dcs2dcs": {}}));
+        dcs["source_type"] = json!("DCS");
+        assert_eq!(
+            plan(TaskKind::RouterJob, &dcs),
+            Plan::Unrunnable(ErrorInfo::not_run(ROUTER_JOB_NOT_RUN))
         );
     }
 

@@ -361,27 +361,40 @@ impl Runtime for StreamRun {
             ready,
             stream_id: self.stream_id.clone(),
         });
-        let limit = source.concurrent_batches().clamp(1, MAX_BATCHES);
-        let mut inflight: FuturesUnordered<BoxFuture<'static, Result<Ack, AppendError>>> =
-            FuturesUnordered::new();
-        loop {
-            tokio::select! {
-                _ = stop.stopped() => return Ok(()),
-                Some(done) = inflight.next() => {
-                    let ack = done.map_err(|e| fail(e.0))?;
-                    // A commit that hangs must not hold a PAUSE or a delete back.
-                    tokio::select! {
-                        _ = stop.stopped() => return Ok(()),
-                        r = source.ack(ack) => r.map_err(|e| {
-                            fail(format!("committing to the source failed: {e}"))
-                        })?,
-                    }
+        drive(source.as_mut(), writer, self.count, stop).await
+    }
+}
+
+/// Runs a connected source into `writer` until `stop`: batches of up to `count` records,
+/// up to [`Source::concurrent_batches`] of them in the writer at once, each acknowledged to
+/// the source once the writer took it (the commit rule of the sources module). `Ok` on stop;
+/// a source or writer failure ends it with the reason.
+pub(crate) async fn drive(
+    source: &mut dyn Source,
+    writer: Arc<dyn DurableLog>,
+    count: usize,
+    mut stop: StopSignal,
+) -> Result<(), ErrorInfo> {
+    let limit = source.concurrent_batches().clamp(1, MAX_BATCHES);
+    let mut inflight: FuturesUnordered<BoxFuture<'static, Result<Ack, AppendError>>> =
+        FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            _ = stop.stopped() => return Ok(()),
+            Some(done) = inflight.next() => {
+                let ack = done.map_err(|e| fail(e.0))?;
+                // A commit that hangs must not hold a PAUSE or a delete back.
+                tokio::select! {
+                    _ = stop.stopped() => return Ok(()),
+                    r = source.ack(ack) => r.map_err(|e| {
+                        fail(format!("committing to the source failed: {e}"))
+                    })?,
                 }
-                b = source.next_batch(self.count), if inflight.len() < limit => {
-                    let batch = b.map_err(|e| fail(format!("reading from the source failed: {e}")))?;
-                    let w = writer.clone();
-                    inflight.push(Box::pin(async move { batch.append_durably(w.as_ref()).await }));
-                }
+            }
+            b = source.next_batch(count), if inflight.len() < limit => {
+                let batch = b.map_err(|e| fail(format!("reading from the source failed: {e}")))?;
+                let w = writer.clone();
+                inflight.push(Box::pin(async move { batch.append_durably(w.as_ref()).await }));
             }
         }
     }

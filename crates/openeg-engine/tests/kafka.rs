@@ -6,14 +6,12 @@
 
 mod common;
 
-use common::{kafka_brokers, unique, KEY};
+use common::{create_topic, kafka_brokers, unique, KEY};
 use openeg_engine::{Engine, EngineConfig};
 use openeg_log::{LogConfig, SegmentLog};
 use openeg_store::delivery::{DeadLetterState, DeliveryStatus, DeliveryStore};
 use openeg_store::secrets::SecretBox;
 use openeg_store::{Document, Kind, MetaStore, SqliteStore};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -23,23 +21,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const P: &str = "p-kafka";
-
-async fn create_topic(brokers: &str, topic: &str) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
-    let r = admin
-        .create_topics(
-            &[NewTopic::new(topic, 1, TopicReplication::Fixed(1))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        )
-        .await
-        .unwrap();
-    for t in r {
-        t.unwrap();
-    }
-}
 
 /// One consumed record.
 #[derive(Debug)]
@@ -178,8 +159,8 @@ async fn kafka_targets_deliver_records_and_retry_a_missing_topic() {
         format!("openeg-keyed-{u}"),
         format!("openeg-missing-{u}"),
     );
-    create_topic(&brokers, &t_plain).await;
-    create_topic(&brokers, &t_keyed).await;
+    create_topic(&brokers, &t_plain, 1).await;
+    create_topic(&brokers, &t_keyed, 1).await;
     let variable = json!({"type": "VARIABLE", "value": "{\"n\":\"$.data.n\"}",
                           "template": "{\"n\":${n}}"});
     let key = json!({"type": "VARIABLE", "value": "{\"n\":\"$.data.n\"}",
@@ -287,7 +268,7 @@ async fn kafka_targets_deliver_records_and_retry_a_missing_topic() {
     assert!(code.starts_with("UnknownTopic"), "{d:?}");
 
     // Once the topic exists, a retry delivers the event.
-    create_topic(&brokers, &t_missing).await;
+    create_topic(&brokers, &t_missing, 1).await;
     let (b, tm) = (brokers.clone(), t_missing.clone());
     let late = tokio::task::spawn_blocking(move || consume(&b, &tm, 1, Duration::from_secs(90)))
         .await
@@ -363,7 +344,7 @@ async fn failed_events_go_to_the_dead_letter_topic() {
     let (url_400, _) = common::scripted_receiver(|_| (400, Duration::ZERO)).await;
     let u = unique();
     let (dlq_ok, dlq_late) = (format!("openeg-dlq-{u}"), format!("openeg-dlq-late-{u}"));
-    create_topic(&brokers, &dlq_ok).await;
+    create_topic(&brokers, &dlq_ok, 1).await;
 
     let mut channels = Vec::new();
     for (url, topic, retry_times) in [(&url_503, &dlq_ok, 1), (&url_400, &dlq_late, 5)] {
@@ -470,7 +451,7 @@ async fn failed_events_go_to_the_dead_letter_topic() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    create_topic(&brokers, &dlq_late).await;
+    create_topic(&brokers, &dlq_late, 1).await;
     wait_dead_letters(
         &store,
         ch,

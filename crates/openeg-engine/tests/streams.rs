@@ -6,13 +6,11 @@
 
 mod common;
 
-use common::{http_receiver, kafka_brokers, service_env, unique, KEY};
+use common::{create_topic, http_receiver, kafka_brokers, service_env, unique, KEY};
 use openeg_engine::{Engine, EngineConfig, ResourceKind, RunState, RuntimeStatus, TaskKind};
 use openeg_log::{LogConfig, SegmentLog};
 use openeg_store::secrets::SecretBox;
 use openeg_store::{Document, Kind, MetaStore, SqliteStore};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -26,23 +24,6 @@ const P: &str = "p-streams";
 
 /// The batches a fake function took: when, and the `data.n` of each event.
 type Batches = Vec<(Instant, Vec<u64>)>;
-
-async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
-    let r = admin
-        .create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        )
-        .await
-        .unwrap();
-    for t in r {
-        t.unwrap();
-    }
-}
 
 /// Produces `values` to `topic`, record `i` to partition `i % partitions` with key `k-{i}`.
 async fn produce(brokers: &str, topic: &str, partitions: i32, values: &[(usize, Value)]) {

@@ -33,8 +33,8 @@
 //!   at-least-once. Commits are asynchronous; one lost on a crash only re-reads.
 
 use super::{
-    Ack, Batch, BatchToken, BuildContext, BuildError, Health, LagGauge, Position, Source,
-    SourceError, SourceRecord, SourceSpec,
+    Ack, Batch, BatchToken, BuildContext, BuildError, Health, LagGauge, Position, RawRecord,
+    Source, SourceError, SourceRecord, SourceSpec,
 };
 use crate::sinks::kafka as kafka_sink;
 use base64::Engine as _;
@@ -43,7 +43,7 @@ use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use futures_util::FutureExt;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Message as _};
+use rdkafka::message::{BorrowedMessage, Headers as _, Message as _};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use serde_json::{Map, Value};
@@ -87,6 +87,8 @@ struct Settings {
     topic: String,
     group: String,
     seek_to: &'static str,
+    /// Records are kept as read ([`SourceRecord::raw`]) instead of becoming events.
+    raw: bool,
 }
 
 impl Settings {
@@ -127,6 +129,7 @@ impl Settings {
             topic: topic.to_string(),
             group: group.to_string(),
             seek_to,
+            raw: false,
         })
     }
 
@@ -179,6 +182,8 @@ pub struct KafkaSource {
     next_probe: Instant,
     /// Where the consumer lag goes (librdkafka's statistics), if anywhere.
     lag: Option<LagGauge>,
+    /// Where partitions start instead of the group's committed offset.
+    start_offsets: HashMap<i32, i64>,
 }
 
 /// A partition found added to the topic and where to start reading it.
@@ -222,8 +227,22 @@ impl ConsumerContext for LagContext {
 
 /// Builds a Kafka stream source from its spec (no I/O).
 pub fn build(spec: &SourceSpec, ctx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {
-    Ok(Box::new(KafkaSource {
-        settings: Settings::from_detail(&spec.detail)?,
+    Ok(Box::new(source(Settings::from_detail(&spec.detail)?, ctx)))
+}
+
+/// Builds the Kafka source of an event-router job's topic (no I/O): `spec.detail` as a
+/// stream's `source_kafka` (`addr`, `topic`, `group`, `seek_to`, SASL/TLS members). Its
+/// records are the topic's records as read ([`SourceRecord::raw`], the value also in
+/// `payload`), not events; `ctx.start_offsets` says where partitions start.
+pub fn build_mirror(spec: &SourceSpec, ctx: &BuildContext) -> Result<KafkaSource, BuildError> {
+    let mut settings = Settings::from_detail(&spec.detail)?;
+    settings.raw = true;
+    Ok(source(settings, ctx))
+}
+
+fn source(settings: Settings, ctx: &BuildContext) -> KafkaSource {
+    KafkaSource {
+        settings,
         stream_name: ctx.resource_name.clone(),
         interval: ctx.batch_interval,
         consumer: None,
@@ -238,7 +257,8 @@ pub fn build(spec: &SourceSpec, ctx: &BuildContext) -> Result<Box<dyn Source>, B
         probe: None,
         next_probe: Instant::now(),
         lag: ctx.lag.clone(),
-    }))
+        start_offsets: ctx.start_offsets.clone(),
+    }
 }
 
 impl KafkaSource {
@@ -329,13 +349,25 @@ impl KafkaSource {
                 )
                 .map_err(|e| self.fail(format!("committing partition {p} failed: {e}")))?;
         }
-        let record = SourceRecord {
-            payload: Bytes::from(to_event(m, &self.stream_name, Utc::now()).to_string()),
-            key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-            position: Some(Position {
-                partition: p.to_string(),
-                offset: m.offset(),
-            }),
+        let position = Some(Position {
+            partition: p.to_string(),
+            offset: m.offset(),
+        });
+        let record = if self.settings.raw {
+            let value = m.payload().map(Bytes::copy_from_slice);
+            SourceRecord {
+                payload: value.clone().unwrap_or_default(),
+                key: None,
+                position,
+                raw: Some(Box::new(raw_record(m, value))),
+            }
+        } else {
+            SourceRecord {
+                payload: Bytes::from(to_event(m, &self.stream_name, Utc::now()).to_string()),
+                key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                position,
+                raw: None,
+            }
         };
         let part = self.partitions.entry(p).or_default();
         part.next_offset = m.offset() + 1;
@@ -380,7 +412,11 @@ impl KafkaSource {
         let consumer = self.consumer()?;
         let mut tpl = TopicPartitionList::new();
         for &p in &partitions {
-            tpl.add_partition_offset(&self.settings.topic, p, Offset::Stored)
+            let at = match self.start_offsets.get(&p) {
+                Some(&o) => Offset::Offset(o),
+                None => Offset::Stored,
+            };
+            tpl.add_partition_offset(&self.settings.topic, p, at)
                 .map_err(|e| self.fail(format!("assigning partition {p}: {e}")))?;
         }
         consumer
@@ -433,6 +469,25 @@ impl KafkaSource {
             return Ok(Some(Instant::now() + PROBE_POLL));
         }
         Ok(Some(self.next_probe))
+    }
+}
+
+/// A record as read, for copying it unchanged.
+fn raw_record(m: &BorrowedMessage<'_>, value: Option<Bytes>) -> RawRecord {
+    let headers = m
+        .headers()
+        .map(|hs| {
+            hs.iter()
+                .map(|h| (h.key.to_string(), h.value.map(Bytes::copy_from_slice)))
+                .collect()
+        })
+        .unwrap_or_default();
+    RawRecord {
+        topic: m.topic().to_string(),
+        key: m.key().map(Bytes::copy_from_slice),
+        value,
+        headers,
+        timestamp_ms: m.timestamp().to_millis(),
     }
 }
 

@@ -28,6 +28,22 @@ pub struct SourceRecord {
     /// Where upstream the record is, for sources that can tell (Kafka, RocketMQ): an OBS
     /// stream sink names its objects after it.
     pub position: Option<Position>,
+    /// The upstream record as it was, for a source read to be copied rather than turned into
+    /// an event (an event-router job's Kafka source); `None` otherwise.
+    pub raw: Option<Box<RawRecord>>,
+}
+
+/// A Kafka record as read, for copying it unchanged: `None` and empty differ (a tombstone
+/// has no value, and a copy must have none either).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawRecord {
+    pub topic: String,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    /// In the record's order; a header may have no value.
+    pub headers: Vec<(String, Option<Bytes>)>,
+    /// The record's timestamp (create or log-append time), if it has one.
+    pub timestamp_ms: Option<i64>,
 }
 
 /// A record's place upstream.
@@ -186,6 +202,9 @@ pub struct BuildContext {
     /// Where the source keeps its consumer lag, if it can tell it (an event stream's
     /// figures): records upstream after its committed position.
     pub lag: Option<LagGauge>,
+    /// Where to start reading, per partition, overriding the group's committed offset (an
+    /// event-router job resumes from its own stored positions); empty for everyone else.
+    pub start_offsets: std::collections::HashMap<i32, i64>,
 }
 
 /// A source's consumer lag in records; [`LAG_UNKNOWN`] until the source knows it.

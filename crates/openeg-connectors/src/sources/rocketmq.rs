@@ -523,6 +523,7 @@ impl Source for RocketSource {
                         partition: format!("{}-{}", m.broker_name(), m.queue_id()),
                         offset: m.queue_offset(),
                     }),
+                    raw: None,
                 };
                 self.gathered
                     .push_back((Some(record), mq, m.queue_offset()));

@@ -35,6 +35,25 @@ pub fn service_env(var: &str, require: &str) -> Option<String> {
     }
 }
 
+/// Creates `topic` with `partitions` on the test broker (it must not exist).
+pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let r = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .unwrap();
+    for t in r {
+        t.unwrap();
+    }
+}
+
 /// The embedded log under `dir/log`.
 pub async fn open_log(dir: &std::path::Path) -> Arc<openeg_log::SegmentLog> {
     Arc::new(

@@ -23,8 +23,9 @@ use openeg_api::event_router::{self, MAX_CLUSTERS, MAX_JOBS_PER_CLUSTER};
 use openeg_api::field::Fields;
 use openeg_api::validate::NamePattern;
 use openeg_api::EgError;
+use openeg_engine::metrics::PartitionFigures;
 use openeg_engine::runtimes::ROUTER_JOB_NOT_RUN;
-use openeg_engine::{ResourceKind, RunState, TaskKind};
+use openeg_engine::{ResourceKind, RunState, RuntimeStatus, TaskKind};
 use openeg_store::{Document, Kind, ListQuery, QuotaCheck};
 use serde_json::{json, Map, Value};
 use std::time::Duration;
@@ -612,6 +613,23 @@ fn job_view(st: &AppState, rec: &Document) -> Value {
             m.insert("status".into(), status.into());
             m.insert("err_code".into(), code);
             m.insert("err_message".into(), message);
+            // Each side's connectivity as the run found it (a run that failed to connect
+            // leaves its finding); otherwise the stored `UNDEFINED` shows.
+            let figures = st
+                .engine
+                .as_ref()
+                .and_then(|e| e.metrics.job_figures(&rec.id));
+            if let (Some(f), true) = (figures, rs.state != RunState::Stopped) {
+                for (side, info, got) in [
+                    ("source_status", "source_status_info", &f.source),
+                    ("sink_status", "sink_status_info", &f.sink),
+                ] {
+                    if let Some((status, why)) = got.lock().ok().and_then(|g| g.clone()) {
+                        m.insert(side.into(), status.into());
+                        m.insert(info.into(), why.into());
+                    }
+                }
+            }
         }
     }
     render(&body)
@@ -937,22 +955,97 @@ async fn sync_detail(
 ) -> ApiResult<Response> {
     let rec = get_or_404(&st, &t.project_id, Kind::RouterJob, p.get("job_id")).await?;
     let v = json_body(&body)?;
-    event_router::sync_detail_body(&v)?;
+    let q = event_router::sync_detail_body(&v)?;
     let ty = rec.body.get("source_type").cloned().unwrap_or(Value::Null);
-    // No replication runs, so there are no positions to report: no items and no invented
-    // figures in `metadata`; `state` says why (an OpenEG member beside the EG ones): the
-    // supervisor's reason when a started job does not run.
-    let detail = st
-        .runtime_status(TaskKind::RouterJob, &rec)
-        .and_then(|s| s.error)
-        .map_or_else(|| ROUTER_JOB_NOT_RUN.to_string(), |e| e.message);
+    let status = st.runtime_status(TaskKind::RouterJob, &rec);
+    let figures = status
+        .as_ref()
+        .filter(|s| s.state == RunState::Running)
+        .and_then(|_| st.engine.as_ref())
+        .and_then(|e| e.metrics.job_figures(&rec.id));
+    let Some(figures) = figures else {
+        // Nothing runs here, so there are no positions to report: no items and no invented
+        // figures in `metadata`; `state` says why (an OpenEG member beside the EG ones).
+        let detail = match status {
+            Some(s) if s.state == RunState::Running => {
+                "the job runs on another node: ask the node running it".to_string()
+            }
+            Some(RuntimeStatus { error: Some(e), .. }) => e.message,
+            Some(_) => "the job is not running (not started, or stopped): there are no live \
+                        positions; it is not run now"
+                .to_string(),
+            None => ROUTER_JOB_NOT_RUN.to_string(),
+        };
+        return Ok(ok(json!({
+            "metadata": {},
+            "total": 0,
+            "size": 0,
+            "type": ty,
+            "items": [],
+            "state": "NOT_RUNNING",
+            "state_detail": detail,
+        })));
+    };
+    let alias = rec
+        .body
+        .pointer("/source_config/source_kafka/cluster_alias")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let (rows, remaining) = kafka_sync_rows(&figures.snapshot(), &alias);
+    let matching: Vec<Value> = rows
+        .into_iter()
+        .filter(|(topic, _)| q.conditions.iter().all(|c| c.matches(topic)))
+        .map(|(_, row)| row)
+        .collect();
+    let total = matching.len();
+    let items: Vec<Value> = matching.into_iter().skip(q.offset).take(q.limit).collect();
     Ok(ok(json!({
-        "metadata": {},
-        "total": 0,
-        "size": 0,
+        "metadata": {"sync_remain_total": remaining},
+        "total": total,
+        "size": items.len(),
         "type": ty,
-        "items": [],
-        "state": "NOT_RUNNING",
-        "state_detail": detail,
+        "items": items,
     })))
+}
+
+/// syncDetail rows of a running Kafka job, one per source topic in name order, and the
+/// records left to copy over all of them.
+fn kafka_sync_rows(
+    parts: &std::collections::BTreeMap<(String, i32), PartitionFigures>,
+    alias: &Value,
+) -> (Vec<(String, Value)>, i64) {
+    let mut rows: Vec<(String, Value)> = Vec::new();
+    let mut total = 0i64;
+    let mut current: Option<(String, Vec<Value>, i64)> = None;
+    let finish = |c: (String, Vec<Value>, i64), rows: &mut Vec<(String, Value)>| {
+        let (topic, details, remain) = c;
+        rows.push((
+            topic.clone(),
+            json!({
+                "topic": topic,
+                "number": details.len(),
+                "sync_remain_num": remain,
+                "offset_details": details,
+            }),
+        ));
+    };
+    for ((topic, p), f) in parts {
+        if current.as_ref().is_some_and(|c| &c.0 != topic) {
+            if let Some(c) = current.take() {
+                finish(c, &mut rows);
+            }
+        }
+        let c = current.get_or_insert_with(|| (topic.clone(), Vec::new(), 0));
+        let remain = (f.high - f.next).max(0);
+        c.2 += remain;
+        total += remain;
+        c.1.push(json!({
+            "partition": {"cluter": alias, "topic": topic, "partition": p},
+            "offset": {"offset": f.next, "max_offset": f.high},
+        }));
+    }
+    if let Some(c) = current.take() {
+        finish(c, &mut rows);
+    }
+    (rows, total)
 }

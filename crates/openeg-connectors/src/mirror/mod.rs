@@ -8,6 +8,11 @@
 //! the target keeps per-key order and consumers that rely on key placement keep working. A
 //! keyless record goes to its source partition number modulo the target's count, which keeps
 //! the order of each source partition's keyless records.
+//!
+//! The broker side (the producer that writes copies, the admin calls that create target
+//! topics and read watermarks) is [`kafka`].
+
+pub mod kafka;
 
 /// Kafka's murmur2 hash of `data` (seed `0x9747b28c`), as `Utils.murmur2` in the Java client.
 pub fn murmur2(data: &[u8]) -> u32 {

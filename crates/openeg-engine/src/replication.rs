@@ -1,0 +1,937 @@
+//! Event-router jobs that copy one Kafka cluster into another (`kafka2kafka`,
+//! `docs/router-jobs.md`).
+//!
+//! A started job ([`KafkaJobRun`]) connects to both clusters, picks the source topics
+//! (`topics`, or `topic_regex` over the source's topics), makes sure each has its target topic
+//! on the sink (created with the source's partition count and `replica_cnt` replicas when it
+//! is missing) and runs one pipeline per topic: a Kafka source that hands out the records as
+//! read (`openeg_connectors::sources::kafka::build_mirror`) into a [`MirrorWriter`], under
+//! the same loop as event streams ([`crate::stream::drive`]).
+//!
+//! Invariants:
+//! * A record's copy keeps its key, value (a tombstone stays one), headers (in order) and
+//!   timestamp. It keeps its partition number when the target topic has at least as many
+//!   partitions, else it goes by key hash (`openeg_connectors::mirror::Placement`).
+//! * The job's committed position is its stored offset pairs (`openeg_store::mirror`): a
+//!   batch's pairs are written after the sink acknowledged every copy (`acks=all`) and before
+//!   the source is told the batch is done. A restart copies from the greatest pair + 1 of each
+//!   partition, so nothing is skipped; what was copied and not committed is copied again.
+//! * Pairs are stored for the run's first record of a partition, wherever the target offsets
+//!   stop being consecutive, at least every [`PAIR_EVERY`] records, and for each batch's last
+//!   record: between two consecutive pairs the copies sit at consecutive target offsets, which
+//!   is what translating a consumer group's offset needs.
+//! * A copy that fails is sent again (1 s doubling to 60 s); the partition waits meanwhile. A
+//!   mirror drops nothing, so the job shows `ERROR` with the failure until the sink takes it.
+
+use crate::metrics::{JobFigures, SIDE_ABNORMAL, SIDE_NORMAL};
+use crate::stream::drive;
+use crate::supervisor::{ErrorInfo, Ready, Runtime, StopSignal};
+use crate::Engine;
+use futures_util::future::try_join_all;
+use openeg_connectors::backoff;
+use openeg_connectors::mirror::kafka::{Admin, Copy, Endpoint, MirrorProducer, TopicInfo};
+use openeg_connectors::mirror::Placement;
+use openeg_connectors::sources::{
+    kafka as kafka_source, AppendError, BuildContext, DurableLog, Source, SourceRecord, SourceSpec,
+};
+use openeg_connectors::Outcome;
+use openeg_store::mirror::MirrorPair;
+use openeg_store::secrets::SecretBox;
+use openeg_store::DeliveryStore;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+/// At most this many records pass between two stored pairs of a partition.
+pub const PAIR_EVERY: u32 = 100;
+/// Records per batch a job's source hands out.
+const BATCH: usize = 1000;
+/// How long a partial batch waits for more records.
+const BATCH_WAIT: Duration = Duration::from_millis(50);
+/// How often the source's watermarks are read (syncDetail's `max_offset`).
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// Longest wait between two attempts of a failing batch.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
+/// Headers a copy gets with `is_add_header`.
+pub const ORIGIN_TOPIC: &str = "eg-origin-topic";
+pub const ORIGIN_PARTITION: &str = "eg-origin-partition";
+pub const ORIGIN_OFFSET: &str = "eg-origin-offset";
+
+fn fail(msg: impl Into<String>) -> ErrorInfo {
+    ErrorInfo::not_run(msg)
+}
+
+/// Which source topics a job copies.
+#[derive(Debug, Clone)]
+pub(crate) enum TopicSelector {
+    Names(Vec<String>),
+    /// Anchored: the whole name must match (as Java's `matches()`).
+    Regex(regex::Regex),
+}
+
+/// What a Kafka→Kafka job runs with, read from its document (secrets revealed; `Debug`
+/// shows no password: endpoints mask it).
+#[derive(Debug, Clone)]
+pub(crate) struct KafkaJobPlan {
+    /// The `source_kafka` object, password revealed, for the source's consumers.
+    source_member: Value,
+    source: Endpoint,
+    sink: Endpoint,
+    source_alias: String,
+    topics: TopicSelector,
+    mappings: Vec<(String, String)>,
+    rename: bool,
+    seek_to: &'static str,
+    compress_alg: String,
+    replicas: i32,
+    add_header: bool,
+    /// `is_sync_progress`: translate the source's consumer-group offsets onto the sink.
+    sync_progress: bool,
+}
+
+impl KafkaJobPlan {
+    /// The plan of a stored job document, or why it cannot run.
+    pub(crate) fn of(body: &Value, secrets: &SecretBox) -> Result<KafkaJobPlan, String> {
+        let member = |cfg: &str, name: &str| -> Result<Value, String> {
+            let mut v = body
+                .get(cfg)
+                .and_then(|c| c.get(name))
+                .filter(|v| v.is_object())
+                .cloned()
+                .ok_or_else(|| format!("{cfg}.{name} is required to run a Kafka job"))?;
+            secrets.reveal_json(&mut v);
+            Ok(v)
+        };
+        let source_member = member("source_config", "source_kafka")?;
+        let sink_member = member("sink_config", "sink_kafka")?;
+        let source = Endpoint::of(&source_member).map_err(|e| format!("source_kafka: {e}"))?;
+        let sink = Endpoint::of(&sink_member).map_err(|e| format!("sink_kafka: {e}"))?;
+        let a = body
+            .get("advance_config")
+            .and_then(|c| c.get("kafka2kafka"))
+            .filter(|v| v.is_object())
+            .ok_or("advance_config.kafka2kafka is required to run a Kafka job")?;
+        let text = |v: &Value, k: &str| {
+            v.get(k)
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        let flag = |k: &str| a.get(k).and_then(Value::as_bool).unwrap_or(false);
+        let topics = match (text(a, "topics"), text(a, "topic_regex")) {
+            (Some(t), _) => TopicSelector::Names(
+                t.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            ),
+            (None, Some(r)) => TopicSelector::Regex(
+                regex::Regex::new(&format!("^(?:{r})$"))
+                    .map_err(|e| format!("advance_config.kafka2kafka.topic_regex: {e}"))?,
+            ),
+            (None, None) => {
+                return Err("advance_config.kafka2kafka has neither topics nor topic_regex".into())
+            }
+        };
+        let mappings = a
+            .get("topic_mappings")
+            .and_then(Value::as_array)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|e| Some((text(e, "source_topic")?, text(e, "sink_topic")?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let replicas = match a.get("replica_cnt") {
+            Some(Value::Number(n)) => n.as_i64(),
+            Some(Value::String(s)) => s.trim().parse().ok(),
+            _ => Some(1),
+        }
+        .and_then(|n| i32::try_from(n).ok())
+        .filter(|n| *n > 0)
+        .ok_or("advance_config.kafka2kafka.replica_cnt is not a positive count")?;
+        Ok(KafkaJobPlan {
+            source_alias: text(&source_member, "cluster_alias").unwrap_or_default(),
+            source_member,
+            source,
+            sink,
+            topics,
+            mappings,
+            rename: flag("rename_topic"),
+            // A disaster-recovery copy starts with what the topic holds unless told otherwise.
+            seek_to: match text(a, "seek_to").as_deref() {
+                Some("latest") => "latest",
+                _ => "earliest",
+            },
+            compress_alg: text(a, "compress_alg").unwrap_or_else(|| "none".into()),
+            replicas,
+            add_header: flag("is_add_header"),
+            sync_progress: flag("is_sync_progress"),
+        })
+    }
+
+    /// The sink topic of source topic `src`: a `topic_mappings` entry, else with
+    /// `rename_topic` `{source cluster_alias}.{src}` (as DMS Smart Connect names copies),
+    /// else `src`.
+    pub(crate) fn target_topic(&self, src: &str) -> String {
+        if let Some((_, t)) = self.mappings.iter().find(|(s, _)| s == src) {
+            return t.clone();
+        }
+        if self.rename && !self.source_alias.is_empty() {
+            return format!("{}.{src}", self.source_alias);
+        }
+        src.to_string()
+    }
+
+    /// Whether source and sink are one cluster (then a copy must not land in a copied topic).
+    fn same_cluster(&self) -> bool {
+        self.source.servers() == self.sink.servers()
+    }
+
+    /// The source topics this job copies, of the cluster's `topics`: internal ones (`__…`)
+    /// never, and on a single cluster never a topic the job writes into.
+    pub(crate) fn select(&self, topics: &[TopicInfo]) -> Result<Vec<TopicInfo>, String> {
+        let picked: Vec<TopicInfo> = match &self.topics {
+            TopicSelector::Names(names) => {
+                let mut out = Vec::new();
+                for n in names {
+                    match topics.iter().find(|t| &t.name == n) {
+                        Some(t) => out.push(t.clone()),
+                        None => {
+                            return Err(format!("topic {n} does not exist on the source cluster"))
+                        }
+                    }
+                }
+                out
+            }
+            TopicSelector::Regex(r) => topics
+                .iter()
+                .filter(|t| !t.name.starts_with("__") && r.is_match(&t.name))
+                .cloned()
+                .collect(),
+        };
+        if self.same_cluster() {
+            let targets: Vec<String> = picked.iter().map(|t| self.target_topic(&t.name)).collect();
+            if let Some(t) = picked.iter().find(|t| targets.contains(&t.name)) {
+                return Err(format!(
+                    "source and sink are the same cluster and topic {} would be copied into a \
+                     topic this job copies",
+                    t.name
+                ));
+            }
+        }
+        if picked.is_empty() {
+            return Err("no topic of the source cluster matches the job's topic_regex".into());
+        }
+        Ok(picked)
+    }
+}
+
+/// A running Kafka→Kafka job.
+pub(crate) struct KafkaJobRun {
+    pub(crate) engine: Weak<Engine>,
+    pub(crate) job_id: String,
+    pub(crate) node_name: String,
+    pub(crate) plan: KafkaJobPlan,
+}
+
+/// Forgets a run's figures when it ends: positions are live only while it runs. The side
+/// statuses of a run that failed stay (they say why).
+struct FiguresEnd {
+    engine: Weak<Engine>,
+    job_id: String,
+    figures: Arc<JobFigures>,
+    failed: bool,
+}
+
+impl Drop for FiguresEnd {
+    fn drop(&mut self) {
+        if let Ok(mut p) = self.figures.partitions.lock() {
+            p.clear();
+        }
+        if !self.failed {
+            if let Some(e) = self.engine.upgrade() {
+                e.metrics.end_job(&self.job_id, &self.figures);
+            }
+        }
+    }
+}
+
+/// One topic's pipeline before it runs.
+struct Pipeline {
+    source: kafka_source::KafkaSource,
+    writer: Arc<MirrorWriter>,
+}
+
+/// A source topic the job copies, and where.
+#[derive(Debug, Clone)]
+struct Mirrored {
+    topic: TopicInfo,
+    target: String,
+    placement: Placement,
+}
+
+/// What a run has once connected: its pipelines, both clusters and its topics.
+struct Prepared {
+    pipelines: Vec<Pipeline>,
+    source_admin: Admin,
+    sink_admin: Admin,
+    topics: Vec<Mirrored>,
+}
+
+impl KafkaJobRun {
+    fn group(&self) -> String {
+        format!("openeg-router-{}", self.job_id)
+    }
+
+    /// Connects, ensures the target topics and builds one pipeline per topic.
+    async fn prepare(
+        &self,
+        figures: &Arc<JobFigures>,
+        delivery: &Arc<dyn DeliveryStore>,
+        ready: &Ready,
+    ) -> Result<Prepared, ErrorInfo> {
+        let plan = &self.plan;
+        let source_admin = Admin::connect(&plan.source).await.map_err(|e| {
+            figures.set_source(SIDE_ABNORMAL, e.clone());
+            fail(format!("connecting to the source cluster failed: {e}"))
+        })?;
+        figures.set_source(SIDE_NORMAL, "");
+        let sink_admin = Admin::connect(&plan.sink).await.map_err(|e| {
+            figures.set_sink(SIDE_ABNORMAL, e.clone());
+            fail(format!("connecting to the sink cluster failed: {e}"))
+        })?;
+        figures.set_sink(SIDE_NORMAL, "");
+        let all = source_admin
+            .topics()
+            .await
+            .map_err(|e| fail(format!("listing the source cluster's topics failed: {e}")))?;
+        let topics = plan.select(&all).map_err(fail)?;
+        let producer = Arc::new(
+            MirrorProducer::new(&plan.sink, &plan.compress_alg)
+                .map_err(|e| fail(format!("the sink cluster cannot be written: {e}")))?,
+        );
+        let cluster = plan.source.servers();
+        let stored: HashMap<(String, i32), i64> = delivery
+            .mirror_positions(&self.job_id, &cluster)
+            .await
+            .map_err(|e| fail(format!("reading the job's positions failed: {e}")))?
+            .into_iter()
+            .map(|p| ((p.topic, p.partition), p.source_offset.saturating_add(1)))
+            .collect();
+        let failing = Arc::new(AtomicUsize::new(0));
+        let mut pipelines = Vec::new();
+        let mut mirrored = Vec::new();
+        for t in &topics {
+            let target = plan.target_topic(&t.name);
+            let n_dst = sink_admin
+                .ensure_topic(&target, t.partitions, plan.replicas)
+                .await
+                .map_err(|e| {
+                    figures.set_sink(SIDE_ABNORMAL, e.clone());
+                    fail(e)
+                })?;
+            let parts: Vec<i32> = (0..t.partitions).collect();
+            let committed: HashMap<i32, i64> = source_admin
+                .committed(&self.group(), &t.name, &parts)
+                .await
+                .map_err(|e| fail(format!("reading the job's group offsets failed: {e}")))?
+                .into_iter()
+                .collect();
+            let marks = source_admin
+                .watermarks(&t.name, &parts)
+                .await
+                .map_err(|e| fail(format!("reading the source's watermarks failed: {e}")))?;
+            let mut start_offsets = HashMap::new();
+            for (p, low, high) in marks {
+                // The job's own pairs are its commit; the group follows them (asynchronously).
+                let at = stored
+                    .get(&(t.name.clone(), p))
+                    .or(committed.get(&p))
+                    .copied()
+                    .unwrap_or(if plan.seek_to == "latest" { high } else { low });
+                start_offsets.insert(p, at);
+                figures.advance(&t.name, p, &target, Some(at), Some(high));
+            }
+            let spec = SourceSpec {
+                kind: kafka_source::KIND.into(),
+                detail: Endpoint::consumer_detail(
+                    &plan.source_member,
+                    &t.name,
+                    &self.group(),
+                    plan.seek_to,
+                ),
+            };
+            let ctx = BuildContext {
+                resource_id: self.job_id.clone(),
+                node_name: self.node_name.clone(),
+                resource_name: self.job_id.clone(),
+                batch_interval: BATCH_WAIT,
+                lag: None,
+                start_offsets,
+            };
+            let source = kafka_source::build_mirror(&spec, &ctx)
+                .map_err(|e| fail(format!("the source cannot be read: {e}")))?;
+            let placement = Placement::new(t.partitions, n_dst);
+            mirrored.push(Mirrored {
+                topic: t.clone(),
+                target: target.clone(),
+                placement,
+            });
+            pipelines.push(Pipeline {
+                source,
+                writer: Arc::new(MirrorWriter {
+                    job_id: self.job_id.clone(),
+                    cluster: cluster.clone(),
+                    target_topic: target,
+                    placement,
+                    producer: producer.clone(),
+                    add_header: plan.add_header,
+                    delivery: delivery.clone(),
+                    figures: figures.clone(),
+                    ready: ready.clone(),
+                    failing: failing.clone(),
+                    marks: Mutex::new(HashMap::new()),
+                }),
+            });
+        }
+        Ok(Prepared {
+            pipelines,
+            source_admin,
+            sink_admin,
+            topics: mirrored,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Runtime for KafkaJobRun {
+    async fn run(&self, mut stop: StopSignal, ready: Ready) -> Result<(), ErrorInfo> {
+        let engine = self
+            .engine
+            .upgrade()
+            .ok_or_else(|| fail("the engine is shutting down"))?;
+        let figures = engine.metrics.start_job(&self.job_id);
+        let delivery = engine.delivery.clone();
+        drop(engine);
+        let mut end = FiguresEnd {
+            engine: self.engine.clone(),
+            job_id: self.job_id.clone(),
+            figures: figures.clone(),
+            failed: true,
+        };
+        let prepared = tokio::select! {
+            _ = stop.stopped() => { end.failed = false; return Ok(()); }
+            p = self.prepare(&figures, &delivery, &ready) => p?,
+        };
+        let Prepared {
+            pipelines,
+            source_admin,
+            sink_admin,
+            topics,
+        } = prepared;
+        let groups = self.plan.sync_progress.then(|| GroupSync {
+            sink: sink_admin,
+            delivery: delivery.clone(),
+            job_id: self.job_id.clone(),
+            cluster: self.plan.source.servers(),
+        });
+        let mut runs = Vec::new();
+        for mut p in pipelines {
+            tokio::select! {
+                _ = stop.stopped() => { end.failed = false; return Ok(()); }
+                c = p.source.connect() => c.map_err(|e| {
+                    figures.set_source(SIDE_ABNORMAL, e.to_string());
+                    fail(format!("connecting to the source failed: {e}"))
+                })?,
+            }
+            let stop = stop.clone();
+            runs.push(async move {
+                let mut source = p.source;
+                drive(&mut source, p.writer, BATCH, stop).await
+            });
+        }
+        ready.ready();
+        let result = tokio::select! {
+            _ = stop.stopped() => Ok(()),
+            r = try_join_all(runs) => r.map(|_| ()),
+            () = progress(&source_admin, &topics, &figures, groups.as_ref()) => Ok(()),
+        };
+        end.failed = result.is_err();
+        result
+    }
+}
+
+/// Reads the source's high watermarks every [`PROGRESS_EVERY`], for syncDetail's
+/// `max_offset`; a failed read marks the source `ABNORMAL` (the copy goes on where it can).
+/// With `is_sync_progress` it then translates the consumer groups' offsets ([`GroupSync`]).
+async fn progress(
+    admin: &Admin,
+    topics: &[Mirrored],
+    figures: &JobFigures,
+    groups: Option<&GroupSync>,
+) {
+    loop {
+        tokio::time::sleep(PROGRESS_EVERY).await;
+        let mut failed = None;
+        for t in topics {
+            let parts: Vec<i32> = (0..t.topic.partitions).collect();
+            match admin.watermarks(&t.topic.name, &parts).await {
+                Ok(marks) => {
+                    for (p, _, high) in marks {
+                        figures.advance(&t.topic.name, p, "", None, Some(high));
+                    }
+                }
+                Err(e) => failed = Some(e),
+            }
+        }
+        if let (Some(g), None) = (groups, &failed) {
+            if let Err(e) = g.sync(admin, topics, figures).await {
+                failed = Some(e);
+            }
+        }
+        match failed {
+            Some(e) => figures.set_source(SIDE_ABNORMAL, e),
+            None => figures.set_source(SIDE_NORMAL, ""),
+        }
+    }
+}
+
+/// Consumer-group offset translation (`is_sync_progress`): every consumer group of the
+/// source that committed offsets on a copied topic gets, on the sink, the offset of the copy
+/// after its last read record, so that it can move to the sink and read on without skipping a
+/// record or reading one twice.
+///
+/// * A group's committed offset `c` is written only once the job copied and committed
+///   everything before it (`c` at most the partition's next offset to copy); later rounds
+///   catch up.
+/// * `T(c) = t + (c − s)` for the greatest stored pair `(s, t)` with `s <= c` (the pairs'
+///   invariant makes it exact).
+/// * The sink's group offset only moves forward, and a group with members on the sink (in
+///   use there) is left alone.
+/// * Topics placed by key hash have no per-partition correspondence: their groups are not
+///   translated.
+struct GroupSync {
+    sink: Admin,
+    delivery: Arc<dyn DeliveryStore>,
+    job_id: String,
+    cluster: String,
+}
+
+impl GroupSync {
+    async fn sync(
+        &self,
+        source: &Admin,
+        topics: &[Mirrored],
+        figures: &JobFigures,
+    ) -> Result<(), String> {
+        let groups = source.groups().await?;
+        let mut busy_on_sink: Option<HashMap<String, bool>> = None;
+        let positions = figures.snapshot();
+        for (g, _) in groups
+            .iter()
+            .filter(|(g, _)| !g.starts_with("openeg-router-"))
+        {
+            for t in topics {
+                let parts: Vec<i32> = (0..t.topic.partitions)
+                    .filter(|p| t.placement.keeps_partition(*p))
+                    .collect();
+                if parts.is_empty() {
+                    continue;
+                }
+                let committed = source.committed(g, &t.topic.name, &parts).await?;
+                let mut writes = Vec::new();
+                for (p, c) in committed {
+                    let next = positions
+                        .get(&(t.topic.name.clone(), p))
+                        .map_or(-1, |f| f.next);
+                    if c > next {
+                        continue;
+                    }
+                    let pair = self
+                        .delivery
+                        .mirror_pair_at(&self.job_id, &self.cluster, &t.topic.name, p, &t.target, c)
+                        .await
+                        .map_err(|e| format!("reading the job's offset pairs: {e}"))?;
+                    if let Some(pair) = pair {
+                        writes.push((p, pair.translate(c)));
+                    }
+                }
+                if writes.is_empty() {
+                    continue;
+                }
+                if busy_on_sink.is_none() {
+                    busy_on_sink = Some(self.sink.groups().await?.into_iter().collect());
+                }
+                if busy_on_sink
+                    .as_ref()
+                    .is_some_and(|b| b.get(g) == Some(&true))
+                {
+                    break;
+                }
+                let target_parts: Vec<i32> = writes.iter().map(|(p, _)| *p).collect();
+                let current: HashMap<i32, i64> = self
+                    .sink
+                    .committed(g, &t.target, &target_parts)
+                    .await?
+                    .into_iter()
+                    .collect();
+                let forward: Vec<(i32, i64)> = writes
+                    .into_iter()
+                    .filter(|(p, to)| current.get(p).is_none_or(|now| to > now))
+                    .collect();
+                if !forward.is_empty() {
+                    self.sink.commit(g, &t.target, &forward).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A partition's last stored pair, as the pair rules need it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Mark {
+    /// The target offset of the partition's last copy.
+    last_target: i64,
+    /// Copies since the last stored pair.
+    since: u32,
+}
+
+/// Which of a batch's copies get a stored pair: `copies` are `(target offset)` in source
+/// order for one source partition, `mark` the partition's state before the batch (`None`:
+/// the run's first batch there), `consecutive` whether target offsets are expected to follow
+/// each other (the partition keeps its number; copies by key hash spread over partitions).
+/// Returns the indexes and the state after the batch.
+pub(crate) fn pairs_of(
+    mark: Option<Mark>,
+    targets: &[i64],
+    consecutive: bool,
+) -> (Vec<usize>, Option<Mark>) {
+    let mut out = Vec::new();
+    let mut mark = mark;
+    for (i, &t) in targets.iter().enumerate() {
+        let pair = match mark {
+            None => true,
+            Some(m) => {
+                (consecutive && t != m.last_target.saturating_add(1))
+                    || m.since + 1 >= PAIR_EVERY
+                    || i + 1 == targets.len()
+            }
+        };
+        let since = match mark {
+            Some(m) if !pair => m.since + 1,
+            _ => 0,
+        };
+        if pair {
+            out.push(i);
+        }
+        mark = Some(Mark {
+            last_target: t,
+            since,
+        });
+    }
+    (out, mark)
+}
+
+/// The sink side of one topic's pipeline: copies a batch (records of one source partition,
+/// in order) into the target topic, stores the batch's pairs, then lets the source commit.
+struct MirrorWriter {
+    job_id: String,
+    /// The source cluster's servers (pairs are per source cluster).
+    cluster: String,
+    target_topic: String,
+    placement: Placement,
+    producer: Arc<MirrorProducer>,
+    add_header: bool,
+    delivery: Arc<dyn DeliveryStore>,
+    figures: Arc<JobFigures>,
+    ready: Ready,
+    /// Batches failing now, over the job's topics; `ERROR` while any does.
+    failing: Arc<AtomicUsize>,
+    /// Per source partition, its pair state in this run.
+    marks: Mutex<HashMap<i32, Mark>>,
+}
+
+impl MirrorWriter {
+    /// The copy of one record, with its source partition and offset.
+    fn copy(&self, r: &SourceRecord) -> Result<(i32, i64, Copy), AppendError> {
+        let raw = r
+            .raw
+            .as_ref()
+            .ok_or_else(|| AppendError("a record without its Kafka form".into()))?;
+        let (p, offset) = r
+            .position
+            .as_ref()
+            .and_then(|pos| Some((pos.partition.parse::<i32>().ok()?, pos.offset)))
+            .ok_or_else(|| AppendError("a record without its partition and offset".into()))?;
+        let mut headers = raw.headers.clone();
+        if self.add_header {
+            for (k, v) in [
+                (ORIGIN_TOPIC, raw.topic.clone()),
+                (ORIGIN_PARTITION, p.to_string()),
+                (ORIGIN_OFFSET, offset.to_string()),
+            ] {
+                headers.push((k.to_string(), Some(v.into())));
+            }
+        }
+        let copy = Copy {
+            partition: self.placement.partition(raw.key.as_deref(), p),
+            key: raw.key.clone(),
+            value: raw.value.clone(),
+            headers,
+            timestamp_ms: raw.timestamp_ms,
+        };
+        Ok((p, offset, copy))
+    }
+
+    /// Marks the sink failing (the first time for this batch) and says why.
+    fn failing(&self, first: bool, why: &str) {
+        if first {
+            self.failing.fetch_add(1, Ordering::SeqCst);
+        }
+        self.figures.set_sink(SIDE_ABNORMAL, why);
+        self.ready.not_ready(fail(why));
+    }
+}
+
+#[async_trait::async_trait]
+impl DurableLog for MirrorWriter {
+    async fn append(&self, records: &[SourceRecord]) -> Result<(), AppendError> {
+        let Some(first) = records.first() else {
+            return Ok(());
+        };
+        let topic = first
+            .raw
+            .as_ref()
+            .map(|r| r.topic.clone())
+            .unwrap_or_default();
+        let mut copies = Vec::with_capacity(records.len());
+        let mut sources = Vec::with_capacity(records.len());
+        for r in records {
+            let (p, offset, c) = self.copy(r)?;
+            sources.push((p, offset));
+            copies.push(c);
+        }
+        let mut targets: Vec<i64> = vec![-1; copies.len()];
+        // Send everything; on a failure send again from the first copy that failed, so the
+        // copies stay in source order after it (those sent again land twice: at-least-once).
+        let mut from = 0;
+        let mut failures: u32 = 0;
+        loop {
+            let results = self
+                .producer
+                .send_all(&self.target_topic, &copies[from..])
+                .await;
+            let mut first_failed = None;
+            for (i, r) in results.into_iter().enumerate() {
+                match r {
+                    Ok(o) => targets[from + i] = o,
+                    Err(o) => {
+                        if first_failed.is_none() {
+                            first_failed = Some((from + i, o));
+                        }
+                    }
+                }
+            }
+            let Some((at, outcome)) = first_failed else {
+                break;
+            };
+            failures += 1;
+            let (code, detail, retry_after) = match outcome {
+                Outcome::Retry {
+                    code,
+                    detail,
+                    retry_after,
+                } => (code, detail, retry_after),
+                Outcome::GiveUp { code, detail } => (code, detail, None),
+                Outcome::Delivered { code } => (code, String::new(), None),
+            };
+            let why = format!(
+                "copying into topic {} failed ({code}): {detail}",
+                self.target_topic
+            );
+            tracing::warn!(job_id = %self.job_id, %why, failures,
+                "event-router job: a copy failed; it is sent again");
+            self.failing(failures == 1, &why);
+            from = at;
+            tokio::time::sleep(backoff::delay(failures, retry_after).min(MAX_RETRY_DELAY)).await;
+        }
+        // Pairs per source partition (a batch is one partition's, but do not rely on it).
+        let mut by_partition: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
+        for (i, (p, _)) in sources.iter().enumerate() {
+            by_partition.entry(*p).or_default().push(i);
+        }
+        let mut pairs = Vec::new();
+        let mut new_marks = Vec::new();
+        {
+            let marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
+            for (p, idx) in &by_partition {
+                let ts: Vec<i64> = idx.iter().map(|&i| targets[i]).collect();
+                let (chosen, mark) = pairs_of(
+                    marks.get(p).copied(),
+                    &ts,
+                    self.placement.keeps_partition(*p),
+                );
+                for c in chosen {
+                    let i = idx[c];
+                    pairs.push(MirrorPair {
+                        topic: topic.clone(),
+                        partition: *p,
+                        source_offset: sources[i].1,
+                        target_topic: self.target_topic.clone(),
+                        target_partition: copies[i].partition,
+                        target_offset: targets[i],
+                    });
+                }
+                if let Some(m) = mark {
+                    new_marks.push((*p, m));
+                }
+            }
+        }
+        self.delivery
+            .put_mirror_pairs(&self.job_id, &self.cluster, &pairs)
+            .await
+            .map_err(|e| AppendError(format!("storing the job's positions failed: {e}")))?;
+        {
+            let mut marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
+            marks.extend(new_marks);
+        }
+        for (p, idx) in &by_partition {
+            if let Some(&last) = idx.last() {
+                let next = sources[last].1.saturating_add(1);
+                self.figures
+                    .advance(&topic, *p, &self.target_topic, Some(next), None);
+            }
+        }
+        self.figures.copied.add(records.len() as u64);
+        if failures > 0 && self.failing.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.figures.set_sink(SIDE_NORMAL, "");
+            self.ready.ready();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn secrets() -> SecretBox {
+        SecretBox::from_key_base64("BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=").unwrap()
+    }
+
+    fn job(k2k: Value) -> Value {
+        json!({
+            "source_type": "KAFKA",
+            "source_config": {"source_kafka": {"address": "127.0.0.1:9092", "cluster_alias": "dr",
+                "authenticate_mode": "PLAINTEXT"}},
+            "sink_config": {"sink_kafka": {"address": "127.0.0.2:9092"}},
+            "advance_config": {"kafka2kafka": k2k},
+        })
+    }
+
+    fn topics(names: &[&str]) -> Vec<TopicInfo> {
+        names
+            .iter()
+            .map(|n| TopicInfo {
+                name: n.to_string(),
+                partitions: 3,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn target_topics_mapping_then_rename() {
+        let p = KafkaJobPlan::of(
+            &job(
+                json!({"topics": "a, b", "rename_topic": true, "replica_cnt": "2",
+                "topic_mappings": [{"source_topic": "a", "sink_topic": "a-copy"}]}),
+            ),
+            &secrets(),
+        )
+        .unwrap();
+        assert_eq!(p.target_topic("a"), "a-copy");
+        assert_eq!(p.target_topic("b"), "dr.b");
+        assert_eq!(p.replicas, 2);
+        assert_eq!(p.seek_to, "earliest");
+        let plain = KafkaJobPlan::of(&job(json!({"topics": "a"})), &secrets()).unwrap();
+        assert_eq!(plain.target_topic("a"), "a");
+        let missing = plain.select(&topics(&["b"])).unwrap_err();
+        assert!(missing.contains("topic a does not exist"), "{missing}");
+    }
+
+    #[test]
+    fn regex_is_anchored_and_skips_internal_topics() {
+        let p = KafkaJobPlan::of(&job(json!({"topic_regex": "orders.*"})), &secrets()).unwrap();
+        let got = p
+            .select(&topics(&[
+                "orders",
+                "orders-eu",
+                "x-orders",
+                "__orders_offsets",
+            ]))
+            .unwrap();
+        let names: Vec<&str> = got.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["orders", "orders-eu"]);
+        assert!(p.select(&topics(&["x"])).is_err());
+        assert!(KafkaJobPlan::of(&job(json!({"topic_regex": "("})), &secrets()).is_err());
+    }
+
+    #[test]
+    fn one_cluster_never_copies_into_a_copied_topic() {
+        let mut body = job(json!({"topics": "a,b", "topic_mappings": [
+            {"source_topic": "a", "sink_topic": "b"}]}));
+        body["sink_config"]["sink_kafka"]["address"] = json!("127.0.0.1:9092");
+        let p = KafkaJobPlan::of(&body, &secrets()).unwrap();
+        assert!(p.select(&topics(&["a", "b"])).is_err());
+        let mut same = job(json!({"topics": "a"}));
+        same["sink_config"]["sink_kafka"]["address"] = json!("127.0.0.1:9092");
+        assert!(KafkaJobPlan::of(&same, &secrets())
+            .unwrap()
+            .select(&topics(&["a"]))
+            .is_err());
+    }
+
+    #[test]
+    fn plans_need_addresses_and_reveal_passwords() {
+        let mut body = job(json!({"topics": "a"}));
+        body["source_config"]["source_kafka"]["address"] = Value::Null;
+        let err = KafkaJobPlan::of(&body, &secrets()).unwrap_err();
+        assert!(err.contains("source_kafka: address"), "{err}");
+        let mut sealed = job(json!({"topics": "a"}));
+        sealed["source_config"]["source_kafka"]["authenticate_mode"] = json!("SASL_PLAINTEXT");
+        sealed["source_config"]["source_kafka"]["user_name"] = json!("u");
+        sealed["source_config"]["source_kafka"]["password"] = json!(secrets().encrypt("the-pw"));
+        let p = KafkaJobPlan::of(&sealed, &secrets()).unwrap();
+        assert_eq!(p.source_member["password"], "the-pw");
+        assert!(!format!("{:?}", p.source).contains("the-pw"));
+        assert!(KafkaJobPlan::of(&json!({"source_type": "KAFKA"}), &secrets()).is_err());
+    }
+
+    #[test]
+    fn pairs_at_the_start_breaks_every_hundred_and_batch_ends() {
+        // First batch of a run: its first record, then the last.
+        let (p, m) = pairs_of(None, &[10, 11, 12, 13], true);
+        assert_eq!(p, [0, 3]);
+        assert_eq!(m.unwrap().last_target, 13);
+        // A break (a copy landed after a duplicate) gets a pair.
+        let (p, _) = pairs_of(m, &[14, 15, 20, 21], true);
+        assert_eq!(p, [2, 3]);
+        // A break across batches.
+        let (p, _) = pairs_of(m, &[30], true);
+        assert_eq!(p, [0]);
+        // Every hundred records at least.
+        let long: Vec<i64> = (0..250).collect();
+        let (p, _) = pairs_of(None, &long, true);
+        assert_eq!(p, [0, 100, 200, 249]);
+        // By key hash: no breaks, only the start, every hundred and the end.
+        let (p, _) = pairs_of(None, &[5, 0, 9, 1], false);
+        assert_eq!(p, [0, 3]);
+    }
+}
