@@ -109,6 +109,42 @@ class Tansu:
         return f"127.0.0.1:{self.port}"
 
     def start(self):
+        self._run()
+        if not self._indexed():
+            wait_until(lambda: self._has_header_table(), 20, "tansu to create its tables")
+            # tansu 0.6 reads each fetched record's headers with a query that scans every
+            # header in the store; index them once, with tansu stopped (scripts/brokers.sh
+            # does the same for the shared broker).
+            self.kill9()
+            import sqlite3
+            db = sqlite3.connect(str(self.dir / "tansu.db"), timeout=30)
+            db.execute("create index if not exists openeg_header_record on header "
+                       "(topition, offset_id)")
+            db.commit()
+            db.close()
+            self._run()
+
+    def _schema_has(self, kind: str, name: str) -> bool:
+        import sqlite3
+        try:
+            db = sqlite3.connect(f"file:{self.dir / 'tansu.db'}?mode=ro", uri=True, timeout=30)
+        except sqlite3.OperationalError:
+            return False
+        try:
+            return db.execute("select 1 from sqlite_master where type = ? and name = ?",
+                              (kind, name)).fetchone() is not None
+        except sqlite3.OperationalError:
+            return False
+        finally:
+            db.close()
+
+    def _indexed(self) -> bool:
+        return self._schema_has("index", "openeg_header_record")
+
+    def _has_header_table(self) -> bool:
+        return self._schema_has("table", "header")
+
+    def _run(self):
         url = f"tcp://{self.addr}"
         advertised = f"tcp://127.0.0.1:{self.advertised_port}"
         log = open(self.dir / "tansu.log", "ab")

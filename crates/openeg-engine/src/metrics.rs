@@ -154,6 +154,18 @@ impl JobFigures {
         }
     }
 
+    /// Clears the sink's `ABNORMAL` when it came from the group sync (a copy failing keeps
+    /// the sink's own note until it goes through).
+    pub fn clear_sink_note(&self) {
+        if let Ok(mut s) = self.sink.lock() {
+            if let Some((status, why)) = s.as_ref() {
+                if *status == SIDE_ABNORMAL && why.starts_with(crate::replication::GROUP_NOTE) {
+                    *s = Some((SIDE_NORMAL, String::new()));
+                }
+            }
+        }
+    }
+
     /// Sets where `(topic, partition)` stands: `next` only moves forward, `high` is at least it.
     pub fn advance(
         &self,

@@ -54,6 +54,8 @@ const BATCH_WAIT: Duration = Duration::from_millis(50);
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// Longest wait between two attempts of a failing batch.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
+/// How a sink status found by the group sync begins (it clears once a round succeeds).
+pub(crate) const GROUP_NOTE: &str = "translating consumer-group offsets: ";
 /// Headers a copy gets with `is_add_header`.
 pub const ORIGIN_TOPIC: &str = "eg-origin-topic";
 pub const ORIGIN_PARTITION: &str = "eg-origin-partition";
@@ -71,9 +73,8 @@ pub(crate) enum TopicSelector {
     Regex(regex::Regex),
 }
 
-/// What a Kafka→Kafka job runs with, read from its document (secrets revealed; `Debug`
-/// shows no password: endpoints mask it).
-#[derive(Debug, Clone)]
+/// What a Kafka→Kafka job runs with, read from its document (secrets revealed: no `Debug`).
+#[derive(Clone)]
 pub(crate) struct KafkaJobPlan {
     /// The `source_kafka` object, password revealed, for the source's consumers.
     source_member: Value,
@@ -208,11 +209,27 @@ impl KafkaJobPlan {
                 }
                 out
             }
-            TopicSelector::Regex(r) => topics
-                .iter()
-                .filter(|t| !t.name.starts_with("__") && r.is_match(&t.name))
-                .cloned()
-                .collect(),
+            TopicSelector::Regex(r) => {
+                let matching: Vec<&TopicInfo> = topics
+                    .iter()
+                    .filter(|t| !t.name.starts_with("__") && r.is_match(&t.name))
+                    .collect();
+                // On one cluster the job's own copies may match too (made by an earlier run):
+                // they are not sources.
+                let own: Vec<String> = if self.same_cluster() {
+                    matching
+                        .iter()
+                        .map(|t| self.target_topic(&t.name))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                matching
+                    .into_iter()
+                    .filter(|t| !own.contains(&t.name) || self.target_topic(&t.name) == t.name)
+                    .cloned()
+                    .collect()
+            }
         };
         if self.same_cluster() {
             let targets: Vec<String> = picked.iter().map(|t| self.target_topic(&t.name)).collect();
@@ -349,21 +366,47 @@ impl KafkaJobRun {
             let mut start_offsets = HashMap::new();
             for (p, low, high) in marks {
                 // The job's own pairs are its commit; the group follows them (asynchronously).
-                let at = stored
+                let resume = stored
                     .get(&(t.name.clone(), p))
                     .or(committed.get(&p))
-                    .copied()
-                    .unwrap_or(if plan.seek_to == "latest" { high } else { low });
+                    .copied();
+                let at = match resume {
+                    None if plan.seek_to == "latest" => high,
+                    None => low,
+                    Some(o) if o > high => {
+                        // Recreated or truncated: the pairs describe records that are gone,
+                        // and what the partition holds now was never copied.
+                        tracing::warn!(job_id = %self.job_id, topic = %t.name, partition = p,
+                            position = o, high,
+                            "event-router job: the source partition is behind the job's \
+                             position (recreated?); copying it from its start");
+                        delivery
+                            .forget_mirror_partition(&self.job_id, &cluster, &t.name, p)
+                            .await
+                            .map_err(|e| fail(format!("resetting the job's positions: {e}")))?;
+                        low
+                    }
+                    Some(o) if o < low => {
+                        tracing::warn!(job_id = %self.job_id, topic = %t.name, partition = p,
+                            position = o, low,
+                            "event-router job: records after the job's position were removed \
+                             by the source's retention before they were copied");
+                        low
+                    }
+                    Some(o) => o,
+                };
                 start_offsets.insert(p, at);
                 figures.advance(&t.name, p, &target, Some(at), Some(high));
             }
             let spec = SourceSpec {
                 kind: kafka_source::KIND.into(),
+                // Every partition starts at an explicit offset; one found out of range (retention
+                // moved past it meanwhile) restarts at the earliest record left, never the end.
                 detail: Endpoint::consumer_detail(
                     &plan.source_member,
                     &t.name,
                     &self.group(),
-                    plan.seek_to,
+                    "earliest",
                 ),
             };
             let ctx = BuildContext {
@@ -435,11 +478,17 @@ impl Runtime for KafkaJobRun {
             topics,
         } = prepared;
         let groups = self.plan.sync_progress.then(|| GroupSync {
-            sink: sink_admin,
+            sink: sink_admin.clone(),
             delivery: delivery.clone(),
             job_id: self.job_id.clone(),
             cluster: self.plan.source.servers(),
         });
+        let prune = Prune {
+            delivery: delivery.clone(),
+            job_id: self.job_id.clone(),
+            cluster: self.plan.source.servers(),
+            done: Mutex::new(HashMap::new()),
+        };
         let mut runs = Vec::new();
         for mut p in pipelines {
             tokio::select! {
@@ -456,24 +505,31 @@ impl Runtime for KafkaJobRun {
             });
         }
         ready.ready();
+        let mut pipelines = Box::pin(try_join_all(runs));
         let result = tokio::select! {
             _ = stop.stopped() => Ok(()),
-            r = try_join_all(runs) => r.map(|_| ()),
-            () = progress(&source_admin, &topics, &figures, groups.as_ref()) => Ok(()),
+            r = &mut pipelines => r.map(|_| ()),
+            () = progress(&source_admin, &topics, &figures, groups.as_ref(), &prune) => Ok(()),
         };
         end.failed = result.is_err();
+        // Closing Kafka clients blocks (a producer flushes, an admin client joins its
+        // thread): not on the async threads.
+        let clients = (pipelines, source_admin, sink_admin, groups);
+        tokio::task::spawn_blocking(move || drop(clients));
         result
     }
 }
 
-/// Reads the source's high watermarks every [`PROGRESS_EVERY`], for syncDetail's
-/// `max_offset`; a failed read marks the source `ABNORMAL` (the copy goes on where it can).
-/// With `is_sync_progress` it then translates the consumer groups' offsets ([`GroupSync`]).
+/// Every [`PROGRESS_EVERY`]: reads the source's watermarks (syncDetail's `max_offset`; a failed
+/// read marks the source `ABNORMAL`, the copy goes on where it can), drops the offset pairs no
+/// translation can need any more (below the low watermark: those records are gone), and with
+/// `is_sync_progress` translates the consumer groups' offsets ([`GroupSync`]).
 async fn progress(
     admin: &Admin,
     topics: &[Mirrored],
     figures: &JobFigures,
     groups: Option<&GroupSync>,
+    prune: &Prune,
 ) {
     loop {
         tokio::time::sleep(PROGRESS_EVERY).await;
@@ -482,21 +538,61 @@ async fn progress(
             let parts: Vec<i32> = (0..t.topic.partitions).collect();
             match admin.watermarks(&t.topic.name, &parts).await {
                 Ok(marks) => {
-                    for (p, _, high) in marks {
+                    for (p, low, high) in marks {
                         figures.advance(&t.topic.name, p, "", None, Some(high));
+                        prune.below(&t.topic.name, p, low).await;
                     }
                 }
                 Err(e) => failed = Some(e),
             }
         }
-        if let (Some(g), None) = (groups, &failed) {
-            if let Err(e) = g.sync(admin, topics, figures).await {
-                failed = Some(e);
-            }
+        let mut sink_failed = None;
+        if let Some(g) = groups {
+            let (source_err, sink_err) = g.sync(admin, topics, figures).await;
+            failed = failed.or(source_err);
+            sink_failed = sink_err;
         }
         match failed {
             Some(e) => figures.set_source(SIDE_ABNORMAL, e),
             None => figures.set_source(SIDE_NORMAL, ""),
+        }
+        match sink_failed {
+            Some(e) => figures.set_sink(SIDE_ABNORMAL, e),
+            // A failing copy says so itself (and clears it once it goes through).
+            None => figures.clear_sink_note(),
+        }
+    }
+}
+
+/// Drops the pairs of partitions below their low watermark, keeping what translation needs.
+struct Prune {
+    delivery: Arc<dyn DeliveryStore>,
+    job_id: String,
+    cluster: String,
+    /// Per (topic, partition), the low watermark pruned at last.
+    done: Mutex<HashMap<(String, i32), i64>>,
+}
+
+impl Prune {
+    async fn below(&self, topic: &str, partition: i32, low: i64) {
+        let key = (topic.to_string(), partition);
+        {
+            let done = self.done.lock().unwrap_or_else(|p| p.into_inner());
+            if done.get(&key).is_some_and(|l| *l >= low) {
+                return;
+            }
+        }
+        match self
+            .delivery
+            .prune_mirror_pairs(&self.job_id, &self.cluster, topic, partition, low)
+            .await
+        {
+            Ok(_) => {
+                let mut done = self.done.lock().unwrap_or_else(|p| p.into_inner());
+                done.insert(key, low);
+            }
+            Err(e) => tracing::warn!(job_id = %self.job_id, %topic, partition, error = %e,
+                "event-router job: dropping old offset pairs failed (tried again later)"),
         }
     }
 }
@@ -504,7 +600,7 @@ async fn progress(
 /// Consumer-group offset translation (`is_sync_progress`): every consumer group of the
 /// source that committed offsets on a copied topic gets, on the sink, the offset of the copy
 /// after its last read record, so that it can move to the sink and read on without skipping a
-/// record or reading one twice.
+/// record.
 ///
 /// * A group's committed offset `c` is written only once the job copied and committed
 ///   everything before it (`c` at most the partition's next offset to copy); later rounds
@@ -515,6 +611,8 @@ async fn progress(
 ///   use there) is left alone.
 /// * Topics placed by key hash have no per-partition correspondence: their groups are not
 ///   translated.
+/// * A group that cannot be read or written (not authorized, say) is skipped and reported;
+///   the others go on.
 struct GroupSync {
     sink: Admin,
     delivery: Arc<dyn DeliveryStore>,
@@ -523,19 +621,31 @@ struct GroupSync {
 }
 
 impl GroupSync {
+    /// One round; the last source-side and sink-side failure, if any.
     async fn sync(
         &self,
         source: &Admin,
         topics: &[Mirrored],
         figures: &JobFigures,
-    ) -> Result<(), String> {
-        let groups = source.groups().await?;
+    ) -> (Option<String>, Option<String>) {
+        let groups = match source.groups().await {
+            Ok(g) => g,
+            Err(e) => return (Some(e), None),
+        };
+        let names: Vec<String> = groups
+            .into_iter()
+            .map(|(g, _)| g)
+            .filter(|g| !g.starts_with("openeg-router-"))
+            .collect();
+        // Consumers of groups that went away are closed off the async threads.
+        let gone = (source.keep_groups(&names), self.sink.keep_groups(&names));
+        if !gone.0.is_empty() || !gone.1.is_empty() {
+            tokio::task::spawn_blocking(move || drop(gone));
+        }
         let mut busy_on_sink: Option<HashMap<String, bool>> = None;
         let positions = figures.snapshot();
-        for (g, _) in groups
-            .iter()
-            .filter(|(g, _)| !g.starts_with("openeg-router-"))
-        {
+        let (mut source_err, mut sink_err) = (None, None);
+        for g in &names {
             for t in topics {
                 let parts: Vec<i32> = (0..t.topic.partitions)
                     .filter(|p| t.placement.keeps_partition(*p))
@@ -543,7 +653,15 @@ impl GroupSync {
                 if parts.is_empty() {
                     continue;
                 }
-                let committed = source.committed(g, &t.topic.name, &parts).await?;
+                let committed = match source.committed(g, &t.topic.name, &parts).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(job_id = %self.job_id, group = %g, error = %e,
+                            "event-router job: a source group's offsets cannot be read");
+                        source_err = Some(e);
+                        break;
+                    }
+                };
                 let mut writes = Vec::new();
                 for (p, c) in committed {
                     let next = positions
@@ -552,20 +670,27 @@ impl GroupSync {
                     if c > next {
                         continue;
                     }
-                    let pair = self
+                    match self
                         .delivery
                         .mirror_pair_at(&self.job_id, &self.cluster, &t.topic.name, p, &t.target, c)
                         .await
-                        .map_err(|e| format!("reading the job's offset pairs: {e}"))?;
-                    if let Some(pair) = pair {
-                        writes.push((p, pair.translate(c)));
+                    {
+                        Ok(Some(pair)) => writes.push((p, pair.translate(c))),
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::warn!(job_id = %self.job_id, error = %e,
+                                "event-router job: reading offset pairs failed");
+                        }
                     }
                 }
                 if writes.is_empty() {
                     continue;
                 }
                 if busy_on_sink.is_none() {
-                    busy_on_sink = Some(self.sink.groups().await?.into_iter().collect());
+                    match self.sink.groups().await {
+                        Ok(b) => busy_on_sink = Some(b.into_iter().collect()),
+                        Err(e) => return (source_err, Some(format!("{GROUP_NOTE}{e}"))),
+                    }
                 }
                 if busy_on_sink
                     .as_ref()
@@ -574,53 +699,66 @@ impl GroupSync {
                     break;
                 }
                 let target_parts: Vec<i32> = writes.iter().map(|(p, _)| *p).collect();
-                let current: HashMap<i32, i64> = self
-                    .sink
-                    .committed(g, &t.target, &target_parts)
-                    .await?
-                    .into_iter()
-                    .collect();
-                let forward: Vec<(i32, i64)> = writes
-                    .into_iter()
-                    .filter(|(p, to)| current.get(p).is_none_or(|now| to > now))
-                    .collect();
-                if !forward.is_empty() {
-                    self.sink.commit(g, &t.target, &forward).await?;
+                let result = async {
+                    let current: HashMap<i32, i64> = self
+                        .sink
+                        .committed(g, &t.target, &target_parts)
+                        .await?
+                        .into_iter()
+                        .collect();
+                    let forward: Vec<(i32, i64)> = writes
+                        .into_iter()
+                        .filter(|(p, to)| current.get(p).is_none_or(|now| to > now))
+                        .collect();
+                    if forward.is_empty() {
+                        return Ok(());
+                    }
+                    self.sink.commit(g, &t.target, &forward).await
+                }
+                .await;
+                if let Err(e) = result {
+                    tracing::warn!(job_id = %self.job_id, group = %g, error = %e,
+                        "event-router job: a group's translated offsets cannot be written");
+                    sink_err = Some(format!("{GROUP_NOTE}{e}"));
                 }
             }
         }
-        Ok(())
+        (source_err, sink_err)
     }
 }
 
-/// A partition's last stored pair, as the pair rules need it.
+/// A partition's last copy and pair, as the pair rules need them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Mark {
-    /// The target offset of the partition's last copy.
+    /// The source and target offsets of the partition's last copy.
+    last_source: i64,
     last_target: i64,
     /// Copies since the last stored pair.
     since: u32,
 }
 
-/// Which of a batch's copies get a stored pair: `copies` are `(target offset)` in source
-/// order for one source partition, `mark` the partition's state before the batch (`None`:
-/// the run's first batch there), `consecutive` whether target offsets are expected to follow
-/// each other (the partition keeps its number; copies by key hash spread over partitions).
-/// Returns the indexes and the state after the batch.
+/// Which of a batch's copies get a stored pair. `copies` are `(source offset, target offset)`
+/// in source order for one source partition; `mark` the partition's state before the batch
+/// (`None`: the run's first batch there); `consecutive` whether target offsets are expected
+/// to follow each other (the partition keeps its number; copies by key hash spread over
+/// partitions). A pair goes wherever the source offsets jump (transaction markers, compacted
+/// records) or the target offsets do, so that between two pairs both run in step. Returns the
+/// indexes and the state after the batch.
 pub(crate) fn pairs_of(
     mark: Option<Mark>,
-    targets: &[i64],
+    copies: &[(i64, i64)],
     consecutive: bool,
 ) -> (Vec<usize>, Option<Mark>) {
     let mut out = Vec::new();
     let mut mark = mark;
-    for (i, &t) in targets.iter().enumerate() {
+    for (i, &(s, t)) in copies.iter().enumerate() {
         let pair = match mark {
             None => true,
             Some(m) => {
-                (consecutive && t != m.last_target.saturating_add(1))
+                s != m.last_source.saturating_add(1)
+                    || (consecutive && t != m.last_target.saturating_add(1))
                     || m.since + 1 >= PAIR_EVERY
-                    || i + 1 == targets.len()
+                    || i + 1 == copies.len()
             }
         };
         let since = match mark {
@@ -631,6 +769,7 @@ pub(crate) fn pairs_of(
             out.push(i);
         }
         mark = Some(Mark {
+            last_source: s,
             last_target: t,
             since,
         });
@@ -771,7 +910,7 @@ impl DurableLog for MirrorWriter {
         {
             let marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
             for (p, idx) in &by_partition {
-                let ts: Vec<i64> = idx.iter().map(|&i| targets[i]).collect();
+                let ts: Vec<(i64, i64)> = idx.iter().map(|&i| (sources[i].1, targets[i])).collect();
                 let (chosen, mark) = pairs_of(
                     marks.get(p).copied(),
                     &ts,
@@ -902,7 +1041,9 @@ mod tests {
     fn plans_need_addresses_and_reveal_passwords() {
         let mut body = job(json!({"topics": "a"}));
         body["source_config"]["source_kafka"]["address"] = Value::Null;
-        let err = KafkaJobPlan::of(&body, &secrets()).unwrap_err();
+        let Err(err) = KafkaJobPlan::of(&body, &secrets()) else {
+            panic!("a job without a source address cannot run");
+        };
         assert!(err.contains("source_kafka: address"), "{err}");
         let mut sealed = job(json!({"topics": "a"}));
         sealed["source_config"]["source_kafka"]["authenticate_mode"] = json!("SASL_PLAINTEXT");
@@ -916,22 +1057,27 @@ mod tests {
 
     #[test]
     fn pairs_at_the_start_breaks_every_hundred_and_batch_ends() {
+        let same = |v: &[i64]| -> Vec<(i64, i64)> { v.iter().map(|&o| (o, o)).collect() };
         // First batch of a run: its first record, then the last.
-        let (p, m) = pairs_of(None, &[10, 11, 12, 13], true);
+        let (p, m) = pairs_of(None, &same(&[10, 11, 12, 13]), true);
         assert_eq!(p, [0, 3]);
         assert_eq!(m.unwrap().last_target, 13);
-        // A break (a copy landed after a duplicate) gets a pair.
-        let (p, _) = pairs_of(m, &[14, 15, 20, 21], true);
+        // A break in the target (a copy landed after a duplicate) gets a pair.
+        let (p, _) = pairs_of(m, &[(14, 14), (15, 15), (16, 20), (17, 21)], true);
+        assert_eq!(p, [2, 3]);
+        // A jump in the source (a transaction marker at 16) gets one too: translating 17
+        // from a pair at 14 would land one record too far.
+        let (p, _) = pairs_of(m, &[(14, 14), (15, 15), (17, 16), (18, 17)], true);
         assert_eq!(p, [2, 3]);
         // A break across batches.
-        let (p, _) = pairs_of(m, &[30], true);
+        let (p, _) = pairs_of(m, &[(14, 30)], true);
         assert_eq!(p, [0]);
         // Every hundred records at least.
         let long: Vec<i64> = (0..250).collect();
-        let (p, _) = pairs_of(None, &long, true);
+        let (p, _) = pairs_of(None, &same(&long), true);
         assert_eq!(p, [0, 100, 200, 249]);
-        // By key hash: no breaks, only the start, every hundred and the end.
-        let (p, _) = pairs_of(None, &[5, 0, 9, 1], false);
+        // By key hash: no target breaks, only the start, every hundred and the end.
+        let (p, _) = pairs_of(None, &[(0, 5), (1, 0), (2, 9), (3, 1)], false);
         assert_eq!(p, [0, 3]);
     }
 }

@@ -89,6 +89,17 @@ pub trait MirrorStore: Send + Sync + 'static {
 
     /// Deletes every pair of the job (it was deleted). Returns how many went.
     async fn delete_mirror_pairs(&self, job: &str) -> Result<u64>;
+
+    /// Deletes every pair of `topic`/`partition` of the job on `cluster` (the source partition
+    /// was recreated or truncated: its pairs describe records that are gone). Returns how
+    /// many went.
+    async fn forget_mirror_partition(
+        &self,
+        job: &str,
+        cluster: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Result<u64>;
 }
 
 pub(crate) const PG_MIGRATION_9: &[&str] = &[r#"CREATE TABLE mirror_pairs (
@@ -157,6 +168,8 @@ const PRUNE: &str = "DELETE FROM mirror_pairs WHERE job_id = $1 AND source_clust
       AND y.source_cluster = $2 AND y.topic = $3 AND y.partition = $4 \
       AND y.target_topic = mirror_pairs.target_topic AND y.source_offset <= $5)";
 const DELETE_JOB: &str = "DELETE FROM mirror_pairs WHERE job_id = $1";
+const DELETE_PARTITION: &str = "DELETE FROM mirror_pairs WHERE job_id = $1 \
+     AND source_cluster = $2 AND topic = $3 AND partition = $4";
 
 macro_rules! mirror_store {
     ($store:ty, $lock:ident, $sql:ident) => {
@@ -271,6 +284,25 @@ macro_rules! mirror_store {
                     .execute(&self.pool)
                     .await
                     .map_err(|e| backend("delete_mirror_pairs", e))?;
+                Ok(r.rows_affected())
+            }
+
+            async fn forget_mirror_partition(
+                &self,
+                job: &str,
+                cluster: &str,
+                topic: &str,
+                partition: i32,
+            ) -> Result<u64> {
+                let _g = $lock!(self);
+                let r = sqlx::query(&$sql(DELETE_PARTITION))
+                    .bind(job)
+                    .bind(cluster)
+                    .bind(topic)
+                    .bind(i64::from(partition))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| backend("forget_mirror_partition", e))?;
                 Ok(r.rows_affected())
             }
         }

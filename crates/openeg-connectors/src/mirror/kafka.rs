@@ -137,7 +137,10 @@ impl MirrorProducer {
         cfg.set("acks", "all")
             .set("enable.idempotence", "true")
             .set("compression.type", compress_alg)
-            .set("linger.ms", "5");
+            .set("linger.ms", "5")
+            // The sink broker decides what is too large, not this client's 1 MB default: a
+            // record the source took should be copied if the sink takes it.
+            .set("message.max.bytes", "1000000000");
         let producer: FutureProducer = cfg
             .create()
             .map_err(|e| format!("creating the Kafka producer: {e}"))?;
@@ -151,6 +154,16 @@ impl MirrorProducer {
     pub async fn send_all(&self, topic: &str, copies: &[Copy]) -> Vec<Result<i64, Outcome>> {
         let mut waiting: Vec<Result<DeliveryFuture, Outcome>> = Vec::with_capacity(copies.len());
         for c in copies {
+            // After a copy that could not be handed over, the rest wait: sending them would
+            // put them before it, and they would be sent again with it.
+            if waiting.last().is_some_and(Result::is_err) {
+                waiting.push(Err(Outcome::Retry {
+                    code: "NotSent".into(),
+                    detail: "an earlier copy of the batch failed".into(),
+                    retry_after: None,
+                }));
+                continue;
+            }
             waiting.push(self.enqueue(topic, c).await);
         }
         let mut out = Vec::with_capacity(copies.len());
@@ -216,6 +229,9 @@ pub struct TopicInfo {
 pub struct Admin {
     admin: Arc<AdminClient<DefaultClientContext>>,
     endpoint: Endpoint,
+    /// One member-less consumer per group whose offsets are read or written, kept: a client
+    /// per call would connect (and authenticate) again every round.
+    groups: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<BaseConsumer>>>>,
 }
 
 impl Admin {
@@ -228,6 +244,7 @@ impl Admin {
         let a = Admin {
             admin: Arc::new(admin),
             endpoint: ep.clone(),
+            groups: Default::default(),
         };
         a.topics().await?;
         Ok(a)
@@ -347,15 +364,10 @@ impl Admin {
         topic: &str,
         partitions: &[i32],
     ) -> Result<Vec<(i32, i64)>, String> {
-        let mut cfg = self.endpoint.config(false);
-        cfg.set("group.id", group)
-            .set("enable.auto.commit", "false");
+        let consumer = self.group_consumer(group)?;
         let topic = topic.to_string();
         let partitions = partitions.to_vec();
         blocking(move || {
-            let consumer: BaseConsumer = cfg
-                .create()
-                .map_err(|e| format!("creating a Kafka consumer: {e}"))?;
             let mut tpl = TopicPartitionList::new();
             for &p in &partitions {
                 tpl.add_partition(&topic, p);
@@ -373,6 +385,30 @@ impl Admin {
                 .collect())
         })
         .await
+    }
+
+    /// The kept member-less consumer of `group` (made on first use).
+    fn group_consumer(&self, group: &str) -> Result<Arc<BaseConsumer>, String> {
+        let mut m = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = m.get(group) {
+            return Ok(c.clone());
+        }
+        let mut cfg = self.endpoint.config(false);
+        cfg.set("group.id", group)
+            .set("enable.auto.commit", "false");
+        let c: BaseConsumer = cfg
+            .create()
+            .map_err(|e| format!("creating a Kafka consumer: {e}"))?;
+        let c = Arc::new(c);
+        m.insert(group.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Forgets the kept consumers of groups not in `keep` (they went away).
+    pub fn keep_groups(&self, keep: &[String]) -> Vec<Arc<BaseConsumer>> {
+        let mut m = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        let gone: Vec<String> = m.keys().filter(|g| !keep.contains(g)).cloned().collect();
+        gone.iter().filter_map(|g| m.remove(g)).collect()
     }
 }
 
@@ -397,16 +433,11 @@ impl Admin {
         topic: &str,
         offsets: &[(i32, i64)],
     ) -> Result<(), String> {
-        let mut cfg = self.endpoint.config(false);
-        cfg.set("group.id", group)
-            .set("enable.auto.commit", "false");
+        let consumer = self.group_consumer(group)?;
         let topic = topic.to_string();
         let group = group.to_string();
         let offsets = offsets.to_vec();
         blocking(move || {
-            let consumer: BaseConsumer = cfg
-                .create()
-                .map_err(|e| format!("creating a Kafka consumer: {e}"))?;
             let mut tpl = TopicPartitionList::new();
             for (p, o) in &offsets {
                 tpl.add_partition_offset(&topic, *p, Offset::Offset(*o))
@@ -492,6 +523,14 @@ fn list_groups(admin: &AdminClient<DefaultClientContext>) -> Result<Vec<(String,
         let result = rd::rd_kafka_event_ListConsumerGroups_result(h.event);
         if result.is_null() {
             return Err("listing the consumer groups: an unexpected answer".into());
+        }
+        let mut errors = 0usize;
+        rd::rd_kafka_ListConsumerGroups_result_errors(result, &mut errors);
+        if errors > 0 {
+            // A partial list would count a group on a broker that did not answer as idle.
+            return Err(format!(
+                "listing the consumer groups: {errors} broker(s) did not answer"
+            ));
         }
         let mut n = 0usize;
         let listings = rd::rd_kafka_ListConsumerGroups_result_valid(result, &mut n);

@@ -619,7 +619,9 @@ fn job_view(st: &AppState, rec: &Document) -> Value {
                 .engine
                 .as_ref()
                 .and_then(|e| e.metrics.job_figures(&rec.id));
-            if let (Some(f), true) = (figures, rs.state != RunState::Stopped) {
+            // Only this node's own finding: in a cluster another node may run the job now.
+            let here = rs.node_name == st.cfg.node_name && rs.state != RunState::Stopped;
+            if let (Some(f), true) = (figures, here) {
                 for (side, info, got) in [
                     ("source_status", "source_status_info", &f.source),
                     ("sink_status", "sink_status_info", &f.sink),
@@ -960,7 +962,7 @@ async fn sync_detail(
     let status = st.runtime_status(TaskKind::RouterJob, &rec);
     let figures = status
         .as_ref()
-        .filter(|s| s.state == RunState::Running)
+        .filter(|s| s.state == RunState::Running && s.node_name == st.cfg.node_name)
         .and_then(|_| st.engine.as_ref())
         .and_then(|e| e.metrics.job_figures(&rec.id));
     let Some(figures) = figures else {

@@ -46,6 +46,40 @@ async fn pairs_and_positions(s: &dyn MirrorStore) {
     );
     assert_eq!(s.delete_mirror_pairs("job-placed").await.unwrap(), 1);
 
+    // A recreated source partition: its pairs go, the job's other partitions and clusters stay.
+    let fj = "job-forget";
+    s.put_mirror_pairs(
+        fj,
+        "c1",
+        &[
+            p("t", 0, 5, "t", 5),
+            p("t", 0, 9, "t", 9),
+            p("t", 1, 3, "t", 3),
+        ],
+    )
+    .await
+    .unwrap();
+    s.put_mirror_pairs(fj, "c2", &[p("t", 0, 7, "t", 7)])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.forget_mirror_partition(fj, "c1", "t", 0).await.unwrap(),
+        2
+    );
+    assert_eq!(
+        s.mirror_positions(fj, "c1").await.unwrap(),
+        [p("t", 1, 3, "t", 3)]
+    );
+    assert_eq!(
+        s.mirror_positions(fj, "c2").await.unwrap(),
+        [p("t", 0, 7, "t", 7)]
+    );
+    assert_eq!(
+        s.forget_mirror_partition(fj, "c1", "t", 0).await.unwrap(),
+        0
+    );
+    assert_eq!(s.delete_mirror_pairs(fj).await.unwrap(), 2);
+
     let job = "job-positions";
     assert!(s.mirror_positions(job, "c1").await.unwrap().is_empty());
     s.put_mirror_pairs(job, "c1", &[]).await.unwrap();
