@@ -18,6 +18,7 @@ mod cluster;
 mod crash;
 mod harness;
 mod kafka_target;
+mod mirror;
 mod rabbitmq_source;
 mod rocketmq;
 mod stream;
@@ -85,6 +86,9 @@ enum Cmd {
     /// An event stream Kafka → Kafka vs a bare rdkafka consume → produce → commit loop
     /// (own server).
     Stream(stream::StreamArgs),
+    /// A Kafka → Kafka event-router job vs a bare rdkafka consume → produce → commit loop
+    /// with acks=all (own server).
+    Mirror(stream::StreamArgs),
 }
 
 #[derive(serde::Deserialize)]
@@ -669,6 +673,7 @@ fn main() -> anyhow::Result<()> {
             Cmd::KafkaTarget(args) => kafka_target::run(args).await,
             Cmd::Cluster(args) => cluster::run(args).await,
             Cmd::Stream(args) => stream::run(args).await,
+            Cmd::Mirror(args) => mirror::run(args).await,
             Cmd::RabbitmqSource(args) => rabbitmq_source::run(args).await,
         }
     })

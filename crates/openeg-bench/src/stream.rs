@@ -37,30 +37,30 @@ use std::time::{Duration, Instant};
 pub struct StreamArgs {
     /// The `openeg` binary (default: the one beside this executable).
     #[arg(long)]
-    openeg: Option<PathBuf>,
+    pub(crate) openeg: Option<PathBuf>,
     /// Kafka bootstrap servers.
     #[arg(long, default_value = "127.0.0.1:19092")]
-    brokers: String,
+    pub(crate) brokers: String,
     /// Records in the source topic.
     #[arg(long, default_value_t = 100_000)]
-    count: u64,
+    pub(crate) count: u64,
     /// Approximate size of each record's value.
     #[arg(long, default_value_t = 256)]
-    size: usize,
+    pub(crate) size: usize,
     #[arg(long, default_value_t = 3)]
-    partitions: i32,
+    pub(crate) partitions: i32,
     /// Records per batch (the stream's batch_window.count; the baseline's commit batch).
     #[arg(long, default_value_t = 500)]
-    batch: usize,
+    pub(crate) batch: usize,
     /// Repetitions (each with fresh topics).
     #[arg(long, default_value_t = 1)]
-    runs: u32,
+    pub(crate) runs: u32,
     /// Seconds allowed per phase.
     #[arg(long, default_value_t = 600)]
-    timeout: u64,
+    pub(crate) timeout: u64,
     /// Keep the servers' temporary directories.
     #[arg(long)]
-    keep: bool,
+    pub(crate) keep: bool,
 }
 
 pub async fn run(a: StreamArgs) -> anyhow::Result<()> {
@@ -124,7 +124,7 @@ async fn one_run(a: &StreamArgs) -> anyhow::Result<(f64, f64, f64)> {
 
 /// Fills the source topic: record `i` = `{"n": i, "pad": "…"}` of about `size` bytes, key
 /// `k-i`, partition `i % partitions`.
-async fn fill(a: &StreamArgs, topic: &str) -> anyhow::Result<()> {
+pub(crate) async fn fill(a: &StreamArgs, topic: &str) -> anyhow::Result<()> {
     let p: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &a.brokers)
         .set("linger.ms", "20")
@@ -174,7 +174,11 @@ fn records(c: &BaseConsumer, topic: &str, partitions: i32) -> u64 {
 }
 
 /// Waits (on a blocking thread) until `topic` holds `count` records; the time since `start`.
-async fn wait_records(a: &StreamArgs, topic: &str, start: Instant) -> anyhow::Result<Duration> {
+pub(crate) async fn wait_records(
+    a: &StreamArgs,
+    topic: &str,
+    start: Instant,
+) -> anyhow::Result<Duration> {
     let (brokers, topic, count, parts) =
         (a.brokers.clone(), topic.to_string(), a.count, a.partitions);
     let limit = Duration::from_secs(a.timeout);
@@ -196,7 +200,12 @@ async fn wait_records(a: &StreamArgs, topic: &str, start: Instant) -> anyhow::Re
     .await?
 }
 
-async fn baseline(a: &StreamArgs, detail: &Value, src: &str, dst: &str) -> anyhow::Result<f64> {
+pub(crate) async fn baseline(
+    a: &StreamArgs,
+    detail: &Value,
+    src: &str,
+    dst: &str,
+) -> anyhow::Result<f64> {
     let settings = openeg_connectors::sinks::kafka::settings(&json!({ "kafka_detail": detail }))
         .map_err(|e| anyhow::anyhow!(e))?;
     let mut pc = ClientConfig::new();
