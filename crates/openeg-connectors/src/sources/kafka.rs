@@ -157,6 +157,8 @@ struct Partition {
     busy: bool,
     /// Since when that batch is out.
     out_since: Option<Instant>,
+    /// Bytes of the waiting records' payloads (and raw keys and values).
+    bytes: usize,
     /// The offset after the last record taken in this run (0: none yet). A record below it
     /// (fetched again after a re-assignment or a resume) is dropped: it is held or was delivered.
     next_offset: i64,
@@ -304,7 +306,7 @@ impl KafkaSource {
                 continue;
             };
             let due = since + self.interval;
-            if part.waiting.len() >= max || now >= due {
+            if part.waiting.len() >= max || part.bytes >= MAX_WAITING_BYTES || now >= due {
                 pick = Some(p);
                 break;
             }
@@ -314,6 +316,9 @@ impl KafkaSource {
         let part = self.partitions.entry(p).or_default();
         let n = part.waiting.len().min(max);
         let taken: Vec<(i64, SourceRecord)> = part.waiting.drain(..n).collect();
+        part.bytes = part
+            .bytes
+            .saturating_sub(taken.iter().map(|(_, r)| record_bytes(r)).sum());
         part.busy = true;
         part.out_since = Some(now);
         part.since = if part.waiting.is_empty() {
@@ -371,6 +376,7 @@ impl KafkaSource {
         };
         let part = self.partitions.entry(p).or_default();
         part.next_offset = m.offset() + 1;
+        part.bytes = part.bytes.saturating_add(record_bytes(&record));
         part.waiting.push((m.offset(), record));
         part.since.get_or_insert_with(Instant::now);
         Ok(())
@@ -386,7 +392,7 @@ impl KafkaSource {
         let mut until: Option<Instant> = None;
         let mut to_pause = Vec::new();
         for (&p, part) in &self.partitions {
-            if part.paused || part.waiting.len() < self.cap {
+            if part.paused || (part.waiting.len() < self.cap && part.bytes < MAX_WAITING_BYTES) {
                 continue;
             }
             match part.out_since {
@@ -489,6 +495,22 @@ fn raw_record(m: &BorrowedMessage<'_>, value: Option<Bytes>) -> RawRecord {
         headers,
         timestamp_ms: m.timestamp().to_millis(),
     }
+}
+
+/// Bytes a partition may hold waiting before it is full, whatever the count (large records).
+const MAX_WAITING_BYTES: usize = 64 << 20;
+
+/// What a waiting record holds in memory, roughly.
+fn record_bytes(r: &SourceRecord) -> usize {
+    let raw = r.raw.as_ref().map_or(0, |w| {
+        w.key.as_ref().map_or(0, |k| k.len())
+            + w.headers
+                .iter()
+                .map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len()))
+                .sum::<usize>()
+    });
+    // A raw record's value is its payload too (shared bytes): counted once.
+    r.payload.len() + raw
 }
 
 /// How many records a partition may hold waiting before it is full, for batches of `max`.
@@ -695,7 +717,10 @@ impl Source for KafkaSource {
         if let Some(part) = self.partitions.get_mut(&p) {
             part.busy = false;
             part.out_since = None;
-            if part.paused && part.waiting.len() < self.cap / 2 {
+            if part.paused
+                && part.waiting.len() < self.cap / 2
+                && part.bytes < MAX_WAITING_BYTES / 2
+            {
                 part.paused = false;
                 consumer
                     .resume(&one_partition(&topic, p, None))
