@@ -23,7 +23,7 @@
 //! * A copy that fails is sent again (1 s doubling to 60 s); the partition waits meanwhile. A
 //!   mirror drops nothing, so the job shows `ERROR` with the failure until the sink takes it.
 
-use crate::metrics::{JobFigures, SIDE_ABNORMAL, SIDE_NORMAL};
+use crate::metrics::{JobFigures, PartitionFigures, SIDE_ABNORMAL, SIDE_NORMAL};
 use crate::stream::drive;
 use crate::supervisor::{ErrorInfo, Ready, Runtime, StopSignal};
 use crate::Engine;
@@ -620,6 +620,9 @@ struct GroupSync {
     cluster: String,
 }
 
+/// Groups translated at once in a round.
+const GROUPS_AT_ONCE: usize = 8;
+
 impl GroupSync {
     /// One round; the last source-side and sink-side failure, if any.
     async fn sync(
@@ -642,88 +645,110 @@ impl GroupSync {
         if !gone.0.is_empty() || !gone.1.is_empty() {
             tokio::task::spawn_blocking(move || drop(gone));
         }
-        let mut busy_on_sink: Option<HashMap<String, bool>> = None;
-        let positions = figures.snapshot();
-        let (mut source_err, mut sink_err) = (None, None);
-        for g in &names {
-            for t in topics {
-                let parts: Vec<i32> = (0..t.topic.partitions)
+        // Only partitions that keep their number can be translated.
+        let wanted: Vec<(String, Vec<i32>)> = topics
+            .iter()
+            .map(|t| {
+                let parts = (0..t.topic.partitions)
                     .filter(|p| t.placement.keeps_partition(*p))
-                    .collect();
-                if parts.is_empty() {
+                    .collect::<Vec<i32>>();
+                (t.topic.name.clone(), parts)
+            })
+            .filter(|(_, parts)| !parts.is_empty())
+            .collect();
+        if names.is_empty() || wanted.is_empty() {
+            return (None, None);
+        }
+        let busy: HashMap<String, bool> = match self.sink.groups().await {
+            Ok(b) => b.into_iter().collect(),
+            Err(e) => return (None, Some(format!("{GROUP_NOTE}{e}"))),
+        };
+        let positions = figures.snapshot();
+        let idle: Vec<&String> = names
+            .iter()
+            .filter(|g| busy.get(*g) != Some(&true))
+            .collect();
+        let mut outcomes = Vec::with_capacity(idle.len());
+        for chunk in idle.chunks(GROUPS_AT_ONCE) {
+            let round: Vec<_> = chunk
+                .iter()
+                .map(|g| self.sync_group(source, g, topics, &wanted, &positions))
+                .collect();
+            outcomes.extend(futures_util::future::join_all(round).await);
+        }
+        let mut out = (None, None);
+        for (source_err, sink_err) in outcomes {
+            out.0 = source_err.or(out.0);
+            out.1 = sink_err.or(out.1);
+        }
+        out
+    }
+
+    /// Translates one group's offsets on every copied topic (one offset read for all of
+    /// them); its source-side and sink-side failure, if any.
+    async fn sync_group(
+        &self,
+        source: &Admin,
+        g: &str,
+        topics: &[Mirrored],
+        wanted: &[(String, Vec<i32>)],
+        positions: &BTreeMap<(String, i32), PartitionFigures>,
+    ) -> (Option<String>, Option<String>) {
+        let committed = match source.committed_many(g, wanted).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(job_id = %self.job_id, group = %g, error = %e,
+                    "event-router job: a source group's offsets cannot be read");
+                return (Some(e), None);
+            }
+        };
+        let mut sink_err = None;
+        for t in topics {
+            let mut writes = Vec::new();
+            for (topic, p, c) in committed.iter().filter(|(n, _, _)| *n == t.topic.name) {
+                let next = positions.get(&(topic.clone(), *p)).map_or(-1, |f| f.next);
+                if *c > next {
                     continue;
                 }
-                let committed = match source.committed(g, &t.topic.name, &parts).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!(job_id = %self.job_id, group = %g, error = %e,
-                            "event-router job: a source group's offsets cannot be read");
-                        source_err = Some(e);
-                        break;
-                    }
-                };
-                let mut writes = Vec::new();
-                for (p, c) in committed {
-                    let next = positions
-                        .get(&(t.topic.name.clone(), p))
-                        .map_or(-1, |f| f.next);
-                    if c > next {
-                        continue;
-                    }
-                    match self
-                        .delivery
-                        .mirror_pair_at(&self.job_id, &self.cluster, &t.topic.name, p, &t.target, c)
-                        .await
-                    {
-                        Ok(Some(pair)) => writes.push((p, pair.translate(c))),
-                        Ok(None) => {}
-                        Err(e) => {
-                            tracing::warn!(job_id = %self.job_id, error = %e,
-                                "event-router job: reading offset pairs failed");
-                        }
-                    }
-                }
-                if writes.is_empty() {
-                    continue;
-                }
-                if busy_on_sink.is_none() {
-                    match self.sink.groups().await {
-                        Ok(b) => busy_on_sink = Some(b.into_iter().collect()),
-                        Err(e) => return (source_err, Some(format!("{GROUP_NOTE}{e}"))),
-                    }
-                }
-                if busy_on_sink
-                    .as_ref()
-                    .is_some_and(|b| b.get(g) == Some(&true))
+                match self
+                    .delivery
+                    .mirror_pair_at(&self.job_id, &self.cluster, topic, *p, &t.target, *c)
+                    .await
                 {
-                    break;
-                }
-                let target_parts: Vec<i32> = writes.iter().map(|(p, _)| *p).collect();
-                let result = async {
-                    let current: HashMap<i32, i64> = self
-                        .sink
-                        .committed(g, &t.target, &target_parts)
-                        .await?
-                        .into_iter()
-                        .collect();
-                    let forward: Vec<(i32, i64)> = writes
-                        .into_iter()
-                        .filter(|(p, to)| current.get(p).is_none_or(|now| to > now))
-                        .collect();
-                    if forward.is_empty() {
-                        return Ok(());
-                    }
-                    self.sink.commit(g, &t.target, &forward).await
-                }
-                .await;
-                if let Err(e) = result {
-                    tracing::warn!(job_id = %self.job_id, group = %g, error = %e,
-                        "event-router job: a group's translated offsets cannot be written");
-                    sink_err = Some(format!("{GROUP_NOTE}{e}"));
+                    Ok(Some(pair)) => writes.push((*p, pair.translate(*c))),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(job_id = %self.job_id, error = %e,
+                        "event-router job: reading offset pairs failed"),
                 }
             }
+            if writes.is_empty() {
+                continue;
+            }
+            let target_parts: Vec<i32> = writes.iter().map(|(p, _)| *p).collect();
+            let result = async {
+                let current: HashMap<i32, i64> = self
+                    .sink
+                    .committed(g, &t.target, &target_parts)
+                    .await?
+                    .into_iter()
+                    .collect();
+                let forward: Vec<(i32, i64)> = writes
+                    .into_iter()
+                    .filter(|(p, to)| current.get(p).is_none_or(|now| to > now))
+                    .collect();
+                if forward.is_empty() {
+                    return Ok(());
+                }
+                self.sink.commit(g, &t.target, &forward).await
+            }
+            .await;
+            if let Err(e) = result {
+                tracing::warn!(job_id = %self.job_id, group = %g, error = %e,
+                    "event-router job: a group's translated offsets cannot be written");
+                sink_err = Some(format!("{GROUP_NOTE}{e}"));
+            }
         }
-        (source_err, sink_err)
+        (None, sink_err)
     }
 }
 

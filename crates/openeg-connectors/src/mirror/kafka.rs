@@ -387,6 +387,37 @@ impl Admin {
         .await
     }
 
+    /// The offsets group `group` committed on `(topic, partitions)` of several topics, in one
+    /// request: `(topic, partition, offset)` (absent: none).
+    pub async fn committed_many(
+        &self,
+        group: &str,
+        topics: &[(String, Vec<i32>)],
+    ) -> Result<Vec<(String, i32, i64)>, String> {
+        let consumer = self.group_consumer(group)?;
+        let topics = topics.to_vec();
+        blocking(move || {
+            let mut tpl = TopicPartitionList::new();
+            for (t, parts) in &topics {
+                for &p in parts {
+                    tpl.add_partition(t, p);
+                }
+            }
+            let got = consumer
+                .committed_offsets(tpl, REQUEST_TIMEOUT)
+                .map_err(|e| format!("reading committed offsets: {e}"))?;
+            Ok(got
+                .elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(o) if o >= 0 => Some((e.topic().to_string(), e.partition(), o)),
+                    _ => None,
+                })
+                .collect())
+        })
+        .await
+    }
+
     /// The kept member-less consumer of `group` (made on first use).
     fn group_consumer(&self, group: &str) -> Result<Arc<BaseConsumer>, String> {
         let mut m = self.groups.lock().unwrap_or_else(|p| p.into_inner());
