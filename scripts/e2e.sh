@@ -29,7 +29,7 @@ if [[ ! -x "$venv/bin/python" ]]; then
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     "huaweicloudsdkeg==3.1.219" pytest requests "schemathesis==4.32.5" \
-    "confluent-kafka==2.16.2" "pika==1.4.4" "boto3==1.44.18"
+    "confluent-kafka==2.16.2" "pika==1.4.4" "boto3==1.44.18" "redis==6.4.0"
 
 set +e
 "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/e2e "$@"

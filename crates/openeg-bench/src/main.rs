@@ -20,6 +20,7 @@ mod harness;
 mod kafka_target;
 mod mirror;
 mod rabbitmq_source;
+mod redis_mirror;
 mod rocketmq;
 mod stream;
 use serde_json::{json, Value};
@@ -89,6 +90,9 @@ enum Cmd {
     /// A Kafka → Kafka event-router job vs a bare rdkafka consume → produce → commit loop
     /// with acks=all (own server).
     Mirror(stream::StreamArgs),
+    /// A Redis → Redis event-router job vs a native replica (REPLICAOF): full-sync time and
+    /// incremental lag (own servers).
+    RedisMirror(redis_mirror::RedisMirrorArgs),
 }
 
 #[derive(serde::Deserialize)]
@@ -155,6 +159,15 @@ impl Client {
     }
 
     /// A signed request whose path may carry a query string.
+    /// POSTs `body`; anything but 200 is an error naming `what`.
+    async fn post_ok(&self, path: &str, body: &Value, what: &str) -> anyhow::Result<Value> {
+        let (s, v) = self.call("POST", path, Some(body)).await?;
+        if s != 200 {
+            anyhow::bail!("{what}: {s} {v}");
+        }
+        Ok(v)
+    }
+
     async fn call_query(&self, method: &str, path_and_query: &str) -> anyhow::Result<(u16, Value)> {
         let (path, query) = path_and_query
             .split_once('?')
@@ -674,6 +687,7 @@ fn main() -> anyhow::Result<()> {
             Cmd::Cluster(args) => cluster::run(args).await,
             Cmd::Stream(args) => stream::run(args).await,
             Cmd::Mirror(args) => mirror::run(args).await,
+            Cmd::RedisMirror(args) => redis_mirror::run(args).await,
             Cmd::RabbitmqSource(args) => rabbitmq_source::run(args).await,
         }
     })

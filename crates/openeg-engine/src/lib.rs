@@ -724,6 +724,17 @@ impl Engine {
                 }))
             }
             TaskKind::EventStream => Ok(Arc::new(self.stream_run(rec)?)),
+            TaskKind::RouterJob
+                if rec.body.get("source_type").and_then(Value::as_str) == Some("DCS") =>
+            {
+                let plan = replication::RedisJobPlan::of(&rec.body, &self.secrets)
+                    .map_err(supervisor::ErrorInfo::not_run)?;
+                Ok(Arc::new(replication::RedisJobRun {
+                    engine: self.me.clone(),
+                    job_id: rec.id.clone(),
+                    plan,
+                }))
+            }
             TaskKind::RouterJob => {
                 let plan = replication::KafkaJobPlan::of(&rec.body, &self.secrets)
                     .map_err(supervisor::ErrorInfo::not_run)?;

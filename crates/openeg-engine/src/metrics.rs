@@ -129,6 +129,60 @@ pub struct JobFigures {
     pub partitions: std::sync::Mutex<std::collections::BTreeMap<(String, i32), PartitionFigures>>,
     /// Records copied by this run.
     pub copied: Counter,
+    /// A Redis→Redis run's position (`None` for other job types).
+    pub redis: std::sync::Mutex<Option<RedisFigures>>,
+}
+
+/// Where a running Redis→Redis job stands (syncDetail's Redis item).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedisFigures {
+    pub source_addr: String,
+    pub sink_addr: String,
+    /// `full` while the snapshot is copied, `incremental` while the command stream is.
+    pub phase: &'static str,
+    /// `syncing`, or `finish` when a `full`-only job has copied its snapshot.
+    pub status: &'static str,
+    /// Snapshot bytes read and the snapshot's size (when the source announced it).
+    pub snapshot_read: u64,
+    pub snapshot_size: Option<u64>,
+    /// The source's replication offset as last read (`master_repl_offset`).
+    pub source_offset: u64,
+    /// The stream offset everything before which the target has applied.
+    pub sink_offset: u64,
+    pub source_keys: Option<u64>,
+    pub sink_keys: Option<u64>,
+    /// Keys and commands the target took, and refused.
+    pub applied: u64,
+    pub refused: u64,
+}
+
+impl RedisFigures {
+    /// Bytes the target is behind: the snapshot left, or the stream behind the source.
+    pub fn remaining(&self) -> u64 {
+        match self.phase {
+            "full" => self
+                .snapshot_size
+                .map(|n| n.saturating_sub(self.snapshot_read))
+                .unwrap_or(0)
+                .saturating_add(self.source_offset.saturating_sub(self.sink_offset)),
+            _ => self.source_offset.saturating_sub(self.sink_offset),
+        }
+    }
+
+    /// Progress in [0, 1]: the snapshot's share read during the full phase, then 1 once the
+    /// stream has caught up (0.99 while it is behind).
+    pub fn progress(&self) -> f64 {
+        if self.status == "finish" {
+            return 1.0;
+        }
+        match (self.phase, self.snapshot_size) {
+            ("full", Some(n)) if n > 0 => (self.snapshot_read as f64 / n as f64).min(0.99),
+            ("full", _) => 0.0,
+            // Offsets count from the source's first write ever: no share is meaningful.
+            _ if self.source_offset <= self.sink_offset => 1.0,
+            _ => 0.99,
+        }
+    }
 }
 
 /// One source partition of a running job.
@@ -187,6 +241,17 @@ impl JobFigures {
             f.high = h;
         }
         f.high = f.high.max(f.next);
+    }
+
+    /// Updates the Redis position (starting from an empty one).
+    pub fn redis_update(&self, f: impl FnOnce(&mut RedisFigures)) {
+        let mut r = self.redis.lock().unwrap_or_else(|p| p.into_inner());
+        f(r.get_or_insert_with(RedisFigures::default));
+    }
+
+    /// A copy of the Redis position.
+    pub fn redis_snapshot(&self) -> Option<RedisFigures> {
+        self.redis.lock().ok().and_then(|r| r.clone())
     }
 
     /// A copy of the partitions' figures.

@@ -10,7 +10,7 @@
 //!   A started stream runs a [`crate::stream::StreamRun`] when its source kind is in the
 //!   sources registry (`HC.Kafka`, the RocketMQ kinds) and its sink is one the stream runtime
 //!   has (Kafka, FunctionGraph); otherwise it is `ERROR` with the reason. A started Kafka
-//!   router job runs a [`crate::replication`] run; RocketMQ and DCS jobs are `ERROR` with
+//!   or DCS router job runs a [`crate::replication`] run; RocketMQ jobs are `ERROR` with
 //!   the reason.
 
 use crate::supervisor::{ErrorInfo, Ready, RunState, Runtime, RuntimeStatus, StopSignal, TaskKind};
@@ -22,10 +22,10 @@ use serde_json::Value;
 use std::hash::{Hash, Hasher};
 use std::sync::Weak;
 
-/// Why a started event-router job of a family without a runtime (RocketMQ, DCS) shows
-/// `ERROR`, and why syncDetail has no figures.
-pub const ROUTER_JOB_NOT_RUN: &str = "RocketMQ and DCS (Redis) event-router jobs are stored but \
-                                      not run by this OpenEG build: nothing is copied (Kafka \
+/// Why a started event-router job of a family without a runtime (RocketMQ) shows `ERROR`,
+/// and why syncDetail has no figures.
+pub const ROUTER_JOB_NOT_RUN: &str = "RocketMQ event-router jobs are stored but not run by this \
+                                      OpenEG build: nothing is copied (Kafka and DCS (Redis) \
                                       jobs run)";
 
 /// Why a started event stream whose source kind has no runtime shows `ERROR`.
@@ -89,8 +89,11 @@ pub fn plan(kind: TaskKind, body: &Value) -> Plan {
             if str_of(body, "_desired") == "RUNNING"
                 && str_of(body, "status") != "NO_CONFIGURATION" =>
         {
-            if str_of(body, "source_type") != "KAFKA" {
-                return Plan::Unrunnable(ErrorInfo::not_run(ROUTER_JOB_NOT_RUN));
+            match str_of(body, "source_type") {
+                "KAFKA" => {}
+                // Every dcs2dcs setting has a default.
+                "DCS" => return Plan::Run,
+                _ => return Plan::Unrunnable(ErrorInfo::not_run(ROUTER_JOB_NOT_RUN)),
             }
             match body
                 .get("advance_config")
@@ -463,6 +466,8 @@ mod tests {
         assert!(e.message.contains("kafka2kafka"), "{e:?}");
         let mut dcs = kafka(json!({"dcs2dcs": {}}));
         dcs["source_type"] = json!("DCS");
+        assert_eq!(plan(TaskKind::RouterJob, &dcs), Plan::Run);
+        dcs["source_type"] = json!("ROCKETMQ");
         assert_eq!(
             plan(TaskKind::RouterJob, &dcs),
             Plan::Unrunnable(ErrorInfo::not_run(ROUTER_JOB_NOT_RUN))

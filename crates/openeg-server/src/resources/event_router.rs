@@ -930,6 +930,26 @@ async fn probe(item: &str, addr: Option<&str>) -> Value {
     })
 }
 
+/// Past the TCP check, a Redis endpoint must answer `PING` after `AUTH` with the password
+/// given: what a job needs to replicate from it or write to it.
+async fn redis_check(result: &mut Value, member: &Value) {
+    use openeg_connectors::mirror::redis::{Endpoint, Probe};
+    let failure = match Endpoint::of(member) {
+        Err(e) => Some(e),
+        Ok(ep) => match tokio::time::timeout(Duration::from_secs(5), Probe::connect(&ep)).await {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(format!("the Redis check (AUTH, PING) failed: {e}")),
+            Err(_) => Some("the Redis check (AUTH, PING) timed out".to_string()),
+        },
+    };
+    if let Some(why) = failure {
+        result["status"] = json!("FAILED");
+        result["error_code"] = json!("EG.00513000");
+        result["reason"] = json!(why);
+        result["solution"] = json!("check the address, the password and that the server is Redis");
+    }
+}
+
 async fn validate_job(
     State(st): State<AppState>,
     Extension(t): Extension<Tenant>,
@@ -943,7 +963,13 @@ async fn validate_job(
     let mut results = Vec::new();
     for (item, side) in [("SOURCE_NETWORK", "source"), ("SINK_NETWORK", "sink")] {
         if vt.as_deref().is_none_or(|x| x == item) {
-            results.push(probe(item, event_router::endpoint_address(&doc, side)).await);
+            let mut r = probe(item, event_router::endpoint_address(&doc, side)).await;
+            if r["status"] == "SUCCESS" {
+                if let Some(dcs) = doc.pointer(&format!("/{side}_config/{side}_dcs")) {
+                    redis_check(&mut r, dcs).await;
+                }
+            }
+            results.push(r);
         }
     }
     Ok(ok(json!({ "results": results })))
@@ -988,6 +1014,33 @@ async fn sync_detail(
             "state_detail": detail,
         })));
     };
+    if let Some(r) = figures.redis_snapshot() {
+        // One item: the job's link (topic conditions do not apply to Redis).
+        let row = json!({
+            "sourceAddr": r.source_addr,
+            "sinkAddr": r.sink_addr,
+            "taskProgress": format!("{:.4}", r.progress()),
+            "syncPhase": r.phase,
+            "sourceOffset": r.source_offset,
+            "sinkOffset": r.sink_offset,
+            "taskStatus": r.status,
+        });
+        let items: Vec<Value> = std::iter::once(row).skip(q.offset).take(q.limit).collect();
+        let mut metadata = json!({"sync_remain_total": r.remaining()});
+        if let Some(n) = r.source_keys {
+            metadata["source_key_num"] = json!(n);
+        }
+        if let Some(n) = r.sink_keys {
+            metadata["sink_key_num"] = json!(n);
+        }
+        return Ok(ok(json!({
+            "metadata": metadata,
+            "total": 1,
+            "size": items.len(),
+            "type": ty,
+            "items": items,
+        })));
+    }
     let alias = rec
         .body
         .pointer("/source_config/source_kafka/cluster_alias")

@@ -23,6 +23,7 @@
 //! * A copy that fails is sent again (1 s doubling to 60 s); the partition waits meanwhile. A
 //!   mirror drops nothing, so the job shows `ERROR` with the failure until the sink takes it.
 
+use super::{fail, FiguresEnd};
 use crate::metrics::{JobFigures, PartitionFigures, SIDE_ABNORMAL, SIDE_NORMAL};
 use crate::stream::drive;
 use crate::supervisor::{ErrorInfo, Ready, Runtime, StopSignal};
@@ -60,10 +61,6 @@ pub(crate) const GROUP_NOTE: &str = "translating consumer-group offsets: ";
 pub const ORIGIN_TOPIC: &str = "eg-origin-topic";
 pub const ORIGIN_PARTITION: &str = "eg-origin-partition";
 pub const ORIGIN_OFFSET: &str = "eg-origin-offset";
-
-fn fail(msg: impl Into<String>) -> ErrorInfo {
-    ErrorInfo::not_run(msg)
-}
 
 /// Which source topics a job copies.
 #[derive(Debug, Clone)]
@@ -254,28 +251,6 @@ pub(crate) struct KafkaJobRun {
     pub(crate) job_id: String,
     pub(crate) node_name: String,
     pub(crate) plan: KafkaJobPlan,
-}
-
-/// Forgets a run's figures when it ends: positions are live only while it runs. The side
-/// statuses of a run that failed stay (they say why).
-struct FiguresEnd {
-    engine: Weak<Engine>,
-    job_id: String,
-    figures: Arc<JobFigures>,
-    failed: bool,
-}
-
-impl Drop for FiguresEnd {
-    fn drop(&mut self) {
-        if let Ok(mut p) = self.figures.partitions.lock() {
-            p.clear();
-        }
-        if !self.failed {
-            if let Some(e) = self.engine.upgrade() {
-                e.metrics.end_job(&self.job_id, &self.figures);
-            }
-        }
-    }
 }
 
 /// One topic's pipeline before it runs.

@@ -1,0 +1,46 @@
+//! Event-router jobs: one cluster copied into another (`docs/router-jobs.md`).
+//!
+//! * [`kafka`]: Kafka→Kafka (`kafka2kafka`), one pipeline per topic, resumable from stored
+//!   offset pairs, consumer-group offsets translated.
+//! * [`redis`]: Redis→Redis (`dcs2dcs`), OpenEG as a replica of the source: the snapshot, then
+//!   the command stream, resumable with `PSYNC` from the stored replication position.
+
+mod kafka;
+mod redis;
+
+pub(crate) use kafka::{KafkaJobPlan, KafkaJobRun, GROUP_NOTE};
+pub(crate) use redis::{RedisJobPlan, RedisJobRun};
+
+use crate::metrics::JobFigures;
+use crate::supervisor::ErrorInfo;
+use crate::Engine;
+use std::sync::{Arc, Weak};
+
+fn fail(msg: impl Into<String>) -> ErrorInfo {
+    ErrorInfo::not_run(msg)
+}
+
+/// Forgets a run's figures when it ends: positions are live only while it runs. The side
+/// statuses of a run that failed stay (they say why).
+pub(super) struct FiguresEnd {
+    pub(super) engine: Weak<Engine>,
+    pub(super) job_id: String,
+    pub(super) figures: Arc<JobFigures>,
+    pub(super) failed: bool,
+}
+
+impl Drop for FiguresEnd {
+    fn drop(&mut self) {
+        if let Ok(mut p) = self.figures.partitions.lock() {
+            p.clear();
+        }
+        if let Ok(mut r) = self.figures.redis.lock() {
+            *r = None;
+        }
+        if !self.failed {
+            if let Some(e) = self.engine.upgrade() {
+                e.metrics.end_job(&self.job_id, &self.figures);
+            }
+        }
+    }
+}
