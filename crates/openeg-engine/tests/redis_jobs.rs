@@ -299,16 +299,25 @@ async fn same_keys(src: &Server, dst: &Server, db: u32) -> usize {
     keys.len()
 }
 
-/// Writes until `stop`: SET/INCR/HSET/LPUSH/DEL/EXPIRE over a few hundred keys, ~1,000 a second.
+/// Writes until `stop`: SET/INCR/HSET/LPUSH/DEL/EXPIRE over a few hundred keys, ~1,000 a second,
+/// every other round as one MULTI … EXEC, and each round a write into db 3 too (so the
+/// stream switches databases, and a continued stream must start in the right one).
 async fn writer(addr: String, stop: Arc<AtomicBool>) -> u64 {
-    let mut c = redis::Client::open(format!("redis://{addr}/0"))
+    let client = redis::Client::open(format!("redis://{addr}/0")).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let mut c3 = redis::Client::open(format!("redis://{addr}/3"))
         .unwrap()
         .get_multiplexed_async_connection()
         .await
         .unwrap();
     let mut i = 0u64;
+    let mut round = 0u64;
     while !stop.load(Ordering::Relaxed) {
+        round += 1;
         let mut pipe = redis::pipe();
+        if round.is_multiple_of(2) {
+            pipe.atomic();
+        }
         for _ in 0..20 {
             i += 1;
             let k = format!("live:{}", i % 300);
@@ -324,6 +333,12 @@ async fn writer(addr: String, stop: Arc<AtomicBool>) -> u64 {
             };
         }
         let _: () = pipe.query_async(&mut c).await.unwrap();
+        let _: () = redis::cmd("SET")
+            .arg(format!("live3:{}", round % 100))
+            .arg(round)
+            .query_async(&mut c3)
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     i
@@ -405,6 +420,42 @@ async fn redis_job_copies_snapshot_and_stream_and_continues_after_restart() {
         ("incremental", "syncing", 0),
         "{f:?}"
     );
+    assert_eq!(f.refused, 0, "{f:?}");
+
+    // The stream's database survives a restart: the source sends SELECT only when it
+    // changes, so after the last write went to db 3 a continued stream starts there.
+    let mut s3 = src.conn(3).await;
+    let _: () = redis::cmd("SET")
+        .arg("before-restart")
+        .arg(1)
+        .query_async(&mut s3)
+        .await
+        .unwrap();
+    caught_up(&e, &mut s0).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    e.shutdown().await;
+    drop(e);
+    let e = engine(&store, &dir).await;
+    let _: () = redis::cmd("SET")
+        .arg("after-restart")
+        .arg(2)
+        .query_async(&mut s3)
+        .await
+        .unwrap();
+    caught_up(&e, &mut s0).await;
+    let mut d3 = dst.conn(3).await;
+    let got: Option<i64> = redis::cmd("GET")
+        .arg("after-restart")
+        .query_async(&mut d3)
+        .await
+        .unwrap();
+    let in0: Option<i64> = redis::cmd("GET")
+        .arg("after-restart")
+        .query_async(&mut d0)
+        .await
+        .unwrap();
+    assert_eq!((got, in0), (Some(2), None));
+    assert_eq!(info_field(&mut s0, "stats", "sync_partial_ok").await, "2");
     e.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -25,7 +25,7 @@ use super::{fail, FiguresEnd};
 use crate::metrics::{JobFigures, SIDE_ABNORMAL, SIDE_NORMAL};
 use crate::supervisor::{ErrorInfo, Ready, Runtime, StopSignal};
 use crate::Engine;
-use openeg_connectors::mirror::redis::link::{self, Acked, LinkError, Message};
+use openeg_connectors::mirror::redis::link::{self, Acked, LinkError, Message, Resume};
 use openeg_connectors::mirror::redis::{DbMap, Endpoint, Probe, Sink};
 use openeg_store::mirror::MirrorPair;
 use openeg_store::secrets::SecretBox;
@@ -182,8 +182,9 @@ impl RedisJobPlan {
                     .ok(),
                 _ => None,
             }
-            .filter(|n: &f64| *n > 0.0)
-            .ok_or("advance_config.dcs2dcs.rate_limit is not a positive MB/s figure")?;
+            // At least 1 KB/s: a pace of nothing would never move.
+            .filter(|n: &f64| n.is_finite() && *n >= 0.001)
+            .ok_or("advance_config.dcs2dcs.rate_limit is not a MB/s figure of at least 0.001")?;
             Some((mb * 1024.0 * 1024.0) as u64)
         } else {
             None
@@ -215,6 +216,8 @@ pub(crate) struct RedisJobRun {
 /// Why a session ended.
 enum Ended {
     Stopped,
+    /// A `full` job copied its snapshot: nothing more to do until STOP.
+    Finished,
     /// Connecting or authenticating failed: `connect_retry_time`.
     Connect(String),
     /// Anything else: `other_retry_time`.
@@ -226,6 +229,8 @@ enum Ended {
 struct Position {
     replid: String,
     offset: u64,
+    /// The stream's database at `offset` (the source sends `SELECT` only when it changes).
+    db: u32,
     full_done: bool,
 }
 
@@ -267,6 +272,7 @@ impl RedisJobRun {
             .map(|p| Position {
                 replid: p.topic,
                 offset: u64::try_from(p.source_offset).unwrap_or(0),
+                db: u32::try_from(p.target_partition).unwrap_or(0),
                 full_done: p.target_topic == FULL_DONE,
             }))
     }
@@ -289,7 +295,8 @@ impl RedisJobRun {
             } else {
                 String::new()
             },
-            target_partition: 0,
+            // The pair's target side is unused by Redis jobs: it keeps the stream's database.
+            target_partition: i32::try_from(pos.db).unwrap_or(0),
             target_offset: 0,
         };
         delivery
@@ -357,8 +364,7 @@ impl RedisJobRun {
                 r.status = "finish";
             });
             ready.ready();
-            stop.stopped().await;
-            return Ended::Stopped;
+            return Ended::Finished;
         }
         let mut sink = match Sink::connect(&plan.sink, plan.dbs.clone()).await {
             Ok(s) => s,
@@ -369,11 +375,16 @@ impl RedisJobRun {
         };
         figures.set_sink(SIDE_NORMAL, "");
         let acked = Arc::new(Acked::default());
-        let resume = stored.as_ref().map(|p| (p.replid.clone(), p.offset));
-        if let Some((_, o)) = &resume {
-            acked.set(*o);
+        let resume = stored.as_ref().map(|p| Resume {
+            replid: p.replid.clone(),
+            offset: p.offset,
+            db: p.db,
+        });
+        if let Some(r) = &resume {
+            acked.set(r.offset);
         }
-        let (tx, mut rx) = mpsc::channel(16);
+        // Bounded in messages, each bounded in bytes (a snapshot batch holds ≤ 8 MiB).
+        let (tx, mut rx) = mpsc::channel(8);
         let ep = plan.source.clone();
         let link_acked = acked.clone();
         let started =
@@ -427,9 +438,19 @@ impl RedisJobRun {
             }
             if progress_at.elapsed() >= PROGRESS_EVERY {
                 progress_at = Instant::now();
-                let source_offset = source_probe.repl_offset().await;
-                let source_keys = source_probe.key_count().await.ok();
-                let sink_keys = sink_probe.key_count().await.ok();
+                // Bounded: a slow answer must not hold the copy up.
+                let limit = Duration::from_secs(2);
+                let source_offset = tokio::time::timeout(limit, source_probe.repl_offset())
+                    .await
+                    .unwrap_or_else(|_| Err("INFO replication timed out".into()));
+                let source_keys = tokio::time::timeout(limit, source_probe.key_count())
+                    .await
+                    .ok()
+                    .and_then(Result::ok);
+                let sink_keys = tokio::time::timeout(limit, sink_probe.key_count())
+                    .await
+                    .ok()
+                    .and_then(Result::ok);
                 match &source_offset {
                     Ok(_) => figures.set_source(SIDE_NORMAL, ""),
                     Err(e) => figures.set_source(SIDE_ABNORMAL, e.clone()),
@@ -467,6 +488,7 @@ impl RedisJobRun {
                     current = Some(Position {
                         replid,
                         offset,
+                        db: 0,
                         full_done: false,
                     });
                     figures.redis_update(|r| {
@@ -484,6 +506,7 @@ impl RedisJobRun {
                     let p = Position {
                         replid,
                         offset,
+                        db: stored.as_ref().map(|s| s.db).unwrap_or(0),
                         full_done: false,
                     };
                     unsaved = stored.as_ref() != Some(&p);
@@ -527,6 +550,8 @@ impl RedisJobRun {
                     if let Err(e) = self.save(delivery, &p, stored.as_ref()).await {
                         return Ended::Other(e);
                     }
+                    // The link acknowledges the snapshot to the source only now.
+                    acked.set(p.offset);
                     stored = Some(p.clone());
                     current = Some(p);
                     unsaved = false;
@@ -545,13 +570,15 @@ impl RedisJobRun {
                     if full_only {
                         tracing::info!(job_id = %self.job_id,
                             "event-router job: the snapshot is copied (synchronize_type full)");
-                        drop(_link);
-                        stop.stopped().await;
-                        return Ended::Stopped;
+                        return Ended::Finished;
                     }
                     Ok(())
                 }
-                Message::Commands { commands, offset } => {
+                Message::Commands {
+                    commands,
+                    offset,
+                    db,
+                } => {
                     if let Some(p) = pace.as_mut() {
                         let bytes: usize = commands
                             .iter()
@@ -564,6 +591,7 @@ impl RedisJobRun {
                             acked.set(offset);
                             if let Some(p) = current.as_mut() {
                                 p.offset = offset;
+                                p.db = db;
                                 unsaved = true;
                             }
                             figures.redis_update(|r| {
@@ -624,6 +652,11 @@ impl Runtime for RedisJobRun {
         loop {
             let (why, wait) = match self.session(&figures, &delivery, &ready, &mut stop).await {
                 Ended::Stopped => return Ok(()),
+                Ended::Finished => {
+                    // Every connection of the session is closed by now.
+                    stop.stopped().await;
+                    return Ok(());
+                }
                 Ended::Connect(why) => (why, self.plan.connect_retry),
                 Ended::Other(why) => (why, self.plan.other_retry),
             };

@@ -31,8 +31,14 @@ use tokio::sync::mpsc;
 /// sent nothing more for now.
 const BATCH_COMMANDS: usize = 1000;
 const BATCH_BYTES: u64 = 4 << 20;
-/// Keys per snapshot batch.
+/// Keys per snapshot batch at most, and payload bytes (memory held per batch in flight).
 const SNAPSHOT_BATCH: usize = 512;
+const SNAPSHOT_BATCH_BYTES: usize = 8 << 20;
+/// How long the source may say nothing once the stream runs (it pings every 10 s by default;
+/// a real replica gives up after `repl-timeout`, 60 s).
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Redis's default `proto-max-bulk-len`: a longer argument is not a real command.
+const MAX_BULK: usize = 512 << 20;
 /// How often the applied offset is acknowledged to the source.
 const ACK_EVERY: Duration = Duration::from_secs(1);
 
@@ -61,8 +67,14 @@ pub enum Message {
     Function(Vec<u8>),
     /// The snapshot was read whole (its checksum matched).
     SnapshotDone,
-    /// Commands of the stream; `offset` is the stream offset after the last one.
-    Commands { commands: Vec<Command>, offset: u64 },
+    /// Commands of the stream; `offset` is the stream offset after the last one and `db` the
+    /// stream's database there (the source sends `SELECT` only when it changes, so a
+    /// continued stream starts in it). A batch never ends inside a MULTI … EXEC.
+    Commands {
+        commands: Vec<Command>,
+        offset: u64,
+        db: u32,
+    },
 }
 
 /// The offset the sink has applied, shared with the link's acknowledgements.
@@ -170,15 +182,20 @@ impl Conn {
     }
 }
 
-/// Where a link starts: `None` for a first full synchronisation.
-pub type Resume = Option<(String, u64)>;
+/// Where a stored position says the stream stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resume {
+    pub replid: String,
+    pub offset: u64,
+    pub db: u32,
+}
 
 /// Connects to the source as a replica and starts a thread that sends what it reads to `tx`.
 /// Returns once the source answered PSYNC (the first message is then `FullSync` or
 /// `Continue`).
 pub fn start(
     ep: &Endpoint,
-    resume: Resume,
+    resume: Option<Resume>,
     acked: Arc<Acked>,
     tx: mpsc::Sender<io::Result<Message>>,
 ) -> Result<LinkHandle, LinkError> {
@@ -211,7 +228,7 @@ pub fn start(
     c.call(&[b"REPLCONF", b"listening-port", port.as_bytes()])?;
     c.call(&[b"REPLCONF", b"capa", b"eof", b"capa", b"psync2"])?;
     let (id, off) = match &resume {
-        Some((id, off)) => (id.clone(), (off + 1).to_string()),
+        Some(r) => (r.replid.clone(), (r.offset + 1).to_string()),
         None => ("?".to_string(), "-1".to_string()),
     };
     c.send(&[b"PSYNC", id.as_bytes(), off.as_bytes()])
@@ -235,10 +252,12 @@ pub fn start(
                 .map_err(|_| LinkError::Refused(format!("bad PSYNC reply: {reply}")))?,
             size: None,
         },
-        (Some("CONTINUE"), new_id, _) => match resume {
-            Some((old, offset)) => Message::Continue {
-                replid: new_id.map(str::to_string).unwrap_or(old),
-                offset,
+        (Some("CONTINUE"), new_id, _) => match &resume {
+            Some(r) => Message::Continue {
+                replid: new_id
+                    .map(str::to_string)
+                    .unwrap_or_else(|| r.replid.clone()),
+                offset: r.offset,
             },
             None => return Err(LinkError::Refused("CONTINUE without a position".into())),
         },
@@ -250,13 +269,14 @@ pub fn start(
     };
     c.reader
         .get_ref()
-        .set_read_timeout(None)
+        .set_read_timeout(Some(READ_TIMEOUT))
         .map_err(LinkError::Connect)?;
     let stop = handle.stop.clone();
+    let db = resume.map(|r| r.db).unwrap_or(0);
     std::thread::Builder::new()
         .name("openeg-redis-link".into())
         .spawn(move || {
-            let result = run(c, first, acked, &tx, &stop);
+            let result = run(c, first, db, acked, &tx, &stop);
             if let Err(e) = result {
                 if !stop.load(Ordering::Relaxed) {
                     let _ = tx.blocking_send(Err(e));
@@ -285,6 +305,7 @@ fn ack(w: &Mutex<TcpStream>, offset: u64) -> io::Result<()> {
 fn run(
     mut c: Conn,
     first: Message,
+    mut db: u32,
     acked: Arc<Acked>,
     tx: &mpsc::Sender<io::Result<Message>>,
     stop: &Arc<AtomicBool>,
@@ -294,6 +315,9 @@ fn run(
         _ => 0,
     };
     if let Message::FullSync { replid, offset, .. } = first {
+        // Nothing of this snapshot is applied yet; a new stream starts with a SELECT.
+        acked.set(0);
+        db = 0;
         // The source may send newlines while it prepares the snapshot.
         let header = loop {
             let l = c.line()?;
@@ -325,11 +349,14 @@ fn run(
         )?;
         let mut rdb = RdbReader::new(&mut c.reader)?;
         let mut entries = Vec::new();
+        let mut held = 0usize;
         loop {
             match rdb.next_item()? {
                 Item::Entry(e) => {
+                    held += e.payload.len() + e.key.len();
                     entries.push(e);
-                    if entries.len() >= SNAPSHOT_BATCH {
+                    if entries.len() >= SNAPSHOT_BATCH || held >= SNAPSHOT_BATCH_BYTES {
+                        held = 0;
                         let read = rdb.bytes_read();
                         send(
                             tx,
@@ -375,7 +402,14 @@ fn run(
             }
         }
         send(tx, Message::SnapshotDone)?;
-        // A diskless source streams commands only after the first acknowledgement.
+        // A diskless source streams commands only after the first acknowledgement, which
+        // says the snapshot is loaded: so only once the sink has applied all of it.
+        while acked.get() < offset {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
         ack(&c.writer, offset)?;
     } else {
         send(tx, first)?;
@@ -394,18 +428,21 @@ fn run(
                 }
             }
         })?;
-    stream(c, offset, &acked, tx)
+    stream(c, offset, db, &acked, tx)
 }
 
 /// Reads the command stream after `offset` until the connection ends.
 fn stream(
     c: Conn,
     mut offset: u64,
+    mut db: u32,
     acked: &Acked,
     tx: &mpsc::Sender<io::Result<Message>>,
 ) -> io::Result<()> {
     let Conn { mut reader, writer } = c;
-    let mut db = 0u32;
+    // Inside MULTI … EXEC: the batch may not end there (what the sink queued would be lost
+    // with the connection, while the position said it was applied).
+    let mut in_multi = false;
     let mut batch = Vec::new();
     let mut bytes = 0u64;
     loop {
@@ -432,10 +469,20 @@ fn stream(
                     ack(&writer, acked.get())?;
                 }
             }
-            _ => batch.push(Command { db, args }),
+            _ => {
+                match name.as_slice() {
+                    b"MULTI" => in_multi = true,
+                    b"EXEC" | b"DISCARD" => in_multi = false,
+                    _ => {}
+                }
+                batch.push(Command { db, args })
+            }
         }
-        // A batch ends when it is full or when nothing more has arrived yet.
-        if batch.len() >= BATCH_COMMANDS || bytes >= BATCH_BYTES || reader.buffer().is_empty() {
+        // A batch ends when it is full or when nothing more has arrived yet, never inside a
+        // transaction.
+        let due =
+            batch.len() >= BATCH_COMMANDS || bytes >= BATCH_BYTES || reader.buffer().is_empty();
+        if due && !in_multi {
             offset += bytes;
             bytes = 0;
             send(
@@ -443,6 +490,7 @@ fn stream(
                 Message::Commands {
                     commands: std::mem::take(&mut batch),
                     offset,
+                    db,
                 },
             )?;
         }
@@ -461,7 +509,7 @@ fn read_command<R: BufRead>(r: &mut R) -> io::Result<(Vec<Vec<u8>>, u64)> {
     if n > 1 << 24 {
         return Err(proto("a command of over 16M arguments"));
     }
-    let mut args = Vec::with_capacity(n);
+    let mut args = Vec::with_capacity(n.min(1024));
     for _ in 0..n {
         let l = read_line(r)?;
         size += l.len() as u64 + 2;
@@ -470,12 +518,18 @@ fn read_command<R: BufRead>(r: &mut R) -> io::Result<(Vec<Vec<u8>>, u64)> {
             .and_then(|n| std::str::from_utf8(n).ok())
             .and_then(|n| n.parse().ok())
             .ok_or_else(|| proto("a command argument is not a bulk string"))?;
-        // Redis's own limit on a bulk string (proto-max-bulk-len's ceiling).
-        if len > 1 << 32 {
-            return Err(proto("an argument over 4 GiB"));
+        if len > MAX_BULK {
+            return Err(proto("an argument over 512 MiB"));
         }
-        let mut a = vec![0u8; len + 2];
-        r.read_exact(&mut a)?;
+        // Memory grows with what arrives, not with what the length claims.
+        let mut a = Vec::with_capacity(len.min(1 << 20) + 2);
+        (&mut *r).take(len as u64 + 2).read_to_end(&mut a)?;
+        if a.len() != len + 2 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the source closed the link mid-command",
+            ));
+        }
         if &a[len..] != b"\r\n" {
             return Err(proto("a bulk string without its CRLF"));
         }

@@ -43,6 +43,10 @@ impl Endpoint {
             ));
         }
         let addr = addr.trim_start_matches("redis://").to_string();
+        // A password belongs in `password`: an address is shown in syncDetail and logs.
+        if addr.contains(['@', '/', '?']) {
+            return Err("address must be host:port (credentials go in password)".into());
+        }
         match addr.rsplit_once(':') {
             Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => {}
             _ => return Err(format!("address {addr} is not host:port")),
@@ -89,6 +93,11 @@ pub struct DbMap {
 }
 
 impl DbMap {
+    /// Whether every database is copied into the one of the same number.
+    pub fn is_identity(&self) -> bool {
+        self.allow.is_none() && self.mapping.iter().all(|(a, b)| a == b)
+    }
+
     /// The target database of source database `db`, or `None` when it is not copied.
     pub fn target(&self, db: u32) -> Option<u32> {
         if self.allow.as_ref().is_some_and(|a| !a.contains(&db)) {
@@ -108,6 +117,83 @@ pub struct Applied {
     pub first_refusal: Option<String>,
 }
 
+/// Error codes that say the target takes no writes at all now (memory full, a replica, loading,
+/// a script running, persistence failing, no permission): the batch is not applied and the
+/// session fails, so the position does not move past it. Other refusals concern one command.
+const SYSTEMIC: &[&str] = &[
+    "OOM",
+    "READONLY",
+    "LOADING",
+    "BUSY",
+    "MISCONF",
+    "NOPERM",
+    "NOAUTH",
+    "MASTERDOWN",
+    "CLUSTERDOWN",
+    "TRYAGAIN",
+    "MOVED",
+    "ASK",
+    "NOREPLICAS",
+];
+
+fn systemic(code: &str) -> bool {
+    SYSTEMIC.contains(&code)
+}
+
+/// How a stream command goes to the target when the databases are not copied one to one.
+enum Rewrite {
+    Keep,
+    Replace(Vec<Vec<u8>>),
+    Skip,
+    /// Not applied, counted as refused with the reason.
+    Refuse(&'static str),
+}
+
+fn db_arg(a: &[u8]) -> Option<u32> {
+    std::str::from_utf8(a).ok()?.parse().ok()
+}
+
+/// Commands that name a database (MOVE, COPY … DB, SWAPDB, FLUSHALL) under `allow_db` /
+/// `db_mapping`: translated where they can be, else refused.
+fn rewrite(dbs: &DbMap, args: &[Vec<u8>]) -> Rewrite {
+    let name = args
+        .first()
+        .map(|a| a.to_ascii_uppercase())
+        .unwrap_or_default();
+    match name.as_slice() {
+        b"MOVE" if args.len() == 3 => match db_arg(&args[2]).map(|d| dbs.target(d)) {
+            Some(Some(to)) => {
+                let mut a = args.to_vec();
+                a[2] = to.to_string().into_bytes();
+                Rewrite::Replace(a)
+            }
+            // Moved out of what is copied: gone from the copy.
+            Some(None) => Rewrite::Replace(vec![b"DEL".to_vec(), args[1].clone()]),
+            None => Rewrite::Keep,
+        },
+        b"COPY" => {
+            let at = args.iter().position(|a| a.eq_ignore_ascii_case(b"DB"));
+            match at.and_then(|i| Some((i, db_arg(args.get(i + 1)?)?))) {
+                None => Rewrite::Keep,
+                Some((i, d)) => match dbs.target(d) {
+                    Some(to) => {
+                        let mut a = args.to_vec();
+                        a[i + 1] = to.to_string().into_bytes();
+                        Rewrite::Replace(a)
+                    }
+                    None => Rewrite::Skip,
+                },
+            }
+        }
+        b"SWAPDB" => Rewrite::Refuse("SWAPDB cannot be applied under allow_db / db_mapping"),
+        b"FLUSHALL" => Rewrite::Refuse(
+            "FLUSHALL is not applied under allow_db / db_mapping (it would empty target \
+             databases the job does not copy into)",
+        ),
+        _ => Rewrite::Keep,
+    }
+}
+
 /// The target, written through one connection (so a `SELECT` holds for what follows).
 pub struct Sink {
     conn: MultiplexedConnection,
@@ -124,16 +210,24 @@ impl Sink {
         })
     }
 
-    fn select(&mut self, pipe: &mut ::redis::Pipeline, db: u32) {
+    fn select(&mut self, pipe: &mut ::redis::Pipeline, selects: &mut Vec<usize>, db: u32) {
         if self.db != Some(db) {
+            selects.push(pipe.len());
             pipe.cmd("SELECT").arg(db);
             self.db = Some(db);
         }
     }
 
-    async fn run(&mut self, pipe: ::redis::Pipeline) -> Result<Applied, String> {
+    /// Runs `pipe`. `selects` are the indexes of its `SELECT`s: one refused means later
+    /// commands would land in another database, so the batch fails.
+    async fn run(
+        &mut self,
+        pipe: ::redis::Pipeline,
+        selects: &[usize],
+        mut a: Applied,
+    ) -> Result<Applied, String> {
         if pipe.is_empty() {
-            return Ok(Applied::default());
+            return Ok(a);
         }
         let mut pipe = pipe;
         let replies: Vec<::redis::RedisResult<::redis::Value>> =
@@ -145,27 +239,60 @@ impl Sink {
                     return Err(e.to_string());
                 }
             };
-        let mut a = Applied::default();
-        for r in replies {
+        let mut fatal: Option<String> = None;
+        let note = |a: &mut Applied, fatal: &mut Option<String>, code: &str, text: String| {
+            a.refused += 1;
+            if systemic(code) && fatal.is_none() {
+                *fatal = Some(text.clone());
+            }
+            a.first_refusal.get_or_insert(text);
+        };
+        for (i, r) in replies.into_iter().enumerate() {
             match r {
+                // An EXEC's replies hold its commands' errors.
+                Ok(::redis::Value::Array(items)) => {
+                    a.ok += 1;
+                    for v in items {
+                        if let ::redis::Value::ServerError(e) = v {
+                            note(
+                                &mut a,
+                                &mut fatal,
+                                e.code(),
+                                format!("{}: {}", e.code(), e.details().unwrap_or("")),
+                            );
+                        }
+                    }
+                }
                 Ok(_) => a.ok += 1,
                 Err(e) => {
-                    a.refused += 1;
-                    a.first_refusal.get_or_insert_with(|| e.to_string());
+                    let code = e.code().unwrap_or("").to_string();
+                    if selects.contains(&i) && fatal.is_none() {
+                        fatal = Some(format!("the target refused SELECT: {e}"));
+                    }
+                    note(&mut a, &mut fatal, &code, e.to_string());
                 }
             }
         }
-        Ok(a)
+        if a.refused > 0 {
+            // A refused or discarded SELECT leaves the connection in a database we cannot
+            // be sure of.
+            self.db = None;
+        }
+        match fatal {
+            Some(e) => Err(e),
+            None => Ok(a),
+        }
     }
 
     /// Writes snapshot keys (`RESTORE … REPLACE ABSTTL`: a key the target has is replaced).
     pub async fn restore(&mut self, entries: &[Entry]) -> Result<Applied, String> {
         let mut pipe = ::redis::pipe();
+        let mut selects = Vec::new();
         for e in entries {
             let Some(db) = self.dbs.target(e.db) else {
                 continue;
             };
-            self.select(&mut pipe, db);
+            self.select(&mut pipe, &mut selects, db);
             pipe.cmd("RESTORE")
                 .arg(&e.key[..])
                 .arg(e.expire_at_ms.unwrap_or(0))
@@ -173,31 +300,67 @@ impl Sink {
                 .arg("REPLACE")
                 .arg("ABSTTL");
         }
-        self.run(pipe).await
+        self.run(pipe, &selects, Applied::default()).await
     }
 
     /// Loads a function library of the snapshot.
     pub async fn load_function(&mut self, code: &[u8]) -> Result<Applied, String> {
         let mut pipe = ::redis::pipe();
         pipe.cmd("FUNCTION").arg("LOAD").arg("REPLACE").arg(code);
-        self.run(pipe).await
+        self.run(pipe, &[], Applied::default()).await
     }
 
-    /// Runs stream commands in order.
+    /// Runs stream commands in order. MULTI / EXEC / DISCARD always go (a transaction
+    /// left open would swallow every later command); under a database map, commands that
+    /// name a database are translated or refused ([`rewrite`]).
     pub async fn apply(&mut self, commands: &[Command]) -> Result<Applied, String> {
         let mut pipe = ::redis::pipe();
+        let mut selects = Vec::new();
+        let mut a = Applied::default();
+        let identity = self.dbs.is_identity();
         for c in commands {
-            let Some(db) = self.dbs.target(c.db) else {
-                continue;
+            let name = c
+                .args
+                .first()
+                .map(|n| n.to_ascii_uppercase())
+                .unwrap_or_default();
+            let control = matches!(name.as_slice(), b"MULTI" | b"EXEC" | b"DISCARD");
+            let db = match self.dbs.target(c.db) {
+                Some(db) => db,
+                None if control => {
+                    let mut cmd = ::redis::Cmd::new();
+                    cmd.arg(&name[..]);
+                    pipe.add_command(cmd);
+                    continue;
+                }
+                None => continue,
             };
-            self.select(&mut pipe, db);
+            self.select(&mut pipe, &mut selects, db);
+            let replaced;
+            let args = match if identity {
+                Rewrite::Keep
+            } else {
+                rewrite(&self.dbs, &c.args)
+            } {
+                Rewrite::Keep => &c.args,
+                Rewrite::Replace(r) => {
+                    replaced = r;
+                    &replaced
+                }
+                Rewrite::Skip => continue,
+                Rewrite::Refuse(why) => {
+                    a.refused += 1;
+                    a.first_refusal.get_or_insert_with(|| why.to_string());
+                    continue;
+                }
+            };
             let mut cmd = ::redis::Cmd::new();
-            for a in &c.args {
-                cmd.arg(&a[..]);
+            for x in args {
+                cmd.arg(&x[..]);
             }
             pipe.add_command(cmd);
         }
-        self.run(pipe).await
+        self.run(pipe, &selects, a).await
     }
 }
 
@@ -276,6 +439,10 @@ mod tests {
         );
         assert!(Endpoint::of(&json!({"address": "a:1,b:2"})).is_err());
         assert!(Endpoint::of(&json!({"address": "nohost"})).is_err());
+        let e = Endpoint::of(&json!({"address": "redis://:pw@h:1"}))
+            .err()
+            .unwrap();
+        assert!(!e.contains("pw"), "{e}");
         assert!(Endpoint::of(&json!({})).is_err());
         let m = DbMap {
             allow: Some(vec![0, 2]),
@@ -285,6 +452,53 @@ mod tests {
             (m.target(0), m.target(1), m.target(2)),
             (Some(0), None, Some(5))
         );
+    }
+
+    #[test]
+    fn commands_naming_a_database_follow_the_map() {
+        let m = DbMap {
+            allow: Some(vec![0, 2]),
+            mapping: HashMap::from([(2, 5)]),
+        };
+        assert!(!m.is_identity());
+        assert!(DbMap::default().is_identity());
+        let args = |v: &[&str]| v.iter().map(|a| a.as_bytes().to_vec()).collect::<Vec<_>>();
+        let replaced = |r: Rewrite| match r {
+            Rewrite::Replace(a) => a,
+            _ => panic!("a rewrite"),
+        };
+        assert_eq!(
+            replaced(rewrite(&m, &args(&["MOVE", "k", "2"]))),
+            args(&["MOVE", "k", "5"])
+        );
+        assert_eq!(
+            replaced(rewrite(&m, &args(&["move", "k", "1"]))),
+            args(&["DEL", "k"])
+        );
+        assert_eq!(
+            replaced(rewrite(
+                &m,
+                &args(&["COPY", "a", "b", "DB", "2", "REPLACE"])
+            )),
+            args(&["COPY", "a", "b", "DB", "5", "REPLACE"])
+        );
+        assert!(matches!(
+            rewrite(&m, &args(&["COPY", "a", "b", "db", "7"])),
+            Rewrite::Skip
+        ));
+        assert!(matches!(
+            rewrite(&m, &args(&["FLUSHALL"])),
+            Rewrite::Refuse(_)
+        ));
+        assert!(matches!(
+            rewrite(&m, &args(&["SWAPDB", "0", "2"])),
+            Rewrite::Refuse(_)
+        ));
+        assert!(matches!(
+            rewrite(&m, &args(&["SET", "k", "v"])),
+            Rewrite::Keep
+        ));
+        assert!(systemic("OOM") && systemic("READONLY") && !systemic("WRONGTYPE"));
     }
 
     #[test]

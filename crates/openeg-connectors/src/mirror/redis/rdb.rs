@@ -205,14 +205,28 @@ impl<R: Read> RdbReader<R> {
             .map_err(|s| bad(format!("an encoded string ({s}) where a length belongs")))
     }
 
+    /// `n` bytes; memory grows with what arrives, not with what a length claims, and no
+    /// string is longer than Redis's own ceiling (512 MiB).
+    fn bytes(&mut self, n: u64) -> io::Result<Vec<u8>> {
+        if n > 512 << 20 {
+            return Err(bad(format!("a string of {n} bytes (over 512 MiB)")));
+        }
+        let mut v = Vec::with_capacity(n.min(1 << 20) as usize);
+        let mut buf = [0u8; 8192];
+        let mut left = n;
+        while left > 0 {
+            let k = left.min(buf.len() as u64) as usize;
+            self.fill(&mut buf[..k])?;
+            v.extend_from_slice(&buf[..k]);
+            left -= k as u64;
+        }
+        Ok(v)
+    }
+
     /// A string, decoded (keys, aux fields, function code).
     fn string(&mut self) -> io::Result<Vec<u8>> {
         match self.length_or_special()? {
-            Ok(n) => {
-                let mut v = vec![0u8; usize::try_from(n).map_err(|_| bad("string too long"))?];
-                self.fill(&mut v)?;
-                Ok(v)
-            }
+            Ok(n) => self.bytes(n),
             Err(0) => Ok((self.u8()? as i8).to_string().into_bytes()),
             Err(1) => {
                 let mut v = [0u8; 2];
@@ -227,8 +241,7 @@ impl<R: Read> RdbReader<R> {
             Err(3) => {
                 let clen = self.length()?;
                 let ulen = self.length()?;
-                let mut c = vec![0u8; usize::try_from(clen).map_err(|_| bad("string too long"))?];
-                self.fill(&mut c)?;
+                let c = self.bytes(clen)?;
                 lzf_decompress(
                     &c,
                     usize::try_from(ulen).map_err(|_| bad("string too long"))?,
@@ -444,7 +457,9 @@ impl<R: Read> RdbReader<R> {
 
 /// LZF decompression (liblzf's format, which RDB uses for long strings).
 pub fn lzf_decompress(input: &[u8], out_len: usize) -> io::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(out_len);
+    // An LZF back-reference yields at most 264 bytes per 2 input bytes: a longer claim is
+    // refused when the output overruns, and never allocated up front.
+    let mut out = Vec::with_capacity(out_len.min(input.len().saturating_mul(132) + 64));
     let mut i = 0;
     let short = || bad("truncated LZF data");
     while i < input.len() {
