@@ -135,23 +135,32 @@ async fn fill(c: &mut MultiplexedConnection, db: u32, n: usize) {
 }
 
 fn job_doc(source: &str, sink: &str) -> Document {
+    job_doc_with(
+        JOB,
+        source,
+        sink,
+        json!({"synchronize_type": "full_incremental",
+            "connect_retry_time": "1", "other_retry_time": "1"}),
+    )
+}
+
+fn job_doc_with(id: &str, source: &str, sink: &str, advance: serde_json::Value) -> Document {
     let ep =
         |a: &str| json!({"config_type": "CLOUD", "region": "r1", "project_id": "p1", "address": a});
     Document {
         project_id: P.into(),
         kind: Kind::RouterJob,
-        id: JOB.into(),
-        name: "redis-dr".into(),
+        id: id.into(),
+        name: format!("redis-dr-{id}"),
         parent_id: Some("cl".into()),
         created_at: 1_700_000_000_000,
         updated_at: 1_700_000_000_000,
         body: json!({
-            "job_id": JOB, "name": "redis-dr", "status": "WAIT_START", "_desired": "RUNNING",
-            "source_type": "DCS", "sink_type": "DCS",
+            "job_id": id, "name": format!("redis-dr-{id}"), "status": "WAIT_START",
+            "_desired": "RUNNING", "source_type": "DCS", "sink_type": "DCS",
             "source_config": {"source_dcs": ep(source)},
             "sink_config": {"sink_dcs": ep(sink)},
-            "advance_config": {"dcs2dcs": {"synchronize_type": "full_incremental",
-                "connect_retry_time": "1", "other_retry_time": "1"}},
+            "advance_config": {"dcs2dcs": advance},
         }),
         refs: Vec::new(),
     }
@@ -456,6 +465,107 @@ async fn redis_job_copies_snapshot_and_stream_and_continues_after_restart() {
         .unwrap();
     assert_eq!((got, in0), (Some(2), None));
     assert_eq!(info_field(&mut s0, "stats", "sync_partial_ok").await, "2");
+    e.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Waits until job `id`'s figures satisfy `ok`.
+async fn wait_figures(
+    e: &Engine,
+    id: &str,
+    ok: impl Fn(&openeg_engine::metrics::RedisFigures) -> bool,
+) -> openeg_engine::metrics::RedisFigures {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let st = e.runtime_status(TaskKind::RouterJob, P, id);
+        let f = e.metrics.job_figures(id).and_then(|f| f.redis_snapshot());
+        if let (Some(st), Some(f)) = (&st, &f) {
+            if st.state == RunState::Running && ok(f) {
+                return f.clone();
+            }
+        }
+        assert!(Instant::now() < deadline, "job {id}: {st:?} {f:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn dbsize(s: &Server, db: u32) -> usize {
+    let mut c = s.conn(db).await;
+    redis::cmd("DBSIZE").query_async(&mut c).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_jobs_full_only_incremental_only_and_db_mapping() {
+    let Some(bin) = service_env("OPENEG_TEST_REDIS_SERVER", "OPENEG_REQUIRE_REDIS") else {
+        return;
+    };
+    let src = Server::start(&bin);
+    let (full_dst, incr_dst) = (Server::start(&bin), Server::start(&bin));
+    let mut s0 = src.conn(0).await;
+    fill(&mut s0, 0, 1000).await;
+    fill(&mut src.conn(1).await, 1, 100).await;
+    let store = Arc::new(SqliteStore::open_in_memory().await.unwrap());
+    // `full`, db 0 into db 5, db 1 not copied.
+    let full = job_doc_with(
+        "job-full",
+        &src.addr(),
+        &full_dst.addr(),
+        json!({"synchronize_type": "FULL", "connect_retry_time": 1, "other_retry_time": 1,
+               "allow_db": [0], "db_mapping": {"0": "5"}}),
+    );
+    let incr = job_doc_with(
+        "job-incr",
+        &src.addr(),
+        &incr_dst.addr(),
+        json!({"synchronize_type": "incremental", "connect_retry_time": 1,
+               "other_retry_time": 1}),
+    );
+    store.insert(&full, &[]).await.unwrap();
+    store.insert(&incr, &[]).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("openeg-redis-modes-{}", common::unique()));
+    let e = engine(&store, &dir).await;
+    let f = wait_figures(&e, "job-full", |f| f.status == "finish").await;
+    assert_eq!(f.refused, 0, "{f:?}");
+    wait_figures(&e, "job-incr", |f| f.phase == "incremental").await;
+    assert_eq!(dbsize(&full_dst, 5).await, 1000);
+    assert_eq!(dbsize(&full_dst, 0).await, 0);
+    assert_eq!(dbsize(&full_dst, 1).await, 0);
+    assert_eq!(
+        dbsize(&incr_dst, 0).await,
+        0,
+        "incremental copies no snapshot"
+    );
+
+    let _: () = redis::cmd("SET")
+        .arg("later")
+        .arg(1)
+        .query_async(&mut s0)
+        .await
+        .unwrap();
+    let want: u64 = info_field(&mut s0, "replication", "master_repl_offset")
+        .await
+        .parse()
+        .unwrap();
+    wait_figures(&e, "job-incr", |f| f.sink_offset >= want).await;
+    let mut i0 = incr_dst.conn(0).await;
+    let got: Option<i64> = redis::cmd("GET")
+        .arg("later")
+        .query_async(&mut i0)
+        .await
+        .unwrap();
+    assert_eq!(got, Some(1));
+    // The finished full job copies nothing more, and stays finished after a restart.
+    e.shutdown().await;
+    drop(e);
+    let e = engine(&store, &dir).await;
+    let f = wait_figures(&e, "job-full", |f| f.status == "finish").await;
+    assert_eq!(
+        f.applied, 0,
+        "a finished job applies nothing after a restart: {f:?}"
+    );
+    assert_eq!(dbsize(&full_dst, 5).await, 1000);
+    assert_eq!(dbsize(&full_dst, 0).await, 0);
+    assert_eq!(info_field(&mut s0, "stats", "sync_full").await, "2");
     e.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
