@@ -156,7 +156,9 @@ async fn fill(src: &RedisProc, keys: usize, size: usize) -> anyhow::Result<()> {
             pipe = redis::pipe();
         }
     }
-    let _: () = pipe.query_async(&mut c).await?;
+    if !pipe.is_empty() {
+        let _: () = pipe.query_async(&mut c).await?;
+    }
     Ok(())
 }
 
@@ -390,10 +392,12 @@ async fn incremental(
     while Instant::now() < end {
         tick.tick().await;
         let mut pipe = redis::pipe();
-        for j in 0..per_tick - 1 {
+        for _ in 0..per_tick - 1 {
             n += 1;
-            let k = format!("key:{:09}", (n * 7919) % a.keys as u64);
-            if j % 4 == 3 {
+            let idx = (n * 7919) % a.keys as u64;
+            let k = format!("key:{idx:09}");
+            // The key keeps its type (fill made every fourth a hash).
+            if idx % 4 == 3 {
                 pipe.hset(&k, "f0", &value).ignore();
             } else {
                 pipe.set(&k, &value).ignore();

@@ -257,6 +257,128 @@ impl Pace {
     }
 }
 
+/// Stores `pos` (replacing `before`) as the job's one offset pair.
+async fn save_position(
+    delivery: &Arc<dyn DeliveryStore>,
+    job_id: &str,
+    cluster: &str,
+    pos: &Position,
+    before: Option<&Position>,
+) -> Result<(), String> {
+    let offset = i64::try_from(pos.offset).unwrap_or(i64::MAX);
+    let pair = MirrorPair {
+        topic: pos.replid.clone(),
+        partition: 0,
+        source_offset: offset,
+        target_topic: if pos.full_done {
+            FULL_DONE.into()
+        } else {
+            String::new()
+        },
+        // The pair's target side is unused by Redis jobs: it keeps the stream's database.
+        target_partition: i32::try_from(pos.db).unwrap_or(0),
+        target_offset: 0,
+    };
+    let failed = |e: openeg_store::StoreError| format!("storing the job's position failed: {e}");
+    delivery
+        .put_mirror_pairs(job_id, cluster, &[pair])
+        .await
+        .map_err(failed)?;
+    match before {
+        Some(b) if b.replid != pos.replid => {
+            delivery
+                .forget_mirror_partition(job_id, cluster, &b.replid, 0)
+                .await
+                .map_err(failed)?;
+        }
+        _ => {
+            delivery
+                .prune_mirror_pairs(job_id, cluster, &pos.replid, 0, offset)
+                .await
+                .map_err(failed)?;
+        }
+    }
+    Ok(())
+}
+
+/// What the checkpoint task has stored last, or why it stopped.
+type Saved = Result<Option<Position>, String>;
+
+/// Stores the newest applied position (`latest`) at most every [`CHECKPOINT_EVERY`], off the
+/// apply path: a store write (an fsync) must not delay applying. When `latest`'s sender is
+/// dropped it stores what it last held, then ends.
+async fn checkpoints(
+    delivery: Arc<dyn DeliveryStore>,
+    job_id: String,
+    cluster: String,
+    mut latest: tokio::sync::watch::Receiver<Option<Position>>,
+    saved: tokio::sync::watch::Sender<Saved>,
+    mut stored: Option<Position>,
+) {
+    loop {
+        let open = latest.changed().await.is_ok();
+        let want = latest.borrow_and_update().clone();
+        if let Some(p) = want {
+            if stored.as_ref() != Some(&p) {
+                match save_position(&delivery, &job_id, &cluster, &p, stored.as_ref()).await {
+                    Ok(()) => {
+                        stored = Some(p);
+                        let _ = saved.send_replace(Ok(stored.clone()));
+                    }
+                    Err(e) => {
+                        let _ = saved.send_replace(Err(e));
+                        return;
+                    }
+                }
+            }
+        }
+        if !open {
+            return;
+        }
+        tokio::time::sleep(CHECKPOINT_EVERY).await;
+    }
+}
+
+/// Reads both sides' figures every [`PROGRESS_EVERY`] (syncDetail), each answer bounded.
+async fn progress(mut source: Probe, mut sink: Probe, figures: Arc<JobFigures>) {
+    loop {
+        let limit = Duration::from_secs(2);
+        let source_offset = tokio::time::timeout(limit, source.repl_offset())
+            .await
+            .unwrap_or_else(|_| Err("INFO replication timed out".into()));
+        let source_keys = tokio::time::timeout(limit, source.key_count())
+            .await
+            .ok()
+            .and_then(Result::ok);
+        let sink_keys = tokio::time::timeout(limit, sink.key_count())
+            .await
+            .ok()
+            .and_then(Result::ok);
+        match &source_offset {
+            Ok(_) => figures.set_source(SIDE_NORMAL, ""),
+            Err(e) => figures.set_source(SIDE_ABNORMAL, e.clone()),
+        }
+        figures.redis_update(|r| {
+            if let Ok(o) = source_offset {
+                r.source_offset = o;
+            }
+            r.source_keys = source_keys.or(r.source_keys);
+            r.sink_keys = sink_keys.or(r.sink_keys);
+            r.source_offset = r.source_offset.max(r.sink_offset);
+        });
+        tokio::time::sleep(PROGRESS_EVERY).await;
+    }
+}
+
+/// Aborts a task when dropped (a session's helpers end with it).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 impl RedisJobRun {
     async fn position(
         &self,
@@ -277,49 +399,6 @@ impl RedisJobRun {
             }))
     }
 
-    /// Stores `pos` and drops what it replaces.
-    async fn save(
-        &self,
-        delivery: &Arc<dyn DeliveryStore>,
-        pos: &Position,
-        before: Option<&Position>,
-    ) -> Result<(), String> {
-        let cluster = self.plan.cluster();
-        let offset = i64::try_from(pos.offset).unwrap_or(i64::MAX);
-        let pair = MirrorPair {
-            topic: pos.replid.clone(),
-            partition: 0,
-            source_offset: offset,
-            target_topic: if pos.full_done {
-                FULL_DONE.into()
-            } else {
-                String::new()
-            },
-            // The pair's target side is unused by Redis jobs: it keeps the stream's database.
-            target_partition: i32::try_from(pos.db).unwrap_or(0),
-            target_offset: 0,
-        };
-        delivery
-            .put_mirror_pairs(&self.job_id, &cluster, &[pair])
-            .await
-            .map_err(|e| format!("storing the job's position failed: {e}"))?;
-        match before {
-            Some(b) if b.replid != pos.replid => {
-                delivery
-                    .forget_mirror_partition(&self.job_id, &cluster, &b.replid, 0)
-                    .await
-                    .map_err(|e| format!("storing the job's position failed: {e}"))?;
-            }
-            _ => {
-                delivery
-                    .prune_mirror_pairs(&self.job_id, &cluster, &pos.replid, 0, offset)
-                    .await
-                    .map_err(|e| format!("storing the job's position failed: {e}"))?;
-            }
-        }
-        Ok(())
-    }
-
     /// One connection to both sides, until it fails or the job stops.
     async fn session(
         &self,
@@ -329,7 +408,7 @@ impl RedisJobRun {
         stop: &mut StopSignal,
     ) -> Ended {
         let plan = &self.plan;
-        let mut stored = match self.position(delivery).await {
+        let stored = match self.position(delivery).await {
             Ok(p) => p,
             Err(e) => return Ended::Other(e),
         };
@@ -366,7 +445,7 @@ impl RedisJobRun {
             ready.ready();
             return Ended::Finished;
         }
-        let mut sink = match Sink::connect(&plan.sink, plan.dbs.clone()).await {
+        let sink = match Sink::connect(&plan.sink, plan.dbs.clone()).await {
             Ok(s) => s,
             Err(e) => {
                 figures.set_sink(SIDE_ABNORMAL, e.clone());
@@ -403,78 +482,72 @@ impl RedisJobRun {
         };
         figures.set_source(SIDE_NORMAL, "");
         ready.ready();
+        let _progress = AbortOnDrop(tokio::spawn(progress(
+            source_probe,
+            sink_probe,
+            figures.clone(),
+        )));
+        let (latest, latest_rx) = tokio::sync::watch::channel(None);
+        let (saved_tx, mut saved) = tokio::sync::watch::channel(Ok(stored.clone()));
+        let checkpointer = tokio::spawn(checkpoints(
+            delivery.clone(),
+            self.job_id.clone(),
+            plan.cluster(),
+            latest_rx,
+            saved_tx,
+            stored.clone(),
+        ));
+        let ended = self
+            .apply(
+                figures, stop, sink, &mut rx, &acked, &latest, &mut saved, stored,
+            )
+            .await;
+        // The last applied position is stored before the session ends (whatever ended it:
+        // everything before it was applied).
+        drop(latest);
+        drop(rx);
+        let _ = tokio::time::timeout(Duration::from_secs(10), checkpointer).await;
+        ended
+    }
+
+    /// Applies what the link reads until the session ends.
+    #[allow(clippy::too_many_arguments)]
+    async fn apply(
+        &self,
+        figures: &Arc<JobFigures>,
+        stop: &mut StopSignal,
+        mut sink: Sink,
+        rx: &mut mpsc::Receiver<std::io::Result<Message>>,
+        acked: &Acked,
+        latest: &tokio::sync::watch::Sender<Option<Position>>,
+        saved: &mut tokio::sync::watch::Receiver<Saved>,
+        stored: Option<Position>,
+    ) -> Ended {
+        let plan = &self.plan;
         let mut current: Option<Position> = None;
         let mut skip_snapshot = false;
-        let mut saved_at = Instant::now();
-        let mut unsaved = false;
         let mut pace = plan.rate_limit.map(|rate| Pace {
             rate,
             next: Instant::now(),
         });
-        let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
-        let mut progress_at = Instant::now() - PROGRESS_EVERY;
         loop {
             let msg = tokio::select! {
-                _ = stop.stopped() => {
-                    if unsaved {
-                        if let Some(p) = &current {
-                            let _ = self.save(delivery, p, stored.as_ref()).await;
-                        }
-                    }
-                    return Ended::Stopped;
-                }
-                _ = tick.tick() => None,
-                m = rx.recv() => Some(m),
+                _ = stop.stopped() => return Ended::Stopped,
+                m = rx.recv() => m,
             };
-            if unsaved && saved_at.elapsed() >= CHECKPOINT_EVERY {
-                if let Some(p) = current.clone() {
-                    if let Err(e) = self.save(delivery, &p, stored.as_ref()).await {
-                        return Ended::Other(e);
-                    }
-                    stored = Some(p);
-                    unsaved = false;
-                    saved_at = Instant::now();
-                }
-            }
-            if progress_at.elapsed() >= PROGRESS_EVERY {
-                progress_at = Instant::now();
-                // Bounded: a slow answer must not hold the copy up.
-                let limit = Duration::from_secs(2);
-                let source_offset = tokio::time::timeout(limit, source_probe.repl_offset())
-                    .await
-                    .unwrap_or_else(|_| Err("INFO replication timed out".into()));
-                let source_keys = tokio::time::timeout(limit, source_probe.key_count())
-                    .await
-                    .ok()
-                    .and_then(Result::ok);
-                let sink_keys = tokio::time::timeout(limit, sink_probe.key_count())
-                    .await
-                    .ok()
-                    .and_then(Result::ok);
-                match &source_offset {
-                    Ok(_) => figures.set_source(SIDE_NORMAL, ""),
-                    Err(e) => figures.set_source(SIDE_ABNORMAL, e.clone()),
-                }
-                figures.redis_update(|r| {
-                    if let Ok(o) = source_offset {
-                        r.source_offset = o;
-                    }
-                    r.source_keys = source_keys.or(r.source_keys);
-                    r.sink_keys = sink_keys.or(r.sink_keys);
-                    r.source_offset = r.source_offset.max(r.sink_offset);
-                });
+            if let Err(e) = &*saved.borrow() {
+                return Ended::Other(e.clone());
             }
             let msg = match msg {
-                None => continue,
-                Some(None) => {
+                None => {
                     figures.set_source(SIDE_ABNORMAL, "the replication link closed");
                     return Ended::Connect("the source closed the replication link".into());
                 }
-                Some(Some(Err(e))) => {
+                Some(Err(e)) => {
                     figures.set_source(SIDE_ABNORMAL, e.to_string());
                     return Ended::Other(format!("replicating from the source failed: {e}"));
                 }
-                Some(Some(Ok(m))) => m,
+                Some(Ok(m)) => m,
             };
             let result = match msg {
                 Message::FullSync {
@@ -509,7 +582,9 @@ impl RedisJobRun {
                         db: stored.as_ref().map(|s| s.db).unwrap_or(0),
                         full_done: false,
                     };
-                    unsaved = stored.as_ref() != Some(&p);
+                    if stored.as_ref() != Some(&p) {
+                        latest.send_replace(Some(p.clone()));
+                    }
                     current = Some(p);
                     figures.redis_update(|r| {
                         r.phase = "incremental";
@@ -547,15 +622,21 @@ impl RedisJobRun {
                         return Ended::Other("a snapshot without its start".into());
                     };
                     p.full_done = plan.mode == SyncMode::Full;
-                    if let Err(e) = self.save(delivery, &p, stored.as_ref()).await {
-                        return Ended::Other(e);
+                    // Stored before anything of the stream is applied: a restart continues
+                    // after the snapshot, never copies it again.
+                    latest.send_replace(Some(p.clone()));
+                    let done = saved
+                        .wait_for(|s| s.is_err() || matches!(s, Ok(Some(x)) if *x == p))
+                        .await
+                        .map(|s| s.clone());
+                    match done {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => return Ended::Other(e),
+                        Err(_) => return Ended::Other("the checkpoint task ended".into()),
                     }
                     // The link acknowledges the snapshot to the source only now.
                     acked.set(p.offset);
-                    stored = Some(p.clone());
                     current = Some(p);
-                    unsaved = false;
-                    saved_at = Instant::now();
                     let full_only = plan.mode == SyncMode::Full;
                     figures.redis_update(|r| {
                         if let Some(n) = r.snapshot_size {
@@ -592,7 +673,7 @@ impl RedisJobRun {
                             if let Some(p) = current.as_mut() {
                                 p.offset = offset;
                                 p.db = db;
-                                unsaved = true;
+                                latest.send_replace(Some(p.clone()));
                             }
                             figures.redis_update(|r| {
                                 r.sink_offset = offset;
