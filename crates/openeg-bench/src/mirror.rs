@@ -71,21 +71,7 @@ async fn openeg_phase(a: &StreamArgs, src: &str, dst: &str) -> anyhow::Result<f6
     let outcome = async {
         let c = Client::new(&own.server.base, own.cred.clone(), 4)?;
         let p = own.cred.project_id.clone();
-        let cluster = json!({"name": format!("bench-{}", harness::short_id(8)),
-            "source_type": "KAFKA", "sink_type": "KAFKA", "vpc_id": "vpc-1",
-            "subnet_id": "subnet-1", "zone_names": "az1", "flavor": "small",
-            "bss_param": {"charging_mode": "postPaid"}, "public_access_enabled": false});
-        let (s, v) = c
-            .call(
-                "POST",
-                &format!("/v1/{p}/eventrouter/clusters"),
-                Some(&cluster),
-            )
-            .await?;
-        if s != 200 {
-            bail!("creating the cluster: {s} {v}");
-        }
-        let cluster_id = v["cluster_id"].as_str().unwrap_or_default().to_string();
+        let cluster_id = router_cluster(&c, &p, "KAFKA").await?;
         let ep = json!({"config_type": "CLOUD", "region": "r1", "project_id": "p1",
             "instance_id": "i1", "cluster_alias": "bench", "address": a.brokers,
             "authenticate_mode": "PLAINTEXT"});
@@ -98,24 +84,21 @@ async fn openeg_phase(a: &StreamArgs, src: &str, dst: &str) -> anyhow::Result<f6
                 "rename_topic": false, "is_add_header": false, "is_sync_progress": false,
                 "replica_cnt": 1, "seek_to": "earliest", "compress_alg": "none"}},
         });
-        let (s, v) = c
-            .call("POST", &format!("/v1/{p}/eventrouter/jobs"), Some(&job))
-            .await?;
-        if s != 200 {
-            bail!("creating the job: {s} {v}");
-        }
-        let id = v["job_id"].as_str().unwrap_or_default().to_string();
-        let start = Instant::now();
-        let (s, v) = c
-            .call(
-                "POST",
-                &format!("/v1/{p}/eventrouter/jobs/{id}/action"),
-                Some(&json!({"operation": "START"})),
+        let v = c
+            .post_ok(
+                &format!("/v1/{p}/eventrouter/jobs"),
+                &job,
+                "creating the job",
             )
             .await?;
-        if s != 200 {
-            bail!("starting the job: {s} {v}");
-        }
+        let id = v["job_id"].as_str().unwrap_or_default().to_string();
+        let start = Instant::now();
+        c.post_ok(
+            &format!("/v1/{p}/eventrouter/jobs/{id}/action"),
+            &json!({"operation": "START"}),
+            "starting the job",
+        )
+        .await?;
         let detail = format!("/v1/{p}/eventrouter/jobs/{id}/syncDetail");
         let page = json!({"offset": 0, "limit": 10});
         let limit = Duration::from_secs(a.timeout);
@@ -151,6 +134,22 @@ async fn openeg_phase(a: &StreamArgs, src: &str, dst: &str) -> anyhow::Result<f6
     }
     own.finish(kept).await?;
     outcome
+}
+
+/// Creates an event-router cluster of `family` (KAFKA, DCS) in project `p`; its id.
+pub(crate) async fn router_cluster(c: &Client, p: &str, family: &str) -> anyhow::Result<String> {
+    let cluster = json!({"name": format!("bench-{}", harness::short_id(8)),
+        "source_type": family, "sink_type": family, "vpc_id": "vpc-1",
+        "subnet_id": "subnet-1", "zone_names": "az1", "flavor": "small",
+        "bss_param": {"charging_mode": "postPaid"}, "public_access_enabled": false});
+    let v = c
+        .post_ok(
+            &format!("/v1/{p}/eventrouter/clusters"),
+            &cluster,
+            "creating the cluster",
+        )
+        .await?;
+    Ok(v["cluster_id"].as_str().unwrap_or_default().to_string())
 }
 
 /// Records copied as syncDetail tells: the next offsets summed over every partition.

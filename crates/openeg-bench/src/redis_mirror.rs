@@ -249,14 +249,10 @@ async fn one_run(a: &RedisMirrorArgs) -> anyhow::Result<RunFigures> {
     let outcome = async {
         let c = Client::new(&own.server.base, own.cred.clone(), 4)?;
         let p = own.cred.project_id.clone();
-        let cluster = json!({"name": format!("bench-{}", harness::short_id(8)),
-            "source_type": "DCS", "sink_type": "DCS", "vpc_id": "vpc-1",
-            "subnet_id": "subnet-1", "zone_names": "az1", "flavor": "small",
-            "bss_param": {"charging_mode": "postPaid"}, "public_access_enabled": false});
-        let v = c.post_ok(&format!("/v1/{p}/eventrouter/clusters"), &cluster, "creating the cluster").await?;
+        let cluster_id = super::mirror::router_cluster(&c, &p, "DCS").await?;
         let ep = |addr: String| json!({"config_type": "CLOUD", "region": "r1", "project_id": "p1", "address": addr});
         let job = json!({
-            "cluster_id": v["cluster_id"], "name": format!("bench-{}", harness::short_id(8)),
+            "cluster_id": cluster_id, "name": format!("bench-{}", harness::short_id(8)),
             "scene_type": "DISASTER_BACKUP",
             "source_config": {"source_dcs": ep(src.addr())},
             "sink_config": {"sink_dcs": ep(target.addr())},

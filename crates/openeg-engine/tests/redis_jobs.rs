@@ -9,9 +9,8 @@
 
 mod common;
 
-use common::{open_log, service_env, KEY};
+use common::service_env;
 use openeg_engine::{Engine, EngineConfig, RunState, TaskKind};
-use openeg_store::secrets::SecretBox;
 use openeg_store::{Document, Kind, MetaStore, SqliteStore};
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
@@ -167,24 +166,11 @@ fn job_doc_with(id: &str, source: &str, sink: &str, advance: serde_json::Value) 
 }
 
 async fn engine(store: &Arc<SqliteStore>, dir: &std::path::Path) -> Arc<Engine> {
-    let log = open_log(dir).await;
-    Engine::start(
-        store.clone(),
-        store.clone(),
-        log.clone(),
-        SecretBox::from_key_base64(KEY).unwrap(),
-        EngineConfig {
-            node_name: "node-j".into(),
-            restart_backoff: openeg_engine::supervisor::Backoff {
-                initial: Duration::from_millis(200),
-                max: Duration::from_secs(2),
-            },
-            ..Default::default()
-        },
-        log.topics(),
-    )
-    .await
-    .unwrap()
+    let cfg = EngineConfig {
+        node_name: "node-j".into(),
+        ..Default::default()
+    };
+    common::start_engine_fast(store, dir, cfg).await
 }
 
 async fn info_field(c: &mut MultiplexedConnection, section: &str, name: &str) -> String {

@@ -8,10 +8,9 @@
 
 mod common;
 
-use common::{create_topic, kafka_brokers, open_log, unique, KEY};
+use common::{create_topic, kafka_brokers, unique};
 use openeg_connectors::mirror::Placement;
 use openeg_engine::{Engine, EngineConfig, RunState, TaskKind};
-use openeg_store::secrets::SecretBox;
 use openeg_store::{Document, Kind, MetaStore, MirrorStore, SqliteStore};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
@@ -182,24 +181,11 @@ fn job_doc(brokers: &str, u: &str) -> Document {
 }
 
 async fn engine(store: &Arc<SqliteStore>, dir: &std::path::Path) -> Arc<Engine> {
-    let log = open_log(dir).await;
-    Engine::start(
-        store.clone(),
-        store.clone(),
-        log.clone(),
-        SecretBox::from_key_base64(KEY).unwrap(),
-        EngineConfig {
-            node_name: "node-j".into(),
-            restart_backoff: openeg_engine::supervisor::Backoff {
-                initial: Duration::from_millis(200),
-                max: Duration::from_secs(2),
-            },
-            ..Default::default()
-        },
-        log.topics(),
-    )
-    .await
-    .unwrap()
+    let cfg = EngineConfig {
+        node_name: "node-j".into(),
+        ..Default::default()
+    };
+    common::start_engine_fast(store, dir, cfg).await
 }
 
 /// Waits until the job runs and its figures show every partition caught up with `want`

@@ -8,7 +8,6 @@ mod common;
 
 use common::{create_topic, http_receiver, kafka_brokers, service_env, unique, KEY};
 use openeg_engine::{Engine, EngineConfig, ResourceKind, RunState, RuntimeStatus, TaskKind};
-use openeg_log::{LogConfig, SegmentLog};
 use openeg_store::secrets::SecretBox;
 use openeg_store::{Document, Kind, MetaStore, SqliteStore};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -137,28 +136,11 @@ async fn engine_with(
     dir: &std::path::Path,
     cfg: EngineConfig,
 ) -> Arc<Engine> {
-    let log = Arc::new(
-        SegmentLog::open(dir.join("log"), LogConfig::default())
-            .await
-            .unwrap(),
-    );
-    Engine::start(
-        store.clone(),
-        store.clone(),
-        log.clone(),
-        SecretBox::from_key_base64(KEY).unwrap(),
-        EngineConfig {
-            node_name: "node-s".into(),
-            restart_backoff: openeg_engine::supervisor::Backoff {
-                initial: Duration::from_millis(200),
-                max: Duration::from_secs(2),
-            },
-            ..cfg
-        },
-        log.topics(),
-    )
-    .await
-    .unwrap()
+    let cfg = EngineConfig {
+        node_name: "node-s".into(),
+        ..cfg
+    };
+    common::start_engine_fast(store, dir, cfg).await
 }
 
 /// The KAFKA connection `conn` to `brokers`.

@@ -92,16 +92,8 @@ pub(crate) struct KafkaJobPlan {
 impl KafkaJobPlan {
     /// The plan of a stored job document, or why it cannot run.
     pub(crate) fn of(body: &Value, secrets: &SecretBox) -> Result<KafkaJobPlan, String> {
-        let member = |cfg: &str, name: &str| -> Result<Value, String> {
-            let mut v = body
-                .get(cfg)
-                .and_then(|c| c.get(name))
-                .filter(|v| v.is_object())
-                .cloned()
-                .ok_or_else(|| format!("{cfg}.{name} is required to run a Kafka job"))?;
-            secrets.reveal_json(&mut v);
-            Ok(v)
-        };
+        let member =
+            |cfg: &str, name: &str| super::revealed_member(body, secrets, cfg, name, "Kafka");
         let source_member = member("source_config", "source_kafka")?;
         let sink_member = member("sink_config", "sink_kafka")?;
         let source = Endpoint::of(&source_member).map_err(|e| format!("source_kafka: {e}"))?;

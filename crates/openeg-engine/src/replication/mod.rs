@@ -16,6 +16,25 @@ use crate::supervisor::ErrorInfo;
 use crate::Engine;
 use std::sync::{Arc, Weak};
 
+/// A job document's `{cfg}.{name}` endpoint object with its secrets revealed (`family` names
+/// the job type in the error).
+fn revealed_member(
+    body: &serde_json::Value,
+    secrets: &openeg_store::secrets::SecretBox,
+    cfg: &str,
+    name: &str,
+    family: &str,
+) -> Result<serde_json::Value, String> {
+    let mut v = body
+        .get(cfg)
+        .and_then(|c| c.get(name))
+        .filter(|v| v.is_object())
+        .cloned()
+        .ok_or_else(|| format!("{cfg}.{name} is required to run a {family} job"))?;
+    secrets.reveal_json(&mut v);
+    Ok(v)
+}
+
 fn fail(msg: impl Into<String>) -> ErrorInfo {
     ErrorInfo::not_run(msg)
 }

@@ -101,13 +101,7 @@ fn seconds(a: &Value, k: &str) -> Result<Duration, String> {
 impl RedisJobPlan {
     pub(crate) fn of(body: &Value, secrets: &SecretBox) -> Result<RedisJobPlan, String> {
         let member = |cfg: &str, name: &str| -> Result<Endpoint, String> {
-            let mut v = body
-                .get(cfg)
-                .and_then(|c| c.get(name))
-                .filter(|v| v.is_object())
-                .cloned()
-                .ok_or_else(|| format!("{cfg}.{name} is required to run a DCS job"))?;
-            secrets.reveal_json(&mut v);
+            let v = super::revealed_member(body, secrets, cfg, name, "DCS")?;
             Endpoint::of(&v).map_err(|e| format!("{name}: {e}"))
         };
         let source = member("source_config", "source_dcs")?;

@@ -83,6 +83,32 @@ pub async fn start_engine(
     .unwrap()
 }
 
+/// An engine on `store` and an embedded log under `dir`, with `cfg` (its `node_name`) and
+/// failed tasks restarted fast (200 ms doubling to 2 s), for tests that wait on restarts.
+pub async fn start_engine_fast(
+    store: &Arc<openeg_store::SqliteStore>,
+    dir: &std::path::Path,
+    cfg: openeg_engine::EngineConfig,
+) -> Arc<openeg_engine::Engine> {
+    let log = open_log(dir).await;
+    openeg_engine::Engine::start(
+        store.clone(),
+        store.clone(),
+        log.clone(),
+        openeg_store::secrets::SecretBox::from_key_base64(KEY).unwrap(),
+        openeg_engine::EngineConfig {
+            restart_backoff: openeg_engine::supervisor::Backoff {
+                initial: Duration::from_millis(200),
+                max: Duration::from_secs(2),
+            },
+            ..cfg
+        },
+        log.topics(),
+    )
+    .await
+    .unwrap()
+}
+
 pub fn pg_url() -> Option<String> {
     match std::env::var("OPENEG_TEST_DATABASE_URL") {
         Ok(u) if !u.trim().is_empty() => Some(u),

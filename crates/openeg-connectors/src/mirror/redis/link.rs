@@ -298,6 +298,21 @@ fn send(tx: &mpsc::Sender<io::Result<Message>>, m: Message) -> io::Result<()> {
         .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the job stopped"))
 }
 
+/// Sends the snapshot keys gathered so far, if any (`read`: snapshot bytes read).
+fn flush(
+    tx: &mpsc::Sender<io::Result<Message>>,
+    entries: &mut Vec<Entry>,
+    held: &mut usize,
+    read: u64,
+) -> io::Result<()> {
+    *held = 0;
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let entries = std::mem::take(entries);
+    send(tx, Message::Snapshot { entries, read })
+}
+
 fn ack(w: &Mutex<TcpStream>, offset: u64) -> io::Result<()> {
     send_to(w, &[b"REPLCONF", b"ACK", offset.to_string().as_bytes()])
 }
@@ -356,28 +371,11 @@ fn run(
                     held += e.payload.len() + e.key.len();
                     entries.push(e);
                     if entries.len() >= SNAPSHOT_BATCH || held >= SNAPSHOT_BATCH_BYTES {
-                        held = 0;
-                        let read = rdb.bytes_read();
-                        send(
-                            tx,
-                            Message::Snapshot {
-                                entries: std::mem::take(&mut entries),
-                                read,
-                            },
-                        )?;
+                        flush(tx, &mut entries, &mut held, rdb.bytes_read())?;
                     }
                 }
                 Item::Function(code) => {
-                    if !entries.is_empty() {
-                        let read = rdb.bytes_read();
-                        send(
-                            tx,
-                            Message::Snapshot {
-                                entries: std::mem::take(&mut entries),
-                                read,
-                            },
-                        )?;
-                    }
+                    flush(tx, &mut entries, &mut held, rdb.bytes_read())?;
                     send(tx, Message::Function(code))?;
                 }
                 Item::End => break,
@@ -385,9 +383,7 @@ fn run(
         }
         let read = rdb.bytes_read();
         drop(rdb);
-        if !entries.is_empty() {
-            send(tx, Message::Snapshot { entries, read })?;
-        }
+        flush(tx, &mut entries, &mut held, read)?;
         match bulk {
             Bulk::Len(n) if n != read => {
                 return Err(proto(format!("the snapshot was {n} bytes, its RDB {read}")))

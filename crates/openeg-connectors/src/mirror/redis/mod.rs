@@ -319,21 +319,22 @@ impl Sink {
         let mut a = Applied::default();
         let identity = self.dbs.is_identity();
         for c in commands {
-            let name = c
-                .args
-                .first()
-                .map(|n| n.to_ascii_uppercase())
-                .unwrap_or_default();
-            let control = matches!(name.as_slice(), b"MULTI" | b"EXEC" | b"DISCARD");
             let db = match self.dbs.target(c.db) {
                 Some(db) => db,
-                None if control => {
-                    let mut cmd = ::redis::Cmd::new();
-                    cmd.arg(&name[..]);
-                    pipe.add_command(cmd);
+                None => {
+                    // Only commands of databases not copied pay for the name check.
+                    let control = c.args.first().filter(|n| {
+                        [&b"MULTI"[..], b"EXEC", b"DISCARD"]
+                            .iter()
+                            .any(|k| n.eq_ignore_ascii_case(k))
+                    });
+                    if let Some(name) = control {
+                        let mut cmd = ::redis::Cmd::new();
+                        cmd.arg(&name[..]);
+                        pipe.add_command(cmd);
+                    }
                     continue;
                 }
-                None => continue,
             };
             self.select(&mut pipe, &mut selects, db);
             let replaced;
