@@ -4,16 +4,18 @@
 #   tansu (Kafka API)                        127.0.0.1:19092, durable storage (a SQLite file
 #                                            under tansu-data/: it survives kill -9)
 #   rocketmq-rust name server + one broker   127.0.0.1:19876 (namesrv), 127.0.0.1:20911 (broker)
+#   a second one (rocketmq2)                 127.0.0.1:29876 (namesrv), 127.0.0.1:30911 (broker),
+#                                            cluster BackupCluster, broker broker-b
 #   moto (S3 API, in memory)                 127.0.0.1:15000 (keys test/test; any region)
 # Idempotent: skips a build when the binaries exist and a start when the port answers.
 #   OPENEG_BROKERS_DIR          cache directory (default $HOME/.cache/openeg-brokers)
 #   scripts/brokers.sh build    only build/cache the binaries
 #   scripts/brokers.sh stop     stop what this script started (by PID file, never by name)
-#   OPENEG_BROKERS              which brokers (default "kafka rocketmq s3")
+#   OPENEG_BROKERS              which brokers (default "kafka rocketmq rocketmq2 s3")
 set -euo pipefail
 
 dir="${OPENEG_BROKERS_DIR:-$HOME/.cache/openeg-brokers}"
-brokers="${OPENEG_BROKERS:-kafka rocketmq s3}"
+brokers="${OPENEG_BROKERS:-kafka rocketmq rocketmq2 s3}"
 host=127.0.0.1
 mkdir -p "$dir"
 
@@ -56,6 +58,7 @@ if [ "${1:-}" = stop ]; then
     case $b in
       kafka) stop tansu ;;
       rocketmq) stop rocketmq-broker; stop rocketmq-namesrv ;;
+      rocketmq2) stop rocketmq2-broker; stop rocketmq2-namesrv ;;
       s3) stop moto ;;
     esac
   done
@@ -140,6 +143,10 @@ broker="$dir/bin/rocketmq-broker-rust"
 namesrv_port=19876
 broker_port=20911
 rmq_home="$dir/rocketmq"
+# The second cluster (event-router job tests copy one cluster into another).
+namesrv2_port=29876
+broker2_port=30911
+rmq2_home="$dir/rocketmq2"
 
 build_rocketmq() {
   [ -x "$namesrv" ] && [ -x "$broker" ] && return 0
@@ -153,53 +160,56 @@ build_rocketmq() {
   rm -rf "$dir/target-rocketmq"
 }
 
+# start_rocketmq HOME NAMESRV_PORT BROKER_PORT CLUSTER BROKER_NAME LOG_PREFIX: one name server
+# and one broker (the HA port is BROKER_PORT + 1).
 start_rocketmq() {
-  mkdir -p "$rmq_home/conf" "$rmq_home/store"
+  local home=$1 ns_port=$2 b_port=$3 cluster=$4 bname=$5 name=$6
+  mkdir -p "$home/conf" "$home/store"
   # The broker refuses every send (SYSTEM_BUSY, "store_not_writeable") once the disk holding
   # its store is 90 % used, counting space other programs use: on a shared disk that is full
   # of build trees, that stops the tests. A small tmpfs of its own keeps the ratio its own.
-  if ! mountpoint -q "$rmq_home/store"; then
-    mount -t tmpfs -o size=2g,mode=0700 openeg-rocketmq "$rmq_home/store" 2>/dev/null ||
+  if ! mountpoint -q "$home/store"; then
+    mount -t tmpfs -o size=2g,mode=0700 "openeg-$name" "$home/store" 2>/dev/null ||
       echo "== note: no tmpfs for the RocketMQ store; it refuses sends once its disk is 90 % full"
   fi
   # Small store files: the defaults take 1.5 GB of real disk. Unknown keys are rejected.
-  cat >"$rmq_home/conf/broker.toml" <<EOF
+  cat >"$home/conf/broker.toml" <<EOF2
 [broker]
-namesrvAddr = "$host:$namesrv_port"
+namesrvAddr = "$host:$ns_port"
 brokerIp1 = "$host"
-listenPort = $broker_port
-storePathRootDir = "$rmq_home/store"
+listenPort = $b_port
+storePathRootDir = "$home/store"
 [broker.brokerServerConfig]
 bindAddress = "$host"
 [broker.brokerIdentity]
-brokerName = "broker-a"
-brokerClusterName = "DefaultCluster"
+brokerName = "$bname"
+brokerClusterName = "$cluster"
 brokerId = 0
 [store]
 storeType = "LocalFile"
 brokerRole = "ASYNC_MASTER"
-storePathRootDir = "$rmq_home/store"
+storePathRootDir = "$home/store"
 haListenAddress = "$host"
-haListenPort = 20912
+haListenPort = $((b_port + 1))
 mappedFileSizeCommitLog = 67108864
 mappedFileSizeConsumeQueue = 600000
 maxHashSlotNum = 50000
 maxIndexNum = 200000
-EOF
-  if ! up $namesrv_port; then
-    echo "== starting RocketMQ name server on $host:$namesrv_port (log: $dir/rocketmq-namesrv.log)"
-    ROCKETMQ_HOME="$rmq_home" start rocketmq-namesrv "$namesrv" --rocketmqHome "$rmq_home" \
-      --bindAddress "$host" --listenPort $namesrv_port \
-      --kvConfigPath "$rmq_home/kvConfig.json" --log-filter warn
-    wait_up rocketmq-namesrv $namesrv_port
+EOF2
+  if ! up "$ns_port"; then
+    echo "== starting RocketMQ name server on $host:$ns_port (log: $dir/$name-namesrv.log)"
+    ROCKETMQ_HOME="$home" start "$name-namesrv" "$namesrv" --rocketmqHome "$home" \
+      --bindAddress "$host" --listenPort "$ns_port" \
+      --kvConfigPath "$home/kvConfig.json" --log-filter warn
+    wait_up "$name-namesrv" "$ns_port"
   fi
-  if ! up $broker_port; then
-    echo "== starting RocketMQ broker on $host:$broker_port (log: $dir/rocketmq-broker.log)"
+  if ! up "$b_port"; then
+    echo "== starting RocketMQ broker on $host:$b_port (log: $dir/$name-broker.log)"
     # The insecure profile allows plain remoting on loopback (no TLS material here).
-    ROCKETMQ_HOME="$rmq_home" ROCKETMQ_SECURITY_PROFILE=development-insecure-loopback \
-      start rocketmq-broker "$broker" -c "$rmq_home/conf/broker.toml" \
-      -n "$host:$namesrv_port" --log-filter warn
-    wait_up rocketmq-broker $broker_port
+    ROCKETMQ_HOME="$home" ROCKETMQ_SECURITY_PROFILE=development-insecure-loopback \
+      start "$name-broker" "$broker" -c "$home/conf/broker.toml" \
+      -n "$host:$ns_port" --log-filter warn
+    wait_up "$name-broker" "$b_port"
     sleep 1 # the broker registers with the name server ~0.25 s after it listens
   fi
 }
@@ -230,9 +240,9 @@ start_s3() {
 for b in $brokers; do
   case $b in
     kafka) build_tansu ;;
-    rocketmq) build_rocketmq ;;
+    rocketmq | rocketmq2) build_rocketmq ;;
     s3) build_s3 ;;
-    *) echo "unknown broker $b (kafka, rocketmq, s3)" >&2; exit 1 ;;
+    *) echo "unknown broker $b (kafka, rocketmq, rocketmq2, s3)" >&2; exit 1 ;;
   esac
 done
 [ "${1:-}" = build ] && exit 0
@@ -245,8 +255,16 @@ for b in $brokers; do
       echo "== Kafka API broker on $host:$kafka_port"
       ;;
     rocketmq)
-      if ! up $namesrv_port || ! up $broker_port; then start_rocketmq; fi
+      if ! up $namesrv_port || ! up $broker_port; then
+        start_rocketmq "$rmq_home" $namesrv_port $broker_port DefaultCluster broker-a rocketmq
+      fi
       echo "== RocketMQ name server on $host:$namesrv_port, broker on $host:$broker_port"
+      ;;
+    rocketmq2)
+      if ! up $namesrv2_port || ! up $broker2_port; then
+        start_rocketmq "$rmq2_home" $namesrv2_port $broker2_port BackupCluster broker-b rocketmq2
+      fi
+      echo "== RocketMQ (second cluster) name server on $host:$namesrv2_port, broker on $host:$broker2_port"
       ;;
     s3)
       start_s3

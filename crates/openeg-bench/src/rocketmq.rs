@@ -3,10 +3,12 @@
 //! plumbing (`openeg_connectors::rocketmq`).
 //!
 //! * `produce`: `--count` messages to `--topic`, body `{"prefix":P,"i":i,"pad":"…"}` padded to
-//!   `--size` bytes, keys `P-i`; prints one summary line.
+//!   `--size` bytes, keys `P-i`, user property `seq` = i, tag `--tag` or the `--tags` in
+//!   turn; prints one summary line.
 //! * `consume`: reads `--topic` from its first offset in consumer group `--group` until
 //!   `--count` messages arrived or `--timeout` seconds passed; prints one JSON line per
-//!   message (`{"keys","tags","body","msgId"}`, body as UTF-8 text, lossy) and exits 1 when
+//!   message (`{"keys","tags","body","msgId","seq","broker","queueId","queueOffset"}`, body as
+//!   UTF-8 text, lossy) and exits 1 when
 //!   fewer than `--count` arrived.
 
 use anyhow::{bail, Context};
@@ -41,6 +43,9 @@ pub struct ProduceArgs {
     /// Tag of every message.
     #[arg(long)]
     tag: Option<String>,
+    /// Tags taken in turn (message i gets tag i mod n); overrides `--tag`.
+    #[arg(long, value_delimiter = ',')]
+    tags: Vec<String>,
 }
 
 #[derive(Args)]
@@ -79,7 +84,13 @@ pub async fn run(cmd: RocketMqCmd) -> anyhow::Result<()> {
                 .map(|i| Outgoing {
                     body: body(&a.prefix, i, a.size),
                     keys: Some(format!("{}-{i}", a.prefix)),
-                    tag: a.tag.clone(),
+                    tag: if a.tags.is_empty() {
+                        a.tag.clone()
+                    } else {
+                        a.tags.get(i % a.tags.len()).cloned()
+                    },
+                    // A user property, so that copies can be checked for them too.
+                    properties: vec![("seq".to_string(), i.to_string())],
                 })
                 .collect();
             let started = Instant::now();
@@ -110,7 +121,9 @@ pub async fn run(cmd: RocketMqCmd) -> anyhow::Result<()> {
                 println!(
                     "{}",
                     json!({"keys": m.keys, "tags": m.tags,
-                           "body": String::from_utf8_lossy(&m.body), "msgId": m.msg_id})
+                           "body": String::from_utf8_lossy(&m.body), "msgId": m.msg_id,
+                           "seq": m.properties.get("seq"), "broker": m.broker,
+                           "queueId": m.queue_id, "queueOffset": m.queue_offset})
                 );
             }
             if got.len() < a.count {

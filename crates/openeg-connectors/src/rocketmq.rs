@@ -227,6 +227,8 @@ pub struct Outgoing {
     pub body: Vec<u8>,
     pub keys: Option<String>,
     pub tag: Option<String>,
+    /// User properties.
+    pub properties: Vec<(String, String)>,
 }
 
 /// One message as [`consume`] read it.
@@ -239,6 +241,10 @@ pub struct Consumed {
     pub body: Vec<u8>,
     /// Every property, system ones included.
     pub properties: std::collections::BTreeMap<String, String>,
+    /// Where it was read: broker, queue id and offset.
+    pub broker: String,
+    pub queue_id: i32,
+    pub queue_offset: i64,
 }
 
 /// Tries of one message by [`produce`].
@@ -279,6 +285,13 @@ pub async fn produce(
             }
             if let Some(t) = m.tag {
                 msg.set_tags(t.into());
+            }
+            for (k, v) in m.properties {
+                rocketmq_model::common::message::MessageTrait::put_property(
+                    &mut msg,
+                    k.into(),
+                    v.into(),
+                );
             }
             // A loaded broker refuses sends for a moment (SYSTEM_BUSY, flow control): each
             // message gets a few tries over about 30 s, as RocketMQ's own clients retry.
@@ -357,6 +370,9 @@ pub async fn consume(
                     tags: properties.get("TAGS").cloned(),
                     body: m.body().map(|b| b.to_vec()).unwrap_or_default(),
                     properties,
+                    broker: m.broker_name().to_string(),
+                    queue_id: m.queue_id(),
+                    queue_offset: m.queue_offset(),
                 });
             }
         }

@@ -22,6 +22,10 @@
 //! Log topics are named `<project_id>.<channel_id>` (a `.` cannot occur in a project id), so
 //! a router can find its project from the topic alone.
 
+// Proving rocketmq-client-rust's deeply nested futures `Send` (RocketMQ router jobs hold its
+// clients across awaits) needs more than the default 128.
+#![recursion_limit = "256"]
+
 pub mod cluster;
 mod dead_letter;
 pub mod dispatch;
@@ -730,6 +734,17 @@ impl Engine {
                 let plan = replication::RedisJobPlan::of(&rec.body, &self.secrets)
                     .map_err(supervisor::ErrorInfo::not_run)?;
                 Ok(Arc::new(replication::RedisJobRun {
+                    engine: self.me.clone(),
+                    job_id: rec.id.clone(),
+                    plan,
+                }))
+            }
+            TaskKind::RouterJob
+                if rec.body.get("source_type").and_then(Value::as_str) == Some("ROCKETMQ") =>
+            {
+                let plan = replication::RocketJobPlan::of(&rec.body, &self.secrets)
+                    .map_err(supervisor::ErrorInfo::not_run)?;
+                Ok(Arc::new(replication::RocketJobRun {
                     engine: self.me.clone(),
                     job_id: rec.id.clone(),
                     plan,

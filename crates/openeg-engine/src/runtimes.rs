@@ -9,9 +9,8 @@
 //!   (START), and are stopped otherwise (before the first operation, and after PAUSE/STOP).
 //!   A started stream runs a [`crate::stream::StreamRun`] when its source kind is in the
 //!   sources registry (`HC.Kafka`, the RocketMQ kinds) and its sink is one the stream runtime
-//!   has (Kafka, FunctionGraph); otherwise it is `ERROR` with the reason. A started Kafka
-//!   or DCS router job runs a [`crate::replication`] run; RocketMQ jobs are `ERROR` with
-//!   the reason.
+//!   has (Kafka, FunctionGraph); otherwise it is `ERROR` with the reason. A started Kafka,
+//!   RocketMQ or DCS router job runs a [`crate::replication`] run.
 
 use crate::supervisor::{ErrorInfo, Ready, RunState, Runtime, RuntimeStatus, StopSignal, TaskKind};
 use crate::Engine;
@@ -22,11 +21,10 @@ use serde_json::Value;
 use std::hash::{Hash, Hasher};
 use std::sync::Weak;
 
-/// Why a started event-router job of a family without a runtime (RocketMQ) shows `ERROR`,
-/// and why syncDetail has no figures.
-pub const ROUTER_JOB_NOT_RUN: &str = "RocketMQ event-router jobs are stored but not run by this \
-                                      OpenEG build: nothing is copied (Kafka and DCS (Redis) \
-                                      jobs run)";
+/// Why a started event-router job whose `source_type` OpenEG does not run shows `ERROR`, and
+/// why syncDetail has no figures.
+pub const ROUTER_JOB_NOT_RUN: &str = "this event-router job has no source type OpenEG runs \
+                                      (KAFKA, ROCKETMQ or DCS): nothing is copied";
 
 /// Why a started event stream whose source kind has no runtime shows `ERROR`.
 pub fn stream_source_not_run(kind: &str) -> String {
@@ -89,20 +87,23 @@ pub fn plan(kind: TaskKind, body: &Value) -> Plan {
             if str_of(body, "_desired") == "RUNNING"
                 && str_of(body, "status") != "NO_CONFIGURATION" =>
         {
-            match str_of(body, "source_type") {
-                "KAFKA" => {}
+            let member = match str_of(body, "source_type") {
+                "KAFKA" => "kafka2kafka",
+                "ROCKETMQ" => "rocketmq2rocketmq",
                 // Every dcs2dcs setting has a default.
                 "DCS" => return Plan::Run,
                 _ => return Plan::Unrunnable(ErrorInfo::not_run(ROUTER_JOB_NOT_RUN)),
-            }
-            match body
-                .get("advance_config")
-                .and_then(|a| a.get("kafka2kafka"))
-            {
+            };
+            match body.get("advance_config").and_then(|a| a.get(member)) {
                 Some(a) if a.is_object() => Plan::Run,
-                _ => Plan::Unrunnable(ErrorInfo::not_run(
-                    "advance_config.kafka2kafka is required to run a Kafka job",
-                )),
+                _ => Plan::Unrunnable(ErrorInfo::not_run(format!(
+                    "advance_config.{member} is required to run a {} job",
+                    if member == "kafka2kafka" {
+                        "Kafka"
+                    } else {
+                        "RocketMQ"
+                    }
+                ))),
             }
         }
         TaskKind::EventStream | TaskKind::RouterJob => Plan::Stopped,
@@ -467,7 +468,15 @@ mod tests {
         let mut dcs = kafka(json!({"dcs2dcs": {}}));
         dcs["source_type"] = json!("DCS");
         assert_eq!(plan(TaskKind::RouterJob, &dcs), Plan::Run);
+        // RocketMQ jobs run with their rocketmq2rocketmq settings.
         dcs["source_type"] = json!("ROCKETMQ");
+        let Plan::Unrunnable(e) = plan(TaskKind::RouterJob, &dcs) else {
+            panic!("a RocketMQ job without rocketmq2rocketmq cannot run");
+        };
+        assert!(e.message.contains("rocketmq2rocketmq"), "{e:?}");
+        dcs["advance_config"] = json!({"rocketmq2rocketmq": {"topics": "t"}});
+        assert_eq!(plan(TaskKind::RouterJob, &dcs), Plan::Run);
+        dcs["source_type"] = json!("MQTT");
         assert_eq!(
             plan(TaskKind::RouterJob, &dcs),
             Plan::Unrunnable(ErrorInfo::not_run(ROUTER_JOB_NOT_RUN))

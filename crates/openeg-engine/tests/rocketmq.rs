@@ -252,6 +252,7 @@ fn outgoing(i: usize) -> Outgoing {
         },
         keys: Some(format!("k-{i}")),
         tag: Some("T".into()),
+        properties: Vec::new(),
     }
 }
 

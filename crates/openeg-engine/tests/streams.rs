@@ -476,6 +476,7 @@ async fn rocketmq_to_kafka_delivers_every_message() {
         body: json!({"i": i}).to_string().into_bytes(),
         keys: Some(format!("m-{i}")),
         tag: None,
+        properties: Vec::new(),
     };
     // The first message creates the topic (the test broker auto-creates topics).
     rmq::produce(&client, &src, vec![outgoing(0)])

@@ -14,6 +14,7 @@
 
 pub mod kafka;
 pub mod redis;
+pub mod rocketmq;
 
 /// Kafka's murmur2 hash of `data` (seed `0x9747b28c`), as `Utils.murmur2` in the Java client.
 pub fn murmur2(data: &[u8]) -> u32 {

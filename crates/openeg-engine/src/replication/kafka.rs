@@ -70,6 +70,32 @@ pub(crate) enum TopicSelector {
     Regex(regex::Regex),
 }
 
+impl TopicSelector {
+    /// `topics` (comma-separated names) when given, else `topic_regex` (anchored); `member`
+    /// names the advanced-configuration object in errors.
+    pub(crate) fn parse(
+        topics: Option<&str>,
+        regex: Option<&str>,
+        member: &str,
+    ) -> Result<TopicSelector, String> {
+        match (topics, regex) {
+            (Some(t), _) => Ok(TopicSelector::Names(
+                t.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            )),
+            (None, Some(r)) => regex::Regex::new(&format!("^(?:{r})$"))
+                .map(TopicSelector::Regex)
+                .map_err(|e| format!("advance_config.{member}.topic_regex: {e}")),
+            (None, None) => Err(format!(
+                "advance_config.{member} has neither topics nor topic_regex"
+            )),
+        }
+    }
+}
+
 /// What a Kafka→Kafka job runs with, read from its document (secrets revealed: no `Debug`).
 #[derive(Clone)]
 pub(crate) struct KafkaJobPlan {
@@ -111,22 +137,11 @@ impl KafkaJobPlan {
                 .map(str::to_string)
         };
         let flag = |k: &str| a.get(k).and_then(Value::as_bool).unwrap_or(false);
-        let topics = match (text(a, "topics"), text(a, "topic_regex")) {
-            (Some(t), _) => TopicSelector::Names(
-                t.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect(),
-            ),
-            (None, Some(r)) => TopicSelector::Regex(
-                regex::Regex::new(&format!("^(?:{r})$"))
-                    .map_err(|e| format!("advance_config.kafka2kafka.topic_regex: {e}"))?,
-            ),
-            (None, None) => {
-                return Err("advance_config.kafka2kafka has neither topics nor topic_regex".into())
-            }
-        };
+        let topics = TopicSelector::parse(
+            text(a, "topics").as_deref(),
+            text(a, "topic_regex").as_deref(),
+            "kafka2kafka",
+        )?;
         let mappings = a
             .get("topic_mappings")
             .and_then(Value::as_array)

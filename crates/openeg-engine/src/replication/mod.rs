@@ -4,12 +4,16 @@
 //!   offset pairs, consumer-group offsets translated.
 //! * [`redis`]: Redis→Redis (`dcs2dcs`), OpenEG as a replica of the source: the snapshot, then
 //!   the command stream, resumable with `PSYNC` from the stored replication position.
+//! * [`rocketmq`]: RocketMQ→RocketMQ (`rocketmq2rocketmq`), every queue of the copied topics
+//!   read in the job's own group, offsets committed after the target stored the copies.
 
 mod kafka;
 mod redis;
+mod rocketmq;
 
 pub(crate) use kafka::{KafkaJobPlan, KafkaJobRun, GROUP_NOTE};
 pub(crate) use redis::{RedisJobPlan, RedisJobRun};
+pub(crate) use rocketmq::{RocketJobPlan, RocketJobRun};
 
 use crate::metrics::JobFigures;
 use crate::supervisor::ErrorInfo;

@@ -950,6 +950,29 @@ async fn redis_check(result: &mut Value, member: &Value) {
     }
 }
 
+/// Past the TCP check, a RocketMQ endpoint's name server must answer an admin client (signed
+/// with the ACL credentials given) with its cluster's brokers.
+async fn rocketmq_check(result: &mut Value, member: &Value) {
+    use openeg_connectors::mirror::rocketmq::{check, Endpoint};
+    let failure = match Endpoint::of(member) {
+        Err(e) => Some(e),
+        Ok(ep) => match tokio::time::timeout(Duration::from_secs(20), check(&ep)).await {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(format!(
+                "the RocketMQ check (cluster information) failed: {e}"
+            )),
+            Err(_) => Some("the RocketMQ check (cluster information) timed out".to_string()),
+        },
+    };
+    if let Some(why) = failure {
+        result["status"] = json!("FAILED");
+        result["error_code"] = json!("EG.00513000");
+        result["reason"] = json!(why);
+        result["solution"] =
+            json!("check the name server address, the ACL credentials and that it is RocketMQ");
+    }
+}
+
 async fn validate_job(
     State(st): State<AppState>,
     Extension(t): Extension<Tenant>,
@@ -967,6 +990,8 @@ async fn validate_job(
             if r["status"] == "SUCCESS" {
                 if let Some(dcs) = doc.pointer(&format!("/{side}_config/{side}_dcs")) {
                     redis_check(&mut r, dcs).await;
+                } else if let Some(rmq) = doc.pointer(&format!("/{side}_config/{side}_rocketmq")) {
+                    rocketmq_check(&mut r, rmq).await;
                 }
             }
             results.push(r);
@@ -1041,12 +1066,16 @@ async fn sync_detail(
             "items": items,
         })));
     }
-    let alias = rec
-        .body
-        .pointer("/source_config/source_kafka/cluster_alias")
-        .cloned()
-        .unwrap_or(Value::Null);
-    let (rows, remaining) = kafka_sync_rows(&figures.snapshot(), &alias);
+    let (rows, remaining) = if ty == "ROCKETMQ" {
+        rocketmq_sync_rows(&figures.snapshot())
+    } else {
+        let alias = rec
+            .body
+            .pointer("/source_config/source_kafka/cluster_alias")
+            .cloned()
+            .unwrap_or(Value::Null);
+        kafka_sync_rows(&figures.snapshot(), &alias)
+    };
     let matching: Vec<Value> = rows
         .into_iter()
         .filter(|(topic, _)| q.conditions.iter().all(|c| c.matches(topic)))
@@ -1061,6 +1090,43 @@ async fn sync_detail(
         "type": ty,
         "items": items,
     })))
+}
+
+/// syncDetail rows of a running RocketMQ job, one per source topic in name order (its queues
+/// over every broker in `offset_details`), and the messages left to copy over all of them.
+/// The figures key a queue by `{topic}@{broker}` and its id.
+fn rocketmq_sync_rows(
+    queues: &std::collections::BTreeMap<(String, i32), PartitionFigures>,
+) -> (Vec<(String, Value)>, i64) {
+    let mut topics: std::collections::BTreeMap<&str, (Vec<Value>, i64)> =
+        std::collections::BTreeMap::new();
+    let mut total = 0i64;
+    for ((key, queue), f) in queues {
+        let (topic, broker) = key.split_once('@').unwrap_or((key.as_str(), ""));
+        let remain = (f.high - f.next).max(0);
+        total += remain;
+        let t = topics.entry(topic).or_default();
+        t.1 += remain;
+        t.0.push(json!({
+            "queue": {"rocketmq_topic": topic, "rocketmq_broker": broker, "rocketmq_queue": queue},
+            "offset": {"rocketmq_offset": f.next, "max_offset": f.high},
+        }));
+    }
+    let rows = topics
+        .into_iter()
+        .map(|(topic, (details, remain))| {
+            (
+                topic.to_string(),
+                json!({
+                    "topic": topic,
+                    "number": details.len(),
+                    "sync_remain_num": remain,
+                    "offset_details": details,
+                }),
+            )
+        })
+        .collect();
+    (rows, total)
 }
 
 /// syncDetail rows of a running Kafka job, one per source topic in name order, and the
@@ -1103,4 +1169,41 @@ fn kafka_sync_rows(
         finish(c, &mut rows);
     }
     (rows, total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn figures(next: i64, high: i64) -> PartitionFigures {
+        PartitionFigures {
+            target_topic: String::new(),
+            next,
+            high,
+        }
+    }
+
+    #[test]
+    fn rocketmq_rows_group_queues_by_topic() {
+        let queues = std::collections::BTreeMap::from([
+            (("orders@broker-a".to_string(), 0), figures(5, 9)),
+            (("orders@broker-a".to_string(), 1), figures(7, 7)),
+            (("orders@broker-b".to_string(), 0), figures(1, 3)),
+            (("pay@broker-a".to_string(), 0), figures(4, 4)),
+        ]);
+        let (rows, total) = rocketmq_sync_rows(&queues);
+        assert_eq!(total, 6);
+        let names: Vec<&str> = rows.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(names, ["orders", "pay"]);
+        let orders = &rows[0].1;
+        assert_eq!(orders["number"], 3);
+        assert_eq!(orders["sync_remain_num"], 6);
+        assert_eq!(
+            orders["offset_details"][2],
+            json!({"queue": {"rocketmq_topic": "orders", "rocketmq_broker": "broker-b",
+                             "rocketmq_queue": 0},
+                   "offset": {"rocketmq_offset": 1, "max_offset": 3}})
+        );
+        assert_eq!(rows[1].1["sync_remain_num"], 0);
+    }
 }
