@@ -159,8 +159,10 @@ def test_rocketmq_to_rocketmq_job_20000_messages_through_sigkill():
                 for m in copies:
                     assert m["tags"] == TAGS[i % 3] and m["seq"] == str(i), m
                     assert json.loads(m["body"])["i"] == i and m["broker"] == "broker-b", m
+            # At-least-once: the round in flight at the kill (at most 2,048 messages over
+            # both topics) may be copied again.
             twice = sum(len(v) - 1 for v in got.values())
-            assert twice <= n // 10, f"{twice} copies twice"
+            assert twice <= 2_048, f"{twice} copies twice"
 
         r = raw.call("POST", f"{JOBS}/{jid}/action", body={"operation": "STOP"})
         assert r.status == 200, r

@@ -187,3 +187,24 @@ def test_kafka_to_kafka_job_copies_maps_and_reports_sync_detail():
     finally:
         srv.stop()
         sink.stop()
+
+
+def test_kafka_job_validation_sends_a_metadata_request(raw_a):
+    """ValidateEventRouterJob on Kafka endpoints: past the TCP connect, a metadata request with
+    the security protocol given. The test broker answers PLAINTEXT; asked for SASL it does
+    not authenticate, and the check fails with the reason (never echoing the password)."""
+    brokers = kafka_brokers()
+    r = raw_a.call("POST", CLUSTERS, body=cluster_body())
+    assert r.status == 200, r
+    cid = r.json()["cluster_id"]
+    r = raw_a.call("POST", JOBS + "/validation", body={
+        "cluster_id": cid, "source_config": {"source_kafka": kafka_ep(brokers)},
+        "sink_config": {"sink_kafka": kafka_ep(
+            brokers, authenticate_mode="SASL_PLAINTEXT", sasl_mechanism="PLAIN",
+            user_name="u", password="kafka-secret-pw")}})
+    assert r.status == 200, r
+    res = {x["check_item_name"]: x for x in r.json()["results"]}
+    assert res["SOURCE_NETWORK"]["status"] == "SUCCESS", res
+    assert res["SINK_NETWORK"]["status"] == "FAILED", res
+    assert "Kafka check" in res["SINK_NETWORK"]["reason"], res
+    assert b"kafka-secret-pw" not in r.body

@@ -359,6 +359,28 @@ impl Admin {
         .map_err(|e| format!("name server {namesrv}: {e}"))
     }
 
+    /// The addresses of the cluster's brokers (two endpoints sharing one are one cluster).
+    pub async fn broker_addrs(&self) -> Result<Vec<String>, String> {
+        let a = self.get()?;
+        bounded("reading the cluster's brokers", async move {
+            let a = a.lock().await;
+            let cluster = a
+                .examine_broker_cluster_info()
+                .await
+                .map_err(|e| rmq::describe(&e))?;
+            let mut addrs: Vec<String> = cluster
+                .broker_addr_table
+                .iter()
+                .flat_map(|t| t.values())
+                .flat_map(|b| b.broker_addrs().values().map(|a| a.to_string()))
+                .collect();
+            addrs.sort_unstable();
+            addrs.dedup();
+            Ok(addrs)
+        })
+        .await
+    }
+
     /// The topic's route, or `None` when the name server knows no queue of it.
     pub async fn route(&self, topic: &str) -> Result<Option<TopicRoute>, String> {
         let a = self.get()?;
@@ -477,10 +499,11 @@ pub struct QueueStart {
 
 impl MirrorConsumer {
     /// Starts the consumer in `group`, assigns it every queue of `topics` and places each:
-    /// a queue in `taken` (the job read it before, from that offset on) continues at the
-    /// greater of that and the group's committed offset; any other queue starts where `seek`
-    /// says. (A broker may answer 0 rather than "none" for a group that never committed, so
-    /// the committed offset alone cannot tell a new queue.) Returns the queues, sorted.
+    /// a queue in `taken` (the job read it before, from that offset on) or with a committed
+    /// offset above 0 continues at the greater of the two; a new queue of a topic the job
+    /// read before starts at its first message; any other queue where `seek` says. (A broker
+    /// may answer 0 rather than "none" for a group that never committed, so the committed
+    /// offset alone cannot tell a new queue.) Returns the queues, sorted.
     pub async fn open(
         endpoint: &Endpoint,
         group: &str,
@@ -535,20 +558,27 @@ impl MirrorConsumer {
                     })?;
                     let min = c.min_offset(mq).await.map_err(|e| rmq::describe(&e))?;
                     let max = c.max_offset(mq).await.map_err(|e| rmq::describe(&e))?;
-                    let new = !taken.contains_key(&q);
-                    let offset = match taken.get(&q) {
+                    // `.max(min).min(max)`, not `clamp`: a broker's answer must not panic us.
+                    let within = |o: i64| o.max(min).min(max);
+                    let known_topic = taken.keys().any(|k| k.topic == q.topic);
+                    let new = !taken.contains_key(&q) && committed <= 0;
+                    let offset = if !new {
                         // Retention may have removed what the group had not read, or the queue
                         // was recreated shorter: read on from what is there.
-                        Some(from) => committed.max(*from).clamp(min, max),
-                        None => match seek {
+                        within(committed.max(taken.get(&q).copied().unwrap_or(0)))
+                    } else if known_topic {
+                        // A queue added to a topic the job copies: all of it.
+                        min
+                    } else {
+                        match seek {
                             SeekTo::First => min,
                             SeekTo::Last => max,
-                            SeekTo::Timestamp(ts) => c
-                                .offset_for_timestamp(mq, ts)
-                                .await
-                                .map_err(|e| rmq::describe(&e))?
-                                .clamp(min, max),
-                        },
+                            SeekTo::Timestamp(ts) => within(
+                                c.offset_for_timestamp(mq, ts)
+                                    .await
+                                    .map_err(|e| rmq::describe(&e))?,
+                            ),
+                        }
                     };
                     if offset != committed {
                         c.seek(mq, offset).await.map_err(|e| rmq::describe(&e))?;
@@ -580,9 +610,14 @@ impl MirrorConsumer {
             .ok_or_else(|| "the consumer is shut down".into())
     }
 
-    /// Up to about `max` messages: what one poll of `wait` returns, and what further short
-    /// polls find ready.
-    pub async fn poll(&self, wait: Duration, max: usize) -> Result<Vec<Polled>, String> {
+    /// Up to about `max` messages or `max_bytes` of bodies: what one poll of `wait` returns,
+    /// and what further short polls find ready.
+    pub async fn poll(
+        &self,
+        wait: Duration,
+        max: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Polled>, String> {
         let c = self.get()?;
         let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
         rmq::spawn(async move {
@@ -592,11 +627,16 @@ impl MirrorConsumer {
                 .iter()
                 .map(Polled::of)
                 .collect();
-            while !out.is_empty() && out.len() < max {
+            let mut bytes: usize = out.iter().map(|m| m.body.len()).sum();
+            while !out.is_empty() && out.len() < max && bytes < max_bytes {
                 let more = c.poll_with_timeout(1).await;
                 if more.is_empty() {
                     break;
                 }
+                bytes += more
+                    .iter()
+                    .map(|m| m.body().map_or(0, |b| b.len()))
+                    .sum::<usize>();
                 out.extend(more.iter().map(Polled::of));
             }
             out
@@ -611,15 +651,49 @@ impl MirrorConsumer {
         rmq::spawn(async move { c.commit_with_map(map, true).await }).await
     }
 
-    /// The queues' ends (the next offset a message sent there gets).
-    pub async fn max_offsets(&self, queues: Vec<Queue>) -> Result<Vec<(Queue, i64)>, String> {
+    /// The queues' ends (the next offset a message sent there gets), read in parallel; a
+    /// queue whose broker does not answer is left out, and the first such error returned.
+    pub async fn max_offsets(
+        &self,
+        queues: Vec<Queue>,
+    ) -> Result<(Vec<(Queue, i64)>, Option<String>), String> {
         let c = self.get()?;
         bounded("reading the queues' ends", async move {
-            let mut out = Vec::with_capacity(queues.len());
-            for q in queues {
-                let max = c.max_offset(&q.mq()).await.map_err(|e| rmq::describe(&e))?;
-                out.push((q, max));
+            let reads = queues.into_iter().map(|q| {
+                let c = c.clone();
+                async move {
+                    let r = c.max_offset(&q.mq()).await;
+                    (q, r)
+                }
+            });
+            let mut out = Vec::new();
+            let mut failed = None;
+            for (q, r) in futures_util::future::join_all(reads).await {
+                match r {
+                    Ok(max) => out.push((q, max)),
+                    Err(e) => {
+                        failed.get_or_insert_with(|| format!("queue {q:?}: {}", rmq::describe(&e)));
+                    }
+                }
             }
+            Ok((out, failed))
+        })
+        .await
+    }
+
+    /// The queues of `topics` as the name server routes them now, sorted.
+    pub async fn queues(&self, topics: Vec<String>) -> Result<Vec<Queue>, String> {
+        let c = self.get()?;
+        bounded("reading the topics' queues", async move {
+            let mut out = Vec::new();
+            for t in topics {
+                let qs = c
+                    .fetch_message_queues(&t)
+                    .await
+                    .map_err(|e| format!("topic {t}: {}", rmq::describe(&e)))?;
+                out.extend(qs.iter().map(Queue::of));
+            }
+            out.sort();
             Ok(out)
         })
         .await
@@ -633,11 +707,20 @@ pub struct MirrorProducer {
 
 impl Drop for MirrorProducer {
     fn drop(&mut self) {
-        if let Some(p) = self.producer.take() {
+        if let Some(mut p) = self.producer.take() {
+            // Aborted sends drop their clones of the producer shortly.
             rmq::spawn_detached(async move {
-                if let Ok(mut p) = Arc::try_unwrap(p) {
-                    p.shutdown().await;
+                for _ in 0..100 {
+                    match Arc::try_unwrap(p) {
+                        Ok(mut producer) => {
+                            producer.shutdown().await;
+                            return;
+                        }
+                        Err(shared) => p = shared,
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
+                tracing::warn!("event-router job: a producer still in use was not shut down");
             });
         }
     }
@@ -744,25 +827,55 @@ impl MirrorProducer {
             .producer
             .clone()
             .ok_or((0, "the producer is shut down".to_string()))?;
-        let copies: Vec<Message> = messages.iter().map(|m| m.copy(&queue.topic)).collect();
+        let messages = messages.to_vec();
+        let topic = queue.topic.clone();
         let mq = queue.mq();
-        let result = rmq::spawn(async move {
-            for (sent, m) in copies.into_iter().enumerate() {
+        // Aborted when this future is dropped (a stopped run): a send task left running would
+        // interleave with the next run's copies of the same queue.
+        let task = rmq::spawn_handle(async move {
+            for (sent, m) in messages.iter().enumerate() {
                 let status = p
-                    .send_to_queue_with_timeout(m, mq.clone(), SEND_TIMEOUT_MS)
+                    .send_to_queue_with_timeout(m.copy(&topic), mq.clone(), SEND_TIMEOUT_MS)
                     .await
                     .map_err(|e| (sent, rmq::describe(&e)))?
                     .map(|r| r.send_status);
-                if status != Some(SendStatus::SendOk) {
-                    return Err((sent, format!("the broker answered {status:?}, not SEND_OK")));
+                match status {
+                    Some(SendStatus::SendOk) => {}
+                    // The master stored it; only its flush or replica did not confirm in
+                    // time. Sending it again would store it twice.
+                    Some(
+                        s @ (SendStatus::FlushDiskTimeout
+                        | SendStatus::FlushSlaveTimeout
+                        | SendStatus::SlaveNotAvailable),
+                    ) => {
+                        tracing::warn!(status = ?s, %topic,
+                            "event-router job: a copy was stored without its flush or replica \
+                             confirmed");
+                    }
+                    None => return Err((sent, "the broker answered no send status".to_string())),
                 }
             }
             Ok(())
         })
-        .await;
-        match result {
-            Ok(r) => r,
-            Err(e) => Err((0, e)),
+        .map_err(|e| (0, e))?;
+        let mut task = AbortOnDrop(Some(task));
+        match task.0.as_mut() {
+            Some(handle) => match handle.await {
+                Ok(r) => r,
+                Err(e) => Err((0, format!("RocketMQ client task failed: {e}"))),
+            },
+            None => Err((0, "the send was not started".to_string())),
+        }
+    }
+}
+
+/// A client task aborted when dropped.
+struct AbortOnDrop<T>(Option<tokio::task::JoinHandle<T>>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            h.abort();
         }
     }
 }

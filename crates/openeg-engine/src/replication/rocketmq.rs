@@ -46,6 +46,14 @@ const POLL_WAIT: Duration = Duration::from_millis(500);
 const ROUND: usize = 2048;
 /// How often the source queues' ends are read (syncDetail's `max_offset`).
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+/// How often the copied topics' queues (and `topic_regex`) are read again: a change restarts
+/// the run, which then reads the new queues too.
+const TOPOLOGY_EVERY: Duration = Duration::from_secs(30);
+/// Most body bytes one round holds.
+const ROUND_BYTES: usize = 64 << 20;
+/// The sink status note of a job asking for `is_sync_progress`.
+const SYNC_PROGRESS_NOTE: &str = "is_sync_progress is not applied to RocketMQ jobs yet: \
+                                  consumer-group offsets are not translated to the target";
 /// Longest wait between two attempts of a refused copy.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 
@@ -120,12 +128,16 @@ impl RocketJobPlan {
         }
         let picked: Vec<String> = match &self.topics {
             TopicSelector::Names(names) => {
+                let mut picked: Vec<String> = Vec::new();
                 for n in names {
                     if !topics.contains(n) {
                         return Err(format!("topic {n} does not exist on the source cluster"));
                     }
+                    if !picked.contains(n) {
+                        picked.push(n.clone());
+                    }
                 }
-                names.clone()
+                picked
             }
             TopicSelector::Regex(r) => topics.iter().filter(|t| r.is_match(t)).cloned().collect(),
         };
@@ -161,16 +173,28 @@ struct Route {
 
 /// What a run has once connected.
 struct Prepared {
-    consumer: MirrorConsumer,
+    consumer: Arc<MirrorConsumer>,
     producer: MirrorProducer,
     routes: HashMap<Queue, Route>,
-    queues: Vec<Queue>,
-    _admins: (Admin, Admin),
+    /// The topics copied and, per queue, the next offset to copy (the job's position).
+    topics: Vec<String>,
+    positions: BTreeMap<Queue, i64>,
+    /// The source's admin client (re-reading `topic_regex`), until the watcher takes it.
+    source_admin: Option<Admin>,
 }
 
 impl RocketJobRun {
     fn group(&self) -> String {
         format!("openeg-router-{}", self.job_id)
+    }
+
+    /// What the sink status says while the copies go through.
+    fn sink_note(&self) -> &'static str {
+        if self.plan.sync_progress {
+            SYNC_PROGRESS_NOTE
+        } else {
+            ""
+        }
     }
 
     async fn prepare(
@@ -189,6 +213,17 @@ impl RocketJobRun {
             fail(format!("connecting to the sink cluster failed: {e}"))
         })?;
         figures.set_sink(SIDE_NORMAL, "");
+        // Two name-server lists may front one cluster: compare brokers.
+        let (a, b) = (
+            source_admin.broker_addrs().await.map_err(fail)?,
+            sink_admin.broker_addrs().await.map_err(fail)?,
+        );
+        if let Some(shared) = a.iter().find(|x| b.contains(x)) {
+            return Err(fail(format!(
+                "source and sink are the same RocketMQ cluster (broker {shared} is in both): \
+                 every copy would land in the topic it was read from"
+            )));
+        }
         let all = source_admin
             .topics()
             .await
@@ -298,11 +333,12 @@ impl RocketJobRun {
             );
         }
         Ok(Prepared {
-            consumer,
+            consumer: Arc::new(consumer),
             producer,
             routes,
-            queues: starts.into_iter().map(|s| s.queue).collect(),
-            _admins: (source_admin, sink_admin),
+            topics,
+            positions: starts.into_iter().map(|s| (s.queue, s.offset)).collect(),
+            source_admin: Some(source_admin),
         })
     }
 
@@ -310,7 +346,7 @@ impl RocketJobRun {
     /// parallel), then commits each queue's next offset. Returns `false` when stopped.
     async fn copy_round(
         &self,
-        p: &Prepared,
+        p: &mut Prepared,
         polled: Vec<Polled>,
         figures: &JobFigures,
         ready: &Ready,
@@ -348,11 +384,12 @@ impl RocketJobRun {
             }
         }
         let mut failures = 0u32;
+        let producer = &p.producer;
         while !sends.is_empty() {
             let results = join_all(
                 sends
                     .iter()
-                    .map(|(q, msgs)| async move { (q.clone(), p.producer.send(q, msgs).await) }),
+                    .map(|(q, msgs)| async move { (q.clone(), producer.send(q, msgs).await) }),
             )
             .await;
             let mut why = None;
@@ -381,16 +418,19 @@ impl RocketJobRun {
             }
         }
         if failures > 0 {
-            figures.set_sink(SIDE_NORMAL, "");
+            figures.set_sink(SIDE_NORMAL, self.sink_note());
             ready.ready();
         }
-        p.consumer
-            .commit(next.clone())
-            .await
-            .map_err(|e| fail(format!("committing the job's position failed: {e}")))?;
         for (q, o) in next {
             figures.advance(&figures_topic(&q), q.queue_id, "", Some(o), None);
+            p.positions.insert(q, o);
         }
+        // Every queue's position each time: the client's commit reports no failure and its
+        // broker update is one-way, so a lost one is made good by the next round.
+        p.consumer
+            .commit(p.positions.iter().map(|(q, o)| (q.clone(), *o)).collect())
+            .await
+            .map_err(|e| fail(format!("committing the job's position failed: {e}")))?;
         figures.copied.add(n as u64);
         Ok(true)
     }
@@ -420,33 +460,37 @@ impl Runtime for RocketJobRun {
             tracing::warn!(job_id = %self.job_id,
                 "event-router job: is_sync_progress is not applied to RocketMQ jobs yet; \
                  consumer-group offsets are not translated");
-            figures.set_sink(
-                SIDE_NORMAL,
-                "is_sync_progress is not applied to RocketMQ jobs yet: consumer-group offsets \
-                 are not translated to the target",
-            );
+            figures.set_sink(SIDE_NORMAL, SYNC_PROGRESS_NOTE);
         }
         ready.ready();
+        let mut prepared = prepared;
+        // Queue ends (syncDetail's `max_offset`) and topology checks run beside the copy.
+        let (changed_tx, mut changed) = tokio::sync::watch::channel(None::<String>);
+        let watcher = tokio::spawn(watch_source(
+            prepared.consumer.clone(),
+            figures.clone(),
+            prepared.positions.keys().cloned().collect(),
+            prepared.topics.clone(),
+            match &self.plan.topics {
+                TopicSelector::Regex(_) => {
+                    prepared.source_admin.take().map(|a| (a, self.plan.clone()))
+                }
+                TopicSelector::Names(_) => None,
+            },
+            changed_tx,
+        ));
+        let _watcher = AbortOnDrop(watcher);
         // A poll is never cancelled: what it takes from the consumer is copied, or the run
         // ends and a restart reads it again from the committed offsets.
-        let mut last_progress: Option<std::time::Instant> = None;
         let result = loop {
             if stop.is_stopped() {
                 break Ok(());
             }
-            if last_progress.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY) {
-                last_progress = Some(std::time::Instant::now());
-                match prepared.consumer.max_offsets(prepared.queues.clone()).await {
-                    Ok(ends) => {
-                        for (q, max) in ends {
-                            figures.advance(&figures_topic(&q), q.queue_id, "", None, Some(max));
-                        }
-                        figures.set_source(SIDE_NORMAL, "");
-                    }
-                    Err(e) => figures.set_source(SIDE_ABNORMAL, e),
-                }
+            if let Some(why) = changed.borrow_and_update().clone() {
+                tracing::info!(job_id = %self.job_id, %why, "event-router job: restarting");
+                break Err(fail(format!("{why}: the job restarts to read them")));
             }
-            let polled = match prepared.consumer.poll(POLL_WAIT, ROUND).await {
+            let polled = match prepared.consumer.poll(POLL_WAIT, ROUND, ROUND_BYTES).await {
                 Ok(p) => p,
                 Err(e) => break Err(fail(format!("reading the source failed: {e}"))),
             };
@@ -454,7 +498,7 @@ impl Runtime for RocketJobRun {
                 continue;
             }
             match self
-                .copy_round(&prepared, polled, &figures, &ready, &mut stop)
+                .copy_round(&mut prepared, polled, &figures, &ready, &mut stop)
                 .await
             {
                 Ok(true) => {}
@@ -464,6 +508,62 @@ impl Runtime for RocketJobRun {
         };
         end.failed = result.is_err();
         result
+    }
+}
+
+/// A task aborted when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Beside the copy: every [`PROGRESS_EVERY`] reads the queues' ends into the figures (a
+/// broker that does not answer marks the source `ABNORMAL`); every [`TOPOLOGY_EVERY`] reads
+/// the topics' queues again (and with `topic_regex` the matching topics), and reports a
+/// change through `changed`.
+async fn watch_source(
+    consumer: Arc<MirrorConsumer>,
+    figures: Arc<JobFigures>,
+    queues: Vec<Queue>,
+    topics: Vec<String>,
+    regex: Option<(Admin, RocketJobPlan)>,
+    changed: tokio::sync::watch::Sender<Option<String>>,
+) {
+    let mut last_topology = tokio::time::Instant::now();
+    loop {
+        match consumer.max_offsets(queues.clone()).await {
+            Ok((ends, failed)) => {
+                for (q, max) in ends {
+                    figures.advance(&figures_topic(&q), q.queue_id, "", None, Some(max));
+                }
+                match failed {
+                    Some(e) => figures.set_source(SIDE_ABNORMAL, e),
+                    None => figures.set_source(SIDE_NORMAL, ""),
+                }
+            }
+            Err(e) => figures.set_source(SIDE_ABNORMAL, e),
+        }
+        if last_topology.elapsed() >= TOPOLOGY_EVERY {
+            last_topology = tokio::time::Instant::now();
+            if let Ok(now) = consumer.queues(topics.clone()).await {
+                if now != queues {
+                    let _ = changed.send(Some("the copied topics' queues changed".into()));
+                    return;
+                }
+            }
+            if let Some((admin, plan)) = &regex {
+                if let Ok(Ok(picked)) = admin.topics().await.map(|all| plan.select(&all)) {
+                    if picked != topics {
+                        let _ = changed.send(Some("topics matching topic_regex changed".into()));
+                        return;
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(PROGRESS_EVERY).await;
     }
 }
 
@@ -494,7 +594,7 @@ mod tests {
     #[test]
     fn plans() {
         let p = RocketJobPlan::of(
-            &job(json!({"topics": "a, b", "seek_to": "last",
+            &job(json!({"topics": "a, b, a", "seek_to": "last",
             "compress_alg": "lz4", "is_sync_progress": false})),
             &secrets(),
         )

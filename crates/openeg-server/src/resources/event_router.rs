@@ -950,6 +950,31 @@ async fn redis_check(result: &mut Value, member: &Value) {
     }
 }
 
+/// Past the TCP check, a Kafka endpoint must answer a metadata request made with the
+/// security protocol and SASL credentials given: what a job needs to read or write it.
+async fn kafka_check(result: &mut Value, member: &Value) {
+    use openeg_connectors::mirror::kafka::{Admin, Endpoint};
+    let failure = match Endpoint::of(member) {
+        Err(e) => Some(e),
+        Ok(ep) => match tokio::time::timeout(Duration::from_secs(20), Admin::connect(&ep)).await {
+            Ok(Ok(admin)) => {
+                // Closing a Kafka client joins its thread: not on the async threads.
+                tokio::task::spawn_blocking(move || drop(admin));
+                None
+            }
+            Ok(Err(e)) => Some(format!("the Kafka check (metadata request) failed: {e}")),
+            Err(_) => Some("the Kafka check (metadata request) timed out".to_string()),
+        },
+    };
+    if let Some(why) = failure {
+        result["status"] = json!("FAILED");
+        result["error_code"] = json!("EG.00513000");
+        result["reason"] = json!(why);
+        result["solution"] =
+            json!("check the address, the security protocol and credentials, and that it is Kafka");
+    }
+}
+
 /// Past the TCP check, a RocketMQ endpoint's name server must answer an admin client (signed
 /// with the ACL credentials given) with its cluster's brokers.
 async fn rocketmq_check(result: &mut Value, member: &Value) {
@@ -992,6 +1017,8 @@ async fn validate_job(
                     redis_check(&mut r, dcs).await;
                 } else if let Some(rmq) = doc.pointer(&format!("/{side}_config/{side}_rocketmq")) {
                     rocketmq_check(&mut r, rmq).await;
+                } else if let Some(kafka) = doc.pointer(&format!("/{side}_config/{side}_kafka")) {
+                    kafka_check(&mut r, kafka).await;
                 }
             }
             results.push(r);
