@@ -54,13 +54,20 @@ pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
     }
 }
 
-/// The embedded log under `dir/log`.
+/// The embedded log under `dir/log`. A test restarting its engine on the same directory
+/// waits (up to 15 s) for the previous engine's last tasks to release the log's lock.
 pub async fn open_log(dir: &std::path::Path) -> Arc<openeg_log::SegmentLog> {
-    Arc::new(
-        openeg_log::SegmentLog::open(dir.join("log"), openeg_log::LogConfig::default())
-            .await
-            .unwrap(),
-    )
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match openeg_log::SegmentLog::open(dir.join("log"), openeg_log::LogConfig::default()).await
+        {
+            Ok(log) => return Arc::new(log),
+            Err(openeg_log::LogError::Locked(_)) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("opening the log under {}: {e}", dir.display()),
+        }
+    }
 }
 
 /// An engine (node `node-r`) on a SQLite store and the embedded log, routing what the log holds.
