@@ -250,6 +250,35 @@ async fn bounded<T: Send + 'static>(
     }
 }
 
+/// A cluster as its name server knows it: the names of its brokers and clusters, and each
+/// broker's addresses by broker id (0: the master).
+struct ClusterView {
+    names: Vec<String>,
+    brokers: Vec<HashMap<u64, String>>,
+}
+
+async fn cluster_view(a: &DefaultMQAdminExt) -> Result<ClusterView, String> {
+    let c = a
+        .examine_broker_cluster_info()
+        .await
+        .map_err(|e| rmq::describe(&e))?;
+    let mut names: Vec<String> = Vec::new();
+    let mut brokers = Vec::new();
+    if let Some(t) = &c.broker_addr_table {
+        names.extend(t.keys().map(|k| k.to_string()));
+        brokers.extend(t.values().map(|b| {
+            b.broker_addrs()
+                .iter()
+                .map(|(id, addr)| (*id, addr.to_string()))
+                .collect()
+        }));
+    }
+    if let Some(t) = &c.cluster_addr_table {
+        names.extend(t.keys().map(|k| k.to_string()));
+    }
+    Ok(ClusterView { names, brokers })
+}
+
 /// A cluster's admin client; shut down on the client runtime when dropped.
 pub struct Admin {
     admin: Option<Arc<tokio::sync::Mutex<DefaultMQAdminExt>>>,
@@ -334,17 +363,7 @@ impl Admin {
                 .fetch_all_topic_list()
                 .await
                 .map_err(|e| rmq::describe(&e))?;
-            let cluster = a
-                .examine_broker_cluster_info()
-                .await
-                .map_err(|e| rmq::describe(&e))?;
-            let mut names: Vec<String> = Vec::new();
-            if let Some(t) = &cluster.broker_addr_table {
-                names.extend(t.keys().map(|k| k.to_string()));
-            }
-            if let Some(t) = &cluster.cluster_addr_table {
-                names.extend(t.keys().map(|k| k.to_string()));
-            }
+            let names = cluster_view(&a).await?.names;
             let mut topics: Vec<String> = list
                 .topic_list
                 .iter()
@@ -364,15 +383,11 @@ impl Admin {
         let a = self.get()?;
         bounded("reading the cluster's brokers", async move {
             let a = a.lock().await;
-            let cluster = a
-                .examine_broker_cluster_info()
-                .await
-                .map_err(|e| rmq::describe(&e))?;
-            let mut addrs: Vec<String> = cluster
-                .broker_addr_table
-                .iter()
-                .flat_map(|t| t.values())
-                .flat_map(|b| b.broker_addrs().values().map(|a| a.to_string()))
+            let mut addrs: Vec<String> = cluster_view(&a)
+                .await?
+                .brokers
+                .into_iter()
+                .flat_map(|b| b.into_values())
                 .collect();
             addrs.sort_unstable();
             addrs.dedup();
@@ -423,15 +438,11 @@ impl Admin {
         let name = topic.to_string();
         bounded("creating a topic", async move {
             let a = a.lock().await;
-            let cluster = a
-                .examine_broker_cluster_info()
-                .await
-                .map_err(|e| rmq::describe(&e))?;
-            let mut masters: Vec<String> = cluster
-                .broker_addr_table
-                .iter()
-                .flat_map(|t| t.values())
-                .filter_map(|b| b.broker_addrs().get(&0).map(|a| a.to_string()))
+            let mut masters: Vec<String> = cluster_view(&a)
+                .await?
+                .brokers
+                .into_iter()
+                .filter_map(|mut b| b.remove(&0))
                 .collect();
             masters.sort_unstable();
             if masters.is_empty() {

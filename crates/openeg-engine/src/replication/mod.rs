@@ -52,6 +52,27 @@ pub(super) struct FiguresEnd {
     pub(super) failed: bool,
 }
 
+impl FiguresEnd {
+    /// A run's start: its fresh figures, the delivery store (the job's offset pairs) and the
+    /// guard that forgets the figures when the run ends (`failed` until the run says otherwise).
+    pub(super) fn begin(
+        engine: &Weak<Engine>,
+        job_id: &str,
+        failed: bool,
+    ) -> Result<(FiguresEnd, Arc<dyn openeg_store::DeliveryStore>), ErrorInfo> {
+        let e = engine
+            .upgrade()
+            .ok_or_else(|| fail("the engine is shutting down"))?;
+        let end = FiguresEnd {
+            engine: engine.clone(),
+            job_id: job_id.to_string(),
+            figures: e.metrics.start_job(job_id),
+            failed,
+        };
+        Ok((end, e.delivery.clone()))
+    }
+}
+
 impl Drop for FiguresEnd {
     fn drop(&mut self) {
         if let Ok(mut p) = self.figures.partitions.lock() {

@@ -705,19 +705,8 @@ impl RedisJobRun {
 #[async_trait::async_trait]
 impl Runtime for RedisJobRun {
     async fn run(&self, mut stop: StopSignal, ready: Ready) -> Result<(), ErrorInfo> {
-        let engine = self
-            .engine
-            .upgrade()
-            .ok_or_else(|| fail("the engine is shutting down"))?;
-        let figures = engine.metrics.start_job(&self.job_id);
-        let delivery = engine.delivery.clone();
-        drop(engine);
-        let _end = FiguresEnd {
-            engine: self.engine.clone(),
-            job_id: self.job_id.clone(),
-            figures: figures.clone(),
-            failed: false,
-        };
+        let (_end, delivery) = FiguresEnd::begin(&self.engine, &self.job_id, false)?;
+        let figures = _end.figures.clone();
         figures.redis_update(|r| {
             r.source_addr = self.plan.source.addr.clone();
             r.sink_addr = self.plan.sink.addr.clone();

@@ -439,19 +439,8 @@ impl RocketJobRun {
 #[async_trait::async_trait]
 impl Runtime for RocketJobRun {
     async fn run(&self, mut stop: StopSignal, ready: Ready) -> Result<(), ErrorInfo> {
-        let engine = self
-            .engine
-            .upgrade()
-            .ok_or_else(|| fail("the engine is shutting down"))?;
-        let figures = engine.metrics.start_job(&self.job_id);
-        let delivery = engine.delivery.clone();
-        drop(engine);
-        let mut end = FiguresEnd {
-            engine: self.engine.clone(),
-            job_id: self.job_id.clone(),
-            figures: figures.clone(),
-            failed: true,
-        };
+        let (mut end, delivery) = FiguresEnd::begin(&self.engine, &self.job_id, true)?;
+        let figures = end.figures.clone();
         let prepared = tokio::select! {
             _ = stop.stopped() => { end.failed = false; return Ok(()); }
             p = self.prepare(&figures, &delivery) => p?,
