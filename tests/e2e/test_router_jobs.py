@@ -368,8 +368,17 @@ def test_job_action(raw_a, job):
     assert r.status == 200
     assert raw_a.call("GET", f"{JOBS}/{jid}").json()["sink_config"]["sink_kafka"][
         "address"] == "127.0.0.2:1"
+    # A careful switch (switch_now false) needs a running job with nothing left to copy;
+    # this one does not run (nothing listens at its source).
     r = raw_a.call("POST", path, body={"operation": "START",
                                        "config": {"sink_address": "127.0.0.1:1"}})
+    assert_eg_error(r, 400, "EG.00513000")
+    assert "switch_now" in r.json()["error_msg"], r.json()
+    assert raw_a.call("GET", f"{JOBS}/{jid}").json()["sink_config"]["sink_kafka"][
+        "address"] == "127.0.0.2:1"
+    r = raw_a.call("POST", path, body={"operation": "START",
+                                       "config": {"sink_address": "127.0.0.1:1",
+                                                  "switch_now": True}})
     assert r.status == 200
     s = raw_a.call("GET", f"{JOBS}/{jid}").json()
     assert s["sink_config"]["sink_kafka"]["address"] == "127.0.0.1:1"

@@ -101,6 +101,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Ownership {
+    /// Forgets a deleted task's lease, published status and candidates.
+    pub(crate) async fn forget_task(&self, name: &str) -> Result<(), openeg_store::StoreError> {
+        lock(&self.published).remove(name);
+        self.cfg
+            .store
+            .forget_task(name, &self.cfg.node, now_ms())
+            .await
+    }
+
     pub(crate) fn new(cfg: ClusterConfig) -> Ownership {
         Ownership {
             cfg,

@@ -488,9 +488,7 @@ impl Engine {
                         self.supervisor.apply(key, desired).await;
                     }
                     Ok(None) => {
-                        self.supervisor
-                            .apply(key, supervisor::Desired::Absent)
-                            .await;
+                        self.absent(key).await;
                         if task == TaskKind::EventStream {
                             self.metrics.forget_stream(id);
                         }
@@ -609,6 +607,21 @@ impl Engine {
         self.resource_changed(kind, &c.project_id, &c.id).await;
     }
 
+    /// Stops supervised work whose resource is gone and, in a cluster, forgets its published
+    /// status (and its lease once this node no longer runs it), which would otherwise stay.
+    async fn absent(&self, key: supervisor::TaskKey) {
+        let lease = cluster::task_lease_name(&key);
+        self.supervisor
+            .apply(key, supervisor::Desired::Absent)
+            .await;
+        if let Some(own) = &self.ownership {
+            if let Err(e) = own.forget_task(&lease).await {
+                tracing::warn!(error = %e, task = %lease,
+                    "forgetting a deleted task's status failed");
+            }
+        }
+    }
+
     /// Reloads everything derived from the configuration: routes compile again on next use,
     /// and supervised work is made what the store says (started, restarted on a new
     /// revision, stopped when its resource is gone).
@@ -627,9 +640,7 @@ impl Engine {
             );
             if gone {
                 let _one = self.supervising.lock().await;
-                self.supervisor
-                    .apply(key, supervisor::Desired::Absent)
-                    .await;
+                self.absent(key).await;
             }
         }
     }

@@ -115,7 +115,12 @@ pub fn revision(kind: TaskKind, body: &Value) -> u64 {
     let members: &[&str] = match kind {
         TaskKind::EventSource => &["type", "detail", "channel_id", "name"],
         TaskKind::EventStream => &["source", "sink", "rule_config", "option"],
-        TaskKind::RouterJob => &["source_config", "sink_config", "advance_config"],
+        TaskKind::RouterJob => &[
+            "source_config",
+            "sink_config",
+            "advance_config",
+            "_switched",
+        ],
     };
     let mut h = std::collections::hash_map::DefaultHasher::new();
     for m in members {

@@ -437,8 +437,16 @@ async fn kafka_job_copies_maps_renames_and_resumes() {
         }
     }
     // The stored positions are the last record of every partition.
-    let positions = store.mirror_positions(JOB, &brokers).await.unwrap();
+    let (counts, positions): (Vec<_>, Vec<_>) = store
+        .mirror_positions(JOB, &brokers)
+        .await
+        .unwrap()
+        .into_iter()
+        .partition(|p| p.partition < 0);
     assert_eq!(positions.len(), 9, "{positions:?}");
+    // Each topic's partition count is recorded (added partitions are told apart by it).
+    assert_eq!(counts.len(), 3, "{counts:?}");
+    assert!(counts.iter().all(|c| c.source_offset == 3), "{counts:?}");
     for pos in &positions {
         let recs = &read_all(&brokers, &pos.topic)[&pos.partition];
         assert_eq!(pos.source_offset, recs.last().unwrap().offset, "{pos:?}");

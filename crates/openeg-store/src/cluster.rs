@@ -100,6 +100,13 @@ pub trait ClusterStore: Send + Sync + 'static {
     /// Every published task status, ordered by task.
     async fn task_statuses(&self) -> Result<Vec<TaskStatusRow>>;
 
+    /// Forgets singleton task `task`, whose resource was deleted, as node `node` at `now_ms`:
+    /// its published status, and its lease when `node` holds it or it expired (a holder
+    /// still stopping its run keeps its lease until it forgets the task itself; without a
+    /// lease nobody can publish the status again, as that is fenced by it). Candidates go
+    /// with each node's next `replace_task_candidates`.
+    async fn forget_task(&self, task: &str, node: &str, now_ms: i64) -> Result<()>;
+
     /// Records that `node` can run exactly the singleton tasks `tasks` (replacing what it
     /// recorded before): a task's lease is assigned among the nodes that can run it.
     async fn replace_task_candidates(&self, node: &str, tasks: &[String]) -> Result<()>;
@@ -265,6 +272,9 @@ const TASK_STATUSES: &str = "SELECT task, owner, epoch, state, error_code, error
      restarts, updated_at FROM task_status ORDER BY task";
 
 const DELETE_CANDIDATES: &str = "DELETE FROM task_candidates WHERE node = $1";
+const FORGET_TASK_STATUS: &str = "DELETE FROM task_status WHERE task = $1";
+const FORGET_TASK_LEASE: &str = "DELETE FROM partition_leases WHERE topic = $1 \
+     AND partition = 0 AND (owner = $2 OR expires_at < $3)";
 const INSERT_CANDIDATE: &str = "INSERT INTO task_candidates (task, node) VALUES ($1, $2) \
      ON CONFLICT (task, node) DO NOTHING";
 const CANDIDATES: &str = "SELECT task, node FROM task_candidates ORDER BY task, node";
@@ -380,6 +390,28 @@ macro_rules! cluster_store {
                     .await
                     .map_err(|e| backend("task_statuses", e))?;
                 Ok(rows.into_iter().map(task_status_row).collect())
+            }
+
+            async fn forget_task(&self, task: &str, node: &str, now_ms: i64) -> Result<()> {
+                let _g = $lock!(self);
+                let mut tx = self
+                    .pool
+                    .begin()
+                    .await
+                    .map_err(|e| backend("forget_task", e))?;
+                sqlx::query(&$sql(FORGET_TASK_LEASE))
+                    .bind(task)
+                    .bind(node)
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| backend("forget_task", e))?;
+                sqlx::query(&$sql(FORGET_TASK_STATUS))
+                    .bind(task)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| backend("forget_task", e))?;
+                tx.commit().await.map_err(|e| backend("forget_task", e))
             }
 
             async fn replace_task_candidates(&self, node: &str, tasks: &[String]) -> Result<()> {

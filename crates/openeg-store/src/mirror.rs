@@ -62,6 +62,13 @@ pub trait MirrorStore: Send + Sync + 'static {
     /// offset (the job's committed position there); ordered by topic, partition.
     async fn mirror_positions(&self, job: &str, cluster: &str) -> Result<Vec<MirrorPair>>;
 
+    /// Per target topic and partition the job copied into while reading `cluster`, the
+    /// greatest target offset of its stored pairs (start markers, whose target partition is
+    /// negative, excluded); ordered by target topic, partition. A job switched over to read
+    /// that target starts each of its partitions after this: what lies below is its own
+    /// copies, which must not be copied back.
+    async fn mirror_copy_ends(&self, job: &str, cluster: &str) -> Result<Vec<(String, i32, i64)>>;
+
     /// Of the pairs of `topic`/`partition` copied into `target_topic`, the one with the
     /// greatest source offset at or below `at`, else the one with the least source offset
     /// (nothing below it was copied); `None` when there is no such pair.
@@ -85,6 +92,17 @@ pub trait MirrorStore: Send + Sync + 'static {
         topic: &str,
         partition: i32,
         below: i64,
+    ) -> Result<u64>;
+
+    /// Deletes the pairs of the job on `cluster` whose copies went to `target_topic` /
+    /// `target_partition` (that partition was recreated: the copies are gone). Returns how
+    /// many went.
+    async fn forget_mirror_target(
+        &self,
+        job: &str,
+        cluster: &str,
+        target_topic: &str,
+        target_partition: i32,
     ) -> Result<u64>;
 
     /// Deletes every pair of the job (it was deleted). Returns how many went.
@@ -155,6 +173,10 @@ const POSITIONS: &str = "SELECT m.topic, m.partition, m.source_offset, m.target_
       AND x.source_cluster = m.source_cluster AND x.topic = m.topic \
       AND x.partition = m.partition) \
      ORDER BY m.topic, m.partition";
+const COPY_ENDS: &str = "SELECT target_topic, target_partition, MAX(target_offset) \
+     FROM mirror_pairs WHERE job_id = $1 AND source_cluster = $2 AND target_partition >= 0 \
+     AND target_offset >= 0 GROUP BY target_topic, target_partition \
+     ORDER BY target_topic, target_partition";
 const AT_OR_BELOW: &str = "WHERE job_id = $1 AND source_cluster = $2 AND topic = $3 \
      AND partition = $4 AND target_topic = $5 AND source_offset <= $6 \
      ORDER BY source_offset DESC LIMIT 1";
@@ -168,6 +190,8 @@ const PRUNE: &str = "DELETE FROM mirror_pairs WHERE job_id = $1 AND source_clust
       AND y.source_cluster = $2 AND y.topic = $3 AND y.partition = $4 \
       AND y.target_topic = mirror_pairs.target_topic AND y.source_offset <= $5)";
 const DELETE_JOB: &str = "DELETE FROM mirror_pairs WHERE job_id = $1";
+const DELETE_TARGET: &str = "DELETE FROM mirror_pairs WHERE job_id = $1 \
+     AND source_cluster = $2 AND target_topic = $3 AND target_partition = $4";
 const DELETE_PARTITION: &str = "DELETE FROM mirror_pairs WHERE job_id = $1 \
      AND source_cluster = $2 AND topic = $3 AND partition = $4";
 
@@ -218,6 +242,23 @@ macro_rules! mirror_store {
                     .await
                     .map_err(|e| backend("mirror_positions", e))?;
                 Ok(rows.into_iter().map(pair).collect())
+            }
+
+            async fn mirror_copy_ends(
+                &self,
+                job: &str,
+                cluster: &str,
+            ) -> Result<Vec<(String, i32, i64)>> {
+                let rows: Vec<(String, i64, i64)> = sqlx::query_as(&$sql(COPY_ENDS))
+                    .bind(job)
+                    .bind(cluster)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| backend("mirror_copy_ends", e))?;
+                Ok(rows
+                    .into_iter()
+                    .filter_map(|(t, p, o)| Some((t, i32::try_from(p).ok()?, o)))
+                    .collect())
             }
 
             async fn mirror_pair_at(
@@ -274,6 +315,25 @@ macro_rules! mirror_store {
                     .execute(&self.pool)
                     .await
                     .map_err(|e| backend("prune_mirror_pairs", e))?;
+                Ok(r.rows_affected())
+            }
+
+            async fn forget_mirror_target(
+                &self,
+                job: &str,
+                cluster: &str,
+                target_topic: &str,
+                target_partition: i32,
+            ) -> Result<u64> {
+                let _g = $lock!(self);
+                let r = sqlx::query(&$sql(DELETE_TARGET))
+                    .bind(job)
+                    .bind(cluster)
+                    .bind(target_topic)
+                    .bind(i64::from(target_partition))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| backend("forget_mirror_target", e))?;
                 Ok(r.rows_affected())
             }
 

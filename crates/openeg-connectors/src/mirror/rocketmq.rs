@@ -486,6 +486,8 @@ impl Admin {
 /// topics assigned (no rebalancing: the group is the job's own). Shut down when dropped.
 pub struct MirrorConsumer {
     consumer: Option<Arc<DefaultLitePullConsumer>>,
+    /// Messages polled so far (a reader that sees it move knows the source answers).
+    polled: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Drop for MirrorConsumer {
@@ -506,6 +508,9 @@ pub struct QueueStart {
     pub max_offset: i64,
     /// Whether the job had not read this queue before (`offset` came from `seek_to`).
     pub new: bool,
+    /// A floor given for the queue that lies beyond its end (the queue was recreated): it was
+    /// not applied.
+    pub stale_floor: Option<i64>,
 }
 
 impl MirrorConsumer {
@@ -514,15 +519,18 @@ impl MirrorConsumer {
     /// offset above 0 continues at the greater of the two; a new queue of a topic the job
     /// read before starts at its first message; any other queue where `seek` says. (A broker
     /// may answer 0 rather than "none" for a group that never committed, so the committed
-    /// offset alone cannot tell a new queue.) Returns the queues, sorted.
+    /// offset alone cannot tell a new queue.) A queue in `floors` starts at that offset at the
+    /// least, unless it lies beyond the queue's end. Returns the queues, sorted.
     pub async fn open(
         endpoint: &Endpoint,
         group: &str,
         topics: &[String],
         seek: SeekTo,
         taken: &HashMap<Queue, i64>,
+        floors: &HashMap<Queue, i64>,
     ) -> Result<(MirrorConsumer, Vec<QueueStart>), String> {
         let taken = taken.clone();
+        let floors = floors.clone();
         let runtime = rmq::client_runtime()?;
         let settings = endpoint.settings.clone();
         let group = group.to_string();
@@ -545,6 +553,7 @@ impl MirrorConsumer {
                 }
                 let c = Arc::new(builder.build().map_err(|e| rmq::describe(&e))?);
                 let consumer = MirrorConsumer {
+                    polled: Default::default(),
                     consumer: Some(c.clone()),
                 };
                 c.start().await.map_err(|e| rmq::describe(&e))?;
@@ -571,12 +580,19 @@ impl MirrorConsumer {
                     let max = c.max_offset(mq).await.map_err(|e| rmq::describe(&e))?;
                     // `.max(min).min(max)`, not `clamp`: a broker's answer must not panic us.
                     let within = |o: i64| o.max(min).min(max);
-                    let known_topic = taken.keys().any(|k| k.topic == q.topic);
-                    let new = !taken.contains_key(&q) && committed <= 0;
+                    let known_topic = taken
+                        .keys()
+                        .chain(floors.keys())
+                        .any(|k| k.topic == q.topic);
+                    let floor = floors.get(&q).copied();
+                    let stale_floor = floor.filter(|f| *f > max);
+                    let floor = floor.filter(|f| *f <= max);
+                    let new = !taken.contains_key(&q) && committed <= 0 && floor.is_none();
                     let offset = if !new {
                         // Retention may have removed what the group had not read, or the queue
                         // was recreated shorter: read on from what is there.
-                        within(committed.max(taken.get(&q).copied().unwrap_or(0)))
+                        let at = committed.max(taken.get(&q).copied().unwrap_or(0));
+                        within(at.max(floor.unwrap_or(0)))
                     } else if known_topic {
                         // A queue added to a topic the job copies: all of it.
                         min
@@ -599,6 +615,7 @@ impl MirrorConsumer {
                         offset,
                         max_offset: max,
                         new,
+                        stale_floor,
                     });
                 }
                 Ok((consumer, starts))
@@ -631,6 +648,7 @@ impl MirrorConsumer {
     ) -> Result<Vec<Polled>, String> {
         let c = self.get()?;
         let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+        let polled = self.polled.clone();
         rmq::spawn(async move {
             let mut out: Vec<Polled> = c
                 .poll_with_timeout(wait_ms)
@@ -650,9 +668,15 @@ impl MirrorConsumer {
                     .sum::<usize>();
                 out.extend(more.iter().map(Polled::of));
             }
+            polled.fetch_add(out.len() as u64, std::sync::atomic::Ordering::Relaxed);
             out
         })
         .await
+    }
+
+    /// How many messages this consumer has polled.
+    pub fn polled(&self) -> u64 {
+        self.polled.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Commits, per queue, the offset of the next message to copy, and sends it to the broker.
@@ -828,12 +852,16 @@ impl MirrorProducer {
     }
 
     /// Sends copies of `messages` to `queue`, one after the other (each stored before the
-    /// next is sent, which keeps their order). `Err((sent, why))`: the first `sent` were
-    /// stored (`SEND_OK`), the rest not.
+    /// next is sent, which keeps their order). `Ok`: the target queue offset of the last
+    /// one. `Err((sent, why))`: the first `sent` were stored (`SEND_OK`), the rest not.
     ///
     /// Not in batches: a batch's stored messages get the batch's message id in place of their
     /// own (seen with rocketmq-rust 1.0), and a copy must keep its id.
-    pub async fn send(&self, queue: &Queue, messages: &[Polled]) -> Result<(), (usize, String)> {
+    pub async fn send(
+        &self,
+        queue: &Queue,
+        messages: &[Polled],
+    ) -> Result<Option<i64>, (usize, String)> {
         let p = self
             .producer
             .clone()
@@ -844,13 +872,14 @@ impl MirrorProducer {
         // Aborted when this future is dropped (a stopped run): a send task left running would
         // interleave with the next run's copies of the same queue.
         let task = rmq::spawn_handle(async move {
+            let mut last = None;
             for (sent, m) in messages.iter().enumerate() {
-                let status = p
+                let result = p
                     .send_to_queue_with_timeout(m.copy(&topic), mq.clone(), SEND_TIMEOUT_MS)
                     .await
-                    .map_err(|e| (sent, rmq::describe(&e)))?
-                    .map(|r| r.send_status);
-                match status {
+                    .map_err(|e| (sent, rmq::describe(&e)))?;
+                last = result.as_ref().map(|r| r.queue_offset as i64);
+                match result.map(|r| r.send_status) {
                     Some(SendStatus::SendOk) => {}
                     // The master stored it; only its flush or replica did not confirm in
                     // time. Sending it again would store it twice.
@@ -866,7 +895,7 @@ impl MirrorProducer {
                     None => return Err((sent, "the broker answered no send status".to_string())),
                 }
             }
-            Ok(())
+            Ok(last)
         })
         .map_err(|e| (0, e))?;
         let mut task = AbortOnDrop(Some(task));

@@ -45,6 +45,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+/// The partition of the pair that records a topic's partition count (its source offset).
+const TOPIC_MARK: i32 = -1;
 /// At most this many records pass between two stored pairs of a partition.
 pub const PAIR_EVERY: u32 = 100;
 /// Records per batch a job's source hands out.
@@ -53,6 +55,9 @@ const BATCH: usize = 1000;
 const BATCH_WAIT: Duration = Duration::from_millis(50);
 /// How often the source's watermarks are read (syncDetail's `max_offset`).
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// How often the source's topics are listed again: a topic `topic_regex` now picks (or no
+/// longer does), or a copied topic's added partitions, restart the run, which reads them.
+const TOPOLOGY_EVERY: Duration = Duration::from_secs(30);
 /// Longest wait between two attempts of a failing batch.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 /// How a sink status found by the group sync begins (it clears once a round succeeds).
@@ -103,7 +108,12 @@ pub(crate) struct KafkaJobPlan {
     source_member: Value,
     source: Endpoint,
     sink: Endpoint,
+    /// The `cluster_alias` of the cluster the job copied from when it was made (`rename_topic`
+    /// prefixes it).
     source_alias: String,
+    /// Selection, mappings and renaming are written from the first source's side; a job
+    /// switched over (`_switched`) reads its copies and writes into their origins.
+    switched: bool,
     topics: TopicSelector,
     mappings: Vec<(String, String)>,
     rename: bool,
@@ -159,8 +169,18 @@ impl KafkaJobPlan {
         .and_then(|n| i32::try_from(n).ok())
         .filter(|n| *n > 0)
         .ok_or("advance_config.kafka2kafka.replica_cnt is not a positive count")?;
+        let switched = body
+            .get("_switched")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let first_source = if switched {
+            &sink_member
+        } else {
+            &source_member
+        };
         Ok(KafkaJobPlan {
-            source_alias: text(&source_member, "cluster_alias").unwrap_or_default(),
+            source_alias: text(first_source, "cluster_alias").unwrap_or_default(),
+            switched,
             source_member,
             source,
             sink,
@@ -179,10 +199,18 @@ impl KafkaJobPlan {
         })
     }
 
-    /// The sink topic of source topic `src`: a `topic_mappings` entry, else with
+    /// The sink topic of source topic `src`. As made: a `topic_mappings` entry, else with
     /// `rename_topic` `{source cluster_alias}.{src}` (as DMS Smart Connect names copies),
-    /// else `src`.
+    /// else `src`. Switched over: the topic `src` is the copy of ([`Self::origin_of`]).
     pub(crate) fn target_topic(&self, src: &str) -> String {
+        if self.switched {
+            return self.origin_of(src).unwrap_or_else(|| src.to_string());
+        }
+        self.copy_of(src)
+    }
+
+    /// Where the job as made copies topic `src`.
+    fn copy_of(&self, src: &str) -> String {
         if let Some((_, t)) = self.mappings.iter().find(|(s, _)| s == src) {
             return t.clone();
         }
@@ -190,6 +218,31 @@ impl KafkaJobPlan {
             return format!("{}.{src}", self.source_alias);
         }
         src.to_string()
+    }
+
+    /// Whether the job as made copies topic `src`.
+    fn selects(&self, src: &str) -> bool {
+        match &self.topics {
+            TopicSelector::Names(names) => names.iter().any(|n| n == src),
+            TopicSelector::Regex(r) => !src.starts_with("__") && r.is_match(src),
+        }
+    }
+
+    /// The topic the job as made copies into `copy`, if any: a mapped name, the name without
+    /// the alias prefix, or `copy` itself, whichever the job selects and copies there.
+    fn origin_of(&self, copy: &str) -> Option<String> {
+        let prefix = format!("{}.", self.source_alias);
+        let renamed = (self.rename && !self.source_alias.is_empty())
+            .then(|| copy.strip_prefix(&prefix))
+            .flatten();
+        self.mappings
+            .iter()
+            .filter(|(_, t)| t == copy)
+            .map(|(s, _)| s.as_str())
+            .chain(renamed)
+            .chain(std::iter::once(copy))
+            .find(|c| self.selects(c) && self.copy_of(c) == copy)
+            .map(str::to_string)
     }
 
     /// Whether source and sink are one cluster (then a copy must not land in a copied topic).
@@ -201,6 +254,28 @@ impl KafkaJobPlan {
     /// never, and on a single cluster never a topic the job writes into.
     pub(crate) fn select(&self, topics: &[TopicInfo]) -> Result<Vec<TopicInfo>, String> {
         let picked: Vec<TopicInfo> = match &self.topics {
+            // Switched over: the copies of the selected topics, named as the job made them.
+            TopicSelector::Names(names) if self.switched => {
+                let mut out = Vec::new();
+                for n in names {
+                    let copy = self.copy_of(n);
+                    match topics.iter().find(|t| t.name == copy) {
+                        Some(t) => out.push(t.clone()),
+                        None => {
+                            return Err(format!(
+                                "topic {copy} (the copy of {n}; the job is switched over) does \
+                                 not exist on the source cluster"
+                            ))
+                        }
+                    }
+                }
+                out
+            }
+            TopicSelector::Regex(_) if self.switched => topics
+                .iter()
+                .filter(|t| self.origin_of(&t.name).is_some())
+                .cloned()
+                .collect(),
             TopicSelector::Names(names) => {
                 let mut out = Vec::new();
                 for n in names {
@@ -277,6 +352,8 @@ struct Mirrored {
 /// What a run has once connected: its pipelines, both clusters and its topics.
 struct Prepared {
     pipelines: Vec<Pipeline>,
+    /// Per source partition, where the copies the job made into it going the other way end.
+    floors: HashMap<(String, i32), i64>,
     source_admin: Admin,
     sink_admin: Admin,
     topics: Vec<Mirrored>,
@@ -315,14 +392,34 @@ impl KafkaJobRun {
                 .map_err(|e| fail(format!("the sink cluster cannot be written: {e}")))?,
         );
         let cluster = plan.source.servers();
-        let stored: HashMap<(String, i32), i64> = delivery
+        let positions = delivery
             .mirror_positions(&self.job_id, &cluster)
+            .await
+            .map_err(|e| fail(format!("reading the job's positions failed: {e}")))?;
+        // Per partition the next offset to copy (a start marker says where a partition that
+        // has copied nothing yet starts); per topic the partition count the job knew.
+        let mut stored: HashMap<(String, i32), i64> = HashMap::new();
+        let mut known_partitions: HashMap<String, i32> = HashMap::new();
+        for p in positions {
+            if p.partition == TOPIC_MARK {
+                let n = i32::try_from(p.source_offset).unwrap_or(i32::MAX);
+                known_partitions.insert(p.topic, n);
+            } else {
+                stored.insert((p.topic, p.partition), p.source_offset.saturating_add(1));
+            }
+        }
+        // What this job copied into the source while it ran the other way (before a
+        // switch-over) came from the sink: a partition starts after those copies, never
+        // below them, so nothing goes back where it came from.
+        let copied_back: HashMap<(String, i32), i64> = delivery
+            .mirror_copy_ends(&self.job_id, &plan.sink.servers())
             .await
             .map_err(|e| fail(format!("reading the job's positions failed: {e}")))?
             .into_iter()
-            .map(|p| ((p.topic, p.partition), p.source_offset.saturating_add(1)))
+            .map(|(t, p, o)| ((t, p), o.saturating_add(1)))
             .collect();
         let failing = Arc::new(AtomicUsize::new(0));
+        let mut floors = HashMap::new();
         let mut pipelines = Vec::new();
         let mut mirrored = Vec::new();
         for t in &topics {
@@ -346,28 +443,45 @@ impl KafkaJobRun {
                 .await
                 .map_err(|e| fail(format!("reading the source's watermarks failed: {e}")))?;
             let mut start_offsets = HashMap::new();
+            // Partitions beyond the count the job knew were added since: copied whole.
+            let known = known_partitions.get(&t.name).copied();
+            let mut markers = Vec::new();
             for (p, low, high) in marks {
                 // The job's own pairs are its commit; the group follows them (asynchronously).
-                let resume = stored
-                    .get(&(t.name.clone(), p))
-                    .or(committed.get(&p))
-                    .copied();
-                let at = match resume {
-                    None if plan.seek_to == "latest" => high,
+                let key = (t.name.clone(), p);
+                let mut own = stored.get(&key).or(committed.get(&p)).copied();
+                if let Some(o) = own.filter(|o| *o > high) {
+                    // Recreated or truncated: the pairs describe records that are gone, and
+                    // what the partition holds now was never copied.
+                    tracing::warn!(job_id = %self.job_id, topic = %t.name, partition = p,
+                        position = o, high,
+                        "event-router job: the source partition is behind the job's position \
+                         (recreated?); copying it from its start");
+                    delivery
+                        .forget_mirror_partition(&self.job_id, &cluster, &t.name, p)
+                        .await
+                        .map_err(|e| fail(format!("resetting the job's positions: {e}")))?;
+                    own = Some(low);
+                }
+                let mut floor = copied_back.get(&key).copied();
+                if let Some(f) = floor.filter(|f| *f > high) {
+                    // The copies made into it going the other way are gone with it.
+                    tracing::warn!(job_id = %self.job_id, topic = %t.name, partition = p,
+                        copies_end = f, high,
+                        "event-router job: the source partition holds less than the job copied \
+                         into it before a switch-over (recreated?); those copies are forgotten");
+                    delivery
+                        .forget_mirror_target(&self.job_id, &plan.sink.servers(), &t.name, p)
+                        .await
+                        .map_err(|e| fail(format!("resetting the job's positions: {e}")))?;
+                    floor = None;
+                }
+                if let Some(f) = floor {
+                    floors.insert(key.clone(), f);
+                }
+                let at = match own.into_iter().chain(floor).max() {
+                    None if plan.seek_to == "latest" && known.is_none_or(|n| p < n) => high,
                     None => low,
-                    Some(o) if o > high => {
-                        // Recreated or truncated: the pairs describe records that are gone,
-                        // and what the partition holds now was never copied.
-                        tracing::warn!(job_id = %self.job_id, topic = %t.name, partition = p,
-                            position = o, high,
-                            "event-router job: the source partition is behind the job's \
-                             position (recreated?); copying it from its start");
-                        delivery
-                            .forget_mirror_partition(&self.job_id, &cluster, &t.name, p)
-                            .await
-                            .map_err(|e| fail(format!("resetting the job's positions: {e}")))?;
-                        low
-                    }
                     Some(o) if o < low => {
                         tracing::warn!(job_id = %self.job_id, topic = %t.name, partition = p,
                             position = o, low,
@@ -377,9 +491,42 @@ impl KafkaJobRun {
                     }
                     Some(o) => o,
                 };
+                if !stored.contains_key(&key) {
+                    // Where it starts, so that a restart before its first copy starts there
+                    // again rather than applying `seek_to` anew.
+                    markers.push(MirrorPair {
+                        topic: t.name.clone(),
+                        partition: p,
+                        source_offset: at.saturating_sub(1),
+                        target_topic: String::new(),
+                        target_partition: -1,
+                        target_offset: -1,
+                    });
+                }
                 start_offsets.insert(p, at);
                 figures.advance(&t.name, p, &target, Some(at), Some(high));
             }
+            if known.is_some_and(|n| n > t.partitions) {
+                // Fewer partitions than before (recreated): the greater count must go.
+                delivery
+                    .forget_mirror_partition(&self.job_id, &cluster, &t.name, TOPIC_MARK)
+                    .await
+                    .map_err(|e| fail(format!("resetting the job's positions: {e}")))?;
+            }
+            if known != Some(t.partitions) {
+                markers.push(MirrorPair {
+                    topic: t.name.clone(),
+                    partition: TOPIC_MARK,
+                    source_offset: i64::from(t.partitions),
+                    target_topic: String::new(),
+                    target_partition: -1,
+                    target_offset: -1,
+                });
+            }
+            delivery
+                .put_mirror_pairs(&self.job_id, &cluster, &markers)
+                .await
+                .map_err(|e| fail(format!("storing the job's positions failed: {e}")))?;
             let spec = SourceSpec {
                 kind: kafka_source::KIND.into(),
                 // Every partition starts at an explicit offset; one found out of range (retention
@@ -426,6 +573,7 @@ impl KafkaJobRun {
         }
         Ok(Prepared {
             pipelines,
+            floors,
             source_admin,
             sink_admin,
             topics: mirrored,
@@ -444,6 +592,7 @@ impl Runtime for KafkaJobRun {
         };
         let Prepared {
             pipelines,
+            floors,
             source_admin,
             sink_admin,
             topics,
@@ -453,6 +602,7 @@ impl Runtime for KafkaJobRun {
             delivery: delivery.clone(),
             job_id: self.job_id.clone(),
             cluster: self.plan.source.servers(),
+            floors,
         });
         let prune = Prune {
             delivery: delivery.clone(),
@@ -480,7 +630,11 @@ impl Runtime for KafkaJobRun {
         let result = tokio::select! {
             _ = stop.stopped() => Ok(()),
             r = &mut pipelines => r.map(|_| ()),
-            () = progress(&source_admin, &topics, &figures, groups.as_ref(), &prune) => Ok(()),
+            why = progress(&self.plan, &source_admin, &topics, &figures, groups.as_ref(), &prune)
+                => {
+                tracing::info!(job_id = %self.job_id, %why, "event-router job: restarting");
+                Err(fail(format!("{why}: the job restarts to read them")))
+            }
         };
         end.failed = result.is_err();
         // Closing Kafka clients blocks (a producer flushes, an admin client joins its
@@ -494,16 +648,30 @@ impl Runtime for KafkaJobRun {
 /// Every [`PROGRESS_EVERY`]: reads the source's watermarks (syncDetail's `max_offset`; a failed
 /// read marks the source `ABNORMAL`, the copy goes on where it can), drops the offset pairs no
 /// translation can need any more (below the low watermark: those records are gone), and with
-/// `is_sync_progress` translates the consumer groups' offsets ([`GroupSync`]).
+/// `is_sync_progress` translates the consumer groups' offsets ([`GroupSync`]). Every
+/// [`TOPOLOGY_EVERY`] it lists the source's topics: when the job would now copy other topics or
+/// partitions, it returns why (the run restarts).
 async fn progress(
+    plan: &KafkaJobPlan,
     admin: &Admin,
     topics: &[Mirrored],
     figures: &JobFigures,
     groups: Option<&GroupSync>,
     prune: &Prune,
-) {
+) -> String {
+    let copied: Vec<TopicInfo> = topics.iter().map(|t| t.topic.clone()).collect();
+    let mut listed_at = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(PROGRESS_EVERY).await;
+        if listed_at.elapsed() >= TOPOLOGY_EVERY {
+            listed_at = tokio::time::Instant::now();
+            // A failed listing changes nothing (the watermarks below report the source).
+            if let Ok(Ok(now)) = admin.topics().await.map(|all| plan.select(&all)) {
+                if now != copied {
+                    return "the copied topics or their partitions changed".to_string();
+                }
+            }
+        }
         let mut failed = None;
         for t in topics {
             let parts: Vec<i32> = (0..t.topic.partitions).collect();
@@ -589,6 +757,11 @@ struct GroupSync {
     delivery: Arc<dyn DeliveryStore>,
     job_id: String,
     cluster: String,
+    /// Per source partition, where the copies the job made into it before a switch-over end.
+    /// A group that stopped below it is not translated: it was reading those copies, and its
+    /// offset on the sink (where it read the originals) is already the right one or behind
+    /// it, which re-reads and never skips.
+    floors: HashMap<(String, i32), i64>,
 }
 
 /// Groups translated at once in a round.
@@ -677,8 +850,9 @@ impl GroupSync {
         for t in topics {
             let mut writes = Vec::new();
             for (topic, p, c) in committed.iter().filter(|(n, _, _)| *n == t.topic.name) {
-                let next = positions.get(&(topic.clone(), *p)).map_or(-1, |f| f.next);
-                if *c > next {
+                let key = (topic.clone(), *p);
+                let next = positions.get(&key).map_or(-1, |f| f.next);
+                if *c > next || self.floors.get(&key).is_some_and(|f| c < f) {
                     continue;
                 }
                 match self
@@ -912,6 +1086,18 @@ impl DurableLog for MirrorWriter {
                     &ts,
                     self.placement.keeps_partition(*p),
                 );
+                // Copies spread by key hash: also each target partition's last copy, where a
+                // job switched over to read the target starts (`mirror_copy_ends`).
+                let mut chosen = chosen;
+                if !self.placement.keeps_partition(*p) {
+                    let mut last: BTreeMap<i32, usize> = BTreeMap::new();
+                    for (c, &i) in idx.iter().enumerate() {
+                        last.insert(copies[i].partition, c);
+                    }
+                    chosen.extend(last.into_values());
+                    chosen.sort_unstable();
+                    chosen.dedup();
+                }
                 for c in chosen {
                     let i = idx[c];
                     pairs.push(MirrorPair {
@@ -999,6 +1185,56 @@ mod tests {
         assert_eq!(plain.target_topic("a"), "a");
         let missing = plain.select(&topics(&["b"])).unwrap_err();
         assert!(missing.contains("topic a does not exist"), "{missing}");
+    }
+
+    /// A job switched over (`_switched`, source and sink swapped by the API) reads the copies
+    /// and writes each into the topic it was copied from.
+    fn switched(k2k: Value) -> KafkaJobPlan {
+        let mut body = job(k2k);
+        let (src, sink) = (
+            body["source_config"]["source_kafka"].clone(),
+            body["sink_config"]["sink_kafka"].clone(),
+        );
+        body["source_config"] = json!({ "source_kafka": sink });
+        body["sink_config"] = json!({ "sink_kafka": src });
+        body["_switched"] = json!(true);
+        KafkaJobPlan::of(&body, &secrets()).unwrap()
+    }
+
+    #[test]
+    fn a_switched_job_copies_the_copies_back_to_their_topics() {
+        let k2k = json!({"topics": "a,b,c", "rename_topic": true,
+            "topic_mappings": [{"source_topic": "a", "sink_topic": "a-copy"}]});
+        let p = switched(k2k.clone());
+        assert_eq!(p.source.servers(), "127.0.0.2:9092");
+        let got = p
+            .select(&topics(&["a", "a-copy", "b", "dr.b", "dr.c", "dr.x"]))
+            .unwrap();
+        let names: Vec<&str> = got.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["a-copy", "dr.b", "dr.c"]);
+        assert_eq!(p.target_topic("a-copy"), "a");
+        assert_eq!(p.target_topic("dr.b"), "b");
+        let missing = p.select(&topics(&["a-copy", "dr.b"])).unwrap_err();
+        assert!(missing.contains("topic dr.c (the copy of c"), "{missing}");
+        // A regex picks the copies of the topics it matches, named as they were copied.
+        let r = switched(json!({"topic_regex": "o.*", "rename_topic": true,
+            "topic_mappings": [{"source_topic": "orders", "sink_topic": "archive"}]}));
+        let got = r
+            .select(&topics(&[
+                "archive",
+                "dr.orders-eu",
+                "dr.x",
+                "orders",
+                "dr.archive",
+            ]))
+            .unwrap();
+        let names: Vec<&str> = got.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["archive", "dr.orders-eu"]);
+        assert_eq!(r.target_topic("archive"), "orders");
+        assert_eq!(r.target_topic("dr.orders-eu"), "orders-eu");
+        // Not switched: the same settings read the originals.
+        let fwd = KafkaJobPlan::of(&job(k2k), &secrets()).unwrap();
+        assert_eq!(fwd.target_topic("a"), "a-copy");
     }
 
     #[test]

@@ -38,7 +38,7 @@ use openeg_store::DeliveryStore;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long one poll waits for messages.
 const POLL_WAIT: Duration = Duration::from_millis(500);
@@ -54,6 +54,12 @@ const ROUND_BYTES: usize = 64 << 20;
 /// The sink status note of a job asking for `is_sync_progress`.
 const SYNC_PROGRESS_NOTE: &str = "is_sync_progress is not applied to RocketMQ jobs yet: \
                                   consumer-group offsets are not translated to the target";
+/// How long messages may wait unread, with the target taking copies, before the source is
+/// reported `ABNORMAL`: the client swallows some pull failures (a group without permission to
+/// read, say), which then show only as a backlog that does not move.
+const STALLED_AFTER: Duration = Duration::from_secs(30);
+/// How often the offset pairs no start can need any more are dropped.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// Longest wait between two attempts of a refused copy.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 
@@ -155,6 +161,13 @@ pub(crate) struct RocketJobRun {
     pub(crate) plan: RocketJobPlan,
 }
 
+/// The target topic of the pair of a target queue's last copy (`{topic}@{broker}#{id}`): one
+/// per queue, so that pruning, which keeps the greatest pair per target topic, keeps every
+/// queue's.
+pub fn copy_end_key(q: &Queue) -> String {
+    format!("{}#{}", figures_topic(q), q.queue_id)
+}
+
 /// The figures' key of a source queue's topic: `{topic}@{broker}` (a RocketMQ topic name has
 /// no `@`).
 pub fn figures_topic(q: &Queue) -> String {
@@ -181,6 +194,9 @@ struct Prepared {
     positions: BTreeMap<Queue, i64>,
     /// The source's admin client (re-reading `topic_regex`), until the watcher takes it.
     source_admin: Option<Admin>,
+    /// The job's offset pairs, and when the older ones were last dropped.
+    delivery: Arc<dyn DeliveryStore>,
+    pruned_at: Instant,
 }
 
 impl RocketJobRun {
@@ -270,13 +286,57 @@ impl RocketJobRun {
                 ))
             })
             .collect();
-        let (consumer, starts) =
-            MirrorConsumer::open(&plan.source, &self.group(), &topics, plan.seek_to, &taken)
+        // What this job copied into the source while it ran the other way (before a
+        // switch-over) came from the sink: a queue starts after those copies, never below
+        // them, so nothing goes back where it came from.
+        let copied_back = delivery
+            .mirror_copy_ends(&self.job_id, &plan.sink.servers())
+            .await
+            .map_err(|e| fail(format!("reading the job's positions failed: {e}")))?;
+        let mut floors: HashMap<Queue, i64> = HashMap::new();
+        for (key, queue_id, end) in copied_back {
+            let Some((topic, broker)) = key.rsplit_once('#').and_then(|(t, _)| t.split_once('@'))
+            else {
+                continue;
+            };
+            let q = Queue {
+                topic: topic.to_string(),
+                broker: broker.to_string(),
+                queue_id,
+            };
+            let after = end.saturating_add(1);
+            let at = floors.entry(q).or_insert(after);
+            *at = (*at).max(after);
+        }
+        let (consumer, starts) = MirrorConsumer::open(
+            &plan.source,
+            &self.group(),
+            &topics,
+            plan.seek_to,
+            &taken,
+            &floors,
+        )
+        .await
+        .map_err(|e| {
+            figures.set_source(SIDE_ABNORMAL, e.clone());
+            fail(format!("the source cannot be read: {e}"))
+        })?;
+        for s in starts.iter().filter(|s| s.stale_floor.is_some()) {
+            // The copies made into it going the other way are gone with it.
+            tracing::warn!(job_id = %self.job_id, queue = ?s.queue, copies_end = ?s.stale_floor,
+                max_offset = s.max_offset,
+                "event-router job: the source queue holds less than the job copied into it \
+                 before a switch-over (recreated?); those copies are forgotten");
+            delivery
+                .forget_mirror_target(
+                    &self.job_id,
+                    &plan.sink.servers(),
+                    &copy_end_key(&s.queue),
+                    s.queue.queue_id,
+                )
                 .await
-                .map_err(|e| {
-                    figures.set_source(SIDE_ABNORMAL, e.clone());
-                    fail(format!("the source cannot be read: {e}"))
-                })?;
+                .map_err(|e| fail(format!("resetting the job's positions: {e}")))?;
+        }
         // A queue read for the first time: where `seek_to` put it, so that a restart before
         // its first commit does not apply `seek_to` again (`last` would skip what came since).
         let first: Vec<MirrorPair> = starts
@@ -339,6 +399,8 @@ impl RocketJobRun {
             topics,
             positions: starts.into_iter().map(|s| (s.queue, s.offset)).collect(),
             source_admin: Some(source_admin),
+            delivery: delivery.clone(),
+            pruned_at: Instant::now(),
         })
     }
 
@@ -383,6 +445,8 @@ impl RocketJobRun {
                 sends.entry(target).or_default().push(m);
             }
         }
+        // Each target queue's last copy of the round, for its pair (see below).
+        let mut last_copies: Vec<MirrorPair> = Vec::with_capacity(sends.len());
         let mut failures = 0u32;
         let producer = &p.producer;
         while !sends.is_empty() {
@@ -395,8 +459,18 @@ impl RocketJobRun {
             let mut why = None;
             for (q, r) in results {
                 match r {
-                    Ok(()) => {
-                        sends.remove(&q);
+                    Ok(at) => {
+                        let last = sends.remove(&q).and_then(|msgs| msgs.into_iter().last());
+                        if let (Some(m), Some(at)) = (last, at) {
+                            last_copies.push(MirrorPair {
+                                topic: figures_topic(&m.queue),
+                                partition: m.queue.queue_id,
+                                source_offset: m.offset,
+                                target_topic: copy_end_key(&q),
+                                target_partition: q.queue_id,
+                                target_offset: at,
+                            });
+                        }
                     }
                     Err((sent, e)) => {
                         if let Some(rest) = sends.get_mut(&q) {
@@ -420,6 +494,30 @@ impl RocketJobRun {
         if failures > 0 {
             figures.set_sink(SIDE_NORMAL, self.sink_note());
             ready.ready();
+        }
+        // Where the round's copies end in each target queue: a job switched over to read the
+        // target starts there (`MirrorStore::mirror_copy_ends`). Stored before the commit.
+        let cluster = self.plan.source.servers();
+        p.delivery
+            .put_mirror_pairs(&self.job_id, &cluster, &last_copies)
+            .await
+            .map_err(|e| fail(format!("storing the job's positions failed: {e}")))?;
+        if p.pruned_at.elapsed() >= PRUNE_EVERY {
+            // Per target queue only its last copy is needed (it has a target topic of its
+            // own): one pair per source queue and target queue stays.
+            p.pruned_at = Instant::now();
+            for (q, o) in &p.positions {
+                let topic = figures_topic(q);
+                let pruned = p
+                    .delivery
+                    .prune_mirror_pairs(&self.job_id, &cluster, &topic, q.queue_id, *o)
+                    .await;
+                if let Err(e) = pruned {
+                    tracing::warn!(job_id = %self.job_id, error = %e,
+                        "event-router job: dropping old offset pairs failed (tried again later)");
+                    break;
+                }
+            }
         }
         for (q, o) in next {
             figures.advance(&figures_topic(&q), q.queue_id, "", Some(o), None);
@@ -522,6 +620,8 @@ async fn watch_source(
     changed: tokio::sync::watch::Sender<Option<String>>,
 ) {
     let mut last_topology = tokio::time::Instant::now();
+    // Since when the backlog has waited without a message read, and the positions then.
+    let mut stalled: Option<(tokio::time::Instant, u64)> = None;
     loop {
         match consumer.max_offsets(queues.clone()).await {
             Ok((ends, failed)) => {
@@ -530,7 +630,10 @@ async fn watch_source(
                 }
                 match failed {
                     Some(e) => figures.set_source(SIDE_ABNORMAL, e),
-                    None => figures.set_source(SIDE_NORMAL, ""),
+                    None => match stall(&figures, consumer.polled(), &mut stalled) {
+                        Some(why) => figures.set_source(SIDE_ABNORMAL, why),
+                        None => figures.set_source(SIDE_NORMAL, ""),
+                    },
                 }
             }
             Err(e) => figures.set_source(SIDE_ABNORMAL, e),
@@ -556,10 +659,69 @@ async fn watch_source(
     }
 }
 
+/// Whether the backlog has waited [`STALLED_AFTER`] without a message read (`read`: the
+/// messages polled so far) while the target takes copies (a failing target is the sink's
+/// report); `stalled` carries the state between calls.
+fn stall(
+    figures: &JobFigures,
+    read: u64,
+    stalled: &mut Option<(tokio::time::Instant, u64)>,
+) -> Option<String> {
+    let queues = figures.snapshot();
+    let waiting: i64 = queues.values().map(|f| (f.high - f.next).max(0)).sum();
+    let sink_failing = figures
+        .sink
+        .lock()
+        .ok()
+        .and_then(|s| s.clone())
+        .is_some_and(|(status, _)| status == SIDE_ABNORMAL);
+    if waiting == 0 || sink_failing {
+        *stalled = None;
+        return None;
+    }
+    match stalled {
+        Some((since, at)) if *at == read => (since.elapsed() >= STALLED_AFTER).then(|| {
+            format!(
+                "{waiting} messages have waited {} s and none could be read: check that the \
+                 job's consumer group (openeg-router-{{job id}}) may read the topics (the \
+                 client reports no error)",
+                since.elapsed().as_secs()
+            )
+        }),
+        _ => {
+            *stalled = Some((tokio::time::Instant::now(), read));
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_backlog_that_does_not_move_is_reported_after_a_while() {
+        let f = JobFigures::default();
+        let mut stalled = None;
+        f.advance("t@b", 0, "t", Some(5), Some(5));
+        assert_eq!(stall(&f, 5, &mut stalled), None, "nothing waits");
+        f.advance("t@b", 0, "", None, Some(9));
+        assert_eq!(stall(&f, 5, &mut stalled), None, "starts the clock");
+        tokio::time::advance(STALLED_AFTER).await;
+        let why = stall(&f, 5, &mut stalled).expect("stalled");
+        assert!(why.starts_with("4 messages have waited 30 s"), "{why}");
+        // A failing target explains it already.
+        f.set_sink(SIDE_ABNORMAL, "refused");
+        assert_eq!(stall(&f, 5, &mut stalled), None);
+        f.set_sink(SIDE_NORMAL, "");
+        assert_eq!(stall(&f, 5, &mut stalled), None, "starts the clock again");
+        // Messages polled (a long round still being copied) restart the clock.
+        tokio::time::advance(STALLED_AFTER / 2).await;
+        assert_eq!(stall(&f, 7, &mut stalled), None);
+        tokio::time::advance(STALLED_AFTER / 2).await;
+        assert_eq!(stall(&f, 7, &mut stalled), None);
+    }
 
     fn secrets() -> SecretBox {
         SecretBox::from_key_base64("BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=").unwrap()

@@ -790,8 +790,15 @@ async fn update_job(
     if status == "NO_CONFIGURATION" {
         doc.remove("_desired");
     }
+    let source_before = event_router::endpoint_address(&rec.body, "source").map(addr_set);
     for (k, v) in new {
         doc.insert(k, v);
+    }
+    // A switched-over job given another source is configured afresh: its topic settings
+    // are read from that source's side again.
+    let cur = Value::Object(doc.clone());
+    if event_router::endpoint_address(&cur, "source").map(addr_set) != source_before {
+        doc.remove("_switched");
     }
     let now = now_ms();
     doc.insert("status".into(), status.into());
@@ -877,7 +884,7 @@ async fn job_action(
         return Err(EgError::param("the job has no source_config and sink_config yet").into());
     }
     if let Some(cfg) = src.nested("config")? {
-        cfg.opt_bool("switch_now")?;
+        let switch_now = cfg.opt_bool("switch_now")?.unwrap_or(false);
         let addr = cfg.opt_str("sink_address")?;
         if let Some(a) = addr.filter(|a| !a.trim().is_empty()) {
             let want = addr_set(a);
@@ -885,8 +892,21 @@ async fn job_action(
             let sink = event_router::endpoint_address(&cur, "sink").map(addr_set);
             let source = event_router::endpoint_address(&cur, "source").map(addr_set);
             if source.as_ref() == Some(&want) {
+                // A switch-over. Without `switch_now` only a job that copied everything
+                // switches: what it has not copied yet would stay behind on the old source.
+                if !switch_now {
+                    caught_up(&st, &rec).map_err(|why| {
+                        EgError::param(format!(
+                            "the job cannot switch over now: {why}; switch once syncDetail's \
+                             sync_remain_total is 0, or pass config.switch_now: true"
+                        ))
+                    })?;
+                }
                 swap_roles(&mut doc);
                 index_sink(&mut doc);
+                // The runtime reads the topic settings from the first source's side.
+                let switched = doc.get("_switched").and_then(Value::as_bool) == Some(true);
+                doc.insert("_switched".into(), (!switched).into());
             } else if sink.as_ref() != Some(&want) {
                 return Err(EgError::param(
                     "config.sink_address matches neither the source nor the sink address",
@@ -901,6 +921,41 @@ async fn job_action(
     st.resource_changed(ResourceKind::RouterJob, &rec.project_id, &rec.id)
         .await;
     Ok(ok(json!({ "job_id": rec.id })))
+}
+
+/// Whether job `rec` runs on this node and has copied everything its source holds, as its
+/// live figures say; else why not.
+fn caught_up(st: &AppState, rec: &Document) -> Result<(), String> {
+    match st.runtime_status(TaskKind::RouterJob, rec) {
+        Some(s) if s.state == RunState::Running && s.node_name == st.cfg.node_name => {}
+        Some(s) if s.state == RunState::Running => {
+            return Err(format!(
+                "it runs on node {}, the only one that knows its positions: send the switch \
+                 there",
+                s.node_name
+            ))
+        }
+        _ => return Err("it is not running, so what it has left to copy is not known".into()),
+    }
+    let figures = st
+        .engine
+        .as_ref()
+        .and_then(|e| e.metrics.job_figures(&rec.id))
+        .ok_or("its positions are not known yet")?;
+    let left = if let Some(r) = figures.redis_snapshot() {
+        if r.phase != "incremental" {
+            return Err(format!("its {} synchronisation is not done", r.phase));
+        }
+        i64::try_from(r.remaining()).unwrap_or(i64::MAX)
+    } else if rec.body.get("source_type").and_then(Value::as_str) == Some("ROCKETMQ") {
+        rocketmq_sync_rows(&figures.snapshot()).1
+    } else {
+        kafka_sync_rows(&figures.snapshot(), &Value::Null).1
+    };
+    if left > 0 {
+        return Err(format!("{left} records are left to copy"));
+    }
+    Ok(())
 }
 
 /// One TCP connect (2 s timeout) to the first address of `addr`.

@@ -194,6 +194,43 @@ async fn fenced_task_status(s: &dyn ClusterStore) {
         .filter(|r| r.task == task)
         .collect();
     assert_eq!(got, vec![row("b", 2, "ERROR", 105_100)]);
+    // The task's resource is deleted. Another node forgets it first: the status goes, the
+    // holder's live lease stays (it is still stopping the run).
+    let lease_of = |l: &[openeg_store::cluster::Lease]| {
+        l.iter()
+            .filter(|l| l.topic == task)
+            .map(|l| l.owner.clone())
+            .collect::<Vec<_>>()
+    };
+    s.forget_task(task, "a", 105_200).await.unwrap();
+    assert!(s
+        .task_statuses()
+        .await
+        .unwrap()
+        .iter()
+        .all(|r| r.task != task));
+    assert_eq!(lease_of(&s.leases().await.unwrap()), ["b"]);
+    // The holder forgets it: the lease goes too, and nothing can publish the status again.
+    s.forget_task(task, "b", 105_300).await.unwrap();
+    assert!(lease_of(&s.leases().await.unwrap()).is_empty());
+    assert!(!s
+        .put_task_status(&row("b", 2, "RUNNING", 105_400))
+        .await
+        .unwrap());
+    assert!(s
+        .task_statuses()
+        .await
+        .unwrap()
+        .iter()
+        .all(|r| r.task != task));
+    // An expired lease goes whoever forgets.
+    assert!(s
+        .acquire_lease(task, 0, "b", 106_000, 5_000)
+        .await
+        .unwrap()
+        .is_some());
+    s.forget_task(task, "a", 111_001).await.unwrap();
+    assert!(lease_of(&s.leases().await.unwrap()).is_empty());
 }
 
 async fn settings(s: &dyn ClusterStore) {

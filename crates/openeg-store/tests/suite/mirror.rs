@@ -115,6 +115,67 @@ async fn pairs_and_positions(s: &dyn MirrorStore) {
         s.mirror_positions(job, "c2").await.unwrap(),
         [p("t-a", 0, 500, "t-a", 0)]
     );
+    // Where the job's copies end per target partition: the greatest target offset, over
+    // every source partition that copies into it; start markers (target partition -1) and
+    // other clusters do not count.
+    s.put_mirror_pairs(
+        job,
+        "c1",
+        &[
+            MirrorPair {
+                target_partition: 0,
+                ..p("t-b", 1, 3, "t-a.copy", 200)
+            },
+            MirrorPair {
+                target_partition: -1,
+                target_offset: -1,
+                ..p("t-c", 0, 41, "t-c", 0)
+            },
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.mirror_copy_ends(job, "c1").await.unwrap(),
+        [
+            ("t-a.copy".to_string(), 0, 200),
+            ("t-a.copy".to_string(), 1, 0),
+            ("t-b".to_string(), 0, 7),
+        ]
+    );
+    assert_eq!(
+        s.mirror_copy_ends(job, "c2").await.unwrap(),
+        [("t-a".to_string(), 0, 0)]
+    );
+    assert!(s.mirror_copy_ends(job, "c9").await.unwrap().is_empty());
+    // A recreated target partition: the pairs of copies into it go, and nothing else.
+    s.put_mirror_pairs(
+        job,
+        "c3",
+        &[p("t-x", 0, 1, "t-a.copy", 9), p("t-x", 1, 1, "t-y", 9)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.forget_mirror_target(job, "c3", "t-a.copy", 0)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.mirror_copy_ends(job, "c3").await.unwrap(),
+        [("t-y".to_string(), 1, 9)]
+    );
+    assert_eq!(
+        s.forget_mirror_target(job, "c3", "t-y", 1).await.unwrap(),
+        1
+    );
+    for (t, part) in [("t-b", 1), ("t-c", 0)] {
+        assert_eq!(
+            s.forget_mirror_partition(job, "c1", t, part).await.unwrap(),
+            1
+        );
+    }
     // A record copied again (after a crash) replaces its pair: the later copy counts.
     s.put_mirror_pairs(job, "c1", &[p("t-a", 0, 99, "t-a.copy", 150)])
         .await
