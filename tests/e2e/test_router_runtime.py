@@ -6,6 +6,8 @@ event-router operations), between two real Kafka-API brokers: the source is the 
   renamed to `{cluster_alias}.{topic}` (the job creates it); every target partition holds its
   source partition's records in order, with key, value and headers, through a SIGKILL of
   OpenEG mid-copy. syncDetail reaches 0 remaining, filters by topic and pages. STOP stops.
+* A topic whose partition ends with a transaction marker (appended with a raw Produce
+  request) is copied with `compress_alg` zstd, and syncDetail's remaining reaches 0.
 
 Skipped without the variable unless OPENEG_REQUIRE_KAFKA=1.
 """
@@ -208,3 +210,132 @@ def test_kafka_job_validation_sends_a_metadata_request(raw_a):
     assert res["SINK_NETWORK"]["status"] == "FAILED", res
     assert "Kafka check" in res["SINK_NETWORK"]["reason"], res
     assert b"kafka-secret-pw" not in r.body
+
+
+def _crc32c(data: bytes) -> int:
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def _varint(n: int) -> bytes:
+    n = (n << 1) ^ (n >> 63)  # zigzag
+    out = bytearray()
+    while True:
+        if n < 0x80:
+            out.append(n)
+            return bytes(out)
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+
+
+def _recv_exactly(s, n: int) -> bytes:
+    out = bytearray()
+    while len(out) < n:
+        chunk = s.recv(n - len(out))
+        assert chunk, "the broker closed the connection"
+        out += chunk
+    return bytes(out)
+
+
+def append_commit_marker(brokers: str, topic: str, partition: int = 0) -> bool:
+    """Appends a transaction COMMIT marker (a control batch) to `topic`/`partition` with a raw
+    Produce request: the test broker (tansu) has no transactions, but stores and serves the
+    batch, and consumers skip it as they skip any marker. The partition's high watermark grows
+    by one with no record to read. False when the broker refuses it (Apache Kafka does: only
+    its transaction coordinator writes markers)."""
+    import socket
+    import struct
+    import time
+    key = struct.pack(">hh", 0, 1)            # version 0, type COMMIT
+    value = struct.pack(">hi", 0, 0)          # version 0, coordinator epoch
+    body = (b"\x00" + _varint(0) + _varint(0) + _varint(len(key)) + key
+            + _varint(len(value)) + value + _varint(0))
+    record = _varint(len(body)) + body
+    now = int(time.time() * 1000)
+    after_crc = (struct.pack(">hiqqqhii", 0x30, 0, now, now, 4242, 0, -1, 1) + record)
+    batch_rest = struct.pack(">ib", 0, 2) + struct.pack(">I", _crc32c(after_crc)) + after_crc
+    batch = struct.pack(">qi", 0, len(batch_rest)) + batch_rest
+    t = topic.encode()
+    client = b"openeg-e2e"
+    req = (struct.pack(">hhih", 0, 3, 7, len(client)) + client
+           + struct.pack(">hhii", -1, -1, 30000, 1) + struct.pack(">h", len(t)) + t
+           + struct.pack(">ii", 1, partition) + struct.pack(">i", len(batch)) + batch)
+    host, port = brokers.split(",")[0].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(struct.pack(">i", len(req)) + req)
+        size = struct.unpack(">i", _recv_exactly(s, 4))[0]
+        resp = _recv_exactly(s, size)
+    # correlation id, topics[1]: name, partitions[1]: index, error code, ...
+    (n_topics,) = struct.unpack_from(">i", resp, 4)
+    (name_len,) = struct.unpack_from(">h", resp, 8)
+    at = 10 + name_len
+    _, _, error = struct.unpack_from(">iih", resp, at)
+    assert n_topics == 1, resp
+    return error == 0
+
+
+def test_kafka_job_zstd_and_a_partition_that_ends_in_a_marker():
+    """A topic whose end is a transaction marker: the job copies every record (zstd), and
+    syncDetail's remaining reaches 0 (the marker counts in the watermark, is not a record)."""
+    from confluent_kafka import Consumer, TopicPartition
+    brokers = kafka_brokers()
+    sink = Tansu()
+    srv = DataServer()
+    t = uniq("e2e-rjm")
+    alias = uniq("m").replace("-", "")
+    n = 60
+    try:
+        sink.start()
+        create_topic(brokers, t, 1)
+        from confluent_kafka import Producer
+        p = Producer({"bootstrap.servers": brokers})
+        for i in range(n):
+            p.produce(t, f"v-{i}".encode() * 20, key=f"k-{i}".encode(), partition=0)
+        assert p.flush(60) == 0
+        if not append_commit_marker(brokers, t):
+            # A broker with transactions: one record in a committed transaction.
+            tp = Producer({"bootstrap.servers": brokers, "transactional.id": uniq("e2e-tx")})
+            tp.init_transactions(30)
+            tp.begin_transaction()
+            tp.produce(t, f"v-{n}".encode() * 20, key=f"k-{n}".encode(), partition=0)
+            tp.commit_transaction(30)
+            n += 1
+        c = Consumer({"bootstrap.servers": brokers, "group.id": uniq("e2e-marks")})
+        assert c.get_watermark_offsets(TopicPartition(t, 0), timeout=10)[1] == n + 1
+        c.close()
+        srv.start()
+        raw = srv.raw()
+        r = raw.call("POST", CLUSTERS, body=cluster_body())
+        assert r.status == 200, r
+        r = raw.call("POST", JOBS, body=job_body(
+            r.json()["cluster_id"],
+            source_config=[{"source_kafka": [kafka_ep(brokers, cluster_alias=alias)]}],
+            sink_config=[{"sink_kafka": [kafka_ep(sink.addr, cluster_alias="backup")]}],
+            advance_config=[{"kafka2kafka": [{
+                "topics": t, "topic_regex": "", "task_cnt": None, "topic_mappings": [],
+                "rename_topic": True, "is_add_header": False, "is_sync_progress": False,
+                "replica_cnt": 1, "seek_to": "earliest", "compress_alg": "zstd"}]}]))
+        assert r.status == 200, r
+        jid = r.json()["job_id"]
+        r = raw.call("POST", f"{JOBS}/{jid}/action", body={"operation": "START"})
+        assert r.status == 200, r
+
+        def caught_up():
+            d = sync_detail(raw, jid)
+            items = d.get("items") or []
+            return d if items and d["metadata"]["sync_remain_total"] == 0 else None
+        d = wait_until(caught_up, 90, "syncDetail to reach 0 remaining", srv, interval=1)
+        od = d["items"][0]["offset_details"][0]["offset"]
+        assert od["offset"] == od["max_offset"] == n + 1, d
+        copies = read_all(sink.addr, f"{alias}.{t}")[0]
+        assert [(k, v) for (_, k, v, _) in copies] == [
+            (f"k-{i}".encode(), f"v-{i}".encode() * 20) for i in range(n)]
+        j = raw.call("GET", f"{JOBS}/{jid}").json()
+        assert (j["status"], j["sink_status"]) == ("RUNNING", "NORMAL"), j
+    finally:
+        srv.stop()
+        sink.stop()

@@ -193,6 +193,17 @@ pub struct PartitionFigures {
     pub next: i64,
     /// The source's high watermark as last read (at least `next`).
     pub high: i64,
+    /// Offsets from `next` up to this hold no record to copy (a partition that ends with
+    /// transaction markers): not left to copy. `next` stays the last copy's successor, which
+    /// consumer-group translation relies on.
+    pub empty_to: i64,
+}
+
+impl PartitionFigures {
+    /// Where the copy stands as syncDetail tells it: `next`, or past an end with no record.
+    pub fn position(&self) -> i64 {
+        self.next.max(self.empty_to.min(self.high))
+    }
 }
 
 impl JobFigures {
@@ -241,6 +252,14 @@ impl JobFigures {
             f.high = h;
         }
         f.high = f.high.max(f.next);
+    }
+
+    /// Offsets of `(topic, partition)` below `end` hold no record to copy (read at its end).
+    pub fn empty_to(&self, topic: &str, partition: i32, end: i64) {
+        let mut m = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = m.get_mut(&(topic.to_string(), partition)) {
+            f.empty_to = f.empty_to.max(end);
+        }
     }
 
     /// Updates the Redis position (starting from an empty one).

@@ -365,10 +365,19 @@ impl Runtime for StreamRun {
     }
 }
 
+/// How long a stopped [`drive`] lets the batches already in its writer finish: within the
+/// supervisor's grace period, so a stop never waits on a sink that keeps failing.
+pub(crate) const DRAIN: Duration = Duration::from_secs(2);
+
+type Inflight = FuturesUnordered<BoxFuture<'static, Result<Ack, AppendError>>>;
+
 /// Runs a connected source into `writer` until `stop`: batches of up to `count` records,
 /// up to [`Source::concurrent_batches`] of them in the writer at once, each acknowledged to
-/// the source once the writer took it (the commit rule of the sources module). `Ok` on stop;
-/// a source or writer failure ends it with the reason.
+/// the source once the writer took it (the commit rule of the sources module). On stop no
+/// new batch is read and those in the writer get [`DRAIN`] to finish (a stream commits
+/// them, a router job stores their offset pairs, so nothing it already copied is copied
+/// again, or back after a switch-over). `Ok` on stop; a source or writer failure ends it
+/// with the reason.
 pub(crate) async fn drive(
     source: &mut dyn Source,
     writer: Arc<dyn DurableLog>,
@@ -376,16 +385,15 @@ pub(crate) async fn drive(
     mut stop: StopSignal,
 ) -> Result<(), ErrorInfo> {
     let limit = source.concurrent_batches().clamp(1, MAX_BATCHES);
-    let mut inflight: FuturesUnordered<BoxFuture<'static, Result<Ack, AppendError>>> =
-        FuturesUnordered::new();
+    let mut inflight: Inflight = FuturesUnordered::new();
     loop {
         tokio::select! {
-            _ = stop.stopped() => return Ok(()),
+            _ = stop.stopped() => return drain(source, inflight).await,
             Some(done) = inflight.next() => {
                 let ack = done.map_err(|e| fail(e.0))?;
                 // A commit that hangs must not hold a PAUSE or a delete back.
                 tokio::select! {
-                    _ = stop.stopped() => return Ok(()),
+                    _ = stop.stopped() => return drain(source, inflight).await,
                     r = source.ack(ack) => r.map_err(|e| {
                         fail(format!("committing to the source failed: {e}"))
                     })?,
@@ -398,6 +406,28 @@ pub(crate) async fn drive(
             }
         }
     }
+}
+
+/// After a stop: the batches in the writer finish and are acknowledged, for up to [`DRAIN`]
+/// (what does not finish is read again by the next run: at-least-once, as after a crash).
+async fn drain(source: &mut dyn Source, mut inflight: Inflight) -> Result<(), ErrorInfo> {
+    let finish = async {
+        while let Some(done) = inflight.next().await {
+            match done {
+                Ok(ack) => {
+                    if let Err(e) = source.ack(ack).await {
+                        tracing::debug!(error = %e, "a commit while stopping failed");
+                        return;
+                    }
+                }
+                // Acknowledgements may come in any order (one batch per partition at a
+                // time): the others are still committed.
+                Err(_) => continue,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN, finish).await;
+    Ok(())
 }
 
 /// The sink side of a stream, as the [`DurableLog`] its batches are appended to.
@@ -665,7 +695,119 @@ impl DurableLog for StreamWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use openeg_connectors::sources::{Batch, BatchToken, Health, SourceError};
     use serde_json::json;
+
+    /// A test source: hands out `n` one-record batches (tokens 1..=n), up to 4 at once, and
+    /// records the acknowledgements.
+    struct TestSource {
+        n: u64,
+        handed: u64,
+        acked: Arc<std::sync::Mutex<Vec<u64>>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Source for TestSource {
+        async fn next_batch(&mut self, _max: usize) -> Result<Batch, SourceError> {
+            if self.handed == self.n {
+                std::future::pending::<()>().await;
+            }
+            self.handed += 1;
+            let r = SourceRecord::default();
+            Ok(Batch::new(BatchToken(self.handed), vec![r]))
+        }
+
+        async fn ack(&mut self, ack: Ack) -> Result<(), SourceError> {
+            self.acked.lock().unwrap().push(ack.token().0);
+            Ok(())
+        }
+
+        fn health(&self) -> Health {
+            Health::Healthy
+        }
+
+        fn concurrent_batches(&self) -> usize {
+            4
+        }
+    }
+
+    /// A test log whose appends wait until released.
+    struct HeldLog {
+        started: AtomicUsize,
+        release: tokio::sync::Notify,
+        released: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl DurableLog for HeldLog {
+        async fn append(&self, _records: &[SourceRecord]) -> Result<(), AppendError> {
+            self.started.fetch_add(1, Ordering::SeqCst);
+            while !self.released.load(Ordering::SeqCst) {
+                let notified = self.release.notified();
+                if self.released.load(Ordering::SeqCst) {
+                    break;
+                }
+                notified.await;
+            }
+            Ok(())
+        }
+    }
+
+    async fn held_drive(
+        release_after: Option<Duration>,
+    ) -> (Vec<u64>, Duration, Result<(), ErrorInfo>) {
+        let acked = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut source = TestSource {
+            n: 3,
+            handed: 0,
+            acked: acked.clone(),
+        };
+        let log = Arc::new(HeldLog {
+            started: AtomicUsize::new(0),
+            release: tokio::sync::Notify::new(),
+            released: false.into(),
+        });
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let l = log.clone();
+        let run = tokio::spawn(async move {
+            let r = drive(&mut source, l, 1, StopSignal(rx)).await;
+            (source, r)
+        });
+        while log.started.load(Ordering::SeqCst) < 3 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let stopped_at = tokio::time::Instant::now();
+        tx.send_replace(true);
+        if let Some(after) = release_after {
+            tokio::time::sleep(after).await;
+            log.released.store(true, Ordering::SeqCst);
+            log.release.notify_waiters();
+        }
+        let (_source, r) = run.await.unwrap();
+        let took = stopped_at.elapsed();
+        let mut acks = acked.lock().unwrap().clone();
+        acks.sort_unstable();
+        (acks, took, r)
+    }
+
+    #[tokio::test]
+    async fn a_stopped_drive_lets_the_batches_in_the_writer_finish_and_acknowledges_them() {
+        let (acks, took, r) = held_drive(Some(Duration::from_millis(300))).await;
+        assert!(r.is_ok());
+        assert_eq!(acks, vec![1, 2, 3], "every batch in the writer at the stop");
+        assert!(
+            took >= Duration::from_millis(300) && took < DRAIN,
+            "{took:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stopped_drive_waits_for_a_writer_that_hangs_no_longer_than_its_drain_time() {
+        let (acks, took, r) = held_drive(None).await;
+        assert!(r.is_ok());
+        assert!(acks.is_empty(), "nothing finished: nothing acknowledged");
+        assert_eq!(took, DRAIN);
+    }
 
     #[test]
     fn sink_plans_of_stream_documents() {

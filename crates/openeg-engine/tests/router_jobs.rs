@@ -482,3 +482,67 @@ async fn kafka_job_copies_maps_renames_and_resumes() {
     .await;
     e.shutdown().await;
 }
+
+/// A job stopped in the middle of a copy lets the batches it has in flight finish and stores
+/// their pairs: every copy in the target has its pair (`mirror_copy_ends` is each target
+/// partition's end, which a switch-over starts after), and the next run copies nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_stopped_mid_copy_stores_the_pairs_of_every_copy_it_made() {
+    let Some(brokers) = kafka_brokers() else {
+        return;
+    };
+    let u = unique();
+    let (src, dst) = (format!("rj-stop-{u}"), format!("rj-stop-copy-{u}"));
+    create_topic(&brokers, &src, 3).await;
+    create_topic(&brokers, &dst, 3).await;
+    let total = 30_000;
+    produce(&brokers, &src, 0, total).await;
+    let mut doc = job_doc(&brokers, &u);
+    doc.body["advance_config"]["kafka2kafka"] = json!({
+        "topics": src, "topic_mappings": [{"source_topic": src, "sink_topic": dst}],
+        "is_add_header": true, "seek_to": "earliest"});
+    let dir = std::env::temp_dir().join(format!("openeg-router-stop-{u}"));
+    let store = Arc::new(SqliteStore::open_in_memory().await.unwrap());
+    store.insert(&doc, &[]).await.unwrap();
+
+    let e = engine(&store, &dir).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let copied = e.metrics.job_figures(JOB).map_or(0, |f| f.copied.get());
+        if copied >= 1_000 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the job copied {copied} records");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    e.shutdown().await;
+    drop(e);
+
+    let c = consumer(&brokers, &format!("marks-{u}"));
+    let ends: HashMap<i32, i64> = store
+        .mirror_copy_ends(JOB, &brokers)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(t, _, _)| *t == dst)
+        .map(|(_, p, end)| (p, end))
+        .collect();
+    let mut copied = 0;
+    for p in 0..3 {
+        let (_, high) = c
+            .fetch_watermarks(&dst, p, Duration::from_secs(10))
+            .unwrap();
+        copied += high;
+        let end = ends.get(&p).map_or(-1, |e| *e);
+        assert_eq!(high, end + 1, "partition {p}: copies past the stored pairs");
+    }
+    assert!(
+        copied < total as i64,
+        "the copy ended before the stop ({copied} copies): nothing was in flight"
+    );
+
+    let e = engine(&store, &dir.join("second")).await;
+    caught_up(&e, 1, total as i64).await;
+    assert_eq!(same_partitions(&brokers, &src, &dst), 0, "copied twice");
+    e.shutdown().await;
+}

@@ -25,10 +25,10 @@
 
 use super::{fail, FiguresEnd};
 use crate::metrics::{JobFigures, PartitionFigures, SIDE_ABNORMAL, SIDE_NORMAL};
-use crate::stream::drive;
+use crate::stream::{drive, DRAIN};
 use crate::supervisor::{ErrorInfo, Ready, Runtime, StopSignal};
 use crate::Engine;
-use futures_util::future::try_join_all;
+use futures_util::future::join_all;
 use openeg_connectors::backoff;
 use openeg_connectors::mirror::kafka::{Admin, Copy, Endpoint, MirrorProducer, TopicInfo};
 use openeg_connectors::mirror::Placement;
@@ -40,6 +40,7 @@ use openeg_store::mirror::MirrorPair;
 use openeg_store::secrets::SecretBox;
 use openeg_store::DeliveryStore;
 use serde_json::Value;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -58,6 +59,9 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// How often the source's topics are listed again: a topic `topic_regex` now picks (or no
 /// longer does), or a copied topic's added partitions, restart the run, which reads them.
 const TOPOLOGY_EVERY: Duration = Duration::from_secs(30);
+/// Partitions standing still below their end read per progress round (each read can take up
+/// to a request timeout: the round's other work must not wait long).
+const PROBES_PER_ROUND: usize = 4;
 /// Longest wait between two attempts of a failing batch.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 /// How a sink status found by the group sync begins (it clears once a round succeeds).
@@ -610,6 +614,10 @@ impl Runtime for KafkaJobRun {
             cluster: self.plan.source.servers(),
             done: Mutex::new(HashMap::new()),
         };
+        // The pipelines' own stop: sent on every way out of the run (a stop, a restart, one
+        // pipeline failing), so each finishes the batches it has in flight first.
+        let (halt, halted) = tokio::sync::watch::channel(false);
+        let halt = Arc::new(halt);
         let mut runs = Vec::new();
         for mut p in pipelines {
             tokio::select! {
@@ -619,23 +627,36 @@ impl Runtime for KafkaJobRun {
                     fail(format!("connecting to the source failed: {e}"))
                 })?,
             }
-            let stop = stop.clone();
+            let (halt, halted) = (halt.clone(), StopSignal(halted.clone()));
             runs.push(async move {
                 let mut source = p.source;
-                drive(&mut source, p.writer, BATCH, stop).await
+                let writer = p.writer.clone();
+                let r = drive(&mut source, p.writer, BATCH, halted).await;
+                if r.is_err() {
+                    halt.send_replace(true);
+                }
+                // Closing a consumer or the producer blocks: not on the async threads.
+                tokio::task::spawn_blocking(move || drop((source, writer)));
+                r
             });
         }
         ready.ready();
-        let mut pipelines = Box::pin(try_join_all(runs));
-        let result = tokio::select! {
-            _ = stop.stopped() => Ok(()),
-            r = &mut pipelines => r.map(|_| ()),
+        let mut pipelines = Box::pin(join_all(runs));
+        let (result, ended) = tokio::select! {
+            _ = stop.stopped() => (Ok(()), false),
+            r = &mut pipelines => (r.into_iter().find_map(Result::err).map_or(Ok(()), Err), true),
             why = progress(&self.plan, &source_admin, &topics, &figures, groups.as_ref(), &prune)
                 => {
                 tracing::info!(job_id = %self.job_id, %why, "event-router job: restarting");
-                Err(fail(format!("{why}: the job restarts to read them")))
+                (Err(fail(format!("{why}: the job restarts to read them"))), false)
             }
         };
+        // The batches in flight finish and their pairs are stored (within [`DRAIN`]): the
+        // next run, or the job switched over, copies none of those copies again.
+        halt.send_replace(true);
+        if !ended {
+            let _ = tokio::time::timeout(DRAIN + Duration::from_millis(500), &mut pipelines).await;
+        }
         end.failed = result.is_err();
         // Closing Kafka clients blocks (a producer flushes, an admin client joins its
         // thread): not on the async threads.
@@ -650,7 +671,10 @@ impl Runtime for KafkaJobRun {
 /// translation can need any more (below the low watermark: those records are gone), and with
 /// `is_sync_progress` translates the consumer groups' offsets ([`GroupSync`]). Every
 /// [`TOPOLOGY_EVERY`] it lists the source's topics: when the job would now copy other topics or
-/// partitions, it returns why (the run restarts).
+/// partitions, it returns why (the run restarts). A partition whose copy stood still below
+/// its end for a whole round is read once from its position ([`Admin::records_between`]): when
+/// nothing readable lies there (transaction markers, aborted records), its figures move to the
+/// end, so `sync_remain_total` counts only records.
 async fn progress(
     plan: &KafkaJobPlan,
     admin: &Admin,
@@ -661,6 +685,8 @@ async fn progress(
 ) -> String {
     let copied: Vec<TopicInfo> = topics.iter().map(|t| t.topic.clone()).collect();
     let mut listed_at = tokio::time::Instant::now();
+    // Per partition behind its end: (next, high) last round, and whether it was read since.
+    let mut behind: HashMap<(String, i32), (i64, i64, bool)> = HashMap::new();
     loop {
         tokio::time::sleep(PROGRESS_EVERY).await;
         if listed_at.elapsed() >= TOPOLOGY_EVERY {
@@ -685,6 +711,9 @@ async fn progress(
                 Err(e) => failed = Some(e),
             }
         }
+        if failed.is_none() {
+            skip_unreadable_ends(admin, figures, &mut behind).await;
+        }
         let mut sink_failed = None;
         if let Some(g) = groups {
             let (source_err, sink_err) = g.sync(admin, topics, figures).await;
@@ -699,6 +728,54 @@ async fn progress(
             Some(e) => figures.set_sink(SIDE_ABNORMAL, e),
             // A failing copy says so itself (and clears it once it goes through).
             None => figures.clear_sink_note(),
+        }
+    }
+}
+
+/// Moves the figures of partitions that stood still below their end for a round past an end
+/// that holds no record to copy (see [`progress`]); each standstill is read once.
+async fn skip_unreadable_ends(
+    admin: &Admin,
+    figures: &JobFigures,
+    behind: &mut HashMap<(String, i32), (i64, i64, bool)>,
+) {
+    let now: HashMap<(String, i32), (i64, i64)> = figures
+        .snapshot()
+        .into_iter()
+        .filter(|(_, f)| f.position() < f.high)
+        .map(|(k, f)| (k, (f.next, f.high)))
+        .collect();
+    behind.retain(|k, _| now.contains_key(k));
+    let mut probes = 0;
+    for (key, (next, high)) in now {
+        let seen = match behind.entry(key.clone()) {
+            Entry::Vacant(v) => {
+                // First seen behind: it has to stand still for a round first.
+                v.insert((next, high, false));
+                continue;
+            }
+            Entry::Occupied(o) => o.into_mut(),
+        };
+        if (seen.0, seen.1) != (next, high) {
+            *seen = (next, high, false);
+            continue;
+        }
+        if seen.2 || probes >= PROBES_PER_ROUND {
+            continue;
+        }
+        probes += 1;
+        let (topic, partition) = &key;
+        match admin.records_between(topic, *partition, next, high).await {
+            Ok(false) => {
+                tracing::debug!(%topic, partition, next, high,
+                    "event-router job: the partition ends with no record to copy");
+                figures.empty_to(topic, *partition, high);
+                seen.2 = true;
+            }
+            Ok(true) => seen.2 = true,
+            // Left as it is (it counts as remaining); read again next round.
+            Err(e) => tracing::debug!(%topic, partition, error = %e,
+                "event-router job: reading a partition's end failed"),
         }
     }
 }
@@ -851,16 +928,21 @@ impl GroupSync {
             let mut writes = Vec::new();
             for (topic, p, c) in committed.iter().filter(|(n, _, _)| *n == t.topic.name) {
                 let key = (topic.clone(), *p);
-                let next = positions.get(&key).map_or(-1, |f| f.next);
-                if *c > next || self.floors.get(&key).is_some_and(|f| c < f) {
+                let (next, position) = positions
+                    .get(&key)
+                    .map_or((-1, -1), |f| (f.next, f.position()));
+                if *c > position || self.floors.get(&key).is_some_and(|f| c < f) {
                     continue;
                 }
+                // Past the last copy only offsets with no record (transaction markers): the
+                // group has read what a consumer of the copies reads up to `next`.
+                let c = (*c).min(next);
                 match self
                     .delivery
-                    .mirror_pair_at(&self.job_id, &self.cluster, topic, *p, &t.target, *c)
+                    .mirror_pair_at(&self.job_id, &self.cluster, topic, *p, &t.target, c)
                     .await
                 {
-                    Ok(Some(pair)) => writes.push((*p, pair.translate(*c))),
+                    Ok(Some(pair)) => writes.push((*p, pair.translate(c))),
                     Ok(None) => {}
                     Err(e) => tracing::warn!(job_id = %self.job_id, error = %e,
                         "event-router job: reading offset pairs failed"),

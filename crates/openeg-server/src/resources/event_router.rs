@@ -1239,12 +1239,12 @@ fn kafka_sync_rows(
             }
         }
         let c = current.get_or_insert_with(|| (topic.clone(), Vec::new(), 0));
-        let remain = (f.high - f.next).max(0);
+        let remain = (f.high - f.position()).max(0);
         c.2 += remain;
         total += remain;
         c.1.push(json!({
             "partition": {"cluter": alias, "topic": topic, "partition": p},
-            "offset": {"offset": f.next, "max_offset": f.high},
+            "offset": {"offset": f.position(), "max_offset": f.high},
         }));
     }
     if let Some(c) = current.take() {
@@ -1262,7 +1262,27 @@ mod tests {
             target_topic: String::new(),
             next,
             high,
+            empty_to: 0,
         }
+    }
+
+    #[test]
+    fn kafka_rows_count_an_end_without_records_as_copied() {
+        let mut marked = figures(10, 12);
+        marked.empty_to = 12;
+        let parts = std::collections::BTreeMap::from([
+            (("t".to_string(), 0), figures(5, 9)),
+            (("t".to_string(), 1), marked),
+            (("u".to_string(), 0), figures(3, 4)),
+        ]);
+        let (rows, total) = kafka_sync_rows(&parts, &json!("dr"));
+        assert_eq!(total, 5);
+        assert_eq!(rows[0].1["sync_remain_num"], 4);
+        assert_eq!(
+            rows[0].1["offset_details"][1]["offset"],
+            json!({"offset": 12, "max_offset": 12})
+        );
+        assert_eq!(rows[1].1["sync_remain_num"], 1);
     }
 
     #[test]
