@@ -100,6 +100,24 @@ def sync_detail(raw, jid, **body):
     return r.json()
 
 
+def kafka_job(raw, source: str, alias: str, sink: str, **k2k) -> str:
+    """Creates a cluster and a Kafka→Kafka job from `source` (cluster alias `alias`) to
+    `sink` (alias `backup`) with the reference's `kafka2kafka` shape, `k2k` overriding its
+    members; returns the job id."""
+    r = raw.call("POST", CLUSTERS, body=cluster_body())
+    assert r.status == 200, r
+    advance = {"topics": "", "topic_regex": "", "task_cnt": None, "topic_mappings": [],
+               "rename_topic": True, "is_add_header": False, "is_sync_progress": False,
+               "replica_cnt": 1, "seek_to": "earliest", "compress_alg": "none", **k2k}
+    r = raw.call("POST", JOBS, body=job_body(
+        r.json()["cluster_id"],
+        source_config=[{"source_kafka": [kafka_ep(source, cluster_alias=alias)]}],
+        sink_config=[{"sink_kafka": [kafka_ep(sink, cluster_alias="backup")]}],
+        advance_config=[{"kafka2kafka": [advance]}]))
+    assert r.status == 200, r
+    return r.json()["job_id"]
+
+
 def test_kafka_to_kafka_job_copies_maps_and_reports_sync_detail():
     brokers = kafka_brokers()
     sink = Tansu()
@@ -116,20 +134,9 @@ def test_kafka_to_kafka_job_copies_maps_and_reports_sync_detail():
             produce(brokers, t, 0, n // 2)
         srv.start()
         raw = srv.raw()
-        r = raw.call("POST", CLUSTERS, body=cluster_body())
-        assert r.status == 200, r
-        cid = r.json()["cluster_id"]
-        r = raw.call("POST", JOBS, body=job_body(
-            cid,
-            source_config=[{"source_kafka": [kafka_ep(brokers, cluster_alias=alias)]}],
-            sink_config=[{"sink_kafka": [kafka_ep(sink.addr, cluster_alias="backup")]}],
-            advance_config=[{"kafka2kafka": [{
-                "topics": f"{t1},{t2}", "topic_regex": "", "task_cnt": None,
-                "topic_mappings": [{"source_topic": t1, "sink_topic": mapped}],
-                "rename_topic": True, "is_add_header": True, "is_sync_progress": False,
-                "replica_cnt": 1, "seek_to": "earliest", "compress_alg": "gzip"}]}]))
-        assert r.status == 200, r
-        jid = r.json()["job_id"]
+        jid = kafka_job(raw, brokers, alias, sink.addr, topics=f"{t1},{t2}",
+                        topic_mappings=[{"source_topic": t1, "sink_topic": mapped}],
+                        is_add_header=True, compress_alg="gzip")
         r = raw.call("POST", f"{JOBS}/{jid}/action", body={"operation": "START"})
         assert r.status == 200, r
 
@@ -309,18 +316,7 @@ def test_kafka_job_zstd_and_a_partition_that_ends_in_a_marker():
         c.close()
         srv.start()
         raw = srv.raw()
-        r = raw.call("POST", CLUSTERS, body=cluster_body())
-        assert r.status == 200, r
-        r = raw.call("POST", JOBS, body=job_body(
-            r.json()["cluster_id"],
-            source_config=[{"source_kafka": [kafka_ep(brokers, cluster_alias=alias)]}],
-            sink_config=[{"sink_kafka": [kafka_ep(sink.addr, cluster_alias="backup")]}],
-            advance_config=[{"kafka2kafka": [{
-                "topics": t, "topic_regex": "", "task_cnt": None, "topic_mappings": [],
-                "rename_topic": True, "is_add_header": False, "is_sync_progress": False,
-                "replica_cnt": 1, "seek_to": "earliest", "compress_alg": "zstd"}]}]))
-        assert r.status == 200, r
-        jid = r.json()["job_id"]
+        jid = kafka_job(raw, brokers, alias, sink.addr, topics=t, compress_alg="zstd")
         r = raw.call("POST", f"{JOBS}/{jid}/action", body={"operation": "START"})
         assert r.status == 200, r
 

@@ -21,9 +21,9 @@ import pytest
 from dataplane import DataServer, wait_until
 from eglib import uniq
 from test_brokers import Tansu, create_topic, kafka_brokers, rmq, rocketmq_namesrv
-from test_router_jobs import CLUSTERS, JOBS, cluster_body, job_body, kafka_ep
+from test_router_jobs import CLUSTERS, JOBS, cluster_body, job_body
 from test_router_rocketmq import namesrv2, rmq_ep
-from test_router_runtime import PARTITIONS, read_all, sync_detail
+from test_router_runtime import PARTITIONS, kafka_job, read_all, sync_detail
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("OPENEG_E2E_DATABASE_URL"))
@@ -76,18 +76,7 @@ def test_kafka_job_switches_over_and_back():
         produce(a, topic, "a", 300)
         srv.start()
         raw = srv.raw()
-        r = raw.call("POST", CLUSTERS, body=cluster_body())
-        assert r.status == 200, r
-        r = raw.call("POST", JOBS, body=job_body(
-            r.json()["cluster_id"],
-            source_config=[{"source_kafka": [kafka_ep(a, cluster_alias=alias)]}],
-            sink_config=[{"sink_kafka": [kafka_ep(b.addr, cluster_alias="backup")]}],
-            advance_config=[{"kafka2kafka": [{
-                "topics": topic, "topic_regex": "", "task_cnt": None, "topic_mappings": [],
-                "rename_topic": True, "is_add_header": False, "is_sync_progress": False,
-                "replica_cnt": 1, "seek_to": "earliest", "compress_alg": "none"}]}]))
-        assert r.status == 200, r
-        jid = r.json()["job_id"]
+        jid = kafka_job(raw, a, alias, b.addr, topics=topic)
 
         def job():
             return raw.call("GET", f"{JOBS}/{jid}").json()

@@ -673,8 +673,8 @@ impl Runtime for KafkaJobRun {
 /// [`TOPOLOGY_EVERY`] it lists the source's topics: when the job would now copy other topics or
 /// partitions, it returns why (the run restarts). A partition whose copy stood still below
 /// its end for a whole round is read once from its position ([`Admin::records_between`]): when
-/// nothing readable lies there (transaction markers, aborted records), its figures move to the
-/// end, so `sync_remain_total` counts only records.
+/// nothing readable lies there (transaction markers, aborted records), its figures record that
+/// end (`empty_to`), so `sync_remain_total` counts only records.
 async fn progress(
     plan: &KafkaJobPlan,
     admin: &Admin,
@@ -732,8 +732,8 @@ async fn progress(
     }
 }
 
-/// Moves the figures of partitions that stood still below their end for a round past an end
-/// that holds no record to copy (see [`progress`]); each standstill is read once.
+/// Records, for partitions that stood still below their end for a round, an end that holds no
+/// record to copy (see [`progress`]); each standstill is read once.
 async fn skip_unreadable_ends(
     admin: &Admin,
     figures: &JobFigures,
