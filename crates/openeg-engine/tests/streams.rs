@@ -808,9 +808,15 @@ async fn kafka_to_obs_writes_one_object_per_batch_and_a_replay_overwrites() {
     c.commit(&tpl, CommitMode::Sync).unwrap();
     drop(c);
     let e = engine_with(&store, &dir.join("second"), cfg()).await;
-    // A new engine: its figures count the replay alone.
-    let figures = e.metrics.stream_figures("s5").unwrap();
+    // A new engine: its figures count the replay alone (they exist once its run started).
     let deadline = Instant::now() + Duration::from_secs(90);
+    let figures = loop {
+        if let Some(f) = e.metrics.stream_figures("s5") {
+            break f;
+        }
+        assert!(Instant::now() < deadline, "the stream did not start again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     while figures.written.get() < want.len() as u64 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
